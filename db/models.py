@@ -1,0 +1,327 @@
+"""The data model, as it flows: source image -> degraded image -> restoration -> study item ->
+assignment -> rating -> QA verdict; plus users, guideline versions and generation jobs.
+
+Invariants live in the schema, not only in Python: foreign keys, check constraints on enums and
+score ranges, and a partial unique index that allows one *active* rating per (item, reviewer).
+Ratings are never updated in place: a change inserts a new row whose `supersedes_id` points at the
+old one, and the old row's `active` flag is cleared in the same transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ROLES = ("admin", "reviewer", "qa")
+BLUR_KINDS = ("motion_line", "camera_shake", "defocus", "gaussian", "real", "none")
+JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
+ASSIGNMENT_STATUSES = ("leased", "done", "skipped", "expired")
+QA_VERDICTS = ("accept", "reject", "correct")
+RATING_SOURCES = ("reviewer", "qa")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+TS = DateTime(timezone=True)
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(_in("role", ROLES), name="role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(128), default="")
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(TS)
+
+
+class LoginAttempt(Base):
+    """Every login try, kept so failed logins can be rate-limited across processes."""
+
+    __tablename__ = "login_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    succeeded: Mapped[bool] = mapped_column(Boolean)
+    at: Mapped[datetime] = mapped_column(TS, default=utcnow, index=True)
+
+
+class SourceImage(Base):
+    """A sharp original (or a real blurred photo with no reference), stored by content hash."""
+
+    __tablename__ = "source_images"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    path: Mapped[str] = mapped_column(String(255))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(200), default="")
+    origin: Mapped[str] = mapped_column(String(500), default="")
+    licence: Mapped[str] = mapped_column(String(200), default="")
+    content: Mapped[str] = mapped_column(String(32), default="scene")
+    is_reference: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+
+
+class DegradedImage(Base):
+    """A blurred version of a source image; `recipe_key` makes generation idempotent."""
+
+    __tablename__ = "degraded_images"
+    __table_args__ = (
+        CheckConstraint(_in("kind", BLUR_KINDS), name="kind"),
+        CheckConstraint("level IS NULL OR level >= 0", name="level_nonneg"),
+        UniqueConstraint("source_id", "recipe_key", name="uq_degraded_recipe"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("source_images.id", ondelete="RESTRICT"))
+    recipe_key: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    level: Mapped[float | None] = mapped_column(Float)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    seed: Mapped[int] = mapped_column(Integer, default=0)
+    sha256: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(String(255))
+    kernel_path: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+
+    source: Mapped[SourceImage] = relationship()
+
+
+class Restoration(Base):
+    """One restorer's output for one degraded image, with full provenance and metrics."""
+
+    __tablename__ = "restorations"
+    __table_args__ = (
+        UniqueConstraint("degraded_id", "method", "params_key", name="uq_restoration_recipe"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    degraded_id: Mapped[int] = mapped_column(ForeignKey("degraded_images.id", ondelete="RESTRICT"))
+    method: Mapped[str] = mapped_column(String(32))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    params_key: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(String(255))
+    provenance: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    is_smoke_test: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+
+    degraded: Mapped[DegradedImage] = relationship()
+
+
+class GuidelineVersion(Base):
+    """An immutable snapshot of a guideline's text; ratings point at the version they used."""
+
+    __tablename__ = "guideline_versions"
+    __table_args__ = (UniqueConstraint("slug", "version", name="uq_guideline_slug_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(200))
+    body_md: Mapped[str] = mapped_column(Text)
+    change_note: Mapped[str] = mapped_column(Text, default="")
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    assets_dir: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+
+
+class Study(Base):
+    __tablename__ = "studies"
+    __table_args__ = (
+        CheckConstraint("raters_per_item >= 1", name="raters_per_item_pos"),
+        CheckConstraint("gold_rate >= 0 AND gold_rate <= 1", name="gold_rate_range"),
+        CheckConstraint("scale_min < scale_max", name="scale_order"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    guideline_version_id: Mapped[int | None] = mapped_column(ForeignKey("guideline_versions.id"))
+    raters_per_item: Mapped[int] = mapped_column(Integer, default=3)
+    gold_rate: Mapped[float] = mapped_column(Float, default=0.1)
+    scale_min: Mapped[int] = mapped_column(Integer, default=1)
+    scale_max: Mapped[int] = mapped_column(Integer, default=5)
+    lease_minutes: Mapped[int] = mapped_column(Integer, default=20)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+
+    guideline_version: Mapped[GuidelineVersion | None] = relationship()
+
+
+class StudyItem(Base):
+    """A restoration placed in a study; gold items carry the expected score range."""
+
+    __tablename__ = "study_items"
+    __table_args__ = (
+        UniqueConstraint("study_id", "restoration_id", name="uq_item_study_restoration"),
+        CheckConstraint(
+            "(expected_min IS NULL AND expected_max IS NULL) OR "
+            "(expected_min IS NOT NULL AND expected_max IS NOT NULL AND expected_min <= expected_max)",
+            name="expected_range",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    restoration_id: Mapped[int] = mapped_column(ForeignKey("restorations.id", ondelete="RESTRICT"))
+    is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
+    expected_min: Mapped[int | None] = mapped_column(Integer)
+    expected_max: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+
+    study: Mapped[Study] = relationship()
+    restoration: Mapped[Restoration] = relationship()
+
+
+class Assignment(Base):
+    """An item handed to a reviewer, with a lease that expires so nobody blocks work for long."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (
+        UniqueConstraint("item_id", "reviewer_id", name="uq_assignment_item_reviewer"),
+        CheckConstraint(_in("status", ASSIGNMENT_STATUSES), name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("study_items.id", ondelete="CASCADE"))
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="leased")
+    leased_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(TS)
+    completed_at: Mapped[datetime | None] = mapped_column(TS)
+    skip_reason: Mapped[str | None] = mapped_column(String(200))
+
+    item: Mapped[StudyItem] = relationship()
+
+
+class Rating(Base):
+    """A fidelity score. Append-only: corrections supersede, they never overwrite."""
+
+    __tablename__ = "ratings"
+    __table_args__ = (
+        CheckConstraint("score >= 1 AND score <= 10", name="score_range"),
+        CheckConstraint(_in("source", RATING_SOURCES), name="source"),
+        CheckConstraint("time_taken_ms IS NULL OR time_taken_ms >= 0", name="time_nonneg"),
+        Index(
+            "uq_ratings_one_active",
+            "item_id",
+            "reviewer_id",
+            unique=True,
+            sqlite_where=text("active"),
+            postgresql_where=text("active"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("study_items.id", ondelete="CASCADE"), index=True)
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    source: Mapped[str] = mapped_column(String(16), default="reviewer")
+    score: Mapped[int] = mapped_column(Integer)
+    flags: Mapped[list[Any]] = mapped_column(default=list)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    guideline_version_id: Mapped[int] = mapped_column(ForeignKey("guideline_versions.id"))
+    time_taken_ms: Mapped[int | None] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("ratings.id"), unique=True)
+    client_token: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+
+    item: Mapped[StudyItem] = relationship()
+    guideline_version: Mapped[GuidelineVersion] = relationship()
+
+
+class QAVerdict(Base):
+    __tablename__ = "qa_verdicts"
+    __table_args__ = (
+        CheckConstraint(_in("verdict", QA_VERDICTS), name="verdict"),
+        CheckConstraint(
+            "verdict != 'correct' OR corrected_rating_id IS NOT NULL", name="correct_has_rating"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rating_id: Mapped[int] = mapped_column(ForeignKey("ratings.id"), index=True)
+    qa_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    verdict: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    corrected_rating_id: Mapped[int | None] = mapped_column(ForeignKey("ratings.id"))
+    created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+
+
+class GenerationJob(Base):
+    """A generation run: progress and errors live here so any process can watch or cancel it."""
+
+    __tablename__ = "generation_jobs"
+    __table_args__ = (
+        CheckConstraint(_in("status", JOB_STATUSES), name="status"),
+        CheckConstraint("progress_done >= 0 AND progress_done <= progress_total", name="progress"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id", ondelete="SET NULL"))
+    plan: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    progress_done: Mapped[int] = mapped_column(Integer, default=0)
+    progress_total: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    worker: Mapped[str | None] = mapped_column(String(128))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(TS)
+    created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(TS)
+    finished_at: Mapped[datetime | None] = mapped_column(TS)
+
+
+class JobItemError(Base):
+    __tablename__ = "job_item_errors"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("generation_jobs.id", ondelete="CASCADE"))
+    item_key: Mapped[str] = mapped_column(String(200))
+    error: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)

@@ -1,0 +1,145 @@
+"""The image catalog: source images, their degraded versions and restorations, in the database
+and the content-addressed store. Every insert is idempotent by content or recipe, so re-running
+a demo or a generation plan never duplicates rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from PIL import Image
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import DegradedImage, Restoration, SourceImage
+from review.degrade import BlurSpec, Degraded, degrade, kernel_from_bytes, kernel_to_bytes
+from review.images import ImageStore
+
+CONTENT_TYPES = ("face", "text", "object", "scene")
+
+
+def params_key(params: dict[str, Any]) -> str:
+    """A stable identity for a parameter dict (sorted canonical JSON, sha256)."""
+    canonical = json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def add_source(
+    session: Session,
+    store: ImageStore,
+    image: Image.Image,
+    *,
+    title: str = "",
+    origin: str = "",
+    licence: str = "",
+    content: str = "scene",
+    is_reference: bool = True,
+) -> SourceImage:
+    """Store a decoded RGB image as a source; the same pixels return the existing row."""
+    if content not in CONTENT_TYPES:
+        raise ValueError(f"content must be one of {', '.join(CONTENT_TYPES)}, not {content!r}.")
+    stored = store.put_image(image)
+    row = session.scalar(select(SourceImage).where(SourceImage.sha256 == stored.sha256))
+    if row is not None:
+        return row
+    row = SourceImage(
+        sha256=stored.sha256,
+        path=stored.relpath,
+        width=image.width,
+        height=image.height,
+        title=title,
+        origin=origin,
+        licence=licence,
+        content=content,
+        is_reference=is_reference,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def add_degraded(
+    session: Session, store: ImageStore, source: SourceImage, spec: BlurSpec
+) -> DegradedImage:
+    """Blur a source by `spec` (or record a real blurred photo as is); idempotent per recipe."""
+    key = spec.key()
+    row = session.scalar(
+        select(DegradedImage).where(
+            DegradedImage.source_id == source.id, DegradedImage.recipe_key == key
+        )
+    )
+    if row is not None:
+        return row
+    if spec.kind == "real":
+        stored, kernel_path = store.put_image(store.open_image(source.path)), None
+        stored_sha, stored_path = stored.sha256, stored.relpath
+    else:
+        result: Degraded = degrade(store.open_image(source.path), spec)
+        stored = store.put_image(result.image)
+        stored_sha, stored_path = stored.sha256, stored.relpath
+        kernel_path = store.put_bytes(kernel_to_bytes(result.kernel), "npy").relpath
+    row = DegradedImage(
+        source_id=source.id,
+        recipe_key=key,
+        kind=spec.kind,
+        level=spec.level,
+        params=spec.params(),
+        seed=spec.seed,
+        sha256=stored_sha,
+        path=stored_path,
+        kernel_path=kernel_path,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def load_kernel(store: ImageStore, degraded: DegradedImage):  # noqa: ANN201 - ndarray | None
+    if degraded.kernel_path is None:
+        return None
+    return kernel_from_bytes(store.read_bytes(degraded.kernel_path))
+
+
+def find_restoration(
+    session: Session, degraded_id: int, method: str, params: dict[str, Any]
+) -> Restoration | None:
+    return session.scalar(
+        select(Restoration).where(
+            Restoration.degraded_id == degraded_id,
+            Restoration.method == method,
+            Restoration.params_key == params_key(params),
+        )
+    )
+
+
+def add_restoration(
+    session: Session,
+    store: ImageStore,
+    degraded: DegradedImage,
+    method: str,
+    params: dict[str, Any],
+    image: Image.Image,
+    provenance: dict[str, Any],
+    metrics: dict[str, Any],
+) -> Restoration:
+    """Record a restorer's output; an existing row for the same recipe is returned unchanged."""
+    existing = find_restoration(session, degraded.id, method, params)
+    if existing is not None:
+        return existing
+    stored = store.put_image(image)
+    row = Restoration(
+        degraded_id=degraded.id,
+        method=method,
+        params=params,
+        params_key=params_key(params),
+        sha256=stored.sha256,
+        path=stored.relpath,
+        provenance=provenance,
+        metrics=metrics,
+        is_smoke_test=bool(provenance.get("smoke_test", False)),
+    )
+    session.add(row)
+    session.flush()
+    return row

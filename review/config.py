@@ -1,0 +1,73 @@
+"""Settings from environment variables, validated once, with errors that name the variable.
+
+REVIEW_DATA_DIR      folder for the database file, the image store and built models (default ./data)
+REVIEW_DATABASE_URL  any SQLAlchemy URL (default: SQLite file data/review.db)
+REVIEW_SD15_PATH     local Stable Diffusion 1.5 weights; unset means SD1.5 is unavailable
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message names the environment variable and the fix."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: URL
+    sd15_path: Path | None
+
+    @property
+    def images_dir(self) -> Path:
+        return self.data_dir / "images"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.get_backend_name() == "sqlite"
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Read and validate the settings; create the data folder if it is missing."""
+    env = dict(os.environ) if env is None else env
+    data_dir = Path(env.get("REVIEW_DATA_DIR") or "./data").expanduser()
+    if data_dir.exists() and not data_dir.is_dir():
+        raise ConfigError(f"REVIEW_DATA_DIR={data_dir} exists but is not a folder; point it at a folder.")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"REVIEW_DATA_DIR={data_dir} cannot be created: {exc.strerror}.") from exc
+    if not os.access(data_dir, os.W_OK):
+        raise ConfigError(f"REVIEW_DATA_DIR={data_dir} is not writable by this user.")
+    data_dir = data_dir.resolve()
+
+    raw_url = env.get("REVIEW_DATABASE_URL") or f"sqlite:///{data_dir / 'review.db'}"
+    try:
+        url = make_url(raw_url)
+    except ArgumentError as exc:
+        raise ConfigError(
+            f"REVIEW_DATABASE_URL={raw_url!r} is not a database URL; expected e.g. "
+            "sqlite:///data/review.db or postgresql+psycopg://user:pass@host/dbname."
+        ) from exc
+    backend = url.get_backend_name()
+    if backend not in {"sqlite", "postgresql"}:
+        raise ConfigError(
+            f"REVIEW_DATABASE_URL uses {backend!r}; supported: sqlite, postgresql."
+        )
+    if backend == "postgresql" and url.get_driver_name() not in {"psycopg", "psycopg2"}:
+        url = url.set(drivername="postgresql+psycopg")
+
+    raw_sd = env.get("REVIEW_SD15_PATH") or ""
+    sd15_path = Path(raw_sd).expanduser() if raw_sd.strip() else None
+    return Settings(data_dir=data_dir, database_url=url, sd15_path=sd15_path)

@@ -1,0 +1,120 @@
+"""Labeling guidelines: Markdown files in `guidelines/<slug>/v<N>/guideline.md` are the source;
+the database keeps every version ever loaded so an old rating always shows the text it was made
+under. A version is immutable once a rating used it: loading changed text for a used version is
+refused with a message telling the author to make a new version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
+
+from db.models import GuidelineVersion, Rating
+
+GUIDELINES_DIR = Path(__file__).resolve().parent.parent / "guidelines"
+_FRONT = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.S)
+
+
+class GuidelineError(ValueError):
+    """A guideline file is malformed or would rewrite a version that ratings already used."""
+
+
+@dataclass(frozen=True)
+class GuidelineFile:
+    slug: str
+    version: int
+    title: str
+    change_note: str
+    body_md: str
+    folder: Path
+
+    @property
+    def content_sha256(self) -> str:
+        blob = f"{self.title}\n{self.change_note}\n{self.body_md}".encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+def parse_guideline(path: Path) -> GuidelineFile:
+    """Read one guideline.md with its YAML front matter (slug, version, title, change_note)."""
+    text = path.read_text(encoding="utf-8")
+    match = _FRONT.match(text)
+    if not match:
+        raise GuidelineError(f"{path}: missing the '---' front matter block (slug, version, title).")
+    try:
+        meta = yaml.safe_load(match.group(1)) or {}
+    except yaml.YAMLError as exc:
+        raise GuidelineError(f"{path}: front matter is not valid YAML: {exc}") from exc
+    missing = [k for k in ("slug", "version", "title") if k not in meta]
+    if missing:
+        raise GuidelineError(f"{path}: front matter lacks {', '.join(missing)}.")
+    try:
+        version = int(meta["version"])
+    except (TypeError, ValueError) as exc:
+        raise GuidelineError(f"{path}: version must be an integer.") from exc
+    return GuidelineFile(
+        slug=str(meta["slug"]),
+        version=version,
+        title=str(meta["title"]),
+        change_note=str(meta.get("change_note", "")),
+        body_md=text[match.end():].strip() + "\n",
+        folder=path.parent,
+    )
+
+
+def discover(root: Path = GUIDELINES_DIR) -> list[GuidelineFile]:
+    """All guideline versions under `root`, ordered by slug and version."""
+    files = [parse_guideline(p) for p in sorted(root.glob("*/v*/guideline.md"))]
+    return sorted(files, key=lambda g: (g.slug, g.version))
+
+
+def _assets_dir(gf: GuidelineFile) -> str:
+    try:
+        return str(gf.folder.relative_to(GUIDELINES_DIR))
+    except ValueError:
+        return str(gf.folder)
+
+
+def sync_version(session: Session, gf: GuidelineFile) -> GuidelineVersion:
+    """Insert a new version, refresh an unused one, keep a used one (refusing changed text)."""
+    row = session.scalar(
+        select(GuidelineVersion).where(
+            GuidelineVersion.slug == gf.slug, GuidelineVersion.version == gf.version
+        )
+    )
+    if row is None:
+        row = GuidelineVersion(
+            slug=gf.slug,
+            version=gf.version,
+            title=gf.title,
+            body_md=gf.body_md,
+            change_note=gf.change_note,
+            content_sha256=gf.content_sha256,
+            assets_dir=_assets_dir(gf),
+        )
+        session.add(row)
+        session.flush()
+        return row
+    if row.content_sha256 == gf.content_sha256:
+        return row
+    if is_used(session, row.id):
+        raise GuidelineError(
+            f"Guideline {gf.slug} v{gf.version} has been used by ratings and cannot change. "
+            f"Copy its folder to v{gf.version + 1}, edit there, and add a change_note."
+        )
+    row.title, row.body_md, row.change_note = gf.title, gf.body_md, gf.change_note
+    row.content_sha256 = gf.content_sha256
+    return row
+
+
+def is_used(session: Session, version_id: int) -> bool:
+    return bool(session.scalar(select(exists().where(Rating.guideline_version_id == version_id))))
+
+
+def sync_all(session: Session, root: Path = GUIDELINES_DIR) -> list[GuidelineVersion]:
+    return [sync_version(session, gf) for gf in discover(root)]

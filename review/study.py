@@ -1,0 +1,121 @@
+"""Studies and their items: which restorations are rated, by how many reviewers, under which
+guideline version, and which items are gold (controls with an expected score range).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from db.models import GuidelineVersion, Restoration, Study, StudyItem
+
+# Controls double as gold items (ITU-T P.910 ACR-HR hidden reference; the blurred input).
+CONTROL_EXPECTATIONS: dict[str, tuple[int, int]] = {
+    "hidden_reference": (4, 5),
+    "blurred": (1, 3),
+}
+
+
+class StudyError(ValueError):
+    """A study request that cannot be carried out; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    name: str
+    description: str = ""
+    raters_per_item: int = 3
+    gold_rate: float = 0.1
+    scale_min: int = 1
+    scale_max: int = 5
+    lease_minutes: int = 20
+
+    def validate(self) -> None:
+        if not self.name.strip():
+            raise StudyError("A study needs a name.")
+        if self.raters_per_item < 1:
+            raise StudyError("raters_per_item must be at least 1.")
+        if not 0.0 <= self.gold_rate <= 1.0:
+            raise StudyError("gold_rate must be between 0 and 1.")
+        if not 1 <= self.scale_min < self.scale_max <= 10:
+            raise StudyError("The scale must satisfy 1 <= min < max <= 10.")
+        if self.lease_minutes < 1:
+            raise StudyError("lease_minutes must be at least 1.")
+
+
+def get_study(session: Session, name: str) -> Study:
+    study = session.scalar(select(Study).where(Study.name == name))
+    if study is None:
+        names = ", ".join(session.scalars(select(Study.name).order_by(Study.name))) or "none yet"
+        raise StudyError(f"No study named {name!r}. Studies: {names}.")
+    return study
+
+
+def ensure_study(
+    session: Session, config: StudyConfig, guideline: GuidelineVersion | None
+) -> Study:
+    """Create the study, or return the existing one with the same name unchanged."""
+    config.validate()
+    study = session.scalar(select(Study).where(Study.name == config.name))
+    if study is not None:
+        return study
+    study = Study(
+        name=config.name,
+        description=config.description,
+        guideline_version_id=guideline.id if guideline else None,
+        raters_per_item=config.raters_per_item,
+        gold_rate=config.gold_rate,
+        scale_min=config.scale_min,
+        scale_max=config.scale_max,
+        lease_minutes=config.lease_minutes,
+    )
+    session.add(study)
+    session.flush()
+    return study
+
+
+def add_item(
+    session: Session,
+    study: Study,
+    restoration: Restoration,
+    *,
+    is_gold: bool | None = None,
+    expected: tuple[int, int] | None = None,
+) -> StudyItem:
+    """Put a restoration in a study (idempotent). Controls become gold with their expected range."""
+    item = session.scalar(
+        select(StudyItem).where(
+            StudyItem.study_id == study.id, StudyItem.restoration_id == restoration.id
+        )
+    )
+    if item is not None:
+        return item
+    if expected is None:
+        expected = CONTROL_EXPECTATIONS.get(restoration.method)
+    if is_gold is None:
+        is_gold = restoration.method in CONTROL_EXPECTATIONS
+    if expected is not None:
+        lo, hi = expected
+        if not study.scale_min <= lo <= hi <= study.scale_max:
+            raise StudyError(
+                f"Expected range {lo}-{hi} lies outside the study scale "
+                f"{study.scale_min}-{study.scale_max}."
+            )
+    item = StudyItem(
+        study_id=study.id,
+        restoration_id=restoration.id,
+        is_gold=is_gold,
+        expected_min=expected[0] if expected else None,
+        expected_max=expected[1] if expected else None,
+    )
+    session.add(item)
+    session.flush()
+    return item
+
+
+def count_items(session: Session, study: Study) -> int:
+    return session.scalar(
+        select(func.count()).select_from(StudyItem).where(StudyItem.study_id == study.id)
+    ) or 0
