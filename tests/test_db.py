@@ -1,0 +1,189 @@
+"""Schema, constraints and migrations, on SQLite and on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, select, text
+from sqlalchemy.exc import IntegrityError
+
+from db.engine import make_engine, make_session_factory
+from db.migrate import current_revision, head_revision, upgrade
+from db.models import (
+    Base,
+    DegradedImage,
+    GuidelineVersion,
+    QAVerdict,
+    Rating,
+    Restoration,
+    SourceImage,
+    Study,
+    StudyItem,
+    User,
+)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'test.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    eng = make_engine(url)
+    upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+def _graph(session):
+    """The smallest complete chain: user -> ... -> study item."""
+    user = User(username="rev1", role="reviewer", password_hash="x")
+    qa = User(username="qa1", role="qa", password_hash="x")
+    gv = GuidelineVersion(slug="fidelity", version=1, title="t", body_md="b", content_sha256="0" * 64)
+    src = SourceImage(sha256="a" * 64, path="aa/a.png", width=8, height=8)
+    session.add_all([user, qa, gv, src])
+    session.flush()
+    deg = DegradedImage(source_id=src.id, recipe_key="k", kind="defocus", level=3.0,
+                        sha256="b" * 64, path="bb/b.png")
+    session.add(deg)
+    session.flush()
+    res = Restoration(degraded_id=deg.id, method="wiener", params_key="p", sha256="c" * 64,
+                      path="cc/c.png")
+    study = Study(name="s", guideline_version_id=gv.id)
+    session.add_all([res, study])
+    session.flush()
+    item = StudyItem(study_id=study.id, restoration_id=res.id)
+    session.add(item)
+    session.flush()
+    return user, qa, gv, item
+
+
+def _rating(user, gv, item, score=4, **kw):
+    return Rating(item_id=item.id, reviewer_id=user.id, author_id=user.id, score=score,
+                  guideline_version_id=gv.id, **kw)
+
+
+def test_migrations_reach_head_and_match_models(engine):
+    assert current_revision(engine) == head_revision()
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+def test_sqlite_connection_settings(tmp_path):
+    eng = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    with eng.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
+
+
+def test_one_active_rating_per_item_and_reviewer(engine):
+    sessions = make_session_factory(engine)
+    with sessions() as s, s.begin():
+        user, _, gv, item = _graph(s)
+        s.add(_rating(user, gv, item))
+    with pytest.raises(IntegrityError), sessions() as s, s.begin():
+        s.add(_rating(user, gv, item, score=2))
+    # Superseding: the old row is deactivated and a new row points at it; both stay.
+    with sessions() as s, s.begin():
+        old = s.scalar(select(Rating))
+        old.active = False
+        s.flush()
+        s.add(_rating(user, gv, item, score=2, supersedes_id=old.id))
+    with sessions() as s:
+        rows = s.scalars(select(Rating).order_by(Rating.id)).all()
+        assert [(r.score, r.active) for r in rows] == [(4, False), (2, True)]
+        assert rows[1].supersedes_id == rows[0].id
+
+
+def test_a_rating_can_be_superseded_only_once(engine):
+    sessions = make_session_factory(engine)
+    with sessions() as s, s.begin():
+        user, qa, gv, item = _graph(s)
+        first = _rating(user, gv, item, active=False)
+        s.add(first)
+        s.flush()
+        s.add(_rating(user, gv, item, score=3, supersedes_id=first.id))
+    with pytest.raises(IntegrityError), sessions() as s, s.begin():
+        s.add(_rating(user, gv, item, score=1, supersedes_id=first.id, active=False))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"score": 0},
+        {"score": 11},
+        {"source": "robot"},
+        {"time_taken_ms": -5},
+    ],
+)
+def test_rating_check_constraints(engine, bad):
+    sessions = make_session_factory(engine)
+    with sessions() as s, s.begin():
+        user, _, gv, item = _graph(s)
+    kwargs = {"score": 3} | bad
+    with pytest.raises(IntegrityError), sessions() as s, s.begin():
+        s.add(Rating(item_id=item.id, reviewer_id=user.id, author_id=user.id,
+                     guideline_version_id=gv.id, **kwargs))
+
+
+def test_foreign_keys_and_enums_enforced(engine):
+    sessions = make_session_factory(engine)
+    with pytest.raises(IntegrityError), sessions() as s, s.begin():
+        s.add(Rating(item_id=999, reviewer_id=999, author_id=999, score=3, guideline_version_id=999))
+    with pytest.raises(IntegrityError), sessions() as s, s.begin():
+        s.add(User(username="x", role="superuser", password_hash="x"))
+    with pytest.raises(IntegrityError), sessions() as s, s.begin():
+        s.add(SourceImage(sha256="d" * 64, path="p", width=1, height=1))
+        s.flush()
+        s.add(DegradedImage(source_id=1_000_000, recipe_key="k", kind="defocus", level=1,
+                            sha256="e" * 64, path="p"))
+
+
+def test_qa_correction_must_name_the_new_rating(engine):
+    sessions = make_session_factory(engine)
+    with sessions() as s, s.begin():
+        user, qa, gv, item = _graph(s)
+        r = _rating(user, gv, item)
+        s.add(r)
+        s.flush()
+        rid, qid = r.id, qa.id
+    with pytest.raises(IntegrityError), sessions() as s, s.begin():
+        s.add(QAVerdict(rating_id=rid, qa_user_id=qid, verdict="correct"))
+    with sessions() as s, s.begin():
+        s.add(QAVerdict(rating_id=rid, qa_user_id=qid, verdict="accept"))
+
+
+def test_upgrade_from_previous_head_keeps_data(tmp_path):
+    eng = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    upgrade(eng, "0001")
+    assert "login_attempts" not in inspect(eng).get_table_names()
+    with eng.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO users (username, display_name, role, password_hash, active, created_at) "
+            "VALUES ('old', 'Old Timer', 'reviewer', 'h', 1, '2025-01-01 00:00:00')"
+        ))
+    upgrade(eng)
+    assert current_revision(eng) == head_revision()
+    with make_session_factory(eng)() as s:
+        user = s.scalar(select(User).where(User.username == "old"))
+        assert user.display_name == "Old Timer" and user.last_login_at is None
+    assert "login_attempts" in inspect(eng).get_table_names()
+    upgrade(eng)  # idempotent
+    assert current_revision(eng) == head_revision()
+
+
+def test_upgrade_from_previous_head_keeps_data_postgresql(pg_url):
+    eng = make_engine(pg_url)
+    upgrade(eng, "0001")
+    with eng.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO users (username, display_name, role, password_hash, active, created_at) "
+            "VALUES ('old', 'Old Timer', 'reviewer', 'h', true, now())"
+        ))
+    upgrade(eng)
+    with make_session_factory(eng)() as s:
+        assert s.scalar(select(User.display_name).where(User.username == "old")) == "Old Timer"
+    eng.dispose()
