@@ -198,6 +198,7 @@ class StudyItem(Base):
     __tablename__ = "study_items"
     __table_args__ = (
         UniqueConstraint("study_id", "restoration_id", name="uq_item_study_restoration"),
+        Index("ix_study_items_queue", "study_id", "is_gold", "order_key"),
         CheckConstraint(
             "(expected_min IS NULL AND expected_max IS NULL) OR "
             "(expected_min IS NOT NULL AND expected_max IS NOT NULL AND expected_min <= expected_max)",
@@ -208,6 +209,9 @@ class StudyItem(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
     restoration_id: Mapped[int] = mapped_column(ForeignKey("restorations.id", ondelete="RESTRICT"))
+    # A random position in the study's global shuffled order; each reviewer walks it from their
+    # own starting offset, so queues differ per reviewer, are reproducible, and use an index.
+    order_key: Mapped[int] = mapped_column(Integer, default=0)
     is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
     expected_min: Mapped[int | None] = mapped_column(Integer)
     expected_max: Mapped[int | None] = mapped_column(Integer)

@@ -4,6 +4,7 @@ guideline version, and which items are gold (controls with an expected score ran
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -43,6 +44,12 @@ class StudyConfig:
             raise StudyError("The scale must satisfy 1 <= min < max <= 10.")
         if self.lease_minutes < 1:
             raise StudyError("lease_minutes must be at least 1.")
+
+
+def order_key(study_id: int, restoration_id: int) -> int:
+    """The item's reproducible random position in the study's shuffled order (0 .. 2**31-1)."""
+    digest = hashlib.sha256(f"{study_id}:{restoration_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") >> 1
 
 
 def get_study(session: Session, name: str) -> Study:
@@ -105,6 +112,7 @@ def add_item(
             )
     item = StudyItem(
         study_id=study.id,
+        order_key=order_key(study.id, restoration.id),
         restoration_id=restoration.id,
         is_gold=is_gold,
         expected_min=expected[0] if expected else None,

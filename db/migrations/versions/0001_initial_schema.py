@@ -144,6 +144,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('study_id', sa.Integer(), nullable=False),
     sa.Column('restoration_id', sa.Integer(), nullable=False),
+    sa.Column('order_key', sa.Integer(), nullable=False),
     sa.Column('is_gold', sa.Boolean(), nullable=False),
     sa.Column('expected_min', sa.Integer(), nullable=True),
     sa.Column('expected_max', sa.Integer(), nullable=True),
@@ -156,6 +157,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('study_items', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_study_items_study_id'), ['study_id'], unique=False)
+        batch_op.create_index('ix_study_items_queue', ['study_id', 'is_gold', 'order_key'], unique=False)
 
     op.create_table('assignments',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -245,6 +247,7 @@ def downgrade() -> None:
 
     op.drop_table('assignments')
     with op.batch_alter_table('study_items', schema=None) as batch_op:
+        batch_op.drop_index('ix_study_items_queue')
         batch_op.drop_index(batch_op.f('ix_study_items_study_id'))
 
     op.drop_table('study_items')

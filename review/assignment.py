@@ -1,0 +1,171 @@
+"""Handing out work: each item gets exactly the study's raters-per-item, never the same reviewer
+twice, on demand, with leases that expire so a reviewer who leaves blocks nothing for long.
+
+Order: the study has one global shuffled order (`StudyItem.order_key`); each reviewer walks it
+from their own reproducible starting offset and shuffles a small window of candidates, so two
+reviewers see different sequences and spread over the items, and the next-item query is an index
+range scan rather than a sort of the whole study. Gold items are mixed in at the study's rate,
+decided reproducibly per (reviewer, position).
+
+Concurrency: the claim re-counts the item's live assignments inside the write transaction, with
+the item row locked on PostgreSQL (SQLite serialises writers with BEGIN IMMEDIATE), so two
+browsers can never over-fill an item or receive the same slot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy.orm import Session
+
+from db.models import Assignment, Study, StudyItem, utcnow
+
+WINDOW = 24
+ORDER_SPACE = 2**31
+
+
+def _hash01(*parts: object) -> float:
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _as_aware(ts: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes even for timezone columns; they are stored in UTC."""
+    from datetime import UTC
+
+    if ts is not None and ts.tzinfo is None:
+        return ts.replace(tzinfo=UTC)
+    return ts
+
+
+def live_assignment_filter(now: datetime):  # noqa: ANN201 - SQL expression
+    """Assignments that occupy a slot: finished, or leased and not yet expired."""
+    return or_(
+        Assignment.status == "done",
+        and_(Assignment.status == "leased", Assignment.lease_expires_at > now),
+    )
+
+
+def _occupied(item_id, now: datetime):  # noqa: ANN001, ANN202
+    return (
+        select(func.count())
+        .select_from(Assignment)
+        .where(Assignment.item_id == item_id, live_assignment_filter(now))
+        .scalar_subquery()
+    )
+
+
+@dataclass(frozen=True)
+class Lease:
+    assignment_id: int
+    item_id: int
+    expires_at: datetime
+    position: int  # how many items this reviewer has finished in the study, before this one
+
+
+def current_lease(session: Session, study: Study, reviewer_id: int, now: datetime) -> Assignment | None:
+    """The reviewer's unexpired lease in this study, if any (a reload resumes the same item)."""
+    return session.scalar(
+        select(Assignment)
+        .join(StudyItem, StudyItem.id == Assignment.item_id)
+        .where(
+            StudyItem.study_id == study.id,
+            Assignment.reviewer_id == reviewer_id,
+            Assignment.status == "leased",
+            Assignment.lease_expires_at > now,
+        )
+        .order_by(Assignment.leased_at)
+        .limit(1)
+    )
+
+
+def finished_count(session: Session, study: Study, reviewer_id: int) -> int:
+    return session.scalar(
+        select(func.count())
+        .select_from(Assignment)
+        .join(StudyItem, StudyItem.id == Assignment.item_id)
+        .where(StudyItem.study_id == study.id, Assignment.reviewer_id == reviewer_id,
+               Assignment.status.in_(("done", "skipped")))
+    ) or 0
+
+
+def _candidates(session: Session, study: Study, reviewer_id: int, gold: bool, now: datetime) -> list[int]:
+    start = int(_hash01("start", study.id, reviewer_id) * ORDER_SPACE)
+    mine = exists().where(Assignment.item_id == StudyItem.id, Assignment.reviewer_id == reviewer_id,
+                          or_(Assignment.status.in_(("done", "skipped")), live_assignment_filter(now)))
+    base = select(StudyItem.id).where(
+        StudyItem.study_id == study.id,
+        StudyItem.is_gold.is_(gold),
+        ~mine,
+        _occupied(StudyItem.id, now) < study.raters_per_item,
+    )
+    ids = list(session.scalars(
+        base.where(StudyItem.order_key >= start).order_by(StudyItem.order_key).limit(WINDOW)))
+    if len(ids) < WINDOW:  # wrap around the circular order
+        ids += session.scalars(
+            base.where(StudyItem.order_key < start).order_by(StudyItem.order_key)
+            .limit(WINDOW - len(ids)))
+    return ids
+
+
+def next_assignment(
+    session: Session, study: Study, reviewer_id: int, now: datetime | None = None
+) -> Lease | None:
+    """Resume the reviewer's live lease or claim a new item; None when nothing is left for them."""
+    now = now or utcnow()
+    lease = current_lease(session, study, reviewer_id, now)
+    position = finished_count(session, study, reviewer_id)
+    if lease is not None:
+        return Lease(lease.id, lease.item_id, _as_aware(lease.lease_expires_at), position)
+
+    want_gold = _hash01("gold", study.id, reviewer_id, position) < study.gold_rate
+    for gold in (want_gold, not want_gold):
+        candidates = _candidates(session, study, reviewer_id, gold, now)
+        candidates.sort(key=lambda item_id: _hash01("order", study.id, reviewer_id, item_id))
+        for item_id in candidates:
+            claimed = _claim(session, study, item_id, reviewer_id, now)
+            if claimed is not None:
+                return Lease(claimed.id, item_id, _as_aware(claimed.lease_expires_at), position)
+    return None
+
+
+def _claim(
+    session: Session, study: Study, item_id: int, reviewer_id: int, now: datetime
+) -> Assignment | None:
+    # Lock the item row (PostgreSQL) and re-check the slot count inside this transaction.
+    session.execute(select(StudyItem.id).where(StudyItem.id == item_id).with_for_update())
+    occupied = session.scalar(
+        select(func.count()).select_from(Assignment)
+        .where(Assignment.item_id == item_id, live_assignment_filter(now)))
+    if occupied >= study.raters_per_item:
+        return None
+    expires = now + timedelta(minutes=study.lease_minutes)
+    existing = session.scalar(select(Assignment).where(
+        Assignment.item_id == item_id, Assignment.reviewer_id == reviewer_id))
+    if existing is not None:
+        if existing.status != "expired" and not (
+            existing.status == "leased" and _as_aware(existing.lease_expires_at) <= now
+        ):
+            return None
+        existing.status, existing.leased_at, existing.lease_expires_at = "leased", now, expires
+        session.flush()
+        return existing
+    assignment = Assignment(item_id=item_id, reviewer_id=reviewer_id, status="leased",
+                            leased_at=now, lease_expires_at=expires)
+    session.add(assignment)
+    session.flush()
+    return assignment
+
+
+def remaining_for(session: Session, study: Study, reviewer_id: int, now: datetime | None = None) -> int:
+    """How many more items this reviewer could still receive (for 'item k of n')."""
+    now = now or utcnow()
+    mine = exists().where(Assignment.item_id == StudyItem.id, Assignment.reviewer_id == reviewer_id)
+    return session.scalar(
+        select(func.count()).select_from(StudyItem).where(
+            StudyItem.study_id == study.id, ~mine,
+            _occupied(StudyItem.id, now) < study.raters_per_item)
+    ) or 0

@@ -1,0 +1,152 @@
+"""Assignment: raters per item, no reviewer twice, leases, gold mixing, concurrent reviewers."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from db.engine import make_engine, make_session_factory
+from db.migrate import upgrade
+from db.models import Assignment, Rating, Study, StudyItem, utcnow
+from review.assignment import next_assignment, remaining_for
+from review.ratings import Submission, submit
+from tests.factories import make_study
+
+
+@pytest.fixture
+def sessions(tmp_path):
+    eng = make_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    upgrade(eng)
+    yield make_session_factory(eng)
+    eng.dispose()
+
+
+def _rate_all(sessions, study_id, reviewer_id, score=4):
+    done = []
+    while True:
+        with sessions() as s, s.begin():
+            lease = next_assignment(s, s.get(Study, study_id), reviewer_id)
+            if lease is None:
+                return done
+            submit(s, lease.assignment_id, reviewer_id, Submission(score=score))
+            done.append(lease.item_id)
+
+
+def test_each_item_gets_exactly_raters_per_item_never_the_same_reviewer_twice(sessions):
+    with sessions() as s, s.begin():
+        study, users = make_study(s, 30, raters_per_item=2, n_reviewers=3)
+        study_id, ids = study.id, [u.id for u in users]
+    per_reviewer = {uid: _rate_all(sessions, study_id, uid) for uid in ids}
+    with sessions() as s:
+        counts = Counter(s.scalars(select(Rating.item_id)))
+    assert len(counts) == 30 and set(counts.values()) == {2}
+    for items in per_reviewer.values():
+        assert len(items) == len(set(items))
+    # Reviewers one after another: the first two fill both slots of every item.
+    assert [len(per_reviewer[uid]) for uid in ids] == [30, 30, 0]
+
+
+def test_orders_differ_per_reviewer_and_are_reproducible(tmp_path):
+    def orders(path):
+        eng = make_engine(f"sqlite:///{path}")
+        upgrade(eng)
+        sessions = make_session_factory(eng)
+        with sessions() as s, s.begin():
+            study, users = make_study(s, 40, raters_per_item=3, n_reviewers=3)
+            study_id, ids = study.id, [u.id for u in users]
+        result = [_rate_all(sessions, study_id, uid) for uid in ids]
+        eng.dispose()
+        return result
+
+    first, second = orders(tmp_path / "one.db"), orders(tmp_path / "two.db")
+    assert first == second  # reproducible
+    assert first[0] != first[1] and first[1] != first[2] and first[0] != first[2]
+    assert all(sorted(o) == sorted(first[0]) for o in first)  # everyone rated every item
+
+
+def test_lease_resumes_then_expires_and_slot_moves_on(sessions):
+    with sessions() as s, s.begin():
+        study, users = make_study(s, 1, raters_per_item=1, n_reviewers=2)
+        study_id, (a, b) = study.id, [u.id for u in users]
+    now = utcnow()
+    with sessions() as s, s.begin():
+        first = next_assignment(s, s.get(Study, study_id), a, now)
+    with sessions() as s, s.begin():
+        again = next_assignment(s, s.get(Study, study_id), a, now + timedelta(minutes=1))
+        assert again.assignment_id == first.assignment_id  # a reload resumes the same item
+        assert next_assignment(s, s.get(Study, study_id), b, now + timedelta(minutes=1)) is None
+    later = now + timedelta(minutes=21)  # default lease is 20 minutes
+    with sessions() as s, s.begin():
+        taken = next_assignment(s, s.get(Study, study_id), b, later)
+        assert taken is not None and taken.item_id == first.item_id
+
+
+def test_gold_items_mixed_in_at_the_configured_rate(sessions):
+    with sessions() as s, s.begin():
+        study, users = make_study(s, 400, raters_per_item=1, n_reviewers=1, gold_every=2,
+                                  gold_rate=0.2)
+        study_id, uid = study.id, users[0].id
+    seen = []
+    for _ in range(200):
+        with sessions() as s, s.begin():
+            lease = next_assignment(s, s.get(Study, study_id), uid)
+            submit(s, lease.assignment_id, uid, Submission(score=5))
+            seen.append(s.get(StudyItem, lease.item_id).is_gold)
+    share = sum(seen) / len(seen)
+    assert 0.12 <= share <= 0.28, share
+
+
+def test_remaining_counts_what_a_reviewer_can_still_get(sessions):
+    with sessions() as s, s.begin():
+        study, users = make_study(s, 10, raters_per_item=1, n_reviewers=2)
+        study_id, (a, b) = study.id, [u.id for u in users]
+    with sessions() as s, s.begin():
+        st = s.get(Study, study_id)
+        assert remaining_for(s, st, a) == 10
+        lease = next_assignment(s, st, a)
+        submit(s, lease.assignment_id, a, Submission(score=3))
+        assert remaining_for(s, st, a) == 9 and remaining_for(s, st, b) == 9
+
+
+def _concurrent(url: str, n_items: int, n_reviewers: int, rpi: int):
+    eng = make_engine(url)
+    upgrade(eng)
+    sessions = make_session_factory(eng)
+    with sessions() as s, s.begin():
+        study, users = make_study(s, n_items, raters_per_item=rpi, n_reviewers=n_reviewers)
+        study_id, ids = study.id, [u.id for u in users]
+    errors: list[BaseException] = []
+
+    def worker(uid: int) -> None:
+        try:
+            _rate_all(sessions, study_id, uid)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(uid,)) for uid in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    with sessions() as s:
+        per_item = Counter(s.scalars(select(Rating.item_id).where(Rating.active.is_(True))))
+        pairs = s.execute(select(Rating.item_id, Rating.reviewer_id)).all()
+        leased = s.scalar(select(func.count()).select_from(Assignment)
+                          .where(Assignment.status == "leased"))
+    eng.dispose()
+    assert set(per_item.values()) == {rpi} and len(per_item) == n_items
+    assert len(pairs) == len(set(pairs))
+    assert leased == 0
+
+
+def test_concurrent_reviewers_never_overfill_or_duplicate_sqlite(tmp_path):
+    _concurrent(f"sqlite:///{tmp_path / 'c.db'}", 40, 4, 2)
+
+
+def test_concurrent_reviewers_never_overfill_or_duplicate_postgresql(pg_url):
+    _concurrent(pg_url, 40, 4, 2)
