@@ -65,7 +65,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         raise ConfigError(
             f"REVIEW_DATABASE_URL uses {backend!r}; supported: sqlite, postgresql."
         )
-    if backend == "postgresql" and url.get_driver_name() not in {"psycopg", "psycopg2"}:
+    if url.drivername == "postgresql":  # no driver named: use the pinned psycopg 3
         url = url.set(drivername="postgresql+psycopg")
 
     raw_sd = env.get("REVIEW_SD15_PATH") or ""
