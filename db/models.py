@@ -192,6 +192,23 @@ class Study(Base):
     guideline_version: Mapped[GuidelineVersion | None] = relationship()
 
 
+class StudyReviewer(Base):
+    """A reviewer's place in a study: the guideline version they rate under and whether their
+    ratings go through QA. Cohorts are randomised and balanced when a reviewer first joins, so
+    guideline versions and QA on/off can be compared on the same items."""
+
+    __tablename__ = "study_reviewers"
+    __table_args__ = (UniqueConstraint("study_id", "reviewer_id", name="uq_study_reviewer"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    guideline_version_id: Mapped[int] = mapped_column(ForeignKey("guideline_versions.id"))
+    qa_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    cohort: Mapped[str] = mapped_column(String(64), default="")
+    joined_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+
+
 class StudyItem(Base):
     """A restoration placed in a study; gold items carry the expected score range."""
 

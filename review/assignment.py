@@ -22,6 +22,7 @@ from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from db.models import Assignment, Study, StudyItem, utcnow
+from review.cohorts import ensure_enrolled
 
 WINDOW = 24
 ORDER_SPACE = 2**31
@@ -116,6 +117,7 @@ def next_assignment(
 ) -> Lease | None:
     """Resume the reviewer's live lease or claim a new item; None when nothing is left for them."""
     now = now or utcnow()
+    ensure_enrolled(session, study, reviewer_id)
     lease = current_lease(session, study, reviewer_id, now)
     position = finished_count(session, study, reviewer_id)
     if lease is not None:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, aliased
 
 from db.models import Assignment, Rating, Study, StudyItem, utcnow
 from review.assignment import _as_aware, live_assignment_filter
+from review.cohorts import CohortError, ensure_enrolled
 
 FLAGS = ("identity_changed", "invented_detail", "text_changed", "artifacts", "still_blurry")
 FLAG_LABELS = {
@@ -123,9 +124,11 @@ def submit(session: Session, assignment_id: int, reviewer_id: int, sub: Submissi
 
 
 def _guideline_for(session: Session, study: Study, reviewer_id: int) -> int:
-    if study.guideline_version_id is None:
-        raise RatingError("This study has no guideline version yet; an admin must assign one.")
-    return study.guideline_version_id
+    """The guideline version of the reviewer's cohort (see review.cohorts)."""
+    try:
+        return ensure_enrolled(session, study, reviewer_id).guideline_version_id
+    except CohortError as exc:
+        raise RatingError(str(exc)) from exc
 
 
 def _active_rating(session: Session, item_id: int, reviewer_id: int) -> Rating | None:

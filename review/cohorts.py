@@ -1,0 +1,73 @@
+"""Reviewer cohorts for guideline and QA experiments (the "Quality Assured" design).
+
+A study may list several guideline versions (`settings["guideline_version_ids"]`) and run QA for
+a share of its reviewers (`settings["qa_share"]`, 0..1). When a reviewer first receives work in
+the study they join the arm (guideline version x QA on/off) with the fewest members so far, ties
+broken by a reproducible hash, so arms stay balanced and comparable on the same items.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from itertools import product
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from db.models import Study, StudyReviewer
+
+
+class CohortError(ValueError):
+    """The study's experiment settings are inconsistent."""
+
+
+def guideline_arms(study: Study) -> list[int]:
+    ids = [int(i) for i in (study.settings or {}).get("guideline_version_ids") or []]
+    if not ids:
+        if study.guideline_version_id is None:
+            raise CohortError(f"Study {study.name!r} has no guideline version; assign one first.")
+        ids = [study.guideline_version_id]
+    return ids
+
+
+def qa_arms(study: Study) -> list[bool]:
+    share = float((study.settings or {}).get("qa_share", 0.0))
+    if not 0.0 <= share <= 1.0:
+        raise CohortError("qa_share must be between 0 and 1.")
+    if share == 0.0:
+        return [False]
+    if share == 1.0:
+        return [True]
+    # Proportional arms: e.g. share 0.5 -> [True, False]; 0.25 -> [True, False, False, False].
+    slots = max(2, round(1 / min(share, 1 - share)))
+    n_qa = round(share * slots)
+    return [True] * n_qa + [False] * (slots - n_qa)
+
+
+def _tiebreak(*parts: object) -> str:
+    return hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()
+
+
+def ensure_enrolled(session: Session, study: Study, reviewer_id: int) -> StudyReviewer:
+    """The reviewer's cohort in this study, assigning a balanced random arm on first use."""
+    member = session.scalar(select(StudyReviewer).where(
+        StudyReviewer.study_id == study.id, StudyReviewer.reviewer_id == reviewer_id))
+    if member is not None:
+        return member
+    arms = list(product(guideline_arms(study), enumerate(qa_arms(study))))
+    counts = dict(session.execute(
+        select(StudyReviewer.cohort, func.count()).where(StudyReviewer.study_id == study.id)
+        .group_by(StudyReviewer.cohort)).all())
+
+    def label(arm: tuple[int, tuple[int, bool]]) -> str:
+        gv, (slot, qa) = arm
+        return f"g{gv}-{'qa' if qa else 'noqa'}-{slot}"
+
+    best = min(arms, key=lambda arm: (counts.get(label(arm), 0),
+                                      _tiebreak(study.id, reviewer_id, label(arm))))
+    gv, (_slot, qa) = best
+    member = StudyReviewer(study_id=study.id, reviewer_id=reviewer_id, guideline_version_id=gv,
+                           qa_enabled=qa, cohort=label(best))
+    session.add(member)
+    session.flush()
+    return member
