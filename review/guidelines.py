@@ -36,8 +36,13 @@ class GuidelineFile:
 
     @property
     def content_sha256(self) -> str:
-        blob = f"{self.title}\n{self.change_note}\n{self.body_md}".encode()
-        return hashlib.sha256(blob).hexdigest()
+        """Hash of the text and of every file beside it (example images count as content)."""
+        h = hashlib.sha256(f"{self.title}\n{self.change_note}\n{self.body_md}".encode())
+        for path in sorted(p for p in self.folder.rglob("*") if p.is_file()):
+            if path.name != "guideline.md":
+                h.update(path.relative_to(self.folder).as_posix().encode())
+                h.update(hashlib.sha256(path.read_bytes()).digest())
+        return h.hexdigest()
 
 
 def parse_guideline(path: Path) -> GuidelineFile:

@@ -73,6 +73,15 @@ def test_unused_version_may_change_but_a_used_one_is_immutable(lab, tmp_path):
         assert s.get(GuidelineVersion, gv.id).body_md.strip() == "edited before anyone used it"
 
 
+def test_changed_example_image_counts_as_a_change(lab, tmp_path):
+    path = _write(tmp_path, 1, "text")
+    (path.parent / "examples").mkdir()
+    (path.parent / "examples" / "a.jpg").write_bytes(b"one")
+    before = parse_guideline(path).content_sha256
+    (path.parent / "examples" / "a.jpg").write_bytes(b"two")
+    assert parse_guideline(path).content_sha256 != before
+
+
 def test_shipped_guidelines_have_three_versions_of_rising_density():
     versions = [g for g in discover(GUIDELINES_DIR) if g.slug == "fidelity"]
     assert [g.version for g in versions] == [1, 2, 3]
