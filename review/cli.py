@@ -10,6 +10,7 @@ import functools
 import getpass
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -161,6 +162,117 @@ def users_reset_password(username: str, password: str | None) -> None:
     with lab.sessions() as s, s.begin():
         reset_password(s, username, password)
     click.echo(f"Password reset for {username}.")
+
+
+def _study_frame(study_name: str, include_history: bool = False):  # noqa: ANN202 - DataFrame
+    from review.database import open_lab
+    from review.export import ratings_frame
+    from review.study import get_study
+
+    lab = open_lab()
+    with lab.sessions() as s:
+        study = get_study(s, study_name)
+        return ratings_frame(s, study, include_history=include_history), (study.scale_min,
+                                                                         study.scale_max)
+
+
+@cli.command()
+@click.option("--study", "study_name", default=None, help="Analyse this study's active ratings.")
+@click.option("--input", "input_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Analyse a long-format ratings file instead (CSV, JSON Lines or Parquet with "
+                   "columns item, rater, score, plus optional breakdown columns).")
+@click.option("--format", "fmt", type=click.Choice(["json", "md"]), default="md", show_default=True)
+@click.option("--bootstrap", type=int, default=0, show_default=True,
+              help="Bootstrap resamples over items for confidence intervals (0 = none).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@click.option("--scale", default="1-5", show_default=True, help="Score scale for --input, as MIN-MAX.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
+              help="Write the report to this file instead of standard output.")
+@_friendly
+def stats(study_name: str | None, input_path: str | None, fmt: str, bootstrap: int, seed: int,
+          scale: str, output: str | None) -> None:
+    """Agreement statistics: Krippendorff's alpha, Fleiss' kappa, pairwise Cohen's kappa, ICC,
+    MOS/DMOS per item, rater bias/inconsistency, BT.500 screening, Dawid-Skene, breakdowns."""
+    import json
+
+    from review.report import build_report, read_ratings_file, report_to_markdown
+
+    if (study_name is None) == (input_path is None):
+        raise click.UsageError("Give exactly one of --study NAME or --input FILE.")
+    try:
+        lo, hi = (int(x) for x in scale.split("-"))
+    except ValueError as exc:
+        raise click.UsageError("--scale must look like 1-5.") from exc
+    try:
+        if input_path:
+            df, rng = read_ratings_file(input_path, scale=(lo, hi)), (lo, hi)
+        else:
+            df, rng = _study_frame(study_name)
+        report = build_report(df, bootstrap=bootstrap, seed=seed, scale=rng)
+    except ValueError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    text = json.dumps(report, indent=2, allow_nan=False) if fmt == "json" else \
+        report_to_markdown(report)
+    if output:
+        Path(output).write_text(text + "\n", encoding="utf-8")
+        click.echo(f"Wrote {output}.")
+    else:
+        click.echo(text)
+
+
+@cli.command()
+@click.argument("study_name")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="export",
+              show_default=True, help="Folder to write into.")
+@click.option("--format", "fmts", type=click.Choice(["csv", "jsonl", "parquet"]), multiple=True,
+              default=("csv", "jsonl", "parquet"), show_default=True,
+              help="Long-format file types (repeat the option for several).")
+@click.option("--history/--active-only", default=False, show_default=True,
+              help="Include superseded and retracted rating rows (the audit trail).")
+@_friendly
+def export(study_name: str, out_dir: str, fmts: tuple[str, ...], history: bool) -> None:
+    """Export a study: long-format ratings, the wide item x rater matrix, and the statistics
+    report as JSON and Markdown."""
+    import json
+
+    from review.export import wide_matrix, write_frame
+    from review.report import build_report, report_to_markdown
+
+    df, rng = _study_frame(study_name, include_history=history)
+    out = Path(out_dir)
+    written = [write_frame(df, out / f"ratings.{fmt}", fmt) for fmt in fmts]
+    active = df[df["active"].astype(bool)] if history and not df.empty else df
+    matrix = out / "matrix.csv"
+    wide_matrix(active).to_csv(matrix)
+    report = build_report(active, scale=rng)
+    (out / "report.json").write_text(json.dumps(report, indent=2, allow_nan=False), "utf-8")
+    (out / "report.md").write_text(report_to_markdown(report), "utf-8")
+    for path in [*written, matrix, out / "report.json", out / "report.md"]:
+        click.echo(f"Wrote {path}")
+
+
+@cli.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--study", "study_name", required=True, help="Name of the new study to create.")
+@click.option("--scale", default="1-5", show_default=True, help="Score scale, as MIN-MAX.")
+@_friendly
+def import_cmd(path: str, study_name: str, scale: str) -> None:
+    """Import long-format ratings (CSV, JSON Lines, Parquet) as a new study of external items."""
+    from review.database import open_lab
+    from review.ratings_import import import_ratings
+    from review.report import read_ratings_file
+
+    lo, hi = (int(x) for x in scale.split("-"))
+    try:
+        df = read_ratings_file(path, scale=(lo, hi))
+    except ValueError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    lab = open_lab()
+    with lab.sessions() as s, s.begin():
+        study = import_ratings(s, df, study_name, (lo, hi))
+        click.echo(f"Imported {len(df)} ratings into study {study.name!r}.")
 
 
 def main() -> None:

@@ -1,0 +1,160 @@
+"""Import long-format ratings collected elsewhere (or exported from another lab database) as a
+study of external items, so they can be analysed, compared and exported like native ratings.
+
+Each distinct `item` becomes a study item backed by a placeholder catalog entry (no image:
+`origin` says "imported"); each `rater` becomes an inactive reviewer account that cannot log in.
+Optional columns carried over: flags, comment, guideline_version ("slug-vN"), time_taken_ms,
+created_at, is_gold, expected_min, expected_max, restorer, blur_kind, blur_level, content.
+Importing into an existing study name is refused, so nothing is ever merged by accident.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import (
+    BLUR_KINDS,
+    DegradedImage,
+    GuidelineVersion,
+    Rating,
+    Restoration,
+    SourceImage,
+    Study,
+    StudyItem,
+    StudyReviewer,
+    User,
+)
+from review.catalog import CONTENT_TYPES
+from review.study import StudyConfig, StudyError, ensure_study, order_key
+
+_GV = re.compile(r"^(?P<slug>[A-Za-z0-9_.-]+)-v(?P<version>\d+)$")
+
+
+def _val(row: dict[str, Any], key: str, default: Any = None) -> Any:
+    v = row.get(key, default)
+    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
+        return default
+    return v
+
+
+def _guideline(session: Session, label: str | None) -> GuidelineVersion:
+    slug, version = "imported", 1
+    if label and (m := _GV.match(str(label))):
+        slug, version = m["slug"], int(m["version"])
+    gv = session.scalar(select(GuidelineVersion).where(
+        GuidelineVersion.slug == slug, GuidelineVersion.version == version))
+    if gv is None:
+        body = "Imported ratings: the guideline text was not part of the import."
+        gv = GuidelineVersion(slug=slug, version=version, title=f"{slug} v{version} (imported)",
+                              body_md=body, change_note="imported",
+                              content_sha256=hashlib.sha256(body.encode()).hexdigest())
+        session.add(gv)
+        session.flush()
+    return gv
+
+
+def import_ratings(session: Session, df: pd.DataFrame, study_name: str,
+                   scale: tuple[int, int] = (1, 5)) -> Study:
+    """Create study `study_name` holding the ratings of `df` (validated long format)."""
+    if session.scalar(select(Study).where(Study.name == study_name)) is not None:
+        raise StudyError(f"A study named {study_name!r} already exists; import under a new name.")
+    rows = df.to_dict("records")
+    if not rows:
+        raise StudyError("The ratings file has no rows.")
+    per_item = df.groupby("item")["rater"].nunique()
+    study = ensure_study(session, StudyConfig(
+        name=study_name, description=f"Imported: {len(rows)} ratings.",
+        raters_per_item=max(1, int(per_item.max())), gold_rate=0.0,
+        scale_min=scale[0], scale_max=scale[1]), None)
+    items: dict[str, StudyItem] = {}
+    users: dict[str, User] = {}
+    for row in rows:
+        item_key, rater = str(row["item"]), str(row["rater"])
+        if item_key not in items:
+            items[item_key] = _external_item(session, study, item_key, row)
+        if rater not in users:
+            users[rater] = _external_user(session, study, rater)
+        gv = _guideline(session, _val(row, "guideline_version"))
+        if study.guideline_version_id is None:
+            study.guideline_version_id = gv.id
+        user = users[rater]
+        if session.scalar(select(StudyReviewer).where(StudyReviewer.study_id == study.id,
+                                                      StudyReviewer.reviewer_id == user.id)) is None:
+            qa = str(_val(row, "qa_cohort", "no_qa")) == "qa"
+            session.add(StudyReviewer(study_id=study.id, reviewer_id=user.id,
+                                      guideline_version_id=gv.id, qa_enabled=qa,
+                                      cohort=str(_val(row, "cohort", "imported"))))
+        flags = _val(row, "flags", "")
+        created = _val(row, "created_at")
+        # A repeated (item, rater) pair: the later row supersedes the earlier one.
+        previous = session.scalar(select(Rating).where(
+            Rating.item_id == items[item_key].id, Rating.reviewer_id == user.id,
+            Rating.active.is_(True)))
+        if previous is not None:
+            previous.active = False
+            session.flush()
+        session.add(Rating(
+            item_id=items[item_key].id, reviewer_id=user.id, author_id=user.id, source="reviewer",
+            score=int(row["score"]),
+            flags=[f for f in str(flags).split(",") if f] if flags else [],
+            comment=str(_val(row, "comment", "")),
+            guideline_version_id=gv.id,
+            time_taken_ms=int(_val(row, "time_taken_ms")) if _val(row, "time_taken_ms") is not None
+            else None,
+            supersedes_id=previous.id if previous is not None else None,
+            created_at=pd.Timestamp(created).to_pydatetime() if created else None,
+        ))
+        session.flush()
+    return study
+
+
+def _external_item(session: Session, study: Study, key: str, row: dict[str, Any]) -> StudyItem:
+    ident = hashlib.sha256(f"imported:{study.name}:{key}".encode()).hexdigest()
+    content = str(_val(row, "content", "scene"))
+    source = SourceImage(sha256=ident, path="", width=0, height=0, title=f"imported item {key}",
+                         origin="imported", content=content if content in CONTENT_TYPES else "scene",
+                         is_reference=False)
+    session.add(source)
+    session.flush()
+    kind = str(_val(row, "blur_kind", "none"))
+    level = _val(row, "blur_level")
+    degraded = DegradedImage(source_id=source.id, recipe_key="imported",
+                             kind=kind if kind in BLUR_KINDS else "none",
+                             level=float(level) if level is not None else None,
+                             sha256=ident, path="")
+    session.add(degraded)
+    session.flush()
+    restoration = Restoration(degraded_id=degraded.id, method=str(_val(row, "restorer", "external")),
+                              params={"imported_item": key}, params_key=ident, sha256=ident,
+                              path="", provenance={"imported": True})
+    session.add(restoration)
+    session.flush()
+    emin, emax = _val(row, "expected_min"), _val(row, "expected_max")
+    item = StudyItem(study_id=study.id, restoration_id=restoration.id,
+                     order_key=order_key(study.id, restoration.id),
+                     is_gold=bool(_val(row, "is_gold", False)),
+                     expected_min=int(emin) if emin is not None else None,
+                     expected_max=int(emax) if emax is not None else None)
+    session.add(item)
+    session.flush()
+    return item
+
+
+def _external_user(session: Session, study: Study, rater: str) -> User:
+    name = re.sub(r"[^a-z0-9_.-]", "-", rater.lower())[:40] or "rater"
+    username = f"ext-{study.id}-{name}"
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        # "!" is not a valid argon2 hash: the account can never log in.
+        user = User(username=username, display_name=rater, role="reviewer", password_hash="!",
+                    active=False)
+        session.add(user)
+        session.flush()
+    return user
