@@ -1,0 +1,734 @@
+"""The agreement statistics report: one JSON-safe dict, and its Markdown rendering.
+
+Why: analysts, the UI and exports all need the same numbers with the same caveats, so they are
+computed once here from a long-format rating table (see :mod:`review.agreement`).
+
+``build_report(df, *, bootstrap=0, seed=0, scale=(1, 5))`` returns a dict with these top-level
+keys (all values strict-JSON: ``json.dumps(report, allow_nan=False)`` works):
+
+- ``n_items``, ``n_raters``, ``n_ratings`` (ints, after dropping rows without a score and
+  keeping the last of repeated (item, rater) rows), ``n_multiply_rated_items``.
+- ``krippendorff_alpha``: ``{"nominal": C, "ordinal": C, "interval": C}``.
+- ``fleiss_kappa``: C (on the items with the most common number of ratings; see ``notes``).
+- ``icc``: ``{"ICC1": C, "ICC2": C, "ICC3": C, "ICC1k": C, "ICC2k": C, "ICC3k": C}``, Shrout &
+  Fleiss forms: ICC1 one-way random, ICC2 two-way random absolute agreement, ICC3 two-way
+  mixed consistency, single rater; ``k``: mean of k raters. 95% CIs from the F distribution.
+  Computed on a complete item x rater table; ``notes`` says which subset.
+- ``pairwise_kappa``: list of ``{"rater_a", "rater_b", "n_items", "unweighted": C,
+  "linear": C, "quadratic": C}`` for every rater pair sharing at least one item (Cohen's kappa
+  on the items both rated; weights by distance on the scale).
+- ``percent_agreement``: C, the mean share of agreeing rater pairs per multiply-rated item.
+  Inflated by imbalanced categories: show it only beside alpha or kappa.
+- ``warnings``: list of strings (few items behind a figure, dropped rows, ...).
+- ``notes``: list of strings saying how a figure was computed (subsets used).
+- ``per_item``: list of rows ``{item, n_ratings, mos, mos_std, mos_ci95, mle_quality,
+  mle_quality_ci95, ds_label, ds_confidence, majority_label}`` plus ``dmos, dmos_ci95,
+  dmos_n`` when ``reference_group`` and ``is_hidden_reference`` are present, gold columns
+  (``is_gold, expected_min, expected_max, gold_pass_rate``) when ``is_gold`` is present, and
+  every characteristic column that is constant within an item.
+- ``per_rater``: list of rows ``{rater, n_ratings, mean_score, bias, bias_ci95, inconsistency,
+  inconsistency_ci95, inconsistency_at_floor, bt500_items, bt500_p, bt500_q, bt500_rejected,
+  ds_accuracy, ds_confusion}`` plus ``gold_n, gold_correct, gold_accuracy, gold_accuracy_ci95`` with gold.
+  Bias and inconsistency come from the ITU-T P.910 / P.913 subject model (MLE).
+- ``breakdowns``: ``{column: [{group, n_items, n_raters, n_ratings, alpha_ordinal: C,
+  mos: C, gold_accuracy: C (with gold)}]}`` for each characteristic column present
+  (``guideline_version, qa_cohort, blur_kind, blur_level, restorer, content``).
+- ``comparisons``: list of ``{column, group_a, group_b, alpha_ordinal_diff: C,
+  gold_accuracy_diff: C}`` (A minus B) for ``guideline_version`` and ``qa_cohort``; alpha
+  CIs come from resampling each group's items independently (needs ``bootstrap > 0``), gold
+  accuracy CIs from Newcombe's interval.
+- ``scale`` ([low, high]) and ``bootstrap`` (``{"resamples", "seed"}``).
+
+C, a coefficient, is ``{"value": float, "ci95": [low, high] or None, "n_items": int}`` or
+``{"value": None, "reason": str}`` when it cannot be computed. ``ci95`` is a percentile item
+bootstrap for alpha, kappa and percent agreement (``None`` unless ``bootstrap > 0``).
+CIs in table rows (``mos_ci95`` etc.) are ``[low, high]`` or ``None``; missing numbers are
+``None``, never NaN.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from review import agreement as ag
+from review.agreement import Coef, Ratings
+
+BREAKDOWN_COLUMNS = ("guideline_version", "qa_cohort", "blur_kind", "blur_level", "restorer",
+                     "content")
+COMPARISON_COLUMNS = ("guideline_version", "qa_cohort")
+GOLD_COLUMNS = ("is_gold", "expected_min", "expected_max")
+DMOS_COLUMNS = ("reference_group", "is_hidden_reference")
+#: BT.500 asks for at least 15 observers.
+MIN_OBSERVERS_BT500 = 15
+
+
+def _py(x: Any) -> Any:
+    """A JSON-safe Python value: numpy scalars unboxed, NaN/inf -> None."""
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, pd.Timestamp):
+        return x.isoformat()
+    return x
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(_py(k)): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [_clean(v) for v in obj.tolist()]
+    return _py(obj)
+
+
+def _ci_list(center: np.ndarray, half: np.ndarray) -> list[list[float] | None]:
+    """[low, high] per row (native floats), None where either bound is not finite."""
+    lo, hi = center - half, center + half
+    out: list[Any] = np.stack([lo, hi], axis=1).tolist()
+    for i in np.flatnonzero(~(np.isfinite(lo) & np.isfinite(hi))).tolist():
+        out[i] = None
+    return out
+
+
+def _nan_to_none(a: np.ndarray) -> list[Any]:
+    a = np.asarray(a, dtype=np.float64)
+    out: list[Any] = a.tolist()
+    for i in np.flatnonzero(~np.isfinite(a)).tolist():
+        out[i] = None
+    return out
+
+
+class _Columns:
+    """Optional columns of the input, factorized once and aligned with the encoded ratings."""
+
+    def __init__(self, df: pd.DataFrame, r: Ratings) -> None:
+        self.df, self.r = df, r
+        self._codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def codes(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(code per rating, -1 where missing; distinct values, sorted where sortable)."""
+        if name not in self._codes:
+            codes, uniques = pd.factorize(self.df[name], sort=False)
+            codes = np.asarray(codes, dtype=np.int64)[self.r.rows]
+            vals = np.asarray(uniques, dtype=object)
+            try:
+                order = np.argsort(vals, kind="stable")
+                rank = np.empty_like(order)
+                rank[order] = np.arange(order.size)
+                codes = np.where(codes >= 0, rank[np.maximum(codes, 0)], -1)
+                vals = vals[order]
+            except TypeError:
+                pass
+            self._codes[name] = (codes, vals)
+        return self._codes[name]
+
+    def values(self, name: str) -> np.ndarray:
+        return self.r.column(self.df, name)
+
+
+def _group_starts(r: Ratings) -> np.ndarray:
+    """Start positions of each item's run in sorted ratings (every item has >= 1 rating)."""
+    return np.concatenate([[0], np.cumsum(r.ratings_per_item)[:-1]]).astype(np.int64)
+
+
+def _per_item_constant(r: Ratings, cols: _Columns, name: str) -> list[Any] | None:
+    """The column's value per item if it never varies within an item, else None."""
+    codes, uniques = cols.codes(name)
+    starts = _group_starts(r)
+    lo = np.minimum.reduceat(codes, starts)
+    hi = np.maximum.reduceat(codes, starts)
+    if (lo != hi).any():
+        return None
+    uniq = [_py(u) for u in uniques.tolist()] + [None]  # code -1 -> None
+    return [uniq[c] for c in lo.tolist()]
+
+
+def _mos_of_group(r: Ratings) -> Coef:
+    """Mean of item MOS over the group's items, CI 1.96 * sd(item MOS) / sqrt(n_items)."""
+    if r.n_items == 0:
+        return Coef.missing("no ratings in this group")
+    mos = ag.item_mos(r)["mos"].to_numpy()
+    m = float(mos.mean())
+    if mos.size < 2:
+        return Coef(m, int(mos.size), None)
+    half = 1.96 * float(mos.std(ddof=1)) / math.sqrt(mos.size)
+    return Coef(m, int(mos.size), (m - half, m + half))
+
+
+def _gold_coef(correct: np.ndarray) -> Coef:
+    c = correct[np.isfinite(correct)]
+    if c.size == 0:
+        return Coef.missing("no judgeable gold ratings")
+    k = int(c.sum())
+    return Coef(k / c.size, int(c.size), ag.wilson_ci(k, int(c.size)))
+
+
+def _alpha_coef(r: Ratings, level: str, bootstrap: int, seed: int, *names: object) -> Coef:
+    coef = ag.coef_of(lambda: (ag.alpha_from_counts(r.counts, level, r.values),
+                             r.n_pairable_items))
+    if coef.ok and bootstrap > 0:
+        s = ag.alpha_bootstrap_samples(r.counts, [level], r.values, bootstrap,
+                                       ag.derived_rng(seed, *names))[level]
+        coef = coef.with_ci(ag.percentile_ci(s))
+    return coef
+
+
+def _split(r: Ratings, cols: _Columns, name: str) -> list[tuple[Any, np.ndarray, Ratings]]:
+    """Ratings split by a column's value: (value, mask over r, subset); sorted groups, missing
+    values last as None."""
+    codes, uniques = cols.codes(name)
+    masks = [(uniques[g], codes == g) for g in range(len(uniques))]
+    if (codes < 0).any():
+        masks.append((None, codes < 0))
+    return [(v, m, r.subset(m)) for v, m in masks]
+
+
+def _agreement_section(r: Ratings, bootstrap: int, seed: int, warnings: list[str],
+                       notes: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    n_multi = r.n_pairable_items
+    alpha = {lvl: _alpha_coef(r, lvl, 0, seed) for lvl in ("nominal", "ordinal", "interval")}
+    try:
+        fk, f_n, f_k, f_excl = ag.fleiss_kappa_from_counts(r.counts)
+        fleiss = Coef(fk, f_n)
+        if f_excl:
+            notes.append(f"Fleiss' kappa needs the same number of ratings per item: it uses the "
+                         f"{f_n} items rated exactly {f_k} times (the most common count) and "
+                         f"leaves out {f_excl} multiply-rated items with other counts.")
+        else:
+            notes.append(f"Fleiss' kappa uses all {f_n} multiply-rated items "
+                         f"({f_k} ratings each).")
+    except ag.NotEnoughData as exc:
+        fleiss, f_n = Coef.missing(str(exc)), 0
+    percent = ag.coef_of(ag.percent_agreement_from_counts, r.counts)
+
+    pairs = ag.pair_tables(r) if r.n_ratings else None
+    kappas: dict[str, np.ndarray] = {}
+    if pairs is not None and pairs.tables.shape[0]:
+        kappas = {wt: ag.kappa_from_tables(pairs.tables, wt) for wt in ag.KAPPA_WEIGHTS}
+
+    boot = None
+    if bootstrap > 0 and n_multi > 0:
+        boot = ag.bootstrap_agreement(r, bootstrap, seed, pairs)
+        alpha = {lvl: c.with_ci(boot.alpha.get(lvl)) if c.ok else c for lvl, c in alpha.items()}
+        fleiss = fleiss.with_ci(boot.fleiss) if fleiss.ok else fleiss
+        percent = percent.with_ci(boot.percent) if percent.ok else percent
+
+    pair_rows: list[dict[str, Any]] = []
+    few_pairs = 0
+    if kappas and pairs is not None:
+        n_shared = pairs.tables.sum(axis=(1, 2))
+        for j in range(pairs.tables.shape[0]):
+            row: dict[str, Any] = {"rater_a": _py(r.raters[pairs.rater_a[j]]),
+                                   "rater_b": _py(r.raters[pairs.rater_b[j]]),
+                                   "n_items": int(n_shared[j])}
+            if n_shared[j] < ag.MIN_RELIABLE_ITEMS:
+                few_pairs += 1
+            for wt in ag.KAPPA_WEIGHTS:
+                val = float(kappas[wt][j])
+                if not math.isfinite(val):
+                    row[wt] = Coef.missing("both raters gave one and the same score on their "
+                                           "shared items: kappa is undefined").to_dict()
+                    continue
+                ci = boot.kappa[wt][j] if boot is not None and boot.kappa.get(wt) else None
+                row[wt] = Coef(val, int(n_shared[j]), ci).to_dict()
+            pair_rows.append(row)
+    if few_pairs:
+        warnings.append(f"{few_pairs} of {len(pair_rows)} rater pairs share fewer than "
+                        f"{ag.MIN_RELIABLE_ITEMS} items: their kappas are mostly noise.")
+
+    try:
+        sub = ag.icc_subset(r)
+        icc = ag.icc(sub.matrix)
+        notes.append(sub.description + ".")
+        if sub.matrix.shape[0] < ag.MIN_RELIABLE_ITEMS:
+            warnings.append(f"ICC rests on only {sub.matrix.shape[0]} complete items "
+                            f"(< {ag.MIN_RELIABLE_ITEMS}): treat it as noise.")
+    except ag.NotEnoughData as exc:
+        icc = {f: Coef.missing(str(exc)) for f in ag.ICC_FORMS}
+
+    if n_multi == 0 and r.n_ratings:
+        warnings.append("No item has two or more ratings: no agreement figure can be computed "
+                        "(agreement from fewer than 20 multiply-rated items would be noise).")
+    elif 0 < n_multi < ag.MIN_RELIABLE_ITEMS:
+        warnings.append(f"Only {n_multi} items have two or more ratings (< "
+                        f"{ag.MIN_RELIABLE_ITEMS}): alpha, Fleiss' kappa and percent agreement "
+                        f"are mostly noise.")
+    elif f_n and f_n < ag.MIN_RELIABLE_ITEMS <= n_multi:
+        warnings.append(f"Fleiss' kappa rests on only {f_n} items (< {ag.MIN_RELIABLE_ITEMS}).")
+
+    out["krippendorff_alpha"] = {lvl: c.to_dict() for lvl, c in alpha.items()}
+    out["fleiss_kappa"] = fleiss.to_dict()
+    out["icc"] = {f: c.to_dict() for f, c in icc.items()}
+    out["pairwise_kappa"] = pair_rows
+    out["percent_agreement"] = percent.to_dict()
+    return out
+
+
+def _per_item(df: pd.DataFrame, cols_in: _Columns, r: Ratings, scale: tuple[int, int], model: ag.SubjectModel,
+              ds: ag.DawidSkeneResult | None, gold: ag.GoldResult | None,
+              warnings: list[str]) -> list[dict[str, Any]]:
+    if r.n_items == 0:
+        return []
+    mos = ag.item_mos(r)
+    cols: dict[str, Any] = {
+        "item": [_py(x) for x in r.items.tolist()],
+        "n_ratings": mos["n_ratings"].tolist(),
+        "mos": _nan_to_none(mos["mos"].to_numpy()),
+        "mos_std": _nan_to_none(mos["mos_std"].to_numpy()),
+        "mos_ci95": _ci_list(mos["mos"].to_numpy(), mos["mos_ci95_half"].to_numpy()),
+        "mle_quality": _nan_to_none(model.quality),
+        "mle_quality_ci95": _ci_list(model.quality, model.quality_ci95_half),
+    }
+    if ds is not None:
+        cols["ds_label"] = r.values[ds.labels].astype(np.int64).tolist()
+        cols["ds_confidence"] = ds.posteriors.max(axis=1).tolist()
+    cols["majority_label"] = r.values[ag.majority_vote(r.counts)].astype(np.int64).tolist()
+    if all(c in df.columns for c in DMOS_COLUMNS):
+        dm = ag.item_dmos(r, r.column(df, "reference_group"),
+                          r.column(df, "is_hidden_reference"), float(scale[1]))
+        cols["dmos"] = _nan_to_none(dm["dmos"].to_numpy())
+        cols["dmos_ci95"] = _ci_list(dm["dmos"].to_numpy(), dm["dmos_ci95_half"].to_numpy())
+        cols["dmos_n"] = dm["dmos_n"].tolist()
+        if int((dm["dmos_n"] > 0).sum()) == 0:
+            warnings.append("DMOS: no item has a rater who also rated its hidden reference.")
+    if gold is not None:
+        n_g = np.bincount(r.item, weights=np.isfinite(gold.correct), minlength=r.n_items)
+        k_g = np.bincount(r.item, weights=np.nan_to_num(gold.correct), minlength=r.n_items)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cols["gold_pass_rate"] = _nan_to_none(np.where(n_g > 0, k_g / n_g, np.nan))
+    skip = set(ag.REQUIRED_COLUMNS)
+    for name in (*BREAKDOWN_COLUMNS, *GOLD_COLUMNS, *DMOS_COLUMNS, "source", "degradation"):
+        if name in df.columns and name not in skip and name not in cols:
+            per = _per_item_constant(r, cols_in, name)
+            if per is not None:
+                cols[name] = per
+    keys = list(cols)
+    return [dict(zip(keys, vals, strict=True)) for vals in zip(*cols.values(), strict=True)]
+
+
+def _per_rater(r: Ratings, model: ag.SubjectModel, ds: ag.DawidSkeneResult | None,
+               gold: ag.GoldResult | None) -> list[dict[str, Any]]:
+    if r.n_raters == 0:
+        return []
+    n = r.ratings_per_rater
+    mean = np.bincount(r.rater, weights=r.score, minlength=r.n_raters) / np.maximum(n, 1)
+    bt = ag.bt500_screening(r)
+    cols: dict[str, Any] = {
+        "rater": [_py(x) for x in r.raters.tolist()],
+        "n_ratings": n.tolist(),
+        "mean_score": _nan_to_none(mean),
+        "bias": _nan_to_none(model.bias),
+        "bias_ci95": _ci_list(model.bias, model.bias_ci95_half),
+        "inconsistency": _nan_to_none(model.inconsistency),
+        "inconsistency_ci95": _ci_list((model.inconsistency_ci95[:, 0]
+                                        + model.inconsistency_ci95[:, 1]) / 2,
+                                       (model.inconsistency_ci95[:, 1]
+                                        - model.inconsistency_ci95[:, 0]) / 2),
+        "inconsistency_at_floor": [bool(x) for x in model.at_floor.tolist()],
+        "bt500_items": bt["bt500_items"].tolist(),
+        "bt500_p": bt["bt500_p"].tolist(),
+        "bt500_q": bt["bt500_q"].tolist(),
+        "bt500_rejected": [bool(x) for x in bt["bt500_rejected"].tolist()],
+    }
+    if ds is not None:
+        cols["ds_accuracy"] = _nan_to_none(ds.rater_accuracy())
+        cols["ds_confusion"] = np.round(ds.confusion, 4).tolist()
+    if gold is not None:
+        cols["gold_n"] = gold.per_rater_n.tolist()
+        cols["gold_correct"] = gold.per_rater_correct.tolist()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            acc = np.where(gold.per_rater_n > 0, gold.per_rater_correct / gold.per_rater_n,
+                           np.nan)
+        cols["gold_accuracy"] = _nan_to_none(acc)
+        cols["gold_accuracy_ci95"] = [
+            (list(ci) if (ci := ag.wilson_ci(int(k), int(m))) else None)
+            for k, m in zip(gold.per_rater_correct, gold.per_rater_n, strict=True)]
+    keys = list(cols)
+    return [dict(zip(keys, vals, strict=True)) for vals in zip(*cols.values(), strict=True)]
+
+
+def _breakdowns(cols: _Columns, r: Ratings, columns: Sequence[str], bootstrap: int, seed: int,
+                gold: ag.GoldResult | None, warnings: list[str]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for col in columns:
+        rows = []
+        few = 0
+        for value, mask, sub in _split(r, cols, col):
+            if sub.n_pairable_items < ag.MIN_RELIABLE_ITEMS:
+                few += 1
+            row: dict[str, Any] = {
+                "group": _py(value), "n_items": sub.n_items, "n_raters": sub.n_raters,
+                "n_ratings": sub.n_ratings,
+                "alpha_ordinal": _alpha_coef(sub, "ordinal", bootstrap, seed, "breakdown", col,
+                                             value).to_dict(),
+                "mos": _mos_of_group(sub).to_dict(),
+            }
+            if gold is not None:
+                row["gold_accuracy"] = _gold_coef(gold.correct[mask]).to_dict()
+            rows.append(row)
+        if few:
+            warnings.append(f"Breakdown by {col}: {few} of {len(rows)} groups have fewer than "
+                            f"{ag.MIN_RELIABLE_ITEMS} multiply-rated items.")
+        out[col] = rows
+    return out
+
+
+def _comparisons(cols: _Columns, r: Ratings, columns: Sequence[str], bootstrap: int,
+                 seed: int, gold: ag.GoldResult | None) -> list[dict[str, Any]]:
+    out = []
+    for col in columns:
+        groups = [g for g in _split(r, cols, col) if g[0] is not None]
+        for (va, ma, sa), (vb, mb, sb) in itertools.combinations(groups, 2):
+            label = f"{col}:{va}:{vb}"
+            row: dict[str, Any] = {
+                "column": col, "group_a": _py(va), "group_b": _py(vb),
+                "alpha_ordinal_diff": ag.compare_alpha(sa, sb, "ordinal", bootstrap, seed,
+                                                       label).to_dict(),
+            }
+            if gold is not None:
+                ca, cb = gold.correct[ma], gold.correct[mb]
+                ca, cb = ca[np.isfinite(ca)], cb[np.isfinite(cb)]
+                row["gold_accuracy_diff"] = ag.compare_proportions(
+                    int(ca.sum()), int(ca.size), int(cb.sum()), int(cb.size)).to_dict()
+            out.append(row)
+    return out
+
+
+def build_report(df: pd.DataFrame, *, bootstrap: int = 0, seed: int = 0,
+                 scale: Sequence[int] = (1, 5),
+                 breakdown_by: Sequence[str] | None = None) -> dict[str, Any]:
+    """All agreement statistics of a long-format rating table (keys: module docstring).
+
+    ``bootstrap`` is the number of item resamples for CIs (0: no bootstrap CIs);
+    ``breakdown_by`` defaults to the characteristic columns present in ``df``.
+    Raises ValueError for malformed input (missing column, non-integer or off-scale score).
+    """
+    lo, hi = ag.check_scale(scale)
+    bootstrap = int(bootstrap)
+    if bootstrap < 0:
+        raise ValueError("bootstrap must be >= 0")
+    r = ag.encode_ratings(df, (lo, hi))
+    if r.n_ratings:
+        r = r.sorted()
+    warnings: list[str] = []
+    notes: list[str] = []
+    if r.n_missing_scores:
+        warnings.append(f"{r.n_missing_scores} rows without a score were ignored.")
+    if r.n_duplicates:
+        warnings.append(f"{r.n_duplicates} repeated (item, rater) ratings: the last row of each "
+                        f"was used (a later rating supersedes an earlier one).")
+    if r.n_ratings == 0:
+        warnings.append("No ratings: nothing to analyse.")
+
+    report: dict[str, Any] = {
+        "n_items": r.n_items, "n_raters": r.n_raters, "n_ratings": r.n_ratings,
+        "n_multiply_rated_items": r.n_pairable_items,
+    }
+    report.update(_agreement_section(r, bootstrap, seed, warnings, notes))
+
+    gold = None
+    if "is_gold" in df.columns and r.n_ratings:
+        if "expected_min" in df.columns or "expected_max" in df.columns:
+            emin = r.column(df, "expected_min") if "expected_min" in df.columns else \
+                np.full(r.n_ratings, np.nan)
+            emax = r.column(df, "expected_max") if "expected_max" in df.columns else \
+                np.full(r.n_ratings, np.nan)
+            gold = ag.gold_correct(r, r.column(df, "is_gold"), emin, emax)
+            if gold.n == 0:
+                warnings.append("Gold items are marked but none has an expected score range.")
+        else:
+            warnings.append("is_gold is present but expected_min / expected_max are not: "
+                            "gold accuracy is not computed.")
+
+    model = ag.subject_model(r)
+    if r.n_ratings and not model.converged and np.isfinite(model.bias).any():
+        warnings.append(f"The P.910 subject model did not converge in {model.n_iter} "
+                        f"iterations; bias and inconsistency are approximate.")
+    if model.at_floor.any():
+        names = ", ".join(str(_py(x)) for x in r.raters[model.at_floor][:10])
+        warnings.append(f"Subject model: the inconsistency of {int(model.at_floor.sum())} "
+                        f"rater(s) ({names}) sits at the floor 1/sqrt(12) = "
+                        f"{ag.MIN_INCONSISTENCY:.3f}: they are much more consistent than the "
+                        f"other raters of their items combined, and the model's likelihood has "
+                        f"no interior maximum for them (their votes alone would define the "
+                        f"item scores). Read it as 'very consistent', not as an estimate; "
+                        f"MOS is unaffected.")
+    single = int((r.ratings_per_rater == 1).sum()) if r.n_raters else 0
+    if single:
+        warnings.append(f"{single} raters have a single rating: no bias or inconsistency "
+                        f"estimate for them.")
+    ds = None
+    if r.n_ratings:
+        ds = ag.dawid_skene(r)
+        if not ds.converged:
+            warnings.append(f"Dawid-Skene did not converge in {ds.n_iter} iterations.")
+    if 0 < r.n_raters < MIN_OBSERVERS_BT500:
+        notes.append(f"BT.500 observer screening ran on {r.n_raters} raters; BT.500 asks for "
+                     f"at least {MIN_OBSERVERS_BT500} observers.")
+    cols = _Columns(df, r)
+    per_item = _per_item(df, cols, r, (lo, hi), model, ds, gold, warnings)
+    per_rater = _per_rater(r, model, ds, gold)
+
+    if breakdown_by is None:
+        breakdown_by = [c for c in BREAKDOWN_COLUMNS if c in df.columns]
+    missing = [c for c in breakdown_by if c not in df.columns]
+    if missing:
+        raise ValueError(f"breakdown column(s) not in the data: {', '.join(missing)}")
+    report["breakdowns"] = (_breakdowns(cols, r, breakdown_by, bootstrap, seed, gold, warnings)
+                            if r.n_ratings else {c: [] for c in breakdown_by})
+    cmp_cols = [c for c in COMPARISON_COLUMNS if c in df.columns]
+    report["comparisons"] = (_comparisons(cols, r, cmp_cols, bootstrap, seed, gold)
+                             if r.n_ratings else [])
+    report["warnings"] = warnings
+    report["notes"] = notes
+    report["scale"] = [lo, hi]
+    report["bootstrap"] = {"resamples": bootstrap, "seed": int(seed)}
+    report = _clean(report)
+    # the two big tables are built from native Python values already (no recursive clean)
+    report["per_item"] = per_item
+    report["per_rater"] = _clean(per_rater)
+    return report
+
+
+# --------------------------------------------------------------------------------------------
+# Reading rating files
+# --------------------------------------------------------------------------------------------
+
+
+def read_ratings_file(path: str | Path, *, scale: Sequence[int] | None = None) -> pd.DataFrame:
+    """Read long-format ratings from CSV, JSON Lines (.jsonl/.ndjson) or Parquet, validated.
+
+    Raises ValueError naming the column (and the 1-based data row) when a required column is
+    missing, an id or score is missing, or a score is not an integer (or is off ``scale``).
+    """
+    p = Path(path)
+    suffix = "".join(p.suffixes[-1:]).lower()
+    if suffix in (".csv", ".txt"):
+        df = pd.read_csv(p, dtype={"item": "string", "rater": "string", "score": "string"},
+                         keep_default_na=True)
+        for c in ("item", "rater"):
+            if c in df.columns:
+                df[c] = df[c].astype(object).where(df[c].notna(), None)
+    elif suffix in (".jsonl", ".ndjson"):
+        df = pd.read_json(p, lines=True, dtype=False)
+    elif suffix in (".parquet", ".pq"):
+        df = pd.read_parquet(p)
+    else:
+        raise ValueError(f"{p.name}: unknown ratings file type {suffix!r}; use .csv, .jsonl "
+                         f"or .parquet")
+    missing = [c for c in ag.REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{p.name}: missing required column(s): "
+                         f"{', '.join(repr(c) for c in missing)} (found: {list(df.columns)})")
+    for c in ("item", "rater"):
+        bad = df[c].isna().to_numpy()
+        if bad.any():
+            raise ValueError(f"{p.name}: column {c!r}, row {int(np.flatnonzero(bad)[0]) + 1}: "
+                             f"missing value")
+    try:
+        x = ag.scores_as_float(df["score"], scale, allow_missing=False)
+    except ValueError as exc:
+        raise ValueError(f"{p.name}: {exc}") from None
+    df["score"] = x.astype(np.int64)
+    return df
+
+
+# --------------------------------------------------------------------------------------------
+# Markdown
+# --------------------------------------------------------------------------------------------
+
+
+def _fmt_num(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return str(x)
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def _fmt_coef(c: dict[str, Any] | None, digits: int = 3) -> str:
+    if not c:
+        return "—"
+    if c.get("value") is None:
+        return f"— ({c.get('reason', 'not computable')})"
+    s = f"{c['value']:.{digits}f}"
+    if c.get("ci95"):
+        s += f" [{c['ci95'][0]:.{digits}f}, {c['ci95'][1]:.{digits}f}]"
+    return s
+
+
+def _fmt_ci(ci: list[float] | None, digits: int = 2) -> str:
+    return "—" if not ci else f"[{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    def esc(s: str) -> str:
+        return str(s).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(esc(h) for h in header) + " |",
+             "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+ICC_LABELS = {
+    "ICC1": "ICC(1,1) one-way random, single rater",
+    "ICC2": "ICC(2,1) two-way random, absolute agreement, single rater",
+    "ICC3": "ICC(3,1) two-way mixed, consistency, single rater",
+    "ICC1k": "ICC(1,k) one-way random, mean of k raters",
+    "ICC2k": "ICC(2,k) two-way random, absolute agreement, mean of k raters",
+    "ICC3k": "ICC(3,k) two-way mixed, consistency, mean of k raters",
+}
+
+
+def report_to_markdown(report: dict[str, Any], *, max_item_rows: int = 50,
+                       max_pair_rows: int = 100) -> str:
+    """Readable Markdown tables of a :func:`build_report` dict (long tables are truncated)."""
+    out: list[str] = ["# Rating agreement report", ""]
+    out.append(f"{report['n_ratings']} ratings of {report['n_items']} items by "
+               f"{report['n_raters']} raters ({report.get('n_multiply_rated_items', 0)} items "
+               f"rated two or more times), scale {report['scale'][0]}..{report['scale'][1]}.")
+    boot = report.get("bootstrap", {})
+    if boot.get("resamples"):
+        out.append(f"95% intervals: percentile bootstrap over items, {boot['resamples']} "
+                   f"resamples, seed {boot['seed']} (ICC: F distribution).")
+    else:
+        out.append("No bootstrap intervals were requested (ICC intervals use the F "
+                   "distribution).")
+    out.append("")
+    if report.get("warnings"):
+        out += ["## Warnings", ""] + [f"- {w}" for w in report["warnings"]] + [""]
+
+    out += ["## Agreement", ""]
+    ka = report["krippendorff_alpha"]
+    rows = [
+        ["Krippendorff's alpha (ordinal)", _fmt_coef(ka["ordinal"]),
+         _fmt_num(ka["ordinal"].get("n_items"))],
+        ["Krippendorff's alpha (interval)", _fmt_coef(ka["interval"]),
+         _fmt_num(ka["interval"].get("n_items"))],
+        ["Krippendorff's alpha (nominal)", _fmt_coef(ka["nominal"]),
+         _fmt_num(ka["nominal"].get("n_items"))],
+        ["Fleiss' kappa", _fmt_coef(report["fleiss_kappa"]),
+         _fmt_num(report["fleiss_kappa"].get("n_items"))],
+        ["Percent agreement (not chance-corrected)", _fmt_coef(report["percent_agreement"]),
+         _fmt_num(report["percent_agreement"].get("n_items"))],
+    ]
+    out += _table(["Coefficient", "Value [95% CI]", "Items"], rows)
+    out += ["", "Percent agreement is inflated when one score dominates; read it next to the "
+            "chance-corrected coefficients above.", ""]
+    out += ["### Intraclass correlation (Shrout & Fleiss)", ""]
+    out += _table(["Form", "Meaning", "Value [95% CI]", "Items"],
+                  [[f, ICC_LABELS[f], _fmt_coef(c), _fmt_num(c.get("n_items"))]
+                   for f, c in report["icc"].items()])
+    out.append("")
+    if report.get("notes"):
+        out += ["Method notes:", ""] + [f"- {n}" for n in report["notes"]] + [""]
+
+    pk = report.get("pairwise_kappa", [])
+    if pk:
+        out += ["### Cohen's kappa per rater pair", ""]
+        rows = [[_fmt_num(p["rater_a"]), _fmt_num(p["rater_b"]), str(p["n_items"]),
+                 _fmt_coef(p["unweighted"]), _fmt_coef(p["linear"]), _fmt_coef(p["quadratic"])]
+                for p in pk[:max_pair_rows]]
+        out += _table(["Rater A", "Rater B", "Shared items", "Unweighted", "Linear",
+                       "Quadratic"], rows)
+        if len(pk) > max_pair_rows:
+            out.append(f"\n… {len(pk) - max_pair_rows} more pairs in the JSON report.")
+        out.append("")
+
+    pr = report.get("per_rater", [])
+    if pr:
+        out += ["## Raters", "",
+                "Bias and inconsistency: ITU-T P.910 subject model (maximum likelihood). "
+                "BT.500: observer screening of ITU-R BT.500 A1-2.3.1 (P above, Q below the "
+                "band). DS: Dawid-Skene estimate of how often the rater gives the true score.",
+                ""]
+        has_gold = "gold_accuracy" in pr[0]
+        header = ["Rater", "Ratings", "Mean", "Bias [95% CI]", "Inconsistency",
+                  "BT.500 P/Q", "BT.500 rejected", "DS accuracy"]
+        if has_gold:
+            header += ["Gold accuracy [95% CI]"]
+        rows = []
+        for p in pr:
+            row = [_fmt_num(p["rater"]), str(p["n_ratings"]), _fmt_num(p["mean_score"], 2),
+                   f"{_fmt_num(p['bias'], 2)} {_fmt_ci(p['bias_ci95'])}",
+                   _fmt_num(p["inconsistency"], 2)
+                   + (" (floor)" if p.get("inconsistency_at_floor") else ""),
+                   f"{p['bt500_p']}/{p['bt500_q']}",
+                   _fmt_num(p["bt500_rejected"]), _fmt_num(p.get("ds_accuracy"), 2)]
+            if has_gold:
+                row.append(f"{_fmt_num(p['gold_accuracy'], 2)} "
+                           f"{_fmt_ci(p['gold_accuracy_ci95'])} (n={p['gold_n']})")
+            rows.append(row)
+        out += _table(header, rows) + [""]
+
+    for col, groups in report.get("breakdowns", {}).items():
+        if not groups:
+            continue
+        out += [f"## Breakdown by {col}", ""]
+        has_gold = "gold_accuracy" in groups[0]
+        header = ["Group", "Items", "Raters", "Ratings", "Alpha (ordinal) [95% CI]",
+                  "MOS [95% CI]"] + (["Gold accuracy"] if has_gold else [])
+        rows = []
+        for g in groups:
+            row = [_fmt_num(g["group"]), str(g["n_items"]), str(g["n_raters"]),
+                   str(g["n_ratings"]), _fmt_coef(g["alpha_ordinal"]), _fmt_coef(g["mos"], 2)]
+            if has_gold:
+                row.append(_fmt_coef(g["gold_accuracy"], 2))
+            rows.append(row)
+        out += _table(header, rows) + [""]
+
+    cmp_rows = report.get("comparisons", [])
+    if cmp_rows:
+        out += ["## Comparisons (A minus B)", ""]
+        has_gold = "gold_accuracy_diff" in cmp_rows[0]
+        header = ["Column", "A", "B", "Alpha (ordinal) difference [95% CI]"] + (
+            ["Gold accuracy difference [95% CI]"] if has_gold else [])
+        rows = []
+        for c in cmp_rows:
+            row = [c["column"], _fmt_num(c["group_a"]), _fmt_num(c["group_b"]),
+                   _fmt_coef(c["alpha_ordinal_diff"])]
+            if has_gold:
+                row.append(_fmt_coef(c["gold_accuracy_diff"]))
+            rows.append(row)
+        out += _table(header, rows) + [""]
+        if not boot.get("resamples"):
+            out += ["Alpha differences have no interval without bootstrap resamples.", ""]
+
+    items = report.get("per_item", [])
+    if items:
+        out += ["## Items", ""]
+        shown = sorted(items, key=lambda it: (it["mos"] is None, it["mos"] or 0.0))
+        shown = shown[:max_item_rows]
+        has_dmos = "dmos" in items[0]
+        header = ["Item", "Ratings", "MOS [95% CI]", "MLE quality"] + (
+            ["DMOS"] if has_dmos else []) + ["DS label"]
+        rows = []
+        for it in shown:
+            row = [_fmt_num(it["item"]), str(it["n_ratings"]),
+                   f"{_fmt_num(it['mos'], 2)} {_fmt_ci(it['mos_ci95'])}",
+                   _fmt_num(it["mle_quality"], 2)]
+            if has_dmos:
+                row.append(_fmt_num(it["dmos"], 2))
+            row.append(_fmt_num(it.get("ds_label")))
+            rows.append(row)
+        if len(items) > max_item_rows:
+            out.append(f"The {max_item_rows} items with the lowest MOS of {len(items)}; all "
+                       f"items are in the JSON report.")
+            out.append("")
+        out += _table(header, rows) + [""]
+    return "\n".join(out).rstrip() + "\n"
