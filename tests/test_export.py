@@ -1,0 +1,104 @@
+"""Exports and the round trip: export, import into a fresh database, identical statistics."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from review.assignment import next_assignment
+from review.cli import cli
+from review.config import load_settings
+from review.database import open_lab
+from review.export import ratings_frame, wide_matrix, write_frame
+from review.ratings import Submission, submit, undo_last
+from review.report import build_report, read_ratings_file
+from review.study import get_study
+from tests.factories import make_study
+
+
+def _rated_study(lab, n_items=25, n_reviewers=4, rpi=3, seed=1):
+    rng = random.Random(seed)
+    with lab.sessions() as s, s.begin():
+        study, users = make_study(s, n_items, raters_per_item=rpi, n_reviewers=n_reviewers,
+                                  gold_every=5, name="rt")
+        ids = [u.id for u in users]
+        truth = {}
+        for uid in ids:
+            while (lease := next_assignment(s, study, uid)) is not None:
+                base = truth.setdefault(lease.item_id, rng.randint(1, 5))
+                score = min(5, max(1, base + rng.choice([-1, 0, 0, 1])))
+                submit(s, lease.assignment_id, uid, Submission(score, ("artifacts",) if score < 3
+                                                               else ()))
+        undo_last(s, study, ids[0])  # leaves one retracted row in the history
+    return "rt"
+
+
+def _core(report):
+    keep = ("n_items", "n_raters", "n_ratings", "krippendorff_alpha", "fleiss_kappa", "icc",
+            "percent_agreement")
+    out = {k: report[k] for k in keep}
+    out["kappas"] = sorted(round(p["quadratic"]["value"], 12) for p in report["pairwise_kappa"]
+                           if p["quadratic"].get("value") is not None)
+    return json.loads(json.dumps(out))
+
+
+def test_long_frame_has_context_and_history(lab):
+    name = _rated_study(lab)
+    with lab.sessions() as s:
+        study = get_study(s, name)
+        active = ratings_frame(s, study)
+        full = ratings_frame(s, study, include_history=True)
+    assert len(full) == len(active) + 1
+    assert set(active["blur_kind"]) == {"defocus"} and active["guideline_version"].iloc[0] == "g-rt-v1"
+    assert active["is_gold"].any() and active["restorer"].isin(["wiener", "hidden_reference"]).all()
+    matrix = wide_matrix(active)
+    assert matrix.shape == (active["item"].nunique(), active["rater"].nunique())
+    assert int(matrix.notna().sum().sum()) == len(active)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_round_trip_gives_identical_statistics(lab, tmp_path, monkeypatch, fmt):
+    name = _rated_study(lab)
+    with lab.sessions() as s:
+        df = ratings_frame(s, get_study(s, name))
+    original = build_report(df)
+    path = write_frame(df, tmp_path / f"ratings.{fmt}")
+
+    fresh = tmp_path / "fresh"
+    monkeypatch.setenv("REVIEW_DATA_DIR", str(fresh))
+    runner = CliRunner()
+    assert runner.invoke(cli, ["init"]).exit_code == 0
+    result = runner.invoke(cli, ["import", str(path), "--study", "copy"])
+    assert result.exit_code == 0, result.output
+    lab2 = open_lab(load_settings())
+    with lab2.sessions() as s:
+        again = ratings_frame(s, get_study(s, "copy"))
+    assert _core(build_report(again)) == _core(original)
+    assert _core(build_report(read_ratings_file(path))) == _core(original)
+
+
+def test_cli_export_writes_every_file(lab, tmp_path, monkeypatch):
+    name = _rated_study(lab)
+    monkeypatch.setenv("REVIEW_DATA_DIR", str(lab.settings.data_dir))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["export", name, "--out", str(out), "--history"])
+    assert result.exit_code == 0, result.output
+    for f in ("ratings.csv", "ratings.jsonl", "ratings.parquet", "matrix.csv", "report.json",
+              "report.md"):
+        assert (out / f).stat().st_size > 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["n_ratings"] == len(pd.read_csv(out / "ratings.csv").query("active"))
+    assert "Krippendorff" in (out / "report.md").read_text()
+
+
+def test_import_refuses_an_existing_study_name(lab, tmp_path, monkeypatch):
+    name = _rated_study(lab)
+    with lab.sessions() as s:
+        path = write_frame(ratings_frame(s, get_study(s, name)), tmp_path / "r.csv")
+    monkeypatch.setenv("REVIEW_DATA_DIR", str(lab.settings.data_dir))
+    result = CliRunner().invoke(cli, ["import", str(path), "--study", name])
+    assert result.exit_code == 1 and "already exists" in result.output
