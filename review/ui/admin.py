@@ -1,0 +1,139 @@
+"""Admin pages: user accounts, study progress (with gold accuracy per reviewer), and the guideline
+versions. Reviewers never reach these: the navigation omits them and each page checks the role.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy import select
+
+from db.engine import transaction
+from db.models import ROLES, GuidelineVersion
+from review.ui.common import get_lab, require_role, sd15_status
+from review.ui.guideline import render_guideline, sanitize_markdown
+from review.ui.queries import GuidelineView, reviewer_progress, study_progress
+from review.users import UserError, add_user, list_users, reset_password, set_active
+
+
+def _run(action, success: str) -> None:  # noqa: ANN001 - a callable taking a Session
+    """Run one user-management action in a transaction; show the outcome plainly."""
+    try:
+        with transaction(get_lab().sessions) as s:
+            action(s)
+    except UserError as exc:
+        st.error(str(exc))
+    else:
+        st.success(success)
+
+
+def users_page() -> None:
+    """Add users, reset passwords, deactivate and reactivate accounts."""
+    me = require_role("admin")
+    st.title("Users")
+    with st.form("add_user", clear_on_submit=True):
+        st.subheader("Add a user")
+        c1, c2, c3 = st.columns(3)
+        username = c1.text_input("Username", key="new_username")
+        display = c2.text_input("Display name", key="new_display")
+        role = c3.selectbox("Role", ROLES, index=ROLES.index("reviewer"), key="new_role")
+        password = st.text_input("Initial password (at least 8 characters)", type="password",
+                                 key="new_password")
+        if st.form_submit_button("Add user", type="primary"):
+            _run(lambda s: add_user(s, username, password, role, display),
+                 f"User {username.strip().lower()!r} added as {role}.")
+
+    with get_lab().sessions() as s:
+        users = list_users(s)
+    st.subheader("Accounts")
+    st.dataframe(
+        pd.DataFrame([{"username": u.username, "name": u.display_name, "role": u.role,
+                       "active": u.active, "last login": u.last_login_at} for u in users]),
+        hide_index=True, width="stretch")
+
+    names = [u.username for u in users]
+    left, right = st.columns(2)
+    with left.form("reset_password", clear_on_submit=True):
+        st.markdown("**Reset a password**")
+        who = st.selectbox("User", names, index=None, key="reset_user", placeholder="Choose a user")
+        new = st.text_input("New password", type="password", key="reset_password_value")
+        if st.form_submit_button("Reset password"):
+            if who is None:
+                st.error("Choose a user.")
+            else:
+                _run(lambda s: reset_password(s, who, new), f"Password of {who!r} reset.")
+    with right.form("activation"):
+        st.markdown("**Deactivate or reactivate**")
+        who = st.selectbox("User", names, index=None, key="active_user", placeholder="Choose a user")
+        c1, c2 = st.columns(2)
+        deactivate = c1.form_submit_button("Deactivate")
+        activate = c2.form_submit_button("Reactivate")
+        if (deactivate or activate) and who is None:
+            st.error("Choose a user.")
+        elif deactivate and who == me.username:
+            st.error("You cannot deactivate your own account.")
+        elif deactivate or activate:
+            _run(lambda s: set_active(s, who, bool(activate)),
+                 f"User {who!r} {'reactivated' if activate else 'deactivated'}.")
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.0f}%"
+
+
+def study_page() -> None:
+    """Progress per study, per-reviewer counts and gold accuracy (admins only)."""
+    require_role("admin")
+    lab = get_lab()
+    st.title("Studies")
+    st.caption(sd15_status(lab.settings))
+    with lab.sessions() as s:
+        studies = study_progress(s)
+        per_reviewer = {p.id: reviewer_progress(s, p.id) for p in studies}
+    if not studies:
+        st.info("No studies yet. Create one with `python -m review demo` or the study commands.")
+        return
+    for p in studies:
+        with st.container(border=True):
+            st.subheader(p.name)
+            c1, c2, c3, c4 = st.columns(4)
+            c1.metric("Items", p.items, help=f"{p.gold_items} gold items")
+            c2.metric("Ratings done", f"{p.active_ratings} / {p.target}",
+                      help=f"{p.raters_per_item} reviewers per item; active ratings only")
+            c3.metric("Items complete", f"{p.complete_items} / {p.items}")
+            c4.metric("Skipped", p.skipped)
+            st.progress(min(1.0, p.active_ratings / p.target) if p.target else 0.0)
+            rows = per_reviewer[p.id]
+            if rows:
+                st.dataframe(pd.DataFrame([{
+                    "reviewer": r.username, "name": r.display_name, "rated": r.rated,
+                    "skipped": r.skipped, "gold rated": r.gold_rated,
+                    "gold within expected range": r.gold_within,
+                    "gold accuracy": _pct(r.gold_accuracy),
+                    "mean time (s)": None if r.mean_time_ms is None else round(r.mean_time_ms / 1000, 1),
+                } for r in rows]), hide_index=True, width="stretch")
+                st.caption("Gold accuracy: the share of a reviewer's active ratings of gold items "
+                           "(controls with a known expected score range) that fall inside that range.")
+            else:
+                st.caption("No ratings yet.")
+
+
+def guidelines_page() -> None:
+    """Every guideline version loaded, newest first, as reviewers see it."""
+    require_role("admin", "qa")
+    st.title("Guidelines")
+    with get_lab().sessions() as s:
+        versions = list(s.scalars(select(GuidelineVersion)
+                                  .order_by(GuidelineVersion.slug, GuidelineVersion.version.desc())))
+        views = [GuidelineView(g.id, g.slug, g.version, g.title, g.body_md, g.assets_dir) for g in versions]
+        notes = {g.id: g.change_note for g in versions}
+    if not views:
+        st.info("No guideline loaded yet: `python -m review init` loads guidelines/<slug>/v<N>/.")
+        return
+    chosen = st.selectbox("Version", [v.id for v in views], key="guideline_version",
+                          format_func=lambda i: next(f"{v.label}: {v.title}" for v in views if v.id == i))
+    view = next(v for v in views if v.id == chosen)
+    if notes.get(view.id):
+        st.caption(f"Change note: {sanitize_markdown(notes[view.id])}")
+    with st.container(border=True):
+        render_guideline(view)

@@ -1,0 +1,70 @@
+"""The app frame: page config, login, and the role-based navigation rebuilt on every run.
+
+A page a role may not use is not registered in `st.navigation` for that session, so it is
+neither listed nor reachable by URL; every page also re-checks the role itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from review.ui.common import (
+    current_user,
+    get_lab_or_stop,
+    login_page,
+    logout,
+    sd15_status,
+    still_active,
+)
+
+PAGES = Path(__file__).resolve().parent / "pages"
+
+# role -> pages in menu order; the first is the landing page.
+ROLE_PAGES: dict[str, tuple[str, ...]] = {
+    "reviewer": ("rate",),
+    "admin": ("study", "users", "rate", "guidelines"),
+    "qa": ("guidelines",),
+}
+PAGE_INFO = {
+    "rate": ("Rate", ":material/star_rate:"),
+    "study": ("Studies", ":material/monitoring:"),
+    "users": ("Users", ":material/group:"),
+    "guidelines": ("Guidelines", ":material/menu_book:"),
+}
+
+
+def pages_for(role: str) -> list[st.Page]:
+    out = []
+    for i, name in enumerate(ROLE_PAGES.get(role, ())):
+        title, icon = PAGE_INFO[name]
+        out.append(st.Page(PAGES / f"{name}.py", title=title, icon=icon, url_path=name, default=i == 0))
+    return out
+
+
+def main() -> None:
+    st.set_page_config(page_title="Fidelity review lab", page_icon=":material/compare:", layout="wide")
+    lab = get_lab_or_stop()
+    user = current_user()
+    if user is not None and not still_active(lab, user):
+        logout()
+        st.warning("Your account was deactivated or changed; log in again.")
+        user = None
+    if user is None:
+        st.navigation([st.Page(login_page, title="Log in", url_path="login", default=True)],
+                      position="hidden").run()
+        return
+    pages = pages_for(user.role)
+    if not pages:
+        st.error(f"The role {user.role!r} has no pages in this app.")
+        st.stop()
+    nav = st.navigation(pages)
+    with st.sidebar:
+        st.markdown(f"**{user.display_name}**  \n{user.role}")
+        if st.button("Log out", key="logout", icon=":material/logout:"):
+            logout()
+            st.rerun()
+        if user.role == "admin":
+            st.caption(sd15_status(lab.settings))
+    nav.run()

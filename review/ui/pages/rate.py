@@ -1,0 +1,5 @@
+"""Page script: Rate (reviewers, admins)."""
+
+from review.ui.rate import page
+
+page()

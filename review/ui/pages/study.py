@@ -1,0 +1,5 @@
+"""Page script: Studies and progress (admins)."""
+
+from review.ui.admin import study_page
+
+study_page()

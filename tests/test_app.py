@@ -1,0 +1,530 @@
+"""The Streamlit app through AppTest: login, role-based navigation, the rating loop (rate, skip,
+undo, stale items, drafts that survive a lost session), admin pages, blindness and guideline safety.
+
+Data is built with the domain functions and real small images in the store. AppTest runs the
+whole script (no real partial reruns or keyboard shortcuts): tests/test_browser.py covers those.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
+
+from db.models import (
+    Assignment,
+    DegradedImage,
+    GuidelineVersion,
+    Rating,
+    Restoration,
+    SourceImage,
+    Study,
+    StudyItem,
+    utcnow,
+)
+from review.assignment import next_assignment
+from review.database import Lab
+from review.guidelines import sync_all
+from review.ratings import Submission, submit
+from review.study import StudyConfig, add_item, ensure_study
+from review.ui.guideline import resolve_example, sanitize_markdown, split_guideline
+from review.users import add_user
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "streamlit_app.py")
+TIMEOUT = 30
+PASSWORD = "secret-pass"
+METHODS = ("wiener", "richardson_lucy", "unsupervised_wiener", "sd15_img2img")
+HIDDEN = ("hidden_reference", "richardson", "defocus", "motion_line", "camera_shake", "gaussian",
+          ".png", "skimage", "sd15", "wiener", "params")
+
+
+def _picture(seed: int, size: tuple[int, int] = (96, 72)) -> Image.Image:
+    """A small deterministic picture with edges (so blur is visible)."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w]
+    arr = np.stack([(x * (3 + seed % 5)) % 256, (y * 4) % 256, ((x + y) * 2) % 256], axis=-1)
+    for _ in range(6):
+        x0, y0 = rng.integers(0, w - 10), rng.integers(0, h - 10)
+        arr[y0:y0 + 10, x0:x0 + 10] = rng.integers(0, 256, 3)
+    return Image.fromarray(arr.astype(np.uint8), "RGB")
+
+
+def build_study(lab: Lab, n_items: int = 6, *, name: str = "Portraits", raters_per_item: int = 2,
+                gold_every: int = 0, gold_rate: float = 0.0, reviewers: tuple[str, ...] = ("alice", "bob"),
+                admins: tuple[str, ...] = ("admin",), guideline: GuidelineVersion | None = None,
+                no_reference_every: int = 0, image_size: tuple[int, int] = (96, 72),
+                password: str = PASSWORD) -> int:
+    """A study of `n_items` real stored images (source -> blurred -> restoration) under the
+    shipped fidelity v3 guideline (or `guideline`); returns the study id. Gold items are
+    hidden-reference controls expecting 4-5."""
+    with lab.sessions() as s, s.begin():
+        if guideline is None:
+            versions = sync_all(s)
+            guideline = next(v for v in versions if (v.slug, v.version) == ("fidelity", 3))
+        else:
+            s.add(guideline)
+            s.flush()
+        study = ensure_study(s, StudyConfig(name=name, raters_per_item=raters_per_item,
+                                            gold_rate=gold_rate), guideline)
+        for i in range(n_items):
+            sharp = _picture(1000 + i + 97 * study.id, image_size)
+            is_ref = not (no_reference_every and i % no_reference_every == 0)
+            stored = lab.store.put_image(sharp)
+            src = SourceImage(sha256=stored.sha256, path=stored.relpath, width=sharp.width,
+                              height=sharp.height, title=f"sample {i}", is_reference=is_ref)
+            s.add(src)
+            s.flush()
+            blurred = sharp.filter(ImageFilter.GaussianBlur(2))
+            bstored = lab.store.put_image(blurred)
+            deg = DegradedImage(source_id=src.id, recipe_key=f"k{i}", kind="defocus", level=3.0,
+                                sha256=bstored.sha256, path=bstored.relpath)
+            s.add(deg)
+            s.flush()
+            gold = bool(gold_every) and i % gold_every == 0
+            method = "hidden_reference" if gold else METHODS[i % len(METHODS)]
+            out = sharp if gold else blurred.filter(ImageFilter.UnsharpMask(3, 150))
+            rstored = lab.store.put_image(out)
+            res = Restoration(degraded_id=deg.id, method=method, params_key=f"p{i}",
+                              sha256=rstored.sha256, path=rstored.relpath)
+            s.add(res)
+            s.flush()
+            add_item(s, study, res, is_gold=gold, expected=(4, 5) if gold else None)
+        from db.models import User
+
+        have = set(s.scalars(select(User.username)))
+        for username in reviewers:
+            if username not in have:
+                add_user(s, username, password, "reviewer", username.title())
+        for username in admins:
+            if username not in have:
+                add_user(s, username, password, "admin", f"{username.title()} Admin")
+        return study.id
+
+
+# ----------------------------------------------------------------------------- AppTest helpers
+
+
+def app() -> AppTest:
+    return AppTest.from_file(APP, default_timeout=TIMEOUT)
+
+
+def login(at: AppTest, username: str, password: str = PASSWORD) -> AppTest:
+    at.text_input(key="login_username").input(username)
+    at.text_input(key="login_password").input(password)
+    at.button[0].click()  # the form's submit button
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    """Every piece of text the page sends to the browser: each element's protobuf as text
+    (labels, bodies, options, captions, image URLs, help texts)."""
+    out: list[str] = []
+
+    def walk(node) -> None:  # noqa: ANN001
+        proto = getattr(node, "proto", None)
+        if proto is not None:
+            out.append(str(proto))
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(at._tree)
+    return "\n".join(out)
+
+
+def registered_pages(at: AppTest) -> set[str]:
+    """The page files st.navigation registered for this session."""
+    return {Path(str(info["script_path"])).name for info in at._registered_pages.values()}
+
+
+def rate_state(at: AppTest, study_id: int) -> dict:
+    return at.session_state[f"rate:{study_id}"]
+
+
+def current_aid(at: AppTest, study_id: int) -> int:
+    return rate_state(at, study_id)["cur"].assignment_id
+
+
+def ratings_of(lab: Lab, username: str) -> list[Rating]:
+    from db.models import User
+
+    with lab.sessions() as s:
+        uid = s.scalar(select(User.id).where(User.username == username))
+        return list(s.scalars(select(Rating).where(Rating.reviewer_id == uid).order_by(Rating.id)))
+
+
+# ----------------------------------------------------------------------------- tests
+
+
+def test_first_page_loads_without_torch(lab):
+    """The login page must not pull in torch (a multi-second import on every fresh process)."""
+    code = (
+        "import sys\n"
+        "from streamlit.testing.v1 import AppTest\n"
+        f"at = AppTest.from_file({APP!r}, default_timeout=60).run()\n"
+        "assert not at.exception, [e.value for e in at.exception]\n"
+        "assert at.text_input(key='login_username') is not None\n"
+        "print('TORCH_LOADED' if 'torch' in sys.modules else 'TORCH_ABSENT')\n"
+    )
+    env = {**os.environ, "REVIEW_DATA_DIR": str(lab.settings.data_dir)}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "TORCH_ABSENT" in proc.stdout
+
+
+def test_login_failure_then_success(lab):
+    sid = build_study(lab, 3)
+    at = app().run()
+    login(at, "alice", "wrong-password")
+    assert "Unknown username or wrong password" in at.error[0].value
+    assert "user" not in at.session_state
+    login(at, "alice")
+    assert at.session_state["user"].username == "alice"
+    assert "Item 1 of 3" in texts(at)
+    assert current_aid(at, sid) > 0
+
+
+def test_login_rate_limit(lab):
+    build_study(lab, 1)
+    at = app().run()
+    for _ in range(5):
+        login(at, "bob", "nope-nope")
+        assert "Unknown username" in at.error[0].value
+    login(at, "bob")  # the right password, but too many recent failures
+    assert "Too many failed logins" in at.error[0].value
+    assert "user" not in at.session_state
+
+
+def test_navigation_per_role(lab):
+    build_study(lab, 2)
+    at = login(app().run(), "alice")
+    assert registered_pages(at) == {"rate.py"}
+    assert "Users" not in texts(at) and "Studies" not in texts(at)
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page("review/ui/pages/users.py")
+
+    admin = login(app().run(), "admin")
+    assert registered_pages(admin) == {"study.py", "users.py", "rate.py", "guidelines.py"}
+    assert "SD1.5 weights: not configured (set REVIEW_SD15_PATH)" in texts(admin)
+    admin.switch_page("review/ui/pages/users.py").run()
+    assert admin.title[0].value == "Users"
+
+
+def test_pages_recheck_the_role(lab):
+    """Even run directly, an admin page refuses a reviewer."""
+    build_study(lab, 1)
+    at = login(app().run(), "alice")
+    user = at.session_state["user"]
+    for page in ("users.py", "study.py", "guidelines.py"):
+        direct = AppTest.from_file(str(ROOT / "review/ui/pages" / page), default_timeout=TIMEOUT)
+        direct.session_state["user"] = user
+        direct.run()
+        assert "not available to the reviewer role" in direct.error[0].value
+        assert not direct.dataframe and not direct.title
+
+
+def test_rating_an_item_records_score_flags_guideline_and_time(lab):
+    sid = build_study(lab, 4)
+    at = login(app().run(), "alice")
+    aid = current_aid(at, sid)
+    token = at.session_state["tokens"][aid]  # made when the item was shown
+    rate_state(at, sid)["cur"].shown_at -= 3.0  # the reviewer looked for three seconds
+    at.button(key="score:4").click().run()
+    assert "Your score: 4 · Perceptible but not annoying" in texts(at)
+    at.checkbox(key=f"flag:{aid}:artifacts").check().run()
+    at.text_input(key=f"comment:{aid}").input("halo around the cup").run()
+    at.button(key="submit").click().run()
+    assert not at.exception
+    (rating,) = ratings_of(lab, "alice")
+    with lab.sessions() as s:
+        gv = s.get(Study, sid).guideline_version
+        assignment = s.get(Assignment, aid)
+        assert (gv.slug, gv.version) == ("fidelity", 3)
+    assert rating.score == 4 and rating.flags == ["artifacts"] and rating.comment == "halo around the cup"
+    assert rating.guideline_version_id == gv.id and rating.active
+    assert 3000 <= rating.time_taken_ms < 60_000
+    assert rating.client_token == token
+    assert assignment.status == "done"
+    assert "Item 2 of 4" in texts(at)
+    assert current_aid(at, sid) != aid
+
+
+def test_submit_without_score_warns_and_records_nothing(lab):
+    build_study(lab, 2)
+    at = login(app().run(), "alice")
+    at.button(key="submit").click().run()
+    assert "Pick a score first" in at.warning[0].value
+    assert ratings_of(lab, "alice") == []
+
+
+def test_skip_needs_a_reason_and_hands_the_item_back(lab):
+    sid = build_study(lab, 3)
+    at = login(app().run(), "alice")
+    aid = current_aid(at, sid)
+    at.button(key="skip").click().run()
+    assert "Pick a reason" in at.warning[0].value
+    at.selectbox(key=f"skip:{aid}").select("cannot judge").run()
+    at.button(key="skip").click().run()
+    with lab.sessions() as s:
+        a = s.get(Assignment, aid)
+        assert (a.status, a.skip_reason) == ("skipped", "cannot judge")
+    assert ratings_of(lab, "alice") == []
+    assert "Item 2 of 3" in texts(at)
+
+
+def test_undo_supersedes_and_never_deletes(lab):
+    sid = build_study(lab, 3)
+    at = login(app().run(), "alice")
+    aid = current_aid(at, sid)
+    at.button(key="score:2").click().run()
+    at.checkbox(key=f"flag:{aid}:identity_changed").check().run()
+    at.button(key="submit").click().run()
+    assert "Item 2 of 3" in texts(at)
+    at.button(key="undo").click().run()
+    assert "withdrawn" in at.info[0].value
+    assert current_aid(at, sid) == aid  # the same item comes back, pre-filled
+    assert "Your score: 2 · Annoying" in texts(at)
+    assert at.checkbox(key=f"flag:{aid}:identity_changed").value is True
+    at.button(key="score:3").click().run()
+    at.button(key="submit").click().run()
+    old, new = ratings_of(lab, "alice")
+    assert (old.score, old.active) == (2, False)
+    assert (new.score, new.active, new.supersedes_id) == (3, True, old.id)
+    assert new.client_token != old.client_token
+
+
+def test_stale_item_warns_and_moves_on(lab):
+    sid = build_study(lab, 3, raters_per_item=1)
+    at = login(app().run(), "alice")
+    aid = current_aid(at, sid)
+    with lab.sessions() as s, s.begin():  # alice's lease ran out and bob took the slot
+        a = s.get(Assignment, aid)
+        a.lease_expires_at = utcnow().replace(year=2000)
+        from db.models import User
+
+        bob = s.scalar(select(User.id).where(User.username == "bob"))
+        s.add(Assignment(item_id=a.item_id, reviewer_id=bob, status="leased",
+                         lease_expires_at=utcnow().replace(year=2100)))
+    at.button(key="score:5").click().run()
+    at.button(key="submit").click().run()
+    assert "went to another reviewer" in at.warning[0].value
+    assert ratings_of(lab, "alice") == []
+    assert current_aid(at, sid) != aid
+
+
+def test_draft_survives_a_lost_session(lab):
+    """A server restart loses session_state; the draft comes back from the URL after login."""
+    sid = build_study(lab, 3)
+    at = login(app().run(), "alice")
+    aid = current_aid(at, sid)
+    at.button(key="score:3").click().run()
+    at.checkbox(key=f"flag:{aid}:invented_detail").check().run()
+    at.text_input(key=f"comment:{aid}").input("new freckles").run()
+    url = dict(at.query_params)
+    assert url["a"] == str(aid) and url["s"] == "3" and url["f"] == "invented_detail"
+
+    fresh = app()  # a new server session, same browser URL
+    fresh.query_params = url
+    fresh.run()
+    assert "Your session ended" in fresh.info[0].value
+    login(fresh, "alice")
+    assert current_aid(fresh, sid) == aid
+    assert "Your score: 3 · Slightly annoying" in texts(fresh)
+    assert fresh.checkbox(key=f"flag:{aid}:invented_detail").value is True
+    assert fresh.text_input(key=f"comment:{aid}").value == "new freckles"
+    fresh.button(key="submit").click().run()
+    (rating,) = ratings_of(lab, "alice")
+    assert (rating.score, rating.flags, rating.comment) == (3, ["invented_detail"], "new freckles")
+
+
+def test_draft_in_url_for_someone_elses_item_is_ignored(lab):
+    sid = build_study(lab, 3)
+    alice = login(app().run(), "alice")
+    aid = current_aid(alice, sid)
+    alice.button(key="score:1").click().run()
+    bob = app()
+    bob.query_params = dict(alice.query_params)
+    login(bob.run(), "bob")
+    assert current_aid(bob, sid) != aid
+    assert "Your score: —" in texts(bob)
+
+
+def test_reviewer_page_is_blind(lab):
+    sid = build_study(lab, 8, gold_every=2, gold_rate=0.5, no_reference_every=4)
+    with lab.sessions() as s, s.begin():  # bob rated everything first: alice must not see it
+        from db.models import User
+
+        bob = s.scalar(select(User.id).where(User.username == "bob"))
+        study = s.get(Study, sid)
+        while (lease := next_assignment(s, study, bob)) is not None:
+            submit(s, lease.assignment_id, bob, Submission(score=2, comment="bob-was-here"))
+        shas = set(s.scalars(select(Restoration.sha256))) | set(s.scalars(select(SourceImage.sha256)))
+    at = login(app().run(), "alice")
+    seen_reference = seen_no_reference = False
+    for _ in range(8):
+        if rate_state(at, sid)["cur"] is None:
+            break
+        page = texts(at).lower()
+        for word in HIDDEN + ("gold", "expected", "bob", "sample "):
+            assert word not in page, word
+        assert not any(sha in page for sha in shas)
+        urls = [url for img in at.image for url in img.value]
+        assert len(urls) == 2 and all(url.endswith(".jpg") for url in urls)
+        no_ref = "no sharp original" in page
+        seen_no_reference |= no_ref
+        seen_reference |= not no_ref
+        at.button(key="score:4").click().run()
+        at.button(key="submit").click().run()
+    assert seen_reference and seen_no_reference
+    assert "finished your queue" in texts(at)
+
+
+def test_images_are_served_presized_and_cached(lab):
+    sid = build_study(lab, 2, image_size=(1200, 900))
+    at = login(app().run(), "alice")
+    cur = rate_state(at, sid)["cur"]
+    from review.ui.display import _jpeg, display_jpeg
+
+    data = display_jpeg(lab.store, cur.item.restoration)
+    img = Image.open(__import__("io").BytesIO(data))
+    assert img.format == "JPEG" and max(img.size) == 512
+    t0 = time.perf_counter()
+    assert display_jpeg(lab.store, cur.item.restoration) == data
+    assert time.perf_counter() - t0 < 0.05  # a cache hit, not a re-encode of 1200 x 900
+    _jpeg.clear()
+
+
+def test_gold_accuracy_for_admins_only(lab):
+    sid = build_study(lab, 8, gold_every=2, raters_per_item=2)
+    from db.models import User
+
+    with lab.sessions() as s, s.begin():
+        study = s.get(Study, sid)
+        for name, gold_score in (("alice", 5), ("bob", 2)):
+            uid = s.scalar(select(User.id).where(User.username == name))
+            while (lease := next_assignment(s, study, uid)) is not None:
+                gold = s.get(StudyItem, lease.item_id).is_gold
+                submit(s, lease.assignment_id, uid, Submission(score=gold_score if gold else 3,
+                                                               time_taken_ms=2000))
+    admin = login(app().run(), "admin")
+    assert admin.title[0].value == "Studies"
+    table = admin.dataframe[0].value.set_index("reviewer")
+    assert table.loc["alice", "rated"] == 8 and table.loc["alice", "gold rated"] == 4
+    assert table.loc["alice", "gold accuracy"] == "100%"
+    assert table.loc["bob", "gold accuracy"] == "0%"
+    assert "16 / 16" in texts(admin)
+
+    reviewer = login(app().run(), "alice")
+    page = texts(reviewer).lower()
+    assert "gold" not in page and "accuracy" not in page and "finished your queue" in page
+
+
+def test_admin_manages_users(lab):
+    build_study(lab, 1)
+    admin = login(app().run(), "admin")
+    admin.switch_page("review/ui/pages/users.py").run()
+    admin.text_input(key="new_username").input("dora")
+    admin.text_input(key="new_display").input("Dora D")
+    admin.text_input(key="new_password").input("short")
+    _submit_form(admin, "Add user")
+    assert "at least 8 characters" in admin.error[0].value
+    admin.text_input(key="new_username").input("dora")
+    admin.text_input(key="new_password").input("dora-pass-1")
+    _submit_form(admin, "Add user")
+    assert "User 'dora' added as reviewer." in admin.success[0].value
+    login(app().run(), "dora", "dora-pass-1")
+
+    admin.selectbox(key="reset_user").select("dora")
+    admin.text_input(key="reset_password_value").input("dora-pass-2")
+    _submit_form(admin, "Reset password")
+    assert "Password of 'dora' reset." in admin.success[0].value
+    dora = login(app().run(), "dora", "dora-pass-2")
+    assert dora.session_state["user"].username == "dora"
+
+    admin.selectbox(key="active_user").select("admin")
+    _submit_form(admin, "Deactivate")
+    assert "cannot deactivate your own account" in admin.error[0].value
+    admin.selectbox(key="active_user").select("dora")
+    _submit_form(admin, "Deactivate")
+    assert "deactivated" in admin.success[0].value
+    dora.run()  # her open session ends at the next page run
+    assert "user" not in dora.session_state
+    refused = login(app().run(), "dora", "dora-pass-2")
+    assert "deactivated" in refused.error[0].value
+
+
+def _submit_form(at: AppTest, label: str) -> None:
+    (button,) = [b for b in at.get("button") if b.label == label]
+    button.click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+# ----------------------------------------------------------------------------- guideline safety
+
+
+HOSTILE = """# Rules
+<script>alert(1)</script>
+Look closely. <img src=x onerror="alert(2)"> Then rate.
+<scr<script>ipt>alert(3)</script>
+[click](javascript:alert(4))
+
+![Score 5 example](examples/score5_face.jpg)
+![secret](../../../../etc/passwd)
+![remote](https://evil.example/x.jpg)
+"""
+
+
+def test_sanitize_markdown_strips_html():
+    clean = sanitize_markdown(HOSTILE)
+    assert "<" not in clean and "alert(1)" not in clean and "onerror" not in clean
+    assert "javascript:" not in clean
+    assert "Look closely." in clean and "Then rate." in clean
+
+
+def test_example_images_resolve_only_inside_the_guideline_folder(tmp_path):
+    folder = tmp_path / "g" / "v1"
+    (folder / "examples").mkdir(parents=True)
+    _picture(1).save(folder / "examples" / "ok.jpg")
+    (tmp_path / "g" / "outside.jpg").write_bytes((folder / "examples" / "ok.jpg").read_bytes())
+    (folder / "examples" / "notes.txt").write_text("x")
+    (folder / "examples" / "link.jpg").symlink_to(tmp_path / "g" / "outside.jpg")
+    assert resolve_example("g/v1", "examples/ok.jpg", tmp_path) == (folder / "examples" / "ok.jpg")
+    for bad in ("../outside.jpg", "examples/../../outside.jpg", str(tmp_path / "g" / "outside.jpg"),
+                "https://evil.example/x.jpg", "examples/notes.txt", "examples/missing.jpg",
+                "examples/link.jpg", "file:///etc/passwd", ""):
+        assert resolve_example("g/v1", bad, tmp_path) is None, bad
+    parts = split_guideline("a ![x](examples/ok.jpg) b")
+    assert [type(p).__name__ for p in parts] == ["TextPart", "ImagePart", "TextPart"]
+
+
+def test_guideline_html_is_never_rendered(lab):
+    hostile = GuidelineVersion(slug="fidelity-x", version=1, title="Fidelity <b>x</b>", body_md=HOSTILE,
+                               content_sha256="1" * 64, assets_dir="fidelity/v3")
+    build_study(lab, 2, guideline=hostile)
+    at = login(app().run(), "alice")
+    assert "Guideline: fidelity-x v1" in texts(at)
+    at.button(key="guideline").click().run()
+    assert not at.exception
+    bodies = [m.value for m in at.markdown]
+    assert any("Look closely." in b for b in bodies)
+    for m in at.markdown:
+        assert m.proto.allow_html is False
+        assert not re.search(r"<\s*(script|img|b)\b", m.value, re.I) and "onerror" not in m.value
+    assert any(img.value for img in at.image)  # the allowed example, shown from disk
+    captions = " ".join(c.value for c in at.caption)
+    assert "not shown" in captions and "passwd" in captions
+    assert "evil.example" not in " ".join(u for img in at.image for u in img.value)
