@@ -1,0 +1,535 @@
+"""Quality assurance of ratings: a stratified sample of reviewer ratings goes to QA reviewers, who
+accept, reject or correct each one; plus gold-item accuracy and a per-cohort QA summary.
+
+Design (the "Quality Assured" questions, arXiv 2407.17596):
+- Only reviewers in a QA-on cohort (`StudyReviewer.qa_enabled`, see review.cohorts) are sampled, so
+  the QA-off cohort is an untouched control.
+- The sample is stratified by reviewer x blur kind x image content, so every reviewer and every
+  kind of picture gets checked at the configured rate (QA's benefit depends on image
+  characteristics). Each stratum of n eligible ratings gets ceil(rate * n) of them, picked in a
+  reproducible pseudo-random order (sha256 of seed and rating id). Sampling is incremental: a
+  second run only tops strata up as new ratings arrive, never drops what was sampled.
+- The sample is kept in `study.settings["qa_sample"]` (rating ids). A table would be cleaner; the
+  settings key avoids a migration and is written under a row lock on the study.
+- Everything is auditable: a correction is a new Rating (source "qa", author = the QA reviewer)
+  that supersedes the original, whose `active` flag is cleared in the same transaction; verdicts
+  are rows in qa_verdicts. Nothing is deleted or rewritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import cast, select
+from sqlalchemy.orm import Session
+from sqlalchemy.types import String
+from statsmodels.stats.proportion import proportion_confint
+
+from db.models import (
+    DegradedImage,
+    GuidelineVersion,
+    QAVerdict,
+    Rating,
+    Restoration,
+    SourceImage,
+    Study,
+    StudyItem,
+    StudyReviewer,
+    User,
+)
+from review.ratings import FLAGS, MAX_COMMENT
+
+DEFAULT_QA_RATE = 0.2
+QA_ROLES = ("qa", "admin")
+GOLD_BY = ("reviewer", "guideline_version", "qa_cohort")
+
+
+class QAError(ValueError):
+    """A QA request that cannot be carried out; the message says why and what to do."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings
+
+
+def qa_rate(study: Study) -> float:
+    """The study's QA sampling rate (settings["qa_rate"], default 0.2)."""
+    return float((study.settings or {}).get("qa_rate", DEFAULT_QA_RATE))
+
+
+def set_qa_options(session: Session, study: Study, *, rate: float | None = None,
+                   show_feedback: bool | None = None) -> Study:
+    """Set the QA sampling rate and whether reviewers see QA feedback on their own ratings."""
+    _lock(session, study)
+    settings = dict(study.settings or {})
+    if rate is not None:
+        _check_rate(rate)
+        settings["qa_rate"] = float(rate)
+    if show_feedback is not None:
+        settings["show_qa_feedback"] = bool(show_feedback)
+    study.settings = settings  # a new dict: JSON columns do not track in-place changes
+    session.flush()
+    return study
+
+
+def _lock(session: Session, study: Study) -> None:
+    """Re-read the study row under a write lock (PostgreSQL; SQLite's BEGIN IMMEDIATE already
+    serialises writers), keeping any change the caller made but did not flush yet."""
+    session.flush()
+    session.refresh(study, with_for_update=True)
+
+
+def _check_rate(rate: float) -> None:
+    if not isinstance(rate, int | float) or not 0.0 <= float(rate) <= 1.0:
+        raise QAError(f"The QA rate must be between 0 and 1 (got {rate!r}).")
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling
+
+
+def _hash_order(*parts: object) -> str:
+    return hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()
+
+
+def stratum_quota(rate: float, n: int) -> int:
+    """ceil(rate * n), robust to float noise (0.1 * 30 is 3.0000000000000004, not 4)."""
+    return min(n, math.ceil(round(rate * n, 9)))
+
+
+def _eligible(session: Session, study: Study) -> list[tuple[int, int, str, str]]:
+    """(rating_id, reviewer_id, blur kind, content) of active reviewer ratings of QA-on reviewers."""
+    q = (
+        select(Rating.id, Rating.reviewer_id, DegradedImage.kind, SourceImage.content)
+        .join(StudyItem, StudyItem.id == Rating.item_id)
+        .join(Restoration, Restoration.id == StudyItem.restoration_id)
+        .join(DegradedImage, DegradedImage.id == Restoration.degraded_id)
+        .join(SourceImage, SourceImage.id == DegradedImage.source_id)
+        .join(StudyReviewer, (StudyReviewer.study_id == StudyItem.study_id)
+              & (StudyReviewer.reviewer_id == Rating.reviewer_id))
+        .where(StudyItem.study_id == study.id, Rating.active.is_(True), Rating.source == "reviewer",
+               StudyReviewer.qa_enabled.is_(True))
+    )
+    return [tuple(row) for row in session.execute(q).all()]
+
+
+def _verdict_rating_ids(session: Session, study: Study) -> set[int]:
+    return set(session.scalars(
+        select(QAVerdict.rating_id).join(Rating, Rating.id == QAVerdict.rating_id)
+        .join(StudyItem, StudyItem.id == Rating.item_id).where(StudyItem.study_id == study.id)))
+
+
+def qa_sample(study: Study) -> list[int]:
+    """Every rating id sampled for QA in this study so far."""
+    return sorted(int(i) for i in (study.settings or {}).get("qa_sample") or [])
+
+
+def sample_for_qa(session: Session, study: Study, rate: float | None = None, seed: int = 0) -> list[int]:
+    """Top up the study's QA sample to `rate` per (reviewer, blur kind, content) stratum and
+    return the newly sampled rating ids (the full sample is `qa_sample(study)`).
+
+    Ratings that already have a verdict or are already sampled count towards their stratum's
+    quota and are never sampled again; ratings of QA-off reviewers are never eligible.
+    """
+    rate = qa_rate(study) if rate is None else rate
+    _check_rate(rate)
+    _lock(session, study)  # one sampler at a time per study
+    already = set(qa_sample(study)) | _verdict_rating_ids(session, study)
+    strata: dict[tuple[int, str, str], list[int]] = defaultdict(list)
+    for rating_id, reviewer_id, kind, content in _eligible(session, study):
+        strata[(reviewer_id, kind, content)].append(rating_id)
+    new: list[int] = []
+    for members in strata.values():
+        want = stratum_quota(rate, len(members)) - sum(1 for r in members if r in already)
+        if want <= 0:
+            continue
+        fresh = sorted((r for r in members if r not in already), key=lambda r: _hash_order(seed, r))
+        new.extend(fresh[:want])
+    if new:
+        settings = dict(study.settings or {})
+        settings["qa_sample"] = sorted(set(qa_sample(study)) | set(new))
+        study.settings = settings
+        session.flush()
+    return sorted(new)
+
+
+# ---------------------------------------------------------------------------------------------
+# The QA queue
+
+
+@dataclass(frozen=True)
+class QAImage:
+    """A stored image: relative store path and sha256 (the display cache key)."""
+
+    relpath: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class QATask:
+    """What a QA reviewer sees for one sampled rating: the rating and the item's images.
+    The reviewer's identity is deliberately absent (QA judges the rating, not the person)."""
+
+    rating_id: int
+    item_id: int
+    score: int
+    flags: tuple[str, ...]
+    comment: str
+    guideline_version_id: int
+    guideline_label: str
+    scale_min: int
+    scale_max: int
+    restoration: QAImage
+    blurred: QAImage
+    reference: QAImage | None  # None: a real blurred photo with no sharp original
+
+
+def _open_sample(session: Session, study: Study, qa_user_id: int) -> list[int]:
+    """Sampled ratings still waiting for a verdict that this QA user may judge."""
+    sample = qa_sample(study)
+    if not sample:
+        return []
+    done = _verdict_rating_ids(session, study)
+    rows = session.execute(
+        select(Rating.id).where(Rating.id.in_(sample), Rating.active.is_(True),
+                                Rating.author_id != qa_user_id, Rating.reviewer_id != qa_user_id)
+    ).scalars()
+    return [r for r in rows if r not in done]
+
+
+def next_qa_task(session: Session, study: Study, qa_user_id: int) -> QATask | None:
+    """The next sampled rating without a verdict, never one the QA user wrote or was rated as.
+
+    The order is a per-QA-user shuffle, so two QA reviewers working at once rarely meet on the
+    same rating (if they do, the second verdict is refused with a clear message).
+    """
+    open_ids = _open_sample(session, study, qa_user_id)
+    if not open_ids:
+        return None
+    rating_id = min(open_ids, key=lambda r: _hash_order("qa", qa_user_id, r))
+    return _task(session, study, rating_id)
+
+
+def _task(session: Session, study: Study, rating_id: int) -> QATask:
+    row = session.execute(
+        select(Rating, Restoration.path, Restoration.sha256, DegradedImage.path, DegradedImage.sha256,
+               SourceImage.path, SourceImage.sha256, SourceImage.is_reference,
+               (GuidelineVersion.slug + "-v" + cast(GuidelineVersion.version, String)))
+        .join(StudyItem, StudyItem.id == Rating.item_id)
+        .join(Restoration, Restoration.id == StudyItem.restoration_id)
+        .join(DegradedImage, DegradedImage.id == Restoration.degraded_id)
+        .join(SourceImage, SourceImage.id == DegradedImage.source_id)
+        .join(GuidelineVersion, GuidelineVersion.id == Rating.guideline_version_id)
+        .where(Rating.id == rating_id)
+    ).one()
+    rating, r_path, r_sha, d_path, d_sha, s_path, s_sha, is_ref, label = row
+    return QATask(
+        rating_id=rating.id, item_id=rating.item_id, score=rating.score,
+        flags=tuple(rating.flags or ()), comment=rating.comment or "",
+        guideline_version_id=rating.guideline_version_id, guideline_label=label,
+        scale_min=study.scale_min, scale_max=study.scale_max,
+        restoration=QAImage(r_path, r_sha), blurred=QAImage(d_path, d_sha),
+        reference=QAImage(s_path, s_sha) if is_ref else None,
+    )
+
+
+@dataclass(frozen=True)
+class QAProgress:
+    sampled: int
+    judged: int
+    open_for_user: int
+
+
+def qa_progress(session: Session, study: Study, qa_user_id: int) -> QAProgress:
+    """How much of the sample has verdicts, and how much is left for this QA user."""
+    sample = set(qa_sample(study))
+    judged = len(sample & _verdict_rating_ids(session, study))
+    return QAProgress(len(sample), judged, len(_open_sample(session, study, qa_user_id)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Verdicts
+
+
+def _load_for_verdict(session: Session, rating_id: int, qa_user_id: int) -> tuple[Rating, Study]:
+    user = session.get(User, qa_user_id)
+    if user is None or not user.active or user.role not in QA_ROLES:
+        raise QAError("Only active QA reviewers and admins can give QA verdicts.")
+    rating = session.get(Rating, rating_id, with_for_update=True)  # serialises verdicts per rating
+    if rating is None:
+        raise QAError(f"There is no rating {rating_id}.")
+    if rating.source != "reviewer":
+        raise QAError("Only reviewers' ratings go through QA; this one is itself a QA correction.")
+    if qa_user_id in (rating.author_id, rating.reviewer_id):
+        raise QAError("You cannot QA your own rating.")
+    item = session.get(StudyItem, rating.item_id)
+    study = session.get(Study, item.study_id)
+    member = session.scalar(select(StudyReviewer).where(
+        StudyReviewer.study_id == study.id, StudyReviewer.reviewer_id == rating.reviewer_id))
+    if member is None or not member.qa_enabled:
+        raise QAError("This rating's reviewer is in the QA-off cohort; QA verdicts would spoil the "
+                      "comparison between QA and no QA.")
+    return rating, study
+
+
+def _existing(session: Session, rating: Rating, qa_user_id: int, verdict: str,
+              reason: str) -> QAVerdict | None:
+    """The earlier verdict when this is a harmless repeat; an error when it conflicts."""
+    earlier = session.scalar(select(QAVerdict).where(QAVerdict.rating_id == rating.id)
+                             .order_by(QAVerdict.id).limit(1))
+    if earlier is None:
+        return None
+    if earlier.qa_user_id == qa_user_id and earlier.verdict == verdict and earlier.reason == reason:
+        return earlier
+    who = "you" if earlier.qa_user_id == qa_user_id else "another QA reviewer"
+    raise QAError(f"This rating already has a QA verdict ({earlier.verdict}, given by {who}); "
+                  "a rating gets one verdict only.")
+
+
+def _clean_reason(reason: str, required: bool) -> str:
+    reason = (reason or "").strip()
+    if required and not reason:
+        raise QAError("Give a reason: the reviewer and the analysis need to know what was wrong.")
+    if len(reason) > MAX_COMMENT:
+        raise QAError(f"The reason is {len(reason)} characters; the limit is {MAX_COMMENT}.")
+    return reason
+
+
+def _require_active(rating: Rating) -> None:
+    if not rating.active:
+        raise QAError("This rating was withdrawn or replaced since it was sampled; skip it.")
+
+
+def accept(session: Session, rating_id: int, qa_user_id: int) -> QAVerdict:
+    """The rating is right as it stands."""
+    rating, _study = _load_for_verdict(session, rating_id, qa_user_id)
+    earlier = _existing(session, rating, qa_user_id, "accept", "")
+    if earlier is not None:
+        return earlier
+    _require_active(rating)
+    verdict = QAVerdict(rating_id=rating.id, qa_user_id=qa_user_id, verdict="accept", reason="")
+    session.add(verdict)
+    session.flush()
+    return verdict
+
+
+def reject(session: Session, rating_id: int, qa_user_id: int, reason: str) -> QAVerdict:
+    """The rating is wrong (or unusable) and QA does not offer a better score; a reason is required."""
+    reason = _clean_reason(reason, required=True)
+    rating, _study = _load_for_verdict(session, rating_id, qa_user_id)
+    earlier = _existing(session, rating, qa_user_id, "reject", reason)
+    if earlier is not None:
+        return earlier
+    _require_active(rating)
+    verdict = QAVerdict(rating_id=rating.id, qa_user_id=qa_user_id, verdict="reject", reason=reason)
+    session.add(verdict)
+    session.flush()
+    return verdict
+
+
+def correct(session: Session, rating_id: int, qa_user_id: int, new_score: int, reason: str,
+            flags: list[str] | tuple[str, ...] | None = None) -> QAVerdict:
+    """Replace the rating with QA's score (and flags): a new active Rating by the QA user that
+    supersedes the original, which is deactivated in the same transaction."""
+    reason = _clean_reason(reason, required=True)
+    rating, study = _load_for_verdict(session, rating_id, qa_user_id)
+    earlier = _existing(session, rating, qa_user_id, "correct", reason)
+    if earlier is not None:
+        return earlier
+    _require_active(rating)
+    if isinstance(new_score, bool) or not isinstance(new_score, int) or not (
+            study.scale_min <= new_score <= study.scale_max):
+        raise QAError(f"Pick a corrected score from {study.scale_min} to {study.scale_max}.")
+    new_flags = sorted(set((rating.flags or []) if flags is None else flags))
+    unknown = set(new_flags) - set(FLAGS)
+    if unknown:
+        raise QAError(f"Unknown flags: {', '.join(sorted(unknown))}.")
+    if new_score == rating.score and new_flags == sorted(set(rating.flags or [])):
+        raise QAError("The correction changes neither the score nor the flags; use Accept instead.")
+    rating.active = False
+    session.flush()  # the one-active-rating index must see the old row inactive first
+    fixed = Rating(
+        item_id=rating.item_id, reviewer_id=rating.reviewer_id, author_id=qa_user_id, source="qa",
+        score=new_score, flags=new_flags, comment=reason,
+        guideline_version_id=rating.guideline_version_id, active=True, supersedes_id=rating.id,
+    )
+    session.add(fixed)
+    session.flush()
+    verdict = QAVerdict(rating_id=rating.id, qa_user_id=qa_user_id, verdict="correct", reason=reason,
+                        corrected_rating_id=fixed.id)
+    session.add(verdict)
+    session.flush()
+    return verdict
+
+
+# ---------------------------------------------------------------------------------------------
+# Feedback for reviewers
+
+
+def feedback_for(session: Session, study: Study, reviewer_id: int) -> list[dict[str, Any]]:
+    """QA verdicts on this reviewer's own ratings, newest first, when the study shows feedback.
+
+    Only what helps the reviewer learn: their score, the verdict, the reason, the corrected score
+    and flags. Never who the QA reviewer was, and nothing about anyone else's ratings.
+    """
+    if not (study.settings or {}).get("show_qa_feedback"):
+        return []
+    rows = session.execute(
+        select(QAVerdict.verdict, QAVerdict.reason, QAVerdict.created_at, QAVerdict.corrected_rating_id,
+               Rating.id, Rating.item_id, Rating.score, Rating.flags)
+        .join(Rating, Rating.id == QAVerdict.rating_id)
+        .join(StudyItem, StudyItem.id == Rating.item_id)
+        .where(StudyItem.study_id == study.id, Rating.reviewer_id == reviewer_id,
+               Rating.author_id == reviewer_id)
+        .order_by(QAVerdict.created_at.desc(), QAVerdict.id.desc())
+    ).all()
+    corrected_ids = [r.corrected_rating_id for r in rows if r.corrected_rating_id is not None]
+    corrections = {r.id: r for r in session.scalars(select(Rating).where(Rating.id.in_(corrected_ids)))}
+    out = []
+    for verdict, reason, at, corrected_id, rating_id, item_id, score, flags in rows:
+        fixed = corrections.get(corrected_id)
+        out.append({
+            "rating_id": rating_id,
+            "item_id": item_id,
+            "your_score": score,
+            "your_flags": list(flags or []),
+            "verdict": verdict,
+            "reason": reason,
+            "corrected_score": fixed.score if fixed is not None else None,
+            "corrected_flags": list(fixed.flags or []) if fixed is not None else None,
+            "at": at,
+        })
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Gold items and accuracy
+
+
+def promote_to_gold(session: Session, item_id: int, expected_min: int, expected_max: int) -> StudyItem:
+    """Make an item a gold item with the expected score range (inside the study's scale)."""
+    item = session.get(StudyItem, item_id)
+    if item is None:
+        raise QAError(f"There is no study item {item_id}.")
+    study = session.get(Study, item.study_id)
+    for value in (expected_min, expected_max):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise QAError("The expected range must be whole scores.")
+    if not study.scale_min <= expected_min <= expected_max <= study.scale_max:
+        raise QAError(f"The expected range {expected_min}-{expected_max} must satisfy "
+                      f"{study.scale_min} <= min <= max <= {study.scale_max}.")
+    item.is_gold, item.expected_min, item.expected_max = True, expected_min, expected_max
+    session.flush()
+    return item
+
+
+def wilson_ci(k: int, n: int) -> tuple[float, float]:
+    """Wilson score 95% interval for k successes in n (statsmodels); NaN for n = 0."""
+    if n == 0:
+        return float("nan"), float("nan")
+    lo, hi = proportion_confint(k, n, alpha=0.05, method="wilson")
+    return float(lo), float(hi)
+
+
+def _gold_frame(session: Session, study: Study) -> pd.DataFrame:
+    q = (
+        select(Rating.id.label("rating_id"), Rating.score, User.username.label("reviewer"),
+               (GuidelineVersion.slug + "-v" + cast(GuidelineVersion.version, String))
+               .label("guideline_version"),
+               StudyReviewer.qa_enabled, StudyItem.expected_min, StudyItem.expected_max)
+        .join(StudyItem, StudyItem.id == Rating.item_id)
+        .join(User, User.id == Rating.reviewer_id)
+        .join(GuidelineVersion, GuidelineVersion.id == Rating.guideline_version_id)
+        .outerjoin(StudyReviewer, (StudyReviewer.study_id == StudyItem.study_id)
+                   & (StudyReviewer.reviewer_id == Rating.reviewer_id))
+        .where(StudyItem.study_id == study.id, StudyItem.is_gold.is_(True), Rating.active.is_(True),
+               StudyItem.expected_min.is_not(None), StudyItem.expected_max.is_not(None))
+    )
+    df = pd.DataFrame(session.execute(q).mappings().all(),
+                      columns=["rating_id", "score", "reviewer", "guideline_version", "qa_enabled",
+                               "expected_min", "expected_max"])
+    df["qa_cohort"] = ["qa" if bool(v) else "no_qa" for v in df["qa_enabled"]]
+    return df
+
+
+def gold_accuracy(session: Session, study: Study, by: str) -> pd.DataFrame:
+    """Share of active gold ratings inside the expected range, per reviewer, guideline version or
+    QA cohort, with n and a Wilson 95% CI. Active ratings include QA corrections (credited to the
+    original reviewer): the question is how good the labels the study ends up with are."""
+    if by not in GOLD_BY:
+        raise QAError(f"Gold accuracy can be broken down by {', '.join(GOLD_BY)}, not {by!r}.")
+    df = _gold_frame(session, study)
+    columns = [by, "n", "within", "accuracy", "ci_low", "ci_high"]
+    if df.empty:
+        return pd.DataFrame(columns=columns)
+    df["within"] = (df["score"] >= df["expected_min"]) & (df["score"] <= df["expected_max"])
+    rows = []
+    for key, group in df.groupby(by, sort=True):
+        n, k = len(group), int(group["within"].sum())
+        lo, hi = wilson_ci(k, n)
+        rows.append({by: key, "n": n, "within": k, "accuracy": k / n, "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(rows, columns=columns)
+
+
+# ---------------------------------------------------------------------------------------------
+# QA summary per cohort
+
+
+def qa_summary(session: Session, study: Study) -> pd.DataFrame:
+    """Per cohort (guideline version x QA on/off): reviewers, active reviewer ratings, how many
+    were sampled, accepted, rejected, corrected, and the mean absolute score correction."""
+    members = session.execute(
+        select(StudyReviewer.reviewer_id, StudyReviewer.qa_enabled,
+               (GuidelineVersion.slug + "-v" + cast(GuidelineVersion.version, String)))
+        .join(GuidelineVersion, GuidelineVersion.id == StudyReviewer.guideline_version_id)
+        .where(StudyReviewer.study_id == study.id)
+    ).all()
+    cohort_of = {rid: (label, "qa" if qa else "no_qa") for rid, qa, label in members}
+    stats: dict[tuple[str, str], dict[str, Any]] = {}
+    for key in sorted(set(cohort_of.values())):
+        stats[key] = {"guideline_version": key[0], "qa_cohort": key[1], "reviewers": 0,
+                      "ratings": 0, "sampled": 0, "accepted": 0, "rejected": 0, "corrected": 0,
+                      "_corrections": []}
+    for key in cohort_of.values():
+        stats[key]["reviewers"] += 1
+    reviewer_ratings = session.execute(
+        select(Rating.id, Rating.reviewer_id, Rating.active).join(StudyItem, StudyItem.id == Rating.item_id)
+        .where(StudyItem.study_id == study.id, Rating.source == "reviewer")
+    ).all()
+    owner = {rid: reviewer for rid, reviewer, _active in reviewer_ratings}
+    for _rid, reviewer, active in reviewer_ratings:
+        if active and reviewer in cohort_of:
+            stats[cohort_of[reviewer]]["ratings"] += 1
+    verdicts = session.execute(
+        select(QAVerdict.rating_id, QAVerdict.verdict, Rating.score, QAVerdict.corrected_rating_id)
+        .join(Rating, Rating.id == QAVerdict.rating_id)
+        .join(StudyItem, StudyItem.id == Rating.item_id).where(StudyItem.study_id == study.id)
+    ).all()
+    corrected_scores = dict(session.execute(select(Rating.id, Rating.score).where(
+        Rating.id.in_([v.corrected_rating_id for v in verdicts if v.corrected_rating_id is not None]))).all())
+    sampled = set(qa_sample(study)) | {v.rating_id for v in verdicts}
+    for rid in sampled:
+        key = cohort_of.get(owner.get(rid))
+        if key is not None:
+            stats[key]["sampled"] += 1
+    names = {"accept": "accepted", "reject": "rejected", "correct": "corrected"}
+    for rating_id, verdict, score, corrected_id in verdicts:
+        key = cohort_of.get(owner.get(rating_id))
+        if key is None:
+            continue
+        stats[key][names[verdict]] += 1
+        if corrected_id is not None:
+            stats[key]["_corrections"].append(abs(corrected_scores[corrected_id] - score))
+    rows = []
+    for row in stats.values():
+        corrections = row.pop("_corrections")
+        row["mean_abs_correction"] = sum(corrections) / len(corrections) if corrections else float("nan")
+        rows.append(row)
+    columns = ["guideline_version", "qa_cohort", "reviewers", "ratings", "sampled", "accepted",
+               "rejected", "corrected", "mean_abs_correction"]
+    return pd.DataFrame(rows, columns=columns)
