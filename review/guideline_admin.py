@@ -49,7 +49,7 @@ def _as_file(base: GuidelineFile | GuidelineVersion | Path | str, root: Path) ->
     if isinstance(base, GuidelineFile):
         return base
     if isinstance(base, GuidelineVersion):
-        folder = guideline_folder(base, root)
+        folder = guideline_folder(base)  # assets_dir is relative to GUIDELINES_DIR, whatever `root` is
         return GuidelineFile(base.slug, base.version, base.title, base.change_note, base.body_md,
                              folder if folder is not None else root / base.slug / f"v{base.version}")
     path = Path(base)

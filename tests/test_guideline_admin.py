@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -358,3 +359,119 @@ def test_single_version_assignment_replaces_an_experiment_before_anyone_joins(la
         assert s.get(Study, study_id).guideline_version_id == v2.id
         assert s.scalar(select(StudyReviewer.reviewer_id)) == s.scalar(select(User.id).where(
             User.username == "one-r0"))
+
+
+# ---------------------------------------------------------------------------------------------
+# The guidelines page through AppTest
+
+PAGE_SCRIPT = """
+from pathlib import Path
+from types import SimpleNamespace
+
+from review.config import load_settings
+from review.database import open_lab
+from review.ui.guidelines_page import render
+
+render(open_lab(load_settings()), SimpleNamespace(id=1, username="boss", role={role!r}),
+       guidelines_root=Path({root!r}))
+"""
+
+HOSTILE = ("# Rules\n\nLook closely.\n\n<script>alert(1)</script>\n\n<img src=x onerror=alert(1)>\n\n"
+           "![ok](examples/ok.jpg)\n\n![bad](../../../etc/passwd.jpg)\n")
+
+
+def _page(tmp_path: Path, root: Path, role: str = "admin"):
+    from streamlit.testing.v1 import AppTest
+
+    path = tmp_path / f"guidelines_page_{role}.py"
+    path.write_text(PAGE_SCRIPT.format(role=role, root=str(root)))
+    return AppTest.from_file(str(path), default_timeout=30)
+
+
+def _button(at, label: str):
+    (button,) = [b for b in at.button if b.label == label]
+    return button
+
+
+def test_guidelines_page_loads_previews_safely_writes_compares_and_assigns(lab, tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "guidelines"
+    _write(root, 1, "# Rules\n\nLook closely.\n")
+    _write(root, 2, HOSTILE, note="adds <b>examples</b>")
+    Image.new("RGB", (8, 8), "red").save(root / "fid" / "v2" / "examples.jpg")  # not linked: ignored
+    (root / "fid" / "v2" / "examples").mkdir()
+    Image.new("RGB", (8, 8), "blue").save(root / "fid" / "v2" / "examples" / "ok.jpg")
+    at = _page(tmp_path, root).run()
+    assert not at.exception, at.exception
+    assert "No guideline versions loaded yet" in at.info[0].value
+    _button(at, "Load guideline files").click().run()
+    assert not at.exception, at.exception
+    assert at.success[0].value == "2 version(s) loaded."
+    versions = at.dataframe[0].value
+    assert versions[["guideline", "version", "used by ratings"]].values.tolist() == \
+        [["fid", 1, 0], ["fid", 2, 0]]
+
+    # Preview (the newest version by default): no raw HTML anywhere, the good picture from disk,
+    # the traversal refused with a visible message.
+    for m in at.markdown:
+        assert m.proto.allow_html is False
+        assert not re.search(r"<\s*(script|img|b)\b", m.value, re.I)
+    assert any("Look closely." in m.value for m in at.markdown)
+    assert len(at.image) == 1
+    assert any("Image not shown" in w.value and "'..'" in w.value for w in at.warning)
+
+    # Compare v1 (left) with v2 (right): only changed lines by default.
+    diff = [df.value for df in at.dataframe if "fid v1" in df.value.columns][0]
+    assert "<script>alert(1)</script>" in diff["fid v2"].tolist()
+    assert set(diff[""]) <= {"~", "+", "−"}
+    assert any("diff" in c.language for c in at.code if c.language)
+
+    # A new version from v1: the change note is required, then the file is written and loaded.
+    at.selectbox(key="gl_base").select_index(0).run()
+    (body_area,) = [ta for ta in at.text_area if ta.key.startswith("gl_body_")]
+    assert body_area.value == "# Rules\n\nLook closely.\n"  # prefilled with v1's text
+    base_id = int(body_area.key.rsplit("_", 1)[1])
+    at.text_area(key=f"gl_body_{base_id}").input("# Rules\n\nLook closely at faces.\n")
+    _button(at, "Write the new version").click().run()
+    assert "Write a change note" in at.error[0].value
+    assert existing_versions("fid", root) == [1, 2]
+    at.text_area(key=f"gl_note_{base_id}").input("Faces first")
+    _button(at, "Write the new version").click().run()
+    assert not at.exception, at.exception
+    assert at.success[0].value.startswith("Wrote fid v3 to ")
+    written = parse_guideline(root / "fid" / "v3" / "guideline.md")
+    assert (written.body_md, written.change_note) == ("# Rules\n\nLook closely at faces.\n", "Faces first")
+    with lab.sessions() as s:
+        v3 = s.scalar(select(GuidelineVersion).where(GuidelineVersion.version == 3))
+        assert (v3.change_note, v3.body_md) == ("Faces first", "# Rules\n\nLook closely at faces.\n")
+        ids = dict(s.execute(select(GuidelineVersion.version, GuidelineVersion.id)).all())
+
+    # Assign: a randomised experiment over v1 and v3 with half the reviewers under QA.
+    with lab.sessions() as s, s.begin():
+        study, users = make_study(s, 2, n_reviewers=2, name="page-exp")
+        study_id, first_reviewer = study.id, users[0].id
+    at.run()
+    at.radio(key="gl_mode").set_value("Randomised experiment").run()
+    at.multiselect(key="gl_arms").set_value([ids[1], ids[3]])
+    at.slider(key="gl_qa_share").set_value(0.5)
+    _button(at, "Set up the experiment").click().run()
+    assert not at.exception, at.exception
+    assert at.success[0].value == "page-exp: 2 guideline arm(s), QA share 0.50."
+    with lab.sessions() as s, s.begin():
+        study = s.get(Study, study_id)
+        assert study.settings["guideline_version_ids"] == [ids[1], ids[3]]
+        assert study.settings["qa_share"] == 0.5
+        ensure_enrolled(s, study, first_reviewer)
+    at.run()
+    at.multiselect(key="gl_arms").set_value([ids[1]])
+    _button(at, "Set up the experiment").click().run()
+    assert "1 reviewer(s) have already joined study 'page-exp'" in at.error[0].value
+
+
+def test_guidelines_page_is_for_admins_only(lab, tmp_path):
+    for role in ("qa", "reviewer"):
+        at = _page(tmp_path, tmp_path, role).run()
+        assert not at.exception
+        assert [e.value for e in at.error] == ["The guideline authoring page is only available to admins."]
+        assert not at.button and not at.text_area

@@ -482,3 +482,144 @@ def test_qa_summary_per_cohort(lab):
     assert df.loc["no_qa", ["reviewers", "ratings", "sampled", "accepted"]].tolist() == [1, 20, 0, 0]
     assert math.isnan(df.loc["no_qa", "mean_abs_correction"])
     assert set(df["guideline_version"]) == {"fid-v1"}
+
+
+# ---------------------------------------------------------------------------------------------
+# The QA page through AppTest (a small script that calls render with a lab from REVIEW_DATA_DIR)
+
+PAGE_SCRIPT = """
+from types import SimpleNamespace
+
+from review.config import load_settings
+from review.database import open_lab
+from review.ui.qa_page import render
+
+render(open_lab(load_settings()), SimpleNamespace(id={uid}, username={name!r}, role={role!r}))
+"""
+
+
+def _page(tmp_path, uid: int, name: str, role: str):
+    from streamlit.testing.v1 import AppTest
+
+    path = tmp_path / f"qa_page_{name}.py"
+    path.write_text(PAGE_SCRIPT.format(uid=uid, name=name, role=role))
+    return AppTest.from_file(str(path), default_timeout=30)
+
+
+def _page_texts(at) -> str:
+    out: list[str] = []
+
+    def walk(node) -> None:  # noqa: ANN001
+        if getattr(node, "proto", None) is not None:
+            out.append(str(node.proto))
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(at._tree)
+    return "\n".join(out)
+
+
+@pytest.fixture
+def page_world(lab):
+    """A study of 3 items with real stored images, rated by two QA-on reviewers; a QA user and an
+    admin. Returns user ids and names."""
+    from PIL import Image
+
+    def picture(seed: int) -> Image.Image:
+        rng = np.random.default_rng(seed)
+        return Image.fromarray(rng.integers(0, 256, (40, 56, 3), dtype=np.uint8), "RGB")
+
+    with lab.sessions() as s, s.begin():
+        gv = GuidelineVersion(slug="fid", version=1, title="t", body_md="b", content_sha256="0" * 64)
+        s.add(gv)
+        s.flush()
+        study = ensure_study(s, StudyConfig(name="Page study", raters_per_item=2), gv)
+        study.settings = {"qa_share": 1.0}
+        for i in range(3):
+            ref, blur, out = (lab.store.put_image(picture(10 * i + k)) for k in range(3))
+            src = SourceImage(sha256=ref.sha256, path=ref.relpath, width=56, height=40, content="face")
+            s.add(src)
+            s.flush()
+            deg = DegradedImage(source_id=src.id, recipe_key="k", kind="defocus", level=4.0,
+                                sha256=blur.sha256, path=blur.relpath)
+            s.add(deg)
+            s.flush()
+            res = Restoration(degraded_id=deg.id, method="wiener", params_key="p", sha256=out.sha256,
+                              path=out.relpath)
+            s.add(res)
+            s.flush()
+            add_item(s, study, res)
+        reviewers = [_user(s, "rev-ann"), _user(s, "rev-ben")]
+        for n, who in enumerate(reviewers):
+            while (lease := next_assignment(s, study, who.id)) is not None:
+                submit(s, lease.assignment_id, who.id,
+                       Submission(4 - n, ("artifacts",), f"comment-number-{n}"))
+        checker, admin = _user(s, "checker", "qa"), _user(s, "boss", "admin")
+        return {"study": study.id, "qa": (checker.id, "checker"), "admin": (admin.id, "boss"),
+                "reviewers": [r.username for r in reviewers]}
+
+
+def test_qa_page_admin_samples_and_a_qa_reviewer_works_the_queue(lab, page_world, tmp_path):
+    admin = _page(tmp_path, *page_world["admin"], "admin").run()
+    assert not admin.exception, admin.exception
+    assert "No ratings of this study are sampled" in admin.info[0].value
+    admin.number_input(key=f"qa_rate_{page_world['study']}").set_value(1.0)
+    admin.checkbox(key=f"qa_feedback_{page_world['study']}").check()
+    (save,) = [b for b in admin.button if b.label == "Save QA settings"]
+    save.click().run()
+    assert not admin.exception, admin.exception
+    assert "QA rate 1.00 saved" in admin.success[0].value
+    admin.button(key=f"qa_sample_{page_world['study']}").click().run()
+    assert not admin.exception, admin.exception
+    assert admin.success[0].value == "6 rating(s) added to the QA sample."
+    assert any(df.value["sampled"].sum() == 6 for df in admin.dataframe)
+
+    at = _page(tmp_path, *page_world["qa"], "qa").run()
+    assert not at.exception, at.exception
+    assert "0 of 6 sampled ratings reviewed · 6 waiting for you" in [c.value for c in at.caption]
+    assert len(at.image) == 2 and all(url.endswith(".jpg") for img in at.image for url in img.value)
+    page = _page_texts(at)
+    assert "comment-number-" in page and "Artifacts" in page
+    assert not any(name in page for name in page_world["reviewers"])  # the reviewer stays anonymous
+
+    # Accept the first, reject the second (a reason is required), correct the third.
+    first = at.button(key=next(b.key for b in at.button if b.key.startswith("qa_accept_")))
+    first.click().run()
+    assert not at.exception and at.success[0].value == "Accepted."
+    (reject,) = [b for b in at.button if b.label == "Reject"]
+    reject.click().run()
+    assert "Give a reason" in at.error[0].value
+    rid = int(next(b.key for b in at.button if b.key.startswith("qa_accept_")).rsplit("_", 1)[1])
+    at.text_area(key=f"qa_reject_reason_{rid}").input("Ignores the artifacts.")
+    [b for b in at.button if b.label == "Reject"][0].click().run()
+    assert not at.exception and at.success[0].value == "Rejected."
+    rid = int(next(b.key for b in at.button if b.key.startswith("qa_accept_")).rsplit("_", 1)[1])
+    at.radio(key=f"qa_correct_score_{rid}").set_value(1)
+    at.multiselect(key=f"qa_correct_flags_{rid}").set_value(["identity_changed"])
+    at.text_area(key=f"qa_correct_reason_{rid}").input("Different person.")
+    [b for b in at.button if b.label == "Correct"][0].click().run()
+    assert not at.exception and at.success[0].value == "Corrected to 1."
+    assert "3 of 6 sampled ratings reviewed · 3 waiting for you" in [c.value for c in at.caption]
+    with lab.sessions() as s:
+        verdicts = s.scalars(select(QAVerdict).order_by(QAVerdict.id)).all()
+        assert [v.verdict for v in verdicts] == ["accept", "reject", "correct"]
+        assert verdicts[1].reason == "Ignores the artifacts."
+        fixed = s.get(Rating, verdicts[2].corrected_rating_id)
+        assert (fixed.score, fixed.flags, fixed.source, fixed.author_id) == \
+            (1, ["identity_changed"], "qa", page_world["qa"][0])
+        assert s.get(Rating, rid).active is False
+
+
+@pytest.mark.parametrize("role", ["reviewer", "analyst"])
+def test_qa_page_refuses_other_roles(lab, page_world, tmp_path, role):
+    at = _page(tmp_path, 999, "someone", role).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["The QA page is only available to QA reviewers and admins."]
+    assert not at.selectbox and not at.button
+
+
+def test_qa_page_for_a_qa_user_has_no_admin_controls(lab, page_world, tmp_path):
+    at = _page(tmp_path, *page_world["qa"], "qa").run()
+    assert not at.exception
+    assert "An admin draws the sample" in at.info[0].value
+    assert not at.number_input and not [b for b in at.button if "Sample" in b.label]

@@ -1,0 +1,248 @@
+"""The guideline authoring page (admins): every version with its change note and whether ratings
+used it, a safe preview, a new version written from an old one (file first, then loaded into the
+database), a side-by-side diff of two versions, and assigning one version, or a randomised
+experiment of several versions and QA on/off, to a study.
+
+Rules live in review.guideline_admin and review.guidelines; this page lays them out. Guideline text
+is shown through `render_safe_markdown` and `st.markdown(unsafe_allow_html=False)`, example
+images only from the guideline's own folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from db.engine import transaction
+from db.models import GuidelineVersion, Study, StudyReviewer
+from review.database import Lab
+from review.guideline_admin import (
+    GuidelineAdminError,
+    diff_versions,
+    new_version_from,
+    render_safe_markdown,
+    resolve_image,
+    set_guideline_experiment,
+    set_study_guideline,
+    split_images,
+    unified_diff,
+    version_table,
+)
+from review.guidelines import GUIDELINES_DIR, GuidelineError, parse_guideline, sync_all, sync_version
+
+KEY = "gl_"
+DIFF_MARK = {"equal": "", "replace": "~", "delete": "−", "insert": "+"}
+
+
+class PageUser(Protocol):
+    id: int
+    username: str
+    role: str
+
+
+def _flash(kind: str, message: str) -> None:
+    st.session_state.setdefault(f"{KEY}flashes", []).append((kind, message))
+
+
+def _show_flashes() -> None:
+    for kind, message in st.session_state.pop(f"{KEY}flashes", []):
+        (st.success if kind == "success" else st.warning)(message)
+
+
+def _apply(lab: Lab, action: Callable[[Session], object], success: str | Callable[[object], str]) -> None:
+    try:
+        with transaction(lab.sessions) as s:
+            result = action(s)
+    except (GuidelineAdminError, GuidelineError) as exc:
+        st.error(str(exc))
+        return
+    _flash("success", success if isinstance(success, str) else success(result))
+    st.rerun()
+
+
+def _label(gv: GuidelineVersion) -> str:
+    return f"{gv.slug} v{gv.version}: {gv.title}"
+
+
+def _load(lab: Lab) -> tuple[list[dict], dict[int, GuidelineVersion]]:
+    with lab.sessions() as s:
+        table = version_table(s)
+        rows = {gv.id: gv for gv in s.scalars(select(GuidelineVersion).order_by(
+            GuidelineVersion.slug, GuidelineVersion.version))}
+    return table, rows
+
+
+# --------------------------------------------------------------------------------------------
+# Preview
+# --------------------------------------------------------------------------------------------
+
+
+def render_version(gv: GuidelineVersion) -> None:
+    """The guideline as reviewers see it: safe Markdown, pictures only from its own folder."""
+    for kind, part in split_images(gv.body_md):
+        if kind == "text":
+            if part.strip():
+                st.markdown(render_safe_markdown(part), unsafe_allow_html=False)
+            continue
+        try:
+            st.image(str(resolve_image(gv, part)))
+        except GuidelineAdminError as exc:
+            st.warning(f"Image not shown: {exc}")
+
+
+def _preview(rows: dict[int, GuidelineVersion]) -> None:
+    chosen = st.selectbox("Version", list(rows), index=len(rows) - 1, key=f"{KEY}preview",
+                          format_func=lambda i: _label(rows[i]))
+    gv = rows[chosen]
+    if gv.change_note:
+        st.markdown("**Change note:** " + render_safe_markdown(gv.change_note), unsafe_allow_html=False)
+    with st.container(border=True):
+        render_version(gv)
+
+
+# --------------------------------------------------------------------------------------------
+# New version
+# --------------------------------------------------------------------------------------------
+
+
+def _write_and_sync(lab: Lab, base: GuidelineVersion, body: str, note: str, title: str, root: Path) -> None:
+    try:
+        path = new_version_from(base, body_md=body, change_note=note, title=title, root=root)
+    except (GuidelineAdminError, GuidelineError, OSError) as exc:
+        st.error(str(exc))
+        return
+    _apply(lab, lambda s: sync_version(s, parse_guideline(path)),
+           lambda gv: f"Wrote {gv.slug} v{gv.version} to {path} and loaded it. Reviewers get it once a "
+                      "study is assigned to it.")
+
+
+def _new_version(lab: Lab, rows: dict[int, GuidelineVersion], root: Path) -> None:
+    base_id = st.selectbox("Start from", list(rows), index=len(rows) - 1, key=f"{KEY}base",
+                           format_func=lambda i: _label(rows[i]))
+    base = rows[base_id]
+    st.caption("The new version is written as a new folder beside the old ones (example pictures "
+               "are copied); no existing version changes.")
+    with st.form(f"{KEY}new_form_{base_id}"):
+        title = st.text_input("Title", value=base.title, key=f"{KEY}title_{base_id}")
+        body = st.text_area("Guideline text (Markdown)", value=base.body_md, height=400,
+                            key=f"{KEY}body_{base_id}")
+        note = st.text_area("Change note (required): what changed and why", key=f"{KEY}note_{base_id}")
+        if st.form_submit_button("Write the new version", type="primary"):
+            _write_and_sync(lab, base, body, note, title, root)
+
+
+# --------------------------------------------------------------------------------------------
+# Compare
+# --------------------------------------------------------------------------------------------
+
+
+def _compare(rows: dict[int, GuidelineVersion]) -> None:
+    ids = list(rows)
+    c1, c2 = st.columns(2)
+    left = c1.selectbox("Left", ids, index=max(0, len(ids) - 2), key=f"{KEY}left",
+                        format_func=lambda i: _label(rows[i]))
+    right = c2.selectbox("Right", ids, index=len(ids) - 1, key=f"{KEY}right",
+                         format_func=lambda i: _label(rows[i]))
+    a, b = rows[left], rows[right]
+    diff = diff_versions(a.body_md, b.body_md)
+    changed = sum(1 for tag, _, _ in diff if tag != "equal")
+    st.caption(f"{changed} changed line(s) of {len(diff)}.")
+    only_changes = st.toggle("Only changed lines", value=True, key=f"{KEY}only_changes")
+    shown = [r for r in diff if r[0] != "equal"] if only_changes else diff
+    frame = pd.DataFrame([{"": DIFF_MARK[tag], f"{a.slug} v{a.version}": lft, f"{b.slug} v{b.version}": rgt}
+                          for tag, lft, rgt in shown],
+                         columns=["", f"{a.slug} v{a.version}", f"{b.slug} v{b.version}"])
+    st.dataframe(frame, hide_index=True, width="stretch")
+    with st.expander("Unified diff"):
+        st.code(unified_diff(a.body_md, b.body_md, f"{a.slug} v{a.version}", f"{b.slug} v{b.version}")
+                or "(no differences)", language="diff")
+
+
+# --------------------------------------------------------------------------------------------
+# Assign to a study
+# --------------------------------------------------------------------------------------------
+
+
+def _assign(lab: Lab, rows: dict[int, GuidelineVersion]) -> None:
+    with lab.sessions() as s:
+        studies = {st_.id: st_ for st_ in s.scalars(select(Study).order_by(Study.name))}
+        joined = dict(s.execute(select(StudyReviewer.study_id, func.count())
+                                .group_by(StudyReviewer.study_id)).all())
+    if not studies:
+        st.info("No studies yet.")
+        return
+    study_id = st.selectbox("Study", list(studies), key=f"{KEY}study",
+                            format_func=lambda i: studies[i].name)
+    study = studies[study_id]
+    settings = study.settings or {}
+    arms = [int(i) for i in settings.get("guideline_version_ids") or []]
+    current = ", ".join(_label(rows[i]) for i in arms if i in rows) if arms else (
+        _label(rows[study.guideline_version_id]) if study.guideline_version_id in rows else "none")
+    n_joined = joined.get(study_id, 0)
+    st.markdown(f"Current guideline arm(s): {render_safe_markdown(current)}; QA share "
+                f"{float(settings.get('qa_share', 0.0)):.2f}; reviewers joined: {n_joined}.")
+    if n_joined:
+        st.caption("Reviewers have joined this study, so its guideline arms are fixed (cohorts are "
+                   "balanced when reviewers join).")
+    mode = st.radio("Set up", ["One guideline version", "Randomised experiment"], horizontal=True,
+                    key=f"{KEY}mode")
+    ids = list(rows)
+    if mode == "One guideline version":
+        current_id = study.guideline_version_id
+        default = ids.index(current_id) if current_id in rows else len(ids) - 1
+        version = st.selectbox("Guideline version", ids, index=default, key=f"{KEY}single",
+                               format_func=lambda i: _label(rows[i]))
+        if st.button("Assign", key=f"{KEY}assign"):
+            _apply(lab, lambda s: set_study_guideline(s, s.get(Study, study_id), version),
+                   f"{study.name} now uses {_label(rows[version])}.")
+        return
+    chosen = st.multiselect("Guideline versions (one arm each)", ids, default=[i for i in arms if i in rows],
+                            key=f"{KEY}arms", format_func=lambda i: _label(rows[i]))
+    share = st.slider("Share of reviewers whose ratings go through QA", 0.0, 1.0,
+                      value=float(settings.get("qa_share", 0.5)), step=0.05, key=f"{KEY}qa_share")
+    st.caption("Each reviewer joins the arm (version x QA on/off) with the fewest members when they "
+               "first get work, so arms stay balanced and rate the same items.")
+    if st.button("Set up the experiment", key=f"{KEY}experiment"):
+        _apply(lab, lambda s: set_guideline_experiment(s, s.get(Study, study_id), chosen, share),
+               f"{study.name}: {len(chosen)} guideline arm(s), QA share {share:.2f}.")
+
+
+def render(lab: Lab, user: PageUser, guidelines_root: Path | None = None) -> None:
+    """The guideline authoring page (admins only). `guidelines_root` is where new versions are
+    written and files are loaded from (default: the project's guidelines/ folder)."""
+    if user.role != "admin":
+        st.error("The guideline authoring page is only available to admins.")
+        st.stop()
+    root = Path(guidelines_root) if guidelines_root is not None else GUIDELINES_DIR
+    st.title("Guidelines")
+    _show_flashes()
+    if st.button("Load guideline files", key=f"{KEY}sync", help=f"Reads {root}/<slug>/v<N>/guideline.md"):
+        _apply(lab, lambda s: sync_all(s, root), lambda loaded: f"{len(loaded)} version(s) loaded.")
+    table, rows = _load(lab)
+    if not rows:
+        st.info("No guideline versions loaded yet: press “Load guideline files”.")
+        return
+    st.dataframe(pd.DataFrame([{
+        "guideline": r["slug"], "version": r["version"], "title": r["title"],
+        "change note": r["change_note"], "used by ratings": r["ratings"],
+        "studies": ", ".join(r["studies"]),
+    } for r in table]), hide_index=True, width="stretch")
+    st.caption("A version used by ratings is immutable: to change it, write a new version.")
+    preview, new, compare, assign = st.tabs(["Preview", "New version", "Compare", "Assign to a study"])
+    with preview:
+        _preview(rows)
+    with new:
+        _new_version(lab, rows, root)
+    with compare:
+        _compare(rows)
+    with assign:
+        _assign(lab, rows)
+
+
+__all__ = ["render", "render_version"]

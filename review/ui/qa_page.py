@@ -1,0 +1,214 @@
+"""The QA page: a QA reviewer works through the study's QA sample, seeing each sampled rating
+(score, flags, comment) beside the reference and the restoration, and accepts, rejects (with a
+reason) or corrects it (new score and reason). Admins also set the QA rate, whether reviewers see
+feedback, draw the sample, and read the per-cohort QA summary and gold accuracy.
+
+The page only lays things out; every rule (who may judge what, one verdict per rating, append-only
+corrections) lives in review.qa. The reviewer's identity is never shown to the QA reviewer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import streamlit as st
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.engine import transaction
+from db.models import Study
+from review import qa
+from review.database import Lab
+from review.images import ImageStore, encode_display_jpeg
+from review.ratings import FLAG_LABELS, FLAGS
+
+KEY = "qa_"
+DISPLAY_MAX_SIDE = 512
+ITU_IMPAIRMENT = {5: "Imperceptible", 4: "Perceptible but not annoying", 3: "Slightly annoying",
+                  2: "Annoying", 1: "Very annoying"}
+
+
+class PageUser(Protocol):
+    id: int
+    username: str
+    role: str
+
+
+@st.cache_data(max_entries=1024, show_spinner=False)
+def _jpeg(sha256: str, max_side: int, _store: ImageStore, _relpath: str) -> bytes:
+    # Keyed by the content hash only (underscore arguments are not hashed): encoded once per image.
+    return encode_display_jpeg(_store.open_image(_relpath), max_side)
+
+
+def _show(store: ImageStore, image: qa.QAImage) -> None:
+    st.image(_jpeg(image.sha256, DISPLAY_MAX_SIDE, store, image.relpath), output_format="JPEG")
+
+
+def _labels(study: Study) -> dict[int, str]:
+    custom = (study.settings or {}).get("scale_labels") or {}
+    if custom:
+        return {int(k): str(v) for k, v in custom.items()}
+    return dict(ITU_IMPAIRMENT) if (study.scale_min, study.scale_max) == (1, 5) else {}
+
+
+def _flash(kind: str, message: str) -> None:
+    st.session_state.setdefault(f"{KEY}flashes", []).append((kind, message))
+
+
+def _show_flashes() -> None:
+    for kind, message in st.session_state.pop(f"{KEY}flashes", []):
+        (st.success if kind == "success" else st.warning)(message)
+
+
+def _apply(lab: Lab, action: Callable[[Session], object], success: str | Callable[[object], str]) -> None:
+    """Run one QA action in its own transaction; a refusal is shown, success moves on."""
+    try:
+        with transaction(lab.sessions) as s:
+            result = action(s)
+    except qa.QAError as exc:
+        st.error(str(exc))
+        return
+    _flash("success", success if isinstance(success, str) else success(result))
+    st.rerun()
+
+
+# --------------------------------------------------------------------------------------------
+# Admin: settings, sampling, summary
+# --------------------------------------------------------------------------------------------
+
+
+def _admin_panel(lab: Lab, study_id: int) -> None:
+    with lab.sessions() as s:
+        study = s.get(Study, study_id)
+        rate, show = qa.qa_rate(study), bool((study.settings or {}).get("show_qa_feedback"))
+        summary = qa.qa_summary(s, study)
+        gold = qa.gold_accuracy(s, study, "qa_cohort")
+    with st.expander("QA settings, sampling and summary (admin)", expanded=False):
+        with st.form(f"{KEY}settings_{study_id}"):
+            c1, c2 = st.columns(2)
+            new_rate = c1.number_input("QA rate (share of each reviewer's ratings per blur kind and "
+                                       "content)", min_value=0.0, max_value=1.0, value=rate, step=0.05,
+                                       key=f"{KEY}rate_{study_id}")
+            new_show = c2.checkbox("Show QA feedback to reviewers", value=show,
+                                   key=f"{KEY}feedback_{study_id}")
+            if st.form_submit_button("Save QA settings"):
+                _apply(lab, lambda s: qa.set_qa_options(s, s.get(Study, study_id), rate=new_rate,
+                                                        show_feedback=new_show),
+                       f"QA rate {new_rate:.2f} saved; feedback {'shown' if new_show else 'hidden'}.")
+        st.caption("Sampling covers active ratings of reviewers in the QA-on cohort only, stratified "
+                   "by reviewer, blur kind and image content. Run it again as ratings arrive: it "
+                   "tops each stratum up to the rate and never drops what was sampled.")
+        if st.button(f"Sample now at rate {rate:.2f}", key=f"{KEY}sample_{study_id}"):
+            _apply(lab, lambda s: qa.sample_for_qa(s, s.get(Study, study_id)),
+                   lambda added: f"{len(added)} rating(s) added to the QA sample.")
+        if not summary.empty:
+            st.markdown("**QA per cohort**")
+            st.dataframe(summary, hide_index=True, width="stretch")
+        if not gold.empty:
+            st.markdown("**Gold accuracy by QA cohort** (active ratings, QA corrections included; "
+                        "Wilson 95% CI)")
+            st.dataframe(gold, hide_index=True, width="stretch")
+
+
+# --------------------------------------------------------------------------------------------
+# The queue
+# --------------------------------------------------------------------------------------------
+
+
+def _score_text(score: int, labels: dict[int, str]) -> str:
+    return f"{score} · {labels[score]}" if score in labels else str(score)
+
+
+def _task_view(lab: Lab, user: PageUser, study_id: int, task: qa.QATask, labels: dict[int, str]) -> None:
+    rid = task.rating_id
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Reference**")
+        if task.reference is not None:
+            _show(lab.store, task.reference)
+        else:
+            st.caption("No sharp reference: a real blurred photo.")
+    with right:
+        st.markdown("**Restoration**")
+        _show(lab.store, task.restoration)
+    if st.toggle("Show the blurred input", key=f"{KEY}blurred_{rid}"):
+        _show(lab.store, task.blurred)
+
+    with st.container(border=True):
+        st.markdown("**The reviewer's rating**")
+        c1, c2 = st.columns(2)
+        c1.metric("Score", _score_text(task.score, labels))
+        c2.markdown("**Flags**  \n" + (", ".join(FLAG_LABELS.get(f, f) for f in task.flags) or "none"))
+        st.markdown("**Comment**")
+        st.text(task.comment or "(no comment)")  # plain text: a reviewer's comment is never Markdown
+        st.caption(f"Rated under guideline {task.guideline_label}.")
+
+    if st.button("Accept", key=f"{KEY}accept_{rid}", type="primary", icon=":material/check:"):
+        _apply(lab, lambda s: qa.accept(s, rid, user.id), "Accepted.")
+    c_reject, c_correct = st.columns(2)
+    with c_reject.form(f"{KEY}reject_form_{rid}"):
+        st.markdown("**Reject**")
+        reason = st.text_area("Why is the rating wrong?", key=f"{KEY}reject_reason_{rid}")
+        if st.form_submit_button("Reject"):
+            _apply(lab, lambda s: qa.reject(s, rid, user.id, reason), "Rejected.")
+    with c_correct.form(f"{KEY}correct_form_{rid}"):
+        st.markdown("**Correct**")
+        scores = list(range(task.scale_min, task.scale_max + 1))
+        new_score = st.radio("Corrected score", scores, index=scores.index(task.score), horizontal=True,
+                             format_func=lambda v: _score_text(v, labels), key=f"{KEY}correct_score_{rid}")
+        new_flags = st.multiselect("Flags", FLAGS, default=[f for f in task.flags if f in FLAGS],
+                                   format_func=lambda f: FLAG_LABELS.get(f, f),
+                                   key=f"{KEY}correct_flags_{rid}")
+        why = st.text_area("Why?", key=f"{KEY}correct_reason_{rid}")
+        if st.form_submit_button("Correct"):
+            _apply(lab, lambda s: qa.correct(s, rid, user.id, int(new_score), why, flags=new_flags),
+                   f"Corrected to {new_score}.")
+    if user.role == "admin":
+        with st.expander("Make this item a gold item (admin)"):
+            lo, hi = st.select_slider("Expected score range", options=scores,
+                                      value=(task.scale_min, task.scale_max), key=f"{KEY}gold_{rid}")
+            if st.button("Promote to gold", key=f"{KEY}gold_btn_{rid}"):
+                _apply(lab, lambda s: qa.promote_to_gold(s, task.item_id, int(lo), int(hi)),
+                       f"Item is now gold, expecting {lo}-{hi}.")
+
+
+def _queue(lab: Lab, user: PageUser, study_id: int) -> None:
+    with lab.sessions() as s:
+        study = s.get(Study, study_id)
+        progress = qa.qa_progress(s, study, user.id)
+        task = qa.next_qa_task(s, study, user.id)
+        labels = _labels(study)
+    if progress.sampled == 0:
+        hint = "Use “Sample now” above." if user.role == "admin" else "An admin draws the sample."
+        st.info(f"No ratings of this study are sampled for QA yet. {hint}")
+        return
+    st.progress(progress.judged / progress.sampled)
+    st.caption(f"{progress.judged} of {progress.sampled} sampled ratings reviewed · "
+               f"{progress.open_for_user} waiting for you")
+    if task is None:
+        st.success("Nothing left for you to check in this study.")
+        return
+    _task_view(lab, user, study_id, task, labels)
+
+
+def render(lab: Lab, user: PageUser) -> None:
+    """The QA page for QA reviewers and admins."""
+    if user.role not in qa.QA_ROLES:
+        st.error("The QA page is only available to QA reviewers and admins.")
+        st.stop()
+    st.title("QA review")
+    _show_flashes()
+    with lab.sessions() as s:
+        studies = list(s.execute(select(Study.id, Study.name).order_by(Study.name)).all())
+    if not studies:
+        st.info("No studies yet.")
+        return
+    names = dict(studies)
+    study_id = st.selectbox("Study", list(names), format_func=names.get, key=f"{KEY}study")
+    if user.role == "admin":
+        _admin_panel(lab, study_id)
+    _queue(lab, user, study_id)
+
+
+__all__ = ["render"]
