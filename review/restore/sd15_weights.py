@@ -1,0 +1,364 @@
+"""Loading Stable Diffusion 1.5 weights from local files only, and naming them by content.
+
+Accepted layouts for the path the caller takes from ``REVIEW_SD15_PATH``:
+
+* a diffusers folder: ``model_index.json`` plus ``unet/``, ``vae/``, ``text_encoder/`` (each
+  ``config.json`` and weights ``*.safetensors`` or ``*.bin``), ``tokenizer/`` (``vocab.json`` +
+  ``merges.txt`` or ``tokenizer.json``) and ``scheduler/scheduler_config.json``;
+* a single ``.safetensors`` / ``.ckpt`` checkpoint plus a local diffusers *config* folder (the
+  same layout without weight files), given as ``config_dir`` or found as the checkpoint's own
+  folder. Without a local config diffusers downloads configs even with ``local_files_only``
+  (diffusers issue #8752), so a missing config is an error here, never a download;
+* the special value ``"tiny"``: the in-code smoke-test pipeline of :mod:`sd15_tiny`, built once
+  under ``models_dir/tiny_sd15`` and then loaded through exactly the same code as real weights.
+
+Everything is loaded with ``local_files_only=True`` and ``HF_HUB_OFFLINE=1``, without a safety
+checker. Missing, partial or incompatible weights raise :class:`WeightsError` naming
+``REVIEW_SD15_PATH`` and the expected layout.
+
+The model identity is a hash of the weights' content index, not of the path, so the same
+weights copied elsewhere keep their identity and changed weights get a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from review.restore.sd15_tiny import MARKER, build_tiny_sd15
+
+SETTING = "REVIEW_SD15_PATH"
+TINY = "tiny"
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth")
+CONFIG_SUFFIXES = (".json", ".txt")
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
+PIPELINE_CLASSES = ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline")
+_MIB = 1 << 20
+
+LAYOUT_HELP = (
+    f"{SETTING} must point to local Stable Diffusion 1.5 weights: either a diffusers folder "
+    "(model_index.json, unet/, vae/, text_encoder/ with config.json and *.safetensors or *.bin, "
+    "tokenizer/ with vocab.json + merges.txt, scheduler/scheduler_config.json), or a single "
+    ".safetensors/.ckpt file inside (or next to a config_dir of) such a folder holding the "
+    f"configs, or '{TINY}' for the built-in smoke-test model. Nothing is ever downloaded."
+)
+
+
+class WeightsError(RuntimeError):
+    """The SD1.5 weights are missing, incomplete or not an SD1.5 pipeline."""
+
+
+# ----------------------------------------------------------------------------- resolving
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where the weights are: a diffusers folder, or a single file with its config folder."""
+
+    kind: str  # "folder" | "single_file"
+    path: Path
+    config_dir: Path | None = None
+    smoke_test: bool = False
+
+
+def resolve_weights(
+    path: Path | str | None, *, models_dir: Path | None = None, config_dir: Path | None = None
+) -> WeightsSource:
+    """Check the layout without importing torch; build the tiny model for ``"tiny"``."""
+    if path is None or str(path).strip() == "":
+        raise WeightsError(f"{SETTING} is not set, so SD1.5 restorers are unavailable. "
+                           + LAYOUT_HELP)
+    if str(path) == TINY:
+        if models_dir is None:
+            raise WeightsError(f"{SETTING}={TINY} needs a models folder to build into")
+        folder = build_tiny_sd15(Path(models_dir) / "tiny_sd15")
+        _check_folder(folder, need_weights=True)
+        return WeightsSource("folder", folder.resolve(), smoke_test=True)
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise WeightsError(f"{SETTING}={p} does not exist. " + LAYOUT_HELP)
+    if p.is_dir():
+        _check_folder(p, need_weights=True)
+        return WeightsSource("folder", p.resolve(), smoke_test=(p / MARKER).is_file())
+    if p.suffix.lower() not in SINGLE_FILE_SUFFIXES:
+        raise WeightsError(f"{SETTING}={p} is a {p.suffix or 'suffix-less'} file; expected a "
+                           "folder or a .safetensors/.ckpt checkpoint. " + LAYOUT_HELP)
+    cfg = Path(config_dir) if config_dir is not None else p.parent
+    if not (cfg / "model_index.json").is_file():
+        raise WeightsError(
+            f"{SETTING}={p} is a single checkpoint but no local config folder was found "
+            f"(looked for model_index.json in {cfg}); diffusers would try to download the "
+            "configs. Put the checkpoint inside a diffusers config folder or pass config_dir. "
+            + LAYOUT_HELP
+        )
+    _check_folder(cfg, need_weights=False)
+    return WeightsSource("single_file", p.resolve(), cfg.resolve())
+
+
+def _check_folder(folder: Path, *, need_weights: bool) -> None:
+    """Raise WeightsError listing what is missing from a diffusers folder."""
+    index_file = folder / "model_index.json"
+    if not index_file.is_file():
+        raise WeightsError(f"{SETTING}={folder}: no model_index.json, so this is not a "
+                           "diffusers folder. " + LAYOUT_HELP)
+    try:
+        index = json.loads(index_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"{SETTING}={folder}: model_index.json is unreadable ({exc}). "
+                           + LAYOUT_HELP) from exc
+    cls = index.get("_class_name") if isinstance(index, dict) else None
+    if cls not in PIPELINE_CLASSES:
+        raise WeightsError(
+            f"{SETTING}={folder}: model_index.json describes {cls!r}, not a Stable Diffusion "
+            f"1.x pipeline ({' or '.join(PIPELINE_CLASSES)}); SDXL, SD3, Flux and other "
+            "families are not supported."
+        )
+    missing: list[str] = []
+    for sub in ("unet", "vae", "text_encoder"):
+        d = folder / sub
+        if not (d / "config.json").is_file():
+            missing.append(f"{sub}/config.json")
+        if need_weights and not any(f.suffix in WEIGHT_SUFFIXES for f in _files(d)):
+            missing.append(f"{sub}/*.safetensors (or *.bin)")
+    tok = folder / "tokenizer"
+    if not ((tok / "vocab.json").is_file() and (tok / "merges.txt").is_file()
+            or (tok / "tokenizer.json").is_file()):
+        missing.append("tokenizer/vocab.json + tokenizer/merges.txt (or tokenizer.json)")
+    if not (folder / "scheduler" / "scheduler_config.json").is_file():
+        missing.append("scheduler/scheduler_config.json")
+    if missing:
+        raise WeightsError(f"{SETTING}={folder} is incomplete; missing: {', '.join(missing)}. "
+                           + LAYOUT_HELP)
+    unet_cfg = _read_json(folder / "unet" / "config.json")
+    if unet_cfg.get("in_channels", 4) != 4:
+        raise WeightsError(
+            f"{SETTING}={folder}: the UNet takes {unet_cfg.get('in_channels')} input channels "
+            "(an inpainting or depth model?); img2img restoration needs a 4-channel SD1.5 UNet."
+        )
+
+
+def _files(d: Path) -> list[Path]:
+    return sorted(f for f in d.iterdir() if f.is_file()) if d.is_dir() else []
+
+
+def _read_json(p: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"{SETTING}: {p} is unreadable ({exc}). " + LAYOUT_HELP) from exc
+    return data if isinstance(data, dict) else {}
+
+
+# ----------------------------------------------------------------------------- identity
+
+_identity_cache: dict[tuple, str] = {}
+_identity_lock = threading.Lock()
+
+
+def _content_files(src: WeightsSource) -> list[tuple[str, Path]]:
+    roots: list[tuple[str, Path]] = []
+    if src.kind == "single_file":
+        roots.append(("checkpoint/" + src.path.name, src.path))
+        base = src.config_dir
+        assert base is not None
+        skip_weights = True
+    else:
+        base, skip_weights = src.path, False
+    for f in sorted(base.rglob("*")):
+        if not f.is_file() or any(part.startswith(".") for part in f.relative_to(base).parts):
+            continue
+        suffix = f.suffix.lower()
+        if suffix in CONFIG_SUFFIXES or (suffix in WEIGHT_SUFFIXES and not skip_weights):
+            roots.append((f.relative_to(base).as_posix(), f))
+    return roots
+
+
+def _head_tail_sha256(f: Path, size: int) -> str:
+    h = hashlib.sha256()
+    with f.open("rb") as fh:
+        h.update(fh.read(_MIB))
+        if size > 2 * _MIB:
+            fh.seek(size - _MIB)
+            h.update(fh.read(_MIB))
+        elif size > _MIB:
+            h.update(fh.read())
+    return h.hexdigest()
+
+
+def model_identity(src: WeightsSource) -> str:
+    """``sd15-<hash>`` (or ``tiny-<hash>``) over (relative path, size, sha256 of the first and
+    last MiB) of every weight and config file; cached per (path, sizes, mtimes)."""
+    files = _content_files(src)
+    stats = [(rel, f.stat()) for rel, f in files]
+    key = (str(src.path), str(src.config_dir),
+           tuple((rel, st.st_size, st.st_mtime_ns) for rel, st in stats))
+    with _identity_lock:
+        if key in _identity_cache:
+            return _identity_cache[key]
+    entries = [[rel, st.st_size, _head_tail_sha256(f, st.st_size)]
+               for (rel, f), (_, st) in zip(files, stats, strict=True)]
+    digest = hashlib.sha256(json.dumps(sorted(entries)).encode()).hexdigest()
+    ident = f"{'tiny' if src.smoke_test else 'sd15'}-{digest[:32]}"
+    with _identity_lock:
+        _identity_cache[key] = ident
+    return ident
+
+
+# ----------------------------------------------------------------------------- device, dtype
+
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def pick_device(requested: str = "auto") -> str:
+    """cuda, then mps, then cpu for "auto"; an explicit device that is absent is an error."""
+    import torch
+
+    has = {"cuda": torch.cuda.is_available(),
+           "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
+           "cpu": True}
+    if requested == "auto":
+        return next(d for d in ("cuda", "mps", "cpu") if has[d])
+    if requested not in has:
+        raise ValueError(f"device={requested!r} is invalid: allowed one of "
+                         "['auto', 'cpu', 'cuda', 'mps']")
+    if not has[requested]:
+        raise ValueError(f"device={requested!r} was requested but is not available here")
+    return requested
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU has bf16 matrix instructions (AVX512_BF16 or AMX) that oneDNN uses."""
+    import torch
+
+    if not torch.backends.mkldnn.is_available():
+        return False
+    probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    if probe is not None:
+        try:
+            if not probe():
+                return False
+        except RuntimeError:
+            return False
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            flags = next((line for line in fh if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def pick_precision(precision: str, device: str) -> str:
+    """Resolve "auto": fp16 on GPUs; bf16 on CPUs with bf16 matrix units; fp32 otherwise.
+
+    bf16 on CPU is chosen because the measured output stays close to fp32 (tests assert
+    PSNR >= 30 dB between the two on the tiny model; bench/restore_grid.py measures it on
+    SD1.5-sized weights) while the UNet runs about 2-3x faster.
+    """
+    if precision == "auto":
+        if device in ("cuda", "mps"):
+            return "fp16"
+        return "bf16" if cpu_has_bf16() else "fp32"
+    if precision not in DTYPES:
+        raise ValueError(f"precision={precision!r} is invalid: allowed one of "
+                         f"['auto', {', '.join(repr(k) for k in DTYPES)}]")
+    if precision == "fp16" and device == "cpu":
+        raise ValueError("precision='fp16' needs a GPU (cuda or mps); on CPU use 'bf16' or "
+                         "'fp32'")
+    return precision
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+@dataclass
+class SD15Pipeline:
+    """A loaded img2img pipeline with what provenance needs, and the lock that serialises it.
+
+    The UNet and VAE run in ``dtype``; the text encoder stays fp32 on CPU (it runs once per
+    prompt); latents and scheduler arithmetic are always fp32.
+    """
+
+    pipe: Any  # diffusers.StableDiffusionImg2ImgPipeline
+    device: str
+    precision: str  # "fp32" | "bf16" | "fp16"
+    model_identity: str
+    smoke_test: bool
+    source: WeightsSource
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def dtype(self) -> str:
+        return DTYPES[self.precision]
+
+
+_pipelines: OrderedDict[tuple, SD15Pipeline] = OrderedDict()
+_pipelines_lock = threading.Lock()
+MAX_CACHED_PIPELINES = 2
+
+
+def load_pipeline(
+    path: Path | str | None,
+    *,
+    models_dir: Path | None = None,
+    config_dir: Path | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+) -> SD15Pipeline:
+    """Load (or reuse) the img2img pipeline for these weights, device and precision."""
+    src = resolve_weights(path, models_dir=models_dir, config_dir=config_dir)
+    dev = pick_device(device)
+    prec = pick_precision(precision, dev)
+    ident = model_identity(src)
+    key = (ident, str(src.path), dev, prec)
+    with _pipelines_lock:
+        if key in _pipelines:
+            _pipelines.move_to_end(key)
+            return _pipelines[key]
+        pipe = _load(src, dev, prec)
+        loaded = SD15Pipeline(pipe=pipe, device=dev, precision=prec, model_identity=ident,
+                              smoke_test=src.smoke_test, source=src)
+        _pipelines[key] = loaded
+        while len(_pipelines) > MAX_CACHED_PIPELINES:
+            _pipelines.popitem(last=False)
+        return loaded
+
+
+def _load(src: WeightsSource, device: str, precision: str) -> Any:
+    os.environ["HF_HUB_OFFLINE"] = "1"  # belt and braces on top of local_files_only
+    import torch
+    from diffusers import StableDiffusionImg2ImgPipeline
+    from diffusers.utils import logging as dlogging
+
+    torch_dtype = torch.float16 if precision == "fp16" else torch.float32
+    common = dict(local_files_only=True, safety_checker=None, requires_safety_checker=False,
+                  dtype=torch_dtype)
+    old_level = dlogging.get_verbosity()
+    dlogging.set_verbosity_error()  # no "install accelerate" noise, no cast warnings
+    try:
+        try:
+            if src.kind == "folder":
+                pipe = StableDiffusionImg2ImgPipeline.from_pretrained(str(src.path), **common)
+            else:
+                pipe = StableDiffusionImg2ImgPipeline.from_single_file(
+                    str(src.path), config=str(src.config_dir), **common)
+        except Exception as exc:  # diffusers raises OSError, ValueError, RuntimeError, ...
+            where = (src.path if src.kind == "folder"
+                     else f"{src.path} (configs {src.config_dir})")
+            raise WeightsError(
+                f"{SETTING}={where} could not be loaded as an SD1.5 img2img pipeline: "
+                f"{type(exc).__name__}: {str(exc)[:500]}. " + LAYOUT_HELP
+            ) from exc
+        if precision == "bf16":
+            pipe.unet.to(torch.bfloat16)
+            pipe.vae.to(torch.bfloat16)
+        pipe.to(device)
+    finally:
+        dlogging.set_verbosity(old_level)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
