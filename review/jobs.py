@@ -82,7 +82,7 @@ class GenerationPlan:
                            "source_ids, blurs, restorers, seeds, model.") from exc
 
     def units(self) -> list[Unit]:
-        from review.restore import resolve_params
+        from review.restoring import resolve_params
 
         if not self.source_ids or not self.blurs or not self.restorers:
             raise JobError("A plan needs at least one source image, one blur and one restorer.")
@@ -250,7 +250,7 @@ def _record_error(lab: Lab, job_id: int, group: list[Unit], exc: BaseException) 
 
 def _run_group(lab: Lab, study_id: int, plan: GenerationPlan, group: list[Unit]) -> None:
     """Produce every missing restoration of the group and put all of them in the study."""
-    from review.restore import run_grid, run_restorer
+    from review.restoring import run_grid, run_restorer
 
     first = group[0]
     with lab.sessions() as s, s.begin():

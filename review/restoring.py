@@ -1,0 +1,56 @@
+"""Running restorers with the lab's settings: which SD1.5 weights (REVIEW_SD15_PATH, or "tiny"
+for the in-code smoke-test model built under the data folder), parameter resolution with
+defaults (the identity a restoration is stored under), and grid runs that share work.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PIL import Image
+
+from review.config import Settings
+from review.restore import RestoreInput, RestoreResult, get_restorer, restorer_class
+
+
+def resolve_params(method: str, raw: dict[str, Any] | None = None) -> dict[str, Any]:
+    """All parameters of `method` with defaults filled in and validated (ValueError otherwise)."""
+    return restorer_class(method).Params.from_dict(raw or {}).to_dict()
+
+
+def _weights(model: str | None, settings: Settings | None) -> Any:
+    if model:
+        return model
+    return settings.sd15_path if settings is not None else None
+
+
+def _restorer(method: str, model: str | None, settings: Settings | None):  # noqa: ANN202
+    return get_restorer(method, sd15_path=_weights(model, settings),
+                        models_dir=settings.models_dir if settings is not None else None)
+
+
+def run_restorer(method: str, image: Image.Image, *, kernel: Any = None,
+                 reference: Image.Image | None = None, params: dict[str, Any] | None = None,
+                 model: str | None = None, settings: Settings | None = None) -> RestoreResult:
+    """Restore one image with one method."""
+    restorer = _restorer(method, model, settings)
+    return restorer.restore(RestoreInput(image, kernel=kernel, reference=reference), params or {})
+
+
+def run_grid(image: Image.Image, params_list: list[dict[str, Any]], *,
+             reference: Image.Image | None = None, model: str | None = None,
+             settings: Settings | None = None) -> list[RestoreResult]:
+    """SD1.5 img2img variants of one input that differ only in strength and seed: when they form
+    a full strengths x seeds grid they run as one shared-work grid, otherwise one by one."""
+    restorer = _restorer("sd15_img2img", model, settings)
+    inp = RestoreInput(image, reference=reference)
+    strengths = sorted({p["strength"] for p in params_list})
+    seeds = sorted({p["seed"] for p in params_list})
+    if len(strengths) * len(seeds) == len(params_list):
+        base = {k: v for k, v in params_list[0].items() if k not in ("strength", "seed")}
+        results = restorer.restore_grid(inp, strengths, seeds, {**base, "strength": strengths[0],
+                                                                 "seed": seeds[0]})
+        by_key = {(s, seed): r for (s, seed), r in
+                  zip(((s, seed) for s in strengths for seed in seeds), results, strict=True)}
+        return [by_key[(p["strength"], p["seed"])] for p in params_list]
+    return [restorer.restore(inp, p) for p in params_list]
