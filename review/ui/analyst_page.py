@@ -1,0 +1,290 @@
+"""The Analyst page: agreement statistics of a study with filters, comparisons of guideline
+versions and QA cohorts, charts with the numbers behind them, and every export.
+
+The page only lays things out: numbers come from `review.report.build_report` and are shaped by
+`review.analysis_views`. Reports are cached per study, filters, bootstrap settings and a
+fingerprint of the study's ratings (count, highest id, active count, last QA verdict), so a new,
+undone or reviewed rating recomputes them on the next run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy import case, func, select
+
+from db.models import QAVerdict, Rating, Study, StudyItem, StudyReviewer
+from review import analysis_views as av
+from review.database import Lab
+from review.export import ratings_frame
+from review.report import build_report, report_to_markdown
+
+KEY = "analyst_"
+MAX_BOOTSTRAP = 5000
+
+
+class PageUser(Protocol):
+    id: int
+    username: str
+    role: str
+
+
+# --------------------------------------------------------------------------------------------
+# Data (cached)
+# --------------------------------------------------------------------------------------------
+
+
+def _db_key(lab: Lab) -> str:
+    """Identifies the database in cache keys (two labs in one process never share entries)."""
+    return lab.engine.url.render_as_string(hide_password=True)
+
+
+def ratings_fingerprint(lab: Lab, study_id: int) -> tuple[int, ...]:
+    """Changes whenever a rating of the study is added, undone or superseded, a QA verdict is
+    given, or a reviewer joins (their cohort is part of the table)."""
+    with lab.sessions() as s:
+        n, max_id, n_active = s.execute(
+            select(func.count(Rating.id), func.max(Rating.id),
+                   func.sum(case((Rating.active.is_(True), 1), else_=0)))
+            .join(StudyItem, StudyItem.id == Rating.item_id)
+            .where(StudyItem.study_id == study_id)).one()
+        qa = s.scalar(select(func.max(QAVerdict.id)))
+        members = s.scalar(select(func.count(StudyReviewer.id))
+                           .where(StudyReviewer.study_id == study_id))
+    return (int(n or 0), int(max_id or 0), int(n_active or 0), int(qa or 0), int(members or 0))
+
+
+@st.cache_data(show_spinner="Loading ratings…", max_entries=8)
+def _frame(db: str, study_id: int, fingerprint: tuple[int, ...], history: bool,
+           _lab: Lab) -> pd.DataFrame:
+    with _lab.sessions() as s:
+        study = s.get(Study, study_id)
+        if study is None:
+            return pd.DataFrame()
+        return ratings_frame(s, study, include_history=history)
+
+
+@st.cache_data(show_spinner="Computing agreement statistics…", max_entries=32)
+def _report(db: str, study_id: int, fingerprint: tuple[int, ...], filters: av.Filters,
+            bootstrap: int, seed: int, scale: tuple[int, int], _lab: Lab) -> dict[str, Any]:
+    df = av.apply_filters(_frame(db, study_id, fingerprint, False, _lab), filters)
+    return build_report(av.report_input(df), bootstrap=bootstrap, seed=seed, scale=scale)
+
+
+def _studies(lab: Lab) -> list[tuple[int, str, int, int]]:
+    with lab.sessions() as s:
+        return [tuple(r) for r in s.execute(
+            select(Study.id, Study.name, Study.scale_min, Study.scale_max).order_by(Study.name))]
+
+
+# --------------------------------------------------------------------------------------------
+# Page parts
+# --------------------------------------------------------------------------------------------
+
+
+def _filters(df: pd.DataFrame, study_id: int) -> tuple[av.Filters, int, int]:
+    """The filter widgets; returns the filters, bootstrap resamples and seed."""
+    options = av.filter_options(df)
+    with st.expander("Filters and intervals", expanded=True, icon=":material/filter_alt:"):
+        cols = st.columns(3)
+        chosen: dict[str, list[str]] = {}
+        for i, (col, values) in enumerate(options.items()):
+            chosen[col] = cols[i % 3].multiselect(
+                av.COLUMN_TITLES.get(col, col).capitalize(), values, key=f"{KEY}{col}_{study_id}",
+                placeholder="All", help="Leave empty to keep every value.")
+        i = len(options)
+        bounds = av.blur_level_bounds(df)
+        level = None
+        if bounds is not None and bounds[0] < bounds[1]:
+            picked = cols[i % 3].slider("Blur level (px)", bounds[0], bounds[1], bounds,
+                                        key=f"{KEY}level_{study_id}")
+            level = None if tuple(picked) == bounds else (float(picked[0]), float(picked[1]))
+        c1, c2, c3 = st.columns(3)
+        exclude = c1.checkbox("Exclude gold and control items", key=f"{KEY}nogold_{study_id}",
+                              help="Drops gold items and the hidden-reference and blurred-input "
+                                   "controls (and with them DMOS and gold accuracy).")
+        boot = int(c2.number_input(
+            "Bootstrap resamples", min_value=0, max_value=MAX_BOOTSTRAP, value=0, step=100,
+            key=f"{KEY}boot", help="0: no intervals for alpha, kappa and the A − B comparisons. "
+                                   "200 or more gives usable 95% intervals (takes longer)."))
+        seed = int(c3.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1,
+                                   key=f"{KEY}seed", help="Makes the bootstrap reproducible."))
+    return av.Filters.of(chosen, level, exclude), boot, seed
+
+
+def _coef_metric(container: Any, label: str, c: dict[str, Any] | None, digits: int = 3,
+                 help: str | None = None) -> None:
+    """One coefficient: the value (or "—"), its 95% CI and items below, or the plain reason."""
+    value = av.coef_value(c)
+    container.metric(label, "—" if value is None else f"{value:.{digits}f}", help=help)
+    if value is None:
+        container.caption("Not computed: " + _md_text((c or {}).get("reason", "not computable")))
+        return
+    ci = av.coef_ci(c)
+    ci_text = f"95% CI {av.format_ci(ci, digits)}" if ci else "no interval (bootstrap off)"
+    container.caption(f"{ci_text} · {c.get('n_items', 0)} items")
+
+
+def _headline(report: dict[str, Any]) -> None:
+    c = st.columns(4)
+    c[0].metric("Items", report["n_items"])
+    c[1].metric("Raters", report["n_raters"])
+    c[2].metric("Ratings", report["n_ratings"])
+    c[3].metric("Items rated ≥ 2 times", report.get("n_multiply_rated_items", 0),
+                help="Only these items carry information about agreement.")
+
+    for w in report.get("warnings") or []:
+        st.warning(_md_text(w), icon=":material/warning:")
+
+    st.subheader("Agreement")
+    ka = report.get("krippendorff_alpha") or {}
+    row = st.columns(5)
+    _coef_metric(row[0], "Alpha (ordinal)", ka.get("ordinal"),
+                 help="Krippendorff's alpha with ordinal distances: the main figure for a 1..5 scale.")
+    _coef_metric(row[1], "Alpha (interval)", ka.get("interval"))
+    _coef_metric(row[2], "Alpha (nominal)", ka.get("nominal"))
+    _coef_metric(row[3], "Fleiss' kappa", report.get("fleiss_kappa"))
+    if av.has_chance_corrected(report):
+        _coef_metric(row[4], "Percent agreement", report.get("percent_agreement"),
+                     help="Share of agreeing rater pairs per item. Not chance-corrected: inflated "
+                          "when one score dominates; read it beside alpha and kappa.")
+    else:
+        row[4].caption("Percent agreement is hidden: no chance-corrected coefficient could be "
+                       "computed to read it beside.")
+
+    st.markdown("**Intraclass correlation** (Shrout & Fleiss; 95% intervals from the F distribution)")
+    icc = report.get("icc") or {}
+    row = st.columns(6)
+    for i, (form, c) in enumerate(icc.items()):
+        _coef_metric(row[i % 6], form, c, help=av.ICC_LABELS.get(form, form))
+    notes = report.get("notes") or []
+    if notes:
+        with st.expander("How these figures were computed"):
+            for n in notes:
+                st.markdown(f"- {_md_text(n)}")
+
+
+def _md_text(text: str) -> str:
+    """Plain text safe inside st.markdown (no links, emphasis or HTML from data)."""
+    out = str(text)
+    for ch in "\\`*_{}[]()#+-.!<>|~$":
+        out = out.replace(ch, "\\" + ch)
+    return out
+
+
+def _download(label: str, data: bytes | str | Callable[[], bytes | str], file_name: str,
+              key: str, mime: str | None = None) -> None:
+    st.download_button(label, data, file_name=file_name, mime=mime, key=key, on_click="ignore",
+                       icon=":material/download:")
+
+
+def _view(v: av.View, stem: str) -> None:
+    st.subheader(v.title)
+    st.caption(v.caption)
+    for n in v.notes:
+        st.warning(_md_text(n), icon=":material/warning:")
+    if v.chart is not None:
+        st.altair_chart(v.chart, key=f"{KEY}chart_{v.key}")
+    elif v.empty:
+        st.info(v.empty)
+    with st.expander(f"Numbers: {v.title}"):
+        st.dataframe(v.frame, hide_index=True, placeholder="—", key=f"{KEY}table_{v.key}")
+    _download("CSV of this chart", av.frame_csv(v.frame), f"{stem}-{v.key}.csv",
+              key=f"{KEY}dl_{v.key}", mime="text/csv")
+
+
+def _slug(name: str) -> str:
+    keep = "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-")
+    return "-".join(p for p in keep.split("-") if p) or "study"
+
+
+def _exports(lab: Lab, study_id: int, name: str, fingerprint: tuple[int, ...],
+             filtered: pd.DataFrame, report: dict[str, Any], views: list[av.View],
+             context: list[str]) -> None:
+    st.subheader("Exports")
+    stem = _slug(name)
+    scope = st.radio(
+        "Ratings to export", ("As analysed (filters applied)", "All active ratings of the study",
+                              "All ratings with superseded history"),
+        horizontal=True, key=f"{KEY}scope",
+        help="The matrix and the statistics reports always follow the filters above.")
+    if scope.startswith("As analysed"):
+        rows, suffix = filtered, ""
+    else:
+        history = scope.endswith("history")
+        rows = _frame(_db_key(lab), study_id, fingerprint, history, lab)
+        suffix = "-history" if history else "-all"
+    st.caption(f"{len(rows)} rating rows.")
+    c = st.columns(3)
+    with c[0]:
+        for fmt, label in (("csv", "Ratings (CSV)"), ("jsonl", "Ratings (JSON Lines)"),
+                           ("parquet", "Ratings (Parquet)")):
+            _download(label, lambda fmt=fmt: av.ratings_bytes(rows, fmt),
+                      f"{stem}-ratings{suffix}.{fmt}", key=f"{KEY}dl_ratings_{fmt}", mime=av.MIME[fmt])
+    with c[1]:
+        _download("Item × rater matrix (CSV)", lambda: av.matrix_csv(filtered),
+                  f"{stem}-matrix.csv", key=f"{KEY}dl_matrix", mime="text/csv")
+        _download("Statistics report (JSON)", lambda: av.report_json(report),
+                  f"{stem}-report.json", key=f"{KEY}dl_json", mime="application/json")
+    with c[2]:
+        _download("Statistics report (Markdown)", lambda: report_to_markdown(report),
+                  f"{stem}-report.md", key=f"{KEY}dl_md", mime="text/markdown")
+        _download("Readable report with charts (HTML)",
+                  lambda: av.html_report(report, views, title=f"Agreement report: {name}",
+                                         context=context),
+                  f"{stem}-report.html", key=f"{KEY}dl_html", mime="text/html")
+    st.caption("The HTML report draws its charts with Vega from a CDN when opened online; every "
+               "figure is also in its tables, so it reads offline too.")
+
+
+# --------------------------------------------------------------------------------------------
+# Entry
+# --------------------------------------------------------------------------------------------
+
+
+def render(lab: Lab, user: PageUser) -> None:
+    """The Analyst page (admins only)."""
+    if getattr(user, "role", None) != "admin":
+        st.error("The Analysis page is only available to admins.")
+        st.stop()
+    st.title("Analysis")
+    studies = _studies(lab)
+    if not studies:
+        st.info("No studies yet: there is nothing to analyse.")
+        return
+    by_id = {sid: (name, (lo, hi)) for sid, name, lo, hi in studies}
+    study_id = st.selectbox("Study", list(by_id), format_func=lambda sid: by_id[sid][0],
+                            key=f"{KEY}study")
+    name, scale = by_id[study_id]
+    db = _db_key(lab)
+    fingerprint = ratings_fingerprint(lab, study_id)
+    full = _frame(db, study_id, fingerprint, False, lab)
+    if full.empty:
+        st.info(f"Study {_md_text(repr(name))} has no ratings yet.")
+        return
+    filters, boot, seed = _filters(full, study_id)
+    filtered = av.apply_filters(full, filters)
+    st.caption("Filters: " + _md_text("; ".join(filters.describe())))
+    if filtered.empty:
+        st.warning("No ratings match these filters.")
+        return
+    report = _report(db, study_id, fingerprint, filters, boot, seed, scale, lab)
+    if not boot:
+        st.info("Bootstrap resamples are 0: alpha, kappa and the A − B comparisons have no "
+                "intervals. Set e.g. 200 above to get 95% intervals.", icon=":material/info:")
+    _headline(report)
+
+    views = av.build_views(report, filtered)
+    stem = _slug(name)
+    for v in views:
+        with st.container(border=True):
+            _view(v, stem)
+
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    context = [f"Study: {name}", f"Filters: {'; '.join(filters.describe())}",
+               f"Bootstrap: {boot} resamples, seed {seed}", f"Exported by {user.username} at {generated}"]
+    _exports(lab, study_id, name, fingerprint, filtered, report, views, context)

@@ -1,0 +1,418 @@
+"""The Analyst page: its data shaping (review.analysis_views) on a really rated study, checked
+against independent pandas / statsmodels computations, and the page itself through AppTest.
+
+The study: 3 source images (face, text, face) x 2 blur kinds x 3 blur levels x 3 restorers
+(wiener; sd15_img2img at strengths 0.3 and 0.6) plus a hidden-reference gold item per source and
+kind; 8 reviewers randomised over 2 guideline versions x QA on/off, 4 ratings per item, rated
+through the real assignment and submit functions with a known quality per item plus rater bias
+and noise.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import math
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from statsmodels.stats.inter_rater import cohens_kappa
+from streamlit.testing.v1 import AppTest
+
+from db.models import DegradedImage, GuidelineVersion, Restoration, SourceImage, User
+from review import analysis_views as av
+from review.assignment import next_assignment
+from review.config import load_settings
+from review.database import Lab, open_lab
+from review.export import ratings_frame
+from review.ratings import Submission, submit
+from review.report import build_report
+from review.study import StudyConfig, add_item, ensure_study, get_study
+from tests.factories import make_study
+
+STUDY = "Blur <study> & co"
+N_REVIEWERS = 8
+RATERS_PER_ITEM = 4
+
+
+def _rated_study(lab: Lab, *, seed: int = 3) -> None:
+    rng = random.Random(seed)
+    with lab.sessions() as s, s.begin():
+        gvs = [GuidelineVersion(slug="fid", version=v, title=f"v{v}", body_md="b",
+                                content_sha256=str(v) * 64) for v in (1, 3)]
+        s.add_all(gvs)
+        s.flush()
+        study = ensure_study(s, StudyConfig(name=STUDY, raters_per_item=RATERS_PER_ITEM,
+                                            gold_rate=0.15), gvs[0])
+        study.settings = {"guideline_version_ids": [g.id for g in gvs], "qa_share": 0.5}
+        s.flush()
+        quality: dict[int, float] = {}
+        k = 0
+        for si, content in enumerate(("face", "text", "face")):
+            src = SourceImage(sha256=f"{si:064d}", path=f"s{si}.png", width=8, height=8,
+                              content=content, title=f"source {si}")
+            s.add(src)
+            s.flush()
+            for kind in ("defocus", "motion_line"):
+                for level in (2.0, 6.0, 12.0):
+                    deg = DegradedImage(source_id=src.id, recipe_key=f"{kind}{level}", kind=kind,
+                                        level=level, sha256="b" * 64, path="b.png")
+                    s.add(deg)
+                    s.flush()
+                    methods = [("wiener", {}), ("sd15_img2img", {"strength": 0.3, "seed": 1}),
+                               ("sd15_img2img", {"strength": 0.6, "seed": 1})]
+                    if level == 2.0:
+                        methods.append(("hidden_reference", {}))
+                    for method, params in methods:
+                        res = Restoration(degraded_id=deg.id, method=method, params=params,
+                                          params_key=f"p{k}", sha256="c" * 64, path="c.png")
+                        k += 1
+                        s.add(res)
+                        s.flush()
+                        item = add_item(s, study, res)  # hidden_reference -> gold, expects 4-5
+                        quality[item.id] = 5.0 if method == "hidden_reference" else \
+                            5.2 - level / 4 - params.get("strength", 0.5)
+        users = [User(username=f"rater<{i}>", role="reviewer", password_hash="x")
+                 for i in range(N_REVIEWERS)]
+        s.add_all(users)
+        s.flush()
+        bias = {u.id: rng.choice([-0.5, 0.0, 0.0, 0.5]) for u in users}
+        active = [u.id for u in users]
+        while active:  # round robin, so every reviewer (and cohort) rates
+            for uid in list(active):
+                lease = next_assignment(s, study, uid)
+                if lease is None:
+                    active.remove(uid)
+                    continue
+                score = round(quality[lease.item_id] + bias[uid] + rng.gauss(0, 0.6))
+                submit(s, lease.assignment_id, uid, Submission(min(5, max(1, score))))
+
+
+def _frame(lab: Lab) -> pd.DataFrame:
+    with lab.sessions() as s:
+        return ratings_frame(s, get_study(s, STUDY))
+
+
+@pytest.fixture(scope="module")
+def ratings(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    """The study's ratings, built once for the tests that only read them."""
+    lab = open_lab(load_settings({"REVIEW_DATA_DIR": str(tmp_path_factory.mktemp("analyst"))}),
+                   migrate=True)
+    _rated_study(lab)
+    df = _frame(lab)
+    lab.engine.dispose()
+    return df
+
+
+@pytest.fixture
+def rated(lab: Lab) -> tuple[Lab, pd.DataFrame]:
+    """A fresh lab holding the study (for the page, which reads the database)."""
+    _rated_study(lab)
+    return lab, _frame(lab)
+
+
+# --------------------------------------------------------------------------------------------
+# analysis_views
+# --------------------------------------------------------------------------------------------
+
+
+def test_study_has_the_designed_shape(ratings):
+    df = ratings
+    assert len(df) == 60 * RATERS_PER_ITEM and df["item"].nunique() == 60
+    assert set(df["guideline_version"]) == {"fid-v1", "fid-v3"}
+    assert set(df["qa_cohort"]) == {"qa", "no_qa"}
+    assert df["rater"].nunique() == N_REVIEWERS
+
+
+def test_mos_by_level_equals_pandas_groupby_of_item_means(ratings):
+    df = ratings
+    got = av.mos_by_level(df)
+    items = df.groupby("item").agg(mos=("score", "mean"), n=("score", "size"),
+                                   blur_kind=("blur_kind", "first"), restorer=("restorer", "first"),
+                                   strength=("strength", "first"), blur_level=("blur_level", "first"))
+    items["strength"] = items["strength"].astype(float)
+    want = (items.groupby(["blur_kind", "restorer", "strength", "blur_level"], dropna=False)
+            .agg(mos=("mos", "mean"), sd=("mos", "std"), n_items=("mos", "size"), n_ratings=("n", "sum"))
+            .reset_index())
+    # 2 kinds x 3 levels x 3 restorer variants + hidden reference at level 2 of each kind
+    assert len(got) == len(want) == 2 * 3 * 3 + 2
+    merged = got.merge(want, on=["blur_kind", "restorer", "strength", "blur_level"], how="outer",
+                       suffixes=("", "_pd"), indicator=True)
+    assert (merged["_merge"] == "both").all()
+    np.testing.assert_allclose(merged["mos"], merged["mos_pd"], rtol=0, atol=1e-12)
+    assert (merged["n_items"] == merged["n_items_pd"]).all()
+    assert (merged["n_ratings"] == merged["n_ratings_pd"]).all()
+    half = 1.96 * merged["sd"] / np.sqrt(merged["n_items"])
+    np.testing.assert_allclose(merged["mos_ci_high"] - merged["mos"], half, atol=1e-12)
+    # strengths differ for sd15 only, so only its series names carry the strength
+    assert set(got["series"]) == {"wiener", "hidden_reference", "sd15_img2img (strength 0.3)",
+                                  "sd15_img2img (strength 0.6)"}
+    # the designed trend survives rating noise: wiener MOS falls with blur level
+    w = got[(got["series"] == "wiener") & (got["blur_kind"] == "defocus")].sort_values("blur_level")
+    assert w["mos"].is_monotonic_decreasing
+
+
+def test_mos_chart_is_a_faceted_line_with_ci_band(ratings):
+    df = ratings
+    spec = av.mos_chart(av.mos_by_level(df)).to_dict()
+    assert spec["facet"]["column"]["field"] == "blur_kind"
+    marks = [layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"]
+             for layer in spec["spec"]["layer"]]
+    assert marks == ["area", "line"]
+    assert spec["spec"]["layer"][0]["encoding"]["y2"]["field"] == "mos_ci_high"
+
+
+def test_kappa_heatmap_frame_has_one_row_per_pair_with_report_values(ratings):
+    df = ratings
+    report = build_report(df, bootstrap=50, seed=1)
+    frame = av.kappa_pairs(report, "quadratic")
+    pairs = {(p["rater_a"], p["rater_b"]): p for p in report["pairwise_kappa"]}
+    assert len(frame) == len(pairs) == math.comb(N_REVIEWERS, 2)
+    assert not frame.duplicated(["rater_a", "rater_b"]).any()
+    for row in frame.itertuples():
+        p = pairs[(row.rater_a, row.rater_b)]
+        assert row.kappa == p["quadratic"]["value"] and row.n_items == p["n_items"]
+        assert (row.kappa_ci_low, row.kappa_ci_high) == tuple(p["quadratic"]["ci95"])
+    # one pair against statsmodels' weighted kappa on the 5 x 5 table of the shared items
+    a, b = frame.iloc[0]["rater_a"], frame.iloc[0]["rater_b"]
+    wide = df.pivot_table(index="item", columns="rater", values="score")[[a, b]].dropna()
+    table = pd.crosstab(wide[a], wide[b]).reindex(index=range(1, 6), columns=range(1, 6), fill_value=0)
+    ref = cohens_kappa(table.to_numpy(), wt="quadratic").kappa
+    assert frame.iloc[0]["kappa"] == pytest.approx(ref, abs=1e-12)
+    chart = av.kappa_heatmap(frame).to_dict()
+    data = next(iter(chart["datasets"].values()))
+    assert len(data) == 2 * len(frame)  # mirrored: symmetric heatmap
+
+
+def test_breakdowns_and_comparisons_follow_the_report(ratings):
+    df = ratings
+    report = build_report(df, bootstrap=100, seed=2)
+    gv = av.breakdown_frame(report, "guideline_version")
+    assert list(gv["group"]) == ["fid-v1", "fid-v3"]
+    for row, g in zip(gv.itertuples(), report["breakdowns"]["guideline_version"], strict=True):
+        assert row.alpha_ordinal == g["alpha_ordinal"]["value"]
+        assert [row.alpha_ordinal_ci_low, row.alpha_ordinal_ci_high] == g["alpha_ordinal"]["ci95"]
+        assert row.n_ratings == g["n_ratings"]
+    # the group's ratings really are the guideline's ratings
+    assert gv["n_ratings"].tolist() == df.groupby("guideline_version").size().tolist()
+    cmp = av.comparison_frame(report, "qa_cohort")
+    (c,) = [c for c in report["comparisons"] if c["column"] == "qa_cohort"]
+    assert cmp.iloc[0]["alpha_diff"] == c["alpha_ordinal_diff"]["value"]
+    assert cmp.iloc[0]["comparison"] == f"{c['group_a']} − {c['group_b']}"
+    assert cmp.iloc[0]["alpha_diff_ci_low"] < cmp.iloc[0]["alpha_diff"] < cmp.iloc[0]["alpha_diff_ci_high"]
+    keys = [v.key for v in av.build_views(report, df)]
+    assert keys[:4] == ["agreement_by_guideline_version", "comparison_guideline_version",
+                        "agreement_by_qa_cohort", "comparison_qa_cohort"]
+    assert {"mos_by_level", "raters", "pairwise_kappa", "gold_accuracy"} <= set(keys)
+
+
+def test_rater_and_gold_frames(ratings):
+    df = ratings
+    report = build_report(df)
+    raters = av.rater_frame(report)
+    assert len(raters) == N_REVIEWERS
+    for row, p in zip(raters.itertuples(), report["per_rater"], strict=True):
+        assert row.bias == pytest.approx(p["bias"]) and row.bt500_rejected == p["bt500_rejected"]
+        assert (row.status != "not flagged") == (p["bt500_rejected"] or p["inconsistency_at_floor"])
+    gold = av.gold_by_rater(report).set_index("rater")
+    g = df[df["is_gold"]]
+    ok = (g["score"] >= g["expected_min"]) & (g["score"] <= g["expected_max"])
+    want = ok.groupby(g["rater"]).mean()
+    for rater, acc in want.items():
+        assert gold.loc[rater, "gold_accuracy"] == pytest.approx(acc)
+        assert gold.loc[rater, "gold_n"] == int((g["rater"] == rater).sum())
+
+
+def test_filters(ratings):
+    df = ratings
+    opts = av.filter_options(df)
+    assert opts["guideline_version"] == ["fid-v1", "fid-v3"] and opts["content"] == ["face", "text"]
+    f = av.Filters.of({"guideline_version": ["fid-v3"], "content": []}, (2.0, 6.0), exclude_gold=True)
+    out = av.apply_filters(df, f)
+    want = df[(df["guideline_version"] == "fid-v3") & df["blur_level"].between(2, 6) & ~df["is_gold"]]
+    assert len(out) == len(want) > 0
+    assert set(out["restorer"]) == {"wiener", "sd15_img2img"}
+    assert f.describe() == ["guideline version: fid-v3", "blur level: 2 to 6",
+                            "gold and control items excluded"]
+    assert av.Filters.of({"content": ["text", "face"]}) == av.Filters.of({"content": ["face", "text"]})
+    with pytest.raises(ValueError, match="cannot filter"):
+        av.Filters.of({"score": ["5"]})
+
+
+def test_percent_agreement_only_beside_a_chance_corrected_coefficient(ratings):
+    df = ratings
+    full = av.headline_frame(build_report(df))
+    assert "Percent agreement (not chance-corrected)" in set(full["figure"])
+    once = df.drop_duplicates("item")  # every item rated once: nothing chance-corrected
+    report = build_report(once)
+    frame = av.headline_frame(report)
+    assert not av.has_chance_corrected(report)
+    assert not any("Percent" in f for f in frame["figure"])
+    assert frame["value"].isna().all() and frame["reason"].notna().all()
+    assert av.format_coef(report["fleiss_kappa"]) == "—" and av.format_number(float("nan")) == "—"
+
+
+def test_exports_round_trip(ratings):
+    df = ratings
+    back = pd.read_parquet(io.BytesIO(av.ratings_bytes(df, "parquet")))
+    assert len(back) == len(df) and back["score"].tolist() == df["score"].tolist()
+    lines = av.ratings_bytes(df, "jsonl").decode().splitlines()
+    assert len(lines) == len(df) and json.loads(lines[0])["rater"] == df["rater"].iloc[0]
+    csv = pd.read_csv(io.BytesIO(av.ratings_bytes(df, "csv")))
+    assert csv["item"].tolist() == df["item"].tolist()
+    matrix = pd.read_csv(io.BytesIO(av.matrix_csv(df)), index_col=0)
+    assert matrix.shape == (60, N_REVIEWERS) and int(matrix.notna().sum().sum()) == len(df)
+    report = build_report(df)
+    assert json.loads(av.report_json(report))["n_ratings"] == len(df)
+
+
+def test_html_report_is_escaped_and_carries_the_tables(ratings):
+    df = ratings
+    report = build_report(df, bootstrap=50)
+    views = av.build_views(report, df)
+    page = av.html_report(report, views, title=f"Agreement report: {STUDY}",
+                          context=["Filters: <b>none</b>"])
+    assert "Blur &lt;study&gt; &amp; co" in page and "<study>" not in page
+    assert "&lt;b&gt;none&lt;/b&gt;" in page
+    assert "rater&lt;0&gt;" in page and "rater<0>" not in page
+    # every view's table, plus the headline and ICC tables
+    assert page.count("<table") == len(views) + 2
+    for v in views:
+        assert f"<h2 id='{v.key}'>{html.escape(v.title)}</h2>" in page
+    assert "Vega CDN" in page and "cdn.jsdelivr.net/npm/vega-lite@" in page
+    # the numbers are in the tables as text (offline reading); no NaN anywhere
+    alpha = report["krippendorff_alpha"]["ordinal"]["value"]
+    assert f"{alpha:.3f}" in page
+    assert not re.search(r">\s*nan\s*<", page, re.I) and "NaN" not in page
+    # chart specs are embedded as JSON that cannot close the script element early
+    scripts = re.findall(r"<script>(.*?)</script>", page, re.S)
+    assert len(scripts) == 1 and "</" not in scripts[0]
+    specs = re.findall(r"vegaEmbed\('#chart-\d+', (\{.*\}), \{actions: false\}\)", scripts[0])
+    assert len(specs) == sum(v.chart is not None for v in views)
+    assert all(json.loads(s)["$schema"].startswith("https://vega.github.io/schema/vega-lite/")
+               for s in specs)
+
+
+# --------------------------------------------------------------------------------------------
+# The page through AppTest
+# --------------------------------------------------------------------------------------------
+
+SCRIPT = """
+from types import SimpleNamespace
+
+from review.config import load_settings
+from review.database import open_lab
+from review.ui.analyst_page import render
+
+render(open_lab(load_settings()), SimpleNamespace(id=1, username="boss", role={role!r}))
+"""
+
+
+def _app(tmp_path: Path, role: str) -> AppTest:
+    path = tmp_path / f"analyst_{role}.py"
+    path.write_text(SCRIPT.format(role=role))
+    return AppTest.from_file(str(path), default_timeout=60)
+
+
+def _metric(at: AppTest, label: str) -> str:
+    (m,) = [m for m in at.metric if m.label == label]
+    return m.value
+
+
+def test_page_shows_headline_charts_and_follows_new_ratings(rated, tmp_path):
+    lab, df = rated
+    at = _app(tmp_path, "admin").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="analyst_study").value is not None
+    assert _metric(at, "Ratings") == str(len(df)) and _metric(at, "Raters") == str(N_REVIEWERS)
+    report = build_report(df)
+    assert _metric(at, "Alpha (ordinal)") == f"{report['krippendorff_alpha']['ordinal']['value']:.3f}"
+    assert _metric(at, "Fleiss' kappa") == f"{report['fleiss_kappa']['value']:.3f}"
+    for form in ("ICC1", "ICC2", "ICC3", "ICC1k", "ICC2k", "ICC3k"):
+        assert _metric(at, form) == f"{report['icc'][form]['value']:.3f}"
+    assert "Percent agreement" in [m.label for m in at.metric]
+    assert not any("nan" in m.value.lower() for m in at.metric)
+    warnings = " ".join(w.value for w in at.warning).replace("\\", "")  # markdown escapes
+    assert "rater pairs share fewer than 20 items" in warnings
+    subheaders = [h.value for h in at.subheader]
+    assert "Agreement by guideline version" in subheaders and "Exports" in subheaders
+    assert "Rater-pair agreement (quadratic weighted kappa)" in subheaders
+
+    # a filter: one guideline version only
+    at.multiselect(key=f"analyst_guideline_version_{_study_id(lab)}").set_value(["fid-v1"]).run()
+    assert not at.exception, at.exception
+    assert _metric(at, "Ratings") == str(int((df["guideline_version"] == "fid-v1").sum()))
+
+    # bootstrap on: intervals appear under the coefficients
+    at.number_input(key="analyst_boot").set_value(100).run()
+    assert not at.exception, at.exception
+    assert any(c.value.startswith("95% CI [") for c in at.caption)
+
+    # a new rating changes the fingerprint, so the cached report is recomputed
+    with lab.sessions() as s, s.begin():
+        study = get_study(s, STUDY)
+        uid = _new_reviewer(s)
+        study.raters_per_item = RATERS_PER_ITEM + 1  # room for one more rating per item
+        lease = next_assignment(s, study, uid)
+        assert lease is not None
+        submit(s, lease.assignment_id, uid, Submission(3))
+        gv = ratings_frame(s, study)["guideline_version"]
+    at.run()
+    assert not at.exception, at.exception
+    assert _metric(at, "Ratings") == str(int((gv == "fid-v1").sum()))
+    assert _metric(at, "Raters") in (str(N_REVIEWERS // 2), str(N_REVIEWERS // 2 + 1))
+
+
+def _study_id(lab: Lab) -> int:
+    with lab.sessions() as s:
+        return get_study(s, STUDY).id
+
+
+def _new_reviewer(s) -> int:  # noqa: ANN001 - a Session
+    u = User(username="late", role="reviewer", password_hash="x")
+    s.add(u)
+    s.flush()
+    return u.id
+
+
+@pytest.mark.parametrize("role", ["reviewer", "qa"])
+def test_page_stops_non_admins(lab, tmp_path, role):
+    with lab.sessions() as s, s.begin():
+        ensure_study(s, StudyConfig(name="secret"), None)
+    at = _app(tmp_path, role).run()
+    assert not at.exception, at.exception
+    assert [e.value for e in at.error] == ["The Analysis page is only available to admins."]
+    assert not at.metric and not at.selectbox and not at.info and not at.title
+
+
+def test_page_without_studies_or_ratings(lab, tmp_path):
+    at = _app(tmp_path, "admin").run()
+    assert not at.exception and "No studies yet" in at.info[0].value
+    with lab.sessions() as s, s.begin():
+        ensure_study(s, StudyConfig(name="empty"), None)
+    at.run()
+    assert not at.exception and "has no ratings yet" in at.info[0].value
+
+
+def test_page_with_too_few_items_and_no_gold_says_figures_are_noise(lab, tmp_path):
+    with lab.sessions() as s, s.begin():
+        study, users = make_study(s, 4, raters_per_item=2, n_reviewers=2, name="tiny")
+        for u in users:
+            while (lease := next_assignment(s, study, u.id)) is not None:
+                submit(s, lease.assignment_id, u.id, Submission(4 if lease.item_id % 2 else 2))
+        df = ratings_frame(s, study)
+    # no gold item: expected_min/max are empty and the gold columns are left out of the report
+    assert df["expected_min"].isna().all()
+    assert {"is_gold", "expected_min", "expected_max"}.isdisjoint(av.report_input(df).columns)
+    assert "gold_accuracy" not in build_report(av.report_input(df))["per_rater"][0]
+    at = _app(tmp_path, "admin").run()
+    assert not at.exception, at.exception
+    warnings = " ".join(w.value for w in at.warning).replace("\\", "")  # markdown escapes
+    assert "Only 4 items have two or more ratings (< 20)" in warnings and "mostly noise" in warnings
+    assert not any("nan" in m.value.lower() for m in at.metric)
+
