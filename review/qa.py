@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import cast, select
+from sqlalchemy import cast, exists, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.types import String
 from statsmodels.stats.proportion import proportion_confint
@@ -103,7 +103,9 @@ def stratum_quota(rate: float, n: int) -> int:
 
 
 def _eligible(session: Session, study: Study) -> list[tuple[int, int, str, str]]:
-    """(rating_id, reviewer_id, blur kind, content) of active reviewer ratings of QA-on reviewers."""
+    """(rating_id, reviewer_id, blur kind, content) of the reviewer ratings of QA-on reviewers
+    that are active or already judged (a corrected rating is inactive but still counts towards
+    its stratum, so a correction never causes an extra draw)."""
     q = (
         select(Rating.id, Rating.reviewer_id, DegradedImage.kind, SourceImage.content)
         .join(StudyItem, StudyItem.id == Rating.item_id)
@@ -112,8 +114,9 @@ def _eligible(session: Session, study: Study) -> list[tuple[int, int, str, str]]
         .join(SourceImage, SourceImage.id == DegradedImage.source_id)
         .join(StudyReviewer, (StudyReviewer.study_id == StudyItem.study_id)
               & (StudyReviewer.reviewer_id == Rating.reviewer_id))
-        .where(StudyItem.study_id == study.id, Rating.active.is_(True), Rating.source == "reviewer",
-               StudyReviewer.qa_enabled.is_(True))
+        .where(StudyItem.study_id == study.id, Rating.source == "reviewer",
+               StudyReviewer.qa_enabled.is_(True),
+               or_(Rating.active.is_(True), exists().where(QAVerdict.rating_id == Rating.id)))
     )
     return [tuple(row) for row in session.execute(q).all()]
 
@@ -245,11 +248,20 @@ class QAProgress:
     open_for_user: int
 
 
+def _live_sample(session: Session, study: Study) -> tuple[set[int], set[int]]:
+    """(sampled, judged): the sampled ratings that still count (judged, or active and so still
+    judgeable: a rating withdrawn by its reviewer before QA reached it drops out) plus any rating
+    judged outside the sample; and the judged ones."""
+    judged = _verdict_rating_ids(session, study)
+    waiting = set(qa_sample(study)) - judged
+    active = set(session.scalars(select(Rating.id).where(Rating.id.in_(waiting), Rating.active.is_(True))))
+    return active | judged, judged
+
+
 def qa_progress(session: Session, study: Study, qa_user_id: int) -> QAProgress:
     """How much of the sample has verdicts, and how much is left for this QA user."""
-    sample = set(qa_sample(study))
-    judged = len(sample & _verdict_rating_ids(session, study))
-    return QAProgress(len(sample), judged, len(_open_sample(session, study, qa_user_id)))
+    sampled, judged = _live_sample(session, study)
+    return QAProgress(len(sampled), len(judged), len(_open_sample(session, study, qa_user_id)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -512,7 +524,7 @@ def qa_summary(session: Session, study: Study) -> pd.DataFrame:
     ).all()
     corrected_scores = dict(session.execute(select(Rating.id, Rating.score).where(
         Rating.id.in_([v.corrected_rating_id for v in verdicts if v.corrected_rating_id is not None]))).all())
-    sampled = set(qa_sample(study)) | {v.rating_id for v in verdicts}
+    sampled, _judged = _live_sample(session, study)
     for rid in sampled:
         key = cohort_of.get(owner.get(rid))
         if key is not None:

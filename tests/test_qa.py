@@ -111,6 +111,13 @@ def test_sampling_takes_the_rate_in_every_reviewer_blur_content_stratum(lab):
         assert counts == Counter({(r, k, c): 5 for r in on for k in KINDS for c in CONTENTS})
         assert qa.qa_sample(study) == sampled
         assert qa.sample_for_qa(s, study, 0.25, seed=7) == []  # already at the rate: nothing new
+        # Verdicts (a correction deactivates its rating) do not make room for extra draws.
+        checker = _user(s, "qa1", "qa")
+        first = s.get(Rating, sampled[0])
+        qa.correct(s, first.id, checker.id, 1 if first.score > 1 else 2, "too kind")
+        qa.reject(s, sampled[1], checker.id, "unclear")
+        assert qa.sample_for_qa(s, study, 0.25, seed=7) == []
+        assert qa.qa_progress(s, study, checker.id) == qa.QAProgress(60, 2, 58)
 
 
 def test_sampling_is_reproducible_and_depends_on_the_seed(lab):
@@ -341,6 +348,7 @@ def test_withdrawn_ratings_leave_the_queue(lab, rated):
         s.get(Rating, rated["ratings"][0]).active = False  # as review.ratings.undo_last does
         s.flush()
         assert qa.next_qa_task(s, study, rated["qa1"]).rating_id == rated["ratings"][1]
+        assert qa.qa_progress(s, study, rated["qa1"]) == qa.QAProgress(1, 0, 1)  # it no longer counts
         with pytest.raises(QAError, match="withdrawn or replaced"):
             qa.accept(s, rated["ratings"][0], rated["qa1"])
 
@@ -482,6 +490,41 @@ def test_qa_summary_per_cohort(lab):
     assert df.loc["no_qa", ["reviewers", "ratings", "sampled", "accepted"]].tolist() == [1, 20, 0, 0]
     assert math.isnan(df.loc["no_qa", "mean_abs_correction"])
     assert set(df["guideline_version"]) == {"fid-v1"}
+
+
+def test_qa_flow_on_postgresql(pg_url):
+    """Sampling (with its row lock), verdicts with their row lock, the correction's
+    deactivate-then-insert under the one-active-rating index, and the summaries, on PostgreSQL."""
+    from db.engine import make_engine, make_session_factory
+    from db.migrate import upgrade
+
+    engine = make_engine(pg_url)
+    upgrade(engine)
+    sessions = make_session_factory(engine)
+    try:
+        with sessions() as s, s.begin():
+            w = build_world(s, per_stratum=4, qa_on=("r0", "r1"), qa_off=("off",))
+            checker = _user(s, "qa1", "qa").id
+            study_id = w["study"]
+        with sessions() as s, s.begin():
+            sampled = qa.sample_for_qa(s, s.get(Study, study_id), 0.5, seed=2)
+            assert Counter(_strata(s, sampled).values()) == Counter({2: 8})
+        with sessions() as s, s.begin():
+            task = qa.next_qa_task(s, s.get(Study, study_id), checker)
+            original = s.get(Rating, task.rating_id).score
+            new = 1 if original > 1 else 5
+            fixed = qa.correct(s, task.rating_id, checker, new, "fix").corrected_rating_id
+        with sessions() as s, s.begin():
+            study = s.get(Study, study_id)
+            assert s.get(Rating, task.rating_id).active is False and s.get(Rating, fixed).active is True
+            with pytest.raises(QAError, match="already has a QA verdict"):
+                qa.accept(s, task.rating_id, checker)
+            summary = qa.qa_summary(s, study).set_index("qa_cohort")
+            assert summary.loc["qa", ["sampled", "corrected"]].tolist() == [16, 1]
+            assert summary.loc["qa", "mean_abs_correction"] == abs(new - original)
+            assert qa.qa_progress(s, study, checker).judged == 1
+    finally:
+        engine.dispose()
 
 
 # ---------------------------------------------------------------------------------------------
