@@ -37,6 +37,10 @@ MIN_RELIABLE_ITEMS = 20
 ALPHA_LEVELS = (("ordinal", "Krippendorff's alpha (ordinal)"),
                 ("interval", "Krippendorff's alpha (interval)"),
                 ("nominal", "Krippendorff's alpha (nominal)"))
+FILTER_LABELS = {
+    "guideline_version": "Guideline version", "qa_cohort": "QA cohort", "blur_kind": "Blur kind",
+    "restorer": "Restorer", "content": "Content",
+}
 COLUMN_TITLES = {
     "guideline_version": "guideline version", "qa_cohort": "QA cohort", "blur_kind": "blur kind",
     "blur_level": "blur level", "restorer": "restorer", "content": "content",
@@ -245,8 +249,10 @@ def breakdown_frame(report: Mapping[str, Any], column: str) -> pd.DataFrame:
     """Agreement, MOS (and gold accuracy) per group of a characteristic column."""
     rows = []
     for g in (report.get("breakdowns") or {}).get(column, []):
+        alpha = g.get("alpha_ordinal") or {}
         row = {"group": MISSING_LABEL if g["group"] is None else str(g["group"]),
                "n_items": g["n_items"], "n_raters": g["n_raters"], "n_ratings": g["n_ratings"],
+               "n_multiply_rated": alpha.get("n_items") if coef_value(alpha) is not None else None,
                **_coef_cols(g.get("alpha_ordinal"), "alpha_ordinal"),
                **{k: v for k, v in _coef_cols(g.get("mos"), "mos").items() if k != "mos_reason"}}
         if "gold_accuracy" in g:
@@ -400,20 +406,23 @@ def _numeric(frame: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 
 
+_TICKS = alt.MarkConfig(size=14)
+
+
 def agreement_chart(frame: pd.DataFrame, column: str) -> alt.TopLevelMixin | None:
     """Ordinal alpha per group: points with 95% CI error bars and the zero line."""
     d = frame.dropna(subset=["alpha_ordinal"]) if "alpha_ordinal" in frame else frame.iloc[0:0]
     if d.empty:
         return None
     title = COLUMN_TITLES.get(column, column)
-    base = alt.Chart(d).encode(x=alt.X("group:N", title=title, sort=None))
+    base = alt.Chart(d).encode(x=alt.X("group:N", title=title, sort=None, axis=alt.Axis(labelAngle=0)))
     tip = ["group:N", alt.Tooltip("alpha_ordinal:Q", format=".3f", title="alpha (ordinal)"),
            alt.Tooltip("alpha_ordinal_ci_low:Q", format=".3f", title="CI low"),
            alt.Tooltip("alpha_ordinal_ci_high:Q", format=".3f", title="CI high"),
            "n_items:Q", "n_raters:Q"]
     points = base.mark_point(filled=True, size=90).encode(
         y=alt.Y("alpha_ordinal:Q", title="Krippendorff's alpha (ordinal)"), tooltip=tip)
-    bars = base.mark_errorbar(ticks=True).encode(y=alt.Y("alpha_ordinal_ci_low:Q", title=""),
+    bars = base.mark_errorbar(ticks=_TICKS).encode(y=alt.Y("alpha_ordinal_ci_low:Q", title=""),
                                                 y2="alpha_ordinal_ci_high:Q")
     zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(strokeDash=[4, 4], color="gray").encode(y="y:Q")
     return alt.layer(zero, bars, points).properties(height=260)
@@ -430,7 +439,7 @@ def comparison_chart(frame: pd.DataFrame) -> alt.TopLevelMixin | None:
            alt.Tooltip("alpha_diff_ci_high:Q", format=".3f", title="CI high")]
     points = base.mark_point(filled=True, size=90).encode(
         x=alt.X("alpha_diff:Q", title="difference in ordinal alpha (A − B)"), tooltip=tip)
-    bars = base.mark_errorbar(ticks=True).encode(x=alt.X("alpha_diff_ci_low:Q", title=""),
+    bars = base.mark_errorbar(ticks=_TICKS).encode(x=alt.X("alpha_diff_ci_low:Q", title=""),
                                                 x2="alpha_diff_ci_high:Q")
     zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(strokeDash=[4, 4], color="gray").encode(x="x:Q")
     return alt.layer(zero, bars, points).properties(height=alt.Step(40))
@@ -443,7 +452,9 @@ def mos_chart(frame: pd.DataFrame, scale: Sequence[int] = (1, 5)) -> alt.TopLeve
         return None
     x = alt.X("blur_level:Q", title="blur level (px)")
     y_scale = alt.Scale(domain=[float(scale[0]), float(scale[1])])
-    color = alt.Color("series:N", title="restorer")
+    color = alt.Color("series:N", title="restorer", scale=alt.Scale(scheme="tableau10"),
+                      legend=alt.Legend(labelLimit=320, orient="bottom", columns=2, symbolType="stroke",
+                                        symbolOpacity=1, symbolStrokeWidth=3))
     tip = ["series:N", "blur_kind:N", "blur_level:Q", alt.Tooltip("mos:Q", format=".2f", title="MOS"),
            alt.Tooltip("mos_ci_low:Q", format=".2f", title="CI low"),
            alt.Tooltip("mos_ci_high:Q", format=".2f", title="CI high"), "n_items:Q", "n_ratings:Q"]
@@ -468,7 +479,9 @@ def rater_chart(frame: pd.DataFrame) -> alt.TopLevelMixin | None:
     points = alt.Chart(d).mark_point(filled=True, size=110).encode(
         x=alt.X("bias:Q", title="bias (score points, P.910 model)"),
         y=alt.Y("inconsistency:Q", title="inconsistency (sd of the rater's noise)"),
-        color=alt.Color("status:N", title="flag"), shape=alt.Shape("status:N", title="flag"),
+        color=alt.Color("status:N", title="flag", scale=alt.Scale(scheme="set1"),
+                        legend=alt.Legend(labelLimit=320)),
+        shape=alt.Shape("status:N", title="flag"),
         tooltip=tip)
     labels = alt.Chart(d).mark_text(align="left", dx=8, fontSize=11).encode(
         x="bias:Q", y="inconsistency:Q", text="rater:N")
@@ -493,7 +506,10 @@ def kappa_heatmap(frame: pd.DataFrame) -> alt.TopLevelMixin | None:
         tooltip=tip)
     chart = rect
     if len(raters) <= 15:
-        chart = alt.layer(rect, base.mark_text(fontSize=10).encode(text=alt.Text("kappa:Q", format=".2f")))
+        text = base.mark_text(fontSize=10).encode(
+            text=alt.Text("kappa:Q", format=".2f"),
+            color=alt.condition("abs(datum.kappa) > 0.6", alt.value("white"), alt.value("black")))
+        chart = alt.layer(rect, text)
     side = max(160, min(640, 36 * len(raters)))
     return chart.properties(width=side, height=side)
 
@@ -507,10 +523,11 @@ def gold_chart(frame: pd.DataFrame) -> alt.TopLevelMixin | None:
     tip = ["rater:N", "gold_n:Q", "gold_correct:Q", alt.Tooltip("gold_accuracy:Q", format=".0%"),
            alt.Tooltip("gold_accuracy_ci_low:Q", format=".0%"),
            alt.Tooltip("gold_accuracy_ci_high:Q", format=".0%")]
-    bars = base.mark_bar().encode(
+    bars = base.mark_bar(color="#7aa6d6").encode(
         x=alt.X("gold_accuracy:Q", title="share of gold ratings in the expected range",
                 scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")), tooltip=tip)
-    err = base.mark_errorbar(ticks=True).encode(x="gold_accuracy_ci_low:Q", x2="gold_accuracy_ci_high:Q")
+    err = base.mark_errorbar(ticks=_TICKS, color="#333333").encode(
+        x=alt.X("gold_accuracy_ci_low:Q", title=""), x2="gold_accuracy_ci_high:Q")
     return alt.layer(bars, err).properties(height=alt.Step(22))
 
 
@@ -545,9 +562,10 @@ def build_views(report: Mapping[str, Any], ratings: pd.DataFrame) -> list[View]:
     for col in ordered:
         title = COLUMN_TITLES.get(col, col)
         frame = breakdown_frame(report, col)
-        few = frame[frame["n_items"] < MIN_RELIABLE_ITEMS]["group"].tolist() if not frame.empty else []
-        notes = [f"Groups with fewer than {MIN_RELIABLE_ITEMS} items ({', '.join(map(str, few))}): "
-                 f"their alpha is mostly noise."] if few else []
+        few = [] if frame.empty else frame.loc[
+            ~(pd.to_numeric(frame["n_multiply_rated"]) >= MIN_RELIABLE_ITEMS), "group"].tolist()
+        notes = [f"Groups with fewer than {MIN_RELIABLE_ITEMS} multiply-rated items "
+                 f"({', '.join(map(str, few))}): their alpha is mostly noise."] if few else []
         views.append(View(
             f"agreement_by_{col}", f"Agreement by {title}",
             f"Krippendorff's alpha (ordinal) per {title}, 95% item-bootstrap interval as error "
@@ -641,8 +659,8 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem 
 padding:0 1rem;color:#1d1d1f;line-height:1.45}
 h1{font-size:1.7rem}h2{font-size:1.3rem;margin-top:2.2rem;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:.6rem 0;font-size:.85rem}
-th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}th{background:#f3f3f3}
-td:first-child,th:first-child{text-align:left}
+th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;font-variant-numeric:tabular-nums}
+th{background:#f3f3f3}.scroll{overflow-x:auto}
 .warn{background:#fff4e5;border-left:4px solid #f0a020;padding:.5rem .8rem;margin:.4rem 0}
 .note{color:#555;font-size:.9rem}.chart{margin:.8rem 0}
 """
@@ -658,7 +676,7 @@ def _html_table(frame: pd.DataFrame, digits: int = 3) -> str:
         else:
             out[c] = ["—" if v is None or (isinstance(v, float) and math.isnan(v)) else v
                       for v in out[c]]
-    return out.to_html(index=False, escape=True, border=0, na_rep="—")
+    return "<div class='scroll'>" + out.to_html(index=False, escape=True, border=0, na_rep="—") + "</div>"
 
 
 def _spec_json(chart: alt.TopLevelMixin) -> str:

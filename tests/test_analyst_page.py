@@ -198,6 +198,7 @@ def test_breakdowns_and_comparisons_follow_the_report(ratings):
         assert row.alpha_ordinal == g["alpha_ordinal"]["value"]
         assert [row.alpha_ordinal_ci_low, row.alpha_ordinal_ci_high] == g["alpha_ordinal"]["ci95"]
         assert row.n_ratings == g["n_ratings"]
+        assert row.n_multiply_rated == g["alpha_ordinal"]["n_items"]
     # the group's ratings really are the guideline's ratings
     assert gv["n_ratings"].tolist() == df.groupby("guideline_version").size().tolist()
     cmp = av.comparison_frame(report, "qa_cohort")
@@ -205,7 +206,13 @@ def test_breakdowns_and_comparisons_follow_the_report(ratings):
     assert cmp.iloc[0]["alpha_diff"] == c["alpha_ordinal_diff"]["value"]
     assert cmp.iloc[0]["comparison"] == f"{c['group_a']} − {c['group_b']}"
     assert cmp.iloc[0]["alpha_diff_ci_low"] < cmp.iloc[0]["alpha_diff"] < cmp.iloc[0]["alpha_diff_ci_high"]
-    keys = [v.key for v in av.build_views(report, df)]
+    views = {v.key: v for v in av.build_views(report, df)}
+    keys = list(views)
+    # 6 hidden-reference items and 18 wiener items: too few for alpha, and the view says so
+    assert views["agreement_by_restorer"].notes == [
+        "Groups with fewer than 20 multiply-rated items (hidden_reference, wiener): their alpha is "
+        "mostly noise."]
+    assert not views["agreement_by_guideline_version"].notes
     assert keys[:4] == ["agreement_by_guideline_version", "comparison_guideline_version",
                         "agreement_by_qa_cohort", "comparison_qa_cohort"]
     assert {"mos_by_level", "raters", "pairwise_kappa", "gold_accuracy"} <= set(keys)

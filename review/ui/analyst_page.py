@@ -94,7 +94,7 @@ def _filters(df: pd.DataFrame, study_id: int) -> tuple[av.Filters, int, int]:
         chosen: dict[str, list[str]] = {}
         for i, (col, values) in enumerate(options.items()):
             chosen[col] = cols[i % 3].multiselect(
-                av.COLUMN_TITLES.get(col, col).capitalize(), values, key=f"{KEY}{col}_{study_id}",
+                av.FILTER_LABELS.get(col, col), values, key=f"{KEY}{col}_{study_id}",
                 placeholder="All", help="Leave empty to keep every value.")
         i = len(options)
         bounds = av.blur_level_bounds(df)
