@@ -17,6 +17,8 @@ help:
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	# Make `python -m review` work from any folder with this venv's python.
+	$(BIN)/python -c "import site, pathlib; pathlib.Path(site.getsitepackages()[0], 'review-lab.pth').write_text('$(CURDIR)\n')"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -275,5 +275,135 @@ def import_cmd(path: str, study_name: str, scale: str) -> None:
         click.echo(f"Imported {len(df)} ratings into study {study.name!r}.")
 
 
+def _parse_blur(text: str):  # noqa: ANN202 - BlurSpec
+    from review.degrade import BlurSpec
+
+    parts = text.split(":")
+    try:
+        kind, level = parts[0], float(parts[1])
+        angle = float(parts[2]) if len(parts) > 2 else 0.0
+        seed = int(parts[3]) if len(parts) > 3 else 0
+    except (IndexError, ValueError) as exc:
+        raise click.BadParameter("use KIND:LEVEL[:ANGLE[:SEED]], e.g. defocus:4 or "
+                                 "motion_line:15:30", param_hint="--blur") from exc
+    try:
+        return BlurSpec(kind, level, angle=angle, seed=seed)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--blur") from exc
+
+
+@cli.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False))
+@click.argument("output_path", metavar="OUTPUT", type=click.Path(dir_okay=False))
+@click.option("--method", required=True,
+              type=click.Choice(["sd15_img2img", "wiener", "unsupervised_wiener",
+                                 "richardson_lucy", "blurred"]),
+              help="Restorer to run.")
+@click.option("--model", default=None,
+              help="SD1.5 weights: a diffusers folder or a .safetensors/.ckpt file, or 'tiny' for "
+                   "the built-in smoke-test model (default: REVIEW_SD15_PATH).")
+@click.option("--blur", "blur_text", default=None,
+              help="Blur the (sharp) INPUT first with KIND:LEVEL[:ANGLE[:SEED]] and restore that; "
+                   "the classical restorers need this known kernel. The blurred input is saved "
+                   "beside OUTPUT as *_blurred.png.")
+@click.option("--strength", type=float, default=None, help="SD1.5 img2img strength (0-1].")
+@click.option("--steps", type=int, default=None, help="SD1.5 denoising steps.")
+@click.option("--guidance", type=float, default=None, help="SD1.5 classifier-free guidance scale.")
+@click.option("--scheduler", default=None, help="SD1.5 scheduler: ddim, dpmpp_2m, euler_a, ...")
+@click.option("--prompt", default=None, help="SD1.5 prompt.")
+@click.option("--seed", type=int, default=None, help="Seed (same seed, same output).")
+@click.option("--param", "extra", multiple=True, metavar="NAME=VALUE",
+              help="Any other restorer parameter (repeatable), e.g. --param balance=0.02.")
+@_friendly
+def restore(input_path: str, output_path: str, method: str, model: str | None,
+            blur_text: str | None, strength: float | None, steps: int | None,
+            guidance: float | None, scheduler: str | None, prompt: str | None, seed: int | None,
+            extra: tuple[str, ...]) -> None:
+    """Restore one image file and print the provenance and metrics."""
+    import json
+
+    from review.config import load_settings
+    from review.degrade import degrade
+    from review.images import decode_file
+    from review.restore import WeightsError
+    from review.restoring import run_restorer
+
+    settings = load_settings()
+    image = decode_file(Path(input_path))
+    kernel = reference = None
+    if blur_text:
+        spec = _parse_blur(blur_text)
+        reference, degraded = image, degrade(image, spec)
+        image, kernel = degraded.image, degraded.kernel
+        out = Path(output_path)
+        image.save(out.with_name(out.stem + "_blurred.png"))
+    params: dict[str, Any] = {k: v for k, v in {
+        "strength": strength, "steps": steps, "guidance_scale": guidance, "scheduler": scheduler,
+        "prompt": prompt, "seed": seed}.items() if v is not None}
+    for item in extra:
+        name, _, value = item.partition("=")
+        try:
+            params[name] = json.loads(value)
+        except json.JSONDecodeError:
+            params[name] = value
+    try:
+        result = run_restorer(method, image, kernel=kernel, reference=reference, params=params,
+                              model=model, settings=settings)
+    except (ValueError, WeightsError) as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    result.image.save(output_path)
+    click.echo(json.dumps({"output": output_path, "provenance": result.provenance,
+                           "metrics": result.metrics}, indent=2, default=str))
+
+
+@cli.command()
+@click.argument("study_name", required=False)
+@click.option("--plan", "plan_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A JSON generation plan: {source_ids, blurs, restorers, seeds, model}; creates "
+                   "a new job for STUDY.")
+@click.option("--job", "job_id", type=int, default=None, help="Run or resume this job id.")
+@click.option("--quiet", is_flag=True, help="No progress bar (for background workers).")
+@_friendly
+def generate(study_name: str | None, plan_path: str | None, job_id: int | None,
+             quiet: bool) -> None:
+    """Run a study's generation plan (or resume its unfinished job): degraded images,
+    restorations and study items, skipping whatever already exists."""
+    import json
+
+    from review.database import open_lab
+    from review.jobs import GenerationPlan, JobError, create_job, run_job, unfinished_job
+
+    lab = open_lab()
+    try:
+        if job_id is None:
+            if not study_name:
+                raise click.UsageError("Give STUDY (with --plan, or to resume) or --job ID.")
+            if plan_path:
+                plan = GenerationPlan.from_json(json.loads(Path(plan_path).read_text()))
+                job_id = create_job(lab, study_name, plan)
+                click.echo(f"Created job {job_id}.")
+            else:
+                job_id = unfinished_job(lab, study_name)
+                if job_id is None:
+                    raise JobError(f"Study {study_name!r} has no unfinished job; give --plan FILE.")
+                click.echo(f"Resuming job {job_id}.")
+        if quiet:
+            status = run_job(lab, job_id)
+        else:
+            with click.progressbar(length=1, label=f"job {job_id}") as bar:
+                def progress(done: int, total: int) -> None:
+                    bar.length = total
+                    bar.update(done - bar.pos)
+
+                status = run_job(lab, job_id, progress)
+    except (JobError, ValueError) as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"Job {job_id}: {status}.")
+    if status != "done":
+        sys.exit(1 if status == "failed" else 0)
+
+
 def main() -> None:
     cli(prog_name="python -m review")

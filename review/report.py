@@ -120,6 +120,9 @@ class _Columns:
             codes, uniques = pd.factorize(self.df[name], sort=False)
             codes = np.asarray(codes, dtype=np.int64)[self.r.rows]
             vals = np.asarray(uniques, dtype=object)
+            if vals.size == 0:  # the column has no values at all (e.g. no gold items)
+                self._codes[name] = (np.full(codes.shape, -1, dtype=np.int64), vals)
+                return self._codes[name]
             try:
                 order = np.argsort(vals, kind="stable")
                 rank = np.empty_like(order)

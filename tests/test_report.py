@@ -344,3 +344,16 @@ def test_read_ratings_file_accepts_integral_floats_and_checks_scale(tmp_path: Pa
         read_ratings_file(path, scale=(1, 5))
     with pytest.raises(ValueError, match="unknown ratings file type"):
         read_ratings_file(tmp_path / "r.xlsx")
+
+
+def test_optional_columns_without_any_value_are_ignored_not_a_crash():
+    """A study without gold items exports expected_min/max as all-empty columns."""
+    import pandas as pd
+
+    df = pd.DataFrame({"item": [1, 1, 2, 2, 3, 3], "rater": list("ababab"),
+                       "score": [4, 5, 2, 2, 3, 4], "is_gold": [False] * 6,
+                       "expected_min": [None] * 6, "expected_max": [None] * 6,
+                       "blur_level": [None] * 6, "blur_kind": ["real"] * 6})
+    report = build_report(df)
+    assert report["n_ratings"] == 6
+    assert report["krippendorff_alpha"]["ordinal"]["value"] is not None
