@@ -7,12 +7,12 @@ thread-safe and every page opens its own short-lived Session from it.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import NoReturn
 
 import streamlit as st
-from sqlalchemy.engine import make_url
 
 from db.models import User
 from review.config import ConfigError, Settings, load_settings
@@ -32,21 +32,19 @@ class SessionUser:
     display_name: str
 
 
-@st.cache_resource(show_spinner=False)
-def _open_lab(data_dir: str, database_url: str, sd15_path: str) -> Lab:
-    from pathlib import Path
+SETTINGS_ENV = ("REVIEW_DATA_DIR", "REVIEW_DATABASE_URL", "REVIEW_SD15_PATH")
 
-    settings = Settings(data_dir=Path(data_dir), database_url=make_url(database_url),
-                        sd15_path=Path(sd15_path) if sd15_path else None)
-    return open_lab(settings, migrate=False)
+
+@st.cache_resource(show_spinner=False)
+def _open_lab(env: tuple[tuple[str, str], ...]) -> Lab:
+    return open_lab(load_settings(dict(env)), migrate=False)
 
 
 def get_lab() -> Lab:
-    """The process-wide Lab for the current settings (re-read from the environment each run, so a
-    test or a restart with another REVIEW_DATA_DIR gets its own Lab)."""
-    settings = load_settings()
-    return _open_lab(str(settings.data_dir), settings.database_url.render_as_string(hide_password=False),
-                     str(settings.sd15_path or ""))
+    """The process-wide Lab for the current settings. Keyed by the settings' environment
+    variables, so a test (or a process) with another REVIEW_DATA_DIR gets its own Lab, and a
+    rerun costs a dict lookup, not a settings validation."""
+    return _open_lab(tuple((k, os.environ.get(k, "")) for k in SETTINGS_ENV))
 
 
 def get_lab_or_stop() -> Lab:

@@ -90,7 +90,7 @@ def resolve_example(assets_dir: str, link: str, root: Path = GUIDELINES_DIR) -> 
 
 def render_guideline(gv: GuidelineView) -> None:
     """The guideline's title, version and body with its example pictures."""
-    st.markdown(f"#### {sanitize_markdown(gv.title)}  \nGuideline: {gv.label}", unsafe_allow_html=False)
+    st.caption(f"Guideline: {gv.label} · {sanitize_markdown(gv.title)}")
     for part in split_guideline(gv.body_md):
         if isinstance(part, TextPart):
             text = sanitize_markdown(part.markdown)

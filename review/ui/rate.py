@@ -37,7 +37,7 @@ from review import ratings
 from review.assignment import next_assignment, remaining_for
 from review.ratings import FLAG_LABELS, FLAGS, SKIP_REASONS, RatingError, StaleAssignment, Submission
 from review.ui.common import flash, get_lab, require_role, show_flashes
-from review.ui.display import show_image
+from review.ui.display import show_images
 from review.ui.guideline import render_guideline
 from review.ui.queries import (
     GuidelineView,
@@ -71,23 +71,42 @@ def _state(study_id: int) -> dict:
 
 
 def _draft(aid: int) -> dict:
-    return st.session_state.setdefault("drafts", {}).setdefault(aid, {"score": None})
+    """The reviewer's unsent answer for one assignment: score, flags, comment."""
+    return st.session_state.setdefault("drafts", {}).setdefault(
+        aid, {"score": None, "flags": [], "comment": ""})
 
 
 def _token(aid: int) -> str:
     return st.session_state.setdefault("tokens", {}).setdefault(aid, uuid.uuid4().hex)
 
 
-def _flag_key(aid: int, flag: str) -> str:
-    return f"flag:{aid}:{flag}"
+# Widget keys are the same for every item, so moving to the next item updates the widgets in
+# place instead of mounting new ones; their values are loaded from the item's draft.
+COMMENT_KEY, SKIP_KEY = "comment", "skip_reason"
 
 
-def _comment_key(aid: int) -> str:
-    return f"comment:{aid}"
+def _flag_key(flag: str) -> str:
+    return f"flag:{flag}"
 
 
-def _skip_key(aid: int) -> str:
-    return f"skip:{aid}"
+def _load_widgets(aid: int) -> None:
+    """Put the item's draft into the (shared) widgets, once per item shown."""
+    if st.session_state.get("widgets_for") == aid:
+        return
+    draft = _draft(aid)
+    for flag in FLAGS:
+        st.session_state[_flag_key(flag)] = flag in draft["flags"]
+    st.session_state[COMMENT_KEY] = draft["comment"]
+    st.session_state[SKIP_KEY] = None
+    st.session_state["widgets_for"] = aid
+
+
+def _read_widgets(aid: int) -> dict:
+    """Copy the widgets' values into the item's draft."""
+    draft = _draft(aid)
+    draft["flags"] = [f for f in FLAGS if st.session_state.get(_flag_key(f))]
+    draft["comment"] = st.session_state.get(COMMENT_KEY) or ""
+    return draft
 
 
 # ----------------------------------------------------------------------------- draft <-> URL
@@ -97,14 +116,12 @@ def _save_draft_to_url(study_id: int, aid: int) -> None:
     """Mirror the draft into the query string so it survives a lost server session."""
     draft = _draft(aid)
     params: dict[str, str] = {"st": str(study_id), "a": str(aid)}
-    if draft.get("score") is not None:
+    if draft["score"] is not None:
         params["s"] = str(draft["score"])
-    flags = [f for f in FLAGS if st.session_state.get(_flag_key(aid, f))]
-    if flags:
-        params["f"] = ",".join(flags)
-    comment = st.session_state.get(_comment_key(aid), "")
-    if comment:
-        params["c"] = comment[:500]
+    if draft["flags"]:
+        params["f"] = ",".join(draft["flags"])
+    if draft["comment"]:
+        params["c"] = draft["comment"][:500]
     st.query_params.from_dict(params)
 
 
@@ -112,30 +129,20 @@ def _restore_draft_from_url(study: StudyChoice, aid: int) -> bool:
     """Take the draft from the URL if it is for this very assignment (the reviewer's current
     lease, so it still belongs to them) and nothing newer is in session_state."""
     qp = st.query_params
-    if qp.get("a") != str(aid) or "drafts" in st.session_state and aid in st.session_state["drafts"]:
+    if qp.get("a") != str(aid) or aid in st.session_state.get("drafts", {}):
         return False
-    draft = _draft(aid)
     try:
         score = int(qp.get("s", ""))
     except ValueError:
         score = None
-    if score is not None and study.scale_min <= score <= study.scale_max:
-        draft["score"] = score
-    for flag in (qp.get("f") or "").split(","):
-        if flag in FLAGS:
-            st.session_state[_flag_key(aid, flag)] = True
-    if qp.get("c"):
-        st.session_state[_comment_key(aid)] = qp["c"][: ratings.MAX_COMMENT]
+    flags = [f for f in (qp.get("f") or "").split(",") if f in FLAGS]
+    _prefill(aid, score if score is not None and study.scale_min <= score <= study.scale_max else None,
+             flags, (qp.get("c") or "")[: ratings.MAX_COMMENT])
     return True
 
 
-def _prefill(aid: int, score: int, flags: list[str], comment: str) -> None:
-    _draft(aid)["score"] = score
-    for flag in flags:
-        if flag in FLAGS:
-            st.session_state[_flag_key(aid, flag)] = True
-    if comment:
-        st.session_state[_comment_key(aid)] = comment
+def _prefill(aid: int, score: int | None, flags: list[str], comment: str) -> None:
+    _draft(aid).update(score=score, flags=[f for f in flags if f in FLAGS], comment=comment)
 
 
 # ----------------------------------------------------------------------------- loading items
@@ -177,6 +184,8 @@ def _finish_item(study_id: int, aid: int) -> None:
     state["cur"] = None
     for store in ("drafts", "tokens", "shown_at"):
         st.session_state.get(store, {}).pop(aid, None)
+    if st.session_state.get("widgets_for") == aid:
+        del st.session_state["widgets_for"]
     st.query_params.from_dict({"st": str(study_id)})
 
 
@@ -197,6 +206,7 @@ def _on_pick(study_id: int, aid: int, score: int) -> None:
 
 def _on_draft_change(study_id: int, aid: int) -> None:
     if _current_matches(study_id, aid):
+        _read_widgets(aid)
         _save_draft_to_url(study_id, aid)
 
 
@@ -204,14 +214,15 @@ def _on_submit(study: StudyChoice, user_id: int, aid: int) -> None:
     if not _current_matches(study.id, aid):
         return
     cur: Current = _state(study.id)["cur"]
-    score = _draft(aid).get("score")
+    draft = _read_widgets(aid)
+    score = draft["score"]
     if score is None:
         flash("warning", f"Pick a score first: press {study.scale_min}-{study.scale_max} or click one.")
         return
     sub = Submission(
         score=score,
-        flags=tuple(f for f in FLAGS if st.session_state.get(_flag_key(aid, f))),
-        comment=st.session_state.get(_comment_key(aid), "") or "",
+        flags=tuple(draft["flags"]),
+        comment=draft["comment"],
         time_taken_ms=max(0, int((time.time() - cur.shown_at) * 1000)),
         client_token=_token(aid),
     )
@@ -231,7 +242,7 @@ def _on_submit(study: StudyChoice, user_id: int, aid: int) -> None:
 def _on_skip(study: StudyChoice, user_id: int, aid: int) -> None:
     if not _current_matches(study.id, aid):
         return
-    reason = st.session_state.get(_skip_key(aid))
+    reason = st.session_state.get(SKIP_KEY)
     if not reason:
         flash("warning", "Pick a reason in 'Skip reason' first, then press S or click Skip.")
         return
@@ -305,69 +316,63 @@ def rating_area(study: StudyChoice) -> None:
         _end_of_queue(study, user.id)
         return
     aid, gv, lab = cur.assignment_id, cur.guideline, get_lab()
+    _load_widgets(aid)
     draft = _draft(aid)
     now = time.time()
 
-    top = st.columns([3, 3, 2], vertical_alignment="center")
-    with top[0]:
-        st.progress(min(1.0, cur.position / max(cur.total, 1)),
-                    text=f"**Item {cur.position + 1} of {cur.total}**")
-    with top[1]:
-        g1, g2 = st.columns([3, 2], vertical_alignment="center")
-        g1.markdown(f"**Guideline: {gv.label}**")
-        g2.button("Guideline", key="guideline", shortcut="G", icon=":material/menu_book:",
+    # Few elements on purpose: every element is a message and a React update per key press.
+    started = st.session_state.get("session_started", now)
+    with st.container(horizontal=True, vertical_alignment="center", gap="medium"):
+        st.markdown(f"**Item {cur.position + 1} of {cur.total}** &ensp;·&ensp; Guideline: **{gv.label}**",
+                    width="content")
+        st.button("Guideline", key="guideline", shortcut="G", icon=":material/menu_book:",
                   on_click=_open_guideline, args=(study.id,))
-    with top[2]:
-        started = st.session_state.get("session_started", now)
-        st.caption(f"This item {_clock(now - cur.shown_at)} · Session {_clock(now - started)}")
+        st.caption(f"This item {_clock(now - cur.shown_at)} · Session {_clock(now - started)}",
+                   width="content")
 
-    show_blurred = st.session_state.get("show_blurred", False)
     item = cur.item
     if item.reference is not None:
         panels = [("Reference", item.reference)]
-        if show_blurred:
+        if st.session_state.get("show_blurred", False):
             panels.append(("Blurred input", item.blurred))
     else:
-        panels = [("Blurred input", item.blurred)]
+        panels = [("Blurred input (no sharp original exists)", item.blurred)]
     panels.append(("Restoration", item.restoration))
-    for col, (title, ref) in zip(st.columns(len(panels)), panels, strict=True):
-        with col:
-            st.markdown(f"**{title}**")
-            show_image(lab.store, ref)
+    show_images(lab.store, panels)
     if item.reference is None:
-        st.caption("This is a real blurred photo with no sharp original: judge whether the restoration "
-                   "stays faithful to what the blurred input shows.")
+        st.caption("A real blurred photo with no sharp original: judge whether the restoration stays "
+                   "faithful to what the blurred input shows.")
     else:
         st.toggle("Show blurred input", key="show_blurred")
 
     labels = study.labels
     scores = list(range(study.scale_min, study.scale_max + 1))
-    for col, score in zip(st.columns(len(scores)), scores, strict=True):
-        col.button(_score_label(score, labels), key=f"score:{score}", shortcut=str(score % 10),
-                   type="primary" if draft["score"] == score else "secondary", width="stretch",
-                   on_click=_on_pick, args=(study.id, aid, score))
+    with st.container(horizontal=True, gap="small"):
+        for score in scores:
+            st.button(_score_label(score, labels), key=f"score:{score}", shortcut=str(score % 10),
+                      type="primary" if draft["score"] == score else "secondary", width="stretch",
+                      on_click=_on_pick, args=(study.id, aid, score))
     if draft["score"] is None:
         st.markdown(f"#### Your score: — &nbsp; *press {scores[0]}–{scores[-1]}*")
     else:
         st.markdown(f"#### Your score: {_score_label(draft['score'], labels)} &nbsp; *Enter submits*")
 
-    flag_cols = st.columns(len(FLAGS))
-    for col, flag in zip(flag_cols, FLAGS, strict=True):
-        col.checkbox(FLAG_LABELS[flag], key=_flag_key(aid, flag), on_change=_on_draft_change,
-                     args=(study.id, aid))
-    st.text_input("Comment (optional)", key=_comment_key(aid), max_chars=ratings.MAX_COMMENT,
+    with st.container(horizontal=True, gap="large"):
+        for flag in FLAGS:
+            st.checkbox(FLAG_LABELS[flag], key=_flag_key(flag), on_change=_on_draft_change,
+                        args=(study.id, aid))
+    st.text_input("Comment (optional)", key=COMMENT_KEY, max_chars=ratings.MAX_COMMENT,
                   on_change=_on_draft_change, args=(study.id, aid),
                   placeholder="What changed? e.g. the eyes look different, the sign text is invented")
 
-    actions = st.columns([2, 3, 1, 2], vertical_alignment="bottom")
-    actions[0].button("Submit", key="submit", shortcut="Enter", type="primary", width="stretch",
-                      icon=":material/check:", on_click=_on_submit, args=(study, user.id, aid))
-    actions[1].selectbox("Skip reason", SKIP_REASONS, index=None, key=_skip_key(aid),
-                         placeholder="Why skip this item?")
-    actions[2].button("Skip", key="skip", shortcut="S", width="stretch",
-                      on_click=_on_skip, args=(study, user.id, aid))
-    actions[3].button("Undo last rating", key="undo", shortcut="U", width="stretch",
-                      icon=":material/undo:", on_click=_on_undo, args=(study, user.id))
+    with st.container(horizontal=True, vertical_alignment="bottom", gap="small"):
+        st.button("Submit", key="submit", shortcut="Enter", type="primary", width=220,
+                  icon=":material/check:", on_click=_on_submit, args=(study, user.id, aid))
+        st.selectbox("Skip reason", SKIP_REASONS, key=SKIP_KEY, placeholder="Why skip this item?",
+                     width=280)
+        st.button("Skip", key="skip", shortcut="S", on_click=_on_skip, args=(study, user.id, aid))
+        st.button("Undo last rating", key="undo", shortcut="U", icon=":material/undo:",
+                  on_click=_on_undo, args=(study, user.id))
 
     if st.session_state.pop("show_guideline", None) == study.id:
         _guideline_dialog(gv)

@@ -1,0 +1,173 @@
+"""The reviewer loop in a real browser: `streamlit run` in a subprocess, Debian's Chromium driven by
+Playwright. Covers what AppTest cannot: keyboard shortcuts and real partial (fragment) reruns.
+
+Never skipped: without Chromium the test fails with the command that installs it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from sqlalchemy import select
+
+from db.models import Rating, User
+from review.config import load_settings
+from review.database import open_lab
+
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOT = ROOT / "docs" / "rating_page.png"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+
+
+def chromium_path() -> str:
+    """Debian's real Chromium binary (the /usr/bin launcher script is the fallback)."""
+    for candidate in ("/usr/lib/chromium/chromium", "/usr/bin/chromium"):
+        if os.path.exists(candidate):
+            return candidate
+    raise RuntimeError("chromium is missing: run 'apt-get install -y chromium'")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def streamlit_server(data_dir: Path, extra_env: dict[str, str] | None = None,
+                     timeout: float = 90.0) -> Iterator[str]:
+    """`streamlit run streamlit_app.py` on a free port; yields its base URL once healthy."""
+    port = free_port()
+    env = {**os.environ, "REVIEW_DATA_DIR": str(data_dir), **(extra_env or {})}
+    env.pop("REVIEW_DATABASE_URL", None)
+    log = open(data_dir / f"streamlit-{port}.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
+         "--server.port", str(port), "--server.headless", "true", "--server.address", "127.0.0.1",
+         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited early: {(data_dir / log.name).read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("streamlit did not become healthy in time")
+            time.sleep(0.25)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@contextmanager
+def chromium_page(viewport: tuple[int, int] = (1440, 1000)) -> Iterator:  # noqa: ANN401 - Page
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+            page.set_default_timeout(30_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def wait_idle(page) -> None:  # noqa: ANN001
+    page.wait_for_selector(IDLE, state="attached")
+
+
+def log_in(page, url: str, username: str, password: str) -> None:  # noqa: ANN001
+    page.goto(url)
+    wait_idle(page)
+    page.get_by_label("Username", exact=True).fill(username)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_label("Password", exact=True).press("Enter")
+    page.get_by_text("Your score:").wait_for()
+    page.evaluate("document.activeElement && document.activeElement.blur()")  # shortcuts need no input focus
+    wait_idle(page)
+
+
+def restoration_src(page) -> str:  # noqa: ANN001
+    """The src of the restoration image (the last image in the rating area)."""
+    return page.locator("[data-testid='stImage'] img").last.get_attribute("src")
+
+
+def sample_pictures(max_side: int = 384) -> list[Image.Image]:
+    """scikit-image's bundled photos (no download), shrunk: realistic pages for the screenshot."""
+    import numpy as np
+    from skimage import data
+
+    out = []
+    for name in ("astronaut", "coffee", "chelsea", "rocket", "camera", "text"):
+        img = Image.fromarray(np.asarray(getattr(data, name)())).convert("RGB")
+        scale = max_side / max(img.size)
+        out.append(img.resize((round(img.width * scale), round(img.height * scale)), Image.LANCZOS))
+    return out
+
+
+def test_reviewer_rates_five_items_with_the_keyboard(tmp_path, monkeypatch):
+    if not (os.path.exists("/usr/lib/chromium/chromium") or shutil.which("chromium")):
+        pytest.fail("chromium is missing: run 'apt-get install -y chromium'", pytrace=False)
+    from tests.test_app import PASSWORD, build_study
+
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("REVIEW_DATA_DIR", str(data_dir))
+    monkeypatch.delenv("REVIEW_DATABASE_URL", raising=False)
+    lab = open_lab(load_settings(), migrate=True)
+    build_study(lab, 8, name="Portraits and objects", raters_per_item=1, pictures=sample_pictures(),
+                reviewers=("alice",))
+
+    pressed = [5, 4, 2, 3, 1]
+    with streamlit_server(data_dir) as url, chromium_page() as page:
+        log_in(page, url, "alice", PASSWORD)
+        for k, score in enumerate(pressed, start=1):
+            page.get_by_text(f"Item {k} of 8").wait_for()
+            before = restoration_src(page)
+            page.keyboard.press(str(score))
+            page.get_by_text(f"Your score: {score} ·").wait_for()
+            wait_idle(page)
+            if k == 2:
+                SCREENSHOT.parent.mkdir(exist_ok=True)
+                page.screenshot(path=str(SCREENSHOT), full_page=True)
+            page.keyboard.press("Enter")
+            page.get_by_text(f"Item {k + 1} of 8").wait_for()
+            page.get_by_text("Your score: —").wait_for()
+            wait_idle(page)
+            assert restoration_src(page) != before
+            assert page.locator("[data-testid='stImage'] img").last.evaluate(
+                "img => img.complete && img.naturalWidth > 0")
+
+    with lab.sessions() as s:
+        uid = s.scalar(select(User.id).where(User.username == "alice"))
+        rows = s.scalars(select(Rating).where(Rating.reviewer_id == uid, Rating.active.is_(True))
+                         .order_by(Rating.id)).all()
+        assert [r.score for r in rows] == pressed
+        assert all(r.time_taken_ms is not None and r.time_taken_ms > 0 for r in rows)
+    assert SCREENSHOT.stat().st_size > 10_000
