@@ -1,0 +1,161 @@
+"""Generation jobs: plans, progress, per-item errors, cancellation, resume after a kill, and the
+tiny SD1.5 pipeline through the same path as real weights."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import func, select
+
+from db.models import GenerationJob, Restoration, StudyItem, utcnow
+from review import catalog
+from review.jobs import GenerationPlan, JobError, cancel, create_job, job_errors, run_job
+from review.study import StudyConfig, ensure_study
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _source(lab, size=48, seed=0):
+    rng = np.random.default_rng(seed)
+    arr = (rng.random((size, size, 3)) * 255).astype(np.uint8)
+    arr[size // 4: size // 2, :, :] = 250  # some structure to blur
+    with lab.sessions() as s, s.begin():
+        src = catalog.add_source(s, lab.store, Image.fromarray(arr), title=f"src{seed}")
+        ensure_study(s, StudyConfig(name="jobs"), None)
+        return src.id
+
+
+def _count(lab, model):
+    with lab.sessions() as s:
+        return s.scalar(select(func.count()).select_from(model))
+
+
+def _classical_plan(source_ids):
+    return GenerationPlan(
+        source_ids=source_ids,
+        blurs=[{"kind": "defocus", "level": 2.0}, {"kind": "motion_line", "level": 5.0}],
+        restorers=[{"method": "wiener", "params": {"balance": [0.01, 0.05]}},
+                   {"method": "blurred"}, {"method": "hidden_reference"}],
+    )
+
+
+def test_plan_expands_the_parameter_grid_with_defaults():
+    units = _classical_plan([1]).units()
+    assert len(units) == 2 * (2 + 1 + 1)
+    wiener = [u for u in units if u.method == "wiener"]
+    assert sorted(u.params["balance"] for u in wiener) == [0.01, 0.01, 0.05, 0.05]
+    assert all("pad_mode" in u.params for u in wiener)  # defaults filled in: stable identity
+
+
+def test_invalid_plans_are_refused_clearly(lab):
+    with pytest.raises(JobError, match="at least one"):
+        GenerationPlan([], [], []).units()
+    with pytest.raises(ValueError, match="balance"):
+        GenerationPlan([1], [{"kind": "defocus", "level": 2}],
+                       [{"method": "wiener", "params": {"balance": -1}}]).units()
+    _source(lab)
+    with pytest.raises(JobError, match="Unknown source"):
+        create_job(lab, "jobs", _classical_plan([999]))
+
+
+def test_job_runs_records_progress_and_is_idempotent(lab):
+    sid = _source(lab)
+    job = create_job(lab, "jobs", _classical_plan([sid]))
+    seen = []
+    assert run_job(lab, job, lambda done, total: seen.append((done, total))) == "done"
+    assert seen[-1] == (8, 8)
+    assert _count(lab, Restoration) == 8 and _count(lab, StudyItem) == 8
+    with lab.sessions() as s:
+        j = s.get(GenerationJob, job)
+        assert (j.status, j.progress_done, j.progress_total) == ("done", 8, 8)
+    again = create_job(lab, "jobs", _classical_plan([sid]))
+    assert run_job(lab, again) == "done"
+    assert _count(lab, Restoration) == 8 and _count(lab, StudyItem) == 8
+
+
+def test_per_item_errors_are_recorded_and_the_job_goes_on(lab):
+    sid = _source(lab)
+    plan = GenerationPlan([sid], [{"kind": "defocus", "level": 2.0}],
+                          [{"method": "wiener"}, {"method": "sd15_img2img"}])
+    job = create_job(lab, "jobs", plan)  # sd15 without REVIEW_SD15_PATH fails per item
+    assert run_job(lab, job) == "done"
+    errors = job_errors(lab, job)
+    assert len(errors) == 1 and "REVIEW_SD15_PATH" in errors[0].error
+    assert _count(lab, Restoration) == 1
+    with lab.sessions() as s:
+        assert "1 of 2 items failed" in s.get(GenerationJob, job).error
+
+
+def test_cancel_stops_between_items(lab):
+    sid = _source(lab)
+    job = create_job(lab, "jobs", _classical_plan([sid]))
+    assert run_job(lab, job, lambda done, total: cancel(lab, job) if done == 2 else None) \
+        == "cancelled"
+    with lab.sessions() as s:
+        j = s.get(GenerationJob, job)
+        assert j.status == "cancelled" and j.progress_done == 2
+    queued = create_job(lab, "jobs", _classical_plan([sid]))
+    cancel(lab, queued)
+    with pytest.raises(JobError, match="cancelled"):
+        run_job(lab, queued)
+
+
+def test_a_live_job_cannot_be_run_twice(lab):
+    sid = _source(lab)
+    job = create_job(lab, "jobs", _classical_plan([sid]))
+    with lab.sessions() as s, s.begin():
+        j = s.get(GenerationJob, job)
+        j.status, j.heartbeat_at, j.worker = "running", utcnow(), "elsewhere:1"
+    with pytest.raises(JobError, match="running in elsewhere:1"):
+        run_job(lab, job)
+
+
+def test_job_resumes_after_the_worker_is_killed(lab):
+    sid = _source(lab, size=96)
+    plan = GenerationPlan([sid], [{"kind": "defocus", "level": 3.0}],
+                          [{"method": "richardson_lucy", "params": {"num_iter": [5, 10, 15, 20,
+                                                                                   25, 30]}}])
+    job = create_job(lab, "jobs", plan)
+    env = dict(os.environ, REVIEW_DATA_DIR=str(lab.settings.data_dir))
+    worker = subprocess.Popen([sys.executable, "-m", "review", "generate", "--job", str(job),
+                               "--quiet"], cwd=ROOT, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        with lab.sessions() as s:
+            if s.get(GenerationJob, job).progress_done >= 1:
+                break
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    done_before = _count(lab, Restoration)
+    with lab.sessions() as s, s.begin():
+        j = s.get(GenerationJob, job)
+        assert j.status == "running"  # the killed worker left it "running"
+        j.heartbeat_at = utcnow() - timedelta(minutes=10)  # its heartbeat goes stale
+    assert 1 <= done_before < 6
+    assert run_job(lab, job) == "done"
+    assert _count(lab, Restoration) == 6 and _count(lab, StudyItem) == 6
+
+
+def test_tiny_sd15_grid_through_the_job_runner(lab):
+    sid = _source(lab, size=64)
+    plan = GenerationPlan([sid], [{"kind": "gaussian", "level": 1.5}],
+                          [{"method": "sd15_img2img",
+                            "params": {"strength": [0.3, 0.6], "steps": 4}}],
+                          seeds=[0, 1], model="tiny")
+    job = create_job(lab, "jobs", plan)
+    assert run_job(lab, job) == "done", job_errors(lab, job)
+    with lab.sessions() as s:
+        rows = s.scalars(select(Restoration)).all()
+    assert len(rows) == 4 and all(r.is_smoke_test for r in rows)
+    assert {(r.params["strength"], r.params["seed"]) for r in rows} == \
+        {(0.3, 0), (0.3, 1), (0.6, 0), (0.6, 1)}
+    assert len({r.sha256 for r in rows}) == 4
