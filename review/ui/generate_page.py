@@ -1,0 +1,215 @@
+"""Admin page: add photos, build a generation plan, start it in a background worker, watch its
+progress (polled, so clicks elsewhere never kill it), cancel it, read per-item errors, and browse
+the outputs side by side. Admins see methods and parameters; reviewers never see this page."""
+
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+from sqlalchemy import select
+
+from db.models import (
+    DegradedImage,
+    GenerationJob,
+    Restoration,
+    SourceImage,
+    Study,
+    StudyItem,
+)
+from review import catalog, jobs
+from review.database import Lab
+from review.degrade import KINDS
+from review.images import ImageRejected, decode_image
+from review.restore import RESTORERS, WeightsError
+from review.ui.display import show_images
+from review.ui.queries import ImageRef
+
+BLUR_HELP = {
+    "motion_line": "line length in px",
+    "camera_shake": "trajectory extent in px",
+    "defocus": "disk radius in px",
+    "gaussian": "sigma in px",
+}
+
+
+def render(lab: Lab, user) -> None:  # noqa: ANN001 - SessionUser
+    if getattr(user, "role", None) != "admin":
+        st.error("Generation is only available to admins.")
+        st.stop()
+    st.title("Generate restorations")
+    with lab.sessions() as s:
+        studies = list(s.scalars(select(Study).order_by(Study.name)))
+    if not studies:
+        st.info("No study yet. Run `python -m review demo` or create one first.")
+        return
+    names = [st_.name for st_ in studies]
+    study_name = st.selectbox("Study", names, key="gen_study")
+    study = next(x for x in studies if x.name == study_name)
+    _weights_status(lab)
+    tab_plan, tab_jobs, tab_browse, tab_upload = st.tabs(
+        ["New plan", "Jobs", "Browse outputs", "Add photos"])
+    with tab_plan:
+        _plan_form(lab, study)
+    with tab_jobs:
+        _jobs_panel(lab, study)
+    with tab_browse:
+        _browse(lab, study)
+    with tab_upload:
+        _upload(lab)
+
+
+def _weights_status(lab: Lab) -> None:
+    path = lab.settings.sd15_path
+    if path is None:
+        st.info("SD1.5 weights: not configured (set REVIEW_SD15_PATH to a local diffusers folder "
+                "or .safetensors file). Classical restorers, controls and the `tiny` smoke-test "
+                "model still work; tiny outputs are labelled as smoke tests and are not "
+                "restorations.")
+    else:
+        st.caption(f"SD1.5 weights: {path}")
+
+
+def _plan_form(lab: Lab, study: Study) -> None:
+    with lab.sessions() as s:
+        sources = list(s.scalars(select(SourceImage).where(SourceImage.is_reference.is_(True))
+                                 .order_by(SourceImage.id)))
+    if not sources:
+        st.info("Add sharp photos first (tab 'Add photos').")
+        return
+    labels = {src.id: f"#{src.id} {src.title or src.sha256[:8]} ({src.content}, "
+                      f"{src.width}x{src.height})" for src in sources}
+    with st.form("plan"):
+        chosen = st.multiselect("Source photos", list(labels), format_func=labels.get,
+                                default=[sources[0].id])
+        st.markdown("**Blur** (one level per line for each kind you want)")
+        blurs: list[dict] = []
+        cols = st.columns(4)
+        for col, kind in zip(cols, [k for k in KINDS if k != "real"], strict=True):
+            text = col.text_input(f"{kind} ({BLUR_HELP[kind]})", key=f"lv_{kind}",
+                                  value="4, 8" if kind == "defocus" else "")
+            for part in [p.strip() for p in text.split(",") if p.strip()]:
+                try:
+                    blurs.append({"kind": kind, "level": float(part),
+                                  "angle": 30.0 if kind == "motion_line" else 0.0,
+                                  "seed": 1 if kind == "camera_shake" else 0})
+                except ValueError:
+                    st.error(f"{kind}: {part!r} is not a number of pixels.")
+        methods = st.multiselect("Restorers", [r for r in RESTORERS if r != "sd15_txt2img"],
+                                 default=["sd15_img2img", "wiener", "blurred",
+                                          "hidden_reference"])
+        strengths = st.text_input("SD1.5 strengths (comma separated)", "0.3, 0.5, 0.7")
+        steps = st.number_input("SD1.5 steps", 1, 150, 20)
+        seeds = st.text_input("Seeds (comma separated)", "0, 1")
+        model = st.radio("SD1.5 model", ["configured weights (REVIEW_SD15_PATH)",
+                                         "tiny (smoke test, not a restoration)"], index=0)
+        submitted = st.form_submit_button("Start generation", type="primary")
+    if not submitted:
+        return
+    try:
+        strength_list = [float(x) for x in strengths.split(",") if x.strip()]
+        seed_list = [int(x) for x in seeds.split(",") if x.strip()]
+        restorers = []
+        for m in methods:
+            params: dict = {}
+            if m == "sd15_img2img":
+                params = {"strength": strength_list, "steps": int(steps)}
+            restorers.append({"method": m, "params": params})
+        plan = jobs.GenerationPlan(source_ids=chosen, blurs=blurs, restorers=restorers,
+                                   seeds=seed_list or [0],
+                                   model="tiny" if model.startswith("tiny") else None)
+        job_id = jobs.create_job(lab, study.name, plan)
+    except (ValueError, jobs.JobError, WeightsError) as exc:
+        st.error(f"The plan cannot run: {exc}")
+        return
+    jobs.start_background(lab, job_id)
+    st.success(f"Job {job_id} started in the background: {len(plan.units())} restorations. "
+               "Watch it in the 'Jobs' tab; you can leave this page.")
+
+
+@st.fragment(run_every=2.0)
+def _jobs_panel(lab: Lab, study: Study) -> None:
+    rows = jobs.jobs_of(lab, study.id)
+    if not rows:
+        st.caption("No generation job for this study yet.")
+        return
+    for job in rows[:10]:
+        box = st.container(border=True)
+        total = max(job.progress_total, 1)
+        box.markdown(f"**Job {job.id}** · {job.status} · {job.progress_done}/{job.progress_total}"
+                     + (f" · worker {job.worker}" if job.worker else ""))
+        box.progress(job.progress_done / total)
+        if job.error:
+            box.warning(job.error)
+        c1, c2 = box.columns(2)
+        if job.status in ("queued", "running") and c1.button("Cancel", key=f"cancel_{job.id}"):
+            jobs.cancel(lab, job.id)
+            st.rerun(scope="fragment")
+        if job.status in ("failed", "cancelled") and c2.button("Resume", key=f"resume_{job.id}"):
+            with lab.sessions() as s, s.begin():
+                j = s.get(GenerationJob, job.id)
+                j.status = "queued"
+            jobs.start_background(lab, job.id)
+            st.rerun(scope="fragment")
+        errors = jobs.job_errors(lab, job.id)
+        if errors:
+            with box.expander(f"{len(errors)} item errors"):
+                for err in errors[:200]:
+                    st.text(f"{err.item_key}: {err.error}")
+
+
+def _browse(lab: Lab, study: Study) -> None:
+    with lab.sessions() as s:
+        rows = s.execute(
+            select(StudyItem.id, Restoration, DegradedImage, SourceImage)
+            .join(Restoration, Restoration.id == StudyItem.restoration_id)
+            .join(DegradedImage, DegradedImage.id == Restoration.degraded_id)
+            .join(SourceImage, SourceImage.id == DegradedImage.source_id)
+            .where(StudyItem.study_id == study.id).order_by(StudyItem.id.desc()).limit(400)
+        ).all()
+    if not rows:
+        st.caption("No outputs yet.")
+        return
+    methods = sorted({r[1].method for r in rows})
+    pick = st.multiselect("Restorers", methods, default=methods, key="browse_methods")
+    shown = [r for r in rows if r[1].method in pick][:12]
+    for item_id, res, deg, src in shown:
+        tag = " · SMOKE TEST (tiny model, not a restoration)" if res.is_smoke_test else ""
+        st.markdown(f"**Item {item_id}** · {res.method} · {deg.kind} {deg.level} px{tag}")
+        panels = []
+        if src.is_reference:
+            panels.append(("Reference", ImageRef(src.path, src.sha256)))
+        panels += [("Blurred input", ImageRef(deg.path, deg.sha256)),
+                   ("Restoration", ImageRef(res.path, res.sha256))]
+        show_images(lab.store, panels, max_side=320)
+        with st.expander("Parameters, provenance and metrics"):
+            st.code(json.dumps({"params": res.params, "metrics": res.metrics,
+                                "provenance": res.provenance}, indent=2, default=str),
+                    language="json")
+
+
+def _upload(lab: Lab) -> None:
+    st.caption("JPEG, PNG, WebP, TIFF or HEIC. Sharp photos become references you can blur; "
+               "photos that are already blurred are kept as 'real' inputs with no reference.")
+    files = st.file_uploader("Photos", accept_multiple_files=True, key="gen_upload")
+    content = st.selectbox("Content", catalog.CONTENT_TYPES, key="gen_content")
+    licence = st.text_input("Licence / consent note", key="gen_licence")
+    already_blurred = st.checkbox("These photos are already blurred (no sharp reference)")
+    if not files or not st.button("Add to the catalog", key="gen_add"):
+        return
+    for f in files:
+        try:
+            img = decode_image(f.getvalue())
+        except ImageRejected as exc:
+            st.error(f"{f.name}: {exc}")
+            continue
+        with lab.sessions() as s, s.begin():
+            src = catalog.add_source(s, lab.store, img, title=f.name, origin="upload",
+                                     licence=licence, content=content,
+                                     is_reference=not already_blurred)
+            if already_blurred:
+                from review.degrade import BlurSpec
+
+                catalog.add_degraded(s, lab.store, src, BlurSpec("real", None))
+        st.success(f"{f.name}: added as source #{src.id} ({img.width}x{img.height}).")
+
