@@ -1,0 +1,112 @@
+"""The command line: init (idempotent, upgrades in place), users, demo (idempotent), stats."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from db.models import DegradedImage, Restoration, SourceImage, StudyItem, User
+from review.cli import cli
+from review.config import load_settings
+from review.database import open_lab
+
+
+@pytest.fixture
+def runner(tmp_path, monkeypatch):
+    monkeypatch.setenv("REVIEW_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("REVIEW_DATABASE_URL", raising=False)
+    r = CliRunner()
+    result = r.invoke(cli, ["init"])
+    assert result.exit_code == 0, result.output
+    return r
+
+
+def test_init_twice_is_harmless(runner):
+    result = runner.invoke(cli, ["init"])
+    assert result.exit_code == 0 and "3 guideline versions" in result.output
+
+
+def test_commands_refuse_an_uninitialised_database(tmp_path, monkeypatch):
+    monkeypatch.setenv("REVIEW_DATA_DIR", str(tmp_path / "empty"))
+    result = CliRunner().invoke(cli, ["users", "list"])
+    assert result.exit_code == 1 and "python -m review init" in result.output
+
+
+def test_bad_setting_names_the_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("REVIEW_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("REVIEW_DATABASE_URL", "oracle://x/y")
+    result = CliRunner().invoke(cli, ["init"])
+    assert result.exit_code == 1 and "REVIEW_DATABASE_URL" in result.output
+
+
+def test_users_add_list_deactivate(runner):
+    assert runner.invoke(cli, ["users", "add", "eve", "--role", "qa", "--password",
+                               "eight chars"]).exit_code == 0
+    dup = runner.invoke(cli, ["users", "add", "eve", "--role", "qa", "--password", "eight chars"])
+    assert dup.exit_code == 1 and "already exists" in dup.output
+    short = runner.invoke(cli, ["users", "add", "zed", "--role", "qa", "--password", "short"])
+    assert short.exit_code == 1 and "at least 8" in short.output
+    assert runner.invoke(cli, ["users", "deactivate", "eve"]).exit_code == 0
+    listing = runner.invoke(cli, ["users", "list"]).output
+    assert "eve" in listing and " no " in listing
+    missing = runner.invoke(cli, ["users", "deactivate", "nobody"])
+    assert missing.exit_code == 1 and "No user named" in missing.output
+
+
+def _counts():
+    lab = open_lab(load_settings())
+    with lab.sessions() as s:
+        return tuple(s.scalar(select(func.count()).select_from(m))
+                     for m in (User, SourceImage, DegradedImage, Restoration, StudyItem))
+
+
+def test_demo_is_idempotent_and_ratable_without_weights(runner):
+    first = runner.invoke(cli, ["demo"])
+    assert first.exit_code == 0, first.output
+    counts = _counts()
+    assert counts[0] == 5 and counts[1] == 7 and counts[4] >= 50
+    again = runner.invoke(cli, ["demo"])
+    assert again.exit_code == 0 and _counts() == counts
+    lab = open_lab(load_settings())
+    with lab.sessions() as s:
+        methods = set(s.scalars(select(Restoration.method)))
+        kinds = set(s.scalars(select(DegradedImage.kind)))
+        gold = s.scalar(select(func.count()).select_from(StudyItem).where(StudyItem.is_gold))
+    assert {"wiener", "richardson_lucy", "blurred", "hidden_reference"} <= methods
+    assert {"defocus", "motion_line", "camera_shake", "gaussian", "real"} <= kinds
+    assert gold >= 12
+
+
+KRIPPENDORFF_2011 = {  # Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability"
+    "A": [1, 2, 3, 3, 2, 1, 4, 1, 2, None, None, None],
+    "B": [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, None, 3],
+    "C": [None, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, None],
+    "D": [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, None],
+}
+
+
+def test_stats_from_a_ratings_file_matches_the_published_example(runner, tmp_path):
+    lines = ["item,rater,score"] + [f"u{i},{rater},{v}" for rater, vals in KRIPPENDORFF_2011.items()
+                                    for i, v in enumerate(vals) if v is not None]
+    path = tmp_path / "k.csv"
+    path.write_text("\n".join(lines) + "\n")
+    result = runner.invoke(cli, ["stats", "--input", str(path), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    alpha = report["krippendorff_alpha"]
+    assert round(alpha["nominal"]["value"], 3) == 0.743
+    assert round(alpha["interval"]["value"], 3) == 0.849
+    md = runner.invoke(cli, ["stats", "--input", str(path)])
+    assert md.exit_code == 0 and "0.743" in md.output
+
+
+def test_stats_input_errors_are_one_clear_line(runner, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("item,rater\n1,a\n")
+    result = runner.invoke(cli, ["stats", "--input", str(bad)])
+    assert result.exit_code == 1 and "missing required column" in result.output
+    both = runner.invoke(cli, ["stats"])
+    assert both.exit_code == 2 and "exactly one" in both.output
