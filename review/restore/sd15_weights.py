@@ -61,7 +61,7 @@ class WeightsError(RuntimeError):
 class WeightsSource:
     """Where the weights are: a diffusers folder, or a single file with its config folder."""
 
-    kind: str  # "folder" | "single_file"
+    kind: str  # "folder" | "single_file" | "in_memory" (benchmarks)
     path: Path
     config_dir: Path | None = None
     smoke_test: bool = False
@@ -354,11 +354,53 @@ def _load(src: WeightsSource, device: str, precision: str) -> Any:
                 f"{SETTING}={where} could not be loaded as an SD1.5 img2img pipeline: "
                 f"{type(exc).__name__}: {str(exc)[:500]}. " + LAYOUT_HELP
             ) from exc
-        if precision == "bf16":
-            pipe.unet.to(torch.bfloat16)
-            pipe.vae.to(torch.bfloat16)
-        pipe.to(device)
+        _prepare(pipe, device, precision)
     finally:
         dlogging.set_verbosity(old_level)
-    pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def _prepare(pipe: Any, device: str, precision: str) -> None:
+    """UNet and VAE to bf16 when asked (text encoder stays fp32), move, silence progress bars."""
+    import torch
+
+    if precision == "bf16":
+        pipe.unet.to(torch.bfloat16)
+        pipe.vae.to(torch.bfloat16)
+    pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+
+
+def pipeline_from_components(
+    components: dict[str, Any],
+    *,
+    identity: str,
+    device: str = "auto",
+    precision: str = "auto",
+    smoke_test: bool = False,
+) -> SD15Pipeline:
+    """Wrap in-memory components (benchmarks with random weights) like a loaded pipeline.
+
+    The modules are cast and moved in place: pass copies if the caller keeps using them.
+    """
+    from diffusers import StableDiffusionImg2ImgPipeline
+    from diffusers.utils import logging as dlogging
+
+    dev = pick_device(device)
+    prec = pick_precision(precision, dev)
+    old_level = dlogging.get_verbosity()
+    dlogging.set_verbosity_error()
+    try:
+        pipe = StableDiffusionImg2ImgPipeline(**components, safety_checker=None,
+                                              feature_extractor=None,
+                                              requires_safety_checker=False)
+        if prec == "fp16":
+            import torch
+
+            pipe.to(torch.float16)
+        _prepare(pipe, dev, prec)
+    finally:
+        dlogging.set_verbosity(old_level)
+    return SD15Pipeline(pipe=pipe, device=dev, precision=prec, model_identity=identity,
+                        smoke_test=smoke_test,
+                        source=WeightsSource("in_memory", Path("<in memory>")))
