@@ -4,6 +4,7 @@ bf16 vs fp32, weight-path errors. The tiny model (64 px image -> 32x32 latent) r
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -126,6 +127,7 @@ def test_same_loader_for_tiny_and_folder(models_dir: Path, tmp_path: Path) -> No
     assert model_identity(resolve_weights(copy)) != ident
     pipe = load_pipeline(models_dir / "tiny_sd15", precision="fp32")
     assert pipe.smoke_test and pipe.model_identity == ident
+    assert os.environ["HF_HUB_OFFLINE"] == "1"  # set by the loader
 
 
 def test_working_size() -> None:
