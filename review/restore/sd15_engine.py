@@ -91,6 +91,8 @@ def auto_max_batch(pipeline: SD15Pipeline, pixels: int) -> int:
         return int(max(1, min(16, 0.5 * free // per_variant)))
     if pipeline.device == "mps":
         return 1
+    # CPU, SD1.5 UNet at 256 px, bf16, seconds per variant (CFG pair) by variants per call:
+    # 1: 1.33, 2: 1.13, 4: 1.09, 8: 1.08 -- the gain stops at 4
     return 4
 
 
@@ -280,7 +282,10 @@ def restore_grid(
                                  torch.cat(lats), _step_kwargs(sched, gens)))
         _denoise(pipeline, groups, timesteps, cond, uncond, params.guidance_scale, max_batch,
                  progress, cancel)
-        images = _decode(pipeline, torch.cat([g.latents for g in groups]), max_batch)
+        # batched decoding helps a GPU; on CPU it is slower per image (1.57 s at batch 1 vs
+        # 1.69 s at batch 4, SD1.5 VAE at 256 px, bf16)
+        decode_batch = 1 if pipeline.device == "cpu" else max_batch
+        images = _decode(pipeline, torch.cat([g.latents for g in groups]), decode_batch)
     wall = time.perf_counter() - t0
 
     results = []

@@ -258,7 +258,9 @@ def pick_precision(precision: str, device: str) -> str:
 
     bf16 on CPU is chosen because the measured output stays close to fp32 (tests assert
     PSNR >= 30 dB between the two on the tiny model; bench/restore_grid.py measures it on
-    SD1.5-sized weights) while the UNet runs about 2-3x faster.
+    SD1.5-sized weights) while the work runs about 2x faster (measured on a 2-core AMD EPYC
+    with AVX512_BF16, SD1.5-sized UNet at 256 px, CFG pair: 3.02 s fp32 vs 1.32 s bf16; VAE
+    decode 3.72 s vs 1.56 s).
     """
     if precision == "auto":
         if device in ("cuda", "mps"):
@@ -367,6 +369,10 @@ def _prepare(pipe: Any, device: str, precision: str) -> None:
     if precision == "bf16":
         pipe.unet.to(torch.bfloat16)
         pipe.vae.to(torch.bfloat16)
+        if device == "cpu":
+            # oneDNN's bf16 convolutions are faster channels-last: measured VAE decode at
+            # 256 px 1.90 -> 1.56 s, encode 0.79 -> 0.68 s (the UNet gains nothing)
+            pipe.vae.to(memory_format=torch.channels_last)
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
 
