@@ -368,3 +368,9 @@ def test_single_file_with_bad_checkpoint_is_a_weights_error(tmp_path: Path,
     assert model_identity(src).startswith("sd15-")
     with pytest.raises(WeightsError, match="could not be loaded"):
         load_pipeline(ckpt, config_dir=cfg, precision="fp32")
+
+
+def test_grid_rejects_repeated_variants(tiny_fp32, photo: Image.Image) -> None:
+    with pytest.raises(ValueError, match="repeated values"):
+        restore_grid(tiny_fp32, RestoreInput(photo), [0.5, 0.5], [0],
+                     SD15Img2ImgParams(precision="fp32"))

@@ -238,6 +238,9 @@ def restore_grid(
 
     if not strengths or not seeds:
         raise ValueError("restore_grid needs at least one strength and one seed")
+    if len(set(map(float, strengths))) != len(strengths) or len(set(seeds)) != len(seeds):
+        raise ValueError(f"restore_grid got repeated values: strengths={list(strengths)}, "
+                         f"seeds={list(seeds)}; each variant must be distinct")
     _check_params(pipeline, params)
     variants = {s: [params.replace(strength=s, seed=seed) for seed in seeds]
                 for s in dict.fromkeys(float(s) for s in strengths)}
