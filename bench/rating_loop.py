@@ -30,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -66,25 +67,35 @@ RATERS_PER_ITEM = 12  # every item keeps free slots for the benchmark reviewers
 PASSWORD = "bench-pass-1"
 CHUNK = 50_000
 
-# In-page latency probe: resolves with ms from the Enter keydown to the new images painted.
-PROBE = """(old) => new Promise((resolve) => {
-  let t0 = null;
+# In-page latency probe: resolves with ms from the Enter keydown to the next item painted, or -1
+# after 10 s. The next item is complete when the "Item k of n" line has changed, the script run
+# has finished (stApp's data-test-script-state is back to notRunning: every element of the run
+# has arrived) and every image has loaded; then two requestAnimationFrame callbacks, the second
+# of which runs after the frame showing the new item was painted.
+PROBE = """() => new Promise((resolve) => {
+  let t0 = null, done = false, waiting = false;
   const onKey = (e) => { if (e.key === 'Enter' && t0 === null) t0 = performance.now(); };
   window.addEventListener('keydown', onKey, {capture: true});
-  const painted = () => requestAnimationFrame(() => requestAnimationFrame(() => {
-      window.removeEventListener('keydown', onKey, {capture: true});
-      resolve(performance.now() - t0); }));
+  const finish = (ms) => { if (done) return; done = true; obs.disconnect();
+      window.removeEventListener('keydown', onKey, {capture: true}); resolve(ms); };
+  const itemText = () => { const el = Array.from(document.querySelectorAll("[data-testid='stMarkdown']"))
+      .find((e) => e.innerText.startsWith('Item ')); return el ? el.innerText : null; };
+  const oldItem = itemText();
+  const idle = () => document.querySelector(
+      "[data-testid='stApp'][data-test-script-state='notRunning']") !== null;
   const check = () => {
-    const imgs = Array.from(document.querySelectorAll("[data-testid='stImage'] img"));
-    const last = imgs[imgs.length - 1];
-    if (t0 === null || !last || !last.src || last.src === old) return;
-    obs.disconnect();
-    Promise.all(imgs.map((img) => (img.complete && img.naturalWidth > 0) ? null :
-        new Promise((ok) => { img.addEventListener('load', ok, {once: true});
-                              img.addEventListener('error', ok, {once: true}); }))).then(painted);
+    if (t0 === null || done || waiting || itemText() === oldItem || !idle()) return;
+    const pending = Array.from(document.querySelectorAll("[data-testid='stImage'] img"))
+        .filter((i) => !(i.complete && i.naturalWidth > 0));
+    waiting = true;
+    Promise.all(pending.map((img) => new Promise((ok) => {
+        img.addEventListener('load', ok, {once: true}); img.addEventListener('error', ok, {once: true}); })))
+      .then(() => requestAnimationFrame(() => requestAnimationFrame(() => finish(performance.now() - t0))));
   };
   const obs = new MutationObserver(check);
-  obs.observe(document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ['src']});
+  obs.observe(document.body, {subtree: true, childList: true, characterData: true, attributes: true,
+                              attributeFilter: ['src', 'data-test-script-state']});
+  setTimeout(() => finish(-1), 10000);
 })"""
 
 
@@ -195,7 +206,7 @@ def server_bench(lab: Lab, study_id: int, n: int) -> dict[str, list[float]]:
         t1 = time.perf_counter()
         with transaction(lab.sessions) as s:
             submit(s, lease.assignment_id, uid, Submission(score=1 + i % 5, time_taken_ms=1000,
-                                                           client_token=f"bench-{i}"))
+                                                           client_token=uuid.uuid4().hex))
         t2 = time.perf_counter()
         if i >= 5:  # warm-up excluded
             out["next"].append((t1 - t0) * 1000)
@@ -210,7 +221,7 @@ def server_bench(lab: Lab, study_id: int, n: int) -> dict[str, list[float]]:
 
 def browser_bench(data_dir: Path, username: str, n: int, no_fragment: bool) -> list[float]:
     """Enter press -> next item's images painted, in ms, for n ratings after 3 warm-up ratings."""
-    from tests.test_browser import chromium_page, log_in, restoration_src, streamlit_server, wait_idle
+    from tests.test_browser import chromium_page, log_in, streamlit_server, wait_idle
 
     env = {"REVIEW_UI_NO_FRAGMENT": "1" if no_fragment else "0"}
     out: list[float] = []
@@ -221,10 +232,11 @@ def browser_bench(data_dir: Path, username: str, n: int, no_fragment: bool) -> l
             page.keyboard.press(str(score))
             page.get_by_text(f"Your score: {score} ·").wait_for()
             wait_idle(page)
-            old = restoration_src(page)
-            page.evaluate(f"(old) => {{ window.__probe = ({PROBE})(old); }}", old)
+            page.evaluate(f"() => {{ window.__probe = ({PROBE})(); }}")
             page.keyboard.press("Enter")
             ms = page.evaluate("window.__probe")
+            if ms < 0:
+                raise RuntimeError(f"the next item did not appear within 10 s (rating {i + 1})")
             page.get_by_text("Your score: —").wait_for()
             wait_idle(page)
             if i >= 3:
@@ -246,6 +258,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=None, help="keep the database in this folder")
     ap.add_argument("--skip-browser", action="store_true")
     args = ap.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows up even when piped
 
     data_dir = args.data or Path(tempfile.mkdtemp(prefix="rating-loop-"))
     os.environ["REVIEW_DATA_DIR"] = str(data_dir)

@@ -103,8 +103,10 @@ def wait_idle(page) -> None:  # noqa: ANN001
     page.wait_for_selector(IDLE, state="attached")
 
 
-def log_in(page, url: str, username: str, password: str) -> None:  # noqa: ANN001
-    page.goto(url)
+def log_in(page, url: str | None, username: str, password: str) -> None:  # noqa: ANN001
+    """Fill the login form (at `url`, or on the page already open) and wait for the Rate page."""
+    if url is not None:
+        page.goto(url)
     wait_idle(page)
     page.get_by_label("Username", exact=True).fill(username)
     page.get_by_label("Password", exact=True).fill(password)
@@ -163,6 +165,22 @@ def test_reviewer_rates_five_items_with_the_keyboard(tmp_path, monkeypatch):
             assert restoration_src(page) != before
             assert page.locator("[data-testid='stImage'] img").last.evaluate(
                 "img => img.complete && img.naturalWidth > 0")
+
+        page.keyboard.press("g")  # the guideline opens over the item
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_text("Guideline: fidelity v3").wait_for()
+        assert dialog.locator("img").count() >= 5  # its example pictures
+        page.keyboard.press("Escape")
+        dialog.wait_for(state="detached")
+
+        # An admin page by URL: a page load is a new session (log in again); the page is not
+        # registered, Streamlit says so, and after login the Rate page is all there is.
+        page.goto(f"{url}/users")
+        page.get_by_text("Page not found").wait_for()
+        page.keyboard.press("Escape")
+        log_in(page, None, "alice", PASSWORD)
+        page.get_by_text("Item 6 of 8").wait_for()
+        assert page.get_by_text("Add a user").count() == 0 and page.get_by_text("Accounts").count() == 0
 
     with lab.sessions() as s:
         uid = s.scalar(select(User.id).where(User.username == "alice"))
