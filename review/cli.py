@@ -119,18 +119,22 @@ def users_list() -> None:
             click.echo(f"{u.username:<20} {u.role:<9} {'yes' if u.active else 'no':<7} {u.display_name}")
 
 
-@users.command("deactivate")
-@click.argument("username")
-@_friendly
-def users_deactivate(username: str) -> None:
-    """Deactivate a user: they can no longer log in; their ratings stay."""
+def _set_active(username: str, active: bool) -> None:
     from review.database import open_lab
     from review.users import set_active
 
     lab = open_lab()
     with lab.sessions() as s, s.begin():
-        set_active(s, username, False)
-    click.echo(f"Deactivated {username}.")
+        set_active(s, username, active)
+    click.echo(f"{'Activated' if active else 'Deactivated'} {username}.")
+
+
+@users.command("deactivate")
+@click.argument("username")
+@_friendly
+def users_deactivate(username: str) -> None:
+    """Deactivate a user: they can no longer log in; their ratings stay."""
+    _set_active(username, False)
 
 
 @users.command("activate")
@@ -138,13 +142,7 @@ def users_deactivate(username: str) -> None:
 @_friendly
 def users_activate(username: str) -> None:
     """Re-activate a deactivated user."""
-    from review.database import open_lab
-    from review.users import set_active
-
-    lab = open_lab()
-    with lab.sessions() as s, s.begin():
-        set_active(s, username, True)
-    click.echo(f"Activated {username}.")
+    _set_active(username, True)
 
 
 @users.command("reset-password")
