@@ -224,10 +224,32 @@ def test_navigation_per_role(lab):
         at.switch_page("review/ui/pages/users.py")
 
     admin = login(app().run(), "admin")
-    assert registered_pages(admin) == {"study.py", "users.py", "rate.py", "guidelines.py"}
+    assert registered_pages(admin) == {"study.py", "generate.py", "guideline_admin.py", "qa.py",
+                                       "analysis.py", "users.py", "rate.py"}
     assert "SD1.5 weights: not configured (set REVIEW_SD15_PATH)" in texts(admin)
     admin.switch_page("review/ui/pages/users.py").run()
     assert admin.title[0].value == "Users"
+
+
+def test_every_page_of_each_role_renders(lab):
+    """Each role's pages open from the navigation without an error, each with its title."""
+    build_study(lab, 3, gold_every=3)
+    with lab.sessions() as s, s.begin():
+        add_user(s, "quinn", PASSWORD, "qa", "Quinn QA")
+    expected = {"admin": {"Studies", "Generate restorations", "Guidelines", "QA review", "Analysis",
+                          "Users"},
+                "qa": {"QA review", "Guidelines"}}
+    for username, titles in (("admin", expected["admin"]), ("quinn", expected["qa"])):
+        at = login(app().run(), username)
+        seen = set()
+        for page in sorted(registered_pages(at)):
+            at.switch_page(f"review/ui/pages/{page}").run()
+            assert not at.exception, (page, [e.value for e in at.exception])
+            assert not at.error, (page, [e.value for e in at.error])
+            if at.title:
+                seen.add(at.title[0].value)
+        assert titles <= seen, (username, seen)
+    assert registered_pages(login(app().run(), "quinn")) == {"qa.py", "guidelines.py"}
 
 
 def test_pages_recheck_the_role(lab):
@@ -235,11 +257,12 @@ def test_pages_recheck_the_role(lab):
     build_study(lab, 1)
     at = login(app().run(), "alice")
     user = at.session_state["user"]
-    for page in ("users.py", "study.py", "guidelines.py"):
+    for page in ("users.py", "study.py", "guidelines.py", "qa.py", "analysis.py", "generate.py",
+                 "guideline_admin.py"):
         direct = AppTest.from_file(str(ROOT / "review/ui/pages" / page), default_timeout=TIMEOUT)
         direct.session_state["user"] = user
         direct.run()
-        assert "not available to the reviewer role" in direct.error[0].value
+        assert "not available to the reviewer role" in direct.error[0].value, page
         assert not direct.dataframe and not direct.title
 
 

@@ -24,22 +24,26 @@ PAGES = Path(__file__).resolve().parent / "pages"
 # role -> pages in menu order; the first is the landing page.
 ROLE_PAGES: dict[str, tuple[str, ...]] = {
     "reviewer": ("rate",),
-    "admin": ("study", "users", "rate", "guidelines"),
-    "qa": ("guidelines",),
+    "admin": ("study", "generate", "guideline_admin", "qa", "analysis", "users", "rate"),
+    "qa": ("qa", "guidelines"),
 }
-PAGE_INFO = {
-    "rate": ("Rate", ":material/star_rate:"),
-    "study": ("Studies", ":material/monitoring:"),
-    "users": ("Users", ":material/group:"),
-    "guidelines": ("Guidelines", ":material/menu_book:"),
+PAGE_INFO = {  # file in pages/ -> (menu title, icon, URL path)
+    "rate": ("Rate", ":material/star_rate:", "rate"),
+    "study": ("Studies", ":material/monitoring:", "studies"),
+    "generate": ("Generate", ":material/auto_fix_high:", "generate"),
+    "guideline_admin": ("Guidelines", ":material/menu_book:", "guidelines"),
+    "guidelines": ("Guidelines", ":material/menu_book:", "guidelines"),
+    "qa": ("QA review", ":material/fact_check:", "qa"),
+    "analysis": ("Analysis", ":material/query_stats:", "analysis"),
+    "users": ("Users", ":material/group:", "users"),
 }
 
 
 def pages_for(role: str) -> list[st.Page]:
     out = []
     for i, name in enumerate(ROLE_PAGES.get(role, ())):
-        title, icon = PAGE_INFO[name]
-        out.append(st.Page(PAGES / f"{name}.py", title=title, icon=icon, url_path=name, default=i == 0))
+        title, icon, url_path = PAGE_INFO[name]
+        out.append(st.Page(PAGES / f"{name}.py", title=title, icon=icon, url_path=url_path, default=i == 0))
     return out
 
 

@@ -1,4 +1,4 @@
-"""Page script: Guideline versions (admins, QA)."""
+"""Page script: Guideline versions, read only (QA reviewers)."""
 
 from review.ui.admin import guidelines_page
 
