@@ -193,4 +193,43 @@ def test_reviewer_rates_five_items_with_the_keyboard(tmp_path, monkeypatch):
                          .order_by(Rating.id)).all()
         assert [r.score for r in rows] == pressed
         assert all(r.time_taken_ms is not None and r.time_taken_ms > 0 for r in rows)
-    assert SCREENSHOT.stat().st_size > 10_000
+
+
+HOSTILE_GUIDELINE = """# Rate fidelity
+
+<script>window.__pwned = 1</script>
+Look closely. <img src=x onerror="window.__pwned = 2"> Then rate.
+<scr<script>ipt>window.__pwned = 3</script>
+[click me](javascript:window.__pwned=4)
+"""
+
+
+def test_html_inside_a_guideline_never_runs_in_the_browser(tmp_path, monkeypatch):
+    if not (os.path.exists("/usr/lib/chromium/chromium") or shutil.which("chromium")):
+        pytest.fail("chromium is missing: run 'apt-get install -y chromium'", pytrace=False)
+    from db.models import GuidelineVersion
+    from tests.test_app import PASSWORD, build_study
+
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("REVIEW_DATA_DIR", str(data_dir))
+    monkeypatch.delenv("REVIEW_DATABASE_URL", raising=False)
+    lab = open_lab(load_settings(), migrate=True)
+    hostile = GuidelineVersion(slug="hostile", version=1, title="Hostile", body_md=HOSTILE_GUIDELINE,
+                               change_note="test", content_sha256="f" * 64)
+    build_study(lab, 2, name="Hostile guideline", raters_per_item=1, reviewers=("alice",),
+                guideline=hostile)
+    with streamlit_server(data_dir) as url, chromium_page() as page:
+        log_in(page, url, "alice", PASSWORD)
+        page.keyboard.press("g")
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_text("Look closely.").wait_for()
+        links = dialog.locator("a")
+        for i in range(links.count()):
+            href = links.nth(i).get_attribute("href") or ""
+            assert not href.lower().startswith("javascript:")
+            if "click me" in links.nth(i).inner_text():
+                links.nth(i).click()
+        page.wait_for_timeout(500)
+        assert page.evaluate("window.__pwned") is None
+        assert dialog.locator("script").count() == 0
+        assert dialog.locator("img[src='x']").count() == 0
