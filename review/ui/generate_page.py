@@ -82,7 +82,7 @@ def _plan_form(lab: Lab, study: Study) -> None:
     with st.form("plan"):
         chosen = st.multiselect("Source photos", list(labels), format_func=labels.get,
                                 default=[sources[0].id])
-        st.markdown("**Blur** (one level per line for each kind you want)")
+        st.markdown("**Blur** (comma-separated levels in pixels, for each kind you want)")
         blurs: list[dict] = []
         cols = st.columns(4)
         for col, kind in zip(cols, [k for k in KINDS if k != "real"], strict=True):
