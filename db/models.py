@@ -306,7 +306,8 @@ class QAVerdict(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    rating_id: Mapped[int] = mapped_column(ForeignKey("ratings.id"), index=True)
+    # One verdict per rating, enforced by the schema (a second QA reviewer cannot race the first).
+    rating_id: Mapped[int] = mapped_column(ForeignKey("ratings.id"), index=True, unique=True)
     qa_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     verdict: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(Text, default="")

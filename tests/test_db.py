@@ -154,6 +154,8 @@ def test_qa_correction_must_name_the_new_rating(engine):
         s.add(QAVerdict(rating_id=rid, qa_user_id=qid, verdict="correct"))
     with sessions() as s, s.begin():
         s.add(QAVerdict(rating_id=rid, qa_user_id=qid, verdict="accept"))
+    with pytest.raises(IntegrityError), sessions() as s, s.begin():  # one verdict per rating
+        s.add(QAVerdict(rating_id=rid, qa_user_id=qid, verdict="reject", reason="late"))
 
 
 def test_upgrade_from_previous_head_keeps_data(tmp_path):
