@@ -403,5 +403,22 @@ def generate(study_name: str | None, plan_path: str | None, job_id: int | None,
         sys.exit(1 if status == "failed" else 0)
 
 
+@cli.command("backup")
+@click.argument("dest", type=click.Path(file_okay=False))
+@_friendly
+def backup_cmd(dest: str) -> None:
+    """Back up a running lab to the empty folder DEST: a consistent snapshot of the SQLite
+    database and a copy of the image store. To restore, point REVIEW_DATA_DIR at DEST."""
+    from review.backup import BackupError, backup
+    from review.config import load_settings
+
+    try:
+        db_path, images = backup(load_settings(), Path(dest))
+    except BackupError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"Backed up the database to {db_path} and {images} image files.")
+
+
 def main() -> None:
     cli(prog_name="python -m review")

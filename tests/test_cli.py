@@ -110,3 +110,19 @@ def test_stats_input_errors_are_one_clear_line(runner, tmp_path):
     assert result.exit_code == 1 and "missing required column" in result.output
     both = runner.invoke(cli, ["stats"])
     assert both.exit_code == 2 and "exactly one" in both.output
+
+
+def test_backup_is_a_consistent_working_copy(runner, tmp_path, monkeypatch):
+    assert runner.invoke(cli, ["demo"]).exit_code == 0
+    counts = _counts()
+    dest = tmp_path / "backup"
+    result = runner.invoke(cli, ["backup", str(dest)])
+    assert result.exit_code == 0, result.output
+    again = runner.invoke(cli, ["backup", str(dest)])
+    assert again.exit_code == 1 and "not empty" in again.output
+    monkeypatch.setenv("REVIEW_DATA_DIR", str(dest))
+    assert _counts() == counts  # the copy opens as a lab with the same rows
+    lab = open_lab(load_settings())
+    with lab.sessions() as s:
+        for path in s.scalars(select(Restoration.path)):
+            assert lab.store.open_image(path).size[0] > 0  # every image it refers to is there
