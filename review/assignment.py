@@ -7,6 +7,9 @@ reviewers see different sequences and spread over the items, and the next-item q
 range scan rather than a sort of the whole study. Gold items are mixed in at the study's rate,
 decided reproducibly per (reviewer, position).
 
+Balance: by default work goes to whoever asks (fast reviewers rate more); a study can cap each
+reviewer's share with `settings["max_items_per_reviewer"]` (e.g. ceil(items x raters / reviewers)).
+
 Concurrency: the claim re-counts the item's live assignments inside the write transaction, with
 the item row locked on PostgreSQL (SQLite serialises writers with BEGIN IMMEDIATE), so two
 browsers can never over-fill an item or receive the same slot.
@@ -122,11 +125,21 @@ def next_assignment(
     position = finished_count(session, study, reviewer_id)
     if lease is not None:
         return Lease(lease.id, lease.item_id, _as_aware(lease.lease_expires_at), position)
+    quota = (study.settings or {}).get("max_items_per_reviewer")
+    if quota is not None and position >= int(quota):
+        return None  # this reviewer has done their share; the rest goes to others
 
     want_gold = _hash01("gold", study.id, reviewer_id, position) < study.gold_rate
     for gold in (want_gold, not want_gold):
         candidates = _candidates(session, study, reviewer_id, gold, now)
-        candidates.sort(key=lambda item_id: _hash01("order", study.id, reviewer_id, item_id))
+        # Least-filled first (so overlap spreads and per-reviewer quotas can fill every item),
+        # then the reviewer's reproducible shuffle.
+        filled = dict(session.execute(
+            select(Assignment.item_id, func.count()).where(
+                Assignment.item_id.in_(candidates), live_assignment_filter(now))
+            .group_by(Assignment.item_id)).all()) if candidates else {}
+        candidates.sort(key=lambda item_id: (filled.get(item_id, 0),
+                                             _hash01("order", study.id, reviewer_id, item_id)))
         for item_id in candidates:
             claimed = _claim(session, study, item_id, reviewer_id, now)
             if claimed is not None:
@@ -137,8 +150,13 @@ def next_assignment(
 def _claim(
     session: Session, study: Study, item_id: int, reviewer_id: int, now: datetime
 ) -> Assignment | None:
-    # Lock the item row (PostgreSQL) and re-check the slot count inside this transaction.
-    session.execute(select(StudyItem.id).where(StudyItem.id == item_id).with_for_update())
+    # Lock the item row (PostgreSQL) and re-check the slot count inside this transaction. A row
+    # another reviewer is claiming right now is skipped, never waited for: waiting while holding
+    # locks on earlier candidates could deadlock two claims that walk candidates in other orders.
+    locked = session.scalar(select(StudyItem.id).where(StudyItem.id == item_id)
+                            .with_for_update(skip_locked=True))
+    if locked is None:
+        return None
     occupied = session.scalar(
         select(func.count()).select_from(Assignment)
         .where(Assignment.item_id == item_id, live_assignment_filter(now)))

@@ -150,3 +150,14 @@ def test_concurrent_reviewers_never_overfill_or_duplicate_sqlite(tmp_path):
 
 def test_concurrent_reviewers_never_overfill_or_duplicate_postgresql(pg_url):
     _concurrent(pg_url, 40, 4, 2)
+
+
+def test_a_per_reviewer_quota_spreads_the_work_evenly(sessions):
+    with sessions() as s, s.begin():
+        study, users = make_study(s, 30, raters_per_item=2, n_reviewers=3)
+        study.settings = {"max_items_per_reviewer": 20}  # 30 items x 2 raters / 3 reviewers
+        study_id, ids = study.id, [u.id for u in users]
+    done = [_rate_all(sessions, study_id, uid) for uid in ids]
+    assert [len(d) for d in done] == [20, 20, 20]
+    with sessions() as s:
+        assert set(Counter(s.scalars(select(Rating.item_id))).values()) == {2}
