@@ -162,6 +162,68 @@ def users_reset_password(username: str, password: str | None) -> None:
     click.echo(f"Password reset for {username}.")
 
 
+@cli.group()
+def studies() -> None:
+    """Create and list studies (then fill them with `generate`)."""
+
+
+@studies.command("create")
+@click.argument("name")
+@click.option("--guideline", default="fidelity:1", show_default=True,
+              help="Guideline version as SLUG:VERSION (see guidelines/).")
+@click.option("--raters-per-item", type=int, default=3, show_default=True)
+@click.option("--gold-rate", type=float, default=0.1, show_default=True,
+              help="Share of gold items mixed into each reviewer's queue.")
+@click.option("--max-per-reviewer", type=int, default=None,
+              help="Cap on items per reviewer (default: no cap, whoever asks gets work).")
+@click.option("--description", default="")
+@_friendly
+def studies_create(name: str, guideline: str, raters_per_item: int, gold_rate: float,
+                   max_per_reviewer: int | None, description: str) -> None:
+    """Create an empty study."""
+    from sqlalchemy import select
+
+    from db.models import GuidelineVersion, Study
+    from review.database import open_lab
+    from review.study import StudyConfig, StudyError, ensure_study
+
+    slug, _, version = guideline.partition(":")
+    lab = open_lab()
+    with lab.sessions() as s, s.begin():
+        if s.scalar(select(Study).where(Study.name == name)) is not None:
+            raise StudyError(f"A study named {name!r} already exists.")
+        gv = s.scalar(select(GuidelineVersion).where(
+            GuidelineVersion.slug == slug, GuidelineVersion.version == int(version or 0)))
+        if gv is None:
+            raise StudyError(f"No guideline version {guideline!r}; run `python -m review init` to "
+                             "load guidelines/ and check the slug and version.")
+        if max_per_reviewer is not None and max_per_reviewer < 1:
+            raise StudyError("--max-per-reviewer must be at least 1.")
+        study = ensure_study(s, StudyConfig(name=name, description=description,
+                                            raters_per_item=raters_per_item,
+                                            gold_rate=gold_rate), gv)
+        if max_per_reviewer is not None:
+            study.settings = {**(study.settings or {}), "max_items_per_reviewer": max_per_reviewer}
+        click.echo(f"Created study {name!r} (id {study.id}) under {slug} v{gv.version}.")
+
+
+@studies.command("list")
+@_friendly
+def studies_list() -> None:
+    """List studies with their item counts."""
+    from sqlalchemy import select
+
+    from db.models import Study
+    from review.database import open_lab
+    from review.study import count_items
+
+    lab = open_lab()
+    with lab.sessions() as s:
+        for study in s.scalars(select(Study).order_by(Study.id)):
+            click.echo(f"{study.id:>4}  {study.name}  ({count_items(s, study)} items, "
+                       f"{study.raters_per_item} raters per item)")
+
+
 def _study_frame(study_name: str, include_history: bool = False):  # noqa: ANN202 - DataFrame
     from review.database import open_lab
     from review.export import ratings_frame

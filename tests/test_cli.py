@@ -126,3 +126,23 @@ def test_backup_is_a_consistent_working_copy(runner, tmp_path, monkeypatch):
     with lab.sessions() as s:
         for path in s.scalars(select(Restoration.path)):
             assert lab.store.open_image(path).size[0] > 0  # every image it refers to is there
+
+
+def test_studies_create_and_list(runner):
+    ok = runner.invoke(cli, ["studies", "create", "Faces", "--guideline", "fidelity:2",
+                             "--raters-per-item", "5", "--max-per-reviewer", "40"])
+    assert ok.exit_code == 0, ok.output
+    assert runner.invoke(cli, ["studies", "create", "Faces"]).exit_code == 1
+    bad = runner.invoke(cli, ["studies", "create", "X", "--guideline", "fidelity:9"])
+    assert bad.exit_code == 1 and "No guideline version" in bad.output
+    bad_rate = runner.invoke(cli, ["studies", "create", "Y", "--gold-rate", "2"])
+    assert bad_rate.exit_code == 1 and "gold_rate" in bad_rate.output
+    listing = runner.invoke(cli, ["studies", "list"]).output
+    assert "Faces  (0 items, 5 raters per item)" in listing
+    lab = open_lab(load_settings())
+    from review.study import get_study
+
+    with lab.sessions() as s:
+        study = get_study(s, "Faces")
+        assert study.settings["max_items_per_reviewer"] == 40
+        assert study.guideline_version.version == 2
