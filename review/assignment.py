@@ -132,12 +132,12 @@ def next_assignment(
     want_gold = _hash01("gold", study.id, reviewer_id, position) < study.gold_rate
     for gold in (want_gold, not want_gold):
         candidates = _candidates(session, study, reviewer_id, gold, now)
-        # Least-filled first (so overlap spreads and per-reviewer quotas can fill every item),
-        # then the reviewer's reproducible shuffle.
+        # With a per-reviewer quota, least-filled first so the quotas can fill every item (one
+        # more query, so only then); always the reviewer's reproducible shuffle.
         filled = dict(session.execute(
             select(Assignment.item_id, func.count()).where(
                 Assignment.item_id.in_(candidates), live_assignment_filter(now))
-            .group_by(Assignment.item_id)).all()) if candidates else {}
+            .group_by(Assignment.item_id)).all()) if candidates and quota is not None else {}
         candidates.sort(key=lambda item_id: (filled.get(item_id, 0),
                                              _hash01("order", study.id, reviewer_id, item_id)))
         for item_id in candidates:
