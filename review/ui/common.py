@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn
 
 import streamlit as st
+from sqlalchemy.orm import Session
 
+from db.engine import transaction
 from db.models import User
 from review.config import ConfigError, Settings, load_settings
 from review.database import Lab, SchemaOutOfDate, open_lab
@@ -140,3 +143,18 @@ def flash(kind: str, message: str) -> None:
 def show_flashes() -> None:
     for kind, message in st.session_state.pop("flashes", []):
         {"warning": st.warning, "error": st.error, "success": st.success}.get(kind, st.info)(message)
+
+
+def run_action(lab: Lab, action: Callable[[Session], object],
+               success: str | Callable[[object], str],
+               refusals: tuple[type[Exception], ...]) -> None:
+    """Run one admin/QA action in its own transaction: a refusal is shown on the page, a success
+    is flashed and the page reruns."""
+    try:
+        with transaction(lab.sessions) as s:
+            result = action(s)
+    except refusals as exc:
+        st.error(str(exc))
+        return
+    flash("success", success if isinstance(success, str) else success(result))
+    st.rerun()

@@ -19,7 +19,6 @@ import streamlit as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.engine import transaction
 from db.models import GuidelineVersion, Study, StudyReviewer
 from review.database import Lab
 from review.guideline_admin import (
@@ -35,6 +34,7 @@ from review.guideline_admin import (
     version_table,
 )
 from review.guidelines import GUIDELINES_DIR, GuidelineError, parse_guideline, sync_all, sync_version
+from review.ui.common import run_action, show_flashes
 
 KEY = "gl_"
 DIFF_MARK = {"equal": "", "replace": "~", "delete": "−", "insert": "+"}
@@ -46,24 +46,9 @@ class PageUser(Protocol):
     role: str
 
 
-def _flash(kind: str, message: str) -> None:
-    st.session_state.setdefault(f"{KEY}flashes", []).append((kind, message))
-
-
-def _show_flashes() -> None:
-    for kind, message in st.session_state.pop(f"{KEY}flashes", []):
-        (st.success if kind == "success" else st.warning)(message)
-
-
-def _apply(lab: Lab, action: Callable[[Session], object], success: str | Callable[[object], str]) -> None:
-    try:
-        with transaction(lab.sessions) as s:
-            result = action(s)
-    except (GuidelineAdminError, GuidelineError) as exc:
-        st.error(str(exc))
-        return
-    _flash("success", success if isinstance(success, str) else success(result))
-    st.rerun()
+def _apply(lab: Lab, action: Callable[[Session], object],
+           success: str | Callable[[object], str]) -> None:
+    run_action(lab, action, success, (GuidelineAdminError, GuidelineError))
 
 
 def _label(gv: GuidelineVersion) -> str:
@@ -221,7 +206,7 @@ def render(lab: Lab, user: PageUser, guidelines_root: Path | None = None) -> Non
         st.stop()
     root = Path(guidelines_root) if guidelines_root is not None else GUIDELINES_DIR
     st.title("Guidelines")
-    _show_flashes()
+    show_flashes()
     if st.button("Load guideline files", key=f"{KEY}sync", help=f"Reads {root}/<slug>/v<N>/guideline.md"):
         _apply(lab, lambda s: sync_all(s, root), lambda loaded: f"{len(loaded)} version(s) loaded.")
     table, rows = _load(lab)

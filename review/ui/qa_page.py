@@ -16,17 +16,16 @@ import streamlit as st
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.engine import transaction
 from db.models import Study
 from review import qa
 from review.database import Lab
-from review.images import ImageStore, encode_display_jpeg
+from review.images import ImageStore
 from review.ratings import FLAG_LABELS, FLAGS
+from review.ui.common import run_action, show_flashes
+from review.ui.display import display_jpeg
+from review.ui.queries import ImageRef, scale_labels
 
 KEY = "qa_"
-DISPLAY_MAX_SIDE = 512
-ITU_IMPAIRMENT = {5: "Imperceptible", 4: "Perceptible but not annoying", 3: "Slightly annoying",
-                  2: "Annoying", 1: "Very annoying"}
 
 
 class PageUser(Protocol):
@@ -35,42 +34,13 @@ class PageUser(Protocol):
     role: str
 
 
-@st.cache_data(max_entries=1024, show_spinner=False)
-def _jpeg(sha256: str, max_side: int, _store: ImageStore, _relpath: str) -> bytes:
-    # Keyed by the content hash only (underscore arguments are not hashed): encoded once per image.
-    return encode_display_jpeg(_store.open_image(_relpath), max_side)
+def _apply(lab: Lab, action: Callable[[Session], object],
+           success: str | Callable[[object], str]) -> None:
+    run_action(lab, action, success, (qa.QAError,))
 
 
 def _show(store: ImageStore, image: qa.QAImage) -> None:
-    st.image(_jpeg(image.sha256, DISPLAY_MAX_SIDE, store, image.relpath), output_format="JPEG")
-
-
-def _labels(study: Study) -> dict[int, str]:
-    custom = (study.settings or {}).get("scale_labels") or {}
-    if custom:
-        return {int(k): str(v) for k, v in custom.items()}
-    return dict(ITU_IMPAIRMENT) if (study.scale_min, study.scale_max) == (1, 5) else {}
-
-
-def _flash(kind: str, message: str) -> None:
-    st.session_state.setdefault(f"{KEY}flashes", []).append((kind, message))
-
-
-def _show_flashes() -> None:
-    for kind, message in st.session_state.pop(f"{KEY}flashes", []):
-        (st.success if kind == "success" else st.warning)(message)
-
-
-def _apply(lab: Lab, action: Callable[[Session], object], success: str | Callable[[object], str]) -> None:
-    """Run one QA action in its own transaction; a refusal is shown, success moves on."""
-    try:
-        with transaction(lab.sessions) as s:
-            result = action(s)
-    except qa.QAError as exc:
-        st.error(str(exc))
-        return
-    _flash("success", success if isinstance(success, str) else success(result))
-    st.rerun()
+    st.image(display_jpeg(store, ImageRef(image.relpath, image.sha256)), output_format="JPEG")
 
 
 # --------------------------------------------------------------------------------------------
@@ -178,7 +148,7 @@ def _queue(lab: Lab, user: PageUser, study_id: int) -> None:
         study = s.get(Study, study_id)
         progress = qa.qa_progress(s, study, user.id)
         task = qa.next_qa_task(s, study, user.id)
-        labels = _labels(study)
+        labels = scale_labels(study)
     if progress.sampled == 0:
         hint = "Use “Sample now” above." if user.role == "admin" else "An admin draws the sample."
         st.info(f"No ratings of this study are sampled for QA yet. {hint}")
@@ -198,7 +168,7 @@ def render(lab: Lab, user: PageUser) -> None:
         st.error("The QA page is only available to QA reviewers and admins.")
         st.stop()
     st.title("QA review")
-    _show_flashes()
+    show_flashes()
     with lab.sessions() as s:
         studies = list(s.execute(select(Study.id, Study.name).order_by(Study.name)).all())
     if not studies:
