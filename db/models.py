@@ -207,6 +207,12 @@ class StudyReviewer(Base):
     qa_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     cohort: Mapped[str] = mapped_column(String(64), default="")
     joined_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+    # Kept by review.ratings in the same transaction as each status change, so the hot path
+    # needs no count over the reviewer's history: items done or skipped in this study.
+    finished_items: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Where the reviewer's next scan of the study order begins (review.assignment); NULL =
+    # their starting offset.
+    queue_cursor: Mapped[int | None] = mapped_column(Integer)
 
 
 class StudyItem(Base):
@@ -245,11 +251,13 @@ class Assignment(Base):
     __table_args__ = (
         UniqueConstraint("item_id", "reviewer_id", name="uq_assignment_item_reviewer"),
         CheckConstraint(_in("status", ASSIGNMENT_STATUSES), name="status"),
+        # The reviewer's live lease is found without reading their whole history.
+        Index("ix_assignments_reviewer_status", "reviewer_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("study_items.id", ondelete="CASCADE"))
-    reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     status: Mapped[str] = mapped_column(String(16), default="leased")
     leased_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
     lease_expires_at: Mapped[datetime | None] = mapped_column(TS)

@@ -2,10 +2,17 @@
 twice, on demand, with leases that expire so a reviewer who leaves blocks nothing for long.
 
 Order: the study has one global shuffled order (`StudyItem.order_key`); each reviewer walks it
-from their own reproducible starting offset and shuffles a small window of candidates, so two
-reviewers see different sequences and spread over the items, and the next-item query is an index
-range scan rather than a sort of the whole study. Gold items are mixed in at the study's rate,
-decided reproducibly per (reviewer, position).
+circularly from their own reproducible starting offset and shuffles a small window of candidates,
+so two reviewers see different sequences and spread over the items, and the next-item query is an
+index range scan rather than a sort of the whole study. Gold items are mixed in at the study's
+rate, decided reproducibly per (reviewer, position).
+
+Cost independent of history: the reviewer's cohort row keeps `queue_cursor`, the first item that
+was still open to them at their last claim, and `finished_items`; so a claim scans about one
+window of the order however many items the reviewer has done (re-walking from the starting offset
+and counting the history grew with every item: ~14 ms per rating after 1,500). A slot that reopens
+behind a cursor (an expired lease, a skip) is ahead of the other reviewers' cursors, which start
+elsewhere in the order, and every reviewer reaches it again when their walk wraps around.
 
 Balance: by default work goes to whoever asks (fast reviewers rate more); a study can cap each
 reviewer's share with `settings["max_items_per_reviewer"]` (e.g. ceil(items x raters / reviewers)).
@@ -27,7 +34,8 @@ from sqlalchemy.orm import Session
 from db.models import Assignment, Study, StudyItem, utcnow
 from review.cohorts import ensure_enrolled
 
-WINDOW = 24
+WINDOW = 24  # open items read per claim
+PICK = 8  # of which the oldest PICK are drawn from
 ORDER_SPACE = 2**31
 
 
@@ -86,33 +94,29 @@ def current_lease(session: Session, study: Study, reviewer_id: int, now: datetim
     )
 
 
-def finished_count(session: Session, study: Study, reviewer_id: int) -> int:
-    return session.scalar(
-        select(func.count())
-        .select_from(Assignment)
-        .join(StudyItem, StudyItem.id == Assignment.item_id)
-        .where(StudyItem.study_id == study.id, Assignment.reviewer_id == reviewer_id,
-               Assignment.status.in_(("done", "skipped")))
-    ) or 0
+def start_offset(study: Study, reviewer_id: int) -> int:
+    """Where the reviewer's walk through the study order begins (reproducible per reviewer)."""
+    return int(_hash01("start", study.id, reviewer_id) * ORDER_SPACE)
 
 
-def _candidates(session: Session, study: Study, reviewer_id: int, gold: bool, now: datetime) -> list[int]:
-    start = int(_hash01("start", study.id, reviewer_id) * ORDER_SPACE)
+def _candidates(session: Session, study: Study, reviewer_id: int, gold: bool, now: datetime,
+                cursor: int) -> list[tuple[int, int]]:
+    """Up to WINDOW open items as (id, order_key), in circular order from ``cursor``."""
     mine = exists().where(Assignment.item_id == StudyItem.id, Assignment.reviewer_id == reviewer_id,
                           or_(Assignment.status.in_(("done", "skipped")), live_assignment_filter(now)))
-    base = select(StudyItem.id).where(
+    base = select(StudyItem.id, StudyItem.order_key).where(
         StudyItem.study_id == study.id,
         StudyItem.is_gold.is_(gold),
         ~mine,
         _occupied(StudyItem.id, now) < study.raters_per_item,
     )
-    ids = list(session.scalars(
-        base.where(StudyItem.order_key >= start).order_by(StudyItem.order_key).limit(WINDOW)))
-    if len(ids) < WINDOW:  # wrap around the circular order
-        ids += session.scalars(
-            base.where(StudyItem.order_key < start).order_by(StudyItem.order_key)
-            .limit(WINDOW - len(ids)))
-    return ids
+    found = [tuple(r) for r in session.execute(
+        base.where(StudyItem.order_key >= cursor).order_by(StudyItem.order_key).limit(WINDOW))]
+    if len(found) < WINDOW:  # wrap around the circular order
+        found += [tuple(r) for r in session.execute(
+            base.where(StudyItem.order_key < cursor).order_by(StudyItem.order_key)
+            .limit(WINDOW - len(found)))]
+    return found
 
 
 def next_assignment(
@@ -120,26 +124,33 @@ def next_assignment(
 ) -> Lease | None:
     """Resume the reviewer's live lease or claim a new item; None when nothing is left for them."""
     now = now or utcnow()
-    ensure_enrolled(session, study, reviewer_id)
+    member = ensure_enrolled(session, study, reviewer_id)
     lease = current_lease(session, study, reviewer_id, now)
-    position = finished_count(session, study, reviewer_id)
+    position = member.finished_items
     if lease is not None:
         return Lease(lease.id, lease.item_id, _as_aware(lease.lease_expires_at), position)
     quota = (study.settings or {}).get("max_items_per_reviewer")
     if quota is not None and position >= int(quota):
         return None  # this reviewer has done their share; the rest goes to others
 
+    cursor = member.queue_cursor if member.queue_cursor is not None else start_offset(study, reviewer_id)
     want_gold = _hash01("gold", study.id, reviewer_id, position) < study.gold_rate
     for gold in (want_gold, not want_gold):
-        candidates = _candidates(session, study, reviewer_id, gold, now)
+        found = _candidates(session, study, reviewer_id, gold, now, cursor)
+        if found and not gold and found[0][1] != member.queue_cursor:
+            member.queue_cursor = found[0][1]  # everything before it was closed to this reviewer
+        candidates = [item_id for item_id, _key in found]
         # With a per-reviewer quota, least-filled first so the quotas can fill every item (one
-        # more query, so only then); always the reviewer's reproducible shuffle.
+        # more query, so only then). Then a reproducible draw, fresh at each position, among the
+        # PICK oldest open items (the rest of the window is the fallback when claims race): no
+        # item stays behind for long, so the cursor keeps up with the reviewer.
         filled = dict(session.execute(
             select(Assignment.item_id, func.count()).where(
                 Assignment.item_id.in_(candidates), live_assignment_filter(now))
             .group_by(Assignment.item_id)).all()) if candidates and quota is not None else {}
-        candidates.sort(key=lambda item_id: (filled.get(item_id, 0),
-                                             _hash01("order", study.id, reviewer_id, item_id)))
+        rank = {item_id: i for i, item_id in enumerate(candidates)}
+        candidates.sort(key=lambda item_id: (filled.get(item_id, 0), rank[item_id] >= PICK,
+                                             _hash01("order", study.id, reviewer_id, position, item_id)))
         for item_id in candidates:
             claimed = _claim(session, study, item_id, reviewer_id, now)
             if claimed is not None:

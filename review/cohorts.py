@@ -14,7 +14,7 @@ from itertools import product
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import Study, StudyReviewer
+from db.models import Assignment, Study, StudyItem, StudyReviewer
 
 
 class CohortError(ValueError):
@@ -48,6 +48,24 @@ def _tiebreak(*parts: object) -> str:
     return hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()
 
 
+def finished_count(session: Session, study: Study, reviewer_id: int) -> int:
+    """Items the reviewer has done or skipped in the study, counted from the assignments; the
+    member row keeps the same number as `finished_items` so the hot path never counts."""
+    return session.scalar(
+        select(func.count())
+        .select_from(Assignment)
+        .join(StudyItem, StudyItem.id == Assignment.item_id)
+        .where(StudyItem.study_id == study.id, Assignment.reviewer_id == reviewer_id,
+               Assignment.status.in_(("done", "skipped")))
+    ) or 0
+
+
+def count_finished(session: Session, member: StudyReviewer, delta: int) -> None:
+    """Add ``delta`` to the member's finished_items in SQL (``x = x + delta``), so two tabs of one
+    reviewer writing at once on PostgreSQL cannot lose an update."""
+    member.finished_items = StudyReviewer.finished_items + delta
+
+
 def ensure_enrolled(session: Session, study: Study, reviewer_id: int) -> StudyReviewer:
     """The reviewer's cohort in this study, assigning a balanced random arm on first use."""
     member = session.scalar(select(StudyReviewer).where(
@@ -67,7 +85,8 @@ def ensure_enrolled(session: Session, study: Study, reviewer_id: int) -> StudyRe
                                       _tiebreak(study.id, reviewer_id, label(arm))))
     gv, (_slot, qa) = best
     member = StudyReviewer(study_id=study.id, reviewer_id=reviewer_id, guideline_version_id=gv,
-                           qa_enabled=qa, cohort=label(best))
+                           qa_enabled=qa, cohort=label(best),
+                           finished_items=finished_count(session, study, reviewer_id))
     session.add(member)
     session.flush()
     return member

@@ -15,9 +15,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session, aliased
 
-from db.models import Assignment, Rating, Study, StudyItem, utcnow
+from db.models import Assignment, Rating, Study, StudyItem, StudyReviewer, utcnow
 from review.assignment import _as_aware, live_assignment_filter
-from review.cohorts import CohortError, ensure_enrolled
+from review.cohorts import CohortError, count_finished, ensure_enrolled
 
 FLAGS = ("identity_changed", "invented_detail", "text_changed", "artifacts", "still_blurry")
 FLAG_LABELS = {
@@ -96,6 +96,7 @@ def submit(session: Session, assignment_id: int, reviewer_id: int, sub: Submissi
             raise StaleAssignment(
                 "Your time on this item ran out and it went to another reviewer, so this rating "
                 "was not needed. Your next item is loading.")
+    member = _member(session, study, reviewer_id)
     newer = aliased(Rating)
     retracted = session.scalar(
         select(Rating).where(Rating.item_id == assignment.item_id, Rating.reviewer_id == reviewer_id,
@@ -110,7 +111,7 @@ def submit(session: Session, assignment_id: int, reviewer_id: int, sub: Submissi
         score=sub.score,
         flags=sorted(set(sub.flags)),
         comment=sub.comment.strip(),
-        guideline_version_id=_guideline_for(session, study, reviewer_id),
+        guideline_version_id=member.guideline_version_id,
         time_taken_ms=sub.time_taken_ms,
         active=True,
         supersedes_id=retracted.id if retracted is not None else None,
@@ -118,15 +119,17 @@ def submit(session: Session, assignment_id: int, reviewer_id: int, sub: Submissi
         created_at=now,
     )
     session.add(rating)
+    if assignment.status != "done":
+        count_finished(session, member, +1)
     assignment.status, assignment.completed_at = "done", now
     session.flush()
     return rating
 
 
-def _guideline_for(session: Session, study: Study, reviewer_id: int) -> int:
-    """The guideline version of the reviewer's cohort (see review.cohorts)."""
+def _member(session: Session, study: Study, reviewer_id: int) -> StudyReviewer:
+    """The reviewer's cohort row: their guideline version and finished-items counter."""
     try:
-        return ensure_enrolled(session, study, reviewer_id).guideline_version_id
+        return ensure_enrolled(session, study, reviewer_id)
     except CohortError as exc:
         raise RatingError(str(exc)) from exc
 
@@ -141,11 +144,12 @@ def skip(session: Session, assignment_id: int, reviewer_id: int, reason: str,
     """Give the item back with a reason; it goes to another reviewer."""
     if not reason.strip():
         raise RatingError("Say why you skip (pick a reason).")
-    assignment, _study = _load_assignment(session, assignment_id, reviewer_id)
+    assignment, study = _load_assignment(session, assignment_id, reviewer_id)
     if assignment.status == "skipped":
         return assignment
     if assignment.status == "done":
         raise RatingError("You already rated this item.")
+    count_finished(session, _member(session, study, reviewer_id), +1)
     assignment.status, assignment.skip_reason = "skipped", reason.strip()[:200]
     assignment.completed_at = now or utcnow()
     session.flush()
@@ -172,6 +176,8 @@ def undo_last(
             StudyItem.study_id == study.id, Assignment.reviewer_id == reviewer_id,
             Assignment.status == "leased", Assignment.id != assignment.id)):
         other.status = "expired"
+    if assignment.status in ("done", "skipped"):
+        count_finished(session, ensure_enrolled(session, study, reviewer_id), -1)
     assignment.status, assignment.completed_at = "leased", None
     assignment.leased_at = now
     assignment.lease_expires_at = now + timedelta(minutes=study.lease_minutes)

@@ -189,3 +189,42 @@ def test_upgrade_from_previous_head_keeps_data_postgresql(pg_url):
     with make_session_factory(eng)() as s:
         assert s.scalar(select(User.display_name).where(User.username == "old")) == "Old Timer"
     eng.dispose()
+
+
+def test_reviewer_counters_are_backfilled_from_the_assignments(tmp_path):
+    """0005 adds study_reviewers.finished_items: a database from before it gets the count of
+    each reviewer's done and skipped assignments, not zero."""
+    from alembic import command
+
+    from db.migrate import alembic_config
+    from db.models import Study, StudyReviewer
+    from review.assignment import next_assignment
+    from review.cohorts import finished_count
+    from review.ratings import Submission, skip, submit
+    from tests.factories import make_study
+
+    eng = make_engine(f"sqlite:///{tmp_path / 'counts.db'}")
+    upgrade(eng)
+    sessions = make_session_factory(eng)
+    with sessions() as s, s.begin():
+        study, users = make_study(s, 6, raters_per_item=2, n_reviewers=2)
+        study_id, (a, b) = study.id, [u.id for u in users]
+    for uid, n in ((a, 4), (b, 2)):
+        for k in range(n):
+            with sessions() as s, s.begin():
+                lease = next_assignment(s, s.get(Study, study_id), uid)
+                if k % 2:
+                    skip(s, lease.assignment_id, uid, "cannot judge")
+                else:
+                    submit(s, lease.assignment_id, uid, Submission(score=3))
+    cfg = alembic_config(eng.url)
+    with eng.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0004")
+    assert "finished_items" not in {c["name"] for c in inspect(eng).get_columns("study_reviewers")}
+    upgrade(eng)
+    with sessions() as s:
+        got = dict(s.execute(select(StudyReviewer.reviewer_id, StudyReviewer.finished_items)).all())
+        study = s.get(Study, study_id)
+        assert got == {a: 4, b: 2} == {uid: finished_count(s, study, uid) for uid in (a, b)}
+    eng.dispose()
