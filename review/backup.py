@@ -13,6 +13,7 @@ import sqlite3
 from pathlib import Path
 
 from review.config import Settings
+from review.images import DISPLAY_DIR
 
 
 class BackupError(RuntimeError):
@@ -47,7 +48,8 @@ def _copy_images(src: Path, dst: Path) -> int:
     if not src.exists():
         return count
     for path in src.rglob("*"):
-        if path.is_file() and not path.name.startswith("."):
+        if path.is_file() and not path.name.startswith(".") and \
+                path.relative_to(src).parts[0] != DISPLAY_DIR:  # a cache, made again on demand
             target = dst / path.relative_to(src)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target)

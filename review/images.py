@@ -36,6 +36,7 @@ import re
 import tempfile
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -438,8 +439,13 @@ _RELPATH_RE = re.compile(r"^([0-9a-f]{2})/(\1[0-9a-f]{62})\.([a-z0-9]{1,10})$")
 _PNG_MODES = ("L", "RGB", "RGBA")
 
 
+DISPLAY_MAX_SIDE = 512  # long side of the JPEGs the review pages show
+DISPLAY_DIR = "display"  # derivatives under the store root: display/<side>/<sha[:2]>/<sha>.jpg
+
+
 class ImageStore:
-    """Files addressed by sha256 under ``root`` (the data folder's ``images/``)."""
+    """Files addressed by sha256 under ``root`` (the data folder's ``images/``), plus a cache
+    of display-size JPEG derivatives (made when an image is stored, or on first view)."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -458,7 +464,10 @@ class ImageStore:
         clean = Image.frombytes(img.mode, img.size, img.tobytes())
         out = io.BytesIO()
         clean.save(out, format="PNG", compress_level=6, optimize=False)
-        return self.put_bytes(out.getvalue(), "png")
+        stored = self.put_bytes(out.getvalue(), "png")
+        # The reviewer's first view of this image then costs a file read, not an encode.
+        self._display_file(stored.sha256, DISPLAY_MAX_SIDE, lambda: clean)
+        return stored
 
     def put_bytes(self, data: bytes, ext: str) -> StoredFile:
         """Store raw bytes (e.g. a ``.npy`` kernel); atomic, and a no-op if already present."""
@@ -504,6 +513,25 @@ class ImageStore:
     def read_bytes(self, relpath: str) -> bytes:
         """The stored bytes for a relative path."""
         return self.path(relpath).read_bytes()
+
+    def display_jpeg(self, relpath: str, max_side: int = DISPLAY_MAX_SIDE) -> bytes:
+        """The stored image as a JPEG of at most ``max_side`` px (`encode_display_jpeg`), made
+        once and kept under ``display/``: a regenerable cache, left out of backups."""
+        sha = self.path(relpath).stem
+        return self._display_file(sha, max_side, lambda: self.open_image(relpath))
+
+    def _display_file(self, sha: str, max_side: int, load: Callable[[], Image.Image]) -> bytes:
+        target = self.root / DISPLAY_DIR / str(int(max_side)) / sha[:2] / f"{sha}.jpg"
+        try:
+            data = target.read_bytes()
+        except FileNotFoundError:
+            data = b""
+        if data:
+            return data
+        data = encode_display_jpeg(load(), max_side)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self._write_atomic(target, data)
+        return data
 
     def open_image(self, relpath: str) -> Image.Image:
         """A stored PNG as an RGB image (fully loaded; the file is closed)."""

@@ -126,6 +126,8 @@ def test_backup_is_a_consistent_working_copy(runner, tmp_path, monkeypatch):
     with lab.sessions() as s:
         for path in s.scalars(select(Restoration.path)):
             assert lab.store.open_image(path).size[0] > 0  # every image it refers to is there
+    assert not (dest / "images" / "display").exists()  # display JPEGs are a cache, made again
+    assert lab.store.display_jpeg(path)[:2] == b"\xff\xd8"
 
 
 def test_studies_create_and_list(runner):

@@ -169,7 +169,9 @@ def store(tmp_path: Path) -> ImageStore:
 
 
 def stored_files(store: ImageStore) -> list[Path]:
-    return sorted(p for p in store.root.rglob("*") if p.is_file())
+    """The store's content files (not the display-JPEG cache under display/)."""
+    return sorted(p for p in store.root.rglob("*")
+                  if p.is_file() and p.relative_to(store.root).parts[0] != "display")
 
 
 def ingest(store: ImageStore, data: bytes, **kw) -> StoredFile:
@@ -651,6 +653,22 @@ def test_display_jpeg_quality_and_content() -> None:
     assert len(small) < len(large)
     back = decode_image(encode_display_jpeg(gradient_rgb(), 64, 95))
     assert np.abs(np.asarray(back, float) - np.asarray(gradient_rgb(), float)).mean() < 2
+
+
+def test_store_keeps_a_display_jpeg_of_every_stored_image(store: ImageStore) -> None:
+    src = noise_rgb(900, 600)
+    stored = store.put_image(src)
+    kept = store.root / "display" / "512" / stored.sha256[:2] / f"{stored.sha256}.jpg"
+    assert kept.read_bytes() == encode_display_jpeg(src, 512)  # made when stored
+    assert store.display_jpeg(stored.relpath) == kept.read_bytes()
+    kept.unlink()  # an older data folder, or a cleared cache: made again on first view
+    again = store.display_jpeg(stored.relpath)
+    assert again == encode_display_jpeg(store.open_image(stored.relpath), 512) and kept.is_file()
+    small = store.display_jpeg(stored.relpath, 128)
+    with Image.open(io.BytesIO(small)) as im:
+        assert im.size == (128, 85)
+    with pytest.raises(ValueError, match="not a store path"):
+        store.display_jpeg("../etc/passwd")
 
 
 def test_to_array_and_from_array() -> None:

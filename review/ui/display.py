@@ -1,8 +1,9 @@
-"""Images served to the browser pre-sized: JPEG at display size, encoded once per image.
+"""Images served to the browser pre-sized: display-size JPEGs, never a PNG re-encoded per run.
 
-`st.image` re-encodes a PIL image on every run. Here each stored image is decoded, resized and
-JPEG-encoded once per process (cache key: the stored image's sha256 and the display size), and
-handed to `st.image` as a `data:` URL, which it passes through untouched. A data URL travels
+`st.image` re-encodes a PIL image on every run. Here the image store keeps a display-size JPEG
+of every stored image (made when it is stored, or on first view: `ImageStore.display_jpeg`), this
+process keeps the bytes in memory (cache key: the image's sha256 and the display size), and
+`st.image` gets them as a `data:` URL, which it passes through untouched. A data URL travels
 inside the rerun's message, so the browser paints the next item without a second HTTP round
 trip for each image (measured by bench/rating_loop.py); display JPEGs are small (<= 512 px).
 """
@@ -13,16 +14,14 @@ import base64
 
 import streamlit as st
 
-from review.images import ImageStore, encode_display_jpeg
+from review.images import DISPLAY_MAX_SIDE, ImageStore
 from review.ui.queries import ImageRef
-
-DISPLAY_MAX_SIDE = 512
 
 
 @st.cache_data(max_entries=2048, show_spinner=False)
 def _jpeg(sha256: str, max_side: int, _store: ImageStore, _relpath: str) -> bytes:
     # Only sha256 and max_side form the key (underscore arguments are not hashed).
-    return encode_display_jpeg(_store.open_image(_relpath), max_side)
+    return _store.display_jpeg(_relpath, max_side)
 
 
 def display_jpeg(store: ImageStore, ref: ImageRef, max_side: int = DISPLAY_MAX_SIDE) -> bytes:
