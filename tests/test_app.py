@@ -566,3 +566,12 @@ def test_guideline_html_is_never_rendered(lab):
     captions = " ".join(c.value for c in at.caption)
     assert "not shown" in captions and "passwd" in captions
     assert "evil.example" not in " ".join(u for img in at.image for u in img.value)
+
+
+def test_streamlit_config_keeps_the_post_run_gc_off():
+    """runner.postScriptGC's full collection after each run delayed every next item by ~80 ms
+    (bench/rating_loop.py); the project's config must keep it off."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
+    assert config["runner"]["postScriptGC"] is False
