@@ -16,6 +16,7 @@ import html
 import re
 import shutil
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import unquote
 
 import yaml
@@ -247,7 +248,14 @@ def _check_link(link: str) -> None:
         raise GuidelineAdminError(f"Image {link!r}: only {', '.join(IMAGE_SUFFIXES)} files are shown.")
 
 
-def guideline_folder(gv: GuidelineVersion | GuidelineFile, root: Path = GUIDELINES_DIR) -> Path | None:
+class HasAssetsDir(Protocol):
+    """A guideline version as stored (GuidelineVersion) or as a page holds it."""
+
+    assets_dir: str
+    body_md: str
+
+
+def guideline_folder(gv: HasAssetsDir | GuidelineFile, root: Path = GUIDELINES_DIR) -> Path | None:
     """The version's own folder (assets_dir is relative to the guidelines root), if it exists."""
     if isinstance(gv, GuidelineFile):
         folder = gv.folder
@@ -261,7 +269,7 @@ def guideline_folder(gv: GuidelineVersion | GuidelineFile, root: Path = GUIDELIN
     return folder if folder.is_dir() else None
 
 
-def resolve_image(gv: GuidelineVersion | GuidelineFile, link: str, root: Path = GUIDELINES_DIR) -> Path:
+def resolve_image(gv: HasAssetsDir | GuidelineFile, link: str, root: Path = GUIDELINES_DIR) -> Path:
     """The file an image link points to, strictly inside the guideline's folder (symlinks
     resolved); GuidelineAdminError for URLs, absolute paths, '..', other types or missing files."""
     _check_link(link)

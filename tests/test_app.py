@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import io
 import os
-import re
 import subprocess
 import sys
 import time
@@ -35,10 +34,10 @@ from db.models import (
 )
 from review.assignment import next_assignment
 from review.database import Lab
+from review.guideline_admin import html_or_unsafe_links
 from review.guidelines import sync_all
 from review.ratings import Submission, submit
 from review.study import StudyConfig, add_item, ensure_study
-from review.ui.guideline import resolve_example, sanitize_markdown, split_guideline
 from review.users import add_user
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -526,29 +525,6 @@ Look closely. <img src=x onerror="alert(2)"> Then rate.
 """
 
 
-def test_sanitize_markdown_strips_html():
-    clean = sanitize_markdown(HOSTILE)
-    assert "<" not in clean and "alert(1)" not in clean and "onerror" not in clean
-    assert "javascript:" not in clean
-    assert "Look closely." in clean and "Then rate." in clean
-
-
-def test_example_images_resolve_only_inside_the_guideline_folder(tmp_path):
-    folder = tmp_path / "g" / "v1"
-    (folder / "examples").mkdir(parents=True)
-    _picture(1).save(folder / "examples" / "ok.jpg")
-    (tmp_path / "g" / "outside.jpg").write_bytes((folder / "examples" / "ok.jpg").read_bytes())
-    (folder / "examples" / "notes.txt").write_text("x")
-    (folder / "examples" / "link.jpg").symlink_to(tmp_path / "g" / "outside.jpg")
-    assert resolve_example("g/v1", "examples/ok.jpg", tmp_path) == (folder / "examples" / "ok.jpg")
-    for bad in ("../outside.jpg", "examples/../../outside.jpg", str(tmp_path / "g" / "outside.jpg"),
-                "https://evil.example/x.jpg", "examples/notes.txt", "examples/missing.jpg",
-                "examples/link.jpg", "file:///etc/passwd", ""):
-        assert resolve_example("g/v1", bad, tmp_path) is None, bad
-    parts = split_guideline("a ![x](examples/ok.jpg) b")
-    assert [type(p).__name__ for p in parts] == ["TextPart", "ImagePart", "TextPart"]
-
-
 def test_guideline_html_is_never_rendered(lab):
     hostile = GuidelineVersion(slug="fidelity-x", version=1, title="Fidelity <b>x</b>", body_md=HOSTILE,
                                content_sha256="1" * 64, assets_dir="fidelity/v3")
@@ -561,7 +537,9 @@ def test_guideline_html_is_never_rendered(lab):
     assert any("Look closely." in b for b in bodies)
     for m in at.markdown:
         assert m.proto.allow_html is False
-        assert not re.search(r"<\s*(script|img|b)\b", m.value, re.I) and "onerror" not in m.value
+        # Raw HTML is shown as text (escaped), never parsed as a tag; the javascript: link is gone.
+        assert "<" not in m.value and "javascript:" not in m.value
+        assert not html_or_unsafe_links(m.value)
     assert any(img.value for img in at.image)  # the allowed example, shown from disk
     captions = " ".join(c.value for c in at.caption)
     assert "not shown" in captions and "passwd" in captions

@@ -419,7 +419,7 @@ def test_guidelines_page_loads_previews_safely_writes_compares_and_assigns(lab, 
         assert not re.search(r"<\s*(script|img|b)\b", m.value, re.I)
     assert any("Look closely." in m.value for m in at.markdown)
     assert len(at.image) == 1
-    assert any("Image not shown" in w.value and "'..'" in w.value for w in at.warning)
+    assert any("image not shown" in c.value and "'..'" in c.value for c in at.caption)
 
     # Compare v1 (left) with v2 (right): only changed lines by default.
     diff = [df.value for df in at.dataframe if "fid v1" in df.value.columns][0]

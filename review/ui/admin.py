@@ -10,8 +10,9 @@ from sqlalchemy import select
 
 from db.engine import transaction
 from db.models import ROLES, GuidelineVersion
+from review.guideline_admin import render_safe_markdown
 from review.ui.common import get_lab, require_role, sd15_status
-from review.ui.guideline import render_guideline, sanitize_markdown
+from review.ui.guideline import render_guideline
 from review.ui.queries import GuidelineView, reviewer_progress, study_progress
 from review.users import UserError, add_user, list_users, reset_password, set_active
 
@@ -134,6 +135,6 @@ def guidelines_page() -> None:
                           format_func=lambda i: next(f"{v.label}: {v.title}" for v in views if v.id == i))
     view = next(v for v in views if v.id == chosen)
     if notes.get(view.id):
-        st.caption(f"Change note: {sanitize_markdown(notes[view.id])}")
+        st.caption(f"Change note: {render_safe_markdown(notes[view.id])}")
     with st.container(border=True):
         render_guideline(view)

@@ -26,15 +26,14 @@ from review.guideline_admin import (
     diff_versions,
     new_version_from,
     render_safe_markdown,
-    resolve_image,
     set_guideline_experiment,
     set_study_guideline,
-    split_images,
     unified_diff,
     version_table,
 )
 from review.guidelines import GUIDELINES_DIR, GuidelineError, parse_guideline, sync_all, sync_version
 from review.ui.common import run_action, show_flashes
+from review.ui.guideline import render_body
 
 KEY = "gl_"
 DIFF_MARK = {"equal": "", "replace": "~", "delete": "−", "insert": "+"}
@@ -68,19 +67,6 @@ def _load(lab: Lab) -> tuple[list[dict], dict[int, GuidelineVersion]]:
 # --------------------------------------------------------------------------------------------
 
 
-def render_version(gv: GuidelineVersion) -> None:
-    """The guideline as reviewers see it: safe Markdown, pictures only from its own folder."""
-    for kind, part in split_images(gv.body_md):
-        if kind == "text":
-            if part.strip():
-                st.markdown(render_safe_markdown(part), unsafe_allow_html=False)
-            continue
-        try:
-            st.image(str(resolve_image(gv, part)))
-        except GuidelineAdminError as exc:
-            st.warning(f"Image not shown: {exc}")
-
-
 def _preview(rows: dict[int, GuidelineVersion]) -> None:
     chosen = st.selectbox("Version", list(rows), index=len(rows) - 1, key=f"{KEY}preview",
                           format_func=lambda i: _label(rows[i]))
@@ -88,7 +74,7 @@ def _preview(rows: dict[int, GuidelineVersion]) -> None:
     if gv.change_note:
         st.markdown("**Change note:** " + render_safe_markdown(gv.change_note), unsafe_allow_html=False)
     with st.container(border=True):
-        render_version(gv)
+        render_body(gv)
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,4 +216,4 @@ def render(lab: Lab, user: PageUser, guidelines_root: Path | None = None) -> Non
         _assign(lab, rows)
 
 
-__all__ = ["render", "render_version"]
+__all__ = ["render"]
