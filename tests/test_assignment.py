@@ -240,3 +240,26 @@ def test_a_claim_scans_one_window_however_much_the_reviewer_has_done(sessions):
     # SQLite VM progress ticks (one per 10 instructions) of the claim: at most 1.5x a fresh
     # reviewer's; re-walking the 200 done items from the starting offset cost 4-5x
     assert late <= 1.5 * len(steps), (late, len(steps))
+
+
+def test_a_slot_that_reopens_behind_a_reviewers_cursor_is_still_handed_out(sessions):
+    """A leaves an item leased; B walks past it and rates the rest. When A's lease runs out, B's
+    next claim wraps around the order and gets it: no item is left short of raters."""
+    with sessions() as s, s.begin():
+        study, users = make_study(s, 10, raters_per_item=1, n_reviewers=2)
+        study_id, (a, b) = study.id, [u.id for u in users]
+    now = utcnow()
+    with sessions() as s, s.begin():
+        abandoned = next_assignment(s, s.get(Study, study_id), a, now).item_id
+    rated = []
+    for _ in range(9):
+        with sessions() as s, s.begin():
+            lease = next_assignment(s, s.get(Study, study_id), b, now)
+            submit(s, lease.assignment_id, b, Submission(score=4), now)
+            rated.append(lease.item_id)
+    assert abandoned not in rated
+    with sessions() as s, s.begin():
+        assert next_assignment(s, s.get(Study, study_id), b, now) is None  # A still holds it
+        later = now + timedelta(minutes=21)
+        lease = next_assignment(s, s.get(Study, study_id), b, later)
+        assert lease is not None and lease.item_id == abandoned
