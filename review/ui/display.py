@@ -15,7 +15,7 @@ import base64
 import streamlit as st
 
 from review.images import DISPLAY_MAX_SIDE, ImageStore
-from review.ui.queries import ImageRef
+from review.views import ImageRef
 
 
 @st.cache_data(max_entries=2048, show_spinner=False)

@@ -23,7 +23,7 @@ from review.degrade import KINDS
 from review.images import ImageRejected, decode_image
 from review.restore import RESTORERS, WeightsError
 from review.ui.display import show_images
-from review.ui.queries import ImageRef
+from review.views import ImageRef
 
 BLUR_HELP = {
     "motion_line": "line length in px",

@@ -14,7 +14,7 @@ import streamlit as st
 
 from db.models import GuidelineVersion
 from review.guideline_admin import GuidelineAdminError, render_safe_markdown, resolve_image, split_images
-from review.ui.queries import GuidelineView
+from review.views import GuidelineView
 
 
 def render_body(gv: GuidelineView | GuidelineVersion) -> None:

@@ -23,7 +23,7 @@ from review.images import ImageStore
 from review.ratings import FLAG_LABELS, FLAGS
 from review.ui.common import run_action, show_flashes
 from review.ui.display import display_jpeg
-from review.ui.queries import ImageRef, scale_labels
+from review.views import ImageRef, scale_labels
 
 KEY = "qa_"
 

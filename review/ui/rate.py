@@ -40,7 +40,7 @@ from review.ratings import FLAG_LABELS, FLAGS, SKIP_REASONS, RatingError, StaleA
 from review.ui.common import flash, get_lab, require_role, show_flashes
 from review.ui.display import show_images
 from review.ui.guideline import render_guideline
-from review.ui.queries import (
+from review.views import (
     GuidelineView,
     ItemView,
     StudyChoice,

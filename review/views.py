@@ -1,5 +1,5 @@
-"""Read-side queries the pages need, kept free of Streamlit so they are testable and could move
-into the domain (`review/progress.py`) unchanged.
+"""Read models: what each page shows, queried in one place, free of Streamlit (testable, and
+usable from the CLI).
 
 Blindness is enforced here, not in the page: `ItemView` carries only what a reviewer may see
 (store paths and hashes of the three images), never the method, blur level or other ratings.
