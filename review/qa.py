@@ -43,6 +43,7 @@ from db.models import (
     User,
 )
 from review.ratings import FLAGS, MAX_COMMENT
+from review.views import ImageRef
 
 DEFAULT_QA_RATE = 0.2
 QA_ROLES = ("qa", "admin")
@@ -166,14 +167,6 @@ def sample_for_qa(session: Session, study: Study, rate: float | None = None, see
 
 
 @dataclass(frozen=True)
-class QAImage:
-    """A stored image: relative store path and sha256 (the display cache key)."""
-
-    relpath: str
-    sha256: str
-
-
-@dataclass(frozen=True)
 class QATask:
     """What a QA reviewer sees for one sampled rating: the rating and the item's images.
     The reviewer's identity is deliberately absent (QA judges the rating, not the person)."""
@@ -187,9 +180,9 @@ class QATask:
     guideline_label: str
     scale_min: int
     scale_max: int
-    restoration: QAImage
-    blurred: QAImage
-    reference: QAImage | None  # None: a real blurred photo with no sharp original
+    restoration: ImageRef
+    blurred: ImageRef
+    reference: ImageRef | None  # None: a real blurred photo with no sharp original
 
 
 def _open_sample(session: Session, study: Study, qa_user_id: int) -> list[int]:
@@ -236,8 +229,8 @@ def _task(session: Session, study: Study, rating_id: int) -> QATask:
         flags=tuple(rating.flags or ()), comment=rating.comment or "",
         guideline_version_id=rating.guideline_version_id, guideline_label=label,
         scale_min=study.scale_min, scale_max=study.scale_max,
-        restoration=QAImage(r_path, r_sha), blurred=QAImage(d_path, d_sha),
-        reference=QAImage(s_path, s_sha) if is_ref else None,
+        restoration=ImageRef(r_path, r_sha), blurred=ImageRef(d_path, d_sha),
+        reference=ImageRef(s_path, s_sha) if is_ref else None,
     )
 
 

@@ -39,8 +39,8 @@ def _apply(lab: Lab, action: Callable[[Session], object],
     run_action(lab, action, success, (qa.QAError,))
 
 
-def _show(store: ImageStore, image: qa.QAImage) -> None:
-    st.image(display_jpeg(store, ImageRef(image.relpath, image.sha256)), output_format="JPEG")
+def _show(store: ImageStore, image: ImageRef) -> None:
+    st.image(display_jpeg(store, image), output_format="JPEG")
 
 
 # --------------------------------------------------------------------------------------------
