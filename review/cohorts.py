@@ -60,7 +60,7 @@ def finished_count(session: Session, study: Study, reviewer_id: int) -> int:
     ) or 0
 
 
-def count_finished(session: Session, member: StudyReviewer, delta: int) -> None:
+def add_finished(member: StudyReviewer, delta: int) -> None:
     """Add ``delta`` to the member's finished_items in SQL (``x = x + delta``), so two tabs of one
     reviewer writing at once on PostgreSQL cannot lose an update."""
     member.finished_items = StudyReviewer.finished_items + delta

@@ -249,10 +249,9 @@ def _check_link(link: str) -> None:
 
 
 class HasAssetsDir(Protocol):
-    """A guideline version as stored (GuidelineVersion) or as a page holds it."""
+    """A guideline version as stored (GuidelineVersion) or as a page holds it (GuidelineView)."""
 
     assets_dir: str
-    body_md: str
 
 
 def guideline_folder(gv: HasAssetsDir | GuidelineFile, root: Path = GUIDELINES_DIR) -> Path | None:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, aliased
 
 from db.models import Assignment, Rating, Study, StudyItem, StudyReviewer, utcnow
 from review.assignment import _as_aware, live_assignment_filter
-from review.cohorts import CohortError, count_finished, ensure_enrolled
+from review.cohorts import CohortError, add_finished, ensure_enrolled
 
 FLAGS = ("identity_changed", "invented_detail", "text_changed", "artifacts", "still_blurry")
 FLAG_LABELS = {
@@ -121,7 +121,7 @@ def submit(session: Session, assignment_id: int, reviewer_id: int, sub: Submissi
     )
     session.add(rating)
     if assignment.status != "done":
-        count_finished(session, member, +1)
+        add_finished(member, +1)
     assignment.status, assignment.completed_at = "done", now
     session.flush()
     return rating
@@ -150,7 +150,7 @@ def skip(session: Session, assignment_id: int, reviewer_id: int, reason: str,
         return assignment
     if assignment.status == "done":
         raise RatingError("You already rated this item.")
-    count_finished(session, _member(session, study, reviewer_id), +1)
+    add_finished(_member(session, study, reviewer_id), +1)
     assignment.status, assignment.skip_reason = "skipped", reason.strip()[:200]
     assignment.completed_at = now or utcnow()
     session.flush()
@@ -178,7 +178,7 @@ def undo_last(
             Assignment.status == "leased", Assignment.id != assignment.id)):
         other.status = "expired"
     if assignment.status in ("done", "skipped"):
-        count_finished(session, ensure_enrolled(session, study, reviewer_id), -1)
+        add_finished(_member(session, study, reviewer_id), -1)
     assignment.status, assignment.completed_at = "leased", None
     assignment.leased_at = now
     assignment.lease_expires_at = now + timedelta(minutes=study.lease_minutes)
