@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import krippendorff  # noqa: E402
 
-from review.agreement import krippendorff_alpha  # noqa: E402
-from review.report import build_report  # noqa: E402
+from review.analysis.agreement import krippendorff_alpha  # noqa: E402
+from review.analysis.report import build_report  # noqa: E402
 
 
 def make_study(n_items: int = 100_000, n_raters: int = 10, missing: float = 0.1,
@@ -106,7 +106,7 @@ def main() -> None:
     print("ordinal alpha, median of", args.repeat, "runs:")
     print(f"  krippendorff.alpha (reliability matrix, pivot {pivot_s:.3f}s not counted): "
           f"{theirs_s:.4f}s  value {theirs:.12f}")
-    print(f"  review.agreement.krippendorff_alpha (from the long DataFrame): "
+    print(f"  review.analysis.agreement.krippendorff_alpha (from the long DataFrame): "
           f"{ours_s:.4f}s  value {ours:.12f}")
     ratio = ours_s / theirs_s
     diff = abs(float(ours) - float(theirs))

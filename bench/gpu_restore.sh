@@ -51,11 +51,11 @@ import numpy as np  # noqa: E402
 from diffusers.utils import logging as dlogging  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from review.restore.base import RestoreInput  # noqa: E402
-from review.restore.sd15 import SD15Img2ImgParams  # noqa: E402
-from review.restore.sd15_engine import make_scheduler, restore_grid  # noqa: E402
-from review.restore.sd15_tiny import sd15_sized_components  # noqa: E402
-from review.restore.sd15_weights import pipeline_from_components  # noqa: E402
+from review.media.restore.base import RestoreInput  # noqa: E402
+from review.media.restore.sd15 import SD15Img2ImgParams  # noqa: E402
+from review.media.restore.sd15_engine import make_scheduler, restore_grid  # noqa: E402
+from review.media.restore.sd15_tiny import sd15_sized_components  # noqa: E402
+from review.media.restore.sd15_weights import pipeline_from_components  # noqa: E402
 
 dlogging.set_verbosity_error()
 props = torch.cuda.get_device_properties(0)

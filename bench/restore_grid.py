@@ -5,7 +5,7 @@ Model: Stable Diffusion 1.5's architecture with random weights built in code (UN
 1280/1280, cross-attention 768; VAE 128/256/512/512; CLIP ViT-L text encoder): no download,
 same compute as the real model. Naive: ``StableDiffusionImg2ImgPipeline.__call__`` once per
 variant in default precision (fp32), ``generator=torch.Generator().manual_seed(seed)``. Ours:
-``review.restore.sd15_engine.restore_grid`` (one VAE encode, one prompt encode, shared batched
+``review.media.restore.sd15_engine.restore_grid`` (one VAE encode, one prompt encode, shared batched
 denoising loop, bf16 UNet/VAE on CPUs with bf16 units). Same scheduler, steps, guidance,
 prompts, seeds. Reports both wall times (and CPU times: the machine may be shared), the ratio
 (goal <= 0.35), how close the outputs are per variant (PSNR, max abs difference in 8-bit
@@ -63,7 +63,7 @@ def component_floor(naive: Any, ours: Any, size: int, strengths: list[float], se
     and the decodes. A measured ratio above this is overhead; this one is the hardware."""
     import torch
 
-    from review.restore.sd15_engine import auto_max_batch
+    from review.media.restore.sd15_engine import auto_max_batch
 
     def timed(fn: Any) -> float:
         fn()  # warm-up: oneDNN primitive creation
@@ -120,12 +120,12 @@ def main() -> int:
     from skimage import data
     from skimage.metrics import peak_signal_noise_ratio
 
-    from review.degrade import BlurSpec, degrade
-    from review.restore.base import RestoreInput
-    from review.restore.sd15 import SD15Img2ImgParams
-    from review.restore.sd15_engine import make_scheduler, restore_grid
-    from review.restore.sd15_tiny import sd15_sized_components, tiny_components
-    from review.restore.sd15_weights import cpu_has_bf16, pipeline_from_components
+    from review.media.degrade import BlurSpec, degrade
+    from review.media.restore.base import RestoreInput
+    from review.media.restore.sd15 import SD15Img2ImgParams
+    from review.media.restore.sd15_engine import make_scheduler, restore_grid
+    from review.media.restore.sd15_tiny import sd15_sized_components, tiny_components
+    from review.media.restore.sd15_weights import cpu_has_bf16, pipeline_from_components
 
     dlogging.set_verbosity_error()
     print("== restore_grid benchmark")

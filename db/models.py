@@ -207,10 +207,10 @@ class StudyReviewer(Base):
     qa_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     cohort: Mapped[str] = mapped_column(String(64), default="")
     joined_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
-    # Kept by review.ratings in the same transaction as each status change, so the hot path
+    # Kept by review.labeling.ratings in the same transaction as each status change, so the hot path
     # needs no count over the reviewer's history: items done or skipped in this study.
     finished_items: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    # Where the reviewer's next scan of the study order begins (review.assignment); NULL =
+    # Where the reviewer's next scan of the study order begins (review.labeling.assignment); NULL =
     # their starting offset.
     queue_cursor: Mapped[int | None] = mapped_column(Integer)
 

@@ -13,7 +13,7 @@ import sqlite3
 from pathlib import Path
 
 from review.config import Settings
-from review.images import DISPLAY_DIR
+from review.media.store import DISPLAY_DIR
 
 
 class BackupError(RuntimeError):

@@ -24,9 +24,9 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from review.database import SchemaOutOfDate
-        from review.guidelines import GuidelineError
-        from review.images import ImageRejected
-        from review.study import StudyError
+        from review.labeling.guidelines.files import GuidelineError
+        from review.labeling.study import StudyError
+        from review.media.decode import ImageRejected
         from review.users import UserError
 
         try:
@@ -54,7 +54,7 @@ def cli() -> None:
 def init() -> None:
     """Create or upgrade the database schema in place (keeps all data) and load the guidelines."""
     from review.database import open_lab
-    from review.guidelines import sync_all
+    from review.labeling.guidelines.files import sync_all
 
     lab = open_lab(migrate=True)
     with lab.sessions() as s, s.begin():
@@ -185,7 +185,7 @@ def studies_create(name: str, guideline: str, raters_per_item: int, gold_rate: f
 
     from db.models import GuidelineVersion, Study
     from review.database import open_lab
-    from review.study import StudyConfig, StudyError, ensure_study
+    from review.labeling.study import StudyConfig, StudyError, ensure_study
 
     slug, _, version = guideline.partition(":")
     lab = open_lab()
@@ -215,7 +215,7 @@ def studies_list() -> None:
 
     from db.models import Study
     from review.database import open_lab
-    from review.study import count_items
+    from review.labeling.study import count_items
 
     lab = open_lab()
     with lab.sessions() as s:
@@ -225,9 +225,9 @@ def studies_list() -> None:
 
 
 def _study_frame(study_name: str, include_history: bool = False):  # noqa: ANN202 - DataFrame
+    from review.analysis.export import ratings_frame
     from review.database import open_lab
-    from review.export import ratings_frame
-    from review.study import get_study
+    from review.labeling.study import get_study
 
     lab = open_lab()
     with lab.sessions() as s:
@@ -255,7 +255,7 @@ def stats(study_name: str | None, input_path: str | None, fmt: str, bootstrap: i
     MOS/DMOS per item, rater bias/inconsistency, BT.500 screening, Dawid-Skene, breakdowns."""
     import json
 
-    from review.report import build_report, read_ratings_file, report_to_markdown
+    from review.analysis.report import build_report, read_ratings_file, report_to_markdown
 
     if (study_name is None) == (input_path is None):
         raise click.UsageError("Give exactly one of --study NAME or --input FILE.")
@@ -296,8 +296,8 @@ def export(study_name: str, out_dir: str, fmts: tuple[str, ...], history: bool) 
     report as JSON and Markdown."""
     import json
 
-    from review.export import wide_matrix, write_frame
-    from review.report import build_report, report_to_markdown
+    from review.analysis.export import wide_matrix, write_frame
+    from review.analysis.report import build_report, report_to_markdown
 
     df, rng = _study_frame(study_name, include_history=history)
     out = Path(out_dir)
@@ -319,9 +319,9 @@ def export(study_name: str, out_dir: str, fmts: tuple[str, ...], history: bool) 
 @_friendly
 def import_cmd(path: str, study_name: str, scale: str) -> None:
     """Import long-format ratings (CSV, JSON Lines, Parquet) as a new study of external items."""
+    from review.analysis.ratings_import import import_ratings
+    from review.analysis.report import read_ratings_file
     from review.database import open_lab
-    from review.ratings_import import import_ratings
-    from review.report import read_ratings_file
 
     lo, hi = (int(x) for x in scale.split("-"))
     try:
@@ -336,7 +336,7 @@ def import_cmd(path: str, study_name: str, scale: str) -> None:
 
 
 def _parse_blur(text: str):  # noqa: ANN202 - BlurSpec
-    from review.degrade import BlurSpec
+    from review.media.degrade import BlurSpec
 
     parts = text.split(":")
     try:
@@ -383,10 +383,10 @@ def restore(input_path: str, output_path: str, method: str, model: str | None,
     import json
 
     from review.config import load_settings
-    from review.degrade import degrade
-    from review.images import decode_file
-    from review.restore import WeightsError
-    from review.restoring import run_restorer
+    from review.media.decode import decode_file
+    from review.media.degrade import degrade
+    from review.media.restore import WeightsError
+    from review.media.restore.runner import run_restorer
 
     settings = load_settings()
     image = decode_file(Path(input_path))

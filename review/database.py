@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.engine import make_engine, make_session_factory
 from db.migrate import current_revision, head_revision, upgrade
 from review.config import Settings, load_settings
-from review.images import ImageStore
+from review.media.store import ImageStore
 
 
 class SchemaOutOfDate(RuntimeError):

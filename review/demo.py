@@ -15,12 +15,12 @@ from PIL import Image
 from sqlalchemy import select
 
 from db.models import GuidelineVersion, User
-from review import catalog
 from review.database import Lab
-from review.degrade import BlurSpec
-from review.guidelines import sync_all
-from review.restoring import resolve_params, run_restorer
-from review.study import StudyConfig, add_item, count_items, ensure_study
+from review.labeling.guidelines.files import sync_all
+from review.labeling.study import StudyConfig, add_item, count_items, ensure_study
+from review.media import catalog
+from review.media.degrade import BlurSpec
+from review.media.restore.runner import resolve_params, run_restorer
 from review.users import add_user
 
 DEMO_STUDY = "Demo: how far can restoration go?"

@@ -30,10 +30,10 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 
 from db.models import GenerationJob, JobItemError, SourceImage, Study, utcnow
-from review import catalog
 from review.database import Lab
-from review.degrade import BlurSpec
-from review.study import add_item
+from review.labeling.study import add_item
+from review.media import catalog
+from review.media.degrade import BlurSpec
 
 HEARTBEAT_STALE = timedelta(minutes=2)
 GRID_KEYS = ("strength", "seed")
@@ -82,7 +82,7 @@ class GenerationPlan:
                            "source_ids, blurs, restorers, seeds, model.") from exc
 
     def units(self) -> list[Unit]:
-        from review.restoring import resolve_params
+        from review.media.restore.runner import resolve_params
 
         if not self.source_ids or not self.blurs or not self.restorers:
             raise JobError("A plan needs at least one source image, one blur and one restorer.")
@@ -250,7 +250,7 @@ def _record_error(lab: Lab, job_id: int, group: list[Unit], exc: BaseException) 
 
 def _run_group(lab: Lab, study_id: int, plan: GenerationPlan, group: list[Unit]) -> None:
     """Produce every missing restoration of the group and put all of them in the study."""
-    from review.restoring import run_grid, run_restorer
+    from review.media.restore.runner import run_grid, run_restorer
 
     first = group[0]
     with lab.sessions() as s, s.begin():

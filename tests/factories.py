@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from db.models import DegradedImage, GuidelineVersion, Restoration, SourceImage, Study, User
-from review.study import StudyConfig, add_item, ensure_study
+from review.labeling.study import StudyConfig, add_item, ensure_study
 
 
 def make_study(session: Session, n_items: int, *, raters_per_item: int = 2, gold_every: int = 0,

@@ -19,7 +19,7 @@ from statsmodels.stats.inter_rater import cohens_kappa as sm_cohens_kappa
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
 from statsmodels.stats.proportion import proportion_confint
 
-from review import agreement as ag
+from review.analysis import agreement as ag
 
 NAN = np.nan
 

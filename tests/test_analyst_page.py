@@ -1,4 +1,4 @@
-"""The Analyst page: its data shaping (review.analysis_views) on a really rated study, checked
+"""The Analyst page: its data shaping (review.analysis.page) on a really rated study, checked
 against independent pandas / statsmodels computations, and the page itself through AppTest.
 
 The study: 3 source images (face, text, face) x 2 blur kinds x 3 blur levels x 3 restorers
@@ -25,14 +25,14 @@ from statsmodels.stats.inter_rater import cohens_kappa
 from streamlit.testing.v1 import AppTest
 
 from db.models import DegradedImage, GuidelineVersion, Restoration, SourceImage, User
-from review import analysis_views as av
-from review.assignment import next_assignment
+from review.analysis import page as av
+from review.analysis.export import ratings_frame
+from review.analysis.report import build_report
 from review.config import load_settings
 from review.database import Lab, open_lab
-from review.export import ratings_frame
-from review.ratings import Submission, submit
-from review.report import build_report
-from review.study import StudyConfig, add_item, ensure_study, get_study
+from review.labeling.assignment import next_assignment
+from review.labeling.ratings import Submission, submit
+from review.labeling.study import StudyConfig, add_item, ensure_study, get_study
 from tests.factories import make_study
 
 STUDY = "Blur <study> & co"

@@ -32,12 +32,12 @@ from db.models import (
     StudyItem,
     utcnow,
 )
-from review.assignment import next_assignment
 from review.database import Lab
-from review.guideline_admin import html_or_unsafe_links
-from review.guidelines import sync_all
-from review.ratings import Submission, submit
-from review.study import StudyConfig, add_item, ensure_study
+from review.labeling.assignment import next_assignment
+from review.labeling.guidelines.files import sync_all
+from review.labeling.guidelines.render import html_or_unsafe_links
+from review.labeling.ratings import Submission, submit
+from review.labeling.study import StudyConfig, add_item, ensure_study
 from review.users import add_user
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -428,7 +428,7 @@ def test_images_are_served_presized_and_cached(lab):
     sid = build_study(lab, 2, image_size=(1200, 900))
     at = login(app().run(), "alice")
     cur = rate_state(at, sid)["cur"]
-    from review.images import encode_display_jpeg
+    from review.media.decode import encode_display_jpeg
     from review.ui.display import display_jpeg
 
     sent = at.image[-1].value[0]  # the restoration, as the browser receives it

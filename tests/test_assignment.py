@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from db.engine import make_engine, make_session_factory
 from db.migrate import upgrade
 from db.models import Assignment, Rating, Study, StudyItem, utcnow
-from review.assignment import next_assignment, remaining_for
-from review.ratings import Submission, submit
+from review.labeling.assignment import next_assignment, remaining_for
+from review.labeling.ratings import Submission, submit
 from tests.factories import make_study
 
 
@@ -168,8 +168,8 @@ def test_finished_counter_matches_the_assignments_after_any_mix_of_actions(sessi
     always equals a count over the assignments."""
     import random
 
-    from review.cohorts import ensure_enrolled, finished_count
-    from review.ratings import skip, undo_last
+    from review.labeling.cohorts import ensure_enrolled, finished_count
+    from review.labeling.ratings import skip, undo_last
 
     with sessions() as s, s.begin():
         study, users = make_study(s, 25, raters_per_item=2, n_reviewers=3)

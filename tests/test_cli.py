@@ -142,7 +142,7 @@ def test_studies_create_and_list(runner):
     listing = runner.invoke(cli, ["studies", "list"]).output
     assert "Faces  (0 items, 5 raters per item)" in listing
     lab = open_lab(load_settings())
-    from review.study import get_study
+    from review.labeling.study import get_study
 
     with lab.sessions() as s:
         study = get_study(s, "Faces")

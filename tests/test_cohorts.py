@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from db.models import GuidelineVersion, User
-from review.cohorts import CohortError, ensure_enrolled, qa_arms
+from review.labeling.cohorts import CohortError, ensure_enrolled, qa_arms
 from tests.factories import make_study
 
 

@@ -198,9 +198,9 @@ def test_reviewer_counters_are_backfilled_from_the_assignments(tmp_path):
 
     from db.migrate import alembic_config
     from db.models import Study, StudyReviewer
-    from review.assignment import next_assignment
-    from review.cohorts import finished_count
-    from review.ratings import Submission, skip, submit
+    from review.labeling.assignment import next_assignment
+    from review.labeling.cohorts import finished_count
+    from review.labeling.ratings import Submission, skip, submit
     from tests.factories import make_study
 
     eng = make_engine(f"sqlite:///{tmp_path / 'counts.db'}")

@@ -13,7 +13,7 @@ from scipy import ndimage
 from scipy.spatial.distance import pdist
 from skimage import data, measure
 
-from review.degrade import (
+from review.media.degrade import (
     KINDS,
     BlurSpec,
     apply_kernel,

@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from review.assignment import next_assignment
+from review.analysis.export import ratings_frame, wide_matrix, write_frame
+from review.analysis.report import build_report, read_ratings_file
 from review.cli import cli
 from review.config import load_settings
 from review.database import open_lab
-from review.export import ratings_frame, wide_matrix, write_frame
-from review.ratings import Submission, submit, undo_last
-from review.report import build_report, read_ratings_file
-from review.study import get_study
+from review.labeling.assignment import next_assignment
+from review.labeling.ratings import Submission, submit, undo_last
+from review.labeling.study import get_study
 from tests.factories import make_study
 
 

@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
 from db.models import GenerationJob, Restoration, StudyItem
-from review import catalog
-from review.study import StudyConfig, ensure_study
+from review.labeling.study import StudyConfig, ensure_study
+from review.media import catalog
 
 SCRIPT = """
 from types import SimpleNamespace

@@ -15,24 +15,32 @@ from markdown_it import MarkdownIt
 from sqlalchemy import select
 
 from db.models import GuidelineVersion, Study, StudyReviewer, User
-from review.cohorts import ensure_enrolled, guideline_arms, qa_arms
-from review.guideline_admin import (
-    GuidelineAdminError,
+from review.labeling.cohorts import ensure_enrolled, guideline_arms, qa_arms
+from review.labeling.guidelines.authoring import (
     diff_versions,
     existing_versions,
-    guideline_images,
-    html_or_unsafe_links,
     new_version_from,
-    render_safe_markdown,
-    resolve_image,
     set_guideline_experiment,
     set_study_guideline,
-    split_images,
     unified_diff,
     version_table,
 )
-from review.guidelines import GUIDELINES_DIR, discover, parse_guideline, sync_all, sync_version
-from review.ratings import Submission, submit
+from review.labeling.guidelines.files import (
+    GUIDELINES_DIR,
+    GuidelineError,
+    discover,
+    parse_guideline,
+    sync_all,
+    sync_version,
+)
+from review.labeling.guidelines.render import (
+    guideline_images,
+    html_or_unsafe_links,
+    render_safe_markdown,
+    resolve_image,
+    split_images,
+)
+from review.labeling.ratings import Submission, submit
 from tests.factories import make_study
 
 JPEG = bytes.fromhex("ffd8ffe000104a46494600010100000100010000ffd9")  # a minimal JPEG header + EOI
@@ -84,12 +92,12 @@ def test_existing_version_folders_are_never_overwritten(tmp_path, monkeypatch):
     _write(tmp_path, 2, "two", note="second")
     before = _tree_digest(tmp_path / "fid")
     # Simulate a race: another author created v3 after we counted the versions.
-    import review.guideline_admin as ga
+    import review.labeling.guidelines.authoring as ga
 
     monkeypatch.setattr(ga, "existing_versions", lambda slug, root: [1, 2])
     (tmp_path / "fid" / "v3").mkdir()
     (tmp_path / "fid" / "v3" / "guideline.md").write_text("theirs")
-    with pytest.raises(GuidelineAdminError, match="v3 was created meanwhile"):
+    with pytest.raises(GuidelineError, match="v3 was created meanwhile"):
         new_version_from(base, body_md="mine", change_note="n", root=tmp_path)
     assert (tmp_path / "fid" / "v3" / "guideline.md").read_text() == "theirs"
     assert {k: v for k, v in _tree_digest(tmp_path / "fid").items() if not k.startswith("v3/")} == before
@@ -106,7 +114,7 @@ def test_existing_version_folders_are_never_overwritten(tmp_path, monkeypatch):
 ])
 def test_new_version_refusals_leave_no_folder_behind(tmp_path, body, note, message):
     base = _write(tmp_path, 1, "one")
-    with pytest.raises(GuidelineAdminError, match=message):
+    with pytest.raises(GuidelineError, match=message):
         new_version_from(base, body_md=body, change_note=note, root=tmp_path)
     assert existing_versions("fid", tmp_path) == [1]
 
@@ -117,7 +125,7 @@ def test_new_version_syncs_while_the_used_base_stays_immutable(lab, tmp_path):
         (v1,) = sync_all(s, tmp_path)
         study, users = make_study(s, 1, raters_per_item=1, n_reviewers=1, name="gadm")
         study.guideline_version_id = v1.id
-        from review.assignment import next_assignment
+        from review.labeling.assignment import next_assignment
 
         lease = next_assignment(s, study, users[0].id)
         submit(s, lease.assignment_id, users[0].id, Submission(4))
@@ -273,11 +281,11 @@ def test_images_resolve_only_inside_the_guideline_folder(tmp_path):
                           ("//x.org/a.jpg", "not URLs"), ("file:///etc/passwd", "not URLs"),
                           ("C:/x.jpg", "not URLs"), ("examples/a.svg", "only .jpg"),
                           ("examples/missing.jpg", "does not exist")]:
-        with pytest.raises(GuidelineAdminError, match=message):
+        with pytest.raises(GuidelineError, match=message):
             resolve_image(gf, link)
     # A symlink inside the folder that points outside it is refused too.
     os.symlink(tmp_path / "secret.jpg", path.parent / "examples" / "link.jpg")
-    with pytest.raises(GuidelineAdminError, match="outside the guideline's folder"):
+    with pytest.raises(GuidelineError, match="outside the guideline's folder"):
         resolve_image(gf, "examples/link.jpg")
 
 
@@ -287,7 +295,7 @@ def test_guideline_images_of_a_database_row_with_a_traversal_link_are_refused(la
         (row,) = sync_all(s, tmp_path)
         assert guideline_images(row) == [(tmp_path / "fid" / "v1" / "examples" / "a.jpg").resolve()]
         row.body_md = "![a](../../../etc/passwd.jpg)"
-        with pytest.raises(GuidelineAdminError, match="'..'"):
+        with pytest.raises(GuidelineError, match="'..'"):
             guideline_images(row)
         s.rollback()
 
@@ -324,11 +332,11 @@ def test_randomised_guideline_and_qa_experiment(lab):
         assert arms == {(v1.id, True), (v1.id, False), (v2.id, True), (v2.id, False)}
         # Setting the same arms again is harmless; changing them now is refused.
         set_guideline_experiment(s, study, [v1.id, v2.id], 0.5)
-        with pytest.raises(GuidelineAdminError, match="8 reviewer\\(s\\) have already joined"):
+        with pytest.raises(GuidelineError, match="8 reviewer\\(s\\) have already joined"):
             set_guideline_experiment(s, study, [v1.id], 0.5)
-        with pytest.raises(GuidelineAdminError, match="already joined"):
+        with pytest.raises(GuidelineError, match="already joined"):
             set_guideline_experiment(s, study, [v1.id, v2.id], 1.0)
-        with pytest.raises(GuidelineAdminError, match="already joined"):
+        with pytest.raises(GuidelineError, match="already joined"):
             set_study_guideline(s, study, v2.id)
 
 
@@ -338,9 +346,9 @@ def test_experiment_settings_are_validated(lab):
         (v1,) = _versions(s, 1)
         for ids, share, message in (([], 0.5, "at least one"), ([v1.id, v1.id], 0.5, "one arm only"),
                                     ([v1.id], 1.2, "between 0 and 1"), ([v1.id, 99999], 0.5, "no guideline")):
-            with pytest.raises(GuidelineAdminError, match=message):
+            with pytest.raises(GuidelineError, match=message):
                 set_guideline_experiment(s, study, ids, share)
-        with pytest.raises(GuidelineAdminError, match="no guideline version with id 424242"):
+        with pytest.raises(GuidelineError, match="no guideline version with id 424242"):
             set_study_guideline(s, study, 424242)
 
 

@@ -8,8 +8,14 @@ import pytest
 from sqlalchemy import select
 
 from db.models import GuidelineVersion
-from review.guidelines import GUIDELINES_DIR, GuidelineError, discover, parse_guideline, sync_all
-from review.ratings import Submission, submit
+from review.labeling.guidelines.files import (
+    GUIDELINES_DIR,
+    GuidelineError,
+    discover,
+    parse_guideline,
+    sync_all,
+)
+from review.labeling.ratings import Submission, submit
 from tests.factories import make_study
 
 
@@ -62,7 +68,7 @@ def test_unused_version_may_change_but_a_used_one_is_immutable(lab, tmp_path):
         assert gv.body_md.strip() == "edited before anyone used it"
         study, users = make_study(s, 1, n_reviewers=1, name="g")
         study.guideline_version_id = gv.id
-        from review.assignment import next_assignment
+        from review.labeling.assignment import next_assignment
 
         lease = next_assignment(s, study, users[0].id)
         submit(s, lease.assignment_id, users[0].id, Submission(4))

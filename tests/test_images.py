@@ -1,4 +1,5 @@
-"""Tests for review.images: safe decoding of hostile/tricky files and the content-addressed store.
+"""Tests for review.media.decode and review.media.store: safe decoding of hostile/tricky files
+and the content-addressed store.
 
 Every test file is generated here (Pillow, pillow-heif, zlib/struct); nothing is downloaded.
 Rejection tests go through ``ingest`` (decode, then store) and check both the rejection code and
@@ -20,18 +21,16 @@ import pillow_heif
 import pytest
 from PIL import Image, ImageCms, ImageFile
 
-from review import images
-from review.images import (
+from review.media import store as store_module
+from review.media.decode import (
     ImageRejected,
-    ImageStore,
-    StoredFile,
     decode_file,
     decode_image,
     encode_display_jpeg,
     from_array,
-    load_rgb,
     to_array,
 )
+from review.media.store import ImageStore, StoredFile, load_rgb
 
 # ---------------------------------------------------------------------------------------------
 # Helpers and fixtures
@@ -580,7 +579,7 @@ def test_failed_write_leaves_nothing(store: ImageStore, monkeypatch: pytest.Monk
     def fail_replace(src: str, dst: str) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(images.os, "replace", fail_replace)
+    monkeypatch.setattr(store_module.os, "replace", fail_replace)
     with pytest.raises(OSError, match="disk full"):
         store.put_bytes(b"some bytes", "bin")
     assert stored_files(store) == []

@@ -16,9 +16,9 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from db.models import GenerationJob, Restoration, StudyItem, utcnow
-from review import catalog
 from review.jobs import GenerationPlan, JobError, cancel, create_job, job_errors, run_job
-from review.study import StudyConfig, ensure_study
+from review.labeling.study import StudyConfig, ensure_study
+from review.media import catalog
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -2,7 +2,7 @@
 reviewer feedback without QA identities, gold accuracy with Wilson intervals, the cohort summary.
 
 Everything runs on a real migrated SQLite database with real rows; ratings are inserted as rows
-(fast) or through review.ratings.submit where the interplay with the rating flow matters."""
+(fast) or through review.labeling.ratings.submit where the interplay with the rating flow matters."""
 
 from __future__ import annotations
 
@@ -26,11 +26,11 @@ from db.models import (
     StudyReviewer,
     User,
 )
-from review import qa
-from review.assignment import next_assignment
-from review.qa import QAError
-from review.ratings import Submission, history, submit
-from review.study import StudyConfig, add_item, ensure_study
+from review.labeling import qa
+from review.labeling.assignment import next_assignment
+from review.labeling.qa import QAError
+from review.labeling.ratings import Submission, history, submit
+from review.labeling.study import StudyConfig, add_item, ensure_study
 
 KINDS = ("defocus", "motion_line")
 CONTENTS = ("face", "text")
@@ -345,7 +345,7 @@ def test_withdrawn_ratings_leave_the_queue(lab, rated):
     with lab.sessions() as s, s.begin():
         study = s.get(Study, rated["study"])
         assert len(qa.sample_for_qa(s, study, 1.0)) == 2
-        s.get(Rating, rated["ratings"][0]).active = False  # as review.ratings.undo_last does
+        s.get(Rating, rated["ratings"][0]).active = False  # as review.labeling.ratings.undo_last does
         s.flush()
         assert qa.next_qa_task(s, study, rated["qa1"]).rating_id == rated["ratings"][1]
         assert qa.qa_progress(s, study, rated["qa1"]) == qa.QAProgress(1, 0, 1)  # it no longer counts

@@ -10,8 +10,8 @@ from sqlalchemy import select
 from db.engine import make_engine, make_session_factory
 from db.migrate import upgrade
 from db.models import Assignment, Rating, Study, utcnow
-from review.assignment import next_assignment
-from review.ratings import RatingError, StaleAssignment, Submission, history, skip, submit, undo_last
+from review.labeling.assignment import next_assignment
+from review.labeling.ratings import RatingError, StaleAssignment, Submission, history, skip, submit, undo_last
 from tests.factories import make_study
 
 

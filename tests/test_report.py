@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
 
-from review import agreement as ag
-from review.report import build_report, read_ratings_file, report_to_markdown
+from review.analysis import agreement as ag
+from review.analysis.report import build_report, read_ratings_file, report_to_markdown
 
 TOP_KEYS = {"n_items", "n_raters", "n_ratings", "krippendorff_alpha", "fleiss_kappa", "icc",
             "pairwise_kappa", "percent_agreement", "warnings", "per_item", "per_rater",

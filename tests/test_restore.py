@@ -14,15 +14,15 @@ from skimage import data, restoration
 from skimage.measure import blur_effect
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from review.degrade import BlurSpec, degrade
-from review.restore import (
+from review.media.degrade import BlurSpec, degrade
+from review.media.restore import (
     RESTORERS,
     RestoreInput,
     get_restorer,
     restorer_class,
 )
-from review.restore.classical import WienerParams, edgetaper
-from review.restore.sd15 import SD15Img2ImgParams, SD15Txt2ImgParams
+from review.media.restore.classical import WienerParams, edgetaper
+from review.media.restore.sd15 import SD15Img2ImgParams, SD15Txt2ImgParams
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,8 +44,8 @@ def _psnr(ref: Image.Image, img: Image.Image) -> float:
 
 
 def test_import_does_not_import_torch() -> None:
-    code = ("import review.restore, sys; "
-            "from review.restore import get_restorer, RESTORERS; "
+    code = ("import review.media.restore, sys; "
+            "from review.media.restore import get_restorer, RESTORERS; "
             "[get_restorer(n, sd15_path='tiny') for n in RESTORERS]; "
             "bad = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]; "
             "assert not bad, bad")

@@ -17,17 +17,17 @@ from PIL import Image
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio
 
-from review.restore import RestoreInput, WeightsError, generate_reference, get_restorer
-from review.restore.sd15 import SD15Img2ImgParams
-from review.restore.sd15_engine import (
+from review.media.restore import RestoreInput, WeightsError, generate_reference, get_restorer
+from review.media.restore.sd15 import SD15Img2ImgParams
+from review.media.restore.sd15_engine import (
     SCHEDULERS,
     RestoreCancelled,
     make_scheduler,
     restore_grid,
     working_size,
 )
-from review.restore.sd15_tiny import build_tiny_sd15
-from review.restore.sd15_weights import (
+from review.media.restore.sd15_tiny import build_tiny_sd15
+from review.media.restore.sd15_weights import (
     cpu_has_bf16,
     load_pipeline,
     model_identity,

@@ -10,11 +10,11 @@ from sqlalchemy import select
 
 from db.engine import transaction
 from db.models import ROLES, GuidelineVersion
-from review.guideline_admin import render_safe_markdown
+from review.labeling.guidelines.render import render_safe_markdown
+from review.labeling.views import GuidelineView, reviewer_progress, study_progress
 from review.ui.common import get_lab, require_role, sd15_status
 from review.ui.guideline import render_guideline
 from review.users import UserError, add_user, list_users, reset_password, set_active
-from review.views import GuidelineView, reviewer_progress, study_progress
 
 
 def _run(action, success: str) -> None:  # noqa: ANN001 - a callable taking a Session

@@ -1,8 +1,8 @@
 """The Analyst page: agreement statistics of a study with filters, comparisons of guideline
 versions and QA cohorts, charts with the numbers behind them, and every export.
 
-The page only lays things out: numbers come from `review.report.build_report` and are shaped by
-`review.analysis_views`. Reports are cached per study, filters, bootstrap settings and a
+The page only lays things out: numbers come from `review.analysis.report.build_report` and are shaped by
+`review.analysis.page`. Reports are cached per study, filters, bootstrap settings and a
 fingerprint of the study's ratings (count, highest id, active count, last QA verdict), so a new,
 undone or reviewed rating recomputes them on the next run.
 """
@@ -18,10 +18,10 @@ import streamlit as st
 from sqlalchemy import case, func, select
 
 from db.models import QAVerdict, Rating, Study, StudyItem, StudyReviewer
-from review import analysis_views as av
+from review.analysis import page as av
+from review.analysis.export import ratings_frame
+from review.analysis.report import build_report, report_to_markdown
 from review.database import Lab
-from review.export import ratings_frame
-from review.report import build_report, report_to_markdown
 
 KEY = "analyst_"
 MAX_BOOTSTRAP = 5000

@@ -14,8 +14,8 @@ import base64
 
 import streamlit as st
 
-from review.images import DISPLAY_MAX_SIDE, ImageStore
-from review.views import ImageRef
+from review.labeling.views import ImageRef
+from review.media.store import DISPLAY_MAX_SIDE, ImageStore
 
 
 @st.cache_data(max_entries=2048, show_spinner=False)

@@ -17,13 +17,14 @@ from db.models import (
     Study,
     StudyItem,
 )
-from review import catalog, jobs
+from review import jobs
 from review.database import Lab
-from review.degrade import KINDS
-from review.images import ImageRejected, decode_image
-from review.restore import RESTORERS, WeightsError
+from review.labeling.views import ImageRef
+from review.media import catalog
+from review.media.decode import ImageRejected, decode_image
+from review.media.degrade import KINDS
+from review.media.restore import RESTORERS, WeightsError
 from review.ui.display import show_images
-from review.views import ImageRef
 
 BLUR_HELP = {
     "motion_line": "line length in px",
@@ -208,7 +209,7 @@ def _upload(lab: Lab) -> None:
                                      licence=licence, content=content,
                                      is_reference=not already_blurred)
             if already_blurred:
-                from review.degrade import BlurSpec
+                from review.media.degrade import BlurSpec
 
                 catalog.add_degraded(s, lab.store, src, BlurSpec("real", None))
         st.success(f"{f.name}: added as source #{src.id} ({img.width}x{img.height}).")

@@ -1,7 +1,7 @@
 """Showing a guideline version safely, the same way on every page that shows one.
 
 Guideline text is written by admins but shown to every reviewer, so it is treated as untrusted.
-The rules live in `review.guideline_admin`: `render_safe_markdown` escapes raw HTML and
+The rules live in `review.labeling.guidelines.render`: `render_safe_markdown` escapes raw HTML and
 neutralises non-http(s)/mailto links (checked with a real CommonMark parse) before
 `st.markdown(..., unsafe_allow_html=False)`; Markdown image links are never handed to the browser:
 `split_images` takes them out of the text and `resolve_image` finds each file strictly inside
@@ -13,8 +13,9 @@ from __future__ import annotations
 import streamlit as st
 
 from db.models import GuidelineVersion
-from review.guideline_admin import GuidelineAdminError, render_safe_markdown, resolve_image, split_images
-from review.views import GuidelineView
+from review.labeling.guidelines.authoring import GuidelineError
+from review.labeling.guidelines.render import render_safe_markdown, resolve_image, split_images
+from review.labeling.views import GuidelineView
 
 
 def render_body(gv: GuidelineView | GuidelineVersion) -> None:
@@ -26,7 +27,7 @@ def render_body(gv: GuidelineView | GuidelineVersion) -> None:
             continue
         try:
             st.image(str(resolve_image(gv, part)))
-        except GuidelineAdminError as exc:
+        except GuidelineError as exc:
             st.caption(f"(Example image not shown: {render_safe_markdown(str(exc))})")
 
 

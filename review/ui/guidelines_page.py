@@ -3,7 +3,7 @@ used it, a safe preview, a new version written from an old one (file first, then
 database), a side-by-side diff of two versions, and assigning one version, or a randomised
 experiment of several versions and QA on/off, to a study.
 
-Rules live in review.guideline_admin and review.guidelines; this page lays them out. Guideline text
+Rules live in review.labeling.guidelines; this page lays them out. Guideline text
 is shown through `render_safe_markdown` and `st.markdown(unsafe_allow_html=False)`, example
 images only from the guideline's own folder.
 """
@@ -21,17 +21,22 @@ from sqlalchemy.orm import Session
 
 from db.models import GuidelineVersion, Study, StudyReviewer
 from review.database import Lab
-from review.guideline_admin import (
-    GuidelineAdminError,
+from review.labeling.guidelines.authoring import (
     diff_versions,
     new_version_from,
-    render_safe_markdown,
     set_guideline_experiment,
     set_study_guideline,
     unified_diff,
     version_table,
 )
-from review.guidelines import GUIDELINES_DIR, GuidelineError, parse_guideline, sync_all, sync_version
+from review.labeling.guidelines.files import (
+    GUIDELINES_DIR,
+    GuidelineError,
+    parse_guideline,
+    sync_all,
+    sync_version,
+)
+from review.labeling.guidelines.render import render_safe_markdown
 from review.ui.common import run_action, show_flashes
 from review.ui.guideline import render_body
 
@@ -47,7 +52,7 @@ class PageUser(Protocol):
 
 def _apply(lab: Lab, action: Callable[[Session], object],
            success: str | Callable[[object], str]) -> None:
-    run_action(lab, action, success, (GuidelineAdminError, GuidelineError))
+    run_action(lab, action, success, (GuidelineError, GuidelineError))
 
 
 def _label(gv: GuidelineVersion) -> str:
@@ -85,7 +90,7 @@ def _preview(rows: dict[int, GuidelineVersion]) -> None:
 def _write_and_sync(lab: Lab, base: GuidelineVersion, body: str, note: str, title: str, root: Path) -> None:
     try:
         path = new_version_from(base, body_md=body, change_note=note, title=title, root=root)
-    except (GuidelineAdminError, GuidelineError, OSError) as exc:
+    except (GuidelineError, OSError) as exc:
         st.error(str(exc))
         return
     _apply(lab, lambda s: sync_version(s, parse_guideline(path)),

@@ -4,7 +4,7 @@ reason) or corrects it (new score and reason). Admins also set the QA rate, whet
 feedback, draw the sample, and read the per-cohort QA summary and gold accuracy.
 
 The page only lays things out; every rule (who may judge what, one verdict per rating, append-only
-corrections) lives in review.qa. The reviewer's identity is never shown to the QA reviewer.
+corrections) lives in review.labeling.qa. The reviewer's identity is never shown to the QA reviewer.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import Study
-from review import qa
 from review.database import Lab
-from review.images import ImageStore
-from review.ratings import FLAG_LABELS, FLAGS
+from review.labeling import qa
+from review.labeling.ratings import FLAG_LABELS, FLAGS
+from review.labeling.views import ImageRef, scale_labels
+from review.media.store import ImageStore
 from review.ui.common import run_action, show_flashes
 from review.ui.display import display_jpeg
-from review.views import ImageRef, scale_labels
 
 KEY = "qa_"
 

@@ -34,13 +34,10 @@ import streamlit as st
 
 from db.engine import transaction
 from db.models import Study
-from review import ratings
-from review.assignment import next_assignment, remaining_for
-from review.ratings import FLAG_LABELS, FLAGS, SKIP_REASONS, RatingError, StaleAssignment, Submission
-from review.ui.common import flash, get_lab, require_role, show_flashes
-from review.ui.display import show_images
-from review.ui.guideline import render_guideline
-from review.views import (
+from review.labeling import ratings
+from review.labeling.assignment import next_assignment, remaining_for
+from review.labeling.ratings import FLAG_LABELS, FLAGS, SKIP_REASONS, RatingError, StaleAssignment, Submission
+from review.labeling.views import (
     GuidelineView,
     ItemView,
     StudyChoice,
@@ -50,6 +47,9 @@ from review.views import (
     retracted_draft,
     reviewer_summary,
 )
+from review.ui.common import flash, get_lab, require_role, show_flashes
+from review.ui.display import show_images
+from review.ui.guideline import render_guideline
 
 NO_FRAGMENT = os.environ.get("REVIEW_UI_NO_FRAGMENT", "") == "1"
 # "n" in "item k of n" needs remaining_for, a count over the whole study (~0.2 s at 100k items):

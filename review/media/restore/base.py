@@ -171,7 +171,7 @@ class RestoreInput:
 
     @classmethod
     def from_degraded(cls, degraded: Any, reference: Image.Image | None = None) -> RestoreInput:
-        """From ``review.degrade.Degraded`` (image + kernel) and the sharp original."""
+        """From ``review.media.degrade.Degraded`` (image + kernel) and the sharp original."""
         return cls(degraded=degraded.image, kernel=degraded.kernel, reference=reference)
 
 

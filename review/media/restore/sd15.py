@@ -16,7 +16,7 @@ from typing import Any
 
 from PIL import Image
 
-from review.restore.base import Params, RestoreInput, Restorer, RestoreResult, param
+from review.media.restore.base import Params, RestoreInput, Restorer, RestoreResult, param
 
 SCHEDULER_NAMES = ("ddim", "dpmpp_2m", "euler_a", "euler", "pndm", "lms")  # sd15_engine's keys
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -89,7 +89,7 @@ class _SD15Base(Restorer):
 
     def pipeline(self, device: str = "auto", precision: str = "auto") -> Any:
         """The loaded (cached) :class:`SD15Pipeline`; raises WeightsError with the fix."""
-        from review.restore.sd15_weights import load_pipeline
+        from review.media.restore.sd15_weights import load_pipeline
 
         return load_pipeline(self.weights, models_dir=self.models_dir,
                              config_dir=self.config_dir, device=device, precision=precision)
@@ -117,7 +117,7 @@ class SD15Img2Img(_SD15Base):
         cancel: Callable[[], bool] | None = None,
     ) -> list[RestoreResult]:
         """All (strength, seed) variants of one input, sharing work (strength-major order)."""
-        from review.restore.sd15_engine import restore_grid
+        from review.media.restore.sd15_engine import restore_grid
 
         p = self.params(params)
         pipe = self.pipeline(p.device, p.precision)
@@ -136,13 +136,13 @@ class SD15Txt2Img(_SD15Base):
     def restore(self, inp: RestoreInput,
                 params: Params | Mapping[str, Any] | None = None) -> RestoreResult:
         raise ValueError("sd15_txt2img generates references and takes no degraded input: "
-                         "call generate(params) (or review.restore.generate_reference)")
+                         "call generate(params) (or review.media.restore.generate_reference)")
 
     def generate(self, params: Params | Mapping[str, Any] | None = None, *,
                  progress: Callable[[int, int], None] | None = None,
                  cancel: Callable[[], bool] | None = None) -> RestoreResult:
         """One text-to-image reference."""
-        from review.restore.sd15_engine import generate_reference
+        from review.media.restore.sd15_engine import generate_reference
 
         p = self.params(params)
         return generate_reference(self.pipeline(p.device, p.precision), p, progress=progress,

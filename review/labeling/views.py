@@ -23,7 +23,7 @@ from db.models import (
     StudyItem,
     User,
 )
-from review.cohorts import ensure_enrolled
+from review.labeling.cohorts import ensure_enrolled
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ per RGB channel. They answer "what does a method that cannot invent detail recov
 generative restorations can be rated against an honest baseline.
 
 Border handling: the FFT-based deconvolutions assume a circular (wrap-around) blur, while real
-blur (and ``review.degrade``) is not circular, so a plain call rings from every border. Each
+blur (and ``review.media.degrade``) is not circular, so a plain call rings from every border. Each
 channel is therefore padded by the kernel size (``pad_mode``: reflect/symmetric/edge), its outer
 frame is tapered towards its own circularly blurred copy (MATLAB's ``edgetaper``: the weight is
 one minus the normalised autocorrelation of the kernel's projections, so the image becomes
@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from review.images import from_array, to_array
-from review.restore.base import Params, RestoreInput, Restorer, param
+from review.media.decode import from_array, to_array
+from review.media.restore.base import Params, RestoreInput, Restorer, param
 
 PAD_MODES = ("reflect", "symmetric", "edge")
 

@@ -2,7 +2,7 @@
 
 Same component classes as Stable Diffusion 1.5 (UNet2DConditionModel, AutoencoderKL, CLIP text
 encoder and tokenizer, PNDM scheduler) with diffusers' own test sizes, so that every code path
-(saving, loading through :func:`review.restore.sd15_weights.load_pipeline`, VAE encode, text
+(saving, loading through :func:`review.media.restore.sd15_weights.load_pipeline`, VAE encode, text
 encode, denoising, decode) runs in milliseconds. Its output is noise-like and must never be
 presented as a restoration: the folder carries a ``tiny_sd15.json`` marker, and everything it
 produces has ``smoke_test: true`` and a model identity starting with ``tiny-``.

@@ -14,8 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import DegradedImage, Restoration, SourceImage
-from review.degrade import BlurSpec, Degraded, degrade, kernel_from_bytes, kernel_to_bytes
-from review.images import ImageStore
+from review.media.degrade import BlurSpec, Degraded, degrade, kernel_from_bytes, kernel_to_bytes
+from review.media.store import ImageStore
 
 CONTENT_TYPES = ("face", "text", "object", "scene")
 

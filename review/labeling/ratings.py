@@ -16,8 +16,8 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session, aliased
 
 from db.models import Assignment, Rating, Study, StudyItem, StudyReviewer, utcnow
-from review.assignment import _as_aware, live_assignment_filter
-from review.cohorts import CohortError, add_finished, ensure_enrolled
+from review.labeling.assignment import _as_aware, live_assignment_filter
+from review.labeling.cohorts import CohortError, add_finished, ensure_enrolled
 
 FLAGS = ("identity_changed", "invented_detail", "text_changed", "artifacts", "still_blurry")
 FLAG_LABELS = {

@@ -1,14 +1,9 @@
-"""Safe image decoding and the content-addressed image store.
+"""Safe image decoding: arbitrary bytes in, a plain 8-bit sRGB image or a clear refusal out.
 
 Every image a user hands us (an upload, a file on disk) goes through :func:`decode_image`, which
 turns arbitrary bytes into a plain 8-bit sRGB ``RGB`` image or raises :class:`ImageRejected`
 with a machine-readable ``code`` and a message a person can act on. Nothing is stored before
 decoding has succeeded, so a rejected upload leaves no trace in the store.
-
-Kept images live in an :class:`ImageStore`: a folder addressed by the sha256 of the stored bytes
-(``<root>/<sha[:2]>/<sha>.<ext>``). The database keeps only hashes and relative paths. Images are
-stored as lossless PNG so that restorations are never re-compressed; other artefacts (blur
-kernels as ``.npy``) go in as raw bytes. Writes are atomic and idempotent.
 
 Decoding policy, and why:
 
@@ -28,16 +23,10 @@ Decoding policy, and why:
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
-import os
-import re
-import tempfile
 import threading
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +38,11 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_PIXELS",
     "ImageRejected",
-    "ImageStore",
-    "StoredFile",
+    "as_rgb",
     "decode_file",
     "decode_image",
     "encode_display_jpeg",
     "from_array",
-    "load_rgb",
     "to_array",
 ]
 
@@ -217,7 +204,7 @@ def _load_pixels(im: ImageFile.ImageFile) -> None:
     """Decode the pixel data; truncation and decoder errors become rejections."""
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         # Someone in this process switched it on; it would let half-files through.
-        log.warning("PIL.ImageFile.LOAD_TRUNCATED_IMAGES was True; review.images resets it.")
+        log.warning("PIL.ImageFile.LOAD_TRUNCATED_IMAGES was True; review.media.decode resets it.")
         ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         im.load()
@@ -376,7 +363,8 @@ def decode_file(path: Path, **kw: Any) -> Image.Image:
 # Encoding and array helpers
 
 
-def _as_rgb(img: Image.Image) -> Image.Image:
+def as_rgb(img: Image.Image) -> Image.Image:
+    """Any decoded image as 8-bit sRGB RGB (alpha composited onto white)."""
     if img.mode == "RGB":
         return img
     img.load()
@@ -391,7 +379,7 @@ def encode_display_jpeg(img: Image.Image, max_side: int, quality: int = 85) -> b
     """
     if max_side < 1:
         raise ValueError("max_side must be at least 1")
-    rgb = _as_rgb(img)
+    rgb = as_rgb(img)
     width, height = rgb.size
     scale = max_side / max(width, height)
     if scale < 1:
@@ -405,7 +393,7 @@ def encode_display_jpeg(img: Image.Image, max_side: int, quality: int = 85) -> b
 def to_array(img: Image.Image) -> np.ndarray:
     """Image -> float64 array in [0, 1]: (H, W, 3) for colour, (H, W) for mode L."""
     if img.mode != "L":
-        img = _as_rgb(img)
+        img = as_rgb(img)
     return np.asarray(img, dtype=np.float64) / 255.0
 
 
@@ -421,125 +409,3 @@ def from_array(arr: np.ndarray) -> Image.Image:
     u8 = np.rint(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8)
     return Image.fromarray(u8)  # uint8 (H, W) -> L, (H, W, 3) -> RGB
 
-
-# ---------------------------------------------------------------------------------------------
-# Content-addressed store
-
-
-@dataclass(frozen=True)
-class StoredFile:
-    """A file in the store: its sha256 (hex) and its path relative to the store root."""
-
-    sha256: str
-    relpath: str  # forward slashes, e.g. "ab/ab12...ef.png"
-
-
-_EXT_RE = re.compile(r"^[a-z0-9]{1,10}$")
-_RELPATH_RE = re.compile(r"^([0-9a-f]{2})/(\1[0-9a-f]{62})\.([a-z0-9]{1,10})$")
-_PNG_MODES = ("L", "RGB", "RGBA")
-
-
-DISPLAY_MAX_SIDE = 512  # long side of the JPEGs the review pages show
-DISPLAY_DIR = "display"  # derivatives under the store root: display/<side>/<sha[:2]>/<sha>.jpg
-
-
-class ImageStore:
-    """Files addressed by sha256 under ``root`` (the data folder's ``images/``), plus a cache
-    of display-size JPEG derivatives (made when an image is stored, or on first view)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._root_resolved = self.root.resolve()
-
-    def put_image(self, img: Image.Image) -> StoredFile:
-        """Store as lossless PNG (no metadata, fixed settings: same pixels, same sha).
-
-        The sha is of the PNG bytes, so it is stable for a given Pillow/zlib build; after a
-        library upgrade the same pixels may get a new file (never a wrong one).
-        """
-        if img.mode not in _PNG_MODES:
-            raise ValueError(f"put_image stores L, RGB or RGBA images, got mode {img.mode}")
-        # A fresh image drops info (ICC, EXIF, text chunks) that Pillow would otherwise write.
-        clean = Image.frombytes(img.mode, img.size, img.tobytes())
-        out = io.BytesIO()
-        clean.save(out, format="PNG", compress_level=6, optimize=False)
-        stored = self.put_bytes(out.getvalue(), "png")
-        # The reviewer's first view of this image then costs a file read, not an encode.
-        self._display_file(stored.sha256, DISPLAY_MAX_SIDE, lambda: clean)
-        return stored
-
-    def put_bytes(self, data: bytes, ext: str) -> StoredFile:
-        """Store raw bytes (e.g. a ``.npy`` kernel); atomic, and a no-op if already present."""
-        ext = ext.lower().removeprefix(".")
-        if not _EXT_RE.match(ext):
-            raise ValueError(f"invalid file extension {ext!r}")
-        sha = hashlib.sha256(data).hexdigest()
-        relpath = f"{sha[:2]}/{sha}.{ext}"
-        target = self.root / sha[:2] / f"{sha}.{ext}"
-        if target.is_file() and target.stat().st_size == len(data):
-            return StoredFile(sha, relpath)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        self._write_atomic(target, data)
-        return StoredFile(sha, relpath)
-
-    @staticmethod
-    def _write_atomic(target: Path, data: bytes) -> None:
-        """Temp file in the same folder, fsync, os.replace: readers never see half a file."""
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp_name, 0o644)
-            os.replace(tmp_name, target)
-        except BaseException:
-            try:
-                os.unlink(tmp_name)
-            except FileNotFoundError:
-                pass
-            raise
-
-    def path(self, relpath: str) -> Path:
-        """Absolute path of a stored file; refuses anything that is not a store path."""
-        if not isinstance(relpath, str) or not _RELPATH_RE.match(relpath):
-            raise ValueError(f"not a store path: {relpath!r}")
-        full = (self.root / relpath).resolve()
-        if not full.is_relative_to(self._root_resolved):
-            raise ValueError(f"store path escapes the store root: {relpath!r}")
-        return full
-
-    def read_bytes(self, relpath: str) -> bytes:
-        """The stored bytes for a relative path."""
-        return self.path(relpath).read_bytes()
-
-    def display_jpeg(self, relpath: str, max_side: int = DISPLAY_MAX_SIDE) -> bytes:
-        """The stored image as a JPEG of at most ``max_side`` px (`encode_display_jpeg`), made
-        once and kept under ``display/``: a regenerable cache, left out of backups."""
-        sha = self.path(relpath).stem
-        return self._display_file(sha, max_side, lambda: self.open_image(relpath))
-
-    def _display_file(self, sha: str, max_side: int, load: Callable[[], Image.Image]) -> bytes:
-        target = self.root / DISPLAY_DIR / str(int(max_side)) / sha[:2] / f"{sha}.jpg"
-        try:
-            data = target.read_bytes()
-        except FileNotFoundError:
-            data = b""
-        if data:
-            return data
-        data = encode_display_jpeg(load(), max_side)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        self._write_atomic(target, data)
-        return data
-
-    def open_image(self, relpath: str) -> Image.Image:
-        """A stored PNG as an RGB image (fully loaded; the file is closed)."""
-        with Image.open(self.path(relpath), formats=["PNG"]) as im:
-            im.load()
-            return _as_rgb(im).copy()
-
-
-def load_rgb(root: Path, relpath: str) -> Image.Image:
-    """Shortcut for ``ImageStore(root).open_image(relpath)``."""
-    return ImageStore(root).open_image(relpath)

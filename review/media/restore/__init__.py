@@ -20,18 +20,18 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from review.restore.base import Params, RestoreInput, Restorer, RestoreResult
-from review.restore.sd15 import generate_reference
-from review.restore.sd15_weights import WeightsError
+from review.media.restore.base import Params, RestoreInput, Restorer, RestoreResult
+from review.media.restore.sd15 import generate_reference
+from review.media.restore.sd15_weights import WeightsError
 
 _REGISTRY: dict[str, tuple[str, str]] = {
-    "sd15_img2img": ("review.restore.sd15", "SD15Img2Img"),
-    "sd15_txt2img": ("review.restore.sd15", "SD15Txt2Img"),
-    "wiener": ("review.restore.classical", "Wiener"),
-    "unsupervised_wiener": ("review.restore.classical", "UnsupervisedWiener"),
-    "richardson_lucy": ("review.restore.classical", "RichardsonLucy"),
-    "blurred": ("review.restore.controls", "Blurred"),
-    "hidden_reference": ("review.restore.controls", "HiddenReference"),
+    "sd15_img2img": ("review.media.restore.sd15", "SD15Img2Img"),
+    "sd15_txt2img": ("review.media.restore.sd15", "SD15Txt2Img"),
+    "wiener": ("review.media.restore.classical", "Wiener"),
+    "unsupervised_wiener": ("review.media.restore.classical", "UnsupervisedWiener"),
+    "richardson_lucy": ("review.media.restore.classical", "RichardsonLucy"),
+    "blurred": ("review.media.restore.controls", "Blurred"),
+    "hidden_reference": ("review.media.restore.controls", "HiddenReference"),
 }
 RESTORERS: tuple[str, ...] = tuple(_REGISTRY)
 SD15_RESTORERS = ("sd15_img2img", "sd15_txt2img")

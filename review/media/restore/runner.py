@@ -10,7 +10,7 @@ from typing import Any
 from PIL import Image
 
 from review.config import Settings
-from review.restore import RestoreInput, RestoreResult, get_restorer, restorer_class
+from review.media.restore import RestoreInput, RestoreResult, get_restorer, restorer_class
 
 
 def resolve_params(method: str, raw: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 accept, reject or correct each one; plus gold-item accuracy and a per-cohort QA summary.
 
 Design (the "Quality Assured" questions, arXiv 2407.17596):
-- Only reviewers in a QA-on cohort (`StudyReviewer.qa_enabled`, see review.cohorts) are sampled, so
+- Only reviewers in a QA-on cohort (`StudyReviewer.qa_enabled`, see review.labeling.cohorts) are sampled, so
   the QA-off cohort is an untouched control.
 - The sample is stratified by reviewer x blur kind x image content, so every reviewer and every
   kind of picture gets checked at the configured rate (QA's benefit depends on image
@@ -42,8 +42,8 @@ from db.models import (
     StudyReviewer,
     User,
 )
-from review.ratings import FLAGS, MAX_COMMENT
-from review.views import ImageRef
+from review.labeling.ratings import FLAGS, MAX_COMMENT
+from review.labeling.views import ImageRef
 
 DEFAULT_QA_RATE = 0.2
 QA_ROLES = ("qa", "admin")

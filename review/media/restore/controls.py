@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from review.restore.base import Params, RestoreInput, Restorer
+from review.media.restore.base import Params, RestoreInput, Restorer
 
 
 @dataclass(frozen=True)

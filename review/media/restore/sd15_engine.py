@@ -38,8 +38,8 @@ from typing import Any
 
 from PIL import Image
 
-from review.restore.base import RestoreInput, RestoreResult, finish_result, library_versions
-from review.restore.sd15_weights import SD15Pipeline
+from review.media.restore.base import RestoreInput, RestoreResult, finish_result, library_versions
+from review.media.restore.sd15_weights import SD15Pipeline
 
 # name -> (diffusers class, extra config)
 SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -340,7 +340,7 @@ def generate_reference(
                  progress, cancel)
         image = _decode(pipeline, group.latents, 1)[0]
     wall = time.perf_counter() - t0
-    from review.restore.base import compute_metrics
+    from review.media.restore.base import compute_metrics
 
     prov = {
         "method": "sd15_txt2img", "params": params.to_dict(), "seed": params.seed,

@@ -1,7 +1,7 @@
 """The agreement statistics report: one JSON-safe dict, and its Markdown rendering.
 
 Why: analysts, the UI and exports all need the same numbers with the same caveats, so they are
-computed once here from a long-format rating table (see :mod:`review.agreement`).
+computed once here from a long-format rating table (see :mod:`review.analysis.agreement`).
 
 ``build_report(df, *, bootstrap=0, seed=0, scale=(1, 5))`` returns a dict with these top-level
 keys (all values strict-JSON: ``json.dumps(report, allow_nan=False)`` works):
@@ -57,8 +57,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from review import agreement as ag
-from review.agreement import Coef, Ratings
+from review.analysis import agreement as ag
+from review.analysis.agreement import Coef, Ratings
 
 BREAKDOWN_COLUMNS = ("guideline_version", "qa_cohort", "blur_kind", "blur_level", "restorer",
                      "content")

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from review.restore.sd15_tiny import MARKER, build_tiny_sd15
+from review.media.restore.sd15_tiny import MARKER, build_tiny_sd15
 
 SETTING = "REVIEW_SD15_PATH"
 TINY = "tiny"

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from db.models import GuidelineVersion, Rating
 
-GUIDELINES_DIR = Path(__file__).resolve().parent.parent / "guidelines"
+GUIDELINES_DIR = Path(__file__).resolve().parents[3] / "guidelines"
 _FRONT = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.S)
 
 

@@ -22,16 +22,16 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from review.export import wide_matrix, write_frame
-from review.report import ICC_LABELS
+from review.analysis.export import wide_matrix, write_frame
+from review.analysis.report import ICC_LABELS
 
 #: Columns the page offers as multiselect filters (blur_level gets a range instead).
 FILTER_COLUMNS = ("guideline_version", "qa_cohort", "blur_kind", "restorer", "content")
-#: Control restorers; their items are gold by default (see review.study.CONTROL_EXPECTATIONS).
+#: Control restorers; their items are gold by default (see review.labeling.study.CONTROL_EXPECTATIONS).
 CONTROL_RESTORERS = ("hidden_reference", "blurred")
 #: How a missing value appears among filter options.
 MISSING_LABEL = "(none)"
-#: Agreement from fewer multiply-rated items than this is noise (review.agreement).
+#: Agreement from fewer multiply-rated items than this is noise (review.analysis.agreement).
 MIN_RELIABLE_ITEMS = 20
 
 ALPHA_LEVELS = (("ordinal", "Krippendorff's alpha (ordinal)"),
@@ -139,7 +139,7 @@ GOLD_COLUMNS = ("is_gold", "expected_min", "expected_max")
 
 def report_input(df: pd.DataFrame) -> pd.DataFrame:
     """The ratings as build_report should see them: optional columns without a single value are
-    dropped (nothing to break down by; review.report fails on an all-missing column, e.g.
+    dropped (nothing to break down by; review.analysis.report fails on an all-missing column, e.g.
     expected_min in a study without gold items), and the gold columns go when no rated item is
     gold (no gold accuracy to report, rather than a warning about missing expected ranges)."""
     drop = [c for c in REPORT_COLUMNS if c in df.columns and df[c].isna().all()]
@@ -629,7 +629,7 @@ MIME = {"csv": "text/csv", "jsonl": "application/x-ndjson", "parquet": "applicat
 
 def ratings_bytes(df: pd.DataFrame, fmt: str) -> bytes:
     """Long-format ratings as CSV, JSON Lines or Parquet bytes, exactly as the CLI export writes
-    them (review.export.write_frame)."""
+    them (review.analysis.export.write_frame)."""
     with tempfile.TemporaryDirectory(prefix="review-export-") as tmp:
         path = write_frame(df, Path(tmp) / f"ratings.{fmt}", fmt)
         return path.read_bytes()

@@ -31,8 +31,8 @@ from db.models import (
     StudyReviewer,
     User,
 )
-from review.catalog import CONTENT_TYPES
-from review.study import StudyConfig, StudyError, ensure_study, order_key
+from review.labeling.study import StudyConfig, StudyError, ensure_study, order_key
+from review.media.catalog import CONTENT_TYPES
 
 _GV = re.compile(r"^(?P<slug>[A-Za-z0-9_.-]+)-v(?P<version>\d+)$")
 

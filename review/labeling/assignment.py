@@ -32,7 +32,7 @@ from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from db.models import Assignment, Study, StudyItem, utcnow
-from review.cohorts import ensure_enrolled
+from review.labeling.cohorts import ensure_enrolled
 
 WINDOW = 24  # open items read per claim
 PICK = 8  # of which the oldest PICK are drawn from

@@ -1,0 +1,221 @@
+"""Authoring labeling guidelines: new versions from old ones, diffs, the versions overview, and
+assigning versions (or a randomised experiment of several versions and QA on/off) to a study.
+
+Files stay the source of truth (review.labeling.guidelines.files): a new version is a new folder
+`guidelines/<slug>/v<N+1>/` written next to the old ones, never over them, and then synced into
+the database. Text and images are checked with the same rules the reviewers' pages render by
+(review.labeling.guidelines.render).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import shutil
+from pathlib import Path
+
+import yaml
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from db.models import GuidelineVersion, Rating, Study, StudyReviewer
+from review.labeling.guidelines.files import (
+    GUIDELINES_DIR,
+    GuidelineError,
+    GuidelineFile,
+    parse_guideline,
+)
+from review.labeling.guidelines.render import check_image_link, guideline_folder, image_links
+
+_VERSION_DIR = re.compile(r"^v(\d+)$")
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+# ---------------------------------------------------------------------------------------------
+# New versions
+
+
+def _as_file(base: GuidelineFile | GuidelineVersion | Path | str, root: Path) -> GuidelineFile:
+    if isinstance(base, GuidelineFile):
+        return base
+    if isinstance(base, GuidelineVersion):
+        folder = guideline_folder(base)  # assets_dir is relative to GUIDELINES_DIR, whatever `root` is
+        return GuidelineFile(base.slug, base.version, base.title, base.change_note, base.body_md,
+                             folder if folder is not None else root / base.slug / f"v{base.version}")
+    path = Path(base)
+    return parse_guideline(path / "guideline.md" if path.is_dir() else path)
+
+
+def existing_versions(slug: str, root: Path = GUIDELINES_DIR) -> list[int]:
+    """Version numbers that have a folder under root/<slug>/, ascending."""
+    folder = root / slug
+    if not folder.is_dir():
+        return []
+    return sorted(int(m.group(1)) for p in folder.iterdir() if (m := _VERSION_DIR.match(p.name)))
+
+
+def new_version_from(base: GuidelineFile | GuidelineVersion | Path | str, *, body_md: str,
+                     change_note: str, title: str | None = None, root: Path = GUIDELINES_DIR) -> Path:
+    """Write `root/<slug>/v<N+1>/guideline.md` (N = the slug's highest version) from `base`, with
+    the base's `examples/` folder copied; returns the new guideline.md path.
+
+    Refuses an empty change note or body, unsafe image links, and never touches an existing
+    version folder (the folder is created exclusively, so two authors cannot collide).
+    """
+    gf = _as_file(base, Path(root))
+    if not _SLUG.match(gf.slug):
+        raise GuidelineError(f"Guideline slug {gf.slug!r} is not a safe folder name.")
+    change_note = (change_note or "").strip()
+    if not change_note:
+        raise GuidelineError("Write a change note: what changed and why (reviewers' ratings "
+                                  "are compared across versions, so the note is the record).")
+    body_md = (body_md or "").strip()
+    if not body_md:
+        raise GuidelineError("The guideline text is empty.")
+    for link in image_links(body_md):
+        check_image_link(link)
+    title = (title if title is not None else gf.title).strip() or gf.title
+    version = max([gf.version, *existing_versions(gf.slug, Path(root))]) + 1
+    target = Path(root) / gf.slug / f"v{version}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.mkdir()
+    except FileExistsError as exc:
+        raise GuidelineError(f"{gf.slug} v{version} was created meanwhile by someone else; "
+                                  "reload and start from the newest version.") from exc
+    try:
+        examples = gf.folder / "examples"
+        if examples.is_dir():
+            shutil.copytree(examples, target / "examples", symlinks=False)
+        meta = {"slug": gf.slug, "version": version, "title": title, "change_note": change_note}
+        front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
+        (target / "guideline.md").write_text(f"---\n{front}---\n\n{body_md}\n", encoding="utf-8")
+        parse_guideline(target / "guideline.md")  # what we wrote must load
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)  # only the folder this call created
+        raise
+    return target / "guideline.md"
+
+
+# ---------------------------------------------------------------------------------------------
+# Diffs
+
+
+def diff_versions(a_md: str, b_md: str) -> list[tuple[str, str, str]]:
+    """Side-by-side line diff as rows (tag, left line, right line); tag is one of equal, replace,
+    delete, insert. Lines of a replaced block are paired in order; the shorter side is padded
+    with empty strings."""
+    a, b = a_md.splitlines(), b_md.splitlines()
+    rows: list[tuple[str, str, str]] = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        left, right = a[i1:i2], b[j1:j2]
+        for k in range(max(len(left), len(right))):
+            rows.append((tag, left[k] if k < len(left) else "", right[k] if k < len(right) else ""))
+    return rows
+
+
+def unified_diff(a: str, b: str, a_label: str = "a", b_label: str = "b", context: int = 3) -> str:
+    """A classic unified diff of two texts (difflib), e.g. for a change review or a commit."""
+    return "".join(difflib.unified_diff(a.splitlines(keepends=True), b.splitlines(keepends=True),
+                                        fromfile=a_label, tofile=b_label, n=context))
+
+
+# ---------------------------------------------------------------------------------------------
+# Versions overview and study assignment
+
+
+def version_table(session: Session) -> list[dict]:
+    """Every loaded version with its change note, rating count and the studies that use it."""
+    counts = dict(session.execute(select(Rating.guideline_version_id, func.count())
+                                  .group_by(Rating.guideline_version_id)).all())
+    studies: dict[int, list[str]] = {}
+    for study in session.scalars(select(Study).order_by(Study.name)):
+        for vid in _study_versions(study):
+            studies.setdefault(vid, []).append(study.name)
+    rows = []
+    for gv in session.scalars(select(GuidelineVersion).order_by(GuidelineVersion.slug,
+                                                               GuidelineVersion.version)):
+        rows.append({"id": gv.id, "slug": gv.slug, "version": gv.version, "title": gv.title,
+                     "change_note": gv.change_note, "ratings": int(counts.get(gv.id, 0)),
+                     "used": gv.id in counts, "studies": studies.get(gv.id, [])})
+    return rows
+
+
+def _study_versions(study: Study) -> list[int]:
+    ids = [int(i) for i in (study.settings or {}).get("guideline_version_ids") or []]
+    if not ids and study.guideline_version_id is not None:
+        ids = [study.guideline_version_id]
+    return ids
+
+
+def _joined(session: Session, study: Study) -> int:
+    return session.scalar(select(func.count()).select_from(StudyReviewer)
+                          .where(StudyReviewer.study_id == study.id)) or 0
+
+
+def _check_versions(session: Session, version_ids: list[int]) -> list[GuidelineVersion]:
+    rows = []
+    for vid in version_ids:
+        gv = session.get(GuidelineVersion, vid)
+        if gv is None:
+            raise GuidelineError(f"There is no guideline version with id {vid}.")
+        rows.append(gv)
+    return rows
+
+
+def set_study_guideline(session: Session, study: Study, version_id: int) -> Study:
+    """Rate the study under one guideline version (ends any guideline experiment). Refused once
+    reviewers have joined: they keep the version they started with, so a change would silently
+    split the study into two arms."""
+    _check_versions(session, [version_id])
+    if _study_versions(study) == [version_id] and study.guideline_version_id == version_id:
+        return study
+    joined = _joined(session, study)
+    if joined:
+        raise GuidelineError(
+            f"{joined} reviewer(s) have already joined study {study.name!r} under its current "
+            "guideline; changing it now would mix versions. Create a new study for the new version.")
+    settings = dict(study.settings or {})
+    settings.pop("guideline_version_ids", None)
+    study.settings = settings
+    study.guideline_version_id = version_id
+    session.flush()
+    return study
+
+
+def set_guideline_experiment(session: Session, study: Study, version_ids: list[int],
+                             qa_share: float) -> Study:
+    """Randomise reviewers across guideline versions and QA on/off (review.labeling.cohorts reads
+    settings["guideline_version_ids"] and settings["qa_share"]). Arms are fixed once any reviewer
+    has joined, because cohorts are balanced at enrolment."""
+    ids = [int(v) for v in version_ids]
+    if not ids:
+        raise GuidelineError("Pick at least one guideline version.")
+    if len(set(ids)) != len(ids):
+        raise GuidelineError("Each guideline version can be one arm only.")
+    if isinstance(qa_share, bool) or not isinstance(qa_share, int | float) or not 0.0 <= qa_share <= 1.0:
+        raise GuidelineError("The QA share must be between 0 and 1.")
+    _check_versions(session, ids)
+    settings = dict(study.settings or {})
+    unchanged = (settings.get("guideline_version_ids") == ids
+                 and float(settings.get("qa_share", 0.0)) == float(qa_share))
+    if unchanged:
+        return study
+    joined = _joined(session, study)
+    if joined:
+        raise GuidelineError(
+            f"{joined} reviewer(s) have already joined study {study.name!r}: its arms (guideline "
+            "versions and QA share) are fixed so the cohorts stay balanced and comparable. Set up "
+            "the experiment in a new study.")
+    settings["guideline_version_ids"] = ids
+    settings["qa_share"] = float(qa_share)
+    study.settings = settings
+    study.guideline_version_id = ids[0]
+    session.flush()
+    return study
+
+
+__all__ = [
+    "diff_versions", "existing_versions", "new_version_from", "set_guideline_experiment",
+    "set_study_guideline", "unified_diff", "version_table",
+]
