@@ -4,24 +4,35 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8501
+LANES_SKIPPED_BY_TEST_FAST := not browser and not postgres and not sd15 and not slow
 
-.PHONY: help install run test lint bench browser-deps clean
+.PHONY: help install lock run test test-fast lint bench browser-deps clean
 
 help:
-	@echo "make install   create .venv and install pinned dependencies"
-	@echo "make run       install, initialise the database with the demo study, start the app on :$(PORT)"
-	@echo "make test      install, then run the test suite"
-	@echo "make lint      ruff check"
-	@echo "make bench     run the benchmarks in bench/"
+	@echo "make install    create .venv, install requirements.lock (hash-checked), then this project (editable)"
+	@echo "make lock       recompile requirements.lock from pyproject.toml (keeps pins; LOCK_ARGS=--upgrade)"
+	@echo "make run        install, initialise the database with the demo study, start the app on :$(PORT)"
+	@echo "make test       install, then run every test lane"
+	@echo "make test-fast  run the tests outside the browser, postgres, sd15 and slow lanes (< 1 min)"
+	@echo "make lint       ruff check"
+	@echo "make bench      run the benchmarks in bench/"
 
-$(STAMP): requirements.txt
+# The lock pins every package with its hashes; requirements-nodeps.lock adds data-only packages
+# without their dependencies; the project itself goes in editable, without deps.
+$(STAMP): requirements.lock requirements-nodeps.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
-	# Make `python -m review` work from any folder with this venv's python.
-	$(BIN)/python -c "import site, pathlib; pathlib.Path(site.getsitepackages()[0], 'review-lab.pth').write_text('$(CURDIR)\n')"
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-nodeps.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Add a dependency: edit pyproject.toml, then `make lock` and `make install`.
+lock: install
+	$(BIN)/pip-compile --quiet --generate-hashes --all-extras --allow-unsafe --strip-extras \
+	  --build-deps-for editable --no-emit-index-url --no-emit-find-links $(LOCK_ARGS) \
+	  -o requirements.lock pyproject.toml
 
 # Debian's chromium for the real-browser tests; Playwright never downloads a browser here.
 browser-deps:
@@ -39,6 +50,9 @@ run: install
 
 test: install browser-deps
 	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "$(LANES_SKIPPED_BY_TEST_FAST)"
 
 lint: install
 	$(BIN)/ruff check .

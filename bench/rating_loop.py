@@ -244,7 +244,7 @@ def server_bench(lab: Lab, study_id: int, n: int) -> dict[str, list[float]]:
 
 def browser_bench(data_dir: Path, username: str, n: int, no_fragment: bool) -> list[float]:
     """Enter press -> next item's images painted, in ms, for n ratings after 3 warm-up ratings."""
-    from tests.test_browser import chromium_page, log_in, streamlit_server, wait_idle
+    from tests.support_browser import chromium_page, log_in, streamlit_server, wait_idle
 
     env = {"REVIEW_UI_NO_FRAGMENT": "1" if no_fragment else "0"}
     out: list[float] = []

@@ -1,5 +1,5 @@
 """The data model, as it flows: source image -> degraded image -> restoration -> study item ->
-assignment -> rating -> QA verdict; plus users, guideline versions and generation jobs.
+assignment -> rating -> QA sample -> QA verdict; plus users, guideline versions and generation jobs.
 
 Invariants live in the schema, not only in Python: foreign keys, check constraints on enums and
 score ranges, and a partial unique index that allows one *active* rating per (item, reviewer).
@@ -321,6 +321,20 @@ class QAVerdict(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     corrected_rating_id: Mapped[int | None] = mapped_column(ForeignKey("ratings.id"))
     created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+
+
+class QASample(Base):
+    """A rating drawn into its study's QA sample (review.labeling.qa). One row per rating, so two
+    samplers cannot draw the same rating twice; rows are only ever added."""
+
+    __tablename__ = "qa_samples"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    rating_id: Mapped[int] = mapped_column(ForeignKey("ratings.id", ondelete="CASCADE"), unique=True)
+    # NULL for ratings sampled before migration 0006 moved the sample out of the study's settings,
+    # which did not record when.
+    sampled_at: Mapped[datetime | None] = mapped_column(TS, default=utcnow)
 
 
 class GenerationJob(Base):

@@ -13,10 +13,11 @@ import sqlite3
 from pathlib import Path
 
 from review.config import Settings
+from review.errors import ReviewError
 from review.media.store import DISPLAY_DIR
 
 
-class BackupError(RuntimeError):
+class BackupError(ReviewError):
     """The backup cannot be made as asked; the message says what to do instead."""
 
 

@@ -1,45 +1,35 @@
 """Command line interface: `python -m review --help` is the reference for every command.
 
 Settings come from the environment (REVIEW_DATA_DIR, REVIEW_DATABASE_URL, REVIEW_SD15_PATH);
-errors print one readable line and exit with status 1 (2 for usage errors).
+errors print one readable line and exit with status 1 (2 for usage errors): every command runs
+inside `ReviewCommands.invoke`, the one place a `ReviewError` becomes that line.
 """
 
 from __future__ import annotations
 
-import functools
 import getpass
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from review.config import ConfigError
+from review.errors import ReviewError
 
 
-def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn domain errors into a one-line message and exit status 1."""
+class ReviewCommands(click.Group):
+    """The command group: a domain refusal from any command (sub-groups included) is printed as
+    `Error: <message>` with exit status 1, without a traceback; other exceptions are bugs and
+    keep theirs."""
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from review.database import SchemaOutOfDate
-        from review.labeling.guidelines.files import GuidelineError
-        from review.labeling.study import StudyError
-        from review.media.decode import ImageRejected
-        from review.users import UserError
-
+    def invoke(self, ctx: click.Context) -> Any:
         try:
-            return fn(*args, **kwargs)
-        except (ConfigError, SchemaOutOfDate, UserError, StudyError, GuidelineError,
-                ImageRejected) as exc:
-            click.echo(f"Error: {exc}", err=True)
-            sys.exit(1)
-
-    return wrapper
+            return super().invoke(ctx)
+        except ReviewError as exc:
+            raise click.ClickException(str(exc)) from exc
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ReviewCommands, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """Fidelity review lab: generate restorations of blurred photos, have people rate their
     fidelity, and measure how far restoration can go.
@@ -50,7 +40,6 @@ def cli() -> None:
 
 
 @cli.command()
-@_friendly
 def init() -> None:
     """Create or upgrade the database schema in place (keeps all data) and load the guidelines."""
     from review.database import open_lab
@@ -68,7 +57,6 @@ def init() -> None:
 @cli.command()
 @click.option("--password", default="demo-pass", show_default=True,
               help="Password for the demo users (demo only; never use in production).")
-@_friendly
 def demo(password: str) -> None:
     """Seed the demo study from scikit-image's sample photos (idempotent: safe to rerun)."""
     from review.database import open_lab
@@ -90,7 +78,6 @@ def users() -> None:
 @click.option("--name", "display_name", default="", help="Display name.")
 @click.option("--password", default=None,
               help="Password (at least 8 characters); prompted for when omitted.")
-@_friendly
 def users_add(username: str, role: str, display_name: str, password: str | None) -> None:
     """Add a user."""
     from review.database import open_lab
@@ -105,7 +92,6 @@ def users_add(username: str, role: str, display_name: str, password: str | None)
 
 
 @users.command("list")
-@_friendly
 def users_list() -> None:
     """List users with their role and status."""
     from review.database import open_lab
@@ -131,7 +117,6 @@ def _set_active(username: str, active: bool) -> None:
 
 @users.command("deactivate")
 @click.argument("username")
-@_friendly
 def users_deactivate(username: str) -> None:
     """Deactivate a user: they can no longer log in; their ratings stay."""
     _set_active(username, False)
@@ -139,7 +124,6 @@ def users_deactivate(username: str) -> None:
 
 @users.command("activate")
 @click.argument("username")
-@_friendly
 def users_activate(username: str) -> None:
     """Re-activate a deactivated user."""
     _set_active(username, True)
@@ -148,7 +132,6 @@ def users_activate(username: str) -> None:
 @users.command("reset-password")
 @click.argument("username")
 @click.option("--password", default=None, help="New password; prompted for when omitted.")
-@_friendly
 def users_reset_password(username: str, password: str | None) -> None:
     """Set a new password for a user."""
     from review.database import open_lab
@@ -177,38 +160,22 @@ def studies() -> None:
 @click.option("--max-per-reviewer", type=int, default=None,
               help="Cap on items per reviewer (default: no cap, whoever asks gets work).")
 @click.option("--description", default="")
-@_friendly
 def studies_create(name: str, guideline: str, raters_per_item: int, gold_rate: float,
                    max_per_reviewer: int | None, description: str) -> None:
     """Create an empty study."""
-    from sqlalchemy import select
-
-    from db.models import GuidelineVersion, Study
     from review.database import open_lab
-    from review.labeling.study import StudyConfig, StudyError, ensure_study
+    from review.labeling.study import StudyConfig, create_study
 
-    slug, _, version = guideline.partition(":")
     lab = open_lab()
     with lab.sessions() as s, s.begin():
-        if s.scalar(select(Study).where(Study.name == name)) is not None:
-            raise StudyError(f"A study named {name!r} already exists.")
-        gv = s.scalar(select(GuidelineVersion).where(
-            GuidelineVersion.slug == slug, GuidelineVersion.version == int(version or 0)))
-        if gv is None:
-            raise StudyError(f"No guideline version {guideline!r}; run `python -m review init` to "
-                             "load guidelines/ and check the slug and version.")
-        if max_per_reviewer is not None and max_per_reviewer < 1:
-            raise StudyError("--max-per-reviewer must be at least 1.")
-        study = ensure_study(s, StudyConfig(name=name, description=description,
-                                            raters_per_item=raters_per_item,
-                                            gold_rate=gold_rate), gv)
-        if max_per_reviewer is not None:
-            study.settings = {**(study.settings or {}), "max_items_per_reviewer": max_per_reviewer}
-        click.echo(f"Created study {name!r} (id {study.id}) under {slug} v{gv.version}.")
+        study = create_study(s, StudyConfig(name=name, description=description,
+                                            raters_per_item=raters_per_item, gold_rate=gold_rate),
+                             guideline, max_items_per_reviewer=max_per_reviewer)
+        click.echo(f"Created study {name!r} (id {study.id}) under "
+                   f"{study.guideline_version.slug} v{study.guideline_version.version}.")
 
 
 @studies.command("list")
-@_friendly
 def studies_list() -> None:
     """List studies with their item counts."""
     from sqlalchemy import select
@@ -248,14 +215,13 @@ def _study_frame(study_name: str, include_history: bool = False):  # noqa: ANN20
 @click.option("--scale", default="1-5", show_default=True, help="Score scale for --input, as MIN-MAX.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
               help="Write the report to this file instead of standard output.")
-@_friendly
 def stats(study_name: str | None, input_path: str | None, fmt: str, bootstrap: int, seed: int,
           scale: str, output: str | None) -> None:
     """Agreement statistics: Krippendorff's alpha, Fleiss' kappa, pairwise Cohen's kappa, ICC,
     MOS/DMOS per item, rater bias/inconsistency, BT.500 screening, Dawid-Skene, breakdowns."""
-    import json
-
-    from review.analysis.report import build_report, read_ratings_file, report_to_markdown
+    from review.analysis.export import report_json
+    from review.analysis.markdown_report import report_to_markdown
+    from review.analysis.report import build_report, read_ratings_file
 
     if (study_name is None) == (input_path is None):
         raise click.UsageError("Give exactly one of --study NAME or --input FILE.")
@@ -269,11 +235,9 @@ def stats(study_name: str | None, input_path: str | None, fmt: str, bootstrap: i
         else:
             df, rng = _study_frame(study_name)
         report = build_report(df, bootstrap=bootstrap, seed=seed, scale=rng)
-    except ValueError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(1)
-    text = json.dumps(report, indent=2, allow_nan=False) if fmt == "json" else \
-        report_to_markdown(report)
+    except ValueError as exc:  # the ratings do not fit the scale or the file format
+        raise click.ClickException(str(exc)) from exc
+    text = report_json(report) if fmt == "json" else report_to_markdown(report)
     if output:
         Path(output).write_text(text + "\n", encoding="utf-8")
         click.echo(f"Wrote {output}.")
@@ -290,23 +254,21 @@ def stats(study_name: str | None, input_path: str | None, fmt: str, bootstrap: i
               help="Long-format file types (repeat the option for several).")
 @click.option("--history/--active-only", default=False, show_default=True,
               help="Include superseded and retracted rating rows (the audit trail).")
-@_friendly
 def export(study_name: str, out_dir: str, fmts: tuple[str, ...], history: bool) -> None:
     """Export a study: long-format ratings, the wide item x rater matrix, and the statistics
     report as JSON and Markdown."""
-    import json
-
-    from review.analysis.export import wide_matrix, write_frame
-    from review.analysis.report import build_report, report_to_markdown
+    from review.analysis.export import matrix_csv, report_json, write_frame
+    from review.analysis.markdown_report import report_to_markdown
+    from review.analysis.report import build_report
 
     df, rng = _study_frame(study_name, include_history=history)
     out = Path(out_dir)
     written = [write_frame(df, out / f"ratings.{fmt}", fmt) for fmt in fmts]
     active = df[df["active"].astype(bool)] if history and not df.empty else df
     matrix = out / "matrix.csv"
-    wide_matrix(active).to_csv(matrix)
+    matrix.write_bytes(matrix_csv(active))
     report = build_report(active, scale=rng)
-    (out / "report.json").write_text(json.dumps(report, indent=2, allow_nan=False), "utf-8")
+    (out / "report.json").write_text(report_json(report), "utf-8")
     (out / "report.md").write_text(report_to_markdown(report), "utf-8")
     for path in [*written, matrix, out / "report.json", out / "report.md"]:
         click.echo(f"Wrote {path}")
@@ -316,7 +278,6 @@ def export(study_name: str, out_dir: str, fmts: tuple[str, ...], history: bool) 
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--study", "study_name", required=True, help="Name of the new study to create.")
 @click.option("--scale", default="1-5", show_default=True, help="Score scale, as MIN-MAX.")
-@_friendly
 def import_cmd(path: str, study_name: str, scale: str) -> None:
     """Import long-format ratings (CSV, JSON Lines, Parquet) as a new study of external items."""
     from review.analysis.ratings_import import import_ratings
@@ -326,9 +287,8 @@ def import_cmd(path: str, study_name: str, scale: str) -> None:
     lo, hi = (int(x) for x in scale.split("-"))
     try:
         df = read_ratings_file(path, scale=(lo, hi))
-    except ValueError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(1)
+    except ValueError as exc:  # the file does not fit the format or the scale
+        raise click.ClickException(str(exc)) from exc
     lab = open_lab()
     with lab.sessions() as s, s.begin():
         study = import_ratings(s, df, study_name, (lo, hi))
@@ -352,6 +312,16 @@ def _parse_blur(text: str):  # noqa: ANN202 - BlurSpec
         raise click.BadParameter(str(exc), param_hint="--blur") from exc
 
 
+def _list_models(ctx: click.Context) -> None:
+    from review.config import load_settings
+    from review.media.restore import list_models
+
+    for name, path in list_models(load_settings().sd15_path).items():
+        click.echo(f"{name}\t{path}")
+    click.echo("tiny\t(built-in smoke-test model: not a restoration)")
+    ctx.exit()
+
+
 @cli.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False))
 @click.argument("output_path", metavar="OUTPUT", type=click.Path(dir_okay=False))
@@ -360,8 +330,13 @@ def _parse_blur(text: str):  # noqa: ANN202 - BlurSpec
                                  "richardson_lucy", "blurred"]),
               help="Restorer to run.")
 @click.option("--model", default=None,
-              help="SD1.5 weights: a diffusers folder or a .safetensors/.ckpt file, or 'tiny' for "
-                   "the built-in smoke-test model (default: REVIEW_SD15_PATH).")
+              help="SD1.5 weights: a model NAME from --list-models, a diffusers folder or a "
+                   ".safetensors/.ckpt file, or 'tiny' for the built-in smoke-test model "
+                   "(default: REVIEW_SD15_PATH when it names one model).")
+@click.option("--list-models", is_flag=True, is_eager=True, expose_value=False,
+              callback=lambda ctx, _p, value: _list_models(ctx) if value else None,
+              help="List the SD1.5 models REVIEW_SD15_PATH names (a models folder or several "
+                   "paths joined by the path separator) and exit.")
 @click.option("--blur", "blur_text", default=None,
               help="Blur the (sharp) INPUT first with KIND:LEVEL[:ANGLE[:SEED]] and restore that; "
                    "the classical restorers need this known kernel. The blurred input is saved "
@@ -374,7 +349,6 @@ def _parse_blur(text: str):  # noqa: ANN202 - BlurSpec
 @click.option("--seed", type=int, default=None, help="Seed (same seed, same output).")
 @click.option("--param", "extra", multiple=True, metavar="NAME=VALUE",
               help="Any other restorer parameter (repeatable), e.g. --param balance=0.02.")
-@_friendly
 def restore(input_path: str, output_path: str, method: str, model: str | None,
             blur_text: str | None, strength: float | None, steps: int | None,
             guidance: float | None, scheduler: str | None, prompt: str | None, seed: int | None,
@@ -385,7 +359,6 @@ def restore(input_path: str, output_path: str, method: str, model: str | None,
     from review.config import load_settings
     from review.media.decode import decode_file
     from review.media.degrade import degrade
-    from review.media.restore import WeightsError
     from review.media.restore.runner import run_restorer
 
     settings = load_settings()
@@ -409,9 +382,8 @@ def restore(input_path: str, output_path: str, method: str, model: str | None,
     try:
         result = run_restorer(method, image, kernel=kernel, reference=reference, params=params,
                               model=model, settings=settings)
-    except (ValueError, WeightsError) as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(1)
+    except ValueError as exc:  # a parameter the restorer does not accept
+        raise click.ClickException(str(exc)) from exc
     result.image.save(output_path)
     click.echo(json.dumps({"output": output_path, "provenance": result.provenance,
                            "metrics": result.metrics}, indent=2, default=str))
@@ -424,7 +396,6 @@ def restore(input_path: str, output_path: str, method: str, model: str | None,
                    "a new job for STUDY.")
 @click.option("--job", "job_id", type=int, default=None, help="Run or resume this job id.")
 @click.option("--quiet", is_flag=True, help="No progress bar (for background workers).")
-@_friendly
 def generate(study_name: str | None, plan_path: str | None, job_id: int | None,
              quiet: bool) -> None:
     """Run a study's generation plan (or resume its unfinished job): degraded images,
@@ -435,31 +406,30 @@ def generate(study_name: str | None, plan_path: str | None, job_id: int | None,
     from review.jobs import GenerationPlan, JobError, create_job, run_job, unfinished_job
 
     lab = open_lab()
-    try:
-        if job_id is None:
-            if not study_name:
-                raise click.UsageError("Give STUDY (with --plan, or to resume) or --job ID.")
-            if plan_path:
-                plan = GenerationPlan.from_json(json.loads(Path(plan_path).read_text()))
-                job_id = create_job(lab, study_name, plan)
-                click.echo(f"Created job {job_id}.")
-            else:
-                job_id = unfinished_job(lab, study_name)
-                if job_id is None:
-                    raise JobError(f"Study {study_name!r} has no unfinished job; give --plan FILE.")
-                click.echo(f"Resuming job {job_id}.")
-        if quiet:
-            status = run_job(lab, job_id)
+    if job_id is None:
+        if not study_name:
+            raise click.UsageError("Give STUDY (with --plan, or to resume) or --job ID.")
+        if plan_path:
+            try:
+                data = json.loads(Path(plan_path).read_text())
+            except ValueError as exc:
+                raise click.ClickException(f"{plan_path} is not valid JSON: {exc}") from exc
+            job_id = create_job(lab, study_name, GenerationPlan.from_json(data))
+            click.echo(f"Created job {job_id}.")
         else:
-            with click.progressbar(length=1, label=f"job {job_id}") as bar:
-                def progress(done: int, total: int) -> None:
-                    bar.length = total
-                    bar.update(done - bar.pos)
+            job_id = unfinished_job(lab, study_name)
+            if job_id is None:
+                raise JobError(f"Study {study_name!r} has no unfinished job; give --plan FILE.")
+            click.echo(f"Resuming job {job_id}.")
+    if quiet:
+        status = run_job(lab, job_id)
+    else:
+        with click.progressbar(length=1, label=f"job {job_id}") as bar:
+            def progress(done: int, total: int) -> None:
+                bar.length = total
+                bar.update(done - bar.pos)
 
-                status = run_job(lab, job_id, progress)
-    except (JobError, ValueError) as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(1)
+            status = run_job(lab, job_id, progress)
     click.echo(f"Job {job_id}: {status}.")
     if status != "done":
         sys.exit(1 if status == "failed" else 0)
@@ -467,18 +437,13 @@ def generate(study_name: str | None, plan_path: str | None, job_id: int | None,
 
 @cli.command("backup")
 @click.argument("dest", type=click.Path(file_okay=False))
-@_friendly
 def backup_cmd(dest: str) -> None:
     """Back up a running lab to the empty folder DEST: a consistent snapshot of the SQLite
     database and a copy of the image store. To restore, point REVIEW_DATA_DIR at DEST."""
-    from review.backup import BackupError, backup
+    from review.backup import backup
     from review.config import load_settings
 
-    try:
-        db_path, images = backup(load_settings(), Path(dest))
-    except BackupError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(1)
+    db_path, images = backup(load_settings(), Path(dest))
     click.echo(f"Backed up the database to {db_path} and {images} image files.")
 
 

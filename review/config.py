@@ -14,8 +14,12 @@ from pathlib import Path
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from review.errors import ReviewError
 
-class ConfigError(ValueError):
+SETTING_NAMES = ("REVIEW_DATA_DIR", "REVIEW_DATABASE_URL", "REVIEW_SD15_PATH")  # all, in this order
+
+
+class ConfigError(ReviewError):
     """A setting is invalid; the message names the environment variable and the fix."""
 
 
@@ -71,3 +75,11 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     raw_sd = env.get("REVIEW_SD15_PATH") or ""
     sd15_path = Path(raw_sd).expanduser() if raw_sd.strip() else None
     return Settings(data_dir=data_dir, database_url=url, sd15_path=sd15_path)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment variables that `load_settings` turns back into `settings` (for a worker
+    process that must open the same lab)."""
+    values = (str(settings.data_dir), settings.database_url.render_as_string(hide_password=False),
+              "" if settings.sd15_path is None else str(settings.sd15_path))
+    return dict(zip(SETTING_NAMES, values, strict=True))

@@ -10,10 +10,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.engine import make_engine, make_session_factory
 from db.migrate import current_revision, head_revision, upgrade
 from review.config import Settings, load_settings
+from review.errors import ReviewError
 from review.media.store import ImageStore
 
 
-class SchemaOutOfDate(RuntimeError):
+class SchemaOutOfDate(ReviewError):
     """The database is older than this code; `python -m review init` upgrades it in place."""
 
 

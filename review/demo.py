@@ -128,10 +128,8 @@ def seed_demo(lab: Lab, *, password: str = "demo-pass",
 
     with lab.sessions() as s, s.begin():
         real = real_blurred_sample()
-        source = catalog.add_source(s, lab.store, real, title="Clock (real motion blur)",
-                                    content="object", origin="skimage clock_motion.png",
-                                    licence="scikit-image sample data", is_reference=False)
-        catalog.add_degraded(s, lab.store, source, BlurSpec("real", None))
+        catalog.add_blurred_photo(s, lab.store, real, title="Clock (real motion blur)", content="object",
+                                  origin="skimage clock_motion.png", licence="scikit-image sample data")
         from db.models import Study
 
         n_items = count_items(s, s.get(Study, study_id))

@@ -28,9 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
 
 from db.models import GenerationJob, JobItemError, SourceImage, Study, utcnow
+from review.config import settings_env
 from review.database import Lab
+from review.errors import ReviewError
 from review.labeling.study import add_item
 from review.media import catalog
 from review.media.degrade import BlurSpec
@@ -39,7 +42,7 @@ HEARTBEAT_STALE = timedelta(minutes=2)
 GRID_KEYS = ("strength", "seed")
 
 
-class JobError(RuntimeError):
+class JobError(ReviewError):
     """A job cannot be created, started or resumed; the message says why."""
 
 
@@ -65,7 +68,7 @@ class GenerationPlan:
     blurs: list[dict[str, Any]]
     restorers: list[dict[str, Any]]
     seeds: list[int] = field(default_factory=lambda: [0])
-    model: str | None = None  # "tiny", a weights path, or None for REVIEW_SD15_PATH
+    model: str | None = None  # a model name of REVIEW_SD15_PATH, "tiny", a path, or None
 
     def to_json(self) -> dict[str, Any]:
         return {"source_ids": self.source_ids, "blurs": self.blurs, "restorers": self.restorers,
@@ -86,38 +89,47 @@ class GenerationPlan:
 
         if not self.source_ids or not self.blurs or not self.restorers:
             raise JobError("A plan needs at least one source image, one blur and one restorer.")
-        blur_specs = [BlurSpec(**b) for b in self.blurs]
-        out: list[Unit] = []
-        for source_id, spec, restorer in itertools.product(self.source_ids, blur_specs,
-                                                           self.restorers):
-            method = restorer["method"]
-            grid = {k: v if isinstance(v, list) else [v]
-                    for k, v in (restorer.get("params") or {}).items()}
-            stochastic = method.startswith("sd15")
-            if stochastic:
-                grid.setdefault("seed", list(self.seeds))
-            for values in itertools.product(*grid.values()) if grid else [()]:
-                raw = dict(zip(grid.keys(), values, strict=True))
-                out.append(Unit(source_id, spec, method, resolve_params(method, raw)))
+        try:  # a bad blur or restorer parameter refuses the plan, with the checker's message
+            blur_specs = [BlurSpec(**b) for b in self.blurs]
+            out: list[Unit] = []
+            for source_id, spec, restorer in itertools.product(self.source_ids, blur_specs,
+                                                               self.restorers):
+                method = restorer["method"]
+                grid = {k: v if isinstance(v, list) else [v]
+                        for k, v in (restorer.get("params") or {}).items()}
+                stochastic = method.startswith("sd15")
+                if stochastic:
+                    grid.setdefault("seed", list(self.seeds))
+                for values in itertools.product(*grid.values()) if grid else [()]:
+                    raw = dict(zip(grid.keys(), values, strict=True))
+                    out.append(Unit(source_id, spec, method, resolve_params(method, raw)))
+        except ValueError as exc:
+            raise JobError(str(exc)) from exc
         return out
 
 
 def create_job(lab: Lab, study_name: str, plan: GenerationPlan) -> int:
-    """Validate the plan, store it on a new queued job, and return the job id."""
-    units = plan.units()
+    """Validate the plan, store it on a new queued job of the named study, and return the job id."""
     with lab.sessions() as s, s.begin():
-        study = s.scalar(select(Study).where(Study.name == study_name))
-        if study is None:
+        study_id = s.scalar(select(Study.id).where(Study.name == study_name))
+        if study_id is None:
             raise JobError(f"No study named {study_name!r}.")
-        missing = set(plan.source_ids) - set(s.scalars(
-            select(SourceImage.id).where(SourceImage.id.in_(plan.source_ids))))
-        if missing:
-            raise JobError(f"Unknown source image ids: {sorted(missing)}.")
-        job = GenerationJob(study_id=study.id, plan=plan.to_json(), status="queued",
-                            progress_total=len(units))
-        s.add(job)
-        s.flush()
-        return job.id
+        return add_job(s, study_id, plan)
+
+
+def add_job(session: Session, study_id: int, plan: GenerationPlan) -> int:
+    """Validate the plan, store it on a new queued job of the study (in the caller's
+    transaction), and return the job id."""
+    units = plan.units()
+    missing = set(plan.source_ids) - set(session.scalars(
+        select(SourceImage.id).where(SourceImage.id.in_(plan.source_ids))))
+    if missing:
+        raise JobError(f"Unknown source image ids: {sorted(missing)}.")
+    job = GenerationJob(study_id=study_id, plan=plan.to_json(), status="queued",
+                        progress_total=len(units))
+    session.add(job)
+    session.flush()
+    return job.id
 
 
 def cancel(lab: Lab, job_id: int) -> None:
@@ -128,6 +140,15 @@ def cancel(lab: Lab, job_id: int) -> None:
         if job.status in ("queued",):
             job.status, job.finished_at = "cancelled", utcnow()
         job.cancel_requested = True
+
+
+def requeue(lab: Lab, job_id: int) -> None:
+    """Put a failed or cancelled job back in the queue, to be resumed by a new worker."""
+    with lab.sessions() as s, s.begin():
+        job = s.get(GenerationJob, job_id)
+        if job is None:
+            raise JobError(f"No job {job_id}.")
+        job.status = "queued"
 
 
 def job_errors(lab: Lab, job_id: int) -> list[JobItemError]:
@@ -287,8 +308,7 @@ def start_background(lab: Lab, job_id: int) -> subprocess.Popen:
     logs = lab.settings.data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log = open(logs / f"job-{job_id}.log", "ab")  # noqa: SIM115 - handed to the child
-    env = dict(os.environ, REVIEW_DATA_DIR=str(lab.settings.data_dir),
-               REVIEW_DATABASE_URL=lab.settings.database_url.render_as_string(hide_password=False))
+    env = dict(os.environ, **settings_env(lab.settings))
     return subprocess.Popen(
         [sys.executable, "-m", "review", "generate", "--job", str(job_id), "--quiet"],
         stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import ROLES, LoginAttempt, User, utcnow
+from review.errors import ReviewError
 
 _hasher = PasswordHasher()
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,63}$")
@@ -19,7 +20,7 @@ MAX_FAILURES = 5
 FAILURE_WINDOW = timedelta(minutes=10)
 
 
-class UserError(ValueError):
+class UserError(ReviewError):
     """A user-management request that cannot be carried out; the message says why."""
 
 
@@ -64,6 +65,12 @@ def list_users(session: Session) -> list[User]:
     return list(session.scalars(select(User).order_by(User.role, User.username)))
 
 
+def still_active(session: Session, user_id: int, role: str) -> bool:
+    """Whether a signed-in account still exists, is active and has the role it signed in with."""
+    user = session.get(User, user_id)
+    return user is not None and user.active and user.role == role
+
+
 def set_active(session: Session, username: str, active: bool) -> User:
     user = get_user(session, username)
     user.active = active
@@ -78,7 +85,7 @@ def reset_password(session: Session, username: str, password: str) -> User:
     return user
 
 
-class LoginRefused(Exception):
+class LoginRefused(ReviewError):
     """Wrong credentials, inactive account, or too many recent failures."""
 
 

@@ -513,6 +513,32 @@ def test_gold_accuracy_and_wilson_ci() -> None:
     assert diff.value == pytest.approx(0.2) and diff.ci95[0] < 0.2 < diff.ci95[1]
 
 
+@pytest.mark.parametrize("k, n, lo, hi", [
+    (81, 263, 0.2553, 0.3662), (15, 148, 0.0624, 0.1605), (0, 20, 0.0, 0.1611), (1, 29, 0.0061, 0.1718),
+])
+def test_wilson_interval_matches_newcombe_1998(k, n, lo, hi) -> None:
+    """Newcombe, "Two-sided confidence intervals for the single proportion", Stat Med 1998,
+    Table I, method 3 (Wilson score interval without continuity correction)."""
+    assert ag.wilson_ci(k, n) == pytest.approx((lo, hi), abs=5e-5)
+    assert ag.wilson_ci(k, n) == pytest.approx(proportion_confint(k, n, method="wilson"), abs=1e-12)
+
+
+def test_wilson_interval_of_no_trials_is_none() -> None:
+    """A share of nothing is undefined: no interval (shown as "—", null in JSON), never NaN."""
+    assert ag.wilson_ci(0, 0) is None
+
+
+def test_gold_judges_the_raters_own_score_when_the_table_has_it() -> None:
+    """A QA correction's row carries QA's score in `score` and the reviewer's in
+    `reviewer_score`: gold accuracy judges the reviewer's (review.analysis.agreement.gold_of)."""
+    df = pd.DataFrame({"item": [1, 2], "rater": ["a", "a"], "score": [5, 5], "reviewer_score": [2, 5],
+                       "is_gold": [True, True], "expected_min": [4, 4], "expected_max": [5, 5]})
+    r = ag.encode_ratings(df)
+    assert ag.gold_of(df, r).per_rater_correct.tolist() == [1]
+    assert ag.gold_of(df.drop(columns="reviewer_score"), r).per_rater_correct.tolist() == [2]
+    assert ag.gold_of(df.drop(columns=["expected_min", "expected_max"]), r) is None
+
+
 # --------------------------------------------------------------------------- Dawid-Skene
 
 

@@ -1,4 +1,4 @@
-"""The Analyst page: its data shaping (review.analysis.page) on a really rated study, checked
+"""The Analyst page: its tables, charts and exports (review.analysis) on a really rated study, checked
 against independent pandas / statsmodels computations, and the page itself through AppTest.
 
 The study: 3 source images (face, text, face) x 2 blur kinds x 3 blur levels x 3 restorers
@@ -16,7 +16,7 @@ import json
 import math
 import random
 import re
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -25,15 +25,18 @@ from statsmodels.stats.inter_rater import cohens_kappa
 from streamlit.testing.v1 import AppTest
 
 from db.models import DegradedImage, GuidelineVersion, Restoration, SourceImage, User
-from review.analysis import page as av
+from review.analysis import charts, export, formatting, html_report, tables
 from review.analysis.export import ratings_frame
 from review.analysis.report import build_report
 from review.config import load_settings
 from review.database import Lab, open_lab
 from review.labeling.assignment import next_assignment
 from review.labeling.ratings import Submission, submit
+from review.labeling.settings import update_settings
 from review.labeling.study import StudyConfig, add_item, ensure_study, get_study
-from tests.factories import make_study
+from review.media.restore import CONTROL_EXPECTATIONS, CONTROLS, RESTORERS
+from tests.support import make_study
+from tests.support_app import page_app, page_user
 
 STUDY = "Blur <study> & co"
 N_REVIEWERS = 8
@@ -49,7 +52,7 @@ def _rated_study(lab: Lab, *, seed: int = 3) -> None:
         s.flush()
         study = ensure_study(s, StudyConfig(name=STUDY, raters_per_item=RATERS_PER_ITEM,
                                             gold_rate=0.15), gvs[0])
-        study.settings = {"guideline_version_ids": [g.id for g in gvs], "qa_share": 0.5}
+        update_settings(study, guideline_version_ids=tuple(g.id for g in gvs), qa_share=0.5)
         s.flush()
         quality: dict[int, float] = {}
         k = 0
@@ -109,18 +112,26 @@ def ratings(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
     return df
 
 
+@dataclass
+class RatedLab:
+    """A fresh lab holding the rated study (for the page, which reads the database) and its ratings."""
+
+    lab: Lab
+    frame: pd.DataFrame
+
+
 @pytest.fixture
-def rated(lab: Lab) -> tuple[Lab, pd.DataFrame]:
-    """A fresh lab holding the study (for the page, which reads the database)."""
+def rated(lab: Lab) -> RatedLab:
     _rated_study(lab)
-    return lab, _frame(lab)
+    return RatedLab(lab, _frame(lab))
 
 
 # --------------------------------------------------------------------------------------------
-# analysis_views
+# Tables, charts and exports
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_study_has_the_designed_shape(ratings):
     df = ratings
     assert len(df) == 60 * RATERS_PER_ITEM and df["item"].nunique() == 60
@@ -131,7 +142,7 @@ def test_study_has_the_designed_shape(ratings):
 
 def test_mos_by_level_equals_pandas_groupby_of_item_means(ratings):
     df = ratings
-    got = av.mos_by_level(df)
+    got = tables.mos_by_level(df)
     items = df.groupby("item").agg(mos=("score", "mean"), n=("score", "size"),
                                    blur_kind=("blur_kind", "first"), restorer=("restorer", "first"),
                                    strength=("strength", "first"), blur_level=("blur_level", "first"))
@@ -159,7 +170,7 @@ def test_mos_by_level_equals_pandas_groupby_of_item_means(ratings):
 
 def test_mos_chart_is_a_faceted_line_with_ci_band(ratings):
     df = ratings
-    spec = av.mos_chart(av.mos_by_level(df)).to_dict()
+    spec = charts.mos_chart(tables.mos_by_level(df)).to_dict()
     assert spec["facet"]["column"]["field"] == "blur_kind"
     marks = [layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"]
              for layer in spec["spec"]["layer"]]
@@ -170,7 +181,7 @@ def test_mos_chart_is_a_faceted_line_with_ci_band(ratings):
 def test_kappa_heatmap_frame_has_one_row_per_pair_with_report_values(ratings):
     df = ratings
     report = build_report(df, bootstrap=50, seed=1)
-    frame = av.kappa_pairs(report, "quadratic")
+    frame = tables.kappa_pairs(report, "quadratic")
     pairs = {(p["rater_a"], p["rater_b"]): p for p in report["pairwise_kappa"]}
     assert len(frame) == len(pairs) == math.comb(N_REVIEWERS, 2)
     assert not frame.duplicated(["rater_a", "rater_b"]).any()
@@ -184,7 +195,7 @@ def test_kappa_heatmap_frame_has_one_row_per_pair_with_report_values(ratings):
     table = pd.crosstab(wide[a], wide[b]).reindex(index=range(1, 6), columns=range(1, 6), fill_value=0)
     ref = cohens_kappa(table.to_numpy(), wt="quadratic").kappa
     assert frame.iloc[0]["kappa"] == pytest.approx(ref, abs=1e-12)
-    chart = av.kappa_heatmap(frame).to_dict()
+    chart = charts.kappa_heatmap(frame).to_dict()
     data = next(iter(chart["datasets"].values()))
     assert len(data) == 2 * len(frame)  # mirrored: symmetric heatmap
 
@@ -192,7 +203,7 @@ def test_kappa_heatmap_frame_has_one_row_per_pair_with_report_values(ratings):
 def test_breakdowns_and_comparisons_follow_the_report(ratings):
     df = ratings
     report = build_report(df, bootstrap=100, seed=2)
-    gv = av.breakdown_frame(report, "guideline_version")
+    gv = tables.breakdown_frame(report, "guideline_version")
     assert list(gv["group"]) == ["fid-v1", "fid-v3"]
     for row, g in zip(gv.itertuples(), report["breakdowns"]["guideline_version"], strict=True):
         assert row.alpha_ordinal == g["alpha_ordinal"]["value"]
@@ -201,12 +212,12 @@ def test_breakdowns_and_comparisons_follow_the_report(ratings):
         assert row.n_multiply_rated == g["alpha_ordinal"]["n_items"]
     # the group's ratings really are the guideline's ratings
     assert gv["n_ratings"].tolist() == df.groupby("guideline_version").size().tolist()
-    cmp = av.comparison_frame(report, "qa_cohort")
+    cmp = tables.comparison_frame(report, "qa_cohort")
     (c,) = [c for c in report["comparisons"] if c["column"] == "qa_cohort"]
     assert cmp.iloc[0]["alpha_diff"] == c["alpha_ordinal_diff"]["value"]
     assert cmp.iloc[0]["comparison"] == f"{c['group_a']} − {c['group_b']}"
     assert cmp.iloc[0]["alpha_diff_ci_low"] < cmp.iloc[0]["alpha_diff"] < cmp.iloc[0]["alpha_diff_ci_high"]
-    views = {v.key: v for v in av.build_views(report, df)}
+    views = {v.key: v for v in charts.build_views(report, df)}
     keys = list(views)
     # 6 hidden-reference items and 18 wiener items: too few for alpha, and the view says so
     assert views["agreement_by_restorer"].notes == [
@@ -221,12 +232,12 @@ def test_breakdowns_and_comparisons_follow_the_report(ratings):
 def test_rater_and_gold_frames(ratings):
     df = ratings
     report = build_report(df)
-    raters = av.rater_frame(report)
+    raters = tables.rater_frame(report)
     assert len(raters) == N_REVIEWERS
     for row, p in zip(raters.itertuples(), report["per_rater"], strict=True):
         assert row.bias == pytest.approx(p["bias"]) and row.bt500_rejected == p["bt500_rejected"]
         assert (row.status != "not flagged") == (p["bt500_rejected"] or p["inconsistency_at_floor"])
-    gold = av.gold_by_rater(report).set_index("rater")
+    gold = tables.gold_by_rater(report).set_index("rater")
     g = df[df["is_gold"]]
     ok = (g["score"] >= g["expected_min"]) & (g["score"] <= g["expected_max"])
     want = ok.groupby(g["rater"]).mean()
@@ -237,52 +248,62 @@ def test_rater_and_gold_frames(ratings):
 
 def test_filters(ratings):
     df = ratings
-    opts = av.filter_options(df)
+    opts = tables.filter_options(df)
     assert opts["guideline_version"] == ["fid-v1", "fid-v3"] and opts["content"] == ["face", "text"]
-    f = av.Filters.of({"guideline_version": ["fid-v3"], "content": []}, (2.0, 6.0), exclude_gold=True)
-    out = av.apply_filters(df, f)
+    f = tables.Filters.of({"guideline_version": ["fid-v3"], "content": []}, (2.0, 6.0), exclude_gold=True)
+    out = tables.apply_filters(df, f)
     want = df[(df["guideline_version"] == "fid-v3") & df["blur_level"].between(2, 6) & ~df["is_gold"]]
     assert len(out) == len(want) > 0
     assert set(out["restorer"]) == {"wiener", "sd15_img2img"}
     assert f.describe() == ["guideline version: fid-v3", "blur level: 2 to 6",
                             "gold and control items excluded"]
-    assert av.Filters.of({"content": ["text", "face"]}) == av.Filters.of({"content": ["face", "text"]})
+    assert tables.Filters.of({"content": ["text", "face"]}) == \
+        tables.Filters.of({"content": ["face", "text"]})
     with pytest.raises(ValueError, match="cannot filter"):
-        av.Filters.of({"score": ["5"]})
+        tables.Filters.of({"score": ["5"]})
+
+
+def test_controls_come_from_the_restorer_registry():
+    """One list of controls (review.media.restore.CONTROL_EXPECTATIONS): the filter that leaves
+    them out and the study that makes them gold read it."""
+    assert set(CONTROLS) == set(CONTROL_EXPECTATIONS) and set(CONTROLS) <= set(RESTORERS)
+    df = pd.DataFrame({"restorer": [*CONTROLS, "wiener"], "is_gold": [False] * (len(CONTROLS) + 1)})
+    assert tables.is_control(df).tolist() == [True] * len(CONTROLS) + [False]
 
 
 def test_percent_agreement_only_beside_a_chance_corrected_coefficient(ratings):
     df = ratings
-    full = av.headline_frame(build_report(df))
+    full = tables.headline_frame(build_report(df))
     assert "Percent agreement (not chance-corrected)" in set(full["figure"])
     once = df.drop_duplicates("item")  # every item rated once: nothing chance-corrected
     report = build_report(once)
-    frame = av.headline_frame(report)
-    assert not av.has_chance_corrected(report)
+    frame = tables.headline_frame(report)
+    assert not tables.has_chance_corrected(report)
     assert not any("Percent" in f for f in frame["figure"])
     assert frame["value"].isna().all() and frame["reason"].notna().all()
-    assert av.format_coef(report["fleiss_kappa"]) == "—" and av.format_number(float("nan")) == "—"
+    assert formatting.format_coef(report["fleiss_kappa"]).startswith("— (")
+    assert formatting.format_number(float("nan")) == "—"
 
 
 def test_exports_round_trip(ratings):
     df = ratings
-    back = pd.read_parquet(io.BytesIO(av.ratings_bytes(df, "parquet")))
+    back = pd.read_parquet(io.BytesIO(export.ratings_bytes(df, "parquet")))
     assert len(back) == len(df) and back["score"].tolist() == df["score"].tolist()
-    lines = av.ratings_bytes(df, "jsonl").decode().splitlines()
+    lines = export.ratings_bytes(df, "jsonl").decode().splitlines()
     assert len(lines) == len(df) and json.loads(lines[0])["rater"] == df["rater"].iloc[0]
-    csv = pd.read_csv(io.BytesIO(av.ratings_bytes(df, "csv")))
+    csv = pd.read_csv(io.BytesIO(export.ratings_bytes(df, "csv")))
     assert csv["item"].tolist() == df["item"].tolist()
-    matrix = pd.read_csv(io.BytesIO(av.matrix_csv(df)), index_col=0)
+    matrix = pd.read_csv(io.BytesIO(export.matrix_csv(df)), index_col=0)
     assert matrix.shape == (60, N_REVIEWERS) and int(matrix.notna().sum().sum()) == len(df)
     report = build_report(df)
-    assert json.loads(av.report_json(report))["n_ratings"] == len(df)
+    assert json.loads(export.report_json(report))["n_ratings"] == len(df)
 
 
 def test_html_report_is_escaped_and_carries_the_tables(ratings):
     df = ratings
     report = build_report(df, bootstrap=50)
-    views = av.build_views(report, df)
-    page = av.html_report(report, views, title=f"Agreement report: {STUDY}",
+    views = charts.build_views(report, df)
+    page = html_report.html_report(report, views, title=f"Agreement report: {STUDY}",
                           context=["Filters: <b>none</b>"])
     assert "Blur &lt;study&gt; &amp; co" in page and "<study>" not in page
     assert "&lt;b&gt;none&lt;/b&gt;" in page
@@ -309,31 +330,15 @@ def test_html_report_is_escaped_and_carries_the_tables(ratings):
 # The page through AppTest
 # --------------------------------------------------------------------------------------------
 
-SCRIPT = """
-from types import SimpleNamespace
-
-from review.config import load_settings
-from review.database import open_lab
-from review.ui.analyst_page import render
-
-render(open_lab(load_settings()), SimpleNamespace(id=1, username="boss", role={role!r}))
-"""
-
-
-def _app(tmp_path: Path, role: str) -> AppTest:
-    path = tmp_path / f"analyst_{role}.py"
-    path.write_text(SCRIPT.format(role=role))
-    return AppTest.from_file(str(path), default_timeout=60)
-
-
 def _metric(at: AppTest, label: str) -> str:
     (m,) = [m for m in at.metric if m.label == label]
     return m.value
 
 
-def test_page_shows_headline_charts_and_follows_new_ratings(rated, tmp_path):
-    lab, df = rated
-    at = _app(tmp_path, "admin").run()
+@pytest.mark.slow
+def test_page_shows_headline_charts_and_follows_new_ratings(rated):
+    lab, df = rated.lab, rated.frame
+    at = page_app("analyst_page", page_user("admin")).run()
     assert not at.exception, at.exception
     assert at.selectbox(key="analyst_study").value is not None
     assert _metric(at, "Ratings") == str(len(df)) and _metric(at, "Raters") == str(N_REVIEWERS)
@@ -388,17 +393,17 @@ def _new_reviewer(s) -> int:  # noqa: ANN001 - a Session
 
 
 @pytest.mark.parametrize("role", ["reviewer", "qa"])
-def test_page_stops_non_admins(lab, tmp_path, role):
+def test_page_stops_non_admins(lab, role):
     with lab.sessions() as s, s.begin():
         ensure_study(s, StudyConfig(name="secret"), None)
-    at = _app(tmp_path, role).run()
+    at = page_app("analyst_page", page_user(role)).run()
     assert not at.exception, at.exception
     assert [e.value for e in at.error] == ["The Analysis page is only available to admins."]
     assert not at.metric and not at.selectbox and not at.info and not at.title
 
 
-def test_page_without_studies_or_ratings(lab, tmp_path):
-    at = _app(tmp_path, "admin").run()
+def test_page_without_studies_or_ratings(lab):
+    at = page_app("analyst_page", page_user("admin")).run()
     assert not at.exception and "No studies yet" in at.info[0].value
     with lab.sessions() as s, s.begin():
         ensure_study(s, StudyConfig(name="empty"), None)
@@ -406,18 +411,19 @@ def test_page_without_studies_or_ratings(lab, tmp_path):
     assert not at.exception and "has no ratings yet" in at.info[0].value
 
 
-def test_page_with_too_few_items_and_no_gold_says_figures_are_noise(lab, tmp_path):
+def test_page_with_too_few_items_and_no_gold_says_figures_are_noise(lab):
     with lab.sessions() as s, s.begin():
-        study, users = make_study(s, 4, raters_per_item=2, n_reviewers=2, name="tiny")
+        made = make_study(s, 4, raters_per_item=2, n_reviewers=2, name="tiny")
+        study, users = made.study, made.reviewers
         for u in users:
             while (lease := next_assignment(s, study, u.id)) is not None:
                 submit(s, lease.assignment_id, u.id, Submission(4 if lease.item_id % 2 else 2))
         df = ratings_frame(s, study)
     # no gold item: expected_min/max are empty and the gold columns are left out of the report
     assert df["expected_min"].isna().all()
-    assert {"is_gold", "expected_min", "expected_max"}.isdisjoint(av.report_input(df).columns)
-    assert "gold_accuracy" not in build_report(av.report_input(df))["per_rater"][0]
-    at = _app(tmp_path, "admin").run()
+    assert {"is_gold", "expected_min", "expected_max"}.isdisjoint(tables.report_input(df).columns)
+    assert "gold_accuracy" not in build_report(tables.report_input(df))["per_rater"][0]
+    at = page_app("analyst_page", page_user("admin")).run()
     assert not at.exception, at.exception
     warnings = " ".join(w.value for w in at.warning).replace("\\", "")  # markdown escapes
     assert "Only 4 items have two or more ratings (< 20)" in warnings and "mostly noise" in warnings

@@ -15,15 +15,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image, ImageFilter
+from PIL import Image
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 from db.models import (
     Assignment,
-    DegradedImage,
     GuidelineVersion,
     Rating,
     Restoration,
@@ -34,120 +32,21 @@ from db.models import (
 )
 from review.database import Lab
 from review.labeling.assignment import next_assignment
-from review.labeling.guidelines.files import sync_all
 from review.labeling.guidelines.render import html_or_unsafe_links
 from review.labeling.ratings import Submission, submit
-from review.labeling.study import StudyConfig, add_item, ensure_study
 from review.users import add_user
+from tests.support import PASSWORD, build_study
+from tests.support_app import APP, TIMEOUT, app, login, texts
+
+# Every test drives the whole app through AppTest (a second or more each): the slow lane.
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-APP = str(ROOT / "streamlit_app.py")
-TIMEOUT = 30
-PASSWORD = "secret-pass"
-METHODS = ("wiener", "richardson_lucy", "unsupervised_wiener", "sd15_img2img")
 HIDDEN = ("hidden_reference", "richardson", "defocus", "motion_line", "camera_shake", "gaussian",
           ".png", "skimage", "sd15", "wiener", "params")
 
 
-def _picture(seed: int, size: tuple[int, int] = (96, 72)) -> Image.Image:
-    """A small deterministic picture with edges (so blur is visible)."""
-    rng = np.random.default_rng(seed)
-    w, h = size
-    y, x = np.mgrid[0:h, 0:w]
-    arr = np.stack([(x * (3 + seed % 5)) % 256, (y * 4) % 256, ((x + y) * 2) % 256], axis=-1)
-    for _ in range(6):
-        x0, y0 = rng.integers(0, w - 10), rng.integers(0, h - 10)
-        arr[y0:y0 + 10, x0:x0 + 10] = rng.integers(0, 256, 3)
-    return Image.fromarray(arr.astype(np.uint8), "RGB")
-
-
-def build_study(lab: Lab, n_items: int = 6, *, name: str = "Portraits", raters_per_item: int = 2,
-                gold_every: int = 0, gold_rate: float = 0.0, reviewers: tuple[str, ...] = ("alice", "bob"),
-                admins: tuple[str, ...] = ("admin",), guideline: GuidelineVersion | None = None,
-                no_reference_every: int = 0, image_size: tuple[int, int] = (96, 72),
-                password: str = PASSWORD, pictures: list[Image.Image] | None = None) -> int:
-    """A study of `n_items` real stored images (source -> blurred -> restoration) under the
-    shipped fidelity v3 guideline (or `guideline`); returns the study id. Gold items are
-    hidden-reference controls expecting 4-5. `pictures` (cycled) replace the generated ones."""
-    with lab.sessions() as s, s.begin():
-        if guideline is None:
-            versions = sync_all(s)
-            guideline = next(v for v in versions if (v.slug, v.version) == ("fidelity", 3))
-        else:
-            s.add(guideline)
-            s.flush()
-        study = ensure_study(s, StudyConfig(name=name, raters_per_item=raters_per_item,
-                                            gold_rate=gold_rate), guideline)
-        for i in range(n_items):
-            seed = 1000 + i + 97 * study.id
-            sharp = pictures[i % len(pictures)] if pictures else _picture(seed, image_size)
-            is_ref = not (no_reference_every and i % no_reference_every == 0)
-            stored = lab.store.put_image(sharp)
-            src = s.scalar(select(SourceImage).where(SourceImage.sha256 == stored.sha256))
-            if src is None:
-                src = SourceImage(sha256=stored.sha256, path=stored.relpath, width=sharp.width,
-                                  height=sharp.height, title=f"sample {i}", is_reference=is_ref)
-                s.add(src)
-                s.flush()
-            blurred = sharp.filter(ImageFilter.GaussianBlur(2 + i % 3))
-            bstored = lab.store.put_image(blurred)
-            deg = DegradedImage(source_id=src.id, recipe_key=f"k{i}", kind="defocus", level=3.0,
-                                sha256=bstored.sha256, path=bstored.relpath)
-            s.add(deg)
-            s.flush()
-            gold = bool(gold_every) and i % gold_every == 0
-            method = "hidden_reference" if gold else METHODS[i % len(METHODS)]
-            out = sharp if gold else blurred.filter(ImageFilter.UnsharpMask(3, 150))
-            rstored = lab.store.put_image(out)
-            res = Restoration(degraded_id=deg.id, method=method, params_key=f"p{i}",
-                              sha256=rstored.sha256, path=rstored.relpath)
-            s.add(res)
-            s.flush()
-            add_item(s, study, res, is_gold=gold, expected=(4, 5) if gold else None)
-        from db.models import User
-
-        have = set(s.scalars(select(User.username)))
-        for username in reviewers:
-            if username not in have:
-                add_user(s, username, password, "reviewer", username.title())
-        for username in admins:
-            if username not in have:
-                add_user(s, username, password, "admin", f"{username.title()} Admin")
-        return study.id
-
-
 # ----------------------------------------------------------------------------- AppTest helpers
-
-
-def app() -> AppTest:
-    return AppTest.from_file(APP, default_timeout=TIMEOUT)
-
-
-def login(at: AppTest, username: str, password: str = PASSWORD) -> AppTest:
-    at.text_input(key="login_username").input(username)
-    at.text_input(key="login_password").input(password)
-    at.button[0].click()  # the form's submit button
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def texts(at: AppTest) -> str:
-    """Every piece of text the page sends to the browser: each element's protobuf as text
-    (labels, bodies, options, captions, help texts); images contribute their captions."""
-    out: list[str] = []
-
-    def walk(node) -> None:  # noqa: ANN001
-        proto = getattr(node, "proto", None)
-        if getattr(node, "type", None) == "image":  # base64 pixels: only the captions are text
-            out.extend(node.captions)
-        elif proto is not None:
-            out.append(str(proto))
-        for child in getattr(node, "children", {}).values():
-            walk(child)
-
-    walk(at._tree)
-    return "\n".join(out)
 
 
 def registered_pages(at: AppTest) -> set[str]:

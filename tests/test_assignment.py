@@ -14,7 +14,8 @@ from db.migrate import upgrade
 from db.models import Assignment, Rating, Study, StudyItem, utcnow
 from review.labeling.assignment import next_assignment, remaining_for
 from review.labeling.ratings import Submission, submit
-from tests.factories import make_study
+from review.labeling.settings import update_settings
+from tests.support import make_study
 
 
 @pytest.fixture
@@ -38,7 +39,8 @@ def _rate_all(sessions, study_id, reviewer_id, score=4):
 
 def test_each_item_gets_exactly_raters_per_item_never_the_same_reviewer_twice(sessions):
     with sessions() as s, s.begin():
-        study, users = make_study(s, 30, raters_per_item=2, n_reviewers=3)
+        made = make_study(s, 30, raters_per_item=2, n_reviewers=3)
+        study, users = made.study, made.reviewers
         study_id, ids = study.id, [u.id for u in users]
     per_reviewer = {uid: _rate_all(sessions, study_id, uid) for uid in ids}
     with sessions() as s:
@@ -50,13 +52,15 @@ def test_each_item_gets_exactly_raters_per_item_never_the_same_reviewer_twice(se
     assert [len(per_reviewer[uid]) for uid in ids] == [30, 30, 0]
 
 
+@pytest.mark.slow
 def test_orders_differ_per_reviewer_and_are_reproducible(tmp_path):
     def orders(path):
         eng = make_engine(f"sqlite:///{path}")
         upgrade(eng)
         sessions = make_session_factory(eng)
         with sessions() as s, s.begin():
-            study, users = make_study(s, 40, raters_per_item=3, n_reviewers=3)
+            made = make_study(s, 40, raters_per_item=3, n_reviewers=3)
+            study, users = made.study, made.reviewers
             study_id, ids = study.id, [u.id for u in users]
         result = [_rate_all(sessions, study_id, uid) for uid in ids]
         eng.dispose()
@@ -70,7 +74,8 @@ def test_orders_differ_per_reviewer_and_are_reproducible(tmp_path):
 
 def test_lease_resumes_then_expires_and_slot_moves_on(sessions):
     with sessions() as s, s.begin():
-        study, users = make_study(s, 1, raters_per_item=1, n_reviewers=2)
+        made = make_study(s, 1, raters_per_item=1, n_reviewers=2)
+        study, users = made.study, made.reviewers
         study_id, (a, b) = study.id, [u.id for u in users]
     now = utcnow()
     with sessions() as s, s.begin():
@@ -85,10 +90,12 @@ def test_lease_resumes_then_expires_and_slot_moves_on(sessions):
         assert taken is not None and taken.item_id == first.item_id
 
 
+@pytest.mark.slow
 def test_gold_items_mixed_in_at_the_configured_rate(sessions):
     with sessions() as s, s.begin():
-        study, users = make_study(s, 400, raters_per_item=1, n_reviewers=1, gold_every=2,
-                                  gold_rate=0.2)
+        made = make_study(s, 400, raters_per_item=1, n_reviewers=1, gold_every=2,
+                          gold_rate=0.2)
+        study, users = made.study, made.reviewers
         study_id, uid = study.id, users[0].id
     seen = []
     for _ in range(200):
@@ -102,7 +109,8 @@ def test_gold_items_mixed_in_at_the_configured_rate(sessions):
 
 def test_remaining_counts_what_a_reviewer_can_still_get(sessions):
     with sessions() as s, s.begin():
-        study, users = make_study(s, 10, raters_per_item=1, n_reviewers=2)
+        made = make_study(s, 10, raters_per_item=1, n_reviewers=2)
+        study, users = made.study, made.reviewers
         study_id, (a, b) = study.id, [u.id for u in users]
     with sessions() as s, s.begin():
         st = s.get(Study, study_id)
@@ -117,7 +125,8 @@ def _concurrent(url: str, n_items: int, n_reviewers: int, rpi: int):
     upgrade(eng)
     sessions = make_session_factory(eng)
     with sessions() as s, s.begin():
-        study, users = make_study(s, n_items, raters_per_item=rpi, n_reviewers=n_reviewers)
+        made = make_study(s, n_items, raters_per_item=rpi, n_reviewers=n_reviewers)
+        study, users = made.study, made.reviewers
         study_id, ids = study.id, [u.id for u in users]
     errors: list[BaseException] = []
 
@@ -154,8 +163,9 @@ def test_concurrent_reviewers_never_overfill_or_duplicate_postgresql(pg_url):
 
 def test_a_per_reviewer_quota_spreads_the_work_evenly(sessions):
     with sessions() as s, s.begin():
-        study, users = make_study(s, 30, raters_per_item=2, n_reviewers=3)
-        study.settings = {"max_items_per_reviewer": 20}  # 30 items x 2 raters / 3 reviewers
+        made = make_study(s, 30, raters_per_item=2, n_reviewers=3)
+        study, users = made.study, made.reviewers
+        update_settings(study, max_items_per_reviewer=20)  # 30 items x 2 raters / 3 reviewers
         study_id, ids = study.id, [u.id for u in users]
     done = [_rate_all(sessions, study_id, uid) for uid in ids]
     assert [len(d) for d in done] == [20, 20, 20]
@@ -172,7 +182,8 @@ def test_finished_counter_matches_the_assignments_after_any_mix_of_actions(sessi
     from review.labeling.ratings import skip, undo_last
 
     with sessions() as s, s.begin():
-        study, users = make_study(s, 25, raters_per_item=2, n_reviewers=3)
+        made = make_study(s, 25, raters_per_item=2, n_reviewers=3)
+        study, users = made.study, made.reviewers
         study_id, ids = study.id, [u.id for u in users]
     rng = random.Random(7)
     now = utcnow()
@@ -200,13 +211,15 @@ def test_finished_counter_matches_the_assignments_after_any_mix_of_actions(sessi
         assert s.scalar(select(func.count()).select_from(Rating)) > 10  # the mix did real work
 
 
+@pytest.mark.slow
 def test_a_claim_scans_one_window_however_much_the_reviewer_has_done(sessions):
     """The queue cursor moves with the reviewer: after rating most of a study, a claim reads about
     one window of candidates, not the reviewer's whole history."""
     from sqlalchemy import event
 
     with sessions() as s, s.begin():
-        study, users = make_study(s, 1000, raters_per_item=1, n_reviewers=1)
+        made = make_study(s, 1000, raters_per_item=1, n_reviewers=1)
+        study, users = made.study, made.reviewers
         study_id, uid = study.id, users[0].id
     for _ in range(200):
         with sessions() as s, s.begin():
@@ -228,7 +241,8 @@ def test_a_claim_scans_one_window_however_much_the_reviewer_has_done(sessions):
     late = len(steps)
     # The same claim for a fresh reviewer on a fresh study of the same size, as the yardstick.
     with sessions() as s, s.begin():
-        fresh, (other,) = make_study(s, 1000, raters_per_item=1, n_reviewers=1, name="fresh")
+        fresh_made = make_study(s, 1000, raters_per_item=1, n_reviewers=1, name="fresh")
+        fresh, (other,) = fresh_made.study, fresh_made.reviewers
         fresh_id, other_id = fresh.id, other.id
     steps.clear()
     event.listen(engine, "before_cursor_execute", count_vm_steps)
@@ -246,7 +260,8 @@ def test_a_slot_that_reopens_behind_a_reviewers_cursor_is_still_handed_out(sessi
     """A leaves an item leased; B walks past it and rates the rest. When A's lease runs out, B's
     next claim wraps around the order and gets it: no item is left short of raters."""
     with sessions() as s, s.begin():
-        study, users = make_study(s, 10, raters_per_item=1, n_reviewers=2)
+        made = make_study(s, 10, raters_per_item=1, n_reviewers=2)
+        study, users = made.study, made.reviewers
         study_id, (a, b) = study.id, [u.id for u in users]
     now = utcnow()
     with sessions() as s, s.begin():

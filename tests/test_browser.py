@@ -8,136 +8,24 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from PIL import Image
 from sqlalchemy import select
 
-from db.models import Rating, User
+from db.models import GuidelineVersion, Rating, User
 from review.config import load_settings
 from review.database import open_lab
+from tests.support import PASSWORD, build_study, sample_pictures
+from tests.support_browser import chromium_page, log_in, restoration_src, streamlit_server, wait_idle
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOT = ROOT / "docs" / "rating_page.png"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
-
-
-def chromium_path() -> str:
-    """Debian's real Chromium binary (the /usr/bin launcher script is the fallback)."""
-    for candidate in ("/usr/lib/chromium/chromium", "/usr/bin/chromium"):
-        if os.path.exists(candidate):
-            return candidate
-    raise RuntimeError("chromium is missing: run 'apt-get install -y chromium'")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def streamlit_server(data_dir: Path, extra_env: dict[str, str] | None = None,
-                     timeout: float = 90.0) -> Iterator[str]:
-    """`streamlit run streamlit_app.py` on a free port; yields its base URL once healthy."""
-    port = free_port()
-    env = {**os.environ, "REVIEW_DATA_DIR": str(data_dir), **(extra_env or {})}
-    env.pop("REVIEW_DATABASE_URL", None)
-    log = open(data_dir / f"streamlit-{port}.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
-         "--server.port", str(port), "--server.headless", "true", "--server.address", "127.0.0.1",
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited early: {(data_dir / log.name).read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("streamlit did not become healthy in time")
-            time.sleep(0.25)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
-@contextmanager
-def chromium_page(viewport: tuple[int, int] = (1440, 1000)) -> Iterator:  # noqa: ANN401 - Page
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
-            page.set_default_timeout(30_000)
-            yield page
-        finally:
-            browser.close()
-
-
-def wait_idle(page) -> None:  # noqa: ANN001
-    page.wait_for_selector(IDLE, state="attached")
-
-
-def log_in(page, url: str | None, username: str, password: str) -> None:  # noqa: ANN001
-    """Fill the login form (at `url`, or on the page already open) and wait for the Rate page."""
-    if url is not None:
-        page.goto(url)
-    wait_idle(page)
-    page.get_by_label("Username", exact=True).fill(username)
-    page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_label("Password", exact=True).press("Enter")
-    page.get_by_text("Your score:").wait_for()
-    page.evaluate("document.activeElement && document.activeElement.blur()")  # shortcuts need no input focus
-    wait_idle(page)
-
-
-def restoration_src(page) -> str:  # noqa: ANN001
-    """The src of the restoration image (the last image in the rating area)."""
-    return page.locator("[data-testid='stImage'] img").last.get_attribute("src")
-
-
-def sample_pictures(max_side: int = 384) -> list[Image.Image]:
-    """scikit-image's bundled photos (no download), shrunk: realistic pages for the screenshot."""
-    import numpy as np
-    from skimage import data
-
-    out = []
-    for name in ("astronaut", "coffee", "chelsea", "rocket", "camera", "text"):
-        img = Image.fromarray(np.asarray(getattr(data, name)())).convert("RGB")
-        scale = max_side / max(img.size)
-        out.append(img.resize((round(img.width * scale), round(img.height * scale)), Image.LANCZOS))
-    return out
 
 
 def test_reviewer_rates_five_items_with_the_keyboard(tmp_path, monkeypatch):
     if not (os.path.exists("/usr/lib/chromium/chromium") or shutil.which("chromium")):
         pytest.fail("chromium is missing: run 'apt-get install -y chromium'", pytrace=False)
-    from tests.test_app import PASSWORD, build_study
 
     data_dir = tmp_path / "data"
     monkeypatch.setenv("REVIEW_DATA_DIR", str(data_dir))
@@ -207,8 +95,6 @@ Look closely. <img src=x onerror="window.__pwned = 2"> Then rate.
 def test_html_inside_a_guideline_never_runs_in_the_browser(tmp_path, monkeypatch):
     if not (os.path.exists("/usr/lib/chromium/chromium") or shutil.which("chromium")):
         pytest.fail("chromium is missing: run 'apt-get install -y chromium'", pytrace=False)
-    from db.models import GuidelineVersion
-    from tests.test_app import PASSWORD, build_study
 
     data_dir = tmp_path / "data"
     monkeypatch.setenv("REVIEW_DATA_DIR", str(data_dir))
@@ -223,13 +109,19 @@ def test_html_inside_a_guideline_never_runs_in_the_browser(tmp_path, monkeypatch
         page.keyboard.press("g")
         dialog = page.get_by_role("dialog")
         dialog.get_by_text("Look closely.").wait_for()
+        # Count the clicks the page receives: the wait below ends once the browser has dispatched
+        # the click, whose default action (following the href checked here) is then done.
+        page.evaluate("window.__clicks = 0; document.addEventListener('click', () => window.__clicks++)")
         links = dialog.locator("a")
+        clicked = 0
         for i in range(links.count()):
             href = links.nth(i).get_attribute("href") or ""
             assert not href.lower().startswith("javascript:")
             if "click me" in links.nth(i).inner_text():
                 links.nth(i).click()
-        page.wait_for_timeout(500)
+                clicked += 1
+        assert clicked == 1  # the neutralised link is still there to be clicked
+        page.wait_for_function(f"window.__clicks === {clicked}")
         assert page.evaluate("window.__pwned") is None
         assert dialog.locator("script").count() == 0
         assert dialog.locator("img[src='x']").count() == 0

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 
+import click
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from db.models import DegradedImage, Restoration, SourceImage, StudyItem, User
-from review.cli import cli
+from review.cli import ReviewCommands, cli
 from review.config import load_settings
 from review.database import open_lab
+from review.labeling.cohorts import CohortError
 
 
 @pytest.fixture
@@ -63,6 +65,7 @@ def _counts():
                      for m in (User, SourceImage, DegradedImage, Restoration, StudyItem))
 
 
+@pytest.mark.slow
 def test_demo_is_idempotent_and_ratable_without_weights(runner):
     first = runner.invoke(cli, ["demo"])
     assert first.exit_code == 0, first.output
@@ -112,6 +115,7 @@ def test_stats_input_errors_are_one_clear_line(runner, tmp_path):
     assert both.exit_code == 2 and "exactly one" in both.output
 
 
+@pytest.mark.slow
 def test_backup_is_a_consistent_working_copy(runner, tmp_path, monkeypatch):
     assert runner.invoke(cli, ["demo"]).exit_code == 0
     counts = _counts()
@@ -142,9 +146,32 @@ def test_studies_create_and_list(runner):
     listing = runner.invoke(cli, ["studies", "list"]).output
     assert "Faces  (0 items, 5 raters per item)" in listing
     lab = open_lab(load_settings())
+    from review.labeling.settings import StudySettings
     from review.labeling.study import get_study
 
     with lab.sessions() as s:
         study = get_study(s, "Faces")
-        assert study.settings["max_items_per_reviewer"] == 40
+        assert StudySettings.of(study).max_items_per_reviewer == 40
         assert study.guideline_version.version == 2
+
+
+def test_every_review_error_is_one_line_and_other_errors_keep_their_traceback():
+    """The command group is the CLI's one handler: any ReviewError subclass, from a command of a
+    sub-group too, prints `Error: <message>` and exits 1; a bug is not hidden as a message."""
+    group = ReviewCommands("lab")
+    sub = click.Group("studies")
+    group.add_command(sub)
+
+    @sub.command()
+    def arms() -> None:
+        raise CohortError("Study 'x' has no guideline version; assign one first.")
+
+    @group.command()
+    def bug() -> None:
+        raise ValueError("a bug")
+
+    refused = CliRunner().invoke(group, ["studies", "arms"])
+    assert refused.exit_code == 1
+    assert refused.output == "Error: Study 'x' has no guideline version; assign one first.\n"
+    crashed = CliRunner().invoke(group, ["bug"])
+    assert isinstance(crashed.exception, ValueError) and "Error:" not in crashed.output

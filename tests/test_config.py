@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from review.config import ConfigError, load_settings
+from review.config import SETTING_NAMES, ConfigError, load_settings, settings_env
 
 
 def test_defaults(tmp_path, monkeypatch):
@@ -41,3 +43,32 @@ def test_data_dir_that_is_a_file(tmp_path):
 def test_sd15_path_is_kept_as_given(tmp_path):
     s = load_settings({"REVIEW_DATA_DIR": str(tmp_path), "REVIEW_SD15_PATH": "~/weights"})
     assert s.sd15_path is not None and s.sd15_path.name == "weights"
+
+
+def test_settings_env_reopens_the_same_settings(tmp_path):
+    """A background worker gets the lab's settings through settings_env, SD1.5 path included."""
+    for sd15 in ("", str(tmp_path / "weights")):
+        s = load_settings({"REVIEW_DATA_DIR": str(tmp_path),
+                           "REVIEW_DATABASE_URL": "postgresql://u:secret@db/lab", "REVIEW_SD15_PATH": sd15})
+        env = settings_env(s)
+        assert tuple(env) == SETTING_NAMES
+        assert load_settings(env) == s
+
+
+def test_sd15_status_names_every_model_and_what_is_missing(tmp_path):
+    """The line the app shows about SD1.5: unset, several models side by side, a missing path."""
+    from review.media.restore.runner import sd15_status
+
+    def status(raw: str) -> str:
+        env = {"REVIEW_DATA_DIR": str(tmp_path / "data"), "REVIEW_SD15_PATH": raw}
+        return sd15_status(load_settings(env))
+
+    assert status("") == "SD1.5 weights: not configured (set REVIEW_SD15_PATH)"
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in ("base.safetensors", "finetune.ckpt"):
+        (models / name).write_bytes(b"")
+    assert status(str(models)) == "SD1.5 weights: 2 models (base, finetune)"
+    gone = tmp_path / "gone.safetensors"
+    assert status(os.pathsep.join([str(models / "base.safetensors"), str(gone)])) == (
+        f"SD1.5 weights: REVIEW_SD15_PATH={models / 'base.safetensors'}{os.pathsep}{gone}: {gone} not found")

@@ -24,18 +24,6 @@ from db.models import (
 )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'test.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    eng = make_engine(url)
-    upgrade(eng)
-    yield eng
-    eng.dispose()
-
-
 def _graph(session):
     """The smallest complete chain: user -> ... -> study item."""
     user = User(username="rev1", role="reviewer", password_hash="x")
@@ -201,13 +189,14 @@ def test_reviewer_counters_are_backfilled_from_the_assignments(tmp_path):
     from review.labeling.assignment import next_assignment
     from review.labeling.cohorts import finished_count
     from review.labeling.ratings import Submission, skip, submit
-    from tests.factories import make_study
+    from tests.support import make_study
 
     eng = make_engine(f"sqlite:///{tmp_path / 'counts.db'}")
     upgrade(eng)
     sessions = make_session_factory(eng)
     with sessions() as s, s.begin():
-        study, users = make_study(s, 6, raters_per_item=2, n_reviewers=2)
+        made = make_study(s, 6, raters_per_item=2, n_reviewers=2)
+        study, users = made.study, made.reviewers
         study_id, (a, b) = study.id, [u.id for u in users]
     for uid, n in ((a, 4), (b, 2)):
         for k in range(n):
@@ -228,3 +217,52 @@ def test_reviewer_counters_are_backfilled_from_the_assignments(tmp_path):
         study = s.get(Study, study_id)
         assert got == {a: 4, b: 2} == {uid: finished_count(s, study, uid) for uid in (a, b)}
     eng.dispose()
+
+
+def test_get_or_create_builds_only_when_missing_and_keeps_other_refusals(engine):
+    from db.rows import get_or_create
+
+    built = []
+
+    def build() -> User:
+        built.append(1)
+        return User(username="once", role="reviewer", password_hash="x")
+
+    sessions = make_session_factory(engine)
+    with sessions() as s, s.begin():
+        first, new = get_or_create(s, User, {"username": "once"}, build)
+        again, new_again = get_or_create(s, User, {"username": "once"}, build)
+        assert (new, new_again, again is first, len(built)) == (True, False, True, 1)
+        orphan = DegradedImage(source_id=10**6, recipe_key="k", kind="defocus", sha256="e" * 64, path="p")
+        with pytest.raises(IntegrityError):  # a foreign key, not a lost race: the caller hears of it
+            get_or_create(s, DegradedImage, {"source_id": 10**6, "recipe_key": "k"}, lambda: orphan)
+        assert s.scalar(select(User.id).where(User.username == "once")) == first.id  # still usable
+    with sessions() as s:
+        assert s.scalars(select(User.username)).all() == ["once"]
+
+
+@pytest.mark.postgres
+def test_get_or_create_returns_the_row_a_concurrent_transaction_inserted_first(pg_url):
+    """On PostgreSQL two transactions can both find no row; the one that inserts second gets the
+    winner's row (its insert is refused by the unique constraint inside a savepoint) and its
+    transaction goes on."""
+    from db.rows import get_or_create
+
+    eng = make_engine(pg_url)
+    upgrade(eng)
+    sessions = make_session_factory(eng)
+    try:
+        with sessions() as loser, loser.begin():
+            def build_after_a_rival_commits() -> User:
+                with sessions() as rival, rival.begin():
+                    rival.add(User(username="raced", display_name="rival", role="reviewer",
+                                   password_hash="x"))
+                return User(username="raced", display_name="loser", role="reviewer", password_hash="x")
+
+            row, new = get_or_create(loser, User, {"username": "raced"}, build_after_a_rival_commits)
+            assert (new, row.display_name) == (False, "rival")
+            loser.add(User(username="after", role="reviewer", password_hash="x"))
+        with sessions() as s:
+            assert sorted(s.scalars(select(User.username))) == ["after", "raced"]
+    finally:
+        eng.dispose()

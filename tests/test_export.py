@@ -17,14 +17,15 @@ from review.database import open_lab
 from review.labeling.assignment import next_assignment
 from review.labeling.ratings import Submission, submit, undo_last
 from review.labeling.study import get_study
-from tests.factories import make_study
+from tests.support import make_study
 
 
 def _rated_study(lab, n_items=25, n_reviewers=4, rpi=3, seed=1):
     rng = random.Random(seed)
     with lab.sessions() as s, s.begin():
-        study, users = make_study(s, n_items, raters_per_item=rpi, n_reviewers=n_reviewers,
-                                  gold_every=5, name="rt")
+        made = make_study(s, n_items, raters_per_item=rpi, n_reviewers=n_reviewers,
+                          gold_every=5, name="rt")
+        study, users = made.study, made.reviewers
         ids = [u.id for u in users]
         truth = {}
         for uid in ids:

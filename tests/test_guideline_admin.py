@@ -41,7 +41,9 @@ from review.labeling.guidelines.render import (
     split_images,
 )
 from review.labeling.ratings import Submission, submit
-from tests.factories import make_study
+from review.labeling.settings import StudySettings
+from tests.support import make_study
+from tests.support_app import page_app, page_user
 
 JPEG = bytes.fromhex("ffd8ffe000104a46494600010100000100010000ffd9")  # a minimal JPEG header + EOI
 
@@ -123,7 +125,8 @@ def test_new_version_syncs_while_the_used_base_stays_immutable(lab, tmp_path):
     base = _write(tmp_path, 1, "Rate fidelity.")
     with lab.sessions() as s, s.begin():
         (v1,) = sync_all(s, tmp_path)
-        study, users = make_study(s, 1, raters_per_item=1, n_reviewers=1, name="gadm")
+        made = make_study(s, 1, raters_per_item=1, n_reviewers=1, name="gadm")
+        study, users = made.study, made.reviewers
         study.guideline_version_id = v1.id
         from review.labeling.assignment import next_assignment
 
@@ -321,11 +324,12 @@ def _versions(s, n: int) -> list[GuidelineVersion]:
 
 def test_randomised_guideline_and_qa_experiment(lab):
     with lab.sessions() as s, s.begin():
-        study, users = make_study(s, 2, n_reviewers=8, name="exp")
+        made = make_study(s, 2, n_reviewers=8, name="exp")
+        study, users = made.study, made.reviewers
         v1, v2 = _versions(s, 2)
         set_guideline_experiment(s, study, [v1.id, v2.id], 0.5)
-        assert study.settings["guideline_version_ids"] == [v1.id, v2.id]
-        assert study.settings["qa_share"] == 0.5 and study.guideline_version_id == v1.id
+        assert StudySettings.of(study) == StudySettings(guideline_version_ids=(v1.id, v2.id), qa_share=0.5)
+        assert study.guideline_version_id == v1.id
         assert guideline_arms(study) == [v1.id, v2.id] and qa_arms(study) == [True, False]
         members = [ensure_enrolled(s, study, u.id) for u in users]
         arms = {(m.guideline_version_id, m.qa_enabled) for m in members}
@@ -342,7 +346,7 @@ def test_randomised_guideline_and_qa_experiment(lab):
 
 def test_experiment_settings_are_validated(lab):
     with lab.sessions() as s, s.begin():
-        study, _ = make_study(s, 1, n_reviewers=0, name="val")
+        study = make_study(s, 1, n_reviewers=0, name="val").study
         (v1,) = _versions(s, 1)
         for ids, share, message in (([], 0.5, "at least one"), ([v1.id, v1.id], 0.5, "one arm only"),
                                     ([v1.id], 1.2, "between 0 and 1"), ([v1.id, 99999], 0.5, "no guideline")):
@@ -354,11 +358,12 @@ def test_experiment_settings_are_validated(lab):
 
 def test_single_version_assignment_replaces_an_experiment_before_anyone_joins(lab):
     with lab.sessions() as s, s.begin():
-        study, users = make_study(s, 1, n_reviewers=1, name="one")
+        made = make_study(s, 1, n_reviewers=1, name="one")
+        study, users = made.study, made.reviewers
         v1, v2 = _versions(s, 2)
         set_guideline_experiment(s, study, [v1.id, v2.id], 0.0)
         set_study_guideline(s, study, v2.id)
-        assert study.guideline_version_id == v2.id and "guideline_version_ids" not in study.settings
+        assert study.guideline_version_id == v2.id and StudySettings.of(study).guideline_version_ids == ()
         assert guideline_arms(study) == [v2.id]
         assert ensure_enrolled(s, study, users[0].id).guideline_version_id == v2.id
         set_study_guideline(s, study, v2.id)  # unchanged: allowed
@@ -372,28 +377,8 @@ def test_single_version_assignment_replaces_an_experiment_before_anyone_joins(la
 # ---------------------------------------------------------------------------------------------
 # The guidelines page through AppTest
 
-PAGE_SCRIPT = """
-from pathlib import Path
-from types import SimpleNamespace
-
-from review.config import load_settings
-from review.database import open_lab
-from review.ui.guidelines_page import render
-
-render(open_lab(load_settings()), SimpleNamespace(id=1, username="boss", role={role!r}),
-       guidelines_root=Path({root!r}))
-"""
-
 HOSTILE = ("# Rules\n\nLook closely.\n\n<script>alert(1)</script>\n\n<img src=x onerror=alert(1)>\n\n"
            "![ok](examples/ok.jpg)\n\n![bad](../../../etc/passwd.jpg)\n")
-
-
-def _page(tmp_path: Path, root: Path, role: str = "admin"):
-    from streamlit.testing.v1 import AppTest
-
-    path = tmp_path / f"guidelines_page_{role}.py"
-    path.write_text(PAGE_SCRIPT.format(role=role, root=str(root)))
-    return AppTest.from_file(str(path), default_timeout=30)
 
 
 def _button(at, label: str):
@@ -410,7 +395,7 @@ def test_guidelines_page_loads_previews_safely_writes_compares_and_assigns(lab, 
     Image.new("RGB", (8, 8), "red").save(root / "fid" / "v2" / "examples.jpg")  # not linked: ignored
     (root / "fid" / "v2" / "examples").mkdir()
     Image.new("RGB", (8, 8), "blue").save(root / "fid" / "v2" / "examples" / "ok.jpg")
-    at = _page(tmp_path, root).run()
+    at = page_app("guidelines_page", page_user("admin"), guidelines_root=root).run()
     assert not at.exception, at.exception
     assert "No guideline versions loaded yet" in at.info[0].value
     _button(at, "Load guideline files").click().run()
@@ -457,7 +442,8 @@ def test_guidelines_page_loads_previews_safely_writes_compares_and_assigns(lab, 
 
     # Assign: a randomised experiment over v1 and v3 with half the reviewers under QA.
     with lab.sessions() as s, s.begin():
-        study, users = make_study(s, 2, n_reviewers=2, name="page-exp")
+        made = make_study(s, 2, n_reviewers=2, name="page-exp")
+        study, users = made.study, made.reviewers
         study_id, first_reviewer = study.id, users[0].id
     at.run()
     at.radio(key="gl_mode").set_value("Randomised experiment").run()
@@ -468,8 +454,7 @@ def test_guidelines_page_loads_previews_safely_writes_compares_and_assigns(lab, 
     assert at.success[0].value == "page-exp: 2 guideline arm(s), QA share 0.50."
     with lab.sessions() as s, s.begin():
         study = s.get(Study, study_id)
-        assert study.settings["guideline_version_ids"] == [ids[1], ids[3]]
-        assert study.settings["qa_share"] == 0.5
+        assert StudySettings.of(study) == StudySettings(guideline_version_ids=(ids[1], ids[3]), qa_share=0.5)
         ensure_enrolled(s, study, first_reviewer)
     at.run()
     at.multiselect(key="gl_arms").set_value([ids[1]])
@@ -479,7 +464,7 @@ def test_guidelines_page_loads_previews_safely_writes_compares_and_assigns(lab, 
 
 def test_guidelines_page_is_for_admins_only(lab, tmp_path):
     for role in ("qa", "reviewer"):
-        at = _page(tmp_path, tmp_path, role).run()
+        at = page_app("guidelines_page", page_user(role), guidelines_root=tmp_path).run()
         assert not at.exception
         assert [e.value for e in at.error] == ["The guideline authoring page is only available to admins."]
         assert not at.button and not at.text_area

@@ -16,7 +16,7 @@ from review.labeling.guidelines.files import (
     sync_all,
 )
 from review.labeling.ratings import Submission, submit
-from tests.factories import make_study
+from tests.support import make_study
 
 
 def _write(root: Path, version: int, body: str, note: str = "note") -> Path:
@@ -66,7 +66,8 @@ def test_unused_version_may_change_but_a_used_one_is_immutable(lab, tmp_path):
     with lab.sessions() as s, s.begin():
         (gv,) = sync_all(s, tmp_path)
         assert gv.body_md.strip() == "edited before anyone used it"
-        study, users = make_study(s, 1, n_reviewers=1, name="g")
+        made = make_study(s, 1, n_reviewers=1, name="g")
+        study, users = made.study, made.reviewers
         study.guideline_version_id = gv.id
         from review.labeling.assignment import next_assignment
 

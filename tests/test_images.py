@@ -21,6 +21,7 @@ import pillow_heif
 import pytest
 from PIL import Image, ImageCms, ImageFile
 
+from review.errors import ReviewError
 from review.media import store as store_module
 from review.media.decode import (
     ImageRejected,
@@ -183,7 +184,7 @@ def assert_rejected(store: ImageStore, data: bytes, code: str, **kw) -> ImageRej
         ingest(store, data, **kw)
     err = info.value
     assert err.code == code, str(err)
-    assert isinstance(err, ValueError)
+    assert isinstance(err, ReviewError)  # what the upload page and the CLI show as a message
     assert len(str(err)) > 40 and str(err).endswith("."), "message should tell the user what to do"
     assert stored_files(store) == [], "nothing may be stored after a rejection"
     return err

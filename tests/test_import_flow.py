@@ -28,7 +28,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     # Top-level modules span the groups (jobs add restorations to studies, the demo fills one,
     # the CLI runs everything) but never reach into the UI.
     "review": ("review.media", "review.labeling", "review.analysis", "review", "db"),
-    "review.ui": ("review", "db"),
+    # Pages call domain functions: no db models, engine or sessions.
+    "review.ui": ("review",),
 }
 
 #: Heavy or UI libraries and the only packages that may import them.
@@ -38,6 +39,9 @@ CONFINED = {
     "diffusers": ("review.media.restore",),
     "transformers": ("review.media.restore",),
 }
+
+#: Libraries a package must not import: the pages never query the database themselves.
+BARRED = {"sqlalchemy": ("review.ui",)}
 
 
 def _module_name(path: Path) -> str:
@@ -108,6 +112,8 @@ def flow_violations(read: Callable[[Path], str] = Path.read_text) -> list[str]:
             top = name.split(".")[0]
             if top in CONFINED and not _inside(module, CONFINED[top]):
                 problems.append(f"{where}: {module} imports {top}; only {CONFINED[top]} may")
+            if top in BARRED and _inside(module, BARRED[top]):
+                problems.append(f"{where}: {module} imports {top}; {BARRED[top]} may not")
     return problems
 
 
@@ -122,6 +128,8 @@ def test_every_import_follows_the_data_flow() -> None:
     ("review/labeling/qa.py", "def f():\n    from review.ui.common import run_action\n"),
     ("review/jobs.py", "import torch\n"),
     ("db/models.py", "from review.config import Settings\n"),
+    ("review/ui/rate.py", "def f():\n    from db.models import Study\n"),
+    ("review/ui/admin.py", "import sqlalchemy.orm\n"),
 ])
 def test_the_check_catches_a_shortcut(source: str, expected: str) -> None:
     """Each rule fails on a planted import (the checker is not vacuous)."""

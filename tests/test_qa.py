@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -26,11 +27,15 @@ from db.models import (
     StudyReviewer,
     User,
 )
+from review.analysis import qa_stats
 from review.labeling import qa
 from review.labeling.assignment import next_assignment
 from review.labeling.qa import QAError
 from review.labeling.ratings import Submission, history, submit
+from review.labeling.settings import StudySettings, update_settings
 from review.labeling.study import StudyConfig, add_item, ensure_study
+from review.ui.common import SessionUser
+from tests.support_app import page_app, page_user, texts
 
 KINDS = ("defocus", "motion_line")
 CONTENTS = ("face", "text")
@@ -109,7 +114,7 @@ def test_sampling_takes_the_rate_in_every_reviewer_blur_content_stratum(lab):
         counts = _strata(s, sampled)
         on = [w["reviewers"][n] for n in ("r0", "r1", "r2")]
         assert counts == Counter({(r, k, c): 5 for r in on for k in KINDS for c in CONTENTS})
-        assert qa.qa_sample(study) == sampled
+        assert qa.qa_sample(s, study) == sampled
         assert qa.sample_for_qa(s, study, 0.25, seed=7) == []  # already at the rate: nothing new
         # Verdicts (a correction deactivates its rating) do not make room for extra draws.
         checker = _user(s, "qa1", "qa")
@@ -167,7 +172,7 @@ def test_rates_round_up_per_stratum_and_sampling_tops_up_as_ratings_arrive(lab):
         s.flush()
         more = qa.sample_for_qa(s, study, 0.2)
         assert len(more) == 1 and _strata(s, more) == Counter({(r0, "defocus", "face"): 1})
-        assert set(first) <= set(qa.qa_sample(study))  # nothing sampled earlier is dropped
+        assert set(first) <= set(qa.qa_sample(s, study))  # nothing sampled earlier is dropped
     assert qa.stratum_quota(0.1, 30) == 3 and qa.stratum_quota(0.25, 20) == 5
     assert qa.stratum_quota(0.0, 30) == 0 and qa.stratum_quota(1.0, 7) == 7
 
@@ -196,7 +201,7 @@ def test_rate_is_validated_and_defaults_to_the_study_setting(lab):
         with pytest.raises(QAError, match="between 0 and 1"):
             qa.set_qa_options(s, study, rate=-0.1)
         qa.set_qa_options(s, study, rate=0.3, show_feedback=True)
-        assert study.settings["qa_rate"] == 0.3 and study.settings["show_qa_feedback"] is True
+        assert StudySettings.of(study) == StudySettings(qa_rate=0.3, show_qa_feedback=True)
         assert len(qa.sample_for_qa(s, study)) == 3 * 4 * 3  # ceil(0.3 * 10) = 3
 
 
@@ -235,15 +240,30 @@ def test_queue_serves_each_sampled_rating_once_and_never_the_qa_users_own(lab):
         assert s.get(Rating, qa.next_qa_task(s, study, other.id).rating_id).reviewer_id == boss
 
 
+@dataclass
+class Rated:
+    """What `rated` built (ids): the study and its guideline, the reviewers alice and bob, the QA
+    users qa1 and qa2, alice's and bob's ratings (in that order) of the one item."""
+
+    study: int
+    gv: int
+    alice: int
+    bob: int
+    qa1: int
+    qa2: int
+    ratings: list[int]
+    item: int
+
+
 @pytest.fixture
-def rated(lab):
+def rated(lab) -> Rated:
     """Two reviewers (QA on) rated one item each through the real rating flow; two QA users."""
     with lab.sessions() as s, s.begin():
         gv = GuidelineVersion(slug="fid", version=2, title="t", body_md="b", content_sha256="1" * 64)
         s.add(gv)
         s.flush()
         study = ensure_study(s, StudyConfig(name="flow", raters_per_item=2), gv)
-        study.settings = {"qa_share": 1.0}
+        update_settings(study, qa_share=1.0)
         src = SourceImage(sha256="a" * 64, path="s.png", width=8, height=8, content="face")
         s.add(src)
         s.flush()
@@ -264,38 +284,38 @@ def rated(lab):
             ratings.append(submit(s, lease.assignment_id, who.id,
                                   Submission(score, ("invented_detail",), "looks fine")).id)
         assert all(m.qa_enabled for m in s.scalars(select(StudyReviewer)))
-        return {"study": study.id, "gv": gv.id, "alice": alice.id, "bob": bob.id, "qa1": qa1.id,
-                "qa2": qa2.id, "ratings": ratings, "item": s.get(Rating, ratings[0]).item_id}
+        return Rated(study=study.id, gv=gv.id, alice=alice.id, bob=bob.id, qa1=qa1.id, qa2=qa2.id,
+                     ratings=ratings, item=s.get(Rating, ratings[0]).item_id)
 
 
 def test_a_correction_supersedes_the_rating_and_stays_auditable(lab, rated):
-    original = rated["ratings"][0]
+    original = rated.ratings[0]
     with lab.sessions() as s, s.begin():
-        verdict = qa.correct(s, original, rated["qa1"], 2, "The face is a different person.",
+        verdict = qa.correct(s, original, rated.qa1, 2, "The face is a different person.",
                              flags=["identity_changed", "invented_detail"])
         verdict_id, fixed_id = verdict.id, verdict.corrected_rating_id
     with lab.sessions() as s:
         old, new = s.get(Rating, original), s.get(Rating, fixed_id)
-        assert (old.active, old.score, old.source, old.author_id) == (False, 5, "reviewer", rated["alice"])
+        assert (old.active, old.score, old.source, old.author_id) == (False, 5, "reviewer", rated.alice)
         assert (new.active, new.score, new.source) == (True, 2, "qa")
-        assert (new.author_id, new.reviewer_id, new.item_id) == (rated["qa1"], rated["alice"], rated["item"])
-        assert (new.supersedes_id, new.guideline_version_id) == (original, rated["gv"])
+        assert (new.author_id, new.reviewer_id, new.item_id) == (rated.qa1, rated.alice, rated.item)
+        assert (new.supersedes_id, new.guideline_version_id) == (original, rated.gv)
         assert new.flags == ["identity_changed", "invented_detail"]
         v = s.get(QAVerdict, verdict_id)
         assert (v.rating_id, v.corrected_rating_id, v.verdict, v.qa_user_id) == \
-            (original, fixed_id, "correct", rated["qa1"])
+            (original, fixed_id, "correct", rated.qa1)
         assert v.reason == "The face is a different person."
-        assert [r.id for r in history(s, rated["item"], rated["alice"])] == [original, fixed_id]
+        assert [r.id for r in history(s, rated.item, rated.alice)] == [original, fixed_id]
         n_ratings = s.scalar(select(func.count()).select_from(Rating))
     # The same correction again (a double click) returns the first verdict and writes nothing.
     with lab.sessions() as s, s.begin():
-        again = qa.correct(s, original, rated["qa1"], 2, "The face is a different person.",
+        again = qa.correct(s, original, rated.qa1, 2, "The face is a different person.",
                            flags=["identity_changed", "invented_detail"])
         assert again.id == verdict_id
     # Any other verdict on the same rating is refused, by anyone.
-    for call in (lambda s: qa.accept(s, original, rated["qa2"]),
-                 lambda s: qa.reject(s, original, rated["qa1"], "no"),
-                 lambda s: qa.correct(s, original, rated["qa2"], 3, "other")):
+    for call in (lambda s: qa.accept(s, original, rated.qa2),
+                 lambda s: qa.reject(s, original, rated.qa1, "no"),
+                 lambda s: qa.correct(s, original, rated.qa2, 3, "other")):
         with pytest.raises(QAError, match="already has a QA verdict"), lab.sessions() as s, s.begin():
             call(s)
     with lab.sessions() as s:
@@ -304,27 +324,27 @@ def test_a_correction_supersedes_the_rating_and_stays_auditable(lab, rated):
 
 
 def test_accept_and_reject_are_idempotent_for_the_same_user(lab, rated):
-    a, b = rated["ratings"]
+    a, b = rated.ratings
     with lab.sessions() as s, s.begin():
-        first = qa.accept(s, a, rated["qa1"]).id
-        assert qa.accept(s, a, rated["qa1"]).id == first
-        rej = qa.reject(s, b, rated["qa2"], "  Score ignores the changed text.  ")
+        first = qa.accept(s, a, rated.qa1).id
+        assert qa.accept(s, a, rated.qa1).id == first
+        rej = qa.reject(s, b, rated.qa2, "  Score ignores the changed text.  ")
         assert rej.reason == "Score ignores the changed text."
-        assert qa.reject(s, b, rated["qa2"], "Score ignores the changed text.").id == rej.id
+        assert qa.reject(s, b, rated.qa2, "Score ignores the changed text.").id == rej.id
         with pytest.raises(QAError, match="already has a QA verdict.*you"):
-            qa.accept(s, b, rated["qa2"])
+            qa.accept(s, b, rated.qa2)
         assert all(s.get(Rating, r).active for r in (a, b))  # accept/reject never touch ratings
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda r, s: qa.reject(s, r["ratings"][0], r["qa1"], "   "), "Give a reason"),
-    (lambda r, s: qa.correct(s, r["ratings"][0], r["qa1"], 3, ""), "Give a reason"),
-    (lambda r, s: qa.correct(s, r["ratings"][0], r["qa1"], 6, "why"), "from 1 to 5"),
-    (lambda r, s: qa.correct(s, r["ratings"][0], r["qa1"], 5, "why"), "use Accept"),
-    (lambda r, s: qa.correct(s, r["ratings"][0], r["qa1"], 4, "why", flags=["bogus"]), "Unknown flags"),
-    (lambda r, s: qa.accept(s, r["ratings"][0], r["alice"]), "Only active QA reviewers"),
-    (lambda r, s: qa.accept(s, r["ratings"][0], r["bob"]), "Only active QA reviewers"),
-    (lambda r, s: qa.accept(s, 999_999, r["qa1"]), "no rating 999999"),
+    (lambda r, s: qa.reject(s, r.ratings[0], r.qa1, "   "), "Give a reason"),
+    (lambda r, s: qa.correct(s, r.ratings[0], r.qa1, 3, ""), "Give a reason"),
+    (lambda r, s: qa.correct(s, r.ratings[0], r.qa1, 6, "why"), "from 1 to 5"),
+    (lambda r, s: qa.correct(s, r.ratings[0], r.qa1, 5, "why"), "use Accept"),
+    (lambda r, s: qa.correct(s, r.ratings[0], r.qa1, 4, "why", flags=["bogus"]), "Unknown flags"),
+    (lambda r, s: qa.accept(s, r.ratings[0], r.alice), "Only active QA reviewers"),
+    (lambda r, s: qa.accept(s, r.ratings[0], r.bob), "Only active QA reviewers"),
+    (lambda r, s: qa.accept(s, 999_999, r.qa1), "no rating 999999"),
 ])
 def test_invalid_verdicts_are_refused_with_a_clear_message(lab, rated, call, message):
     with pytest.raises(QAError, match=message), lab.sessions() as s, s.begin():
@@ -333,24 +353,24 @@ def test_invalid_verdicts_are_refused_with_a_clear_message(lab, rated, call, mes
 
 def test_nobody_judges_their_own_rating_nor_a_qa_correction(lab, rated):
     with lab.sessions() as s, s.begin():
-        s.get(User, rated["alice"]).role = "qa"
+        s.get(User, rated.alice).role = "qa"
         with pytest.raises(QAError, match="your own rating"):
-            qa.accept(s, rated["ratings"][0], rated["alice"])
-        fixed = qa.correct(s, rated["ratings"][1], rated["qa1"], 4, "text is intact").corrected_rating_id
+            qa.accept(s, rated.ratings[0], rated.alice)
+        fixed = qa.correct(s, rated.ratings[1], rated.qa1, 4, "text is intact").corrected_rating_id
         with pytest.raises(QAError, match="itself a QA correction"):
-            qa.accept(s, fixed, rated["qa2"])
+            qa.accept(s, fixed, rated.qa2)
 
 
 def test_withdrawn_ratings_leave_the_queue(lab, rated):
     with lab.sessions() as s, s.begin():
-        study = s.get(Study, rated["study"])
+        study = s.get(Study, rated.study)
         assert len(qa.sample_for_qa(s, study, 1.0)) == 2
-        s.get(Rating, rated["ratings"][0]).active = False  # as review.labeling.ratings.undo_last does
+        s.get(Rating, rated.ratings[0]).active = False  # as review.labeling.ratings.undo_last does
         s.flush()
-        assert qa.next_qa_task(s, study, rated["qa1"]).rating_id == rated["ratings"][1]
-        assert qa.qa_progress(s, study, rated["qa1"]) == qa.QAProgress(1, 0, 1)  # it no longer counts
+        assert qa.next_qa_task(s, study, rated.qa1).rating_id == rated.ratings[1]
+        assert qa.qa_progress(s, study, rated.qa1) == qa.QAProgress(1, 0, 1)  # it no longer counts
         with pytest.raises(QAError, match="withdrawn or replaced"):
-            qa.accept(s, rated["ratings"][0], rated["qa1"])
+            qa.accept(s, rated.ratings[0], rated.qa1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,21 +379,21 @@ def test_withdrawn_ratings_leave_the_queue(lab, rated):
 
 def test_feedback_shows_verdicts_to_their_reviewer_only_and_hides_the_qa_reviewer(lab, rated):
     with lab.sessions() as s, s.begin():
-        qa.correct(s, rated["ratings"][0], rated["qa1"], 2, "Different person.", flags=["identity_changed"])
-        qa.reject(s, rated["ratings"][1], rated["qa2"], "Comment does not match the score.")
-        study = s.get(Study, rated["study"])
-        assert qa.feedback_for(s, study, rated["alice"]) == []  # the study does not show feedback
+        qa.correct(s, rated.ratings[0], rated.qa1, 2, "Different person.", flags=["identity_changed"])
+        qa.reject(s, rated.ratings[1], rated.qa2, "Comment does not match the score.")
+        study = s.get(Study, rated.study)
+        assert qa.feedback_for(s, study, rated.alice) == []  # the study does not show feedback
         qa.set_qa_options(s, study, show_feedback=True)
-        alice = qa.feedback_for(s, study, rated["alice"])
-        bob = qa.feedback_for(s, study, rated["bob"])
-        qa_names = {s.get(User, rated[k]).username for k in ("qa1", "qa2")}
+        alice = qa.feedback_for(s, study, rated.alice)
+        bob = qa.feedback_for(s, study, rated.bob)
+        qa_names = {s.get(User, uid).username for uid in (rated.qa1, rated.qa2)}
     assert len(alice) == 1 and len(bob) == 1
     keys = ("your_score", "verdict", "reason", "corrected_score", "corrected_flags")
     assert {k: alice[0][k] for k in keys} == {
         "your_score": 5, "verdict": "correct", "reason": "Different person.", "corrected_score": 2,
         "corrected_flags": ["identity_changed"]}
     assert (bob[0]["verdict"], bob[0]["corrected_score"], bob[0]["rating_id"]) == \
-        ("reject", None, rated["ratings"][1])
+        ("reject", None, rated.ratings[1])
     for entry in alice + bob:
         assert not any("qa" in key.lower() or "user" in key.lower() for key in entry)
         text = repr(entry)
@@ -409,39 +429,30 @@ def test_gold_accuracy_per_reviewer_version_and_cohort_with_wilson_intervals(lab
                                                   Rating.reviewer_id == w["reviewers"][name]))
                 r.score = score  # test set-up only: the domain never rewrites a score
         checker = _user(s, "qa1", "qa")
-        # QA corrects r1's 1 on the first gold item to 4: the study's final labels improve.
+        # QA corrects r1's 1 on the first gold item to 4: the study's final labels improve, but
+        # gold accuracy judges r1's own score, so r1 keeps the miss.
         first = s.scalar(select(Rating.id).where(Rating.item_id == gold_items[0],
                                                  Rating.reviewer_id == w["reviewers"]["r1"]))
         qa.correct(s, first, checker.id, 4, "The reference is shown, it is faithful.")
-        by_reviewer = qa.gold_accuracy(s, study, "reviewer").set_index("reviewer")
-        by_cohort = qa.gold_accuracy(s, study, "qa_cohort").set_index("qa_cohort")
-        by_version = qa.gold_accuracy(s, study, "guideline_version")
-        with pytest.raises(QAError, match="broken down by"):
-            qa.gold_accuracy(s, study, "blur")
-    assert by_reviewer.loc[["off", "r0", "r1"], ["n", "within"]].values.tolist() == [[5, 5], [5, 4], [5, 3]]
-    assert by_cohort.loc[["no_qa", "qa"], ["n", "within"]].values.tolist() == [[5, 5], [10, 7]]
-    assert by_version[["guideline_version", "n", "within"]].values.tolist() == [["fid-v1", 15, 12]]
-    assert by_cohort.loc["qa", "accuracy"] == pytest.approx(0.7)
+        by_reviewer = qa_stats.gold_accuracy(s, study.id, "reviewer").set_index("reviewer")
+        by_cohort = qa_stats.gold_accuracy(s, study.id, "qa_cohort").set_index("qa_cohort")
+        by_version = qa_stats.gold_accuracy(s, study.id, "guideline_version")
+        with pytest.raises(ValueError, match="broken down by"):
+            qa_stats.gold_accuracy(s, study.id, "blur")
+    assert by_reviewer.loc[["off", "r0", "r1"], ["n", "within"]].values.tolist() == [[5, 5], [5, 4], [5, 2]]
+    assert by_cohort.loc[["no_qa", "qa"], ["n", "within"]].values.tolist() == [[5, 5], [10, 6]]
+    assert by_version[["guideline_version", "n", "within"]].values.tolist() == [["fid-v1", 15, 11]]
+    assert by_cohort.loc["qa", "accuracy"] == pytest.approx(0.6)
     for frame in (by_reviewer, by_cohort):
         for _, row in frame.iterrows():
             lo, hi = proportion_confint(row["within"], row["n"], alpha=0.05, method="wilson")
             assert (row["ci_low"], row["ci_high"]) == pytest.approx((lo, hi), abs=1e-12)
             by_hand = _wilson(row["within"], row["n"])
             assert (row["ci_low"], row["ci_high"]) == pytest.approx(by_hand, abs=1e-9)
-    # 7 of 10: Wilson 95% interval 0.3968 .. 0.8922.
-    assert by_cohort.loc["qa", ["ci_low", "ci_high"]].tolist() == pytest.approx([0.3968, 0.8922], abs=1e-4)
+    # 6 of 10: Wilson 95% interval 0.3127 .. 0.8318.
+    assert by_cohort.loc["qa", ["ci_low", "ci_high"]].tolist() == pytest.approx([0.3127, 0.8318], abs=1e-4)
     # 5 of 5: the Wilson interval's upper end is exactly 1 and its lower end 0.5655.
     assert by_reviewer.loc["off", ["ci_low", "ci_high"]].tolist() == pytest.approx([0.5655, 1.0], abs=1e-4)
-
-
-@pytest.mark.parametrize("k, n, lo, hi", [
-    (81, 263, 0.2553, 0.3662), (15, 148, 0.0624, 0.1605), (0, 20, 0.0, 0.1611), (1, 29, 0.0061, 0.1718),
-])
-def test_wilson_interval_matches_newcombe_1998(k, n, lo, hi):
-    """Newcombe, "Two-sided confidence intervals for the single proportion", Stat Med 1998,
-    Table I, method 3 (Wilson score interval without continuity correction)."""
-    assert qa.wilson_ci(k, n) == pytest.approx((lo, hi), abs=5e-5)
-    assert all(math.isnan(x) for x in qa.wilson_ci(0, 0))
 
 
 def test_promote_to_gold_validates_the_range_against_the_scale(lab, rated):
@@ -449,8 +460,8 @@ def test_promote_to_gold_validates_the_range_against_the_scale(lab, rated):
         for lo, hi, message in ((0, 3, "must satisfy 1 <= min"), (4, 6, "must satisfy"),
                                 (4, 2, "must satisfy"), (2.5, 4, "whole scores")):
             with pytest.raises(QAError, match=message):
-                qa.promote_to_gold(s, rated["item"], lo, hi)
-        item = qa.promote_to_gold(s, rated["item"], 1, 2)
+                qa.promote_to_gold(s, rated.item, lo, hi)
+        item = qa.promote_to_gold(s, rated.item, 1, 2)
         assert (item.is_gold, item.expected_min, item.expected_max) == (True, 1, 2)
         with pytest.raises(QAError, match="no study item"):
             qa.promote_to_gold(s, 424242, 1, 2)
@@ -458,7 +469,7 @@ def test_promote_to_gold_validates_the_range_against_the_scale(lab, rated):
 
 def test_empty_gold_gives_an_empty_frame(lab, rated):
     with lab.sessions() as s:
-        df = qa.gold_accuracy(s, s.get(Study, rated["study"]), "reviewer")
+        df = qa_stats.gold_accuracy(s, rated.study, "reviewer")
     assert df.empty and list(df.columns) == ["reviewer", "n", "within", "accuracy", "ci_low", "ci_high"]
 
 
@@ -483,7 +494,7 @@ def test_qa_summary_per_cohort(lab):
                 new = 1 if rating.score >= 3 else 5
                 corrections.append(abs(new - rating.score))
                 qa.correct(s, rid, checker.id, new, "fix")
-        df = qa.qa_summary(s, study).set_index("qa_cohort")
+        df = qa_stats.qa_summary(s, study.id).set_index("qa_cohort")
     assert df.loc["qa", ["reviewers", "ratings", "sampled", "accepted", "rejected", "corrected"]].tolist() \
         == [2, 2 * 20 - 2, 16, 2, 2, 2]
     assert df.loc["qa", "mean_abs_correction"] == pytest.approx(np.mean(corrections))
@@ -519,7 +530,7 @@ def test_qa_flow_on_postgresql(pg_url):
             assert s.get(Rating, task.rating_id).active is False and s.get(Rating, fixed).active is True
             with pytest.raises(QAError, match="already has a QA verdict"):
                 qa.accept(s, task.rating_id, checker)
-            summary = qa.qa_summary(s, study).set_index("qa_cohort")
+            summary = qa_stats.qa_summary(s, study.id).set_index("qa_cohort")
             assert summary.loc["qa", ["sampled", "corrected"]].tolist() == [16, 1]
             assert summary.loc["qa", "mean_abs_correction"] == abs(new - original)
             assert qa.qa_progress(s, study, checker).judged == 1
@@ -530,42 +541,20 @@ def test_qa_flow_on_postgresql(pg_url):
 # ---------------------------------------------------------------------------------------------
 # The QA page through AppTest (a small script that calls render with a lab from REVIEW_DATA_DIR)
 
-PAGE_SCRIPT = """
-from types import SimpleNamespace
+@dataclass
+class PageWorld:
+    """What page_world built: the study, its QA user and admin, and the reviewers' usernames."""
 
-from review.config import load_settings
-from review.database import open_lab
-from review.ui.qa_page import render
-
-render(open_lab(load_settings()), SimpleNamespace(id={uid}, username={name!r}, role={role!r}))
-"""
-
-
-def _page(tmp_path, uid: int, name: str, role: str):
-    from streamlit.testing.v1 import AppTest
-
-    path = tmp_path / f"qa_page_{name}.py"
-    path.write_text(PAGE_SCRIPT.format(uid=uid, name=name, role=role))
-    return AppTest.from_file(str(path), default_timeout=30)
-
-
-def _page_texts(at) -> str:
-    out: list[str] = []
-
-    def walk(node) -> None:  # noqa: ANN001
-        if getattr(node, "proto", None) is not None:
-            out.append(str(node.proto))
-        for child in getattr(node, "children", {}).values():
-            walk(child)
-
-    walk(at._tree)
-    return "\n".join(out)
+    study: int
+    qa: SessionUser
+    admin: SessionUser
+    reviewers: list[str]
 
 
 @pytest.fixture
 def page_world(lab):
     """A study of 3 items with real stored images, rated by two QA-on reviewers; a QA user and an
-    admin. Returns user ids and names."""
+    admin."""
     from PIL import Image
 
     def picture(seed: int) -> Image.Image:
@@ -577,7 +566,7 @@ def page_world(lab):
         s.add(gv)
         s.flush()
         study = ensure_study(s, StudyConfig(name="Page study", raters_per_item=2), gv)
-        study.settings = {"qa_share": 1.0}
+        update_settings(study, qa_share=1.0)
         for i in range(3):
             ref, blur, out = (lab.store.put_image(picture(10 * i + k)) for k in range(3))
             src = SourceImage(sha256=ref.sha256, path=ref.relpath, width=56, height=40, content="face")
@@ -598,32 +587,34 @@ def page_world(lab):
                 submit(s, lease.assignment_id, who.id,
                        Submission(4 - n, ("artifacts",), f"comment-number-{n}"))
         checker, admin = _user(s, "checker", "qa"), _user(s, "boss", "admin")
-        return {"study": study.id, "qa": (checker.id, "checker"), "admin": (admin.id, "boss"),
-                "reviewers": [r.username for r in reviewers]}
+        return PageWorld(study=study.id, qa=page_user("qa", checker.id, "checker"),
+                         admin=page_user("admin", admin.id, "boss"),
+                         reviewers=[r.username for r in reviewers])
 
 
-def test_qa_page_admin_samples_and_a_qa_reviewer_works_the_queue(lab, page_world, tmp_path):
-    admin = _page(tmp_path, *page_world["admin"], "admin").run()
+@pytest.mark.slow
+def test_qa_page_admin_samples_and_a_qa_reviewer_works_the_queue(lab, page_world):
+    admin = page_app("qa_page", page_world.admin).run()
     assert not admin.exception, admin.exception
     assert "No ratings of this study are sampled" in admin.info[0].value
-    admin.number_input(key=f"qa_rate_{page_world['study']}").set_value(1.0)
-    admin.checkbox(key=f"qa_feedback_{page_world['study']}").check()
+    admin.number_input(key=f"qa_rate_{page_world.study}").set_value(1.0)
+    admin.checkbox(key=f"qa_feedback_{page_world.study}").check()
     (save,) = [b for b in admin.button if b.label == "Save QA settings"]
     save.click().run()
     assert not admin.exception, admin.exception
     assert "QA rate 1.00 saved" in admin.success[0].value
-    admin.button(key=f"qa_sample_{page_world['study']}").click().run()
+    admin.button(key=f"qa_sample_{page_world.study}").click().run()
     assert not admin.exception, admin.exception
     assert admin.success[0].value == "6 rating(s) added to the QA sample."
     assert any(df.value["sampled"].sum() == 6 for df in admin.dataframe)
 
-    at = _page(tmp_path, *page_world["qa"], "qa").run()
+    at = page_app("qa_page", page_world.qa).run()
     assert not at.exception, at.exception
     assert "0 of 6 sampled ratings reviewed · 6 waiting for you" in [c.value for c in at.caption]
     assert len(at.image) == 2 and all(url.endswith(".jpg") for img in at.image for url in img.value)
-    page = _page_texts(at)
+    page = texts(at)
     assert "comment-number-" in page and "Artifacts" in page
-    assert not any(name in page for name in page_world["reviewers"])  # the reviewer stays anonymous
+    assert not any(name in page for name in page_world.reviewers)  # the reviewer stays anonymous
 
     # Accept the first, reject the second (a reason is required), correct the third.
     first = at.button(key=next(b.key for b in at.button if b.key.startswith("qa_accept_")))
@@ -649,20 +640,20 @@ def test_qa_page_admin_samples_and_a_qa_reviewer_works_the_queue(lab, page_world
         assert verdicts[1].reason == "Ignores the artifacts."
         fixed = s.get(Rating, verdicts[2].corrected_rating_id)
         assert (fixed.score, fixed.flags, fixed.source, fixed.author_id) == \
-            (1, ["identity_changed"], "qa", page_world["qa"][0])
+            (1, ["identity_changed"], "qa", page_world.qa.id)
         assert s.get(Rating, rid).active is False
 
 
 @pytest.mark.parametrize("role", ["reviewer", "analyst"])
-def test_qa_page_refuses_other_roles(lab, page_world, tmp_path, role):
-    at = _page(tmp_path, 999, "someone", role).run()
+def test_qa_page_refuses_other_roles(lab, page_world, role):
+    at = page_app("qa_page", page_user(role, 999, "someone")).run()
     assert not at.exception
     assert [e.value for e in at.error] == ["The QA page is only available to QA reviewers and admins."]
     assert not at.selectbox and not at.button
 
 
-def test_qa_page_for_a_qa_user_has_no_admin_controls(lab, page_world, tmp_path):
-    at = _page(tmp_path, *page_world["qa"], "qa").run()
+def test_qa_page_for_a_qa_user_has_no_admin_controls(lab, page_world):
+    at = page_app("qa_page", page_world.qa).run()
     assert not at.exception
     assert "An admin draws the sample" in at.info[0].value
     assert not at.number_input and not [b for b in at.button if "Sample" in b.label]

@@ -2,28 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
 
 from db.engine import make_engine, make_session_factory
 from db.migrate import upgrade
 from db.models import Assignment, Rating, Study, utcnow
 from review.labeling.assignment import next_assignment
 from review.labeling.ratings import RatingError, StaleAssignment, Submission, history, skip, submit, undo_last
-from tests.factories import make_study
+from tests.support import make_study
+
+
+@dataclass
+class World:
+    """A study of six single-rater items in its own SQLite file, and two reviewers."""
+
+    sessions: sessionmaker
+    study_id: int
+    a: int
+    b: int
+    gv: int
 
 
 @pytest.fixture
-def world(tmp_path):
+def world(tmp_path) -> Iterator[World]:
     eng = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
     upgrade(eng)
     sessions = make_session_factory(eng)
     with sessions() as s, s.begin():
-        study, users = make_study(s, 6, raters_per_item=1, n_reviewers=2)
-        ids = (study.id, users[0].id, users[1].id, study.guideline_version_id)
-    yield sessions, *ids
+        made = make_study(s, 6, raters_per_item=1, n_reviewers=2)
+        study, (a, b) = made.study, made.reviewers
+        world = World(sessions, study.id, a.id, b.id, study.guideline_version_id)
+    yield world
     eng.dispose()
 
 
@@ -33,7 +48,7 @@ def _lease(sessions, study_id, uid, now=None):
 
 
 def test_submit_records_score_flags_guideline_and_time(world):
-    sessions, study_id, a, _b, gv = world
+    sessions, study_id, a, gv = world.sessions, world.study_id, world.a, world.gv
     lease = _lease(sessions, study_id, a)
     with sessions() as s, s.begin():
         r = submit(s, lease.assignment_id, a, Submission(4, ("artifacts", "still_blurry"),
@@ -44,7 +59,7 @@ def test_submit_records_score_flags_guideline_and_time(world):
 
 
 def test_double_submit_with_same_token_is_idempotent(world):
-    sessions, study_id, a, _b, _gv = world
+    sessions, study_id, a = world.sessions, world.study_id, world.a
     lease = _lease(sessions, study_id, a)
     for _ in range(3):
         with sessions() as s, s.begin():
@@ -56,7 +71,7 @@ def test_double_submit_with_same_token_is_idempotent(world):
 
 
 def test_undo_supersedes_and_keeps_history(world):
-    sessions, study_id, a, _b, _gv = world
+    sessions, study_id, a = world.sessions, world.study_id, world.a
     lease = _lease(sessions, study_id, a)
     with sessions() as s, s.begin():
         submit(s, lease.assignment_id, a, Submission(2, client_token="t1"))
@@ -75,13 +90,13 @@ def test_undo_supersedes_and_keeps_history(world):
 
 
 def test_undo_with_nothing_to_undo(world):
-    sessions, study_id, a, _b, _gv = world
+    sessions, study_id, a = world.sessions, world.study_id, world.a
     with sessions() as s, s.begin():
         assert undo_last(s, s.get(Study, study_id), a) is None
 
 
 def test_skip_hands_the_item_to_someone_else(world):
-    sessions, study_id, a, b, _gv = world
+    sessions, study_id, a, b = world.sessions, world.study_id, world.a, world.b
     lease = _lease(sessions, study_id, a)
     with pytest.raises(RatingError), sessions() as s, s.begin():
         skip(s, lease.assignment_id, a, "  ")
@@ -97,7 +112,7 @@ def test_skip_hands_the_item_to_someone_else(world):
 
 
 def test_stale_lease_taken_by_another_reviewer_is_refused_clearly(world):
-    sessions, study_id, a, b, _gv = world
+    sessions, study_id, a, b = world.sessions, world.study_id, world.a, world.b
     now = utcnow()
     lease = _lease(sessions, study_id, a, now)
     later = now + timedelta(hours=1)
@@ -114,7 +129,7 @@ def test_stale_lease_taken_by_another_reviewer_is_refused_clearly(world):
 
 
 def test_expired_lease_still_accepted_while_the_slot_is_free(world):
-    sessions, study_id, a, _b, _gv = world
+    sessions, study_id, a = world.sessions, world.study_id, world.a
     now = utcnow()
     lease = _lease(sessions, study_id, a, now)
     with sessions() as s, s.begin():
@@ -129,7 +144,7 @@ def test_expired_lease_still_accepted_while_the_slot_is_free(world):
     (Submission(3, comment="x" * 2001), "limit is 2000"),
 ])
 def test_invalid_submissions_are_refused_and_nothing_is_stored(world, sub, message):
-    sessions, study_id, a, _b, _gv = world
+    sessions, study_id, a = world.sessions, world.study_id, world.a
     lease = _lease(sessions, study_id, a)
     with pytest.raises(RatingError, match=message), sessions() as s, s.begin():
         submit(s, lease.assignment_id, a, sub)
@@ -138,7 +153,7 @@ def test_invalid_submissions_are_refused_and_nothing_is_stored(world, sub, messa
 
 
 def test_someone_elses_assignment_is_refused(world):
-    sessions, study_id, a, b, _gv = world
+    sessions, study_id, a, b = world.sessions, world.study_id, world.a, world.b
     lease = _lease(sessions, study_id, a)
     with pytest.raises(StaleAssignment), sessions() as s, s.begin():
         submit(s, lease.assignment_id, b, Submission(3))

@@ -14,7 +14,9 @@ import pytest
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
 
 from review.analysis import agreement as ag
-from review.analysis.report import build_report, read_ratings_file, report_to_markdown
+from review.analysis.formatting import format_ci, format_coef, format_number
+from review.analysis.markdown_report import report_to_markdown
+from review.analysis.report import build_report, read_ratings_file
 
 TOP_KEYS = {"n_items", "n_raters", "n_ratings", "krippendorff_alpha", "fleiss_kappa", "icc",
             "pairwise_kappa", "percent_agreement", "warnings", "per_item", "per_rater",
@@ -286,6 +288,16 @@ def test_floor_is_flagged_in_report_and_markdown() -> None:
     assert [p["inconsistency_at_floor"] for p in rep["per_rater"]] == [True, False, False, False]
     assert any("sits at the floor" in w for w in rep["warnings"])
     assert "| r0 | 150 |" in report_to_markdown(rep) and " (floor) |" in report_to_markdown(rep)
+
+
+def test_one_formatter_for_every_rendering() -> None:
+    """review.analysis.formatting serves the Markdown report, the HTML report and the page."""
+    assert [format_number(x) for x in (None, float("nan"), np.float64("inf"), True, np.int64(3),
+                                       0.71234, "r<0>")] == ["—", "—", "—", "yes", "3", "0.712", "r<0>"]
+    assert format_ci([0.6, 0.8]) == "[0.60, 0.80]" and format_ci([0.6, None]) == format_ci(None) == "—"
+    assert format_coef({"value": 0.71234, "ci95": [0.6, 0.8], "n_items": 30}) == "0.712 [0.600, 0.800]"
+    assert format_coef({"value": 0.5, "ci95": None}) == "0.500"
+    assert format_coef({"value": None, "reason": "too few items"}) == "— (too few items)"
 
 
 def test_markdown_rendering(report: dict) -> None:

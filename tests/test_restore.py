@@ -145,6 +145,7 @@ MODERATE = [
 
 @pytest.mark.parametrize("method", ["wiener", "unsupervised_wiener", "richardson_lucy"])
 @pytest.mark.parametrize("spec", MODERATE, ids=lambda s: f"{s.kind}{s.level:g}")
+@pytest.mark.slow
 def test_classical_beats_blurred(astronaut: Image.Image, method: str, spec: BlurSpec) -> None:
     d = degrade(astronaut, spec)
     res = get_restorer(method).restore(RestoreInput.from_degraded(d, reference=astronaut))

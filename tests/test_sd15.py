@@ -35,22 +35,7 @@ from review.media.restore.sd15_weights import (
     resolve_weights,
 )
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The tiny model's ops are so small that intra-op threads cost more than they save
-    (5x slower on 2 busy cores); restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("models")
-    build_tiny_sd15(d / "tiny_sd15")
-    return d
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -306,7 +291,7 @@ def test_weights_not_set(photo: Image.Image) -> None:
     ("no_unet_weights", ["incomplete", "unet/*.safetensors"]),
     ("sdxl", ["StableDiffusionXLPipeline", "not supported"]),
     ("inpainting", ["9 input channels"]),
-    ("single_no_config", ["no local config folder", "config_dir"]),
+    ("single_unreadable", ["not a readable .safetensors file"]),
     ("wrong_suffix", [".txt file"]),
 ])
 def test_weights_layout_errors(tmp_path: Path, models_dir: Path, case: str,
@@ -327,7 +312,7 @@ def test_weights_layout_errors(tmp_path: Path, models_dir: Path, case: str,
         else:
             cfg = json.loads((target / "unet" / "config.json").read_text())
             _write(target / "unet" / "config.json", json.dumps({**cfg, "in_channels": 9}))
-    elif case == "single_no_config":
+    elif case == "single_unreadable":
         target.mkdir()
         target = target / "sd15.safetensors"
         target.write_bytes(b"\0" * 64)
@@ -351,23 +336,27 @@ def test_corrupt_weights_are_a_weights_error(tmp_path: Path, models_dir: Path) -
         load_pipeline(target, precision="fp32")
 
 
-def test_single_file_with_bad_checkpoint_is_a_weights_error(tmp_path: Path,
-                                                            models_dir: Path) -> None:
-    """A single file with a local config folder is accepted by the layout check and handed to
-    from_single_file(config=..., local_files_only=True); a checkpoint that is not SD1.5 is a
-    WeightsError, never a download attempt."""
+def test_single_file_with_a_given_config_folder(tmp_path: Path, models_dir: Path,
+                                                tiny_fp32) -> None:
+    """A config folder passed as config_dir (or lying beside the file) replaces the built-in SD1.5
+    configs; the checkpoint is still inspected, so a file that is not SD1.x is a WeightsError."""
+    from safetensors.torch import save_file
+
+    from tests.support_sd15 import pipeline_to_ldm, save_checkpoint
+
     cfg = tmp_path / "cfg"
     shutil.copytree(models_dir / "tiny_sd15", cfg,
                     ignore=shutil.ignore_patterns("*.safetensors"))
-    from safetensors.torch import save_file
-
-    ckpt = tmp_path / "model.safetensors"
-    save_file({"foo.weight": torch.zeros(2, 2)}, str(ckpt))
+    ckpt = save_checkpoint(pipeline_to_ldm(tiny_fp32.pipe), tmp_path / "m.safetensors", tiny=False)
     src = resolve_weights(ckpt, config_dir=cfg)
     assert src.kind == "single_file" and src.config_dir == cfg.resolve()
     assert model_identity(src).startswith("sd15-")
-    with pytest.raises(WeightsError, match="could not be loaded"):
-        load_pipeline(ckpt, config_dir=cfg, precision="fp32")
+    loaded = load_pipeline(ckpt, config_dir=cfg, precision="fp32")
+    assert torch.equal(loaded.pipe.unet.conv_in.weight, tiny_fp32.pipe.unet.conv_in.weight)
+    bad = tmp_path / "bad.safetensors"
+    save_file({"foo.weight": torch.zeros(2, 2)}, str(bad))
+    with pytest.raises(WeightsError, match="no Stable Diffusion UNet"):
+        load_pipeline(bad, config_dir=cfg, precision="fp32")
 
 
 def test_grid_rejects_repeated_variants(tiny_fp32, photo: Image.Image) -> None:

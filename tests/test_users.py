@@ -60,6 +60,7 @@ def test_wrong_password_and_deactivated_user_refused(lab):
     assert authenticate(lab.sessions, "carol", "a new password").username == "carol"
 
 
+@pytest.mark.slow
 def test_failed_logins_are_rate_limited_even_with_the_right_password(lab):
     with lab.sessions() as s, s.begin():
         add_user(s, "dave", "long enough", "reviewer")

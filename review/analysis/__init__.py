@@ -1,0 +1,7 @@
+"""Analysis: what the ratings say, last in the data flow.
+
+Agreement statistics on long-format rating tables (`agreement`), the report built from them
+(`report`) and its Markdown and HTML renderings (`markdown_report`, `html_report`, sharing
+`formatting`), tables and charts for the Analyst page (`tables`, `charts`), QA and gold-accuracy
+statistics (`qa_stats`), exports and imports (`export`, `ratings_import`).
+"""

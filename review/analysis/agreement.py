@@ -43,8 +43,12 @@ REQUIRED_COLUMNS = ("item", "rater", "score")
 LEVELS = ("nominal", "ordinal", "interval", "ratio")
 KAPPA_WEIGHTS = ("unweighted", "linear", "quadratic")
 ICC_FORMS = ("ICC1", "ICC2", "ICC3", "ICC1k", "ICC2k", "ICC3k")
-#: Below this many multiply-rated items an agreement figure is mostly noise (REFERENCE.md).
+#: Below this many multiply-rated items an agreement figure is mostly noise: a rule of thumb, after
+#: Krippendorff, Content Analysis (2nd ed., 2004), ch. 11 on how many units reliability data need.
 MIN_RELIABLE_ITEMS = 20
+#: The score a rater gave themselves, before any QA correction (review.analysis.export); gold
+#: accuracy judges it where a table has it (see gold_of).
+OWN_SCORE = "reviewer_score"
 Z95 = 1.959963984540054
 #: Inconsistency floor for the P.910 subject model: 1/sqrt(12), the standard deviation that
 #: rounding a continuous opinion to an integer vote adds by itself, so a smaller inconsistency
@@ -976,23 +980,48 @@ class GoldResult:
 
 
 def gold_correct(r: Ratings, is_gold: np.ndarray, expected_min: np.ndarray,
-                 expected_max: np.ndarray) -> GoldResult:
-    """Mark each gold rating correct or not; gold rows without an expected range are skipped."""
+                 expected_max: np.ndarray, score: np.ndarray | None = None) -> GoldResult:
+    """Mark each gold rating correct or not (judging `score`, by default the ratings' scores);
+    gold rows without an expected range are skipped."""
+    score = r.score if score is None else score
     g = _as_bool(is_gold)
     lo = pd.to_numeric(pd.Series(expected_min), errors="coerce").to_numpy(np.float64)
     hi = pd.to_numeric(pd.Series(expected_max), errors="coerce").to_numpy(np.float64)
     lo = np.where(np.isnan(lo) & ~np.isnan(hi), -np.inf, lo)
     hi = np.where(np.isnan(hi) & ~np.isnan(lo), np.inf, hi)
     judge = g & ~(np.isnan(lo) & np.isnan(hi))
-    ok = (r.score >= lo) & (r.score <= hi)
+    ok = (score >= lo) & (score <= hi)
     correct = np.where(judge, ok.astype(np.float64), np.nan)
     nr = r.n_raters
     return GoldResult(correct, np.bincount(r.rater[judge], minlength=nr),
                       np.bincount(r.rater[judge & ok], minlength=nr))
 
 
+def gold_of(df: pd.DataFrame, r: Ratings) -> GoldResult | None:
+    """Gold judgements of a rating table (``r`` encodes ``df``); None without ``is_gold`` or an
+    expected-range column.
+
+    The one definition of gold accuracy (the report's per-rater and per-group figures, and
+    review.analysis.qa_stats.gold_accuracy behind the Studies and QA pages): the share of gold
+    ratings whose rater's *own* score (``reviewer_score`` where the table has it, else ``score``)
+    lies in the item's expected range. Gold accuracy judges the reviewer, so a QA correction
+    changes nothing: crediting QA's score would make a reviewer look as good as their checker,
+    and leaving corrected ratings out would hide exactly the misses QA caught.
+    """
+    if "is_gold" not in df.columns or not {"expected_min", "expected_max"} & set(df.columns):
+        return None
+    unbounded = np.full(r.n_ratings, np.nan)
+    bounds = [r.column(df, c) if c in df.columns else unbounded for c in ("expected_min", "expected_max")]
+    score = r.score
+    if OWN_SCORE in df.columns:
+        own = pd.to_numeric(pd.Series(r.column(df, OWN_SCORE)), errors="coerce").to_numpy(np.float64)
+        score = np.where(np.isnan(own), score, own)
+    return gold_correct(r, r.column(df, "is_gold"), *bounds, score)
+
+
 def wilson_ci(successes: int, n: int) -> tuple[float, float] | None:
-    """Wilson score 95% interval of a proportion (statsmodels)."""
+    """Wilson score 95% interval of a proportion (statsmodels); None for n = 0, where a share is
+    undefined (callers show "—", JSON gets null, never NaN)."""
     if n <= 0:
         return None
     lo, hi = proportion_confint(successes, n, alpha=0.05, method="wilson")

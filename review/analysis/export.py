@@ -1,20 +1,27 @@
 """Exports: every rating in long format with its context, the wide item x rater matrix, and the
-files analysts and other tools read (CSV, JSON Lines, Parquet).
+files analysts and other tools read (CSV, JSON Lines, Parquet; the report as JSON).
 
 Long format is one row per rating row (active ones by default; `include_history=True` adds the
-superseded rows). Columns: item, rater, score, flags, comment, guideline_version, qa_verdict,
-qa_cohort, time_taken_ms, created_at, rating_id, supersedes_id, active, source, is_gold,
-expected_min, expected_max, restorer, restorer_params, strength, seed, blur_kind, blur_level,
-content, source_title, reference_group, is_hidden_reference, is_smoke_test, study.
+superseded rows). Columns: item, rater, score, reviewer_score, flags, comment, guideline_version,
+qa_verdict, qa_cohort, cohort, time_taken_ms, created_at, rating_id, supersedes_id, active, source,
+is_gold, expected_min, expected_max, restorer, restorer_params, strength, seed, blur_kind,
+blur_level, content, source_title, reference_group, is_hidden_reference, is_smoke_test, study.
+
+`score` is the rating as the study ends up with it (a QA correction's score on a corrected
+rating); `reviewer_score` is what the rater gave themselves (on a QA correction's row, the score
+of the rating it replaced), the score gold accuracy judges (review.analysis.agreement.gold_of).
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
-from sqlalchemy import String, and_, cast, select
+from sqlalchemy import String, and_, case, cast, func, select
 from sqlalchemy.orm import Session
 
 from db.models import (
@@ -29,12 +36,19 @@ from db.models import (
     StudyReviewer,
     User,
 )
+from review.media.restore.controls import HiddenReference
 
 FORMATS = ("csv", "jsonl", "parquet")
+#: How a guideline version is named in exports and statistics: "<slug>-v<version>".
+GUIDELINE_LABEL = GuidelineVersion.slug + "-v" + cast(GuidelineVersion.version, String)
+MIME = {"csv": "text/csv", "jsonl": "application/x-ndjson", "parquet": "application/vnd.apache.parquet",
+        "json": "application/json", "md": "text/markdown", "html": "text/html"}
 
 
-def ratings_frame(session: Session, study: Study, *, include_history: bool = False) -> pd.DataFrame:
-    """All ratings of a study with item, rater, guideline, QA and image characteristics."""
+def ratings_frame(session: Session, study: Study, *, include_history: bool = False,
+                  gold_only: bool = False) -> pd.DataFrame:
+    """All ratings of a study (of its gold items only with `gold_only`) with item, rater,
+    guideline, QA and image characteristics."""
     q = (
         select(
             Rating.id.label("rating_id"),
@@ -43,8 +57,7 @@ def ratings_frame(session: Session, study: Study, *, include_history: bool = Fal
             Rating.score,
             Rating.flags,
             Rating.comment,
-            (GuidelineVersion.slug + "-v" + cast(GuidelineVersion.version, String))
-            .label("guideline_version"),
+            GUIDELINE_LABEL.label("guideline_version"),
             Rating.time_taken_ms,
             Rating.created_at,
             Rating.supersedes_id,
@@ -77,16 +90,25 @@ def ratings_frame(session: Session, study: Study, *, include_history: bool = Fal
     )
     if not include_history:
         q = q.where(Rating.active.is_(True))
+    if gold_only:
+        q = q.where(StudyItem.is_gold.is_(True))
     df = pd.DataFrame(session.execute(q).mappings().all())
     if df.empty:
         return pd.DataFrame(columns=_COLUMNS)
-    verdicts = dict(session.execute(select(QAVerdict.rating_id, QAVerdict.verdict)).all())
+    replaced = pd.to_numeric(df["supersedes_id"].where(df["source"] == "qa"), errors="coerce")
+    own = dict(session.execute(select(Rating.id, Rating.score)
+                               .where(Rating.id.in_(replaced.dropna().astype(int).tolist()))).all())
+    df["reviewer_score"] = replaced.map(own).fillna(df["score"]).astype(int)
+    of_study = (select(QAVerdict).join(Rating, Rating.id == QAVerdict.rating_id)
+                .join(StudyItem, StudyItem.id == Rating.item_id).where(StudyItem.study_id == study.id)
+                .subquery())
+    verdicts = dict(session.execute(select(of_study.c.rating_id, of_study.c.verdict)).all())
     corrected_from = dict(session.execute(
-        select(QAVerdict.corrected_rating_id, QAVerdict.verdict)
-        .where(QAVerdict.corrected_rating_id.is_not(None))).all())
+        select(of_study.c.corrected_rating_id, of_study.c.verdict)
+        .where(of_study.c.corrected_rating_id.is_not(None))).all())
     df["qa_verdict"] = [verdicts.get(r, corrected_from.get(r)) for r in df["rating_id"]]
     df["qa_cohort"] = df["qa_enabled"].map({True: "qa", False: "no_qa"}).fillna("no_qa")
-    df["is_hidden_reference"] = df["restorer"] == "hidden_reference"
+    df["is_hidden_reference"] = df["restorer"] == HiddenReference.name
     df["strength"] = [p.get("strength") if isinstance(p, dict) else None for p in df["restorer_params"]]
     df["seed"] = [p.get("seed") if isinstance(p, dict) else None for p in df["restorer_params"]]
     df["flags"] = [",".join(f or []) for f in df["flags"]]
@@ -96,8 +118,8 @@ def ratings_frame(session: Session, study: Study, *, include_history: bool = Fal
 
 
 _COLUMNS = [
-    "item", "rater", "score", "flags", "comment", "guideline_version", "qa_verdict", "qa_cohort",
-    "cohort", "time_taken_ms", "created_at", "rating_id", "supersedes_id", "active", "source",
+    "item", "rater", "score", "reviewer_score", "flags", "comment", "guideline_version", "qa_verdict",
+    "qa_cohort", "cohort", "time_taken_ms", "created_at", "rating_id", "supersedes_id", "active", "source",
     "is_gold", "expected_min", "expected_max", "restorer", "restorer_params", "strength", "seed",
     "blur_kind", "blur_level", "content", "source_title", "reference_group",
     "is_hidden_reference", "is_smoke_test", "study",
@@ -131,3 +153,40 @@ def write_frame(df: pd.DataFrame, path: Path, fmt: str | None = None) -> Path:
     else:
         out.to_parquet(path, index=False)
     return path
+
+
+def ratings_bytes(df: pd.DataFrame, fmt: str) -> bytes:
+    """Long-format ratings as CSV, JSON Lines or Parquet bytes, exactly as `write_frame` writes
+    them (the Analyst page's downloads match the CLI export)."""
+    with tempfile.TemporaryDirectory(prefix="review-export-") as tmp:
+        path = write_frame(df, Path(tmp) / f"ratings.{fmt}", fmt)
+        return path.read_bytes()
+
+
+def frame_csv(frame: pd.DataFrame, *, index: bool = False) -> bytes:
+    """A table as UTF-8 CSV (missing numbers as empty cells)."""
+    return frame.to_csv(index=index).encode("utf-8")
+
+
+def matrix_csv(df: pd.DataFrame) -> bytes:
+    """The wide item x rater score matrix as CSV (empty cell = not rated)."""
+    return frame_csv(wide_matrix(df), index=True)
+
+
+def report_json(report: Mapping[str, Any]) -> str:
+    """The report as strict JSON (no NaN)."""
+    return json.dumps(report, indent=2, allow_nan=False, ensure_ascii=False)
+
+
+def ratings_fingerprint(session: Session, study_id: int) -> tuple[int, ...]:
+    """Changes whenever a rating of the study is added, undone or superseded, a QA verdict is
+    given, or a reviewer joins (their cohort is part of `ratings_frame`): a cache key for it."""
+    n, max_id, n_active = session.execute(
+        select(func.count(Rating.id), func.max(Rating.id),
+               func.sum(case((Rating.active.is_(True), 1), else_=0)))
+        .join(StudyItem, StudyItem.id == Rating.item_id)
+        .where(StudyItem.study_id == study_id)).one()
+    qa = session.scalar(select(func.max(QAVerdict.id)))
+    members = session.scalar(select(func.count(StudyReviewer.id))
+                             .where(StudyReviewer.study_id == study_id))
+    return (int(n or 0), int(max_id or 0), int(n_active or 0), int(qa or 0), int(members or 0))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -31,6 +32,7 @@ from db.models import (
     StudyReviewer,
     User,
 )
+from db.rows import get_or_create
 from review.labeling.study import StudyConfig, StudyError, ensure_study, order_key
 from review.media.catalog import CONTENT_TYPES
 
@@ -48,15 +50,11 @@ def _guideline(session: Session, label: str | None) -> GuidelineVersion:
     slug, version = "imported", 1
     if label and (m := _GV.match(str(label))):
         slug, version = m["slug"], int(m["version"])
-    gv = session.scalar(select(GuidelineVersion).where(
-        GuidelineVersion.slug == slug, GuidelineVersion.version == version))
-    if gv is None:
-        body = "Imported ratings: the guideline text was not part of the import."
-        gv = GuidelineVersion(slug=slug, version=version, title=f"{slug} v{version} (imported)",
-                              body_md=body, change_note="imported",
-                              content_sha256=hashlib.sha256(body.encode()).hexdigest())
-        session.add(gv)
-        session.flush()
+    body = "Imported ratings: the guideline text was not part of the import."
+    gv, _new = get_or_create(
+        session, GuidelineVersion, {"slug": slug, "version": version}, lambda: GuidelineVersion(
+            slug=slug, version=version, title=f"{slug} v{version} (imported)", body_md=body,
+            change_note="imported", content_sha256=hashlib.sha256(body.encode()).hexdigest()))
     return gv
 
 
@@ -85,12 +83,11 @@ def import_ratings(session: Session, df: pd.DataFrame, study_name: str,
         if study.guideline_version_id is None:
             study.guideline_version_id = gv.id
         user = users[rater]
-        if session.scalar(select(StudyReviewer).where(StudyReviewer.study_id == study.id,
-                                                      StudyReviewer.reviewer_id == user.id)) is None:
-            qa = str(_val(row, "qa_cohort", "no_qa")) == "qa"
-            session.add(StudyReviewer(study_id=study.id, reviewer_id=user.id,
-                                      guideline_version_id=gv.id, qa_enabled=qa,
-                                      cohort=str(_val(row, "cohort", "imported"))))
+        get_or_create(session, StudyReviewer, {"study_id": study.id, "reviewer_id": user.id},
+                      partial(StudyReviewer, study_id=study.id, reviewer_id=user.id,
+                              guideline_version_id=gv.id,
+                              qa_enabled=str(_val(row, "qa_cohort", "no_qa")) == "qa",
+                              cohort=str(_val(row, "cohort", "imported"))))
         flags = _val(row, "flags", "")
         created = _val(row, "created_at")
         # A repeated (item, rater) pair: the later row supersedes the earlier one.
@@ -150,11 +147,7 @@ def _external_item(session: Session, study: Study, key: str, row: dict[str, Any]
 def _external_user(session: Session, study: Study, rater: str) -> User:
     name = re.sub(r"[^a-z0-9_.-]", "-", rater.lower())[:40] or "rater"
     username = f"ext-{study.id}-{name}"
-    user = session.scalar(select(User).where(User.username == username))
-    if user is None:
-        # "!" is not a valid argon2 hash: the account can never log in.
-        user = User(username=username, display_name=rater, role="reviewer", password_hash="!",
-                    active=False)
-        session.add(user)
-        session.flush()
+    # "!" is not a valid argon2 hash: the account can never log in.
+    user, _new = get_or_create(session, User, {"username": username}, lambda: User(
+        username=username, display_name=rater, role="reviewer", password_hash="!", active=False))
     return user

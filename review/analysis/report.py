@@ -1,4 +1,5 @@
-"""The agreement statistics report: one JSON-safe dict, and its Markdown rendering.
+"""The agreement statistics report: one JSON-safe dict (rendered by review.analysis.markdown_report
+and review.analysis.html_report).
 
 Why: analysts, the UI and exports all need the same numbers with the same caveats, so they are
 computed once here from a long-format rating table (see :mod:`review.analysis.agreement`).
@@ -29,7 +30,9 @@ keys (all values strict-JSON: ``json.dumps(report, allow_nan=False)`` works):
 - ``per_rater``: list of rows ``{rater, n_ratings, mean_score, bias, bias_ci95, inconsistency,
   inconsistency_ci95, inconsistency_at_floor, bt500_items, bt500_p, bt500_q, bt500_rejected,
   ds_accuracy, ds_confusion}`` plus ``gold_n, gold_correct, gold_accuracy, gold_accuracy_ci95`` with gold.
-  Bias and inconsistency come from the ITU-T P.910 / P.913 subject model (MLE).
+  Bias and inconsistency come from the ITU-T P.910 / P.913 subject model (MLE). Gold accuracy
+  judges the rater's own score (``reviewer_score`` when present, the score before any QA
+  correction; see :func:`review.analysis.agreement.gold_of`), with a Wilson 95% CI.
 - ``breakdowns``: ``{column: [{group, n_items, n_raters, n_ratings, alpha_ordinal: C,
   mos: C, gold_accuracy: C (with gold)}]}`` for each characteristic column present
   (``guideline_version, qa_cohort, blur_kind, blur_level, restorer, content``).
@@ -65,8 +68,19 @@ BREAKDOWN_COLUMNS = ("guideline_version", "qa_cohort", "blur_kind", "blur_level"
 COMPARISON_COLUMNS = ("guideline_version", "qa_cohort")
 GOLD_COLUMNS = ("is_gold", "expected_min", "expected_max")
 DMOS_COLUMNS = ("reference_group", "is_hidden_reference")
+#: Every optional column build_report reads (breakdowns, gold, DMOS, per-item characteristics).
+OPTIONAL_COLUMNS = (*BREAKDOWN_COLUMNS, *GOLD_COLUMNS, *DMOS_COLUMNS, "source", "degradation")
 #: BT.500 asks for at least 15 observers.
 MIN_OBSERVERS_BT500 = 15
+#: What each ICC form means, for tables and captions.
+ICC_LABELS = {
+    "ICC1": "ICC(1,1) one-way random, single rater",
+    "ICC2": "ICC(2,1) two-way random, absolute agreement, single rater",
+    "ICC3": "ICC(3,1) two-way mixed, consistency, single rater",
+    "ICC1k": "ICC(1,k) one-way random, mean of k raters",
+    "ICC2k": "ICC(2,k) two-way random, absolute agreement, mean of k raters",
+    "ICC3k": "ICC(3,k) two-way mixed, consistency, mean of k raters",
+}
 
 
 def _py(x: Any) -> Any:
@@ -310,7 +324,7 @@ def _per_item(df: pd.DataFrame, cols_in: _Columns, r: Ratings, scale: tuple[int,
         with np.errstate(invalid="ignore", divide="ignore"):
             cols["gold_pass_rate"] = _nan_to_none(np.where(n_g > 0, k_g / n_g, np.nan))
     skip = set(ag.REQUIRED_COLUMNS)
-    for name in (*BREAKDOWN_COLUMNS, *GOLD_COLUMNS, *DMOS_COLUMNS, "source", "degradation"):
+    for name in OPTIONAL_COLUMNS:
         if name in df.columns and name not in skip and name not in cols:
             per = _per_item_constant(r, cols_in, name)
             if per is not None:
@@ -439,19 +453,13 @@ def build_report(df: pd.DataFrame, *, bootstrap: int = 0, seed: int = 0,
     }
     report.update(_agreement_section(r, bootstrap, seed, warnings, notes))
 
-    gold = None
+    gold = ag.gold_of(df, r) if r.n_ratings else None
     if "is_gold" in df.columns and r.n_ratings:
-        if "expected_min" in df.columns or "expected_max" in df.columns:
-            emin = r.column(df, "expected_min") if "expected_min" in df.columns else \
-                np.full(r.n_ratings, np.nan)
-            emax = r.column(df, "expected_max") if "expected_max" in df.columns else \
-                np.full(r.n_ratings, np.nan)
-            gold = ag.gold_correct(r, r.column(df, "is_gold"), emin, emax)
-            if gold.n == 0:
-                warnings.append("Gold items are marked but none has an expected score range.")
-        else:
+        if gold is None:
             warnings.append("is_gold is present but expected_min / expected_max are not: "
                             "gold accuracy is not computed.")
+        elif gold.n == 0:
+            warnings.append("Gold items are marked but none has an expected score range.")
 
     model = ag.subject_model(r)
     if r.n_ratings and not model.converged and np.isfinite(model.bias).any():
@@ -544,194 +552,3 @@ def read_ratings_file(path: str | Path, *, scale: Sequence[int] | None = None) -
         raise ValueError(f"{p.name}: {exc}") from None
     df["score"] = x.astype(np.int64)
     return df
-
-
-# --------------------------------------------------------------------------------------------
-# Markdown
-# --------------------------------------------------------------------------------------------
-
-
-def _fmt_num(x: Any, digits: int = 3) -> str:
-    if x is None:
-        return "—"
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    if isinstance(x, int):
-        return str(x)
-    if isinstance(x, float):
-        return f"{x:.{digits}f}"
-    return str(x)
-
-
-def _fmt_coef(c: dict[str, Any] | None, digits: int = 3) -> str:
-    if not c:
-        return "—"
-    if c.get("value") is None:
-        return f"— ({c.get('reason', 'not computable')})"
-    s = f"{c['value']:.{digits}f}"
-    if c.get("ci95"):
-        s += f" [{c['ci95'][0]:.{digits}f}, {c['ci95'][1]:.{digits}f}]"
-    return s
-
-
-def _fmt_ci(ci: list[float] | None, digits: int = 2) -> str:
-    return "—" if not ci else f"[{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    def esc(s: str) -> str:
-        return str(s).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(esc(h) for h in header) + " |",
-             "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
-    return lines
-
-
-ICC_LABELS = {
-    "ICC1": "ICC(1,1) one-way random, single rater",
-    "ICC2": "ICC(2,1) two-way random, absolute agreement, single rater",
-    "ICC3": "ICC(3,1) two-way mixed, consistency, single rater",
-    "ICC1k": "ICC(1,k) one-way random, mean of k raters",
-    "ICC2k": "ICC(2,k) two-way random, absolute agreement, mean of k raters",
-    "ICC3k": "ICC(3,k) two-way mixed, consistency, mean of k raters",
-}
-
-
-def report_to_markdown(report: dict[str, Any], *, max_item_rows: int = 50,
-                       max_pair_rows: int = 100) -> str:
-    """Readable Markdown tables of a :func:`build_report` dict (long tables are truncated)."""
-    out: list[str] = ["# Rating agreement report", ""]
-    out.append(f"{report['n_ratings']} ratings of {report['n_items']} items by "
-               f"{report['n_raters']} raters ({report.get('n_multiply_rated_items', 0)} items "
-               f"rated two or more times), scale {report['scale'][0]}..{report['scale'][1]}.")
-    boot = report.get("bootstrap", {})
-    if boot.get("resamples"):
-        out.append(f"95% intervals: percentile bootstrap over items, {boot['resamples']} "
-                   f"resamples, seed {boot['seed']} (ICC: F distribution).")
-    else:
-        out.append("No bootstrap intervals were requested (ICC intervals use the F "
-                   "distribution).")
-    out.append("")
-    if report.get("warnings"):
-        out += ["## Warnings", ""] + [f"- {w}" for w in report["warnings"]] + [""]
-
-    out += ["## Agreement", ""]
-    ka = report["krippendorff_alpha"]
-    rows = [
-        ["Krippendorff's alpha (ordinal)", _fmt_coef(ka["ordinal"]),
-         _fmt_num(ka["ordinal"].get("n_items"))],
-        ["Krippendorff's alpha (interval)", _fmt_coef(ka["interval"]),
-         _fmt_num(ka["interval"].get("n_items"))],
-        ["Krippendorff's alpha (nominal)", _fmt_coef(ka["nominal"]),
-         _fmt_num(ka["nominal"].get("n_items"))],
-        ["Fleiss' kappa", _fmt_coef(report["fleiss_kappa"]),
-         _fmt_num(report["fleiss_kappa"].get("n_items"))],
-        ["Percent agreement (not chance-corrected)", _fmt_coef(report["percent_agreement"]),
-         _fmt_num(report["percent_agreement"].get("n_items"))],
-    ]
-    out += _table(["Coefficient", "Value [95% CI]", "Items"], rows)
-    out += ["", "Percent agreement is inflated when one score dominates; read it next to the "
-            "chance-corrected coefficients above.", ""]
-    out += ["### Intraclass correlation (Shrout & Fleiss)", ""]
-    out += _table(["Form", "Meaning", "Value [95% CI]", "Items"],
-                  [[f, ICC_LABELS[f], _fmt_coef(c), _fmt_num(c.get("n_items"))]
-                   for f, c in report["icc"].items()])
-    out.append("")
-    if report.get("notes"):
-        out += ["Method notes:", ""] + [f"- {n}" for n in report["notes"]] + [""]
-
-    pk = report.get("pairwise_kappa", [])
-    if pk:
-        out += ["### Cohen's kappa per rater pair", ""]
-        rows = [[_fmt_num(p["rater_a"]), _fmt_num(p["rater_b"]), str(p["n_items"]),
-                 _fmt_coef(p["unweighted"]), _fmt_coef(p["linear"]), _fmt_coef(p["quadratic"])]
-                for p in pk[:max_pair_rows]]
-        out += _table(["Rater A", "Rater B", "Shared items", "Unweighted", "Linear",
-                       "Quadratic"], rows)
-        if len(pk) > max_pair_rows:
-            out.append(f"\n… {len(pk) - max_pair_rows} more pairs in the JSON report.")
-        out.append("")
-
-    pr = report.get("per_rater", [])
-    if pr:
-        out += ["## Raters", "",
-                "Bias and inconsistency: ITU-T P.910 subject model (maximum likelihood). "
-                "BT.500: observer screening of ITU-R BT.500 A1-2.3.1 (P above, Q below the "
-                "band). DS: Dawid-Skene estimate of how often the rater gives the true score.",
-                ""]
-        has_gold = "gold_accuracy" in pr[0]
-        header = ["Rater", "Ratings", "Mean", "Bias [95% CI]", "Inconsistency",
-                  "BT.500 P/Q", "BT.500 rejected", "DS accuracy"]
-        if has_gold:
-            header += ["Gold accuracy [95% CI]"]
-        rows = []
-        for p in pr:
-            row = [_fmt_num(p["rater"]), str(p["n_ratings"]), _fmt_num(p["mean_score"], 2),
-                   f"{_fmt_num(p['bias'], 2)} {_fmt_ci(p['bias_ci95'])}",
-                   _fmt_num(p["inconsistency"], 2)
-                   + (" (floor)" if p.get("inconsistency_at_floor") else ""),
-                   f"{p['bt500_p']}/{p['bt500_q']}",
-                   _fmt_num(p["bt500_rejected"]), _fmt_num(p.get("ds_accuracy"), 2)]
-            if has_gold:
-                row.append(f"{_fmt_num(p['gold_accuracy'], 2)} "
-                           f"{_fmt_ci(p['gold_accuracy_ci95'])} (n={p['gold_n']})")
-            rows.append(row)
-        out += _table(header, rows) + [""]
-
-    for col, groups in report.get("breakdowns", {}).items():
-        if not groups:
-            continue
-        out += [f"## Breakdown by {col}", ""]
-        has_gold = "gold_accuracy" in groups[0]
-        header = ["Group", "Items", "Raters", "Ratings", "Alpha (ordinal) [95% CI]",
-                  "MOS [95% CI]"] + (["Gold accuracy"] if has_gold else [])
-        rows = []
-        for g in groups:
-            row = [_fmt_num(g["group"]), str(g["n_items"]), str(g["n_raters"]),
-                   str(g["n_ratings"]), _fmt_coef(g["alpha_ordinal"]), _fmt_coef(g["mos"], 2)]
-            if has_gold:
-                row.append(_fmt_coef(g["gold_accuracy"], 2))
-            rows.append(row)
-        out += _table(header, rows) + [""]
-
-    cmp_rows = report.get("comparisons", [])
-    if cmp_rows:
-        out += ["## Comparisons (A minus B)", ""]
-        has_gold = "gold_accuracy_diff" in cmp_rows[0]
-        header = ["Column", "A", "B", "Alpha (ordinal) difference [95% CI]"] + (
-            ["Gold accuracy difference [95% CI]"] if has_gold else [])
-        rows = []
-        for c in cmp_rows:
-            row = [c["column"], _fmt_num(c["group_a"]), _fmt_num(c["group_b"]),
-                   _fmt_coef(c["alpha_ordinal_diff"])]
-            if has_gold:
-                row.append(_fmt_coef(c["gold_accuracy_diff"]))
-            rows.append(row)
-        out += _table(header, rows) + [""]
-        if not boot.get("resamples"):
-            out += ["Alpha differences have no interval without bootstrap resamples.", ""]
-
-    items = report.get("per_item", [])
-    if items:
-        out += ["## Items", ""]
-        shown = sorted(items, key=lambda it: (it["mos"] is None, it["mos"] or 0.0))
-        shown = shown[:max_item_rows]
-        has_dmos = "dmos" in items[0]
-        header = ["Item", "Ratings", "MOS [95% CI]", "MLE quality"] + (
-            ["DMOS"] if has_dmos else []) + ["DS label"]
-        rows = []
-        for it in shown:
-            row = [_fmt_num(it["item"]), str(it["n_ratings"]),
-                   f"{_fmt_num(it['mos'], 2)} {_fmt_ci(it['mos_ci95'])}",
-                   _fmt_num(it["mle_quality"], 2)]
-            if has_dmos:
-                row.append(_fmt_num(it["dmos"], 2))
-            row.append(_fmt_num(it.get("ds_label")))
-            rows.append(row)
-        if len(items) > max_item_rows:
-            out.append(f"The {max_item_rows} items with the lowest MOS of {len(items)}; all "
-                       f"items are in the JSON report.")
-            out.append("")
-        out += _table(header, rows) + [""]
-    return "\n".join(out).rstrip() + "\n"

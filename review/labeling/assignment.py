@@ -15,7 +15,7 @@ behind a cursor (an expired lease, a skip) is ahead of the other reviewers' curs
 elsewhere in the order, and every reviewer reaches it again when their walk wraps around.
 
 Balance: by default work goes to whoever asks (fast reviewers rate more); a study can cap each
-reviewer's share with `settings["max_items_per_reviewer"]` (e.g. ceil(items x raters / reviewers)).
+reviewer's share with `StudySettings.max_items_per_reviewer` (e.g. ceil(items x raters / reviewers)).
 
 Concurrency: the claim re-counts the item's live assignments inside the write transaction, with
 the item row locked on PostgreSQL (SQLite serialises writers with BEGIN IMMEDIATE), so two
@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from db.models import Assignment, Study, StudyItem, utcnow
 from review.labeling.cohorts import ensure_enrolled
+from review.labeling.settings import StudySettings
 
 WINDOW = 24  # open items read per claim
 PICK = 8  # of which the oldest PICK are drawn from
@@ -129,8 +130,8 @@ def next_assignment(
     position = member.finished_items
     if lease is not None:
         return Lease(lease.id, lease.item_id, _as_aware(lease.lease_expires_at), position)
-    quota = (study.settings or {}).get("max_items_per_reviewer")
-    if quota is not None and position >= int(quota):
+    quota = StudySettings.of(study).max_items_per_reviewer
+    if quota is not None and position >= quota:
         return None  # this reviewer has done their share; the rest goes to others
 
     cursor = member.queue_cursor if member.queue_cursor is not None else start_offset(study, reviewer_id)

@@ -1,5 +1,6 @@
 """Quality assurance of ratings: a stratified sample of reviewer ratings goes to QA reviewers, who
-accept, reject or correct each one; plus gold-item accuracy and a per-cohort QA summary.
+accept, reject or correct each one; admins promote items to gold. (The statistics, gold accuracy
+and the per-cohort QA summary, are review.analysis.qa_stats.)
 
 Design (the "Quality Assured" questions, arXiv 2407.17596):
 - Only reviewers in a QA-on cohort (`StudyReviewer.qa_enabled`, see review.labeling.cohorts) are sampled, so
@@ -9,8 +10,8 @@ Design (the "Quality Assured" questions, arXiv 2407.17596):
   characteristics). Each stratum of n eligible ratings gets ceil(rate * n) of them, picked in a
   reproducible pseudo-random order (sha256 of seed and rating id). Sampling is incremental: a
   second run only tops strata up as new ratings arrive, never drops what was sampled.
-- The sample is kept in `study.settings["qa_sample"]` (rating ids). A table would be cleaner; the
-  settings key avoids a migration and is written under a row lock on the study.
+- The sample is a table, qa_samples (one row per sampled rating, unique per rating), topped up
+  under a row lock on the study so two samplers never draw past the rate.
 - Everything is auditable: a correction is a new Rating (source "qa", author = the QA reviewer)
   that supersedes the original, whose `active` flag is cleared in the same transaction; verdicts
   are rows in qa_verdicts. Nothing is deleted or rewritten.
@@ -24,15 +25,14 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
 from sqlalchemy import cast, exists, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.types import String
-from statsmodels.stats.proportion import proportion_confint
 
 from db.models import (
     DegradedImage,
     GuidelineVersion,
+    QASample,
     QAVerdict,
     Rating,
     Restoration,
@@ -42,15 +42,15 @@ from db.models import (
     StudyReviewer,
     User,
 )
+from review.errors import ReviewError
 from review.labeling.ratings import FLAGS, MAX_COMMENT
+from review.labeling.settings import StudySettings, update_settings
 from review.labeling.views import ImageRef
 
-DEFAULT_QA_RATE = 0.2
 QA_ROLES = ("qa", "admin")
-GOLD_BY = ("reviewer", "guideline_version", "qa_cohort")
 
 
-class QAError(ValueError):
+class QAError(ReviewError):
     """A QA request that cannot be carried out; the message says why and what to do."""
 
 
@@ -58,22 +58,17 @@ class QAError(ValueError):
 # Settings
 
 
-def qa_rate(study: Study) -> float:
-    """The study's QA sampling rate (settings["qa_rate"], default 0.2)."""
-    return float((study.settings or {}).get("qa_rate", DEFAULT_QA_RATE))
-
-
 def set_qa_options(session: Session, study: Study, *, rate: float | None = None,
                    show_feedback: bool | None = None) -> Study:
     """Set the QA sampling rate and whether reviewers see QA feedback on their own ratings."""
     _lock(session, study)
-    settings = dict(study.settings or {})
+    changes: dict[str, Any] = {}
     if rate is not None:
         _check_rate(rate)
-        settings["qa_rate"] = float(rate)
+        changes["qa_rate"] = float(rate)
     if show_feedback is not None:
-        settings["show_qa_feedback"] = bool(show_feedback)
-    study.settings = settings  # a new dict: JSON columns do not track in-place changes
+        changes["show_qa_feedback"] = bool(show_feedback)
+    update_settings(study, **changes)
     session.flush()
     return study
 
@@ -128,22 +123,22 @@ def _verdict_rating_ids(session: Session, study: Study) -> set[int]:
         .join(StudyItem, StudyItem.id == Rating.item_id).where(StudyItem.study_id == study.id)))
 
 
-def qa_sample(study: Study) -> list[int]:
+def qa_sample(session: Session, study: Study) -> list[int]:
     """Every rating id sampled for QA in this study so far."""
-    return sorted(int(i) for i in (study.settings or {}).get("qa_sample") or [])
+    return sorted(session.scalars(select(QASample.rating_id).where(QASample.study_id == study.id)))
 
 
 def sample_for_qa(session: Session, study: Study, rate: float | None = None, seed: int = 0) -> list[int]:
     """Top up the study's QA sample to `rate` per (reviewer, blur kind, content) stratum and
-    return the newly sampled rating ids (the full sample is `qa_sample(study)`).
+    return the newly sampled rating ids (the full sample is `qa_sample(session, study)`).
 
     Ratings that already have a verdict or are already sampled count towards their stratum's
     quota and are never sampled again; ratings of QA-off reviewers are never eligible.
     """
-    rate = qa_rate(study) if rate is None else rate
+    rate = StudySettings.of(study).qa_rate if rate is None else rate
     _check_rate(rate)
     _lock(session, study)  # one sampler at a time per study
-    already = set(qa_sample(study)) | _verdict_rating_ids(session, study)
+    already = set(qa_sample(session, study)) | _verdict_rating_ids(session, study)
     strata: dict[tuple[int, str, str], list[int]] = defaultdict(list)
     for rating_id, reviewer_id, kind, content in _eligible(session, study):
         strata[(reviewer_id, kind, content)].append(rating_id)
@@ -154,11 +149,8 @@ def sample_for_qa(session: Session, study: Study, rate: float | None = None, see
             continue
         fresh = sorted((r for r in members if r not in already), key=lambda r: _hash_order(seed, r))
         new.extend(fresh[:want])
-    if new:
-        settings = dict(study.settings or {})
-        settings["qa_sample"] = sorted(set(qa_sample(study)) | set(new))
-        study.settings = settings
-        session.flush()
+    session.add_all(QASample(study_id=study.id, rating_id=r) for r in sorted(new))
+    session.flush()
     return sorted(new)
 
 
@@ -187,14 +179,12 @@ class QATask:
 
 def _open_sample(session: Session, study: Study, qa_user_id: int) -> list[int]:
     """Sampled ratings still waiting for a verdict that this QA user may judge."""
-    sample = qa_sample(study)
-    if not sample:
-        return []
     done = _verdict_rating_ids(session, study)
-    rows = session.execute(
-        select(Rating.id).where(Rating.id.in_(sample), Rating.active.is_(True),
-                                Rating.author_id != qa_user_id, Rating.reviewer_id != qa_user_id)
-    ).scalars()
+    rows = session.scalars(
+        select(Rating.id).join(QASample, QASample.rating_id == Rating.id)
+        .where(QASample.study_id == study.id, Rating.active.is_(True),
+               Rating.author_id != qa_user_id, Rating.reviewer_id != qa_user_id)
+    )
     return [r for r in rows if r not in done]
 
 
@@ -241,19 +231,19 @@ class QAProgress:
     open_for_user: int
 
 
-def _live_sample(session: Session, study: Study) -> tuple[set[int], set[int]]:
+def live_sample(session: Session, study: Study) -> tuple[set[int], set[int]]:
     """(sampled, judged): the sampled ratings that still count (judged, or active and so still
     judgeable: a rating withdrawn by its reviewer before QA reached it drops out) plus any rating
     judged outside the sample; and the judged ones."""
     judged = _verdict_rating_ids(session, study)
-    waiting = set(qa_sample(study)) - judged
-    active = set(session.scalars(select(Rating.id).where(Rating.id.in_(waiting), Rating.active.is_(True))))
+    active = set(session.scalars(select(Rating.id).join(QASample, QASample.rating_id == Rating.id)
+                                 .where(QASample.study_id == study.id, Rating.active.is_(True))))
     return active | judged, judged
 
 
 def qa_progress(session: Session, study: Study, qa_user_id: int) -> QAProgress:
     """How much of the sample has verdicts, and how much is left for this QA user."""
-    sampled, judged = _live_sample(session, study)
+    sampled, judged = live_sample(session, study)
     return QAProgress(len(sampled), len(judged), len(_open_sample(session, study, qa_user_id)))
 
 
@@ -310,31 +300,27 @@ def _require_active(rating: Rating) -> None:
         raise QAError("This rating was withdrawn or replaced since it was sampled; skip it.")
 
 
-def accept(session: Session, rating_id: int, qa_user_id: int) -> QAVerdict:
-    """The rating is right as it stands."""
+def _judge(session: Session, rating_id: int, qa_user_id: int, verdict: str, reason: str) -> QAVerdict:
+    """Record an accept or reject verdict; a repeat of the same verdict returns the first one."""
     rating, _study = _load_for_verdict(session, rating_id, qa_user_id)
-    earlier = _existing(session, rating, qa_user_id, "accept", "")
+    earlier = _existing(session, rating, qa_user_id, verdict, reason)
     if earlier is not None:
         return earlier
     _require_active(rating)
-    verdict = QAVerdict(rating_id=rating.id, qa_user_id=qa_user_id, verdict="accept", reason="")
-    session.add(verdict)
+    row = QAVerdict(rating_id=rating.id, qa_user_id=qa_user_id, verdict=verdict, reason=reason)
+    session.add(row)
     session.flush()
-    return verdict
+    return row
+
+
+def accept(session: Session, rating_id: int, qa_user_id: int) -> QAVerdict:
+    """The rating is right as it stands."""
+    return _judge(session, rating_id, qa_user_id, "accept", "")
 
 
 def reject(session: Session, rating_id: int, qa_user_id: int, reason: str) -> QAVerdict:
     """The rating is wrong (or unusable) and QA does not offer a better score; a reason is required."""
-    reason = _clean_reason(reason, required=True)
-    rating, _study = _load_for_verdict(session, rating_id, qa_user_id)
-    earlier = _existing(session, rating, qa_user_id, "reject", reason)
-    if earlier is not None:
-        return earlier
-    _require_active(rating)
-    verdict = QAVerdict(rating_id=rating.id, qa_user_id=qa_user_id, verdict="reject", reason=reason)
-    session.add(verdict)
-    session.flush()
-    return verdict
+    return _judge(session, rating_id, qa_user_id, "reject", _clean_reason(reason, required=True))
 
 
 def correct(session: Session, rating_id: int, qa_user_id: int, new_score: int, reason: str,
@@ -382,7 +368,7 @@ def feedback_for(session: Session, study: Study, reviewer_id: int) -> list[dict[
     Only what helps the reviewer learn: their score, the verdict, the reason, the corrected score
     and flags. Never who the QA reviewer was, and nothing about anyone else's ratings.
     """
-    if not (study.settings or {}).get("show_qa_feedback"):
+    if not StudySettings.of(study).show_qa_feedback:
         return []
     rows = session.execute(
         select(QAVerdict.verdict, QAVerdict.reason, QAVerdict.created_at, QAVerdict.corrected_rating_id,
@@ -413,7 +399,7 @@ def feedback_for(session: Session, study: Study, reviewer_id: int) -> list[dict[
 
 
 # ---------------------------------------------------------------------------------------------
-# Gold items and accuracy
+# Gold items
 
 
 def promote_to_gold(session: Session, item_id: int, expected_min: int, expected_max: int) -> StudyItem:
@@ -431,110 +417,3 @@ def promote_to_gold(session: Session, item_id: int, expected_min: int, expected_
     item.is_gold, item.expected_min, item.expected_max = True, expected_min, expected_max
     session.flush()
     return item
-
-
-def wilson_ci(k: int, n: int) -> tuple[float, float]:
-    """Wilson score 95% interval for k successes in n (statsmodels); NaN for n = 0."""
-    if n == 0:
-        return float("nan"), float("nan")
-    lo, hi = proportion_confint(k, n, alpha=0.05, method="wilson")
-    return float(lo), float(hi)
-
-
-def _gold_frame(session: Session, study: Study) -> pd.DataFrame:
-    q = (
-        select(Rating.id.label("rating_id"), Rating.score, User.username.label("reviewer"),
-               (GuidelineVersion.slug + "-v" + cast(GuidelineVersion.version, String))
-               .label("guideline_version"),
-               StudyReviewer.qa_enabled, StudyItem.expected_min, StudyItem.expected_max)
-        .join(StudyItem, StudyItem.id == Rating.item_id)
-        .join(User, User.id == Rating.reviewer_id)
-        .join(GuidelineVersion, GuidelineVersion.id == Rating.guideline_version_id)
-        .outerjoin(StudyReviewer, (StudyReviewer.study_id == StudyItem.study_id)
-                   & (StudyReviewer.reviewer_id == Rating.reviewer_id))
-        .where(StudyItem.study_id == study.id, StudyItem.is_gold.is_(True), Rating.active.is_(True),
-               StudyItem.expected_min.is_not(None), StudyItem.expected_max.is_not(None))
-    )
-    df = pd.DataFrame(session.execute(q).mappings().all(),
-                      columns=["rating_id", "score", "reviewer", "guideline_version", "qa_enabled",
-                               "expected_min", "expected_max"])
-    df["qa_cohort"] = ["qa" if bool(v) else "no_qa" for v in df["qa_enabled"]]
-    return df
-
-
-def gold_accuracy(session: Session, study: Study, by: str) -> pd.DataFrame:
-    """Share of active gold ratings inside the expected range, per reviewer, guideline version or
-    QA cohort, with n and a Wilson 95% CI. Active ratings include QA corrections (credited to the
-    original reviewer): the question is how good the labels the study ends up with are."""
-    if by not in GOLD_BY:
-        raise QAError(f"Gold accuracy can be broken down by {', '.join(GOLD_BY)}, not {by!r}.")
-    df = _gold_frame(session, study)
-    columns = [by, "n", "within", "accuracy", "ci_low", "ci_high"]
-    if df.empty:
-        return pd.DataFrame(columns=columns)
-    df["within"] = (df["score"] >= df["expected_min"]) & (df["score"] <= df["expected_max"])
-    rows = []
-    for key, group in df.groupby(by, sort=True):
-        n, k = len(group), int(group["within"].sum())
-        lo, hi = wilson_ci(k, n)
-        rows.append({by: key, "n": n, "within": k, "accuracy": k / n, "ci_low": lo, "ci_high": hi})
-    return pd.DataFrame(rows, columns=columns)
-
-
-# ---------------------------------------------------------------------------------------------
-# QA summary per cohort
-
-
-def qa_summary(session: Session, study: Study) -> pd.DataFrame:
-    """Per cohort (guideline version x QA on/off): reviewers, active reviewer ratings, how many
-    were sampled, accepted, rejected, corrected, and the mean absolute score correction."""
-    members = session.execute(
-        select(StudyReviewer.reviewer_id, StudyReviewer.qa_enabled,
-               (GuidelineVersion.slug + "-v" + cast(GuidelineVersion.version, String)))
-        .join(GuidelineVersion, GuidelineVersion.id == StudyReviewer.guideline_version_id)
-        .where(StudyReviewer.study_id == study.id)
-    ).all()
-    cohort_of = {rid: (label, "qa" if qa else "no_qa") for rid, qa, label in members}
-    stats: dict[tuple[str, str], dict[str, Any]] = {}
-    for key in sorted(set(cohort_of.values())):
-        stats[key] = {"guideline_version": key[0], "qa_cohort": key[1], "reviewers": 0,
-                      "ratings": 0, "sampled": 0, "accepted": 0, "rejected": 0, "corrected": 0,
-                      "_corrections": []}
-    for key in cohort_of.values():
-        stats[key]["reviewers"] += 1
-    reviewer_ratings = session.execute(
-        select(Rating.id, Rating.reviewer_id, Rating.active).join(StudyItem, StudyItem.id == Rating.item_id)
-        .where(StudyItem.study_id == study.id, Rating.source == "reviewer")
-    ).all()
-    owner = {rid: reviewer for rid, reviewer, _active in reviewer_ratings}
-    for _rid, reviewer, active in reviewer_ratings:
-        if active and reviewer in cohort_of:
-            stats[cohort_of[reviewer]]["ratings"] += 1
-    verdicts = session.execute(
-        select(QAVerdict.rating_id, QAVerdict.verdict, Rating.score, QAVerdict.corrected_rating_id)
-        .join(Rating, Rating.id == QAVerdict.rating_id)
-        .join(StudyItem, StudyItem.id == Rating.item_id).where(StudyItem.study_id == study.id)
-    ).all()
-    corrected_scores = dict(session.execute(select(Rating.id, Rating.score).where(
-        Rating.id.in_([v.corrected_rating_id for v in verdicts if v.corrected_rating_id is not None]))).all())
-    sampled, _judged = _live_sample(session, study)
-    for rid in sampled:
-        key = cohort_of.get(owner.get(rid))
-        if key is not None:
-            stats[key]["sampled"] += 1
-    names = {"accept": "accepted", "reject": "rejected", "correct": "corrected"}
-    for rating_id, verdict, score, corrected_id in verdicts:
-        key = cohort_of.get(owner.get(rating_id))
-        if key is None:
-            continue
-        stats[key][names[verdict]] += 1
-        if corrected_id is not None:
-            stats[key]["_corrections"].append(abs(corrected_scores[corrected_id] - score))
-    rows = []
-    for row in stats.values():
-        corrections = row.pop("_corrections")
-        row["mean_abs_correction"] = sum(corrections) / len(corrections) if corrections else float("nan")
-        rows.append(row)
-    columns = ["guideline_version", "qa_cohort", "reviewers", "ratings", "sampled", "accepted",
-               "rejected", "corrected", "mean_abs_correction"]
-    return pd.DataFrame(rows, columns=columns)

@@ -16,6 +16,7 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session, aliased
 
 from db.models import Assignment, Rating, Study, StudyItem, StudyReviewer, utcnow
+from review.errors import ReviewError
 from review.labeling.assignment import _as_aware, live_assignment_filter
 from review.labeling.cohorts import CohortError, add_finished, ensure_enrolled
 
@@ -33,12 +34,14 @@ MAX_COMMENT = 2000
 _NEWER = aliased(Rating)
 
 
-class RatingError(ValueError):
+class RatingError(ReviewError):
     """The rating cannot be recorded as given; the message says what to change."""
 
 
 class StaleAssignment(RatingError):
     """The item is no longer this reviewer's (lease expired and the slot went to someone else)."""
+
+    level = "warning"  # not the reviewer's mistake: the page moves on to the next item
 
 
 @dataclass(frozen=True)

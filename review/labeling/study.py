@@ -11,15 +11,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db.models import GuidelineVersion, Restoration, Study, StudyItem
-
-# Controls double as gold items (ITU-T P.910 ACR-HR hidden reference; the blurred input).
-CONTROL_EXPECTATIONS: dict[str, tuple[int, int]] = {
-    "hidden_reference": (4, 5),
-    "blurred": (1, 3),
-}
+from db.rows import get_or_create
+from review.errors import ReviewError
+from review.labeling.settings import StudySettings, update_settings
+from review.media.restore import CONTROL_EXPECTATIONS
 
 
-class StudyError(ValueError):
+class StudyError(ReviewError):
     """A study request that cannot be carried out; the message says why and what to do."""
 
 
@@ -60,15 +58,25 @@ def get_study(session: Session, name: str) -> Study:
     return study
 
 
+def study_by_id(session: Session, study_id: int) -> Study:
+    """The study a page picked (by id), or a StudyError if it is gone."""
+    study = session.get(Study, study_id)
+    if study is None:
+        raise StudyError(f"There is no study with id {study_id}.")
+    return study
+
+
+def list_studies(session: Session) -> list[Study]:
+    """Every study, in name order (the pages' study pickers)."""
+    return list(session.scalars(select(Study).order_by(Study.name)))
+
+
 def ensure_study(
     session: Session, config: StudyConfig, guideline: GuidelineVersion | None
 ) -> Study:
     """Create the study, or return the existing one with the same name unchanged."""
     config.validate()
-    study = session.scalar(select(Study).where(Study.name == config.name))
-    if study is not None:
-        return study
-    study = Study(
+    study, _new = get_or_create(session, Study, {"name": config.name}, lambda: Study(
         name=config.name,
         description=config.description,
         guideline_version_id=guideline.id if guideline else None,
@@ -77,8 +85,31 @@ def ensure_study(
         scale_min=config.scale_min,
         scale_max=config.scale_max,
         lease_minutes=config.lease_minutes,
-    )
-    session.add(study)
+    ))
+    return study
+
+
+def find_guideline(session: Session, label: str) -> GuidelineVersion:
+    """The guideline version named SLUG:VERSION (as on the command line)."""
+    slug, _, version = label.partition(":")
+    gv = session.scalar(select(GuidelineVersion).where(
+        GuidelineVersion.slug == slug, GuidelineVersion.version == int(version or 0)))
+    if gv is None:
+        raise StudyError(f"No guideline version {label!r}; run `python -m review init` to "
+                         "load guidelines/ and check the slug and version.")
+    return gv
+
+
+def create_study(session: Session, config: StudyConfig, guideline: str,
+                 max_items_per_reviewer: int | None = None) -> Study:
+    """A new, empty study under guideline version `guideline` (SLUG:VERSION); refused when the
+    name is taken, the guideline is unknown or the settings are invalid."""
+    if session.scalar(select(Study).where(Study.name == config.name)) is not None:
+        raise StudyError(f"A study named {config.name!r} already exists.")
+    gv = find_guideline(session, guideline)
+    StudySettings(max_items_per_reviewer=max_items_per_reviewer)  # refused before anything is written
+    study = ensure_study(session, config, gv)
+    update_settings(study, max_items_per_reviewer=max_items_per_reviewer)
     session.flush()
     return study
 
@@ -92,34 +123,30 @@ def add_item(
     expected: tuple[int, int] | None = None,
 ) -> StudyItem:
     """Put a restoration in a study (idempotent). Controls become gold with their expected range."""
-    item = session.scalar(
-        select(StudyItem).where(
-            StudyItem.study_id == study.id, StudyItem.restoration_id == restoration.id
-        )
-    )
-    if item is not None:
-        return item
     if expected is None:
         expected = CONTROL_EXPECTATIONS.get(restoration.method)
     if is_gold is None:
         is_gold = restoration.method in CONTROL_EXPECTATIONS
-    if expected is not None:
-        lo, hi = expected
-        if not study.scale_min <= lo <= hi <= study.scale_max:
-            raise StudyError(
-                f"Expected range {lo}-{hi} lies outside the study scale "
-                f"{study.scale_min}-{study.scale_max}."
-            )
-    item = StudyItem(
-        study_id=study.id,
-        order_key=order_key(study.id, restoration.id),
-        restoration_id=restoration.id,
-        is_gold=is_gold,
-        expected_min=expected[0] if expected else None,
-        expected_max=expected[1] if expected else None,
-    )
-    session.add(item)
-    session.flush()
+
+    def build() -> StudyItem:
+        if expected is not None:
+            lo, hi = expected
+            if not study.scale_min <= lo <= hi <= study.scale_max:
+                raise StudyError(
+                    f"Expected range {lo}-{hi} lies outside the study scale "
+                    f"{study.scale_min}-{study.scale_max}."
+                )
+        return StudyItem(
+            study_id=study.id,
+            order_key=order_key(study.id, restoration.id),
+            restoration_id=restoration.id,
+            is_gold=is_gold,
+            expected_min=expected[0] if expected else None,
+            expected_max=expected[1] if expected else None,
+        )
+
+    item, _new = get_or_create(
+        session, StudyItem, {"study_id": study.id, "restoration_id": restoration.id}, build)
     return item
 
 

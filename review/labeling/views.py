@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import and_, case, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
 
 from db.models import (
     Assignment,
@@ -21,9 +21,11 @@ from db.models import (
     SourceImage,
     Study,
     StudyItem,
+    StudyReviewer,
     User,
 )
-from review.labeling.cohorts import ensure_enrolled
+from review.labeling.cohorts import CohortError
+from review.labeling.settings import StudySettings
 
 
 @dataclass(frozen=True)
@@ -46,12 +48,19 @@ class ItemView:
 
 @dataclass(frozen=True)
 class GuidelineView:
+    """A guideline version as every page shows it (detached from the database session)."""
+
     id: int
     slug: str
     version: int
     title: str
     body_md: str
     assets_dir: str
+    change_note: str
+
+    @classmethod
+    def of(cls, gv: GuidelineVersion) -> GuidelineView:
+        return cls(gv.id, gv.slug, gv.version, gv.title, gv.body_md, gv.assets_dir, gv.change_note or "")
 
     @property
     def label(self) -> str:
@@ -77,11 +86,11 @@ ITU_IMPAIRMENT = {
 
 
 def scale_labels(study: Study) -> dict[int, str]:
-    """Labels per score: the study's own (settings['scale_labels']) or ITU-R BT.500's 5-point
+    """Labels per score: the study's own (`StudySettings.scale_labels`) or ITU-R BT.500's 5-point
     impairment scale for a 1..5 study; other scales get bare numbers."""
-    custom = (study.settings or {}).get("scale_labels") or {}
+    custom = StudySettings.of(study).scale_labels
     if custom:
-        return {int(k): str(v) for k, v in custom.items()}
+        return dict(custom)
     if (study.scale_min, study.scale_max) == (1, 5):
         return dict(ITU_IMPAIRMENT)
     return {}
@@ -110,10 +119,22 @@ def item_view(session: Session, item_id: int) -> ItemView:
                     ImageRef(s_path, s_sha) if is_ref else None)
 
 
-def guideline_for(session: Session, study: Study, reviewer_id: int) -> GuidelineView:
-    """The guideline version this reviewer rates under (their cohort's; enrols on first use)."""
-    gv = session.get(GuidelineVersion, ensure_enrolled(session, study, reviewer_id).guideline_version_id)
-    return GuidelineView(gv.id, gv.slug, gv.version, gv.title, gv.body_md, gv.assets_dir)
+def guideline_for(session: Session, study_id: int, reviewer_id: int) -> GuidelineView:
+    """The guideline version this reviewer rates under: their cohort's. Read only: a reviewer
+    joins a cohort when work is handed out (`review.labeling.assignment.next_assignment`)."""
+    gv = session.scalar(
+        select(GuidelineVersion)
+        .join(StudyReviewer, StudyReviewer.guideline_version_id == GuidelineVersion.id)
+        .where(StudyReviewer.study_id == study_id, StudyReviewer.reviewer_id == reviewer_id))
+    if gv is None:
+        raise CohortError("You have not joined this study yet: its guideline comes with your first item.")
+    return GuidelineView.of(gv)
+
+
+def guideline_versions(session: Session) -> list[GuidelineView]:
+    """Every loaded guideline version, by slug and version."""
+    return [GuidelineView.of(gv) for gv in session.scalars(
+        select(GuidelineVersion).order_by(GuidelineVersion.slug, GuidelineVersion.version))]
 
 
 @dataclass(frozen=True)
@@ -150,6 +171,42 @@ def retracted_draft(session: Session, item_id: int, reviewer_id: int) -> tuple[i
     if last is None or last.active:
         return None
     return last.score, list(last.flags or []), last.comment or ""
+
+
+# ----------------------------------------------------------------------------- generated outputs
+
+
+@dataclass(frozen=True)
+class OutputView:
+    """One generated item as the Generate page shows it to admins (method and parameters included:
+    this is never shown to reviewers)."""
+
+    item_id: int
+    method: str
+    is_smoke_test: bool
+    blur_kind: str
+    blur_level: float | None
+    reference: ImageRef | None
+    blurred: ImageRef
+    restoration: ImageRef
+    params: dict
+    metrics: dict
+    provenance: dict
+
+
+def study_outputs(session: Session, study_id: int, limit: int = 400) -> list[OutputView]:
+    """The study's newest items with their images and restorer details."""
+    rows = session.execute(
+        select(StudyItem.id, Restoration, DegradedImage, SourceImage)
+        .join(Restoration, Restoration.id == StudyItem.restoration_id)
+        .join(DegradedImage, DegradedImage.id == Restoration.degraded_id)
+        .join(SourceImage, SourceImage.id == DegradedImage.source_id)
+        .where(StudyItem.study_id == study_id).order_by(StudyItem.id.desc()).limit(limit))
+    return [OutputView(item_id, res.method, res.is_smoke_test, deg.kind, deg.level,
+                       ImageRef(src.path, src.sha256) if src.is_reference else None,
+                       ImageRef(deg.path, deg.sha256), ImageRef(res.path, res.sha256),
+                       res.params, res.metrics, res.provenance)
+            for item_id, res, deg, src in rows]
 
 
 # ----------------------------------------------------------------------------- admin progress
@@ -202,33 +259,20 @@ class ReviewerProgress:
     display_name: str
     rated: int
     skipped: int
-    gold_rated: int
-    gold_within: int
     mean_time_ms: float | None
-
-    @property
-    def gold_accuracy(self) -> float | None:
-        """Share of the reviewer's active gold ratings inside the expected range."""
-        return self.gold_within / self.gold_rated if self.gold_rated else None
 
 
 def reviewer_progress(session: Session, study_id: int) -> list[ReviewerProgress]:
-    """Per reviewer: active ratings, skips, and accuracy on gold items (admins only).
+    """Per reviewer: active ratings of their own and skips (admins only). Gold accuracy is a
+    statistic with one definition: review.analysis.qa_stats.gold_accuracy.
 
     Counts active reviewer-source ratings filed under the reviewer (a QA correction replaces the
-    reviewer's judgement, so it no longer counts towards their gold accuracy)."""
-    item = aliased(StudyItem)
-    within = and_(item.is_gold, item.expected_min.is_not(None),
-                  Rating.score >= item.expected_min, Rating.score <= item.expected_max)
-    rated = dict((uid, (n, g, w, t)) for uid, n, g, w, t in session.execute(
-        select(Rating.reviewer_id, func.count(),
-               func.coalesce(func.sum(case((and_(item.is_gold, item.expected_min.is_not(None)), 1),
-                                           else_=0)), 0),
-               func.coalesce(func.sum(case((within, 1), else_=0)), 0),
-               func.avg(Rating.time_taken_ms))
-        .join(item, item.id == Rating.item_id)
-        .where(item.study_id == study_id, Rating.active.is_(True), Rating.source == "reviewer")
-        .group_by(Rating.reviewer_id)))
+    reviewer's rating, so it no longer counts as theirs)."""
+    rated = {uid: (n, t) for uid, n, t in session.execute(
+        select(Rating.reviewer_id, func.count(), func.avg(Rating.time_taken_ms))
+        .join(StudyItem, StudyItem.id == Rating.item_id)
+        .where(StudyItem.study_id == study_id, Rating.active.is_(True), Rating.source == "reviewer")
+        .group_by(Rating.reviewer_id))}
     skipped = dict(session.execute(
         select(Assignment.reviewer_id, func.count())
         .join(StudyItem, StudyItem.id == Assignment.item_id)
@@ -240,8 +284,7 @@ def reviewer_progress(session: Session, study_id: int) -> list[ReviewerProgress]
     users = {u.id: u for u in session.scalars(select(User).where(User.id.in_(ids)))}
     rows = []
     for uid in sorted(ids, key=lambda i: users[i].username):
-        n, g, w, t = rated.get(uid, (0, 0, 0, None))
+        n, t = rated.get(uid, (0, None))
         rows.append(ReviewerProgress(users[uid].username, users[uid].display_name, int(n),
-                                     int(skipped.get(uid, 0)), int(g), int(w),
-                                     float(t) if t is not None else None))
+                                     int(skipped.get(uid, 0)), float(t) if t is not None else None))
     return rows

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import DegradedImage, Restoration, SourceImage
+from db.rows import get_or_create
 from review.media.degrade import BlurSpec, Degraded, degrade, kernel_from_bytes, kernel_to_bytes
 from review.media.store import ImageStore
 
@@ -41,10 +42,7 @@ def add_source(
     if content not in CONTENT_TYPES:
         raise ValueError(f"content must be one of {', '.join(CONTENT_TYPES)}, not {content!r}.")
     stored = store.put_image(image)
-    row = session.scalar(select(SourceImage).where(SourceImage.sha256 == stored.sha256))
-    if row is not None:
-        return row
-    row = SourceImage(
+    row, _new = get_or_create(session, SourceImage, {"sha256": stored.sha256}, lambda: SourceImage(
         sha256=stored.sha256,
         path=stored.relpath,
         width=image.width,
@@ -54,10 +52,22 @@ def add_source(
         licence=licence,
         content=content,
         is_reference=is_reference,
-    )
-    session.add(row)
-    session.flush()
+    ))
     return row
+
+
+def add_blurred_photo(session: Session, store: ImageStore, image: Image.Image, **fields: str) -> SourceImage:
+    """Store a photo that is blurred already: a source with no sharp reference, recorded as its
+    own 'real' degraded input so restorers can take it. `fields` as for `add_source`."""
+    source = add_source(session, store, image, is_reference=False, **fields)
+    add_degraded(session, store, source, BlurSpec("real", None))
+    return source
+
+
+def reference_sources(session: Session) -> list[SourceImage]:
+    """Sharp photos (the ones a generation plan can blur), oldest first."""
+    return list(session.scalars(select(SourceImage).where(SourceImage.is_reference.is_(True))
+                                .order_by(SourceImage.id)))
 
 
 def add_degraded(
@@ -65,34 +75,27 @@ def add_degraded(
 ) -> DegradedImage:
     """Blur a source by `spec` (or record a real blurred photo as is); idempotent per recipe."""
     key = spec.key()
-    row = session.scalar(
-        select(DegradedImage).where(
-            DegradedImage.source_id == source.id, DegradedImage.recipe_key == key
+
+    def blur() -> DegradedImage:  # only when the recipe is new: blurring is the costly part
+        if spec.kind == "real":
+            stored, kernel_path = store.put_image(store.open_image(source.path)), None
+        else:
+            result: Degraded = degrade(store.open_image(source.path), spec)
+            stored = store.put_image(result.image)
+            kernel_path = store.put_bytes(kernel_to_bytes(result.kernel), "npy").relpath
+        return DegradedImage(
+            source_id=source.id,
+            recipe_key=key,
+            kind=spec.kind,
+            level=spec.level,
+            params=spec.params(),
+            seed=spec.seed,
+            sha256=stored.sha256,
+            path=stored.relpath,
+            kernel_path=kernel_path,
         )
-    )
-    if row is not None:
-        return row
-    if spec.kind == "real":
-        stored, kernel_path = store.put_image(store.open_image(source.path)), None
-        stored_sha, stored_path = stored.sha256, stored.relpath
-    else:
-        result: Degraded = degrade(store.open_image(source.path), spec)
-        stored = store.put_image(result.image)
-        stored_sha, stored_path = stored.sha256, stored.relpath
-        kernel_path = store.put_bytes(kernel_to_bytes(result.kernel), "npy").relpath
-    row = DegradedImage(
-        source_id=source.id,
-        recipe_key=key,
-        kind=spec.kind,
-        level=spec.level,
-        params=spec.params(),
-        seed=spec.seed,
-        sha256=stored_sha,
-        path=stored_path,
-        kernel_path=kernel_path,
-    )
-    session.add(row)
-    session.flush()
+
+    row, _new = get_or_create(session, DegradedImage, {"source_id": source.id, "recipe_key": key}, blur)
     return row
 
 
@@ -125,21 +128,22 @@ def add_restoration(
     metrics: dict[str, Any],
 ) -> Restoration:
     """Record a restorer's output; an existing row for the same recipe is returned unchanged."""
-    existing = find_restoration(session, degraded.id, method, params)
-    if existing is not None:
-        return existing
-    stored = store.put_image(image)
-    row = Restoration(
-        degraded_id=degraded.id,
-        method=method,
-        params=params,
-        params_key=params_key(params),
-        sha256=stored.sha256,
-        path=stored.relpath,
-        provenance=provenance,
-        metrics=metrics,
-        is_smoke_test=bool(provenance.get("smoke_test", False)),
-    )
-    session.add(row)
-    session.flush()
+    key = params_key(params)
+
+    def record() -> Restoration:
+        stored = store.put_image(image)
+        return Restoration(
+            degraded_id=degraded.id,
+            method=method,
+            params=params,
+            params_key=key,
+            sha256=stored.sha256,
+            path=stored.relpath,
+            provenance=provenance,
+            metrics=metrics,
+            is_smoke_test=bool(provenance.get("smoke_test", False)),
+        )
+
+    row, _new = get_or_create(
+        session, Restoration, {"degraded_id": degraded.id, "method": method, "params_key": key}, record)
     return row

@@ -34,6 +34,8 @@ import numpy as np
 import pillow_heif
 from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 
+from review.errors import ReviewError
+
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_PIXELS",
@@ -83,7 +85,7 @@ _WARNINGS_LOCK = threading.Lock()
 _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 
 
-class ImageRejected(ValueError):
+class ImageRejected(ReviewError):
     """A user-supplied image we refuse; ``code`` is stable, the message is for people."""
 
     def __init__(self, code: str, message: str) -> None:

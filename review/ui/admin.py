@@ -6,32 +6,22 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy import select
 
-from db.engine import transaction
-from db.models import ROLES, GuidelineVersion
+from review.analysis.qa_stats import gold_accuracy
 from review.labeling.guidelines.render import render_safe_markdown
-from review.labeling.views import GuidelineView, reviewer_progress, study_progress
-from review.ui.common import get_lab, require_role, sd15_status
+from review.labeling.views import guideline_versions, reviewer_progress, study_progress
+from review.media.restore.runner import sd15_status
+from review.ui.common import get_lab, require_role, run_action, show_flashes
 from review.ui.guideline import render_guideline
-from review.users import UserError, add_user, list_users, reset_password, set_active
-
-
-def _run(action, success: str) -> None:  # noqa: ANN001 - a callable taking a Session
-    """Run one user-management action in a transaction; show the outcome plainly."""
-    try:
-        with transaction(get_lab().sessions) as s:
-            action(s)
-    except UserError as exc:
-        st.error(str(exc))
-    else:
-        st.success(success)
+from review.users import ROLES, add_user, list_users, reset_password, set_active
 
 
 def users_page() -> None:
     """Add users, reset passwords, deactivate and reactivate accounts."""
     me = require_role("admin")
+    lab = get_lab()
     st.title("Users")
+    show_flashes()
     with st.form("add_user", clear_on_submit=True):
         st.subheader("Add a user")
         c1, c2, c3 = st.columns(3)
@@ -41,10 +31,10 @@ def users_page() -> None:
         password = st.text_input("Initial password (at least 8 characters)", type="password",
                                  key="new_password")
         if st.form_submit_button("Add user", type="primary"):
-            _run(lambda s: add_user(s, username, password, role, display),
+            run_action(lab, lambda s: add_user(s, username, password, role, display),
                  f"User {username.strip().lower()!r} added as {role}.")
 
-    with get_lab().sessions() as s:
+    with lab.sessions() as s:
         users = list_users(s)
     st.subheader("Accounts")
     st.dataframe(
@@ -62,7 +52,7 @@ def users_page() -> None:
             if who is None:
                 st.error("Choose a user.")
             else:
-                _run(lambda s: reset_password(s, who, new), f"Password of {who!r} reset.")
+                run_action(lab, lambda s: reset_password(s, who, new), f"Password of {who!r} reset.")
     with right.form("activation"):
         st.markdown("**Deactivate or reactivate**")
         who = st.selectbox("User", names, index=None, key="active_user", placeholder="Choose a user")
@@ -74,12 +64,21 @@ def users_page() -> None:
         elif deactivate and who == me.username:
             st.error("You cannot deactivate your own account.")
         elif deactivate or activate:
-            _run(lambda s: set_active(s, who, bool(activate)),
-                 f"User {who!r} {'reactivated' if activate else 'deactivated'}.")
+            run_action(lab, lambda s: set_active(s, who, bool(activate)),
+                       f"User {who!r} {'reactivated' if activate else 'deactivated'}.")
 
 
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.0f}%"
+
+
+def _gold_cells(gold: pd.DataFrame, username: str) -> dict[str, int | str]:
+    """A reviewer's gold columns from review.analysis.qa_stats.gold_accuracy (indexed by reviewer)."""
+    if username not in gold.index:
+        return {"gold rated": 0, "gold within expected range": 0, "gold accuracy": _pct(None)}
+    row = gold.loc[username]
+    return {"gold rated": int(row["n"]), "gold within expected range": int(row["within"]),
+            "gold accuracy": _pct(float(row["accuracy"]))}
 
 
 def study_page() -> None:
@@ -91,6 +90,7 @@ def study_page() -> None:
     with lab.sessions() as s:
         studies = study_progress(s)
         per_reviewer = {p.id: reviewer_progress(s, p.id) for p in studies}
+        gold = {p.id: gold_accuracy(s, p.id, "reviewer").set_index("reviewer") for p in studies}
     if not studies:
         st.info("No studies yet. Create one with `python -m review demo` or the study commands.")
         return
@@ -108,13 +108,12 @@ def study_page() -> None:
             if rows:
                 st.dataframe(pd.DataFrame([{
                     "reviewer": r.username, "name": r.display_name, "rated": r.rated,
-                    "skipped": r.skipped, "gold rated": r.gold_rated,
-                    "gold within expected range": r.gold_within,
-                    "gold accuracy": _pct(r.gold_accuracy),
+                    "skipped": r.skipped, **_gold_cells(gold[p.id], r.username),
                     "mean time (s)": None if r.mean_time_ms is None else round(r.mean_time_ms / 1000, 1),
                 } for r in rows]), hide_index=True, width="stretch")
                 st.caption("Gold accuracy: the share of a reviewer's active ratings of gold items "
-                           "(controls with a known expected score range) that fall inside that range.")
+                           "(controls with a known expected score range) whose score, the reviewer's "
+                           "own even where QA corrected it, falls inside that range.")
             else:
                 st.caption("No ratings yet.")
 
@@ -124,17 +123,14 @@ def guidelines_page() -> None:
     require_role("admin", "qa")
     st.title("Guidelines")
     with get_lab().sessions() as s:
-        versions = list(s.scalars(select(GuidelineVersion)
-                                  .order_by(GuidelineVersion.slug, GuidelineVersion.version.desc())))
-        views = [GuidelineView(g.id, g.slug, g.version, g.title, g.body_md, g.assets_dir) for g in versions]
-        notes = {g.id: g.change_note for g in versions}
+        views = sorted(guideline_versions(s), key=lambda v: (v.slug, -v.version))
     if not views:
         st.info("No guideline loaded yet: `python -m review init` loads guidelines/<slug>/v<N>/.")
         return
     chosen = st.selectbox("Version", [v.id for v in views], key="guideline_version",
                           format_func=lambda i: next(f"{v.label}: {v.title}" for v in views if v.id == i))
     view = next(v for v in views if v.id == chosen)
-    if notes.get(view.id):
-        st.caption(f"Change note: {render_safe_markdown(notes[view.id])}")
+    if view.change_note:
+        st.caption(f"Change note: {render_safe_markdown(view.change_note)}")
     with st.container(border=True):
         render_guideline(view)

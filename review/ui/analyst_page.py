@@ -1,36 +1,50 @@
 """The Analyst page: agreement statistics of a study with filters, comparisons of guideline
 versions and QA cohorts, charts with the numbers behind them, and every export.
 
-The page only lays things out: numbers come from `review.analysis.report.build_report` and are shaped by
-`review.analysis.page`. Reports are cached per study, filters, bootstrap settings and a
-fingerprint of the study's ratings (count, highest id, active count, last QA verdict), so a new,
-undone or reviewed rating recomputes them on the next run.
+The page only lays things out: numbers come from `review.analysis.report.build_report` and are
+shaped by `review.analysis.tables` and `review.analysis.charts`. Reports are cached per study,
+filters, bootstrap settings and a fingerprint of the study's ratings (count, highest id, active
+count, last QA verdict), so a new, undone or reviewed rating recomputes them on the next run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy import case, func, select
 
-from db.models import QAVerdict, Rating, Study, StudyItem, StudyReviewer
-from review.analysis import page as av
-from review.analysis.export import ratings_frame
-from review.analysis.report import build_report, report_to_markdown
+from review.analysis.charts import View, build_views
+from review.analysis.export import (
+    MIME,
+    frame_csv,
+    matrix_csv,
+    ratings_bytes,
+    ratings_fingerprint,
+    ratings_frame,
+    report_json,
+)
+from review.analysis.formatting import coef_ci, coef_value, format_ci
+from review.analysis.html_report import html_report
+from review.analysis.markdown_report import report_to_markdown
+from review.analysis.report import ICC_LABELS, build_report
+from review.analysis.tables import (
+    FILTER_LABELS,
+    Filters,
+    apply_filters,
+    blur_level_bounds,
+    filter_options,
+    has_chance_corrected,
+    report_input,
+)
 from review.database import Lab
+from review.labeling.study import list_studies, study_by_id
+from review.ui.common import SessionUser
 
 KEY = "analyst_"
 MAX_BOOTSTRAP = 5000
-
-
-class PageUser(Protocol):
-    id: int
-    username: str
-    role: str
 
 
 # --------------------------------------------------------------------------------------------
@@ -43,42 +57,23 @@ def _db_key(lab: Lab) -> str:
     return lab.engine.url.render_as_string(hide_password=True)
 
 
-def ratings_fingerprint(lab: Lab, study_id: int) -> tuple[int, ...]:
-    """Changes whenever a rating of the study is added, undone or superseded, a QA verdict is
-    given, or a reviewer joins (their cohort is part of the table)."""
-    with lab.sessions() as s:
-        n, max_id, n_active = s.execute(
-            select(func.count(Rating.id), func.max(Rating.id),
-                   func.sum(case((Rating.active.is_(True), 1), else_=0)))
-            .join(StudyItem, StudyItem.id == Rating.item_id)
-            .where(StudyItem.study_id == study_id)).one()
-        qa = s.scalar(select(func.max(QAVerdict.id)))
-        members = s.scalar(select(func.count(StudyReviewer.id))
-                           .where(StudyReviewer.study_id == study_id))
-    return (int(n or 0), int(max_id or 0), int(n_active or 0), int(qa or 0), int(members or 0))
-
-
 @st.cache_data(show_spinner="Loading ratings…", max_entries=8)
 def _frame(db: str, study_id: int, fingerprint: tuple[int, ...], history: bool,
            _lab: Lab) -> pd.DataFrame:
     with _lab.sessions() as s:
-        study = s.get(Study, study_id)
-        if study is None:
-            return pd.DataFrame()
-        return ratings_frame(s, study, include_history=history)
+        return ratings_frame(s, study_by_id(s, study_id), include_history=history)
 
 
 @st.cache_data(show_spinner="Computing agreement statistics…", max_entries=32)
-def _report(db: str, study_id: int, fingerprint: tuple[int, ...], filters: av.Filters,
+def _report(db: str, study_id: int, fingerprint: tuple[int, ...], filters: Filters,
             bootstrap: int, seed: int, scale: tuple[int, int], _lab: Lab) -> dict[str, Any]:
-    df = av.apply_filters(_frame(db, study_id, fingerprint, False, _lab), filters)
-    return build_report(av.report_input(df), bootstrap=bootstrap, seed=seed, scale=scale)
+    df = apply_filters(_frame(db, study_id, fingerprint, False, _lab), filters)
+    return build_report(report_input(df), bootstrap=bootstrap, seed=seed, scale=scale)
 
 
 def _studies(lab: Lab) -> list[tuple[int, str, int, int]]:
     with lab.sessions() as s:
-        return [tuple(r) for r in s.execute(
-            select(Study.id, Study.name, Study.scale_min, Study.scale_max).order_by(Study.name))]
+        return [(st_.id, st_.name, st_.scale_min, st_.scale_max) for st_ in list_studies(s)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -86,18 +81,18 @@ def _studies(lab: Lab) -> list[tuple[int, str, int, int]]:
 # --------------------------------------------------------------------------------------------
 
 
-def _filters(df: pd.DataFrame, study_id: int) -> tuple[av.Filters, int, int]:
+def _filters(df: pd.DataFrame, study_id: int) -> tuple[Filters, int, int]:
     """The filter widgets; returns the filters, bootstrap resamples and seed."""
-    options = av.filter_options(df)
+    options = filter_options(df)
     with st.expander("Filters and intervals", expanded=True, icon=":material/filter_alt:"):
         cols = st.columns(3)
         chosen: dict[str, list[str]] = {}
         for i, (col, values) in enumerate(options.items()):
             chosen[col] = cols[i % 3].multiselect(
-                av.FILTER_LABELS.get(col, col), values, key=f"{KEY}{col}_{study_id}",
+                FILTER_LABELS.get(col, col), values, key=f"{KEY}{col}_{study_id}",
                 placeholder="All", help="Leave empty to keep every value.")
         i = len(options)
-        bounds = av.blur_level_bounds(df)
+        bounds = blur_level_bounds(df)
         level = None
         if bounds is not None and bounds[0] < bounds[1]:
             picked = cols[i % 3].slider("Blur level (px)", bounds[0], bounds[1], bounds,
@@ -113,19 +108,19 @@ def _filters(df: pd.DataFrame, study_id: int) -> tuple[av.Filters, int, int]:
                                    "200 or more gives usable 95% intervals (takes longer)."))
         seed = int(c3.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1,
                                    key=f"{KEY}seed", help="Makes the bootstrap reproducible."))
-    return av.Filters.of(chosen, level, exclude), boot, seed
+    return Filters.of(chosen, level, exclude), boot, seed
 
 
 def _coef_metric(container: Any, label: str, c: dict[str, Any] | None, digits: int = 3,
                  help: str | None = None) -> None:
     """One coefficient: the value (or "—"), its 95% CI and items below, or the plain reason."""
-    value = av.coef_value(c)
+    value = coef_value(c)
     container.metric(label, "—" if value is None else f"{value:.{digits}f}", help=help)
     if value is None:
         container.caption("Not computed: " + _md_text((c or {}).get("reason", "not computable")))
         return
-    ci = av.coef_ci(c)
-    ci_text = f"95% CI {av.format_ci(ci, digits)}" if ci else "no interval (bootstrap off)"
+    ci = coef_ci(c)
+    ci_text = f"95% CI {format_ci(ci, digits)}" if ci else "no interval (bootstrap off)"
     container.caption(f"{ci_text} · {c.get('n_items', 0)} items")
 
 
@@ -148,7 +143,7 @@ def _headline(report: dict[str, Any]) -> None:
     _coef_metric(row[1], "Alpha (interval)", ka.get("interval"))
     _coef_metric(row[2], "Alpha (nominal)", ka.get("nominal"))
     _coef_metric(row[3], "Fleiss' kappa", report.get("fleiss_kappa"))
-    if av.has_chance_corrected(report):
+    if has_chance_corrected(report):
         _coef_metric(row[4], "Percent agreement", report.get("percent_agreement"),
                      help="Share of agreeing rater pairs per item. Not chance-corrected: inflated "
                           "when one score dominates; read it beside alpha and kappa.")
@@ -160,7 +155,7 @@ def _headline(report: dict[str, Any]) -> None:
     icc = report.get("icc") or {}
     row = st.columns(6)
     for i, (form, c) in enumerate(icc.items()):
-        _coef_metric(row[i % 6], form, c, help=av.ICC_LABELS.get(form, form))
+        _coef_metric(row[i % 6], form, c, help=ICC_LABELS.get(form, form))
     notes = report.get("notes") or []
     if notes:
         with st.expander("How these figures were computed"):
@@ -182,7 +177,7 @@ def _download(label: str, data: bytes | str | Callable[[], bytes | str], file_na
                        icon=":material/download:")
 
 
-def _view(v: av.View, stem: str) -> None:
+def _view(v: View, stem: str) -> None:
     st.subheader(v.title)
     st.caption(v.caption)
     for n in v.notes:
@@ -193,7 +188,7 @@ def _view(v: av.View, stem: str) -> None:
         st.info(v.empty)
     with st.expander(f"Numbers: {v.title}"):
         st.dataframe(v.frame, hide_index=True, placeholder="—", key=f"{KEY}table_{v.key}")
-    _download("CSV of this chart", av.frame_csv(v.frame), f"{stem}-{v.key}.csv",
+    _download("CSV of this chart", frame_csv(v.frame), f"{stem}-{v.key}.csv",
               key=f"{KEY}dl_{v.key}", mime="text/csv")
 
 
@@ -203,7 +198,7 @@ def _slug(name: str) -> str:
 
 
 def _exports(lab: Lab, study_id: int, name: str, fingerprint: tuple[int, ...],
-             filtered: pd.DataFrame, report: dict[str, Any], views: list[av.View],
+             filtered: pd.DataFrame, report: dict[str, Any], views: list[View],
              context: list[str]) -> None:
     st.subheader("Exports")
     stem = _slug(name)
@@ -223,18 +218,18 @@ def _exports(lab: Lab, study_id: int, name: str, fingerprint: tuple[int, ...],
     with c[0]:
         for fmt, label in (("csv", "Ratings (CSV)"), ("jsonl", "Ratings (JSON Lines)"),
                            ("parquet", "Ratings (Parquet)")):
-            _download(label, lambda fmt=fmt: av.ratings_bytes(rows, fmt),
-                      f"{stem}-ratings{suffix}.{fmt}", key=f"{KEY}dl_ratings_{fmt}", mime=av.MIME[fmt])
+            _download(label, lambda fmt=fmt: ratings_bytes(rows, fmt),
+                      f"{stem}-ratings{suffix}.{fmt}", key=f"{KEY}dl_ratings_{fmt}", mime=MIME[fmt])
     with c[1]:
-        _download("Item × rater matrix (CSV)", lambda: av.matrix_csv(filtered),
+        _download("Item × rater matrix (CSV)", lambda: matrix_csv(filtered),
                   f"{stem}-matrix.csv", key=f"{KEY}dl_matrix", mime="text/csv")
-        _download("Statistics report (JSON)", lambda: av.report_json(report),
+        _download("Statistics report (JSON)", lambda: report_json(report),
                   f"{stem}-report.json", key=f"{KEY}dl_json", mime="application/json")
     with c[2]:
         _download("Statistics report (Markdown)", lambda: report_to_markdown(report),
                   f"{stem}-report.md", key=f"{KEY}dl_md", mime="text/markdown")
         _download("Readable report with charts (HTML)",
-                  lambda: av.html_report(report, views, title=f"Agreement report: {name}",
+                  lambda: html_report(report, views, title=f"Agreement report: {name}",
                                          context=context),
                   f"{stem}-report.html", key=f"{KEY}dl_html", mime="text/html")
     st.caption("The HTML report draws its charts with Vega from a CDN when opened online; every "
@@ -246,9 +241,9 @@ def _exports(lab: Lab, study_id: int, name: str, fingerprint: tuple[int, ...],
 # --------------------------------------------------------------------------------------------
 
 
-def render(lab: Lab, user: PageUser) -> None:
+def render(lab: Lab, user: SessionUser) -> None:
     """The Analyst page (admins only)."""
-    if getattr(user, "role", None) != "admin":
+    if user.role != "admin":
         st.error("The Analysis page is only available to admins.")
         st.stop()
     st.title("Analysis")
@@ -261,13 +256,14 @@ def render(lab: Lab, user: PageUser) -> None:
                             key=f"{KEY}study")
     name, scale = by_id[study_id]
     db = _db_key(lab)
-    fingerprint = ratings_fingerprint(lab, study_id)
+    with lab.sessions() as s:
+        fingerprint = ratings_fingerprint(s, study_id)
     full = _frame(db, study_id, fingerprint, False, lab)
     if full.empty:
         st.info(f"Study {_md_text(repr(name))} has no ratings yet.")
         return
     filters, boot, seed = _filters(full, study_id)
-    filtered = av.apply_filters(full, filters)
+    filtered = apply_filters(full, filters)
     st.caption("Filters: " + _md_text("; ".join(filters.describe())))
     if filtered.empty:
         st.warning("No ratings match these filters.")
@@ -278,7 +274,7 @@ def render(lab: Lab, user: PageUser) -> None:
                 "intervals. Set e.g. 200 above to get 95% intervals.", icon=":material/info:")
     _headline(report)
 
-    views = av.build_views(report, filtered)
+    views = build_views(report, filtered)
     stem = _slug(name)
     for v in views:
         with st.container(border=True):

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import streamlit as st
 
+from review.media.restore.runner import sd15_status
 from review.ui.common import (
+    account_still_valid,
     current_user,
     get_lab_or_stop,
     login_page,
     logout,
-    sd15_status,
-    still_active,
 )
 
 PAGES = Path(__file__).resolve().parent / "pages"
@@ -51,7 +51,7 @@ def main() -> None:
     st.set_page_config(page_title="Fidelity review lab", page_icon=":material/compare:", layout="wide")
     lab = get_lab_or_stop()
     user = current_user()
-    if user is not None and not still_active(lab, user):
+    if user is not None and not account_still_valid(lab, user):
         logout()
         st.warning("Your account was deactivated or changed; log in again.")
         user = None

@@ -1,4 +1,5 @@
-"""What every page shares: the cached Lab, the signed-in user, role checks, login and logout.
+"""What every page shares: the cached Lab, the signed-in user, role checks, login and logout,
+and the one runner for page actions.
 
 The Lab (engine + sessionmaker + image store) is one object per process, shared by all browser
 sessions through `st.cache_resource`; that is safe because SQLAlchemy engines and sessionmakers are
@@ -11,31 +12,27 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, Generic, NoReturn, TypeVar
 
 import streamlit as st
-from sqlalchemy.orm import Session
 
-from db.engine import transaction
-from db.models import User
-from review.config import ConfigError, Settings, load_settings
+from review.config import SETTING_NAMES, ConfigError, load_settings
 from review.database import Lab, SchemaOutOfDate, open_lab
-from review.users import LoginRefused, authenticate
+from review.errors import ReviewError
+from review.users import LoginRefused, authenticate, still_active
 
 USER_KEY = "user"
 
 
 @dataclass(frozen=True)
 class SessionUser:
-    """The signed-in account as the UI keeps it: no password hash, no ORM object."""
+    """The signed-in account as the UI keeps it (no password hash, no ORM object): the one
+    user type every page takes."""
 
     id: int
     username: str
     role: str
     display_name: str
-
-
-SETTINGS_ENV = ("REVIEW_DATA_DIR", "REVIEW_DATABASE_URL", "REVIEW_SD15_PATH")
 
 
 @st.cache_resource(show_spinner=False)
@@ -47,7 +44,7 @@ def get_lab() -> Lab:
     """The process-wide Lab for the current settings. Keyed by the settings' environment
     variables, so a test (or a process) with another REVIEW_DATA_DIR gets its own Lab, and a
     rerun costs a dict lookup, not a settings validation."""
-    return _open_lab(tuple((k, os.environ.get(k, "")) for k in SETTINGS_ENV))
+    return _open_lab(tuple((k, os.environ.get(k, "")) for k in SETTING_NAMES))
 
 
 def get_lab_or_stop() -> Lab:
@@ -80,16 +77,14 @@ def _refuse(user: SessionUser) -> NoReturn:
     st.stop()
 
 
-def still_active(lab: Lab, user: SessionUser) -> bool:
+def account_still_valid(lab: Lab, user: SessionUser) -> bool:
     """Deactivated or deleted accounts lose their session on the next full page run."""
     with lab.sessions() as s:
-        row = s.get(User, user.id)
-        return row is not None and row.active and row.role == user.role
+        return still_active(s, user.id, user.role)
 
 
-def sign_in(user: User) -> None:
-    st.session_state[USER_KEY] = SessionUser(user.id, user.username, user.role,
-                                             user.display_name or user.username)
+def sign_in(user: SessionUser) -> None:
+    st.session_state[USER_KEY] = user
     st.session_state["session_started"] = time.time()
 
 
@@ -122,17 +117,8 @@ def login_page() -> None:
         except LoginRefused as exc:
             st.error(str(exc))
             return
-        sign_in(user)
+        sign_in(SessionUser(user.id, user.username, user.role, user.display_name or user.username))
         st.rerun()
-
-
-def sd15_status(settings: Settings) -> str:
-    """One plain line on whether Stable Diffusion 1.5 can run here (no torch import)."""
-    if settings.sd15_path is None:
-        return "SD1.5 weights: not configured (set REVIEW_SD15_PATH)"
-    if not settings.sd15_path.exists():
-        return f"SD1.5 weights: REVIEW_SD15_PATH={settings.sd15_path} does not exist"
-    return f"SD1.5 weights: {settings.sd15_path}"
 
 
 def flash(kind: str, message: str) -> None:
@@ -145,16 +131,36 @@ def show_flashes() -> None:
         {"warning": st.warning, "error": st.error, "success": st.success}.get(kind, st.info)(message)
 
 
-def run_action(lab: Lab, action: Callable[[Session], object],
-               success: str | Callable[[object], str],
-               refusals: tuple[type[Exception], ...]) -> None:
-    """Run one admin/QA action in its own transaction: a refusal is shown on the page, a success
-    is flashed and the page reruns."""
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[T]):
+    """What a page action came to: its result, or the refusal the user was shown."""
+
+    value: T | None = None
+    refusal: ReviewError | None = None
+
+
+def run_action(lab: Lab, action: Callable[[Any], T], success: str | Callable[[T], str] | None = None,
+               *, callback: bool = False, about: str = "") -> Outcome[T]:
+    """Run one page action in its own transaction (`action` gets the Session). This is where the
+    UI catches `ReviewError`: the domain's refusal is shown as its plain message (after `about`,
+    e.g. a file name) at its level, on the page, or queued for the next render when running in a
+    widget `callback`. With a `success` message, a success is flashed and the page reruns (a
+    callback reruns anyway)."""
     try:
-        with transaction(lab.sessions) as s:
-            result = action(s)
-    except refusals as exc:
-        st.error(str(exc))
-        return
-    flash("success", success if isinstance(success, str) else success(result))
-    st.rerun()
+        with lab.sessions() as s, s.begin():
+            value = action(s)
+    except ReviewError as exc:
+        message = f"{about}: {exc}" if about else str(exc)
+        if callback:
+            flash(exc.level, message)
+        else:
+            {"warning": st.warning}.get(exc.level, st.error)(message)
+        return Outcome(refusal=exc)
+    if success is not None:
+        flash("success", success if isinstance(success, str) else success(value))
+        if not callback:
+            st.rerun()
+    return Outcome(value)

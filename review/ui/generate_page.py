@@ -5,25 +5,19 @@ the outputs side by side. Admins see methods and parameters; reviewers never see
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import streamlit as st
-from sqlalchemy import select
 
-from db.models import (
-    DegradedImage,
-    GenerationJob,
-    Restoration,
-    SourceImage,
-    Study,
-    StudyItem,
-)
 from review import jobs
 from review.database import Lab
-from review.labeling.views import ImageRef
+from review.labeling.study import list_studies
+from review.labeling.views import study_outputs
 from review.media import catalog
-from review.media.decode import ImageRejected, decode_image
+from review.media.decode import decode_image
 from review.media.degrade import KINDS
-from review.media.restore import RESTORERS, WeightsError
+from review.media.restore import CONTROLS, RESTORERS, list_models
+from review.ui.common import SessionUser, run_action
 from review.ui.display import show_images
 
 BLUR_HELP = {
@@ -34,13 +28,13 @@ BLUR_HELP = {
 }
 
 
-def render(lab: Lab, user) -> None:  # noqa: ANN001 - SessionUser
-    if getattr(user, "role", None) != "admin":
+def render(lab: Lab, user: SessionUser) -> None:
+    if user.role != "admin":
         st.error("Generation is only available to admins.")
         st.stop()
     st.title("Generate restorations")
     with lab.sessions() as s:
-        studies = list(s.scalars(select(Study).order_by(Study.name)))
+        studies = list_studies(s)
     if not studies:
         st.info("No study yet. Run `python -m review demo` or create one first.")
         return
@@ -63,18 +57,19 @@ def render(lab: Lab, user) -> None:  # noqa: ANN001 - SessionUser
 def _weights_status(lab: Lab) -> None:
     path = lab.settings.sd15_path
     if path is None:
-        st.info("SD1.5 weights: not configured (set REVIEW_SD15_PATH to a local diffusers folder "
-                "or .safetensors file). Classical restorers, controls and the `tiny` smoke-test "
-                "model still work; tiny outputs are labelled as smoke tests and are not "
-                "restorations.")
+        st.info("SD1.5 weights: not configured (set REVIEW_SD15_PATH to a local SD1.5 "
+                ".safetensors/.ckpt file, a diffusers folder, or a folder of them). Classical "
+                "restorers, controls and the `tiny` smoke-test model still work; tiny outputs "
+                "are labelled as smoke tests and are not restorations.")
     else:
-        st.caption(f"SD1.5 weights: {path}")
+        names = list_models(path)
+        st.caption(f"SD1.5 weights: {path}"
+                   + (f" ({len(names)} models: {', '.join(names)})" if len(names) > 1 else ""))
 
 
-def _plan_form(lab: Lab, study: Study) -> None:
+def _plan_form(lab: Lab, study: Any) -> None:
     with lab.sessions() as s:
-        sources = list(s.scalars(select(SourceImage).where(SourceImage.is_reference.is_(True))
-                                 .order_by(SourceImage.id)))
+        sources = catalog.reference_sources(s)
     if not sources:
         st.info("Add sharp photos first (tab 'Add photos').")
         return
@@ -97,13 +92,15 @@ def _plan_form(lab: Lab, study: Study) -> None:
                 except ValueError:
                     st.error(f"{kind}: {part!r} is not a number of pixels.")
         methods = st.multiselect("Restorers", [r for r in RESTORERS if r != "sd15_txt2img"],
-                                 default=["sd15_img2img", "wiener", "blurred",
-                                          "hidden_reference"])
+                                 default=["sd15_img2img", "wiener", *CONTROLS])
         strengths = st.text_input("SD1.5 strengths (comma separated)", "0.3, 0.5, 0.7")
         steps = st.number_input("SD1.5 steps", 1, 150, 20)
         seeds = st.text_input("Seeds (comma separated)", "0, 1")
-        model = st.radio("SD1.5 model", ["configured weights (REVIEW_SD15_PATH)",
-                                         "tiny (smoke test, not a restoration)"], index=0)
+        named = list(list_models(lab.settings.sd15_path))
+        tiny_label = "tiny (smoke test, not a restoration)"
+        model = st.radio("SD1.5 model", [*(named if len(named) > 1 else
+                                           ["configured weights (REVIEW_SD15_PATH)"]), tiny_label],
+                         index=0)
         submitted = st.form_submit_button("Start generation", type="primary")
     if not submitted:
         return
@@ -116,12 +113,13 @@ def _plan_form(lab: Lab, study: Study) -> None:
             if m == "sd15_img2img":
                 params = {"strength": strength_list, "steps": int(steps)}
             restorers.append({"method": m, "params": params})
-        plan = jobs.GenerationPlan(source_ids=chosen, blurs=blurs, restorers=restorers,
-                                   seeds=seed_list or [0],
-                                   model="tiny" if model.startswith("tiny") else None)
-        job_id = jobs.create_job(lab, study.name, plan)
-    except (ValueError, jobs.JobError, WeightsError) as exc:
+    except ValueError as exc:  # a strength or seed that is not a number
         st.error(f"The plan cannot run: {exc}")
+        return
+    plan = jobs.GenerationPlan(source_ids=chosen, blurs=blurs, restorers=restorers, seeds=seed_list or [0],
+                               model="tiny" if model == tiny_label else (model if model in named else None))
+    job_id = run_action(lab, lambda s: jobs.add_job(s, study.id, plan), about="The plan cannot run").value
+    if job_id is None:
         return
     jobs.start_background(lab, job_id)
     st.success(f"Job {job_id} started in the background: {len(plan.units())} restorations. "
@@ -129,7 +127,7 @@ def _plan_form(lab: Lab, study: Study) -> None:
 
 
 @st.fragment(run_every=2.0)
-def _jobs_panel(lab: Lab, study: Study) -> None:
+def _jobs_panel(lab: Lab, study: Any) -> None:
     rows = jobs.jobs_of(lab, study.id)
     if not rows:
         st.caption("No generation job for this study yet.")
@@ -147,9 +145,7 @@ def _jobs_panel(lab: Lab, study: Study) -> None:
             jobs.cancel(lab, job.id)
             st.rerun(scope="fragment")
         if job.status in ("failed", "cancelled") and c2.button("Resume", key=f"resume_{job.id}"):
-            with lab.sessions() as s, s.begin():
-                j = s.get(GenerationJob, job.id)
-                j.status = "queued"
+            jobs.requeue(lab, job.id)
             jobs.start_background(lab, job.id)
             st.rerun(scope="fragment")
         errors = jobs.job_errors(lab, job.id)
@@ -159,33 +155,23 @@ def _jobs_panel(lab: Lab, study: Study) -> None:
                     st.text(f"{err.item_key}: {err.error}")
 
 
-def _browse(lab: Lab, study: Study) -> None:
+def _browse(lab: Lab, study: Any) -> None:
     with lab.sessions() as s:
-        rows = s.execute(
-            select(StudyItem.id, Restoration, DegradedImage, SourceImage)
-            .join(Restoration, Restoration.id == StudyItem.restoration_id)
-            .join(DegradedImage, DegradedImage.id == Restoration.degraded_id)
-            .join(SourceImage, SourceImage.id == DegradedImage.source_id)
-            .where(StudyItem.study_id == study.id).order_by(StudyItem.id.desc()).limit(400)
-        ).all()
-    if not rows:
+        outputs = study_outputs(s, study.id)
+    if not outputs:
         st.caption("No outputs yet.")
         return
-    methods = sorted({r[1].method for r in rows})
+    methods = sorted({o.method for o in outputs})
     pick = st.multiselect("Restorers", methods, default=methods, key="browse_methods")
-    shown = [r for r in rows if r[1].method in pick][:12]
-    for item_id, res, deg, src in shown:
-        tag = " · SMOKE TEST (tiny model, not a restoration)" if res.is_smoke_test else ""
-        st.markdown(f"**Item {item_id}** · {res.method} · {deg.kind} {deg.level} px{tag}")
-        panels = []
-        if src.is_reference:
-            panels.append(("Reference", ImageRef(src.path, src.sha256)))
-        panels += [("Blurred input", ImageRef(deg.path, deg.sha256)),
-                   ("Restoration", ImageRef(res.path, res.sha256))]
+    for o in [o for o in outputs if o.method in pick][:12]:
+        tag = " · SMOKE TEST (tiny model, not a restoration)" if o.is_smoke_test else ""
+        st.markdown(f"**Item {o.item_id}** · {o.method} · {o.blur_kind} {o.blur_level} px{tag}")
+        panels = [("Reference", o.reference)] if o.reference is not None else []
+        panels += [("Blurred input", o.blurred), ("Restoration", o.restoration)]
         show_images(lab.store, panels, max_side=320)
         with st.expander("Parameters, provenance and metrics"):
-            st.code(json.dumps({"params": res.params, "metrics": res.metrics,
-                                "provenance": res.provenance}, indent=2, default=str),
+            st.code(json.dumps({"params": o.params, "metrics": o.metrics,
+                                "provenance": o.provenance}, indent=2, default=str),
                     language="json")
 
 
@@ -199,18 +185,16 @@ def _upload(lab: Lab) -> None:
     if not files or not st.button("Add to the catalog", key="gen_add"):
         return
     for f in files:
-        try:
-            img = decode_image(f.getvalue())
-        except ImageRejected as exc:
-            st.error(f"{f.name}: {exc}")
-            continue
-        with lab.sessions() as s, s.begin():
-            src = catalog.add_source(s, lab.store, img, title=f.name, origin="upload",
-                                     licence=licence, content=content,
-                                     is_reference=not already_blurred)
-            if already_blurred:
-                from review.media.degrade import BlurSpec
+        data = f.getvalue()
 
-                catalog.add_degraded(s, lab.store, src, BlurSpec("real", None))
-        st.success(f"{f.name}: added as source #{src.id} ({img.width}x{img.height}).")
+        def add(s: Any, data: bytes = data, name: str = f.name) -> tuple[int, int, int]:
+            img = decode_image(data)
+            add_photo = catalog.add_blurred_photo if already_blurred else catalog.add_source
+            src = add_photo(s, lab.store, img, title=name, origin="upload", licence=licence, content=content)
+            return src.id, img.width, img.height
+
+        added = run_action(lab, add, about=f.name)
+        if added.value is not None:
+            src_id, width, height = added.value
+            st.success(f"{f.name}: added as source #{src_id} ({width}x{height}).")
 

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from db.models import GuidelineVersion
 from review.labeling.guidelines.authoring import GuidelineError
 from review.labeling.guidelines.render import render_safe_markdown, resolve_image, split_images
 from review.labeling.views import GuidelineView
 
 
-def render_body(gv: GuidelineView | GuidelineVersion) -> None:
+def render_body(gv: GuidelineView) -> None:
     """The guideline's body: safe Markdown, pictures only from its own folder."""
     for kind, part in split_images(gv.body_md):
         if kind == "text":

@@ -10,17 +10,14 @@ images only from the guideline's own folder.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
-from db.models import GuidelineVersion, Study, StudyReviewer
 from review.database import Lab
+from review.labeling.cohorts import joined_counts
 from review.labeling.guidelines.authoring import (
     diff_versions,
     new_version_from,
@@ -31,40 +28,28 @@ from review.labeling.guidelines.authoring import (
 )
 from review.labeling.guidelines.files import (
     GUIDELINES_DIR,
-    GuidelineError,
     parse_guideline,
     sync_all,
     sync_version,
 )
 from review.labeling.guidelines.render import render_safe_markdown
-from review.ui.common import run_action, show_flashes
+from review.labeling.settings import StudySettings
+from review.labeling.study import list_studies, study_by_id
+from review.labeling.views import GuidelineView, guideline_versions
+from review.ui.common import SessionUser, run_action, show_flashes
 from review.ui.guideline import render_body
 
 KEY = "gl_"
 DIFF_MARK = {"equal": "", "replace": "~", "delete": "−", "insert": "+"}
 
 
-class PageUser(Protocol):
-    id: int
-    username: str
-    role: str
-
-
-def _apply(lab: Lab, action: Callable[[Session], object],
-           success: str | Callable[[object], str]) -> None:
-    run_action(lab, action, success, (GuidelineError, GuidelineError))
-
-
-def _label(gv: GuidelineVersion) -> str:
+def _label(gv: GuidelineView) -> str:
     return f"{gv.slug} v{gv.version}: {gv.title}"
 
 
-def _load(lab: Lab) -> tuple[list[dict], dict[int, GuidelineVersion]]:
+def _load(lab: Lab) -> tuple[list[dict], dict[int, GuidelineView]]:
     with lab.sessions() as s:
-        table = version_table(s)
-        rows = {gv.id: gv for gv in s.scalars(select(GuidelineVersion).order_by(
-            GuidelineVersion.slug, GuidelineVersion.version))}
-    return table, rows
+        return version_table(s), {gv.id: gv for gv in guideline_versions(s)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -72,7 +57,7 @@ def _load(lab: Lab) -> tuple[list[dict], dict[int, GuidelineVersion]]:
 # --------------------------------------------------------------------------------------------
 
 
-def _preview(rows: dict[int, GuidelineVersion]) -> None:
+def _preview(rows: dict[int, GuidelineView]) -> None:
     chosen = st.selectbox("Version", list(rows), index=len(rows) - 1, key=f"{KEY}preview",
                           format_func=lambda i: _label(rows[i]))
     gv = rows[chosen]
@@ -87,18 +72,17 @@ def _preview(rows: dict[int, GuidelineVersion]) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _write_and_sync(lab: Lab, base: GuidelineVersion, body: str, note: str, title: str, root: Path) -> None:
-    try:
+def _write_and_sync(lab: Lab, base: GuidelineView, body: str, note: str, title: str, root: Path) -> None:
+    def write_and_load(s: Any) -> tuple[Path, GuidelineView]:
         path = new_version_from(base, body_md=body, change_note=note, title=title, root=root)
-    except (GuidelineError, OSError) as exc:
-        st.error(str(exc))
-        return
-    _apply(lab, lambda s: sync_version(s, parse_guideline(path)),
-           lambda gv: f"Wrote {gv.slug} v{gv.version} to {path} and loaded it. Reviewers get it once a "
-                      "study is assigned to it.")
+        return path, GuidelineView.of(sync_version(s, parse_guideline(path)))
+
+    run_action(lab, write_and_load,
+               lambda done: f"Wrote {done[1].slug} v{done[1].version} to {done[0]} and loaded it. Reviewers "
+                            "get it once a study is assigned to it.")
 
 
-def _new_version(lab: Lab, rows: dict[int, GuidelineVersion], root: Path) -> None:
+def _new_version(lab: Lab, rows: dict[int, GuidelineView], root: Path) -> None:
     base_id = st.selectbox("Start from", list(rows), index=len(rows) - 1, key=f"{KEY}base",
                            format_func=lambda i: _label(rows[i]))
     base = rows[base_id]
@@ -118,7 +102,7 @@ def _new_version(lab: Lab, rows: dict[int, GuidelineVersion], root: Path) -> Non
 # --------------------------------------------------------------------------------------------
 
 
-def _compare(rows: dict[int, GuidelineVersion]) -> None:
+def _compare(rows: dict[int, GuidelineView]) -> None:
     ids = list(rows)
     c1, c2 = st.columns(2)
     left = c1.selectbox("Left", ids, index=max(0, len(ids) - 2), key=f"{KEY}left",
@@ -145,24 +129,23 @@ def _compare(rows: dict[int, GuidelineVersion]) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _assign(lab: Lab, rows: dict[int, GuidelineVersion]) -> None:
+def _assign(lab: Lab, rows: dict[int, GuidelineView]) -> None:
     with lab.sessions() as s:
-        studies = {st_.id: st_ for st_ in s.scalars(select(Study).order_by(Study.name))}
-        joined = dict(s.execute(select(StudyReviewer.study_id, func.count())
-                                .group_by(StudyReviewer.study_id)).all())
+        studies = {st_.id: st_ for st_ in list_studies(s)}
+        joined = joined_counts(s)
     if not studies:
         st.info("No studies yet.")
         return
     study_id = st.selectbox("Study", list(studies), key=f"{KEY}study",
                             format_func=lambda i: studies[i].name)
     study = studies[study_id]
-    settings = study.settings or {}
-    arms = [int(i) for i in settings.get("guideline_version_ids") or []]
+    settings = StudySettings.of(study)
+    arms = list(settings.guideline_version_ids)
     current = ", ".join(_label(rows[i]) for i in arms if i in rows) if arms else (
         _label(rows[study.guideline_version_id]) if study.guideline_version_id in rows else "none")
     n_joined = joined.get(study_id, 0)
     st.markdown(f"Current guideline arm(s): {render_safe_markdown(current)}; QA share "
-                f"{float(settings.get('qa_share', 0.0)):.2f}; reviewers joined: {n_joined}.")
+                f"{settings.qa_share:.2f}; reviewers joined: {n_joined}.")
     if n_joined:
         st.caption("Reviewers have joined this study, so its guideline arms are fixed (cohorts are "
                    "balanced when reviewers join).")
@@ -175,21 +158,21 @@ def _assign(lab: Lab, rows: dict[int, GuidelineVersion]) -> None:
         version = st.selectbox("Guideline version", ids, index=default, key=f"{KEY}single",
                                format_func=lambda i: _label(rows[i]))
         if st.button("Assign", key=f"{KEY}assign"):
-            _apply(lab, lambda s: set_study_guideline(s, s.get(Study, study_id), version),
-                   f"{study.name} now uses {_label(rows[version])}.")
+            run_action(lab, lambda s: set_study_guideline(s, study_by_id(s, study_id), version),
+                       f"{study.name} now uses {_label(rows[version])}.")
         return
     chosen = st.multiselect("Guideline versions (one arm each)", ids, default=[i for i in arms if i in rows],
                             key=f"{KEY}arms", format_func=lambda i: _label(rows[i]))
     share = st.slider("Share of reviewers whose ratings go through QA", 0.0, 1.0,
-                      value=float(settings.get("qa_share", 0.5)), step=0.05, key=f"{KEY}qa_share")
+                      value=settings.qa_share if arms else 0.5, step=0.05, key=f"{KEY}qa_share")
     st.caption("Each reviewer joins the arm (version x QA on/off) with the fewest members when they "
                "first get work, so arms stay balanced and rate the same items.")
     if st.button("Set up the experiment", key=f"{KEY}experiment"):
-        _apply(lab, lambda s: set_guideline_experiment(s, s.get(Study, study_id), chosen, share),
-               f"{study.name}: {len(chosen)} guideline arm(s), QA share {share:.2f}.")
+        run_action(lab, lambda s: set_guideline_experiment(s, study_by_id(s, study_id), chosen, share),
+                   f"{study.name}: {len(chosen)} guideline arm(s), QA share {share:.2f}.")
 
 
-def render(lab: Lab, user: PageUser, guidelines_root: Path | None = None) -> None:
+def render(lab: Lab, user: SessionUser, guidelines_root: Path | None = None) -> None:
     """The guideline authoring page (admins only). `guidelines_root` is where new versions are
     written and files are loaded from (default: the project's guidelines/ folder)."""
     if user.role != "admin":
@@ -199,7 +182,7 @@ def render(lab: Lab, user: PageUser, guidelines_root: Path | None = None) -> Non
     st.title("Guidelines")
     show_flashes()
     if st.button("Load guideline files", key=f"{KEY}sync", help=f"Reads {root}/<slug>/v<N>/guideline.md"):
-        _apply(lab, lambda s: sync_all(s, root), lambda loaded: f"{len(loaded)} version(s) loaded.")
+        run_action(lab, lambda s: sync_all(s, root), lambda loaded: f"{len(loaded)} version(s) loaded.")
     table, rows = _load(lab)
     if not rows:
         st.info("No guideline versions loaded yet: press “Load guideline files”.")

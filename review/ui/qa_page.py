@@ -9,34 +9,20 @@ corrections) lives in review.labeling.qa. The reviewer's identity is never shown
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
-
 import streamlit as st
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from db.models import Study
+from review.analysis.qa_stats import gold_accuracy, qa_summary
 from review.database import Lab
 from review.labeling import qa
 from review.labeling.ratings import FLAG_LABELS, FLAGS
+from review.labeling.settings import StudySettings
+from review.labeling.study import list_studies, study_by_id
 from review.labeling.views import ImageRef, scale_labels
 from review.media.store import ImageStore
-from review.ui.common import run_action, show_flashes
+from review.ui.common import SessionUser, run_action, show_flashes
 from review.ui.display import display_jpeg
 
 KEY = "qa_"
-
-
-class PageUser(Protocol):
-    id: int
-    username: str
-    role: str
-
-
-def _apply(lab: Lab, action: Callable[[Session], object],
-           success: str | Callable[[object], str]) -> None:
-    run_action(lab, action, success, (qa.QAError,))
 
 
 def _show(store: ImageStore, image: ImageRef) -> None:
@@ -50,10 +36,11 @@ def _show(store: ImageStore, image: ImageRef) -> None:
 
 def _admin_panel(lab: Lab, study_id: int) -> None:
     with lab.sessions() as s:
-        study = s.get(Study, study_id)
-        rate, show = qa.qa_rate(study), bool((study.settings or {}).get("show_qa_feedback"))
-        summary = qa.qa_summary(s, study)
-        gold = qa.gold_accuracy(s, study, "qa_cohort")
+        study = study_by_id(s, study_id)
+        settings = StudySettings.of(study)
+        rate, show = settings.qa_rate, settings.show_qa_feedback
+        summary = qa_summary(s, study_id)
+        gold = gold_accuracy(s, study_id, "qa_cohort")
     with st.expander("QA settings, sampling and summary (admin)", expanded=False):
         with st.form(f"{KEY}settings_{study_id}"):
             c1, c2 = st.columns(2)
@@ -63,21 +50,21 @@ def _admin_panel(lab: Lab, study_id: int) -> None:
             new_show = c2.checkbox("Show QA feedback to reviewers", value=show,
                                    key=f"{KEY}feedback_{study_id}")
             if st.form_submit_button("Save QA settings"):
-                _apply(lab, lambda s: qa.set_qa_options(s, s.get(Study, study_id), rate=new_rate,
-                                                        show_feedback=new_show),
+                run_action(lab, lambda s: qa.set_qa_options(s, study_by_id(s, study_id), rate=new_rate,
+                                                            show_feedback=new_show),
                        f"QA rate {new_rate:.2f} saved; feedback {'shown' if new_show else 'hidden'}.")
         st.caption("Sampling covers active ratings of reviewers in the QA-on cohort only, stratified "
                    "by reviewer, blur kind and image content. Run it again as ratings arrive: it "
                    "tops each stratum up to the rate and never drops what was sampled.")
         if st.button(f"Sample now at rate {rate:.2f}", key=f"{KEY}sample_{study_id}"):
-            _apply(lab, lambda s: qa.sample_for_qa(s, s.get(Study, study_id)),
-                   lambda added: f"{len(added)} rating(s) added to the QA sample.")
+            run_action(lab, lambda s: qa.sample_for_qa(s, study_by_id(s, study_id)),
+                       lambda added: f"{len(added)} rating(s) added to the QA sample.")
         if not summary.empty:
             st.markdown("**QA per cohort**")
             st.dataframe(summary, hide_index=True, width="stretch")
         if not gold.empty:
-            st.markdown("**Gold accuracy by QA cohort** (active ratings, QA corrections included; "
-                        "Wilson 95% CI)")
+            st.markdown("**Gold accuracy by QA cohort** (the reviewers' own scores on gold items, "
+                        "before any QA correction; Wilson 95% CI)")
             st.dataframe(gold, hide_index=True, width="stretch")
 
 
@@ -90,7 +77,7 @@ def _score_text(score: int, labels: dict[int, str]) -> str:
     return f"{score} · {labels[score]}" if score in labels else str(score)
 
 
-def _task_view(lab: Lab, user: PageUser, study_id: int, task: qa.QATask, labels: dict[int, str]) -> None:
+def _task_view(lab: Lab, user: SessionUser, study_id: int, task: qa.QATask, labels: dict[int, str]) -> None:
     rid = task.rating_id
     left, right = st.columns(2)
     with left:
@@ -115,13 +102,13 @@ def _task_view(lab: Lab, user: PageUser, study_id: int, task: qa.QATask, labels:
         st.caption(f"Rated under guideline {task.guideline_label}.")
 
     if st.button("Accept", key=f"{KEY}accept_{rid}", type="primary", icon=":material/check:"):
-        _apply(lab, lambda s: qa.accept(s, rid, user.id), "Accepted.")
+        run_action(lab, lambda s: qa.accept(s, rid, user.id), "Accepted.")
     c_reject, c_correct = st.columns(2)
     with c_reject.form(f"{KEY}reject_form_{rid}"):
         st.markdown("**Reject**")
         reason = st.text_area("Why is the rating wrong?", key=f"{KEY}reject_reason_{rid}")
         if st.form_submit_button("Reject"):
-            _apply(lab, lambda s: qa.reject(s, rid, user.id, reason), "Rejected.")
+            run_action(lab, lambda s: qa.reject(s, rid, user.id, reason), "Rejected.")
     with c_correct.form(f"{KEY}correct_form_{rid}"):
         st.markdown("**Correct**")
         scores = list(range(task.scale_min, task.scale_max + 1))
@@ -132,20 +119,20 @@ def _task_view(lab: Lab, user: PageUser, study_id: int, task: qa.QATask, labels:
                                    key=f"{KEY}correct_flags_{rid}")
         why = st.text_area("Why?", key=f"{KEY}correct_reason_{rid}")
         if st.form_submit_button("Correct"):
-            _apply(lab, lambda s: qa.correct(s, rid, user.id, int(new_score), why, flags=new_flags),
-                   f"Corrected to {new_score}.")
+            run_action(lab, lambda s: qa.correct(s, rid, user.id, int(new_score), why, flags=new_flags),
+                       f"Corrected to {new_score}.")
     if user.role == "admin":
         with st.expander("Make this item a gold item (admin)"):
             lo, hi = st.select_slider("Expected score range", options=scores,
                                       value=(task.scale_min, task.scale_max), key=f"{KEY}gold_{rid}")
             if st.button("Promote to gold", key=f"{KEY}gold_btn_{rid}"):
-                _apply(lab, lambda s: qa.promote_to_gold(s, task.item_id, int(lo), int(hi)),
-                       f"Item is now gold, expecting {lo}-{hi}.")
+                run_action(lab, lambda s: qa.promote_to_gold(s, task.item_id, int(lo), int(hi)),
+                           f"Item is now gold, expecting {lo}-{hi}.")
 
 
-def _queue(lab: Lab, user: PageUser, study_id: int) -> None:
+def _queue(lab: Lab, user: SessionUser, study_id: int) -> None:
     with lab.sessions() as s:
-        study = s.get(Study, study_id)
+        study = study_by_id(s, study_id)
         progress = qa.qa_progress(s, study, user.id)
         task = qa.next_qa_task(s, study, user.id)
         labels = scale_labels(study)
@@ -162,7 +149,7 @@ def _queue(lab: Lab, user: PageUser, study_id: int) -> None:
     _task_view(lab, user, study_id, task, labels)
 
 
-def render(lab: Lab, user: PageUser) -> None:
+def render(lab: Lab, user: SessionUser) -> None:
     """The QA page for QA reviewers and admins."""
     if user.role not in qa.QA_ROLES:
         st.error("The QA page is only available to QA reviewers and admins.")
@@ -170,7 +157,7 @@ def render(lab: Lab, user: PageUser) -> None:
     st.title("QA review")
     show_flashes()
     with lab.sessions() as s:
-        studies = list(s.execute(select(Study.id, Study.name).order_by(Study.name)).all())
+        studies = [(study.id, study.name) for study in list_studies(s)]
     if not studies:
         st.info("No studies yet.")
         return

@@ -29,14 +29,14 @@ import os
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import streamlit as st
 
-from db.engine import transaction
-from db.models import Study
 from review.labeling import ratings
 from review.labeling.assignment import next_assignment, remaining_for
-from review.labeling.ratings import FLAG_LABELS, FLAGS, SKIP_REASONS, RatingError, StaleAssignment, Submission
+from review.labeling.ratings import FLAG_LABELS, FLAGS, SKIP_REASONS, StaleAssignment, Submission
+from review.labeling.study import study_by_id
 from review.labeling.views import (
     GuidelineView,
     ItemView,
@@ -47,7 +47,7 @@ from review.labeling.views import (
     retracted_draft,
     reviewer_summary,
 )
-from review.ui.common import flash, get_lab, require_role, show_flashes
+from review.ui.common import Outcome, flash, get_lab, require_role, run_action, show_flashes
 from review.ui.display import show_images
 from review.ui.guideline import render_guideline
 
@@ -157,13 +157,13 @@ def _load_current(study: StudyChoice, user_id: int) -> Current | None:
     if state["cur"] is not None:
         return state["cur"]
     lab = get_lab()
-    with transaction(lab.sessions) as s:
-        row = s.get(Study, study.id)
-        lease = next_assignment(s, row, user_id)
+    with lab.sessions() as s, s.begin():
+        row = study_by_id(s, study.id)
+        lease = next_assignment(s, row, user_id)  # enrols the reviewer in a cohort on first use
         if lease is None:
             return None
         view = item_view(s, lease.item_id)
-        gv = state.get("guideline") or guideline_for(s, row, user_id)
+        gv = state.get("guideline") or guideline_for(s, study.id, user_id)
         state["guideline"] = gv
         if state["total"] is None or lease.position >= state["total"] or \
                 time.time() - state["counted_at"] > TOTAL_REFRESH_S:
@@ -231,17 +231,8 @@ def _on_submit(study: StudyChoice, user_id: int, aid: int) -> None:
         time_taken_ms=max(0, int((time.time() - cur.shown_at) * 1000)),
         client_token=_token(aid),
     )
-    try:
-        with transaction(get_lab().sessions) as s:
-            ratings.submit(s, aid, user_id, sub)
-    except StaleAssignment as exc:
-        flash("warning", str(exc))
+    if _went_through(run_action(get_lab(), lambda s: ratings.submit(s, aid, user_id, sub), callback=True)):
         _finish_item(study.id, aid)
-        return
-    except RatingError as exc:
-        flash("error", str(exc))
-        return
-    _finish_item(study.id, aid)
 
 
 def _on_skip(study: StudyChoice, user_id: int, aid: int) -> None:
@@ -251,21 +242,24 @@ def _on_skip(study: StudyChoice, user_id: int, aid: int) -> None:
     if not reason:
         flash("warning", "Pick a reason in 'Skip reason' first, then press S or click Skip.")
         return
-    try:
-        with transaction(get_lab().sessions) as s:
-            ratings.skip(s, aid, user_id, reason)
-    except StaleAssignment as exc:
-        flash("warning", str(exc))
-    except RatingError as exc:
-        flash("error", str(exc))
-        return
-    _finish_item(study.id, aid)
+    if _went_through(run_action(get_lab(), lambda s: ratings.skip(s, aid, user_id, reason), callback=True)):
+        _finish_item(study.id, aid)
+
+
+def _went_through(outcome: Outcome) -> bool:
+    """The item is done with: the action succeeded, or the item's lease went to someone else."""
+    return outcome.refusal is None or isinstance(outcome.refusal, StaleAssignment)
 
 
 def _on_undo(study: StudyChoice, user_id: int) -> None:
-    with transaction(get_lab().sessions) as s:
-        assignment = ratings.undo_last(s, s.get(Study, study.id), user_id)
-        aid = assignment.id if assignment is not None else None
+    def undo(s: Any) -> int | None:
+        assignment = ratings.undo_last(s, study_by_id(s, study.id), user_id)
+        return assignment.id if assignment is not None else None
+
+    outcome = run_action(get_lab(), undo, callback=True)
+    if outcome.refusal is not None:
+        return
+    aid = outcome.value
     if aid is None:
         flash("info", "Nothing to undo: you have no rating in this study yet.")
         return

@@ -26,7 +26,10 @@ from review.labeling.guidelines.files import (
     parse_guideline,
 )
 from review.labeling.guidelines.render import check_image_link, guideline_folder, image_links
+from review.labeling.settings import StudySettings, update_settings
+from review.labeling.views import GuidelineView
 
+VersionBase = GuidelineFile | GuidelineVersion | GuidelineView | Path | str  # what a new version starts from
 _VERSION_DIR = re.compile(r"^v(\d+)$")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
@@ -35,10 +38,10 @@ _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 # New versions
 
 
-def _as_file(base: GuidelineFile | GuidelineVersion | Path | str, root: Path) -> GuidelineFile:
+def _as_file(base: VersionBase, root: Path) -> GuidelineFile:
     if isinstance(base, GuidelineFile):
         return base
-    if isinstance(base, GuidelineVersion):
+    if isinstance(base, GuidelineVersion | GuidelineView):
         folder = guideline_folder(base)  # assets_dir is relative to GUIDELINES_DIR, whatever `root` is
         return GuidelineFile(base.slug, base.version, base.title, base.change_note, base.body_md,
                              folder if folder is not None else root / base.slug / f"v{base.version}")
@@ -54,13 +57,14 @@ def existing_versions(slug: str, root: Path = GUIDELINES_DIR) -> list[int]:
     return sorted(int(m.group(1)) for p in folder.iterdir() if (m := _VERSION_DIR.match(p.name)))
 
 
-def new_version_from(base: GuidelineFile | GuidelineVersion | Path | str, *, body_md: str,
+def new_version_from(base: VersionBase, *, body_md: str,
                      change_note: str, title: str | None = None, root: Path = GUIDELINES_DIR) -> Path:
     """Write `root/<slug>/v<N+1>/guideline.md` (N = the slug's highest version) from `base`, with
     the base's `examples/` folder copied; returns the new guideline.md path.
 
     Refuses an empty change note or body, unsafe image links, and never touches an existing
-    version folder (the folder is created exclusively, so two authors cannot collide).
+    version folder (the folder is created exclusively, so two authors cannot collide); a file
+    system error is a GuidelineError too.
     """
     gf = _as_file(base, Path(root))
     if not _SLUG.match(gf.slug):
@@ -77,12 +81,14 @@ def new_version_from(base: GuidelineFile | GuidelineVersion | Path | str, *, bod
     title = (title if title is not None else gf.title).strip() or gf.title
     version = max([gf.version, *existing_versions(gf.slug, Path(root))]) + 1
     target = Path(root) / gf.slug / f"v{version}"
-    target.parent.mkdir(parents=True, exist_ok=True)
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         target.mkdir()
     except FileExistsError as exc:
         raise GuidelineError(f"{gf.slug} v{version} was created meanwhile by someone else; "
                                   "reload and start from the newest version.") from exc
+    except OSError as exc:
+        raise GuidelineError(f"Cannot create {target}: {exc.strerror or exc}.") from exc
     try:
         examples = gf.folder / "examples"
         if examples.is_dir():
@@ -91,8 +97,10 @@ def new_version_from(base: GuidelineFile | GuidelineVersion | Path | str, *, bod
         front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
         (target / "guideline.md").write_text(f"---\n{front}---\n\n{body_md}\n", encoding="utf-8")
         parse_guideline(target / "guideline.md")  # what we wrote must load
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(target, ignore_errors=True)  # only the folder this call created
+        if isinstance(exc, OSError):
+            raise GuidelineError(f"Cannot write {target}: {exc.strerror or exc}.") from exc
         raise
     return target / "guideline.md"
 
@@ -142,7 +150,7 @@ def version_table(session: Session) -> list[dict]:
 
 
 def _study_versions(study: Study) -> list[int]:
-    ids = [int(i) for i in (study.settings or {}).get("guideline_version_ids") or []]
+    ids = list(StudySettings.of(study).guideline_version_ids)
     if not ids and study.guideline_version_id is not None:
         ids = [study.guideline_version_id]
     return ids
@@ -175,9 +183,7 @@ def set_study_guideline(session: Session, study: Study, version_id: int) -> Stud
         raise GuidelineError(
             f"{joined} reviewer(s) have already joined study {study.name!r} under its current "
             "guideline; changing it now would mix versions. Create a new study for the new version.")
-    settings = dict(study.settings or {})
-    settings.pop("guideline_version_ids", None)
-    study.settings = settings
+    update_settings(study, guideline_version_ids=())
     study.guideline_version_id = version_id
     session.flush()
     return study
@@ -186,7 +192,7 @@ def set_study_guideline(session: Session, study: Study, version_id: int) -> Stud
 def set_guideline_experiment(session: Session, study: Study, version_ids: list[int],
                              qa_share: float) -> Study:
     """Randomise reviewers across guideline versions and QA on/off (review.labeling.cohorts reads
-    settings["guideline_version_ids"] and settings["qa_share"]). Arms are fixed once any reviewer
+    `StudySettings.guideline_version_ids` and `StudySettings.qa_share`). Arms are fixed once any reviewer
     has joined, because cohorts are balanced at enrolment."""
     ids = [int(v) for v in version_ids]
     if not ids:
@@ -196,10 +202,8 @@ def set_guideline_experiment(session: Session, study: Study, version_ids: list[i
     if isinstance(qa_share, bool) or not isinstance(qa_share, int | float) or not 0.0 <= qa_share <= 1.0:
         raise GuidelineError("The QA share must be between 0 and 1.")
     _check_versions(session, ids)
-    settings = dict(study.settings or {})
-    unchanged = (settings.get("guideline_version_ids") == ids
-                 and float(settings.get("qa_share", 0.0)) == float(qa_share))
-    if unchanged:
+    settings = StudySettings.of(study)
+    if settings.guideline_version_ids == tuple(ids) and settings.qa_share == float(qa_share):
         return study
     joined = _joined(session, study)
     if joined:
@@ -207,9 +211,7 @@ def set_guideline_experiment(session: Session, study: Study, version_ids: list[i
             f"{joined} reviewer(s) have already joined study {study.name!r}: its arms (guideline "
             "versions and QA share) are fixed so the cohorts stay balanced and comparable. Set up "
             "the experiment in a new study.")
-    settings["guideline_version_ids"] = ids
-    settings["qa_share"] = float(qa_share)
-    study.settings = settings
+    update_settings(study, guideline_version_ids=tuple(ids), qa_share=float(qa_share))
     study.guideline_version_id = ids[0]
     session.flush()
     return study

@@ -16,12 +16,14 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from db.models import GuidelineVersion, Rating
+from db.rows import get_or_create
+from review.errors import ReviewError
 
 GUIDELINES_DIR = Path(__file__).resolve().parents[3] / "guidelines"
 _FRONT = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.S)
 
 
-class GuidelineError(ValueError):
+class GuidelineError(ReviewError):
     """A guideline file is malformed or would rewrite a version that ratings already used."""
 
 
@@ -87,13 +89,8 @@ def _assets_dir(gf: GuidelineFile) -> str:
 
 def sync_version(session: Session, gf: GuidelineFile) -> GuidelineVersion:
     """Insert a new version, refresh an unused one, keep a used one (refusing changed text)."""
-    row = session.scalar(
-        select(GuidelineVersion).where(
-            GuidelineVersion.slug == gf.slug, GuidelineVersion.version == gf.version
-        )
-    )
-    if row is None:
-        row = GuidelineVersion(
+    row, new = get_or_create(
+        session, GuidelineVersion, {"slug": gf.slug, "version": gf.version}, lambda: GuidelineVersion(
             slug=gf.slug,
             version=gf.version,
             title=gf.title,
@@ -101,11 +98,8 @@ def sync_version(session: Session, gf: GuidelineFile) -> GuidelineVersion:
             change_note=gf.change_note,
             content_sha256=gf.content_sha256,
             assets_dir=_assets_dir(gf),
-        )
-        session.add(row)
-        session.flush()
-        return row
-    if row.content_sha256 == gf.content_sha256:
+        ))
+    if new or row.content_sha256 == gf.content_sha256:
         return row
     if is_used(session, row.id):
         raise GuidelineError(

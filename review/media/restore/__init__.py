@@ -8,11 +8,11 @@ returns one; the SD1.5 ones need the local weights path (the caller reads
 
 Names: ``sd15_img2img``, ``sd15_txt2img`` (synthetic references: ``generate``),
 ``wiener``, ``unsupervised_wiener``, ``richardson_lucy`` (need the known kernel), ``blurred`` and
-``hidden_reference`` (controls).
+``hidden_reference`` (controls; ``CONTROL_EXPECTATIONS`` is the one list of them).
 
 Importing this package never imports torch or diffusers (the app's first page loads without
-them); the restorer modules are imported when ``get_restorer`` is called, and torch when an SD1.5
-pipeline is loaded.
+them); the restorer modules are imported when ``get_restorer`` is called (the controls, which need
+only PIL, at once), and torch when an SD1.5 pipeline is loaded.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import importlib
 from pathlib import Path
 
 from review.media.restore.base import Params, RestoreInput, Restorer, RestoreResult
+from review.media.restore.controls import Blurred, HiddenReference
 from review.media.restore.sd15 import generate_reference
-from review.media.restore.sd15_weights import WeightsError
+from review.media.restore.sd15_weights import WeightsError, list_models
 
 _REGISTRY: dict[str, tuple[str, str]] = {
     "sd15_img2img": ("review.media.restore.sd15", "SD15Img2Img"),
@@ -35,7 +36,10 @@ _REGISTRY: dict[str, tuple[str, str]] = {
 }
 RESTORERS: tuple[str, ...] = tuple(_REGISTRY)
 SD15_RESTORERS = ("sd15_img2img", "sd15_txt2img")
-CONTROLS = ("blurred", "hidden_reference")
+#: The control "restorers" and the score range (on a 1..5 scale) a careful rater gives each: they
+#: double as gold items (review.labeling.study) and the Analyst page can leave them out.
+CONTROL_EXPECTATIONS: dict[str, tuple[int, int]] = {Blurred.name: (1, 3), HiddenReference.name: (4, 5)}
+CONTROLS: tuple[str, ...] = tuple(CONTROL_EXPECTATIONS)
 NEEDS_KERNEL = ("wiener", "unsupervised_wiener", "richardson_lucy")
 
 
@@ -63,7 +67,7 @@ def get_restorer(
 
 
 __all__ = [
-    "CONTROLS", "NEEDS_KERNEL", "RESTORERS", "SD15_RESTORERS", "Params", "RestoreInput",
-    "RestoreResult", "Restorer", "WeightsError", "generate_reference", "get_restorer",
-    "restorer_class",
+    "CONTROLS", "CONTROL_EXPECTATIONS", "NEEDS_KERNEL", "RESTORERS", "SD15_RESTORERS", "Params",
+    "RestoreInput", "RestoreResult", "Restorer", "WeightsError", "generate_reference", "get_restorer",
+    "list_models", "restorer_class",
 ]

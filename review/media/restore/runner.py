@@ -5,12 +5,20 @@ defaults (the identity a restoration is stored under), and grid runs that share 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from review.config import Settings
-from review.media.restore import RestoreInput, RestoreResult, get_restorer, restorer_class
+from review.media.restore import (
+    RestoreInput,
+    RestoreResult,
+    WeightsError,
+    get_restorer,
+    restorer_class,
+)
+from review.media.restore.sd15_weights import SETTING, TINY, list_models
 
 
 def resolve_params(method: str, raw: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -19,9 +27,30 @@ def resolve_params(method: str, raw: dict[str, Any] | None = None) -> dict[str, 
 
 
 def _weights(model: str | None, settings: Settings | None) -> Any:
-    if model:
-        return model
-    return settings.sd15_path if settings is not None else None
+    """``model``: a name from :func:`list_models` of REVIEW_SD15_PATH, ``tiny``, or a path."""
+    configured = settings.sd15_path if settings is not None else None
+    if not model:
+        return configured
+    named = list_models(configured)
+    if model in named or model == TINY:
+        return named.get(model, model)
+    if not Path(model).expanduser().exists():
+        raise WeightsError(f"model {model!r} is neither a model of {SETTING} "
+                           f"({', '.join(named) or 'none configured'}), nor '{TINY}', nor an "
+                           "existing path")
+    return model
+
+
+def sd15_status(settings: Settings) -> str:
+    """One plain line on whether Stable Diffusion 1.5 can run here and which models it has (reads
+    no weights, imports no torch)."""
+    if settings.sd15_path is None:
+        return f"SD1.5 weights: not configured (set {SETTING})"
+    named = list_models(settings.sd15_path)
+    missing = [str(p) for p in named.values() if not p.exists()]
+    if not named or missing:
+        return f"SD1.5 weights: {SETTING}={settings.sd15_path}: {', '.join(missing) or 'no models'} not found"
+    return f"SD1.5 weights: {len(named)} model{'s' if len(named) > 1 else ''} ({', '.join(named)})"
 
 
 def _restorer(method: str, model: str | None, settings: Settings | None):  # noqa: ANN202

@@ -55,6 +55,14 @@ SCHEDULER_NAMES = tuple(SCHEDULERS)
 # The smoke-test model's VAE downsamples by 2, not 8: at 512 px its UNet would run on 256x256
 # latents for noise-like output. Smoke runs work at <= 128 px (provenance: working_size).
 SMOKE_MAX_SIDE = 128
+# What "same seed, same output" holds for (stored with every result). Measured: 1 vs 2 CPU
+# threads change oneDNN's reduction order, tiny model at 96x64 px, up to 13/255 (71 % of
+# pixels) in bf16 and 1/255 (a few pixels) in fp32; the same thread count gave identical bytes
+# in fresh processes, whether the model was just built or loaded, run alone or concurrently on
+# a loaded machine (load average 8 on 2 cores).
+REPRODUCIBILITY = ("byte-identical for the same seed, parameters, model_identity, library "
+                   "versions, device, dtype and cpu_threads; another CPU thread count changes "
+                   "the kernels' summation order and the output by a few levels of 255")
 VERSIONS = ("torch", "diffusers", "transformers", "safetensors", "numpy", "pillow",
             "scikit-image")
 
@@ -197,12 +205,18 @@ def _decode(pipeline: SD15Pipeline, latents: Any, max_batch: int) -> list[Image.
 
 
 def _provenance(pipeline: SD15Pipeline, scheduler: Any, **extra: Any) -> dict[str, Any]:
+    import torch
+
+    threads = {"cpu_threads": torch.get_num_threads()} if pipeline.device == "cpu" else {}
     return {
         "model_identity": pipeline.model_identity,
+        "model_name": pipeline.name,
         "smoke_test": pipeline.smoke_test,
         "device": pipeline.device,
         "dtype": pipeline.dtype,
         "scheduler_class": type(scheduler).__name__,
+        **threads,
+        "reproducibility": REPRODUCIBILITY,
         **extra,
     }
 

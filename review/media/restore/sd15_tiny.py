@@ -23,34 +23,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from review.media.restore.clip_tokenizer import write_vocab
+
 MARKER = "tiny_sd15.json"
+# In a single-file (CompVis layout) copy of the tiny model: safetensors metadata, or a top-level
+# entry of a .ckpt, so the loader knows to use the tiny configs instead of SD1.5's.
+CHECKPOINT_MARKER_KEY = "review.model"
+CHECKPOINT_MARKER_VALUE = "tiny_sd15"
 BUILD_VERSION = 1  # bump when the recipe changes: the folder is rebuilt
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """CLIP/GPT-2's reversible byte -> printable unicode map."""
-    bs = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-          + list(range(ord("®"), ord("ÿ") + 1)))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs], strict=True))
 
 
 def write_tokenizer_files(folder: Path) -> tuple[Path, Path]:
     """vocab.json (514 tokens: 256 bytes, 256 word-final bytes, BOS, EOS) and empty merges."""
-    folder.mkdir(parents=True, exist_ok=True)
-    symbols = list(_bytes_to_unicode().values())
-    tokens = symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>"]
-    vocab = {t: i for i, t in enumerate(tokens)}
-    vocab_file, merges_file = folder / "vocab.json", folder / "merges.txt"
-    vocab_file.write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    merges_file.write_text("#version: 0.2\n", encoding="utf-8")
-    return vocab_file, merges_file
+    return write_vocab(folder, [])
 
 
 def _tokenizer(workdir: Path) -> Any:
@@ -132,6 +117,8 @@ def build_tiny_sd15(folder: Path) -> Path:
             "version": BUILD_VERSION, "smoke_test": True,
             "note": "randomly initialised, for tests only: not a restoration model",
         }))
+        if _is_built(folder):  # another process finished first: never delete its folder
+            return folder
         if folder.exists():
             shutil.rmtree(folder)  # an old recipe version or a broken build
         try:

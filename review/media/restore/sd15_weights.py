@@ -5,10 +5,15 @@ Accepted layouts for the path the caller takes from ``REVIEW_SD15_PATH``:
 * a diffusers folder: ``model_index.json`` plus ``unet/``, ``vae/``, ``text_encoder/`` (each
   ``config.json`` and weights ``*.safetensors`` or ``*.bin``), ``tokenizer/`` (``vocab.json`` +
   ``merges.txt`` or ``tokenizer.json``) and ``scheduler/scheduler_config.json``;
-* a single ``.safetensors`` / ``.ckpt`` checkpoint plus a local diffusers *config* folder (the
-  same layout without weight files), given as ``config_dir`` or found as the checkpoint's own
-  folder. Without a local config diffusers downloads configs even with ``local_files_only``
-  (diffusers issue #8752), so a missing config is an error here, never a download;
+* a single ``.safetensors`` / ``.ckpt`` checkpoint in the original CompVis/LDM key layout (as
+  the SD1.5 release ships it), alone: the SD1.5 configs and CLIP tokenizer are written from
+  constants into ``models_dir/sd15_config`` (see :mod:`sd15_checkpoint`). A diffusers *config*
+  folder given as ``config_dir``, or lying beside the checkpoint (``model_index.json``), is used
+  instead when present. The file is inspected first (``.ckpt`` only through
+  ``torch.load(weights_only=True)``) and other model families are refused;
+* a *models folder* holding several of the above (checkpoint files and/or diffusers folders), or
+  several paths joined by ``os.pathsep``: :func:`list_models` names each one (file stem or folder
+  name) and the caller picks one by name; a single model there is used directly;
 * the special value ``"tiny"``: the in-code smoke-test pipeline of :mod:`sd15_tiny`, built once
   under ``models_dir/tiny_sd15`` and then loaded through exactly the same code as real weights.
 
@@ -24,13 +29,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import tempfile
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from review.errors import ReviewError
+from review.media.restore.sd15_checkpoint import (
+    CheckpointError,
+    CheckpointInfo,
+    inspect_checkpoint,
+    load_components,
+    sd15_config_folder,
+)
 from review.media.restore.sd15_tiny import MARKER, build_tiny_sd15
 
 SETTING = "REVIEW_SD15_PATH"
@@ -45,12 +62,13 @@ LAYOUT_HELP = (
     f"{SETTING} must point to local Stable Diffusion 1.5 weights: either a diffusers folder "
     "(model_index.json, unet/, vae/, text_encoder/ with config.json and *.safetensors or *.bin, "
     "tokenizer/ with vocab.json + merges.txt, scheduler/scheduler_config.json), or a single "
-    ".safetensors/.ckpt file inside (or next to a config_dir of) such a folder holding the "
-    f"configs, or '{TINY}' for the built-in smoke-test model. Nothing is ever downloaded."
+    "SD1.5 .safetensors/.ckpt checkpoint in the original (CompVis) layout, such as "
+    "v1-5-pruned-emaonly.safetensors (nothing else needed beside it), a folder of such models, "
+    f"or '{TINY}' for the built-in smoke-test model. Nothing is ever downloaded."
 )
 
 
-class WeightsError(RuntimeError):
+class WeightsError(ReviewError):
     """The SD1.5 weights are missing, incomplete or not an SD1.5 pipeline."""
 
 
@@ -65,6 +83,7 @@ class WeightsSource:
     path: Path
     config_dir: Path | None = None
     smoke_test: bool = False
+    checkpoint: CheckpointInfo | None = None  # single files: what inspection found
 
 
 def resolve_weights(
@@ -80,7 +99,12 @@ def resolve_weights(
         folder = build_tiny_sd15(Path(models_dir) / "tiny_sd15")
         _check_folder(folder, need_weights=True)
         return WeightsSource("folder", folder.resolve(), smoke_test=True)
-    p = Path(path).expanduser()
+    models = list_models(path)
+    if len(models) > 1:
+        raise WeightsError(f"{SETTING}={path} names {len(models)} models "
+                           f"({', '.join(models)}): choose one by name (restore --model NAME, or "
+                           "the Generate page's model choice)")
+    p = next(iter(models.values())) if models else Path(path).expanduser()
     if not p.exists():
         raise WeightsError(f"{SETTING}={p} does not exist. " + LAYOUT_HELP)
     if p.is_dir():
@@ -89,16 +113,95 @@ def resolve_weights(
     if p.suffix.lower() not in SINGLE_FILE_SUFFIXES:
         raise WeightsError(f"{SETTING}={p} is a {p.suffix or 'suffix-less'} file; expected a "
                            "folder or a .safetensors/.ckpt checkpoint. " + LAYOUT_HELP)
-    cfg = Path(config_dir) if config_dir is not None else p.parent
-    if not (cfg / "model_index.json").is_file():
-        raise WeightsError(
-            f"{SETTING}={p} is a single checkpoint but no local config folder was found "
-            f"(looked for model_index.json in {cfg}); diffusers would try to download the "
-            "configs. Put the checkpoint inside a diffusers config folder or pass config_dir. "
-            + LAYOUT_HELP
-        )
-    _check_folder(cfg, need_weights=False)
-    return WeightsSource("single_file", p.resolve(), cfg.resolve())
+    try:
+        given = config_dir is not None or (p.parent / "model_index.json").is_file()
+        info = _inspect(p, sd15_sizes=not given)  # given configs define the sizes
+        if given:
+            cfg = Path(config_dir) if config_dir is not None else p.parent
+            _check_folder(cfg, need_weights=False)
+        elif info.family == "tiny":
+            if models_dir is None:
+                raise WeightsError(f"{SETTING}={p} is the tiny smoke-test model, whose configs "
+                                   "are built in a models folder: none was given")
+            cfg = build_tiny_sd15(Path(models_dir) / "tiny_sd15")
+        else:
+            cfg = sd15_config_folder(_config_home(models_dir) / "sd15_config")
+    except CheckpointError as exc:
+        raise WeightsError(f"{SETTING}={p}: {exc}") from exc
+    return WeightsSource("single_file", p.resolve(), cfg.resolve(),
+                         smoke_test=info.family == "tiny", checkpoint=info)
+
+
+def _is_model(p: Path) -> bool:
+    return (p.is_file() and p.suffix.lower() in SINGLE_FILE_SUFFIXES
+            or (p / "model_index.json").is_file())
+
+
+def list_models(setting: Path | str | None) -> dict[str, Path]:
+    """Readable name -> weights path for every SD1.5 model that ``REVIEW_SD15_PATH`` names: one
+    model, a models folder (each checkpoint file or diffusers folder in it), or several such paths
+    joined by ``os.pathsep``. Names are file stems / folder names; stems that clash keep their
+    suffix (then the parent folder, then a number); ``tiny`` is reserved for the smoke-test
+    model. Cheap: nothing is read."""
+    if setting is None or not str(setting).strip() or str(setting) == TINY:
+        return {}
+    found: list[Path] = []
+    for part in (s.strip() for s in str(setting).split(os.pathsep)):
+        if not part:
+            continue
+        p = Path(part).expanduser()
+        if p.is_dir() and not (p / "model_index.json").is_file():
+            found += [c for c in sorted(p.iterdir()) if not c.name.startswith(".") and _is_model(c)]
+        else:
+            found.append(p)
+
+    def short(p: Path) -> str:
+        return p.stem if p.suffix.lower() in SINGLE_FILE_SUFFIXES else p.name
+
+    stems = [short(p) for p in found]
+    names: dict[str, Path] = {}
+    for p, stem in zip(found, stems, strict=True):
+        first = stem if stems.count(stem) == 1 and stem != TINY else p.name
+        for candidate in (first, f"{p.parent.name}/{p.name}",
+                          *(f"{p.name}-{i}" for i in range(2, len(found) + 2))):
+            if candidate not in names and candidate != TINY:
+                names[candidate] = p
+                break
+    return names
+
+
+def model_name(src: WeightsSource) -> str:
+    """The readable name :func:`list_models` gives these weights (``tiny`` for the smoke test
+    model built in code)."""
+    if src.kind == "folder" and (src.path / MARKER).is_file():
+        return TINY
+    return src.path.stem if src.kind == "single_file" else src.path.name
+
+
+_inspected: dict[tuple, CheckpointInfo] = {}
+_scratch: list[Path] = []
+
+
+def _inspect(p: Path, *, sd15_sizes: bool) -> CheckpointInfo:
+    """inspect_checkpoint, cached per (path, size, mtime): a .ckpt has to be unpickled."""
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns, sd15_sizes)
+    with _identity_lock:
+        if key in _inspected:
+            return _inspected[key]
+    info = inspect_checkpoint(p, sd15_sizes=sd15_sizes)
+    with _identity_lock:
+        _inspected[key] = info
+    return info
+
+
+def _config_home(models_dir: Path | None) -> Path:
+    """Where generated configs go: the models folder, else a private folder for this process."""
+    if models_dir is not None:
+        return Path(models_dir)
+    if not _scratch:
+        _scratch.append(Path(tempfile.mkdtemp(prefix="review-sd15-")))
+    return _scratch[0]
 
 
 def _check_folder(folder: Path, *, need_weights: bool) -> None:
@@ -275,6 +378,50 @@ def pick_precision(precision: str, device: str) -> str:
     return precision
 
 
+# ----------------------------------------------------------------------------- quiet loading
+
+TORCHVISION_FALLBACK = "requires torchvision (not installed); falling back to"
+
+
+class _TorchvisionFallbackFilter(logging.Filter):
+    """Drops transformers' warning that an image processor falls back to its PIL version: no
+    image processor is used here and torchvision is deliberately not installed, so a user can do
+    nothing about it. Every other message passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return TORCHVISION_FALLBACK not in record.getMessage()
+
+
+def silence_unactionable_warnings() -> None:
+    """Install the filter on the one logger that emits that warning (idempotent)."""
+    log = logging.getLogger("transformers.utils.import_utils")
+    if not any(isinstance(f, _TorchvisionFallbackFilter) for f in log.filters):
+        log.addFilter(_TorchvisionFallbackFilter())
+
+
+@contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """No diffusers/transformers progress bars or "install accelerate" notes while loading;
+    the previous settings come back afterwards."""
+    silence_unactionable_warnings()
+    from diffusers.utils import logging as dlogging
+    from transformers.utils import logging as tlogging
+
+    level, d_bars, t_bars = (dlogging.get_verbosity(), dlogging.is_progress_bar_enabled(),
+                             tlogging.is_progress_bar_enabled())
+    dlogging.set_verbosity_error()
+    dlogging.disable_progress_bar()
+    tlogging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        dlogging.set_verbosity(level)
+        if d_bars:
+            dlogging.enable_progress_bar()
+        if t_bars:
+            tlogging.enable_progress_bar()
+
+
 # ----------------------------------------------------------------------------- loading
 
 
@@ -292,6 +439,7 @@ class SD15Pipeline:
     model_identity: str
     smoke_test: bool
     source: WeightsSource
+    name: str = ""  # readable, for people; model_identity is what identifies the weights
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -313,7 +461,8 @@ def load_pipeline(
     precision: str = "auto",
 ) -> SD15Pipeline:
     """Load (or reuse) the img2img pipeline for these weights, device and precision."""
-    src = resolve_weights(path, models_dir=models_dir, config_dir=config_dir)
+    with _quiet_loading():
+        src = resolve_weights(path, models_dir=models_dir, config_dir=config_dir)
     dev = pick_device(device)
     prec = pick_precision(precision, dev)
     ident = model_identity(src)
@@ -322,9 +471,10 @@ def load_pipeline(
         if key in _pipelines:
             _pipelines.move_to_end(key)
             return _pipelines[key]
-        pipe = _load(src, dev, prec)
+        with _quiet_loading():
+            pipe = _load(src, dev, prec)
         loaded = SD15Pipeline(pipe=pipe, device=dev, precision=prec, model_identity=ident,
-                              smoke_test=src.smoke_test, source=src)
+                              smoke_test=src.smoke_test, source=src, name=model_name(src))
         _pipelines[key] = loaded
         while len(_pipelines) > MAX_CACHED_PIPELINES:
             _pipelines.popitem(last=False)
@@ -335,30 +485,27 @@ def _load(src: WeightsSource, device: str, precision: str) -> Any:
     os.environ["HF_HUB_OFFLINE"] = "1"  # belt and braces on top of local_files_only
     import torch
     from diffusers import StableDiffusionImg2ImgPipeline
-    from diffusers.utils import logging as dlogging
 
     torch_dtype = torch.float16 if precision == "fp16" else torch.float32
     common = dict(local_files_only=True, safety_checker=None, requires_safety_checker=False,
                   dtype=torch_dtype)
-    old_level = dlogging.get_verbosity()
-    dlogging.set_verbosity_error()  # no "install accelerate" noise, no cast warnings
     try:
-        try:
-            if src.kind == "folder":
-                pipe = StableDiffusionImg2ImgPipeline.from_pretrained(str(src.path), **common)
-            else:
-                pipe = StableDiffusionImg2ImgPipeline.from_single_file(
-                    str(src.path), config=str(src.config_dir), **common)
-        except Exception as exc:  # diffusers raises OSError, ValueError, RuntimeError, ...
-            where = (src.path if src.kind == "folder"
-                     else f"{src.path} (configs {src.config_dir})")
-            raise WeightsError(
-                f"{SETTING}={where} could not be loaded as an SD1.5 img2img pipeline: "
-                f"{type(exc).__name__}: {str(exc)[:500]}. " + LAYOUT_HELP
-            ) from exc
-        _prepare(pipe, device, precision)
-    finally:
-        dlogging.set_verbosity(old_level)
+        if src.kind == "folder":
+            pipe = StableDiffusionImg2ImgPipeline.from_pretrained(str(src.path), **common)
+        else:
+            assert src.config_dir is not None
+            pipe = StableDiffusionImg2ImgPipeline(
+                **load_components(src.path, src.config_dir, torch_dtype),
+                safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    except CheckpointError as exc:
+        raise WeightsError(f"{SETTING}={src.path}: {exc}") from exc
+    except Exception as exc:  # diffusers raises OSError, ValueError, RuntimeError, ...
+        where = src.path if src.kind == "folder" else f"{src.path} (configs {src.config_dir})"
+        raise WeightsError(
+            f"{SETTING}={where} could not be loaded as an SD1.5 img2img pipeline: "
+            f"{type(exc).__name__}: {str(exc)[:500]}. " + LAYOUT_HELP
+        ) from exc
+    _prepare(pipe, device, precision)
     return pipe
 
 
@@ -389,14 +536,11 @@ def pipeline_from_components(
 
     The modules are cast and moved in place: pass copies if the caller keeps using them.
     """
-    from diffusers import StableDiffusionImg2ImgPipeline
-    from diffusers.utils import logging as dlogging
-
     dev = pick_device(device)
     prec = pick_precision(precision, dev)
-    old_level = dlogging.get_verbosity()
-    dlogging.set_verbosity_error()
-    try:
+    with _quiet_loading():
+        from diffusers import StableDiffusionImg2ImgPipeline
+
         pipe = StableDiffusionImg2ImgPipeline(**components, safety_checker=None,
                                               feature_extractor=None,
                                               requires_safety_checker=False)
@@ -405,8 +549,6 @@ def pipeline_from_components(
 
             pipe.to(torch.float16)
         _prepare(pipe, dev, prec)
-    finally:
-        dlogging.set_verbosity(old_level)
     return SD15Pipeline(pipe=pipe, device=dev, precision=prec, model_identity=identity,
-                        smoke_test=smoke_test,
+                        smoke_test=smoke_test, name=identity,
                         source=WeightsSource("in_memory", Path("<in memory>")))

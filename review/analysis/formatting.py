@@ -1,0 +1,74 @@
+"""Reading report coefficients and writing numbers for people.
+
+Why one module: the Markdown report, the HTML report and the Analyst page print the same figures,
+so they share these rules and a figure reads the same everywhere: "—" for a missing or non-finite
+number, never "nan"; a coefficient as "0.712 [0.60, 0.80]".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+MISSING = "—"
+
+
+def finite(x: Any) -> float | None:
+    """`x` as a float, or None when it is missing, a boolean, not a number or not finite."""
+    if x is None or isinstance(x, bool):
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def coef_value(c: Mapping[str, Any] | None) -> float | None:
+    """The value of a report coefficient ({"value", "ci95", ...}), None when not computable."""
+    return finite((c or {}).get("value"))
+
+
+def coef_ci(c: Mapping[str, Any] | None) -> tuple[float, float] | None:
+    """The coefficient's 95% interval, None when it has none."""
+    ci = (c or {}).get("ci95")
+    if not ci:
+        return None
+    lo, hi = finite(ci[0]), finite(ci[1])
+    return None if lo is None or hi is None else (lo, hi)
+
+
+def format_number(x: Any, digits: int = 3) -> str:
+    """A table cell: "—" for a missing or non-finite number, yes/no for a boolean, a whole number
+    as it is, other numbers with `digits` decimals, anything else as text."""
+    if x is None:
+        return MISSING
+    if isinstance(x, bool | np.bool_):
+        return "yes" if x else "no"
+    if isinstance(x, int | np.integer):
+        return str(x)
+    if isinstance(x, float | np.floating):
+        v = finite(x)
+        return MISSING if v is None else f"{v:.{digits}f}"
+    return str(x)
+
+
+def format_ci(ci: Sequence[Any] | None, digits: int = 2) -> str:
+    """"[0.60, 0.80]", or "—" without a (finite) interval."""
+    if not ci or finite(ci[0]) is None or finite(ci[1]) is None:
+        return MISSING
+    return f"[{float(ci[0]):.{digits}f}, {float(ci[1]):.{digits}f}]"
+
+
+def format_coef(c: Mapping[str, Any] | None, digits: int = 3) -> str:
+    """"0.712 [0.60, 0.80]", "0.712" without an interval, "— (reason)" when not computable."""
+    if not c:
+        return MISSING
+    v = coef_value(c)
+    if v is None:
+        return f"{MISSING} ({c.get('reason', 'not computable')})"
+    ci = coef_ci(c)
+    return f"{v:.{digits}f}" + (f" {format_ci(ci, digits)}" if ci else "")

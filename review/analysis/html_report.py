@@ -1,0 +1,121 @@
+"""The readable HTML report of the Analyst page: headline, warnings, every chart and the numbers
+behind it, in one standalone file.
+
+Charts are Vega-Lite specs drawn by vega-embed from the jsDelivr CDN when the file is opened
+online; every figure is also an HTML table, so the report reads fully offline. All text from the
+data is escaped.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import altair as alt
+import pandas as pd
+
+from review.analysis.charts import View
+from review.analysis.formatting import MISSING, format_number
+from review.analysis.tables import has_chance_corrected, headline_frame, icc_frame
+
+VEGA_CDN = "https://cdn.jsdelivr.net/npm"
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;
+padding:0 1rem;color:#1d1d1f;line-height:1.45}
+h1{font-size:1.7rem}h2{font-size:1.3rem;margin-top:2.2rem;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.6rem 0;font-size:.85rem}
+th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;font-variant-numeric:tabular-nums}
+th{background:#f3f3f3}.scroll{overflow-x:auto}
+.warn{background:#fff4e5;border-left:4px solid #f0a020;padding:.5rem .8rem;margin:.4rem 0}
+.note{color:#555;font-size:.9rem}.chart{margin:.8rem 0}
+"""
+
+
+def _html_table(frame: pd.DataFrame, digits: int = 3) -> str:
+    if frame.empty:
+        return "<p class='note'>No rows.</p>"
+    out = frame.copy()
+    for c in out.columns:
+        if pd.api.types.is_float_dtype(out[c]):
+            out[c] = [format_number(v, digits) for v in out[c]]
+        else:
+            out[c] = [MISSING if v is None or (isinstance(v, float) and math.isnan(v)) else v
+                      for v in out[c]]
+    return "<div class='scroll'>" + out.to_html(index=False, escape=True, border=0, na_rep=MISSING) + "</div>"
+
+
+def _spec_json(chart: alt.TopLevelMixin) -> str:
+    """The chart's Vega-Lite spec as JSON safe inside a <script> element."""
+    s = json.dumps(chart.to_dict(), allow_nan=False)
+    return s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def html_report(report: Mapping[str, Any], views: Sequence[View], *, title: str,
+                context: Sequence[str] = ()) -> str:
+    """A standalone HTML report: headline, warnings, every chart and the numbers behind it.
+
+    Charts are Vega-Lite specs drawn by vega-embed from the jsDelivr CDN when the file is opened
+    online; every figure is also an HTML table, so the report reads fully offline. All text is
+    escaped.
+    """
+    e = html.escape
+    parts = ["<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
+             f"<title>{e(title)}</title>", f"<style>{_CSS}</style>",
+             f"<script src='{VEGA_CDN}/vega@{alt.VEGA_VERSION}'></script>",
+             f"<script src='{VEGA_CDN}/vega-lite@{alt.VEGALITE_VERSION}'></script>",
+             f"<script src='{VEGA_CDN}/vega-embed@{alt.VEGAEMBED_VERSION}'></script>",
+             "</head><body>", f"<h1>{e(title)}</h1>"]
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    parts.append(f"<p class='note'>Generated {e(generated)}. Charts load from the Vega CDN "
+                 f"({e(VEGA_CDN)}) when this file is opened online; offline, the table under each "
+                 f"chart holds the same numbers.</p>")
+    if context:
+        parts.append("<ul>" + "".join(f"<li>{e(str(c))}</li>" for c in context) + "</ul>")
+    n_multi = report.get("n_multiply_rated_items", 0)
+    parts.append(f"<p>{e(str(report.get('n_ratings', 0)))} ratings of {e(str(report.get('n_items', 0)))} "
+                 f"items by {e(str(report.get('n_raters', 0)))} raters; {e(str(n_multi))} items rated "
+                 f"two or more times; scale {e(str((report.get('scale') or [1, 5])[0]))}.."
+                 f"{e(str((report.get('scale') or [1, 5])[1]))}.</p>")
+    boot = (report.get("bootstrap") or {})
+    parts.append("<p class='note'>" + e(
+        f"95% intervals: percentile bootstrap over items, {boot.get('resamples')} resamples, seed "
+        f"{boot.get('seed')}; ICC intervals from the F distribution." if boot.get("resamples")
+        else "No bootstrap resamples: alpha, kappa and percent agreement have no interval; ICC "
+             "intervals come from the F distribution.") + "</p>")
+    warnings = list(report.get("warnings") or [])
+    if warnings:
+        parts.append("<h2>Warnings</h2>")
+        parts += [f"<div class='warn'>{e(str(w))}</div>" for w in warnings]
+    parts.append("<h2>Agreement</h2>")
+    parts.append(_html_table(headline_frame(report)))
+    if not has_chance_corrected(report):
+        parts.append("<p class='note'>Percent agreement is not shown: no chance-corrected "
+                     "coefficient could be computed to read it beside.</p>")
+    parts.append("<h3>Intraclass correlation (Shrout &amp; Fleiss)</h3>")
+    parts.append(_html_table(icc_frame(report)))
+    notes = report.get("notes") or []
+    if notes:
+        parts.append("<p class='note'>Method notes:</p><ul class='note'>"
+                     + "".join(f"<li>{e(str(n))}</li>" for n in notes) + "</ul>")
+    scripts = []
+    for i, v in enumerate(views):
+        parts.append(f"<h2 id='{e(v.key)}'>{e(v.title)}</h2>")
+        parts.append(f"<p class='note'>{e(v.caption)}</p>")
+        parts += [f"<div class='warn'>{e(n)}</div>" for n in v.notes]
+        if v.chart is not None:
+            parts.append(f"<div class='chart' id='chart-{i}'></div>")
+            scripts.append(f"vegaEmbed('#chart-{i}', {_spec_json(v.chart)}, {{actions: false}})"
+                           ".catch(function () {});")
+        elif v.empty:
+            parts.append(f"<p class='note'>{e(v.empty)}</p>")
+        parts.append(_html_table(v.frame))
+    if scripts:
+        parts.append("<script>if (typeof vegaEmbed !== 'undefined') {\n" + "\n".join(scripts)
+                     + "\n}</script>")
+    parts.append("</body></html>")
+    return "\n".join(parts)

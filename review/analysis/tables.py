@@ -1,0 +1,336 @@
+"""The Analyst page's tables: which ratings an analysis keeps (filters), and the statistics report
+turned into tidy frames, one row per figure, group, rater or rater pair.
+
+Why apart from the page: every number the page, its charts and the HTML report show comes from
+these frames, so it can be checked without Streamlit. Missing numbers are NaN/None here; the
+charts leave those rows out and the renderings print "—".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from review.analysis.formatting import coef_ci, coef_value, finite
+from review.analysis.report import GOLD_COLUMNS, ICC_LABELS, OPTIONAL_COLUMNS
+from review.media.restore import CONTROLS
+
+#: Columns the page offers as multiselect filters (blur_level gets a range instead).
+FILTER_COLUMNS = ("guideline_version", "qa_cohort", "blur_kind", "restorer", "content")
+#: How a missing value appears among filter options.
+MISSING_LABEL = "(none)"
+
+ALPHA_LEVELS = (("ordinal", "Krippendorff's alpha (ordinal)"),
+                ("interval", "Krippendorff's alpha (interval)"),
+                ("nominal", "Krippendorff's alpha (nominal)"))
+FILTER_LABELS = {
+    "guideline_version": "Guideline version", "qa_cohort": "QA cohort", "blur_kind": "Blur kind",
+    "restorer": "Restorer", "content": "Content",
+}
+COLUMN_TITLES = {
+    "guideline_version": "guideline version", "qa_cohort": "QA cohort", "blur_kind": "blur kind",
+    "blur_level": "blur level", "restorer": "restorer", "content": "content",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Filters
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which ratings an analysis keeps. An empty selection for a column means "all values".
+
+    Frozen and made of tuples so it can key a cache.
+    """
+
+    include: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    blur_level: tuple[float, float] | None = None
+    exclude_gold: bool = False
+
+    @classmethod
+    def of(cls, include: Mapping[str, Sequence[str]] | None = None,
+           blur_level: tuple[float, float] | None = None, exclude_gold: bool = False) -> Filters:
+        """Normalised filters: sorted, empty selections dropped, unknown columns refused."""
+        inc = []
+        for col, vals in sorted((include or {}).items()):
+            if col not in FILTER_COLUMNS:
+                raise ValueError(f"cannot filter on {col!r}; filter columns: {FILTER_COLUMNS}")
+            if vals:
+                inc.append((col, tuple(sorted({str(v) for v in vals}))))
+        lvl = None if blur_level is None else (float(blur_level[0]), float(blur_level[1]))
+        return cls(tuple(inc), lvl, bool(exclude_gold))
+
+    def describe(self) -> list[str]:
+        """One plain line per active filter (for captions and the exported report)."""
+        lines = [f"{COLUMN_TITLES.get(c, c)}: {', '.join(v)}" for c, v in self.include]
+        if self.blur_level is not None:
+            lines.append(f"blur level: {self.blur_level[0]:g} to {self.blur_level[1]:g}")
+        if self.exclude_gold:
+            lines.append("gold and control items excluded")
+        return lines or ["none (all ratings)"]
+
+
+def _labels(s: pd.Series) -> pd.Series:
+    """A column's values as filter labels (missing -> MISSING_LABEL)."""
+    return s.astype(object).where(s.notna(), MISSING_LABEL).astype(str)
+
+
+def filter_options(df: pd.DataFrame) -> dict[str, list[str]]:
+    """The distinct values of each filter column present, as sorted labels."""
+    return {c: sorted(_labels(df[c]).unique().tolist()) for c in FILTER_COLUMNS if c in df.columns}
+
+
+def blur_level_bounds(df: pd.DataFrame) -> tuple[float, float] | None:
+    """(min, max) blur level in the data, or None when there is none."""
+    if "blur_level" not in df.columns:
+        return None
+    lv = pd.to_numeric(df["blur_level"], errors="coerce").dropna()
+    return None if lv.empty else (float(lv.min()), float(lv.max()))
+
+
+def is_control(df: pd.DataFrame) -> pd.Series:
+    """Gold items and control restorations (hidden reference, blurred input)."""
+    mask = pd.Series(False, index=df.index)
+    if "is_gold" in df.columns:
+        mask |= df["is_gold"].fillna(False).astype(bool)
+    if "restorer" in df.columns:
+        mask |= df["restorer"].isin(CONTROLS)
+    return mask
+
+
+def apply_filters(df: pd.DataFrame, filters: Filters) -> pd.DataFrame:
+    """The rows of a ratings table that pass `filters` (a copy; index reset)."""
+    keep = pd.Series(True, index=df.index)
+    for col, vals in filters.include:
+        if col in df.columns:
+            keep &= _labels(df[col]).isin(vals)
+    if filters.blur_level is not None and "blur_level" in df.columns:
+        lv = pd.to_numeric(df["blur_level"], errors="coerce")
+        lo, hi = filters.blur_level
+        keep &= lv.between(lo, hi)
+    if filters.exclude_gold:
+        keep &= ~is_control(df)
+    return df[keep].reset_index(drop=True)
+
+
+def report_input(df: pd.DataFrame) -> pd.DataFrame:
+    """The ratings as build_report should see them: optional columns without a single value are
+    dropped (nothing to break down by; review.analysis.report fails on an all-missing column, e.g.
+    expected_min in a study without gold items), and the gold columns go when no rated item is
+    gold (no gold accuracy to report, rather than a warning about missing expected ranges)."""
+    drop = [c for c in OPTIONAL_COLUMNS if c in df.columns and df[c].isna().all()]
+    if "is_gold" in df.columns and not df["is_gold"].fillna(False).astype(bool).any():
+        drop += [c for c in GOLD_COLUMNS if c in df.columns]
+    return df.drop(columns=sorted(set(drop)))
+
+
+# --------------------------------------------------------------------------------------------
+# Figure tables
+# --------------------------------------------------------------------------------------------
+
+
+def _coef_cols(c: Mapping[str, Any] | None, prefix: str) -> dict[str, Any]:
+    ci = coef_ci(c)
+    return {prefix: coef_value(c), f"{prefix}_ci_low": ci[0] if ci else None,
+            f"{prefix}_ci_high": ci[1] if ci else None,
+            f"{prefix}_reason": (c or {}).get("reason") if coef_value(c) is None else None}
+
+
+def has_chance_corrected(report: Mapping[str, Any]) -> bool:
+    """Whether a chance-corrected coefficient (alpha or Fleiss' kappa) has a value: percent
+    agreement is shown only then (it is inflated when one score dominates)."""
+    ka = report.get("krippendorff_alpha") or {}
+    return any(coef_value(ka.get(lvl)) is not None for lvl, _ in ALPHA_LEVELS) or \
+        coef_value(report.get("fleiss_kappa")) is not None
+
+
+def headline_frame(report: Mapping[str, Any]) -> pd.DataFrame:
+    """Agreement coefficients, one row each: figure, value, 95% CI, items, reason when missing.
+    Percent agreement is included only beside a chance-corrected coefficient."""
+    rows: list[dict[str, Any]] = []
+    ka = report.get("krippendorff_alpha") or {}
+    for lvl, label in ALPHA_LEVELS:
+        rows.append({"figure": label, "chance_corrected": True, **_flat(ka.get(lvl))})
+    rows.append({"figure": "Fleiss' kappa", "chance_corrected": True,
+                 **_flat(report.get("fleiss_kappa"))})
+    if has_chance_corrected(report):
+        rows.append({"figure": "Percent agreement (not chance-corrected)",
+                     "chance_corrected": False, **_flat(report.get("percent_agreement"))})
+    return pd.DataFrame(rows)
+
+
+def icc_frame(report: Mapping[str, Any]) -> pd.DataFrame:
+    """The six Shrout & Fleiss ICC forms with what each means, value, F-distribution CI."""
+    return pd.DataFrame([{"form": f, "meaning": ICC_LABELS.get(f, f), **_flat(c)}
+                         for f, c in (report.get("icc") or {}).items()])
+
+
+def _flat(c: Mapping[str, Any] | None) -> dict[str, Any]:
+    ci = coef_ci(c)
+    v = coef_value(c)
+    return {"value": v, "ci_low": ci[0] if ci else None, "ci_high": ci[1] if ci else None,
+            "n_items": (c or {}).get("n_items") if v is not None else None,
+            "reason": None if v is not None else (c or {}).get("reason", "not computable")}
+
+
+def breakdown_frame(report: Mapping[str, Any], column: str) -> pd.DataFrame:
+    """Agreement, MOS (and gold accuracy) per group of a characteristic column."""
+    rows = []
+    for g in (report.get("breakdowns") or {}).get(column, []):
+        alpha = g.get("alpha_ordinal") or {}
+        row = {"group": MISSING_LABEL if g["group"] is None else str(g["group"]),
+               "n_items": g["n_items"], "n_raters": g["n_raters"], "n_ratings": g["n_ratings"],
+               "n_multiply_rated": alpha.get("n_items") if coef_value(alpha) is not None else None,
+               **_coef_cols(g.get("alpha_ordinal"), "alpha_ordinal"),
+               **{k: v for k, v in _coef_cols(g.get("mos"), "mos").items() if k != "mos_reason"}}
+        if "gold_accuracy" in g:
+            row.update({k: v for k, v in _coef_cols(g["gold_accuracy"], "gold_accuracy").items()
+                        if k != "gold_accuracy_reason"})
+            row["gold_n"] = (g["gold_accuracy"] or {}).get("n_items") if \
+                coef_value(g["gold_accuracy"]) is not None else 0
+        rows.append(row)
+    return _numeric(pd.DataFrame(rows))
+
+
+def comparison_frame(report: Mapping[str, Any], column: str) -> pd.DataFrame:
+    """A minus B for every pair of groups of `column` (alpha ordinal, gold accuracy) with CIs."""
+    rows = []
+    for c in report.get("comparisons") or []:
+        if c["column"] != column:
+            continue
+        row = {"comparison": f"{c['group_a']} − {c['group_b']}", "group_a": str(c["group_a"]),
+               "group_b": str(c["group_b"]), **_coef_cols(c.get("alpha_ordinal_diff"), "alpha_diff")}
+        if "gold_accuracy_diff" in c:
+            row.update(_coef_cols(c["gold_accuracy_diff"], "gold_accuracy_diff"))
+        rows.append(row)
+    return _numeric(pd.DataFrame(rows))
+
+
+def _dedupe(df: pd.DataFrame) -> pd.DataFrame:
+    """Scored rows, the last of repeated (item, rater) rows kept, as build_report does."""
+    d = df[pd.to_numeric(df["score"], errors="coerce").notna()].copy()
+    d["score"] = pd.to_numeric(d["score"]).astype(float)
+    if "rating_id" in d.columns:
+        d = d.sort_values("rating_id", kind="stable")
+    return d.drop_duplicates(["item", "rater"], keep="last")
+
+
+def series_label(restorer: Any, strength: Any, vary: bool) -> str:
+    """The restorer's name, with its strength when the restorer is run at several strengths."""
+    name = MISSING_LABEL if restorer is None or (isinstance(restorer, float) and math.isnan(restorer)) \
+        else str(restorer)
+    s = finite(strength)
+    return f"{name} (strength {s:g})" if vary and s is not None else name
+
+
+def mos_by_level(df: pd.DataFrame) -> pd.DataFrame:
+    """MOS per blur kind, restorer (and strength) and blur level.
+
+    Each item counts once: MOS is the mean of the item MOS values in a group (as in the report's
+    breakdowns), with the 95% CI 1.96 * sd(item MOS) / sqrt(items) (no CI below two items).
+    """
+    cols = ["blur_kind", "restorer", "strength", "series", "blur_level", "n_items", "n_ratings",
+            "mos", "mos_ci_low", "mos_ci_high"]
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    d = _dedupe(df)
+    if d.empty:
+        return pd.DataFrame(columns=cols)
+    for c in ("blur_kind", "restorer", "strength", "blur_level"):
+        if c not in d.columns:
+            d[c] = None
+    items = d.groupby("item", sort=False).agg(
+        item_mos=("score", "mean"), n_ratings=("score", "size"), blur_kind=("blur_kind", "first"),
+        restorer=("restorer", "first"), strength=("strength", "first"),
+        blur_level=("blur_level", "first"))
+    items["strength"] = pd.to_numeric(items["strength"], errors="coerce")
+    items["blur_level"] = pd.to_numeric(items["blur_level"], errors="coerce")
+    n_strengths = items.groupby(items["restorer"].astype(str))["strength"].nunique()
+    vary = {k for k, n in n_strengths.items() if n > 1}
+    items["series"] = [series_label(r, s, str(r) in vary)
+                       for r, s in zip(items["restorer"], items["strength"], strict=True)]
+    items["blur_kind"] = items["blur_kind"].astype(object).where(items["blur_kind"].notna(),
+                                                                 MISSING_LABEL)
+    g = items.groupby(["blur_kind", "series", "blur_level"], dropna=False, sort=True)
+    out = g.agg(restorer=("restorer", "first"), strength=("strength", "first"),
+                n_items=("item_mos", "size"), n_ratings=("n_ratings", "sum"),
+                mos=("item_mos", "mean"), sd=("item_mos", "std")).reset_index()
+    half = 1.96 * out["sd"] / np.sqrt(out["n_items"])
+    ok = (out["n_items"] >= 2) & half.notna()
+    out["mos_ci_low"] = (out["mos"] - half).where(ok)
+    out["mos_ci_high"] = (out["mos"] + half).where(ok)
+    return out[cols].reset_index(drop=True)
+
+
+def rater_status(rejected: bool, at_floor: bool) -> str:
+    if rejected and at_floor:
+        return "BT.500 rejected; inconsistency at floor"
+    if rejected:
+        return "BT.500 rejected"
+    if at_floor:
+        return "inconsistency at floor"
+    return "not flagged"
+
+
+def rater_frame(report: Mapping[str, Any]) -> pd.DataFrame:
+    """Per rater: P.910 bias and inconsistency with CIs, BT.500 screening, the flag to mark."""
+    rows = []
+    for p in report.get("per_rater") or []:
+        b_ci, i_ci = p.get("bias_ci95"), p.get("inconsistency_ci95")
+        rows.append({
+            "rater": str(p["rater"]), "n_ratings": p["n_ratings"], "mean_score": finite(p.get("mean_score")),
+            "bias": finite(p.get("bias")), "bias_ci_low": finite(b_ci[0]) if b_ci else None,
+            "bias_ci_high": finite(b_ci[1]) if b_ci else None,
+            "inconsistency": finite(p.get("inconsistency")),
+            "inconsistency_ci_low": finite(i_ci[0]) if i_ci else None,
+            "inconsistency_ci_high": finite(i_ci[1]) if i_ci else None,
+            "inconsistency_at_floor": bool(p.get("inconsistency_at_floor")),
+            "bt500_p": p.get("bt500_p"), "bt500_q": p.get("bt500_q"),
+            "bt500_rejected": bool(p.get("bt500_rejected")),
+            "ds_accuracy": finite(p.get("ds_accuracy")),
+            "status": rater_status(bool(p.get("bt500_rejected")), bool(p.get("inconsistency_at_floor"))),
+        })
+    return _numeric(pd.DataFrame(rows))
+
+
+def kappa_pairs(report: Mapping[str, Any], weight: str = "quadratic") -> pd.DataFrame:
+    """One row per rater pair: Cohen's kappa with the given weights (CI with bootstrap)."""
+    cols = ["rater_a", "rater_b", "n_items", "kappa", "kappa_ci_low", "kappa_ci_high", "kappa_reason"]
+    rows = [{"rater_a": str(p["rater_a"]), "rater_b": str(p["rater_b"]), "n_items": p["n_items"],
+             **_coef_cols(p.get(weight), "kappa")} for p in report.get("pairwise_kappa") or []]
+    return _numeric(pd.DataFrame(rows, columns=cols))
+
+
+def gold_by_rater(report: Mapping[str, Any]) -> pd.DataFrame:
+    """Per rater: gold ratings judged, how many fell in the expected range, accuracy with its
+    Wilson 95% CI. Empty when the data have no gold items."""
+    cols = ["rater", "gold_n", "gold_correct", "gold_accuracy", "gold_accuracy_ci_low",
+            "gold_accuracy_ci_high"]
+    rows = []
+    for p in report.get("per_rater") or []:
+        if "gold_accuracy" not in p:
+            continue
+        ci = p.get("gold_accuracy_ci95")
+        rows.append({"rater": str(p["rater"]), "gold_n": p["gold_n"], "gold_correct": p["gold_correct"],
+                     "gold_accuracy": finite(p["gold_accuracy"]),
+                     "gold_accuracy_ci_low": finite(ci[0]) if ci else None,
+                     "gold_accuracy_ci_high": finite(ci[1]) if ci else None})
+    return _numeric(pd.DataFrame(rows, columns=cols))
+
+
+def _numeric(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns of numbers-or-None as float (None -> NaN) so tables sort and charts read them."""
+    for c in frame.columns:
+        if frame[c].dtype == object and not frame[c].empty:
+            vals = frame[c].dropna()
+            if not vals.empty and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                      for v in vals):
+                frame[c] = pd.to_numeric(frame[c])
+    return frame

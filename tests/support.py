@@ -1,0 +1,158 @@
+"""Test support shared by the test modules and bench/: studies built straight in the database, a
+study of real stored images, free ports and polling. Test modules import from here, never from
+each other."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+from PIL import Image, ImageFilter
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import DegradedImage, GuidelineVersion, Restoration, SourceImage, Study, User
+from review.database import Lab
+from review.labeling.guidelines.files import sync_all
+from review.labeling.study import StudyConfig, add_item, ensure_study
+from review.users import add_user
+
+T = TypeVar("T")
+PASSWORD = "secret-pass"
+#: The methods build_study cycles through for its non-gold items.
+METHODS = ("wiener", "richardson_lucy", "unsupervised_wiener", "sd15_img2img")
+
+
+@dataclass
+class SmallStudy:
+    """What make_study built: the study and its reviewers (not yet enrolled)."""
+
+    study: Study
+    reviewers: list[User]
+
+
+def make_study(session: Session, n_items: int, *, raters_per_item: int = 2, gold_every: int = 0,
+               n_reviewers: int = 3, gold_rate: float = 0.0, name: str = "s") -> SmallStudy:
+    """A study built straight in the database (no image files) for assignment and rating tests."""
+    gv = GuidelineVersion(slug=f"g-{name}", version=1, title="t", body_md="b", content_sha256="0" * 64)
+    src = SourceImage(sha256=f"{name:a>64}"[:64], path="aa/a.png", width=8, height=8)
+    session.add_all([gv, src])
+    session.flush()
+    deg = DegradedImage(source_id=src.id, recipe_key="k", kind="defocus", level=3.0,
+                        sha256="b" * 64, path="bb/b.png")
+    session.add(deg)
+    session.flush()
+    study = ensure_study(session, StudyConfig(name=name, raters_per_item=raters_per_item,
+                                              gold_rate=gold_rate), gv)
+    for i in range(n_items):
+        gold = bool(gold_every) and i % gold_every == 0
+        method = "hidden_reference" if gold else "wiener"
+        res = Restoration(degraded_id=deg.id, method=method, params_key=f"p{i}",
+                          sha256="c" * 64, path="cc/c.png")
+        session.add(res)
+        session.flush()
+        add_item(session, study, res, is_gold=gold, expected=(4, 5) if gold else None)
+    users = [User(username=f"{name}-r{i}", role="reviewer", password_hash="x")
+             for i in range(n_reviewers)]
+    session.add_all(users)
+    session.flush()
+    return SmallStudy(study=study, reviewers=users)
+
+
+def picture(seed: int, size: tuple[int, int] = (96, 72)) -> Image.Image:
+    """A small deterministic picture with edges (so blur is visible)."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w]
+    arr = np.stack([(x * (3 + seed % 5)) % 256, (y * 4) % 256, ((x + y) * 2) % 256], axis=-1)
+    for _ in range(6):
+        x0, y0 = rng.integers(0, w - 10), rng.integers(0, h - 10)
+        arr[y0:y0 + 10, x0:x0 + 10] = rng.integers(0, 256, 3)
+    return Image.fromarray(arr.astype(np.uint8), "RGB")
+
+
+def sample_pictures(max_side: int = 384) -> list[Image.Image]:
+    """scikit-image's bundled photos (no download), shrunk: realistic pages for screenshots."""
+    from skimage import data
+
+    out = []
+    for name in ("astronaut", "coffee", "chelsea", "rocket", "camera", "text"):
+        img = Image.fromarray(np.asarray(getattr(data, name)())).convert("RGB")
+        scale = max_side / max(img.size)
+        out.append(img.resize((round(img.width * scale), round(img.height * scale)), Image.LANCZOS))
+    return out
+
+
+def build_study(lab: Lab, n_items: int = 6, *, name: str = "Portraits", raters_per_item: int = 2,
+                gold_every: int = 0, gold_rate: float = 0.0, reviewers: tuple[str, ...] = ("alice", "bob"),
+                admins: tuple[str, ...] = ("admin",), guideline: GuidelineVersion | None = None,
+                no_reference_every: int = 0, image_size: tuple[int, int] = (96, 72),
+                password: str = PASSWORD, pictures: list[Image.Image] | None = None) -> int:
+    """A study of `n_items` real stored images (source -> blurred -> restoration) under the
+    shipped fidelity v3 guideline (or `guideline`); returns the study id. Gold items are
+    hidden-reference controls expecting 4-5. `pictures` (cycled) replace the generated ones."""
+    with lab.sessions() as s, s.begin():
+        if guideline is None:
+            versions = sync_all(s)
+            guideline = next(v for v in versions if (v.slug, v.version) == ("fidelity", 3))
+        else:
+            s.add(guideline)
+            s.flush()
+        study = ensure_study(s, StudyConfig(name=name, raters_per_item=raters_per_item,
+                                            gold_rate=gold_rate), guideline)
+        for i in range(n_items):
+            seed = 1000 + i + 97 * study.id
+            sharp = pictures[i % len(pictures)] if pictures else picture(seed, image_size)
+            is_ref = not (no_reference_every and i % no_reference_every == 0)
+            stored = lab.store.put_image(sharp)
+            src = s.scalar(select(SourceImage).where(SourceImage.sha256 == stored.sha256))
+            if src is None:
+                src = SourceImage(sha256=stored.sha256, path=stored.relpath, width=sharp.width,
+                                  height=sharp.height, title=f"sample {i}", is_reference=is_ref)
+                s.add(src)
+                s.flush()
+            blurred = sharp.filter(ImageFilter.GaussianBlur(2 + i % 3))
+            bstored = lab.store.put_image(blurred)
+            deg = DegradedImage(source_id=src.id, recipe_key=f"k{i}", kind="defocus", level=3.0,
+                                sha256=bstored.sha256, path=bstored.relpath)
+            s.add(deg)
+            s.flush()
+            gold = bool(gold_every) and i % gold_every == 0
+            method = "hidden_reference" if gold else METHODS[i % len(METHODS)]
+            out = sharp if gold else blurred.filter(ImageFilter.UnsharpMask(3, 150))
+            rstored = lab.store.put_image(out)
+            res = Restoration(degraded_id=deg.id, method=method, params_key=f"p{i}",
+                              sha256=rstored.sha256, path=rstored.relpath)
+            s.add(res)
+            s.flush()
+            add_item(s, study, res, is_gold=gold, expected=(4, 5) if gold else None)
+        have = set(s.scalars(select(User.username)))
+        for username in reviewers:
+            if username not in have:
+                add_user(s, username, password, "reviewer", username.title())
+        for username in admins:
+            if username not in have:
+                add_user(s, username, password, "admin", f"{username.title()} Admin")
+        return study.id
+
+
+def free_port() -> int:
+    """A TCP port on the loopback address that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(probe: Callable[[], T], *, timeout: float, what: str, interval: float = 0.05) -> T:
+    """Poll `probe` until it returns something truthy and return that; fail after `timeout` s.
+    For state another process changes: the wait ends as soon as the state is there."""
+    deadline = time.monotonic() + timeout
+    while not (result := probe()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+    return result

@@ -1,0 +1,69 @@
+"""The AppTest harness: the whole app (log in as a user of build_study), one page on its own for
+a given user, and what a page shows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from streamlit.testing.v1 import AppTest
+
+from review.ui.common import SessionUser
+from tests.support import PASSWORD
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "streamlit_app.py")
+TIMEOUT = 30
+
+
+def app() -> AppTest:
+    return AppTest.from_file(APP, default_timeout=TIMEOUT)
+
+
+def page_user(role: str, uid: int = 1, username: str = "boss") -> SessionUser:
+    """The signed-in user a page is rendered for (by default admin-like "boss", id 1)."""
+    return SessionUser(id=uid, username=username, role=role, display_name=username.title())
+
+
+def page_app(module: str, user: SessionUser, **render_kwargs: Any) -> AppTest:
+    """`review.ui.<module>`'s render(lab, user, **render_kwargs) on its own, without login or
+    navigation; the lab is opened from REVIEW_DATA_DIR (the `settings` fixture sets it)."""
+    return AppTest.from_function(_render_page, args=(module, user), kwargs=render_kwargs,
+                                 default_timeout=60)
+
+
+def _render_page(module: str, user, **render_kwargs) -> None:
+    # AppTest runs this function's source on its own: everything it needs is imported inside.
+    import importlib
+
+    from review.config import load_settings
+    from review.database import open_lab
+
+    importlib.import_module(f"review.ui.{module}").render(open_lab(load_settings()), user, **render_kwargs)
+
+
+def login(at: AppTest, username: str, password: str = PASSWORD) -> AppTest:
+    at.text_input(key="login_username").input(username)
+    at.text_input(key="login_password").input(password)
+    at.button[0].click()  # the form's submit button
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    """Every piece of text the page sends to the browser: each element's protobuf as text
+    (labels, bodies, options, captions, help texts); images contribute their captions."""
+    out: list[str] = []
+
+    def walk(node) -> None:  # noqa: ANN001
+        proto = getattr(node, "proto", None)
+        if getattr(node, "type", None) == "image":  # base64 pixels: only the captions are text
+            out.extend(node.captions)
+        elif proto is not None:
+            out.append(str(proto))
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(at._tree)
+    return "\n".join(out)
