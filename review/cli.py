@@ -178,15 +178,12 @@ def studies_create(name: str, guideline: str, raters_per_item: int, gold_rate: f
 @studies.command("list")
 def studies_list() -> None:
     """List studies with their item counts."""
-    from sqlalchemy import select
-
-    from db.models import Study
     from review.database import open_lab
-    from review.labeling.study import count_items
+    from review.labeling.study import count_items, list_studies
 
     lab = open_lab()
     with lab.sessions() as s:
-        for study in s.scalars(select(Study).order_by(Study.id)):
+        for study in list_studies(s):
             click.echo(f"{study.id:>4}  {study.name}  ({count_items(s, study)} items, "
                        f"{study.raters_per_item} raters per item)")
 

@@ -21,7 +21,7 @@ def app() -> AppTest:
 
 
 def page_user(role: str, uid: int = 1, username: str = "boss") -> SessionUser:
-    """The signed-in user a page is rendered for (by default admin-like "boss", id 1)."""
+    """The signed-in user a page is rendered for (by default "boss", id 1)."""
     return SessionUser(id=uid, username=username, role=role, display_name=username.title())
 
 
@@ -53,13 +53,15 @@ def login(at: AppTest, username: str, password: str = PASSWORD) -> AppTest:
 
 def texts(at: AppTest) -> str:
     """Every piece of text the page sends to the browser: each element's protobuf as text
-    (labels, bodies, options, captions, help texts); images contribute their captions."""
+    (labels, bodies, options, captions, help texts); images contribute their captions and
+    their media URLs (a file name in a URL would be a leak too), but not inline pixels."""
     out: list[str] = []
 
     def walk(node) -> None:  # noqa: ANN001
         proto = getattr(node, "proto", None)
-        if getattr(node, "type", None) == "image":  # base64 pixels: only the captions are text
+        if getattr(node, "type", None) == "image":
             out.extend(node.captions)
+            out.extend(img.url for img in proto.imgs if not img.url.startswith("data:"))
         elif proto is not None:
             out.append(str(proto))
         for child in getattr(node, "children", {}).values():
