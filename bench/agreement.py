@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -25,6 +23,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import krippendorff  # noqa: E402
+from machine import describe  # noqa: E402  (bench/machine.py, beside this script)
 
 from review.analysis.agreement import krippendorff_alpha  # noqa: E402
 from review.analysis.report import build_report  # noqa: E402
@@ -85,9 +84,9 @@ def main() -> None:
     ap.add_argument("--report-repeat", type=int, default=2)
     args = ap.parse_args()
 
-    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, Python {platform.python_version()}, numpy {np.__version__}, "
-          f"pandas {pd.__version__}, krippendorff {importlib.metadata.version('krippendorff')}")
+    print(describe())
+    print(f"numpy {np.__version__}, pandas {pd.__version__}, "
+          f"krippendorff {importlib.metadata.version('krippendorff')}")
     df = make_study(args.items, args.raters, args.missing)
     print(f"data: {args.items} items x {args.raters} raters, {len(df)} ratings "
           f"({args.missing:.0%} missing), 5-point scale")

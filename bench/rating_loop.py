@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import random
 import shutil
 import statistics
@@ -54,6 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+from machine import describe, load  # noqa: E402  (bench/machine.py, beside this script)
 from PIL import Image, ImageFilter  # noqa: E402
 from sqlalchemy import insert, select  # noqa: E402
 
@@ -267,12 +267,6 @@ def browser_bench(data_dir: Path, username: str, n: int, no_fragment: bool) -> l
     return out
 
 
-def load() -> str:
-    """The machine's load average: this box is shared, and latency scales with it."""
-    one, five, _ = os.getloadavg()
-    return f"load average {one:.1f} (1 min), {five:.1f} (5 min)"
-
-
 def summary(name: str, values: list[float]) -> str:
     return (f"{name:<34} p50 {pct(values, 50):8.2f} ms   p95 {pct(values, 95):8.2f} ms   "
             f"mean {statistics.fmean(values):8.2f} ms   n={len(values)}")
@@ -293,8 +287,7 @@ def main() -> None:
     os.environ["REVIEW_DATA_DIR"] = str(data_dir)
     os.environ.pop("REVIEW_DATABASE_URL", None)
     try:
-        print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-              f"{os.cpu_count()} CPUs, Python {platform.python_version()}; {load()}")
+        print(describe())
         lab = open_lab(load_settings(), migrate=True)
         t0 = time.perf_counter()
         with lab.sessions() as s:

@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -30,16 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from machine import describe  # noqa: E402  (bench/machine.py, beside this script)
 
 
 class Clock:
@@ -129,9 +118,8 @@ def main() -> int:
 
     dlogging.set_verbosity_error()
     print("== restore_grid benchmark")
-    print(f"machine: {platform.platform()} | CPU: {cpu_model()} | cores: {os.cpu_count()} | "
-          f"torch threads: {torch.get_num_threads()} | bf16 units: {cpu_has_bf16()} | "
-          f"python {platform.python_version()}, torch {torch.__version__}")
+    print(describe())
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, bf16 used: {cpu_has_bf16()}")
     print(f"config: input {args.size}x{args.size} px (astronaut, defocus r=3), steps "
           f"{args.steps}, strengths {strengths}, seeds {seeds}, scheduler {args.scheduler}, "
           f"guidance {args.guidance}; UNet steps per variant: "
