@@ -64,6 +64,13 @@ def _per_channel(img: Image.Image, psf: np.ndarray, pad_mode: str, deconv: Any) 
     return np.clip(out, 0.0, 1.0)
 
 
+class Deconvolution(Restorer):
+    """What the classical baselines share: they need the known kernel and run on scikit-image."""
+
+    needs_kernel = True
+    versions = ("numpy", "scikit-image", "scipy", "pillow")
+
+
 # ----------------------------------------------------------------------------- wiener
 
 
@@ -76,13 +83,11 @@ class WienerParams(Params):
     pad_mode: str = param("reflect", choices=PAD_MODES, doc="how the border is extended")
 
 
-class Wiener(Restorer):
+class Wiener(Deconvolution):
     """skimage.restoration.wiener with a fixed balance."""
 
     name = "wiener"
     Params = WienerParams
-    needs_kernel = True
-    versions = ("numpy", "scikit-image", "scipy", "pillow")
 
     def _run(self, inp: RestoreInput, params: WienerParams) -> tuple[Image.Image, dict]:
         from skimage.restoration import wiener
@@ -106,7 +111,7 @@ class UnsupervisedWienerParams(Params):
     pad_mode: str = param("reflect", choices=PAD_MODES, doc="how the border is extended")
 
 
-class UnsupervisedWiener(Restorer):
+class UnsupervisedWiener(Deconvolution):
     """skimage.restoration.unsupervised_wiener (Orieux et al. 2010): the balance is estimated.
 
     On noise-free 8-bit inputs the sampler estimates only quantisation noise and picks a balance
@@ -119,8 +124,6 @@ class UnsupervisedWiener(Restorer):
 
     name = "unsupervised_wiener"
     Params = UnsupervisedWienerParams
-    needs_kernel = True
-    versions = ("numpy", "scikit-image", "scipy", "pillow")
 
     def _run(self, inp: RestoreInput, params: UnsupervisedWienerParams) -> tuple[Image.Image, dict]:
         from skimage.restoration import unsupervised_wiener, wiener
@@ -153,13 +156,11 @@ class RichardsonLucyParams(Params):
     pad_mode: str = param("reflect", choices=PAD_MODES, doc="how the border is extended")
 
 
-class RichardsonLucy(Restorer):
+class RichardsonLucy(Deconvolution):
     """skimage.restoration.richardson_lucy (Poisson maximum likelihood, iterative)."""
 
     name = "richardson_lucy"
     Params = RichardsonLucyParams
-    needs_kernel = True
-    versions = ("numpy", "scikit-image", "scipy", "pillow")
 
     def _run(self, inp: RestoreInput, params: RichardsonLucyParams) -> tuple[Image.Image, dict]:
         from skimage.restoration import richardson_lucy
