@@ -1,50 +1,134 @@
-"""Consistent backups of a SQLite lab while it runs: the database through SQLite's online backup
-API (readers and writers keep going; the copy is a single consistent snapshot) and the
-content-addressed image store copied file by file (stored files never change, so a copy made
-after the database snapshot contains every file the snapshot refers to).
+"""Consistent backups of a SQLite lab while it runs.
+
+The database is snapshotted first, through SQLite's online backup API (readers and writers keep
+going; the copy is one consistent state). Then exactly the store files that *snapshot* refers to
+are copied (every `path` or `*_path` column of db.models), and each copy is checked against its
+content address (the sha256 in its name). Files are stored before the rows that name them, so a
+file the snapshot refers to is always there to copy; one that is not (deleted or damaged in the
+store) fails the backup loudly instead of leaving a copy that looks complete. Files written after
+the snapshot, and the display-JPEG cache, are left out.
 
 PostgreSQL labs are backed up with the server's own tools (`pg_dump`), plus this image copy.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import sqlite3
+from collections.abc import Iterable
+from contextlib import closing
 from pathlib import Path
 
+from db.models import Base
 from review.config import Settings
 from review.errors import ReviewError
-from review.media.store import DISPLAY_DIR
+from review.media.store import DISPLAY_DIR, ImageStore
+
+DATABASE_NAME = "review.db"
+INCOMPLETE_NAME = "INCOMPLETE.txt"
+_SHOWN = 20  # problem files named in the error message; INCOMPLETE.txt lists all of them
 
 
 class BackupError(ReviewError):
-    """The backup cannot be made as asked; the message says what to do instead."""
+    """The backup cannot be made as asked, or is incomplete; the message says what to do."""
 
 
 def backup(settings: Settings, dest: Path) -> tuple[Path, int]:
-    """Write `dest/review.db` and `dest/images/`; returns (database path, image files copied)."""
+    """Write `dest/review.db` and the store files it refers to under `dest/images/`, checked;
+    returns (database path, image files copied)."""
     if dest.exists() and any(dest.iterdir()):
         raise BackupError(f"{dest} is not empty; choose a new folder so nothing is overwritten.")
-    dest.mkdir(parents=True, exist_ok=True)
-    images = _copy_images(settings.images_dir, dest / "images")
     if not settings.is_sqlite:
+        dest.mkdir(parents=True, exist_ok=True)
+        images = _copy_all_images(settings.images_dir, dest / "images")
         raise BackupError(
             f"Images copied to {dest / 'images'} ({images} files). The database is PostgreSQL: "
-            "back it up with `pg_dump` (e.g. pg_dump -Fc DBNAME > lab.dump).")
+            "back it up with `pg_dump` (e.g. pg_dump -Fc DBNAME > lab.dump), taken before this "
+            "image copy so that the copy holds every file the dump refers to.")
     source = settings.database_url.database
     if not source or not Path(source).exists():
         raise BackupError(f"No database file at {source}; run `python -m review init` first.")
-    target = dest / "review.db"
-    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
-        src.backup(dst)
-    with sqlite3.connect(target) as check:
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / DATABASE_NAME
+    with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(target)) as dst:
+        src.backup(dst)  # one step: a single consistent snapshot
+    with closing(sqlite3.connect(target)) as check:
         result = check.execute("PRAGMA integrity_check").fetchone()[0]
     if result != "ok":
         raise BackupError(f"The backup failed its integrity check: {result}")
-    return target, images
+    relpaths = referenced_files(target)
+    source_store, backup_store = ImageStore(settings.images_dir), ImageStore(dest / "images")
+    for relpath in relpaths:
+        try:
+            copy = backup_store.path(relpath)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source_store.path(relpath), copy)
+        except (FileNotFoundError, ValueError):
+            pass  # reported by the check below, with every other problem
+    verify_backup(dest)
+    return target, len(relpaths)
 
 
-def _copy_images(src: Path, dst: Path) -> int:
+def referenced_files(database: Path) -> list[str]:
+    """Every store path a lab database file refers to (each `path` / `*_path` column of the
+    model that the file's schema has), sorted and without repeats."""
+    paths: set[str] = set()
+    with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as conn:
+        for table in Base.metadata.sorted_tables:
+            present = {row[1] for row in conn.execute(f'PRAGMA table_info("{table.name}")')}
+            for column in table.columns:
+                if (column.name == "path" or column.name.endswith("_path")) and column.name in present:
+                    paths.update(value for (value,) in conn.execute(
+                        f'SELECT DISTINCT "{column.name}" FROM "{table.name}" '
+                        f'WHERE "{column.name}" IS NOT NULL'))
+    return sorted(paths)
+
+
+def verify_backup(dest: Path) -> int:
+    """Check that every file `dest/review.db` refers to is in `dest/images/` with the content its
+    name addresses; returns how many were checked. An incomplete backup raises `BackupError`
+    naming the files, and `dest/INCOMPLETE.txt` lists them all."""
+    relpaths = referenced_files(dest / DATABASE_NAME)
+    problems = list(_problems(ImageStore(dest / "images"), relpaths))
+    if problems:
+        (dest / INCOMPLETE_NAME).write_text(
+            "This backup is incomplete: its database refers to these store files, which are "
+            "missing or damaged.\n" + "".join(f"{p}\n" for p in problems))
+        shown = "; ".join(problems[:_SHOWN]) + ("; ..." if len(problems) > _SHOWN else "")
+        raise BackupError(
+            f"The backup in {dest} is incomplete: {len(problems)} of {len(relpaths)} image files "
+            f"its database refers to are missing or damaged in the lab's image store: {shown} "
+            f"(all listed in {dest / INCOMPLETE_NAME}). Do not restore from it; repair or "
+            "regenerate those images, then back up again.")
+    return len(relpaths)
+
+
+def _problems(store: ImageStore, relpaths: Iterable[str]) -> Iterable[str]:
+    for relpath in relpaths:
+        try:
+            path = store.path(relpath)
+        except ValueError:
+            yield f"{relpath} (not a store path)"
+            continue
+        try:
+            digest = _sha256(path)
+        except FileNotFoundError:
+            yield f"{relpath} (missing)"
+            continue
+        if digest != path.stem:
+            yield f"{relpath} (damaged: its content has sha256 {digest[:12]}...)"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _copy_all_images(src: Path, dst: Path) -> int:
     count = 0
     if not src.exists():
         return count

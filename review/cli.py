@@ -436,12 +436,14 @@ def generate(study_name: str | None, plan_path: str | None, job_id: int | None,
 @click.argument("dest", type=click.Path(file_okay=False))
 def backup_cmd(dest: str) -> None:
     """Back up a running lab to the empty folder DEST: a consistent snapshot of the SQLite
-    database and a copy of the image store. To restore, point REVIEW_DATA_DIR at DEST."""
+    database, then every image file it refers to, each checked against its sha256; exits 1
+    naming the files if any is missing or damaged. To restore, point REVIEW_DATA_DIR at DEST."""
     from review.backup import backup
     from review.config import load_settings
 
     db_path, images = backup(load_settings(), Path(dest))
-    click.echo(f"Backed up the database to {db_path} and {images} image files.")
+    click.echo(f"Backed up the database to {db_path} and the {images} image files it refers to "
+               "(each checked).")
 
 
 def main() -> None:

@@ -3,7 +3,9 @@ runs outside the Streamlit script run, in its own process, and records progress,
 and a heartbeat in the database so any page or CLI can watch or cancel it.
 
 - Resumable: every unit is identified by content (source image, blur recipe, method,
-  parameters); a rerun after a crash or kill skips what is already stored.
+  parameters); a rerun after a crash or kill skips what is already stored. A running job whose
+  worker process has ended on this host is taken over at once; one whose worker is on another
+  host (or alive) when its heartbeat is `HEARTBEAT_STALE` old, and the refusal says when.
 - Cancellable: `cancel()` sets a flag the worker checks between units.
 - One generation per machine at a time: a file lock in the data folder serialises worker
   processes, and the restore module holds a per-pipeline lock inside a process.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import fcntl
 import itertools
+import math
 import os
 import socket
 import subprocess
@@ -23,7 +26,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -158,12 +161,49 @@ def job_errors(lab: Lab, job_id: int) -> list[JobItemError]:
 
 
 def _worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """host:pid, plus the process's start time where /proc has it (host:pid@start), so that a
+    later process that got the same pid is not mistaken for this one."""
+    stat = _proc_stat(os.getpid())
+    return f"{socket.gethostname()}:{os.getpid()}" + (f"@{stat[19]}" if stat else "")
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first, start time at 19),
+    or None where there is no such process or no /proc."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2:].split()
+
+
+def _worker_gone(worker: str | None) -> bool:
+    """Whether `worker` names a process on this host that has ended: no such pid, a zombie (its
+    parent has not reaped it yet), or the pid now belongs to a process started later."""
+    host, _, rest = (worker or "").rpartition(":")
+    pid_text, _, start = rest.partition("@")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # another user's process: it exists
+    stat = _proc_stat(pid)
+    if stat is None:
+        return False
+    return stat[0] in ("Z", "X") or bool(start) and stat[19] != start
 
 
 def _claim(lab: Lab, job_id: int) -> None:
-    """Mark the job running for this process; refuse if a live worker already has it."""
+    """Mark the job running for this process. A running job is taken over when its worker is a
+    process of this host that has ended, or when its heartbeat is stale; otherwise refused,
+    saying when it can be taken over."""
     now = utcnow()
+    claimed = {"status": "running", "worker": _worker_name(), "heartbeat_at": now,
+               "started_at": now, "error": None, "finished_at": None, "cancel_requested": False}
     with lab.sessions() as s, s.begin():
         result = s.execute(
             update(GenerationJob)
@@ -172,16 +212,37 @@ def _claim(lab: Lab, job_id: int) -> None:
                        (GenerationJob.status == "running")
                        & or_(GenerationJob.heartbeat_at.is_(None),
                              GenerationJob.heartbeat_at < now - HEARTBEAT_STALE)))
-            .values(status="running", worker=_worker_name(), heartbeat_at=now, started_at=now,
-                    error=None, finished_at=None, cancel_requested=False)
+            .values(**claimed)
         )
-        if result.rowcount != 1:
-            job = s.get(GenerationJob, job_id)
-            if job is None:
-                raise JobError(f"No job {job_id}.")
-            raise JobError(f"Job {job_id} is {job.status}"
-                           + (f" in {job.worker}" if job.status == "running" else "")
-                           + "; nothing to do.")
+        if result.rowcount == 1:
+            return
+        job = s.get(GenerationJob, job_id)
+        if job is None:
+            raise JobError(f"No job {job_id}.")
+        if job.status != "running":
+            raise JobError(f"Job {job_id} is {job.status}; nothing to do.")
+        if _worker_gone(job.worker) and s.execute(  # only if no one else took it over meanwhile
+                update(GenerationJob)
+                .where(GenerationJob.id == job_id, GenerationJob.status == "running",
+                       GenerationJob.worker == job.worker)
+                .values(**claimed)).rowcount == 1:
+            return
+        raise JobError(_running_elsewhere(job, now))
+
+
+def _running_elsewhere(job: GenerationJob, now: datetime) -> str:
+    """Why a running job cannot be taken over now, and when it can."""
+    beat = job.heartbeat_at if job.heartbeat_at.tzinfo else job.heartbeat_at.replace(tzinfo=UTC)
+    deadline = beat + HEARTBEAT_STALE
+    wait = max(0, math.ceil((deadline - now).total_seconds()))
+    on_this_host = (job.worker or "").rpartition(":")[0] == socket.gethostname()
+    where = "a live process on this host" if on_this_host else "another host"
+    at_once = "; or at once, once that process has ended" if on_this_host else ""
+    return (f"Job {job.id} is running in {job.worker} ({where}, last heartbeat "
+            f"{max(0, round((now - beat).total_seconds()))} s ago); nothing to do now. "
+            f"If that worker has stopped, the job can be taken over from "
+            f"{deadline.astimezone():%Y-%m-%d %H:%M:%S %Z} (in {wait} s), when its heartbeat is "
+            f"{HEARTBEAT_STALE.total_seconds():g} s old{at_once}: run this again then.")
 
 
 @contextmanager

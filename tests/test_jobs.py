@@ -4,10 +4,12 @@ tiny SD1.5 pipeline through the same path as real weights."""
 from __future__ import annotations
 
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import numpy as np
 import pytest
@@ -15,7 +17,15 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from db.models import GenerationJob, Restoration, StudyItem, utcnow
-from review.jobs import GenerationPlan, JobError, cancel, create_job, job_errors, run_job
+from review.jobs import (
+    HEARTBEAT_STALE,
+    GenerationPlan,
+    JobError,
+    cancel,
+    create_job,
+    job_errors,
+    run_job,
+)
 from review.labeling.study import StudyConfig, ensure_study
 from review.media import catalog
 
@@ -107,14 +117,53 @@ def test_cancel_stops_between_items(lab):
         run_job(lab, queued)
 
 
-def test_a_live_job_cannot_be_run_twice(lab):
-    sid = _source(lab)
-    job = create_job(lab, "jobs", _classical_plan([sid]))
+def _one_unit_plan(source_id):
+    return GenerationPlan([source_id], [{"kind": "defocus", "level": 2.0}], [{"method": "blurred"}])
+
+
+def _running_in(lab, job, worker, heartbeat_age=timedelta(0)):
+    """Record the job as running in `worker`, its last heartbeat `heartbeat_age` ago; returns
+    when that heartbeat goes stale."""
     with lab.sessions() as s, s.begin():
         j = s.get(GenerationJob, job)
-        j.status, j.heartbeat_at, j.worker = "running", utcnow(), "elsewhere:1"
-    with pytest.raises(JobError, match="running in elsewhere:1"):
+        j.status, j.worker, j.heartbeat_at = "running", worker, utcnow() - heartbeat_age
+    with lab.sessions() as s:
+        beat = s.get(GenerationJob, job).heartbeat_at
+    return (beat if beat.tzinfo else beat.replace(tzinfo=UTC)) + HEARTBEAT_STALE
+
+
+def test_a_live_job_is_refused_saying_when_it_can_be_taken_over(lab):
+    job = create_job(lab, "jobs", _one_unit_plan(_source(lab)))
+    deadline = _running_in(lab, job, "elsewhere:1", timedelta(seconds=30))
+    with pytest.raises(JobError, match="running in elsewhere:1 \\(another host") as refused:
         run_job(lab, job)
+    message = str(refused.value)
+    assert f"taken over from {deadline.astimezone():%Y-%m-%d %H:%M:%S %Z}" in message
+    wait = int(re.search(r"\(in (\d+) s\)", message).group(1))
+    assert HEARTBEAT_STALE.total_seconds() - 40 <= wait <= HEARTBEAT_STALE.total_seconds() - 30
+    this_process = f"{socket.gethostname()}:{os.getpid()}"  # alive, on this host
+    _running_in(lab, job, this_process)
+    with pytest.raises(JobError, match="a live process on this host.*at once, once that process"):
+        run_job(lab, job)
+    _running_in(lab, job, "elsewhere:1", HEARTBEAT_STALE + timedelta(seconds=1))
+    assert run_job(lab, job) == "done"  # stale: taken over
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="process states need /proc")
+def test_a_job_whose_worker_ended_on_this_host_is_taken_over_at_once(lab):
+    sid = _source(lab)
+    host = socket.gethostname()
+    reused = create_job(lab, "jobs", _one_unit_plan(sid))
+    _running_in(lab, reused, f"{host}:{os.getpid()}@1")  # the pid is now a later process's
+    assert run_job(lab, reused) == "done"
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:  # the worker exited and its parent (the page that started it) has not reaped it yet
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
+        zombie = create_job(lab, "jobs", _one_unit_plan(sid))
+        _running_in(lab, zombie, f"{host}:{child.pid}")
+        assert run_job(lab, zombie) == "done"
+    finally:
+        child.wait()
 
 
 #: `python -m review generate --job ID --quiet`, except that the worker stops after storing its
@@ -156,11 +205,14 @@ def test_job_resumes_after_the_worker_is_killed(lab):
         worker.send_signal(signal.SIGKILL)
         worker.communicate()
     assert _count(lab, Restoration) == 1
-    with lab.sessions() as s, s.begin():
+    with lab.sessions() as s:
         j = s.get(GenerationJob, job)
         assert j.status == "running" and j.progress_done == 1  # the killed worker left it "running"
-        j.heartbeat_at = utcnow() - timedelta(minutes=10)  # its heartbeat goes stale
-    assert run_job(lab, job) == "done"
+    # at once: the heartbeat is fresh, but the process it names is gone from this host
+    resume = subprocess.run([sys.executable, "-m", "review", "generate", "--job", str(job), "--quiet"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert resume.returncode == 0, resume.stdout + resume.stderr
+    assert f"Job {job}: done." in resume.stdout
     assert _count(lab, Restoration) == 6 and _count(lab, StudyItem) == 6
 
 
