@@ -24,6 +24,7 @@ from PIL import Image, ImageCms, ImageFile
 from review.errors import ReviewError
 from review.media import store as store_module
 from review.media.decode import (
+    MIN_SIDE,
     ImageRejected,
     decode_file,
     decode_image,
@@ -53,6 +54,12 @@ def gradient_rgb(w: int = 64, h: int = 64) -> Image.Image:
     y, x = np.mgrid[0:h, 0:w]
     arr = np.stack([x * 255 // (w - 1), y * 255 // (h - 1), (x + y) * 255 // (w + h - 2)], -1)
     return Image.fromarray(arr.astype(np.uint8))
+
+
+def tiled(arr: np.ndarray) -> np.ndarray:
+    """Repeat a small test pattern until it meets MIN_SIDE; row 0 starts with the pattern."""
+    h, w = arr.shape[:2]
+    return np.tile(arr, (-(-MIN_SIDE // h), -(-MIN_SIDE // w)) + (1,) * (arr.ndim - 2))
 
 
 def png_chunk(kind: bytes, payload: bytes) -> bytes:
@@ -258,6 +265,124 @@ def test_damaged_png_data_is_corrupt(store: ImageStore) -> None:
     assert_rejected(store, bytes(data), "corrupt")
 
 
+def set_tiff_next_ifd(data: bytes, target: int) -> bytes:
+    """Point the first IFD's next-IFD pointer (the frame chain) at ``target``."""
+    out = bytearray(data)
+    ifd = struct.unpack_from("<I", out, 4)[0]
+    count = struct.unpack_from("<H", out, ifd)[0]
+    struct.pack_into("<I", out, ifd + 2 + 12 * count, target)
+    return bytes(out)
+
+
+@pytest.mark.parametrize("target", [10, 16, 100, -4])
+def test_tiff_with_damaged_frame_chain_is_corrupt(store: ImageStore, target: int) -> None:
+    # Regression: Pillow raised "TypeError: Missing dimensions" while counting the frames.
+    data = encode(noise_rgb(), "TIFF")
+    assert_rejected(store, set_tiff_next_ifd(data, target % len(data)), "corrupt")
+
+
+def test_tiff_frame_chain_looping_to_itself_is_one_frame() -> None:
+    data = encode(noise_rgb(), "TIFF")
+    assert decode_image(set_tiff_next_ifd(data, 8)).size == (64, 48)
+
+
+def test_heic_with_impossible_size_is_corrupt(store: ImageStore) -> None:
+    # Regression: libheif's "Security limit exceeded" escaped as RuntimeError. 64 x 48 is coded
+    # as 64 x 64 with a clean-aperture crop, so the header size Pillow reports stays 64 x 48
+    # (within the caps) while the coded height (the ispe box) claims two billion rows.
+    data = bytearray(encode(gradient_rgb(64, 48), "HEIF"))
+    assert b"clap" in data
+    at = data.find(b"ispe")
+    struct.pack_into(">I", data, at + 12, 0x7C000040)  # image spatial extent: height
+    assert_rejected(store, bytes(data), "corrupt")
+
+
+@pytest.mark.parametrize(
+    ("progressive", "fraction"), [(False, 0.3), (False, 0.6), (False, 0.95), (True, 0.3), (True, 0.6)])
+def test_jpeg_closed_early_is_truncated(store: ImageStore, progressive: bool, fraction: float) -> None:
+    # A cut file closed with an end-of-image marker: libjpeg would fill the rest with grey.
+    # (A progressive file cut inside its last refinement scan has every pixel, at the previous
+    # scan's precision, and is accepted: nothing says how many refinement bits it should hold.)
+    data = encode(noise_rgb(128, 96), "JPEG", quality=90, progressive=progressive)
+    assert_rejected(store, data[: int(len(data) * fraction)] + b"\xff\xd9", "truncated")
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_jpeg_header_claiming_more_pixels_is_truncated(store: ImageStore, progressive: bool) -> None:
+    # Regression: a 13.7 kB JPEG was accepted as 6000 x 6666, almost all of it grey.
+    data = bytearray(encode(gradient_rgb(200, 150), "JPEG", quality=90, progressive=progressive))
+    at = data.find(b"\xff\xc2" if progressive else b"\xff\xc0")
+    struct.pack_into(">HH", data, at + 5, 6666, 6000)
+    assert_rejected(store, bytes(data), "truncated")
+
+
+@pytest.mark.parametrize(
+    "kw", [{}, {"progressive": True}, {"optimize": True}, {"subsampling": 0, "quality": 95},
+           {"restart_marker_blocks": 4}],
+)
+def test_complete_jpegs_decode_as_pillow_does(kw: dict) -> None:
+    """The checks against padding change no pixel of a complete file."""
+    for img in (noise_rgb(131, 77), gradient_rgb(64, 40), gradient_rgb(64, 40).convert("L")):
+        data = encode(img, "JPEG", **kw)
+        with Image.open(io.BytesIO(data)) as direct:
+            expected = np.asarray(direct.convert("RGB"))
+        assert np.array_equal(np.asarray(decode_image(data)), expected)
+
+
+def test_png_stream_ending_before_the_last_row_is_truncated(store: ImageStore) -> None:
+    # Regression: a 59 kB PNG was accepted as 200 x 100,000 pixels, 99.8 % black.
+    rows = np.asarray(noise_rgb(200, 100))
+    raw = b"".join(b"\x00" + row.tobytes() for row in rows)
+    assert decode_image(build_png(200, 100, 8, 2, zlib.compress(raw))).size == (200, 100)
+    assert_rejected(store, build_png(200, 100_000, 8, 2, zlib.compress(raw)), "truncated")
+    interlaced = bytearray(encode(noise_rgb(40, 30), "PNG"))
+    interlaced[28] = 1  # IHDR interlace method: Adam7 needs more bytes than the stream holds
+    interlaced[29:33] = struct.pack(">I", zlib.crc32(bytes(interlaced[12:29])))
+    assert_rejected(store, bytes(interlaced), "truncated")
+
+
+def test_uncompressed_tiff_with_rows_no_strip_covers_is_truncated(store: ImageStore) -> None:
+    data = bytearray(encode(noise_rgb(64, 48), "TIFF"))
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    for i in range(struct.unpack_from("<H", data, ifd)[0]):
+        entry = ifd + 2 + 12 * i
+        if struct.unpack_from("<H", data, entry)[0] == 257:  # ImageLength
+            kind = struct.unpack_from("<H", data, entry + 2)[0]
+            struct.pack_into("<H" if kind == 3 else "<I", data, entry + 8, 480)
+    assert_rejected(store, bytes(data), "truncated")
+
+
+@pytest.mark.parametrize(
+    ("fmt", "kw"),
+    [("JPEG", {"quality": 90}), ("PNG", {}), ("WEBP", {"quality": 80}), ("WEBP", {"lossless": True}),
+     ("TIFF", {}), ("TIFF", {"compression": "tiff_deflate"})],
+)
+def test_cut_files_are_refused(store: ImageStore, fmt: str, kw: dict) -> None:
+    data = encode(noise_rgb(128, 96), fmt, **kw)
+    for fraction in (0.1, 0.5, 0.9, 0.99):
+        with pytest.raises(ImageRejected) as info:
+            ingest(store, data[: int(len(data) * fraction)])
+        assert info.value.code in ("truncated", "corrupt"), (fraction, info.value.code)
+    assert stored_files(store) == []
+
+
+def test_images_below_the_minimum_size_are_refused(store: ImageStore) -> None:
+    err = assert_rejected(store, encode(noise_rgb(1, 1), "PNG"), "too_small")
+    assert "1 x 1 pixels" in str(err) and f"at least {MIN_SIDE} x {MIN_SIDE}" in str(err)
+    assert_rejected(store, encode(noise_rgb(MIN_SIDE, MIN_SIDE - 1), "PNG"), "too_small")
+    assert decode_image(encode(noise_rgb(MIN_SIDE, MIN_SIDE), "PNG")).size == (MIN_SIDE, MIN_SIDE)
+
+
+def test_minimum_size_is_what_restorer_scores_need() -> None:
+    from review.media.restore.base import compute_metrics
+
+    small = noise_rgb(MIN_SIDE, MIN_SIDE)
+    assert "ssim" in compute_metrics(small, small, small)
+    smaller = noise_rgb(MIN_SIDE - 1, MIN_SIDE - 1)
+    with pytest.raises(ValueError, match="win_size"):
+        compute_metrics(smaller, smaller, smaller)
+
+
 def test_text_file_named_png(store: ImageStore, tmp_path: Path) -> None:
     path = tmp_path / "selfie.png"
     path.write_text("This is a shopping list, not a picture.\nmilk\neggs\n")
@@ -405,35 +530,35 @@ def test_cmyk_jpeg_becomes_rgb() -> None:
 
 
 def test_16bit_grey_png_scaled_not_clipped() -> None:
-    values = np.array([[0, 128, 257, 32767, 32768, 65535]], np.uint16)
+    values = tiled(np.array([[0, 128, 257, 32767, 32768, 65535]], np.uint16))
     data = encode(Image.fromarray(values), "PNG")
     assert data[24] == 16  # IHDR bit depth: really a 16-bit PNG
     out = np.asarray(decode_image(data))
-    assert out.shape == (1, 6, 3)
+    assert out.shape == (7, 12, 3)
     # round(v * 255 / 65535): 128 -> 0.498 -> 0, 257 -> 1, 32767 -> 127.498 -> 127, 32768 -> 128
-    assert out[0, :, 0].tolist() == [0, 0, 1, 127, 128, 255]
+    assert out[0, :6, 0].tolist() == [0, 0, 1, 127, 128, 255]
     assert (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()
 
 
 def test_16bit_grey_tiff_scaled() -> None:
-    values = np.array([[0, 32768, 65535]], np.uint16)
+    values = tiled(np.array([[0, 32768, 65535]], np.uint16))
     out = np.asarray(decode_image(encode(Image.fromarray(values), "TIFF")))
-    assert out[0, :, 0].tolist() == [0, 128, 255]
+    assert out[0, :3, 0].tolist() == [0, 128, 255]
 
 
 def test_16bit_rgb_png_scaled() -> None:
     # Pillow cannot write 16-bit RGB PNG; build one (colour type 2, bit depth 16) by hand.
     px = [(65535, 32768, 0), (0, 65535, 32768), (257, 514, 1028)]
-    raw = b"\x00" + b"".join(struct.pack(">3H", *p) for p in px)
-    out = np.asarray(decode_image(build_png(3, 1, 16, 2, zlib.compress(raw))))
+    raw = (b"\x00" + b"".join(struct.pack(">3H", *p) for p in px * 3)) * 7
+    out = np.asarray(decode_image(build_png(9, 7, 16, 2, zlib.compress(raw))))
     expected = np.array([[255, 128, 0], [0, 255, 128], [1, 2, 4]])
-    assert np.abs(out[0].astype(int) - expected).max() <= 1
+    assert np.abs(out[0, :3].astype(int) - expected).max() <= 1
 
 
 def test_palette_png_with_transparency_onto_white() -> None:
-    pal = Image.new("P", (4, 2))
+    pal = Image.new("P", (8, 8))
     pal.putpalette([0, 0, 0, 255, 0, 0] + [0] * (254 * 3))
-    pal.putdata([0, 1, 0, 1, 1, 0, 1, 0])
+    pal.putdata(tiled(np.array([[0, 1, 0, 1], [1, 0, 1, 0]])).flatten().tolist())
     data = encode(pal, "PNG", transparency=0)  # index 0 (black) fully transparent
     out = np.asarray(decode_image(data))
     assert out[0, 0].tolist() == [255, 255, 255]
@@ -441,7 +566,7 @@ def test_palette_png_with_transparency_onto_white() -> None:
 
 
 def test_rgba_composited_onto_white() -> None:
-    arr = np.array([[[255, 0, 0, 255], [255, 0, 0, 128], [0, 0, 255, 0]]], np.uint8)
+    arr = tiled(np.array([[[255, 0, 0, 255], [255, 0, 0, 128], [0, 0, 255, 0]]], np.uint8))
     out = np.asarray(decode_image(encode(Image.fromarray(arr, mode="RGBA"), "PNG"))).astype(int)
     assert out[0, 0].tolist() == [255, 0, 0]
     assert np.abs(out[0, 1] - (255, 127, 127)).max() <= 1  # half red over white
@@ -449,14 +574,14 @@ def test_rgba_composited_onto_white() -> None:
 
 
 def test_la_and_1bit_and_grey() -> None:
-    la = Image.fromarray(np.array([[[0, 255], [0, 0], [200, 255]]], np.uint8), mode="LA")
+    la = Image.fromarray(tiled(np.array([[[0, 255], [0, 0], [200, 255]]], np.uint8)), mode="LA")
     out = np.asarray(decode_image(encode(la, "PNG")))
-    assert out[0].tolist() == [[0, 0, 0], [255, 255, 255], [200, 200, 200]]
-    bits = Image.new("1", (8, 1))
+    assert out[0, :3].tolist() == [[0, 0, 0], [255, 255, 255], [200, 200, 200]]
+    bits = Image.new("1", (8, 7))
     bits.putpixel((3, 0), 1)
     out = np.asarray(decode_image(encode(bits, "PNG")))
     assert out[0, 3].tolist() == [255, 255, 255] and out[0, 2].tolist() == [0, 0, 0]
-    grey = Image.fromarray(np.array([[17, 99]], np.uint8))
+    grey = Image.fromarray(np.array([[17] + [99] * 7] * 7, np.uint8))
     assert np.asarray(decode_image(encode(grey, "JPEG", quality=100)))[0, 1].tolist() == [
         99,
         99,
@@ -477,11 +602,11 @@ def test_adobe_rgb_icc_profile_converted_to_srgb() -> None:
         [[100, 150, 200], [200, 80, 60], [128, 128, 128], [100, 170, 100], [230, 210, 180]],
         np.uint8,
     )
-    src = Image.fromarray(colours[None, :, :])
+    src = Image.fromarray(tiled(colours[None, :, :]))
     data = encode(src, "PNG", icc_profile=ADOBE_RGB_ICC)
     with Image.open(io.BytesIO(data)) as probe:
         assert probe.info["icc_profile"] == ADOBE_RGB_ICC
-    out = np.asarray(decode_image(data))[0].astype(float)
+    out = np.asarray(decode_image(data))[0, :5].astype(float)
     expected = adobe_to_srgb_reference(colours.astype(float))
     # LittleCMS (D50 PCS, Bradford) vs the direct D65 matrices: measured 0.49 levels apart.
     assert np.abs(out - expected).max() <= 1.0, (out, expected)
@@ -490,7 +615,7 @@ def test_adobe_rgb_icc_profile_converted_to_srgb() -> None:
 
 
 def test_adobe_rgb_profile_in_jpeg_and_with_alpha() -> None:
-    colours = np.array([[[100, 170, 100, 255], [100, 170, 100, 0]]], np.uint8)
+    colours = tiled(np.array([[[100, 170, 100, 255], [100, 170, 100, 0]]], np.uint8))
     data = encode(Image.fromarray(colours, mode="RGBA"), "PNG", icc_profile=ADOBE_RGB_ICC)
     out = np.asarray(decode_image(data)).astype(float)
     expected = adobe_to_srgb_reference(np.array([[100.0, 170.0, 100.0]]))[0]

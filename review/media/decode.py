@@ -13,7 +13,17 @@ Decoding policy, and why:
   tiny file that claims to be 30000 x 30000 cannot exhaust memory. Pillow's own
   decompression-bomb warning/error is turned into the same rejection.
 * Truncated files are rejected (Pillow must not pad missing data with grey): a half-uploaded
-  selfie would otherwise be rated as if the restorer had damaged it.
+  selfie would otherwise be rated as if the restorer had damaged it. ``LOAD_TRUNCATED_IMAGES``
+  alone does not ensure this: libjpeg fills the rest of the picture with grey when the
+  compressed data ends at an end-of-image marker before the last block, and Pillow's PNG
+  decoder stops quietly when the zlib stream ends before the last row (leaving zeros). So a
+  file whose header claims more pixels than its data holds is checked per format (see
+  :func:`_check_jpeg`, :func:`_check_png`, :func:`_check_tiff_tiles`).
+* Images smaller than :data:`MIN_SIDE` pixels on a side are refused: every restorer is scored
+  with SSIM, whose 7 x 7 window does not fit in them.
+* Any exception Pillow or pillow-heif raises while opening or decoding becomes a rejection
+  (damaged TIFF frame chains raise ``TypeError``, damaged HEIC ``RuntimeError``); see
+  :func:`_decoding`.
 * Animations and multi-page files are rejected rather than silently reduced to frame one.
 * EXIF orientation is applied (phone selfies are stored sideways with an orientation tag).
 * Colour is normalised to 8-bit sRGB: embedded non-sRGB ICC profiles (Display P3 from
@@ -25,8 +35,12 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import threading
 import warnings
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +53,7 @@ from review.errors import ReviewError
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_PIXELS",
+    "MIN_SIDE",
     "ImageRejected",
     "as_rgb",
     "decode_file",
@@ -57,6 +72,9 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 DEFAULT_MAX_BYTES = 40_000_000
 DEFAULT_MAX_PIXELS = 40_000_000
+# Smallest width and height we take: restorers are scored with skimage's structural_similarity,
+# whose default 7 x 7 window must fit in the image (smaller inputs fail every restorer).
+MIN_SIDE = 7
 
 # Pillow format names we accept. "MPO" is how Pillow reports the multi-picture JPEGs that many
 # phone cameras write (main image plus depth map or preview); its first frame is the photo.
@@ -185,42 +203,224 @@ def _truncated() -> ImageRejected:
     )
 
 
+def _too_small(size: tuple[int, int]) -> ImageRejected:
+    w, h = size
+    return ImageRejected(
+        "too_small",
+        f"The image is {w} x {h} pixels; it must be at least {MIN_SIDE} x {MIN_SIDE} pixels "
+        "(the restorers and their quality scores need that much). Please upload a larger photo.",
+    )
+
+
+@contextmanager
+def _decoding(max_pixels: int) -> Iterator[None]:
+    """Any exception from Pillow or pillow-heif inside the block becomes an ImageRejected.
+
+    Decoders fed hostile bytes fail with whatever type the failing line happens to raise: a
+    damaged TIFF frame chain gives ``TypeError: Missing dimensions``, a damaged HEIC a
+    ``RuntimeError`` from libheif, others ``KeyError``, ``struct.error`` or ``AssertionError``.
+    A list of types lets the next fuzzed file through as a traceback, so we catch
+    ``Exception``; to keep our own bugs visible, the blocks wrapped in this contain nothing but
+    calls into the imaging libraries on the user's bytes (open, frame count, load, EXIF
+    transpose). Our rejections raised inside pass through unchanged.
+    """
+    try:
+        yield
+    except ImageRejected:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning, MemoryError):
+        raise _reject_pixels(None, max_pixels) from None
+    except Exception as exc:  # noqa: BLE001 - see docstring: a decoder boundary
+        if "truncated" in str(exc).lower() or isinstance(exc, EOFError):
+            raise _truncated() from None
+        raise _corrupt(str(exc) or type(exc).__name__) from None
+
+
 def _open_header(data: bytes, max_pixels: int) -> ImageFile.ImageFile:
     """Identify the format and read the header only; Pillow's bomb warning becomes an error."""
-    with _WARNINGS_LOCK, warnings.catch_warnings():
+    with _WARNINGS_LOCK, warnings.catch_warnings(), _decoding(max_pixels):
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             return Image.open(io.BytesIO(data), formats=list(_ALLOWED_FORMATS))
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise _reject_pixels(None, max_pixels) from None
         except UnidentifiedImageError:
             raise _unidentified(data) from None
-        except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
-            # Pillow reports broken headers with a zoo of exception types.
-            if "truncated" in str(exc).lower() or isinstance(exc, EOFError):
-                raise _truncated() from None
-            raise _corrupt(str(exc) or type(exc).__name__) from None
 
 
-def _load_pixels(im: ImageFile.ImageFile) -> None:
-    """Decode the pixel data; truncation and decoder errors become rejections."""
+def _reset_load_truncated() -> None:
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         # Someone in this process switched it on; it would let half-files through.
         log.warning("PIL.ImageFile.LOAD_TRUNCATED_IMAGES was True; review.media.decode resets it.")
         ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+# ---------------------------------------------------------------------------------------------
+# Does the data hold every pixel the header claims?
+
+# A marker inside JPEG entropy-coded data: 0xFF followed by anything but a stuffed zero, a
+# restart marker (D0-D7) or another fill byte.
+_JPEG_MARKER_IN_SCAN = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_JPEG_HUFFMAN_DCT_FRAMES = {0xC0: False, 0xC1: False, 0xC2: True}  # SOF marker -> progressive
+_JPEG_EOI = 0xD9
+# libjpeg reads up to 8 bytes ahead of the bits it needs (57-bit bit buffer); twice that.
+_JPEG_LOOKAHEAD = b"\x00" * 16
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _jpeg_segments(data: bytes) -> tuple[int, bytes, list[tuple[bytes, int, int, int]]] | None:
+    """(SOF marker, SOF payload, scans as (SOS payload, data start, data end, next marker)).
+
+    None when the marker structure cannot be followed; Pillow then has the last word.
+    """
+    pos, frame, scans = 2, None, []
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+            continue
+        if marker == _JPEG_EOI:
+            break
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        payload = data[pos + 4:pos + 2 + length]
+        if length < 2 or len(payload) != length - 2:
+            return None
+        pos += 2 + length
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            frame = (marker, payload)
+        elif marker == 0xDA:
+            found = _JPEG_MARKER_IN_SCAN.search(data, pos)
+            end = found.start() if found else len(data)
+            next_marker = data[end + 1] if found else -1
+            scans.append((payload, pos, end, next_marker))
+            pos = end
+    if frame is None or not scans:
+        return None
+    return frame[0], frame[1], scans
+
+
+def _check_jpeg(data: bytes) -> bytes | None:
+    """Refuse a JPEG whose scans cannot hold the picture; return bytes that cannot be padded.
+
+    libjpeg fills the rest of a scan with grey when its data ends early at a marker, so a
+    file cut short and closed with an end-of-image marker, or with inflated dimensions in its
+    header, decodes "successfully". Three checks: every block costs at least one bit in the
+    first scan that codes it (a 13.7 kB file cannot hold 6000 x 6666 pixels); a progressive
+    file must refine every coefficient to the last bit (a cut file lacks its later scans); and
+    a single-scan file is decoded without its end-of-image marker, followed by a few zero bytes
+    of look-ahead, so that libjpeg, missing data, asks for more (Pillow then reports the file
+    truncated) instead of meeting the marker and padding. Returns those bytes, or None to
+    decode ``data`` as it is.
+    """
+    layout = _jpeg_segments(data)
+    if layout is None or layout[0] not in _JPEG_HUFFMAN_DCT_FRAMES:
+        return None  # arithmetic-coded, lossless or unparsable: Pillow decides alone
+    marker, frame, scans = layout
+    if len(frame) < 6 or len(frame) < 6 + 3 * frame[5]:
+        return None
+    height, width = int.from_bytes(frame[1:3], "big"), int.from_bytes(frame[3:5], "big")
+    sampling = {frame[6 + 3 * i]: (frame[7 + 3 * i] >> 4, frame[7 + 3 * i] & 15) for i in range(frame[5])}
+    if not sampling or min(min(hv) for hv in sampling.values()) < 1:
+        return None
+    h_max = max(h for h, _ in sampling.values())
+    v_max = max(v for _, v in sampling.values())
+    coded: dict[int, set[int]] = {c: set() for c in sampling}
+    for payload, start, end, _next in scans:
+        if not payload or len(payload) < 1 + 2 * payload[0] + 3:
+            return None
+        n = payload[0]
+        comps = [payload[1 + 2 * i] for i in range(n)]
+        ss, se, approx = payload[1 + 2 * n], payload[2 + 2 * n], payload[3 + 2 * n]
+        if any(c not in sampling for c in comps):
+            return None
+        if ss == 0 and approx >> 4 == 0:  # first scan coding these components' DC
+            if n == 1:
+                h, v = sampling[comps[0]]
+                blocks = (_ceil_div(_ceil_div(width * h, h_max), 8)
+                          * _ceil_div(_ceil_div(height * v, v_max), 8))
+            else:
+                mcus = _ceil_div(width, 8 * h_max) * _ceil_div(height, 8 * v_max)
+                blocks = mcus * sum(sampling[c][0] * sampling[c][1] for c in comps)
+            available_bits = 8 * (end - start - data.count(b"\xff\x00", start, end))
+            if available_bits < blocks:
+                raise _truncated()
+        if approx & 15 == 0:  # this scan leaves the coefficients ss..se exact
+            for c in comps:
+                coded[c].update(range(ss, min(se, 63) + 1))
+    if _JPEG_HUFFMAN_DCT_FRAMES[marker] and any(len(k) < 64 for k in coded.values()):
+        raise _truncated()
+    end, next_marker = scans[0][2:]
+    if len(scans) == 1 and next_marker == _JPEG_EOI:
+        return data[:end] + _JPEG_LOOKAHEAD
+    return None
+
+
+def _check_tiff_tiles(im: ImageFile.ImageFile) -> None:
+    """Refuse a TIFF whose strips or tiles do not cover the image.
+
+    Uncompressed TIFFs are decoded strip by strip; rows no strip covers (a header edited to
+    claim more rows, or fewer strip offsets than rows need) are left black without an error.
+    """
+    width, height = im.size
+    covered = 0
+    for tile in im.tile:
+        x0, y0, x1, y1 = tile.extents
+        covered += max(0, min(x1, width) - max(x0, 0)) * max(0, min(y1, height) - max(y0, 0))
+    if covered < width * height:
+        raise _truncated()
+
+
+def _png_raw_size(width: int, height: int, depth: int, colour: int, interlaced: bool) -> int | None:
+    """Bytes of filtered scanlines the IDAT stream must inflate to (PNG spec, section 7-8)."""
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour)
+    if channels is None:
+        return None
+
+    def rows(w: int, h: int) -> int:
+        return h * (1 + _ceil_div(w * channels * depth, 8)) if w and h else 0
+
+    if not interlaced:
+        return rows(width, height)
+    passes = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+              (0, 1, 1, 2))
+    return sum(rows(_ceil_div(width - x0, dx), _ceil_div(height - y0, dy)) for x0, y0, dx, dy in passes)
+
+
+def _check_png(data: bytes) -> None:
+    """Refuse a PNG whose zlib stream ends before the last row.
+
+    Pillow's PNG decoder stops without complaint when the compressed stream is complete but
+    short (a header edited to claim more rows, or a cut file with a proper stream end), and
+    leaves the missing rows black.
+    """
+    pos, header, idat = 8, None, []
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind = data[pos + 4:pos + 8]
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR" and len(body) == 13:
+            header = body
+        elif kind == b"IDAT":
+            idat.append(body)
+        elif idat:
+            break
+        pos += 12 + length
+    if header is None or not idat:
+        return
+    expected = _png_raw_size(int.from_bytes(header[0:4], "big"), int.from_bytes(header[4:8], "big"),
+                             header[8], header[9], header[12] == 1)
+    if expected is None:
+        return
+    inflater = zlib.decompressobj()
     try:
-        im.load()
-    except (Image.DecompressionBombError, MemoryError):
-        raise ImageRejected(
-            "too_many_pixels",
-            "The image is too large to decode. Resize it (for example to 4000 pixels on the "
-            "long side) and try again.",
-        ) from None
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
-        text = str(exc).lower()
-        if "truncated" in text or isinstance(exc, EOFError):
-            raise _truncated() from None
-        raise _corrupt(str(exc) or type(exc).__name__) from None
+        produced = len(inflater.decompress(b"".join(idat), 1 << 20))
+        while inflater.unconsumed_tail and produced < expected:
+            produced += len(inflater.decompress(inflater.unconsumed_tail, 1 << 20))
+    except zlib.error as exc:
+        raise _corrupt(f"PNG data: {exc}") from None
+    if produced < expected:
+        raise _truncated()
 
 
 def _scale_16_to_8(arr: np.ndarray) -> np.ndarray:
@@ -319,7 +519,7 @@ def decode_image(
     """Decode untrusted image bytes into an 8-bit sRGB RGB image, or raise ImageRejected.
 
     Rejection codes: ``empty``, ``too_large_bytes``, ``too_many_pixels``,
-    ``unsupported_format``, ``truncated``, ``animated``, ``corrupt``.
+    ``too_small``, ``unsupported_format``, ``truncated``, ``animated``, ``corrupt``.
     """
     if not data:
         raise ImageRejected(
@@ -329,11 +529,15 @@ def decode_image(
         raise _reject_bytes(len(data), max_bytes)
 
     im = _open_header(data, max_pixels)
+    pixels: ImageFile.ImageFile | None = None
     try:
-        width, height = im.size
+        with _decoding(max_pixels):
+            width, height = im.size
+            frames = getattr(im, "n_frames", 1)  # TIFF walks its frame chain here
         if width * height > max_pixels:
             raise _reject_pixels((width, height), max_pixels)
-        frames = getattr(im, "n_frames", 1)
+        if min(width, height) < MIN_SIDE:
+            raise _too_small((width, height))
         if frames > 1 and im.format not in _SINGLE_IMAGE_BY_DESIGN:
             kind = _FRIENDLY_NAMES.get(im.format or "", im.format)
             raise ImageRejected(
@@ -342,13 +546,22 @@ def decode_image(
                 "file). Please upload a single still photo, for example one frame exported "
                 "as JPEG or PNG.",
             )
-        _load_pixels(im)
-        try:
-            oriented = ImageOps.exif_transpose(im)
-        except (OSError, SyntaxError, ValueError, TypeError, KeyError) as exc:
-            raise _corrupt(f"unreadable EXIF orientation: {exc}") from None
-        return _normalise(oriented if oriented is not None else im)
+        unpaddable = None
+        if im.format in ("JPEG", "MPO"):
+            unpaddable = _check_jpeg(data)
+        elif im.format == "PNG":
+            _check_png(data)
+        elif im.format == "TIFF":
+            _check_tiff_tiles(im)
+        _reset_load_truncated()
+        with _decoding(max_pixels):
+            pixels = Image.open(io.BytesIO(unpaddable), formats=["JPEG"]) if unpaddable else im
+            pixels.load()
+            oriented = ImageOps.exif_transpose(pixels)
+        return _normalise(oriented if oriented is not None else pixels)
     finally:
+        if pixels is not None and pixels is not im:
+            pixels.close()
         im.close()
 
 
