@@ -212,10 +212,14 @@ def _study_frame(study_name: str, include_history: bool = False):  # noqa: ANN20
 @click.option("--scale", default="1-5", show_default=True, help="Score scale for --input, as MIN-MAX.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
               help="Write the report to this file instead of standard output.")
+@click.option("--all-pairs", is_flag=True,
+              help="List Cohen's kappa for every rater pair sharing an item (default: the pairs "
+                   "sharing at least 5 items, at most 1,000 of them; both within a memory budget).")
 def stats(study_name: str | None, input_path: str | None, fmt: str, bootstrap: int, seed: int,
-          scale: str, output: str | None) -> None:
+          scale: str, output: str | None, all_pairs: bool) -> None:
     """Agreement statistics: Krippendorff's alpha, Fleiss' kappa, pairwise Cohen's kappa, ICC,
     MOS/DMOS per item, rater bias/inconsistency, BT.500 screening, Dawid-Skene, breakdowns."""
+    from review.analysis.agreement import check_scale
     from review.analysis.export import report_json
     from review.analysis.markdown_report import report_to_markdown
     from review.analysis.report import build_report, read_ratings_file
@@ -227,11 +231,15 @@ def stats(study_name: str | None, input_path: str | None, fmt: str, bootstrap: i
     except ValueError as exc:
         raise click.UsageError("--scale must look like 1-5.") from exc
     try:
+        check_scale((lo, hi))
+    except ValueError as exc:
+        raise click.ClickException(f"--scale {scale}: {exc}.") from exc
+    try:
         if input_path:
             df, rng = read_ratings_file(input_path, scale=(lo, hi)), (lo, hi)
         else:
             df, rng = _study_frame(study_name)
-        report = build_report(df, bootstrap=bootstrap, seed=seed, scale=rng)
+        report = build_report(df, bootstrap=bootstrap, seed=seed, scale=rng, all_pairs=all_pairs)
     except ValueError as exc:  # the ratings do not fit the scale or the file format
         raise click.ClickException(str(exc)) from exc
     text = report_json(report) if fmt == "json" else report_to_markdown(report)

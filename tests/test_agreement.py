@@ -7,6 +7,7 @@ P.910 likelihood), plain loops written from the standards' text (BT.500, bootstr
 
 from __future__ import annotations
 
+import math
 import time
 
 import krippendorff
@@ -648,3 +649,30 @@ def test_coef_never_reports_nan() -> None:
     assert ag.Coef(float("nan"), 3).to_dict() == {"value": None,
                                                   "reason": "not computable from these data"}
     assert ag.Coef(0.5, 3, (float("nan"), 0.7)).to_dict()["ci95"] is None
+
+
+def test_pair_tables_bounded_by_shared_items_and_budget() -> None:
+    """Pairs below min_items and beyond the co-rating budget are counted, not enumerated, and
+    every rater pair is accounted for exactly once."""
+    rng = np.random.default_rng(3)
+    n_items, n_raters = 30, 40
+    item = np.repeat(np.arange(n_items), n_raters)
+    rater = np.tile(np.arange(n_raters), n_items)
+    keep = (rater < 10) | (item < 3)  # raters 10.. rate 3 items only: below min_items
+    df = pd.DataFrame({"item": item[keep], "rater": rater[keep],
+                       "score": rng.integers(1, 6, int(keep.sum()))})
+    r = ag.encode_ratings(df).sorted()
+    pt = ag.pair_tables(r, 5)
+    assert pt.tables.shape[0] == math.comb(10, 2) and pt.n_over_budget == 0
+    assert pt.n_fewer_items == math.comb(40, 2) - math.comb(10, 2) == pt.n_rater_pairs - 45
+    assert (pt.tables.sum(axis=(1, 2)) == 30).all()
+    full = ag.pair_tables(r)  # min 1 item: every pair shares items 0..2
+    assert full.tables.shape[0] == math.comb(40, 2)
+    same = {(a, b): t for a, b, t in zip(full.rater_a, full.rater_b, full.tables, strict=True)}
+    for a, b, t in zip(pt.rater_a, pt.rater_b, pt.tables, strict=True):
+        assert (same[(a, b)] == t).all()
+    small = ag.pair_tables(r, 5, max_co_ratings=30 * 15)  # room for the 6 most active raters
+    assert small.n_raters_scanned == 6 and small.n_raters_eligible == 10
+    assert small.tables.shape[0] == 15 and small.n_over_budget == 45 - 15
+    capped = ag.pair_tables(r, 5, max_cells=7 * 25)
+    assert capped.tables.shape[0] == 7 and capped.n_over_budget == 45 - 7

@@ -16,7 +16,7 @@ from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
 from review.analysis import agreement as ag
 from review.analysis.formatting import format_ci, format_coef, format_number
 from review.analysis.markdown_report import report_to_markdown
-from review.analysis.report import build_report, read_ratings_file
+from review.analysis.report import RatingsFileError, build_report, read_ratings_file
 
 TOP_KEYS = {"n_items", "n_raters", "n_ratings", "krippendorff_alpha", "fleiss_kappa", "icc",
             "pairwise_kappa", "percent_agreement", "warnings", "per_item", "per_rater",
@@ -246,7 +246,11 @@ def test_edge_case_reasons() -> None:
     assert "no variation" in rep["fleiss_kappa"]["reason"]
     assert "no variance" in rep["icc"]["ICC1"]["reason"]
     assert rep["percent_agreement"]["value"] == 1.0
+    assert rep["pairwise_kappa"] == []  # the pair shares 3 items (< MIN_PAIR_ITEMS)
+    assert rep["pairwise_kappa_summary"]["skipped"]["fewer_shared_items"] == 1
+    rep = build_report(EDGE_CASES["all scores equal"], all_pairs=True)
     assert "undefined" in rep["pairwise_kappa"][0]["unweighted"]["reason"]
+    assert rep["pairwise_kappa_summary"]["skipped"]["kappa_undefined"] == 1
     rep = build_report(EDGE_CASES["every item rated once"])
     assert "two or more ratings" in rep["krippendorff_alpha"]["nominal"]["reason"]
     rep = build_report(EDGE_CASES["rater with one rating and missing scores"])
@@ -334,17 +338,18 @@ def test_read_ratings_file_formats(tmp_path: Path, df: pd.DataFrame) -> None:
 
 
 @pytest.mark.parametrize("content,message", [
-    ("item,rater\n1,a\n", r"missing required column\(s\): 'score'"),
-    ("item,rater,score\n1,a,4\n1,b,3.5\n", r"column 'score', row 2: not an integer score"),
-    ("item,rater,score\n1,a,4\n1,b,4\n2,a,good\n", r"column 'score', row 3: not an integer"),
-    ("item,rater,score\n1,a,4\n1,b,\n", r"column 'score', row 2: missing score"),
-    ("item,rater,score\n1,a,4\n,b,2\n", r"column 'item', row 2: missing value"),
+    ("item,rater\n1,a\n", r"bad.csv: missing required column\(s\): 'score'"),
+    ("item,rater,score\n1,a,4\n1,b,3.5\n",
+     r"bad.csv, row 3, column 'score': not a whole number \(got '3.5'\); give a whole number"),
+    ("item,rater,score\n1,a,4\n1,b,4\n2,a,good\n", r"bad.csv, row 4, column 'score': not a number"),
+    ("item,rater,score\n1,a,4\n,b,2\n", r"bad.csv, row 3, column 'item': missing value; give"),
 ])
 def test_read_ratings_file_errors(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "bad.csv"
     path.write_text(content)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(RatingsFileError, match=message) as err:
         read_ratings_file(path)
+    assert "\n" not in str(err.value)
 
 
 def test_read_ratings_file_accepts_integral_floats_and_checks_scale(tmp_path: Path) -> None:
@@ -352,9 +357,9 @@ def test_read_ratings_file_accepts_integral_floats_and_checks_scale(tmp_path: Pa
     path.write_text('{"item": 1, "rater": "a", "score": 4.0}\n'
                     '{"item": 1, "rater": "b", "score": 6}\n')
     assert read_ratings_file(path)["score"].tolist() == [4, 6]
-    with pytest.raises(ValueError, match=r"r.jsonl: column 'score', row 2: score outside"):
+    with pytest.raises(RatingsFileError, match=r"r.jsonl, row 2, column 'score': outside the scale"):
         read_ratings_file(path, scale=(1, 5))
-    with pytest.raises(ValueError, match="unknown ratings file type"):
+    with pytest.raises(RatingsFileError, match="unknown ratings file type"):
         read_ratings_file(tmp_path / "r.xlsx")
 
 

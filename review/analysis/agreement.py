@@ -46,6 +46,18 @@ ICC_FORMS = ("ICC1", "ICC2", "ICC3", "ICC1k", "ICC2k", "ICC3k")
 #: Below this many multiply-rated items an agreement figure is mostly noise: a rule of thumb, after
 #: Krippendorff, Content Analysis (2nd ed., 2004), ch. 11 on how many units reliability data need.
 MIN_RELIABLE_ITEMS = 20
+#: Pairwise Cohen's kappa is computed only for rater pairs sharing at least this many items:
+#: on fewer, a pair's table has at most four filled cells and kappa jumps between a handful of
+#: values (and listing every pair that shares one item grows with raters squared).
+MIN_PAIR_ITEMS = 5
+#: Most (rating, rating) pairs on shared items that pairwise kappa scans (~64 bytes each).
+MAX_PAIR_CO_RATINGS = 10_000_000
+#: Most confusion-table cells (pairs x categories^2) pairwise kappa holds (8 bytes each).
+MAX_PAIR_CELLS = 2_500_000
+#: Most categories a scale may have: 0..100, the widest rating scale in use (percent, VAS).
+#: Several figures hold categories x categories numbers per item, rater or rater pair
+#: (coincidences, Dawid-Skene confusions, pair tables), so memory grows with its square.
+MAX_SCALE_CATEGORIES = 101
 #: The score a rater gave themselves, before any QA correction (review.analysis.export); gold
 #: accuracy judges it where a table has it (see gold_of).
 OWN_SCORE = "reviewer_score"
@@ -117,6 +129,9 @@ def check_scale(scale: Sequence[int]) -> tuple[int, int]:
     if lo != scale[0] or hi != scale[1] or lo >= hi:
         raise ValueError(f"scale must be (lowest, highest) integers with lowest < highest, "
                          f"got {scale!r}")
+    if hi - lo + 1 > MAX_SCALE_CATEGORIES:
+        raise ValueError(f"scale {lo}..{hi} has {hi - lo + 1} categories; at most "
+                         f"{MAX_SCALE_CATEGORIES} are supported (e.g. 0..100)")
     return lo, hi
 
 
@@ -589,7 +604,8 @@ def rating_pairs(r: Ratings) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class PairTables:
-    """Confusion tables of every rater pair that shares at least one item."""
+    """Confusion tables of the rater pairs that share at least ``min_items`` items, with what
+    the budgets left out (see :func:`pair_tables`)."""
 
     rater_a: np.ndarray  # rater codes, rater_a < rater_b
     rater_b: np.ndarray
@@ -597,24 +613,88 @@ class PairTables:
     pair_of_rating_pair: np.ndarray  # pair index of every (rating, rating) pair
     cell: np.ndarray  # table cell (va * V + vb) of every (rating, rating) pair
     item: np.ndarray  # item code of every (rating, rating) pair
+    min_items: int = 1
+    n_rater_pairs: int = 0  # C(raters, 2)
+    n_fewer_items: int = 0  # pairs sharing fewer than min_items items (none included)
+    n_over_budget: int = 0  # pairs that may share enough items but were not scanned (budget)
+    n_raters_scanned: int = 0  # raters whose pairs were scanned (the most active ones)
+    n_raters_eligible: int = 0  # raters with at least min_items co-rated items
 
 
-def pair_tables(r: Ratings) -> PairTables:
-    """Confusion tables for all rater pairs from one vectorised pass over co-rated items."""
+def _pair_candidates(r: Ratings, min_items: int, max_co_ratings: int) -> tuple[np.ndarray, int]:
+    """Raters whose pairs may share ``min_items`` items (enough co-rated items), the most
+    active first and cut where scanning their co-ratings would exceed ``max_co_ratings``;
+    and how many raters were eligible before the cut. O(ratings): no pair is enumerated."""
+    co_rated = r.ratings_per_item[r.item] >= 2
+    per_rater = np.bincount(r.rater[co_rated], minlength=r.n_raters)
+    eligible = np.flatnonzero(per_rater >= max(min_items, 1))
+    if eligible.size < 2:
+        return eligible[:0], int(eligible.size)
+    order = eligible[np.argsort(-per_rater[eligible], kind="stable")]
+    rank = np.full(r.n_raters, -1, dtype=np.int64)
+    rank[order] = np.arange(order.size)
+    sel = np.flatnonzero(rank[r.rater] >= 0)
+    # co-ratings a rater adds when raters join in rank order: for each of its ratings, the
+    # ratings of higher-ranked raters on the same item
+    by_rank = sel[np.lexsort((rank[r.rater[sel]], r.item[sel]))]
+    it = r.item[by_rank]
+    start = np.r_[0, np.flatnonzero(it[1:] != it[:-1]) + 1]
+    before = np.arange(it.size) - np.repeat(start, np.diff(np.r_[start, it.size]))
+    added = np.cumsum(np.bincount(rank[r.rater[by_rank]], weights=before, minlength=order.size))
+    k = int(np.searchsorted(added, max_co_ratings, side="right"))
+    return np.sort(order[:max(k, 0)]), int(eligible.size)
+
+
+def pair_tables(r: Ratings, min_items: int = 1, *, max_co_ratings: int = MAX_PAIR_CO_RATINGS,
+                max_cells: int = MAX_PAIR_CELLS) -> PairTables:
+    """Confusion tables of the rater pairs sharing at least ``min_items`` items, from one
+    vectorised pass over co-rated items.
+
+    Memory grows with the ratings, not with raters squared: only raters with ``min_items``
+    co-rated items are scanned (a pair cannot share more items than either rater co-rated),
+    the most active first until ``max_co_ratings`` (rating, rating) pairs; tables are kept for
+    at most ``max_cells / V^2`` pairs (those sharing the most items). What was left out is
+    counted, combinatorially, in the result.
+    """
     r = r.sorted()
-    pa, pb = rating_pairs(r)
-    v, nr = r.n_values, max(r.n_raters, 1)
-    ra, rb = r.rater[pa], r.rater[pb]  # sorted by rater within an item: ra < rb
+    v, n_all = r.n_values, r.n_raters
+    n_rater_pairs = n_all * (n_all - 1) // 2
+    scanned, n_eligible = _pair_candidates(r, min_items, max_co_ratings)
+    k = int(scanned.size)
+    pairs_eligible, pairs_scanned = n_eligible * (n_eligible - 1) // 2, k * (k - 1) // 2
+    keep_r = np.zeros(n_all, dtype=bool)
+    keep_r[scanned] = True
+    sub = r.subset(keep_r[r.rater]) if k else empty_ratings((int(r.values[0]), int(r.values[-1])))
+    pa, pb = rating_pairs(sub)
+    nr = max(sub.n_raters, 1)
+    ra, rb = sub.rater[pa], sub.rater[pb]  # sorted by rater within an item: ra < rb
     pid = ra * nr + rb
-    cell = r.value[pa] * v + r.value[pb]
     if nr * nr <= 4_000_000:
         present = np.bincount(pid, minlength=nr * nr) > 0
         ids = np.flatnonzero(present)
         inv = (np.cumsum(present) - 1)[pid]
     else:
         ids, inv = np.unique(pid, return_inverse=True)
+    shared = np.bincount(inv, minlength=ids.size)
+    keep = shared >= min_items
+    n_fewer = (n_rater_pairs - pairs_eligible) + (pairs_scanned - int(keep.sum()))
+    cap = max(max_cells // (v * v), 0)
+    n_cut = 0
+    if int(keep.sum()) > cap:
+        best = np.flatnonzero(keep)[np.argsort(-shared[keep], kind="stable")[:cap]]
+        n_cut = int(keep.sum()) - cap
+        keep = np.zeros_like(keep)
+        keep[best] = True
+    new_id = np.cumsum(keep) - 1
+    on = keep[inv]
+    inv, cell, item = new_id[inv[on]], sub.value[pa[on]] * v + sub.value[pb[on]], sub.item[pa[on]]
+    ids = ids[keep]
     tables = np.bincount(inv * v * v + cell, minlength=ids.size * v * v).reshape(ids.size, v, v)
-    return PairTables(ids // nr, ids % nr, tables, inv, cell, r.item[pa])
+    # back to the codes of ``r`` (subset() re-coded the scanned raters and their items densely)
+    item_of_sub = np.flatnonzero(np.bincount(r.item[keep_r[r.rater]], minlength=r.n_items) > 0)
+    return PairTables(scanned[ids // nr], scanned[ids % nr], tables, inv, cell, item_of_sub[item],
+                      min_items, n_rater_pairs, n_fewer, (pairs_eligible - pairs_scanned) + n_cut,
+                      k, n_eligible)
 
 
 # --------------------------------------------------------------------------------------------
@@ -653,12 +733,21 @@ def icc_subset(r: Ratings) -> IccSubset:
     rank[order] = np.arange(order.size)
     rk = rank[r.rater]
     m_max = int(r.ratings_per_item.max())
-    have = np.zeros(r.n_items, dtype=np.int64)
+    # items of each rater in rank order; an item is complete for the top k raters when its
+    # streak (how many of the top raters in a row rated it) reaches k. Each step touches only
+    # that rater's ratings, and stops once fewer than two items are complete (it only shrinks).
+    by_rank = np.argsort(rk, kind="stable")
+    bounds = np.searchsorted(rk[by_rank], np.arange(order.size + 1))
+    streak = np.zeros(r.n_items, dtype=np.int64)
     best = (0, 0, 0)  # (cells, k, n_complete)
     for k in range(1, min(m_max, r.n_raters) + 1):
-        have += np.bincount(r.item[rk == k - 1], minlength=r.n_items)
-        n_complete = int((have == k).sum())
-        if k >= 2 and n_complete >= 2 and (n_complete * k, k) >= best[:2]:
+        its = r.item[by_rank[bounds[k - 1]:bounds[k]]]
+        its = its[streak[its] == k - 1]
+        streak[its] = k
+        n_complete = int(its.size)
+        if n_complete < 2:
+            break
+        if k >= 2 and (n_complete * k, k) >= best[:2]:
             best = (n_complete * k, k, n_complete)
     if best[1] == 0:
         raise NotEnoughData("no two items were rated by the same two or more raters: "

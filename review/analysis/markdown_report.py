@@ -65,8 +65,20 @@ def report_to_markdown(report: dict[str, Any], *, max_item_rows: int = 50,
         out += ["Method notes:", ""] + [f"- {n}" for n in report["notes"]] + [""]
 
     pk = report.get("pairwise_kappa", [])
+    ps = report.get("pairwise_kappa_summary")
+    if ps and ps["n_rater_pairs"]:
+        skip, dist = ps["skipped"], ps["distribution"]["quadratic"]
+        out += ["### Cohen's kappa per rater pair", "",
+                f"{ps['n_pairs_computed']} of {ps['n_rater_pairs']} rater pairs have a kappa; "
+                f"skipped: {skip['fewer_shared_items']} sharing fewer than "
+                f"{ps['min_shared_items']} items, {skip['over_budget']} beyond the memory budget, "
+                f"{skip['kappa_undefined']} with kappa undefined (one score only)."]
+        if dist["n_pairs"]:
+            out[-1] += (f" Quadratic kappa: median {format_number(dist['median'])}, quartiles "
+                        f"{format_number(dist['q25'])} to {format_number(dist['q75'])}, range "
+                        f"{format_number(dist['min'])} to {format_number(dist['max'])}.")
+        out.append("")
     if pk:
-        out += ["### Cohen's kappa per rater pair", ""]
         rows = [[format_number(p["rater_a"]), format_number(p["rater_b"]), str(p["n_items"]),
                  format_coef(p["unweighted"]), format_coef(p["linear"]), format_coef(p["quadratic"])]
                 for p in pk[:max_pair_rows]]

@@ -4,8 +4,8 @@ and review.analysis.html_report).
 Why: analysts, the UI and exports all need the same numbers with the same caveats, so they are
 computed once here from a long-format rating table (see :mod:`review.analysis.agreement`).
 
-``build_report(df, *, bootstrap=0, seed=0, scale=(1, 5))`` returns a dict with these top-level
-keys (all values strict-JSON: ``json.dumps(report, allow_nan=False)`` works):
+``build_report(df, *, bootstrap=0, seed=0, scale=(1, 5), all_pairs=False)`` returns a dict with
+these top-level keys (all values strict-JSON: ``json.dumps(report, allow_nan=False)`` works):
 
 - ``n_items``, ``n_raters``, ``n_ratings`` (ints, after dropping rows without a score and
   keeping the last of repeated (item, rater) rows), ``n_multiply_rated_items``.
@@ -16,8 +16,15 @@ keys (all values strict-JSON: ``json.dumps(report, allow_nan=False)`` works):
   mixed consistency, single rater; ``k``: mean of k raters. 95% CIs from the F distribution.
   Computed on a complete item x rater table; ``notes`` says which subset.
 - ``pairwise_kappa``: list of ``{"rater_a", "rater_b", "n_items", "unweighted": C,
-  "linear": C, "quadratic": C}`` for every rater pair sharing at least one item (Cohen's kappa
-  on the items both rated; weights by distance on the scale).
+  "linear": C, "quadratic": C}`` (Cohen's kappa on the items both rated; weights by distance
+  on the scale) for the rater pairs sharing at least ``MIN_PAIR_ITEMS`` (5) items, at most
+  ``MAX_LISTED_PAIRS`` of them (those sharing the most items); with ``all_pairs=True`` every
+  pair sharing an item. Both stay within the memory budgets of
+  :func:`review.analysis.agreement.pair_tables` (the most active raters first).
+- ``pairwise_kappa_summary``: ``{min_shared_items, n_rater_pairs, n_pairs_computed,
+  n_pairs_listed, skipped: {fewer_shared_items, over_budget, kappa_undefined}, distribution:
+  {weights: {n_pairs, mean, min, q25, median, q75, max}}}``; computed plus skipped is every
+  pair. It costs memory in proportion to the ratings, not to raters squared.
 - ``percent_agreement``: C, the mean share of agreeing rater pairs per multiply-rated item.
   Inflated by imbalanced categories: show it only beside alpha or kappa.
 - ``warnings``: list of strings (few items behind a figure, dropped rows, ...).
@@ -51,6 +58,7 @@ CIs in table rows (``mos_ci95`` etc.) are ``[low, high]`` or ``None``; missing n
 
 from __future__ import annotations
 
+import io
 import itertools
 import math
 from collections.abc import Sequence
@@ -62,6 +70,7 @@ import pandas as pd
 
 from review.analysis import agreement as ag
 from review.analysis.agreement import Coef, Ratings
+from review.errors import ReviewError
 
 BREAKDOWN_COLUMNS = ("guideline_version", "qa_cohort", "blur_kind", "blur_level", "restorer",
                      "content")
@@ -70,6 +79,9 @@ GOLD_COLUMNS = ("is_gold", "expected_min", "expected_max")
 DMOS_COLUMNS = ("reference_group", "is_hidden_reference")
 #: Every optional column build_report reads (breakdowns, gold, DMOS, per-item characteristics).
 OPTIONAL_COLUMNS = (*BREAKDOWN_COLUMNS, *GOLD_COLUMNS, *DMOS_COLUMNS, "source", "degradation")
+#: Most rater pairs listed in ``pairwise_kappa`` by default (those sharing the most items); the
+#: summary covers every pair computed.
+MAX_LISTED_PAIRS = 1_000
 #: BT.500 asks for at least 15 observers.
 MIN_OBSERVERS_BT500 = 15
 #: What each ICC form means, for tables and captions.
@@ -209,8 +221,72 @@ def _split(r: Ratings, cols: _Columns, name: str) -> list[tuple[Any, np.ndarray,
     return [(v, m, r.subset(m)) for v, m in masks]
 
 
-def _agreement_section(r: Ratings, bootstrap: int, seed: int, warnings: list[str],
-                       notes: list[str]) -> dict[str, Any]:
+def _kappa_distribution(k: np.ndarray) -> dict[str, Any]:
+    """Summary of the defined kappas of one weighting: n, mean and quartiles."""
+    k = k[np.isfinite(k)]
+    if k.size == 0:
+        return {"n_pairs": 0}
+    q = np.quantile(k, [0.0, 0.25, 0.5, 0.75, 1.0])
+    return {"n_pairs": int(k.size), "mean": float(k.mean()), "min": float(q[0]),
+            "q25": float(q[1]), "median": float(q[2]), "q75": float(q[3]), "max": float(q[4])}
+
+
+def _pairwise(r: Ratings, pairs: ag.PairTables | None, kappas: dict[str, np.ndarray],
+              boot: ag.AgreementBootstrap | None, all_pairs: bool,
+              warnings: list[str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The pair table (bounded) and its summary: how many pairs, which were skipped and why,
+    and the distribution of the kappas computed."""
+    min_items = 1 if all_pairs else ag.MIN_PAIR_ITEMS
+    n_all = r.n_raters * (r.n_raters - 1) // 2
+    summary: dict[str, Any] = {
+        "min_shared_items": min_items, "n_rater_pairs": n_all, "n_pairs_computed": 0,
+        "n_pairs_listed": 0,
+        "skipped": {"fewer_shared_items": n_all, "over_budget": 0, "kappa_undefined": 0},
+        "distribution": {wt: {"n_pairs": 0} for wt in ag.KAPPA_WEIGHTS},
+    }
+    if pairs is None:
+        return [], summary
+    n_pairs = int(pairs.tables.shape[0])
+    n_shared = pairs.tables.sum(axis=(1, 2))
+    undefined = int((~np.isfinite(kappas["unweighted"])).sum()) if kappas else 0
+    summary.update(n_pairs_computed=n_pairs - undefined, skipped={
+        "fewer_shared_items": pairs.n_fewer_items, "over_budget": pairs.n_over_budget,
+        "kappa_undefined": undefined})
+    summary["distribution"] = {wt: _kappa_distribution(kappas[wt]) if kappas else {"n_pairs": 0}
+                               for wt in ag.KAPPA_WEIGHTS}
+    if pairs.n_over_budget:
+        warnings.append(f"Pairwise kappa: {pairs.n_over_budget} rater pairs were not computed "
+                        f"(memory budget); only pairs among the {pairs.n_raters_scanned} most "
+                        f"active of {pairs.n_raters_eligible} eligible raters were.")
+    listed = np.arange(n_pairs)
+    if not all_pairs and n_pairs > MAX_LISTED_PAIRS:
+        listed = np.sort(np.argsort(-n_shared, kind="stable")[:MAX_LISTED_PAIRS])
+    summary["n_pairs_listed"] = int(listed.size)
+    rows: list[dict[str, Any]] = []
+    few_pairs = 0
+    for j in listed.tolist():
+        row: dict[str, Any] = {"rater_a": _py(r.raters[pairs.rater_a[j]]),
+                               "rater_b": _py(r.raters[pairs.rater_b[j]]),
+                               "n_items": int(n_shared[j])}
+        if n_shared[j] < ag.MIN_RELIABLE_ITEMS:
+            few_pairs += 1
+        for wt in ag.KAPPA_WEIGHTS:
+            val = float(kappas[wt][j])
+            if not math.isfinite(val):
+                row[wt] = Coef.missing("both raters gave one and the same score on their "
+                                       "shared items: kappa is undefined").to_dict()
+                continue
+            ci = boot.kappa[wt][j] if boot is not None and boot.kappa.get(wt) else None
+            row[wt] = Coef(val, int(n_shared[j]), ci).to_dict()
+        rows.append(row)
+    if few_pairs:
+        warnings.append(f"{few_pairs} of {len(rows)} listed rater pairs share fewer than "
+                        f"{ag.MIN_RELIABLE_ITEMS} items: their kappas are mostly noise.")
+    return rows, summary
+
+
+def _agreement_section(r: Ratings, bootstrap: int, seed: int, all_pairs: bool,
+                       warnings: list[str], notes: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     n_multi = r.n_pairable_items
     alpha = {lvl: _alpha_coef(r, lvl, 0, seed) for lvl in ("nominal", "ordinal", "interval")}
@@ -228,7 +304,8 @@ def _agreement_section(r: Ratings, bootstrap: int, seed: int, warnings: list[str
         fleiss, f_n = Coef.missing(str(exc)), 0
     percent = ag.coef_of(ag.percent_agreement_from_counts, r.counts)
 
-    pairs = ag.pair_tables(r) if r.n_ratings else None
+    min_items = 1 if all_pairs else ag.MIN_PAIR_ITEMS
+    pairs = ag.pair_tables(r, min_items) if r.n_ratings else None
     kappas: dict[str, np.ndarray] = {}
     if pairs is not None and pairs.tables.shape[0]:
         kappas = {wt: ag.kappa_from_tables(pairs.tables, wt) for wt in ag.KAPPA_WEIGHTS}
@@ -240,29 +317,8 @@ def _agreement_section(r: Ratings, bootstrap: int, seed: int, warnings: list[str
         fleiss = fleiss.with_ci(boot.fleiss) if fleiss.ok else fleiss
         percent = percent.with_ci(boot.percent) if percent.ok else percent
 
-    pair_rows: list[dict[str, Any]] = []
-    few_pairs = 0
-    if kappas and pairs is not None:
-        n_shared = pairs.tables.sum(axis=(1, 2))
-        for j in range(pairs.tables.shape[0]):
-            row: dict[str, Any] = {"rater_a": _py(r.raters[pairs.rater_a[j]]),
-                                   "rater_b": _py(r.raters[pairs.rater_b[j]]),
-                                   "n_items": int(n_shared[j])}
-            if n_shared[j] < ag.MIN_RELIABLE_ITEMS:
-                few_pairs += 1
-            for wt in ag.KAPPA_WEIGHTS:
-                val = float(kappas[wt][j])
-                if not math.isfinite(val):
-                    row[wt] = Coef.missing("both raters gave one and the same score on their "
-                                           "shared items: kappa is undefined").to_dict()
-                    continue
-                ci = boot.kappa[wt][j] if boot is not None and boot.kappa.get(wt) else None
-                row[wt] = Coef(val, int(n_shared[j]), ci).to_dict()
-            pair_rows.append(row)
-    if few_pairs:
-        warnings.append(f"{few_pairs} of {len(pair_rows)} rater pairs share fewer than "
-                        f"{ag.MIN_RELIABLE_ITEMS} items: their kappas are mostly noise.")
-
+    out["pairwise_kappa"], out["pairwise_kappa_summary"] = _pairwise(r, pairs, kappas, boot,
+                                                                     all_pairs, warnings)
     try:
         sub = ag.icc_subset(r)
         icc = ag.icc(sub.matrix)
@@ -286,7 +342,6 @@ def _agreement_section(r: Ratings, bootstrap: int, seed: int, warnings: list[str
     out["krippendorff_alpha"] = {lvl: c.to_dict() for lvl, c in alpha.items()}
     out["fleiss_kappa"] = fleiss.to_dict()
     out["icc"] = {f: c.to_dict() for f, c in icc.items()}
-    out["pairwise_kappa"] = pair_rows
     out["percent_agreement"] = percent.to_dict()
     return out
 
@@ -423,11 +478,15 @@ def _comparisons(cols: _Columns, r: Ratings, columns: Sequence[str], bootstrap: 
 
 def build_report(df: pd.DataFrame, *, bootstrap: int = 0, seed: int = 0,
                  scale: Sequence[int] = (1, 5),
-                 breakdown_by: Sequence[str] | None = None) -> dict[str, Any]:
+                 breakdown_by: Sequence[str] | None = None,
+                 all_pairs: bool = False) -> dict[str, Any]:
     """All agreement statistics of a long-format rating table (keys: module docstring).
 
     ``bootstrap`` is the number of item resamples for CIs (0: no bootstrap CIs);
-    ``breakdown_by`` defaults to the characteristic columns present in ``df``.
+    ``breakdown_by`` defaults to the characteristic columns present in ``df``;
+    ``all_pairs`` lists the kappa of every rater pair sharing an item (still within the memory
+    budgets of :func:`review.analysis.agreement.pair_tables`) instead of the pairs sharing at
+    least ``MIN_PAIR_ITEMS`` items, at most ``MAX_LISTED_PAIRS`` of them.
     Raises ValueError for malformed input (missing column, non-integer or off-scale score).
     """
     lo, hi = ag.check_scale(scale)
@@ -441,6 +500,10 @@ def build_report(df: pd.DataFrame, *, bootstrap: int = 0, seed: int = 0,
     notes: list[str] = []
     if r.n_missing_scores:
         warnings.append(f"{r.n_missing_scores} rows without a score were ignored.")
+    if df.attrs.get("n_missing_scores"):
+        rows = ", ".join(str(v) for v in df.attrs.get("missing_score_rows", []))
+        warnings.append(f"{df.attrs['n_missing_scores']} rows of the file without a score were "
+                        f"dropped (rows {rows}{', ...' if df.attrs['n_missing_scores'] > 10 else ''}).")
     if r.n_duplicates:
         warnings.append(f"{r.n_duplicates} repeated (item, rater) ratings: the last row of each "
                         f"was used (a later rating supersedes an earlier one).")
@@ -451,7 +514,7 @@ def build_report(df: pd.DataFrame, *, bootstrap: int = 0, seed: int = 0,
         "n_items": r.n_items, "n_raters": r.n_raters, "n_ratings": r.n_ratings,
         "n_multiply_rated_items": r.n_pairable_items,
     }
-    report.update(_agreement_section(r, bootstrap, seed, warnings, notes))
+    report.update(_agreement_section(r, bootstrap, seed, all_pairs, warnings, notes))
 
     gold = ag.gold_of(df, r) if r.n_ratings else None
     if "is_gold" in df.columns and r.n_ratings:
@@ -516,39 +579,144 @@ def build_report(df: pd.DataFrame, *, bootstrap: int = 0, seed: int = 0,
 # --------------------------------------------------------------------------------------------
 
 
+class RatingsFileError(ReviewError):
+    """A ratings file that cannot be read: the message names the file, the row and the fix."""
+
+
+#: Delimiters a ratings CSV may use: comma, semicolon (Excel where the decimal mark is a comma),
+#: tab, pipe. The one found most often in the header line wins.
+CSV_DELIMITERS = (",", ";", "\t", "|")
+_BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+
+
+def _decode(p: Path) -> str:
+    """The file's text: UTF-16 or UTF-8 by their byte-order mark, else UTF-8, else Windows-1252
+    (what Excel writes for "CSV" on Western-European Windows)."""
+    raw = p.read_bytes()
+    for bom, codec in _BOMS:
+        if raw.startswith(bom):
+            try:
+                return raw.decode(codec)
+            except UnicodeDecodeError as exc:
+                raise RatingsFileError(f"{p.name}: starts with a {codec} byte-order mark but is "
+                                       f"not valid {codec} (byte {exc.start}); save it again as "
+                                       f"CSV UTF-8.") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return raw.decode("cp1252")
+    except UnicodeDecodeError as exc:
+        raise RatingsFileError(f"{p.name}: not UTF-8, UTF-16 or Windows-1252 text (byte "
+                               f"{exc.start}); save it as CSV UTF-8.") from None
+
+
+def _read_csv(p: Path) -> tuple[pd.DataFrame, int]:
+    """A CSV as strings for the required columns, with its delimiter sniffed from the header;
+    returns the frame (index: position of the line after the header) and the spreadsheet row
+    of its first data line."""
+    text = _decode(p)
+    header = next((line for line in text.splitlines() if line.strip()), "")
+    sep = max(CSV_DELIMITERS, key=header.count)
+    try:
+        df = pd.read_csv(io.StringIO(text), sep=sep, skip_blank_lines=False,
+                         dtype={"item": "string", "rater": "string", "score": "string"})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "no data"
+        raise RatingsFileError(f"{p.name}: not a readable CSV ({detail}); give a header line "
+                               f"item{sep}rater{sep}score and one rating per line.") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    if "score" in df.columns and sep != ",":  # a decimal comma ("4,0") where ';' separates
+        df["score"] = df["score"].str.replace(",", ".", regex=False)
+    return df, 2  # line 1 is the header
+
+
+def _strip_ids(col: pd.Series) -> pd.Series:
+    """Ids without surrounding spaces (" a" and "a" are one rater); blank ids become missing."""
+    if isinstance(col.dtype, pd.StringDtype):
+        col = col.str.strip()
+        return col.astype(object).where(col.notna() & (col != ""), None)
+    if col.dtype == object:
+        return col.map(lambda v: (v.strip() or None) if isinstance(v, str) else v)
+    return col
+
+
 def read_ratings_file(path: str | Path, *, scale: Sequence[int] | None = None) -> pd.DataFrame:
     """Read long-format ratings from CSV, JSON Lines (.jsonl/.ndjson) or Parquet, validated.
 
-    Raises ValueError naming the column (and the 1-based data row) when a required column is
-    missing, an id or score is missing, or a score is not an integer (or is off ``scale``).
+    CSVs may be comma-, semicolon-, tab- or pipe-separated, UTF-8 (with or without BOM),
+    UTF-16 or Windows-1252, with empty rows (dropped). Ids are stripped of surrounding spaces.
+    Rows without a score are dropped; their count and first rows are in
+    ``df.attrs["n_missing_scores"]`` / ``["missing_score_rows"]``, which build_report warns
+    about. Anything else that does not fit raises :class:`RatingsFileError`, one line naming
+    the file, the row as a spreadsheet numbers it (a CSV's header is row 1) and the fix.
     """
     p = Path(path)
     suffix = "".join(p.suffixes[-1:]).lower()
-    if suffix in (".csv", ".txt"):
-        df = pd.read_csv(p, dtype={"item": "string", "rater": "string", "score": "string"},
-                         keep_default_na=True)
-        for c in ("item", "rater"):
-            if c in df.columns:
-                df[c] = df[c].astype(object).where(df[c].notna(), None)
-    elif suffix in (".jsonl", ".ndjson"):
-        df = pd.read_json(p, lines=True, dtype=False)
-    elif suffix in (".parquet", ".pq"):
-        df = pd.read_parquet(p)
-    else:
-        raise ValueError(f"{p.name}: unknown ratings file type {suffix!r}; use .csv, .jsonl "
-                         f"or .parquet")
+    first_row = 1
+    try:
+        if suffix in (".csv", ".txt"):
+            df, first_row = _read_csv(p)
+        elif suffix in (".jsonl", ".ndjson"):
+            df = pd.read_json(p, lines=True, dtype=False)
+        elif suffix in (".parquet", ".pq"):
+            df = pd.read_parquet(p)
+        else:
+            raise RatingsFileError(f"{p.name}: unknown ratings file type {suffix!r}; use .csv, "
+                                   f".jsonl or .parquet.")
+    except (ValueError, OSError) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RatingsFileError(f"{p.name}: cannot be read as {suffix.lstrip('.')} ({detail}); "
+                               f"check the file type and its contents.") from None
     missing = [c for c in ag.REQUIRED_COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(f"{p.name}: missing required column(s): "
-                         f"{', '.join(repr(c) for c in missing)} (found: {list(df.columns)})")
+        raise RatingsFileError(f"{p.name}: missing required column(s): "
+                               f"{', '.join(repr(c) for c in missing)} (found: "
+                               f"{list(df.columns)}); the header needs item, rater and score.")
+    for c in ("item", "rater"):
+        df[c] = _strip_ids(df[c])
+    if isinstance(df["score"].dtype, pd.StringDtype):
+        df["score"] = df["score"].str.strip().replace("", pd.NA)
+    empty = df.isna().all(axis=1).to_numpy()
+    if empty.any():
+        df = df[~empty]
+    row_of = df.index.to_numpy() + first_row  # spreadsheet row of each remaining line
+
+    def refuse(pos: int, column: str, problem: str, fix: str) -> RatingsFileError:
+        return RatingsFileError(f"{p.name}, row {int(row_of[pos])}, column {column!r}: "
+                                f"{problem}; {fix}.")
+
     for c in ("item", "rater"):
         bad = df[c].isna().to_numpy()
         if bad.any():
-            raise ValueError(f"{p.name}: column {c!r}, row {int(np.flatnonzero(bad)[0]) + 1}: "
-                             f"missing value")
-    try:
-        x = ag.scores_as_float(df["score"], scale, allow_missing=False)
-    except ValueError as exc:
-        raise ValueError(f"{p.name}: {exc}") from None
+            raise refuse(int(np.flatnonzero(bad)[0]), c, "missing value",
+                         f"give every rating its {c} (or delete the row)")
+    lo_hi = ag.check_scale(scale) if scale is not None else None
+    on_scale = f"give a whole number from {lo_hi[0]} to {lo_hi[1]}" if lo_hi else \
+        "give a whole number"
+    raw = df["score"]
+    x = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan) \
+        if not pd.api.types.is_bool_dtype(raw.dtype) else np.full(len(raw), np.nan)
+    blank = raw.isna().to_numpy()
+    with np.errstate(invalid="ignore"):
+        checks = [(np.isnan(x) & ~blank, "not a number"),
+                  (~np.isnan(x) & (x != np.round(x)), "not a whole number")]
+        if lo_hi:
+            checks.append((~np.isnan(x) & ((x < lo_hi[0]) | (x > lo_hi[1])),
+                           f"outside the scale {lo_hi[0]}..{lo_hi[1]}"))
+    for bad, problem in checks:
+        if bad.any():
+            pos = int(np.flatnonzero(bad)[0])
+            raise refuse(pos, "score", f"{problem} (got {_py(raw.iloc[pos])!r})",
+                         f"{on_scale} (or give the right scale)" if lo_hi else on_scale)
+    n_blank = int(blank.sum())
+    if n_blank:
+        dropped = row_of[blank]
+        df = df[~blank].copy()
+        x = x[~blank]
     df["score"] = x.astype(np.int64)
+    if n_blank:
+        df.attrs["n_missing_scores"] = n_blank
+        df.attrs["missing_score_rows"] = [int(v) for v in dropped[:10]]
     return df
