@@ -189,7 +189,7 @@ def build_database(lab: Lab, n_items: int, n_ratings: int) -> int:
                                      .order_by(StudyItem.id)))
         per_item = max(1, min(10, n_ratings // max(1, n_items)))
         rng = np.random.default_rng(0)
-        pairs = [(item, raters[(j * 7 + t) % N_RATERS]) for j, item in enumerate(item_ids)
+        pairs = [(item, raters[(j * 7 + t) % N_RATERS], t) for j, item in enumerate(item_ids)
                  for t in range(per_item)][:n_ratings]
         scores = rng.integers(1, 6, len(pairs))
         times = rng.integers(1500, 20000, len(pairs))
@@ -198,13 +198,13 @@ def build_database(lab: Lab, n_items: int, n_ratings: int) -> int:
             chunk = pairs[start:start + CHUNK]
             conn.execute(insert(Assignment), [
                 {"item_id": item, "reviewer_id": rid, "status": "done", "leased_at": done,
-                 "lease_expires_at": done + timedelta(minutes=20), "completed_at": done}
-                for item, rid in chunk])
+                 "lease_expires_at": done + timedelta(minutes=20), "completed_at": done, "slot": slot}
+                for item, rid, slot in chunk])
             conn.execute(insert(Rating), [
                 {"item_id": item, "reviewer_id": rid, "author_id": rid, "source": "reviewer",
                  "score": int(scores[start + k]), "flags": [], "comment": "", "guideline_version_id": gv_id,
                  "time_taken_ms": int(times[start + k]), "active": True, "created_at": done}
-                for k, (item, rid) in enumerate(chunk)])
+                for k, (item, rid, _slot) in enumerate(chunk)])
     with lab.engine.begin() as conn:
         conn.exec_driver_sql("ANALYZE")
     # Settle the bulk load: its WAL would otherwise be checkpointed (and fsynced) inside the

@@ -1,14 +1,19 @@
 """The data model, as it flows: source image -> degraded image -> restoration -> study item ->
 assignment -> rating -> QA sample -> QA verdict; plus users, guideline versions and generation jobs.
 
-Invariants live in the schema, not only in Python: foreign keys, check constraints on enums and
-score ranges, and a partial unique index that allows one *active* rating per (item, reviewer).
+Invariants live in the schema, not only in Python: foreign keys, check constraints on enums, score
+ranges, counters and booleans, and a partial unique index that allows one *active* rating per (item,
+reviewer). Rules that read another table are triggers made by migration 0007 (a rating's score
+within its study's scale, at most raters_per_item active ratings per item, an assignment's slot
+below raters_per_item); on SQLite, that migration also enforces this module's single-row CHECKs
+with triggers, because adding a CHECK there means rebuilding the table.
 Ratings are never updated in place: a change inserts a new row whose `supersedes_id` points at the
 old one, and the old row's `active` flag is cleared in the same transaction.
 """
 
 from __future__ import annotations
 
+import numbers
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +32,9 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -61,6 +68,25 @@ class Base(DeclarativeBase):
 TS = DateTime(timezone=True)
 
 
+def _bool(column: str) -> Boolean:
+    """A boolean SQLite cannot store as 't' (which its indexes would read as false); PostgreSQL's is
+    native. The migrated SQLite schema enforces it with triggers named after the constraint (0007)."""
+    return Boolean(create_constraint=True, name=f"{column}_bool")
+
+
+class WholeNumber(TypeDecorator[int]):
+    """An integer column that refuses 5.5 before it is sent: PostgreSQL would round it into an
+    integer column silently (SQLite refuses it itself since migration 0007)."""
+
+    impl = Integer
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> int | None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+            raise ValueError(f"{value!r} is not a whole number")
+        return value
+
+
 class User(Base):
     __tablename__ = "users"
     __table_args__ = (CheckConstraint(_in("role", ROLES), name="role"),)
@@ -70,7 +96,7 @@ class User(Base):
     display_name: Mapped[str] = mapped_column(String(128), default="")
     role: Mapped[str] = mapped_column(String(16))
     password_hash: Mapped[str] = mapped_column(String(256))
-    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    active: Mapped[bool] = mapped_column(_bool("active"), default=True)
     created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(TS)
 
@@ -82,7 +108,7 @@ class LoginAttempt(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64), index=True)
-    succeeded: Mapped[bool] = mapped_column(Boolean)
+    succeeded: Mapped[bool] = mapped_column(_bool("succeeded"))
     at: Mapped[datetime] = mapped_column(TS, default=utcnow, index=True)
 
 
@@ -100,7 +126,7 @@ class SourceImage(Base):
     origin: Mapped[str] = mapped_column(String(500), default="")
     licence: Mapped[str] = mapped_column(String(200), default="")
     content: Mapped[str] = mapped_column(String(32), default="scene")
-    is_reference: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_reference: Mapped[bool] = mapped_column(_bool("is_reference"), default=True)
     created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
 
 
@@ -146,7 +172,7 @@ class Restoration(Base):
     path: Mapped[str] = mapped_column(String(255))
     provenance: Mapped[dict[str, Any]] = mapped_column(default=dict)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    is_smoke_test: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_smoke_test: Mapped[bool] = mapped_column(_bool("is_smoke_test"), default=False)
     created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
 
     degraded: Mapped[DegradedImage] = relationship()
@@ -198,13 +224,17 @@ class StudyReviewer(Base):
     guideline versions and QA on/off can be compared on the same items."""
 
     __tablename__ = "study_reviewers"
-    __table_args__ = (UniqueConstraint("study_id", "reviewer_id", name="uq_study_reviewer"),)
+    __table_args__ = (
+        UniqueConstraint("study_id", "reviewer_id", name="uq_study_reviewer"),
+        CheckConstraint("finished_items >= 0", name="finished_items_nonneg"),
+        CheckConstraint("queue_cursor IS NULL OR queue_cursor >= 0", name="queue_cursor_nonneg"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
     reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     guideline_version_id: Mapped[int] = mapped_column(ForeignKey("guideline_versions.id"))
-    qa_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    qa_enabled: Mapped[bool] = mapped_column(_bool("qa_enabled"), default=False)
     cohort: Mapped[str] = mapped_column(String(64), default="")
     joined_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
     # Kept by review.labeling.ratings in the same transaction as each status change, so the hot path
@@ -235,7 +265,7 @@ class StudyItem(Base):
     # A random position in the study's global shuffled order; each reviewer walks it from their
     # own starting offset, so queues differ per reviewer, are reproducible, and use an index.
     order_key: Mapped[int] = mapped_column(Integer, default=0)
-    is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_gold: Mapped[bool] = mapped_column(_bool("is_gold"), default=False)
     expected_min: Mapped[int | None] = mapped_column(Integer)
     expected_max: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
@@ -253,6 +283,12 @@ class Assignment(Base):
         CheckConstraint(_in("status", ASSIGNMENT_STATUSES), name="status"),
         # The reviewer's live lease is found without reading their whole history.
         Index("ix_assignments_reviewer_status", "reviewer_id", "status"),
+        # An item has raters_per_item slots (0, 1, ...; a trigger keeps them below it), each held by
+        # at most one leased or finished assignment: the schema itself refuses an over-filled item.
+        Index("uq_assignments_item_slot", "item_id", "slot", unique=True),
+        CheckConstraint("slot IS NULL OR slot >= 0", name="slot_nonneg"),
+        CheckConstraint("(status IN ('leased', 'done') AND slot IS NOT NULL) OR "
+                        "(status IN ('skipped', 'expired') AND slot IS NULL)", name="slot_when_live"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -263,6 +299,8 @@ class Assignment(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(TS)
     completed_at: Mapped[datetime | None] = mapped_column(TS)
     skip_reason: Mapped[str | None] = mapped_column(String(200))
+    # Which of the item's slots this assignment holds; NULL once skipped or expired.
+    slot: Mapped[int | None] = mapped_column(Integer)
 
     item: Mapped[StudyItem] = relationship()
 
@@ -290,12 +328,12 @@ class Rating(Base):
     reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     source: Mapped[str] = mapped_column(String(16), default="reviewer")
-    score: Mapped[int] = mapped_column(Integer)
+    score: Mapped[int] = mapped_column(WholeNumber)
     flags: Mapped[list[Any]] = mapped_column(default=list)
     comment: Mapped[str] = mapped_column(Text, default="")
     guideline_version_id: Mapped[int] = mapped_column(ForeignKey("guideline_versions.id"))
     time_taken_ms: Mapped[int | None] = mapped_column(Integer)
-    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    active: Mapped[bool] = mapped_column(_bool("active"), default=True)
     supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("ratings.id"), unique=True)
     client_token: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
@@ -353,7 +391,7 @@ class GenerationJob(Base):
     progress_done: Mapped[int] = mapped_column(Integer, default=0)
     progress_total: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
-    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    cancel_requested: Mapped[bool] = mapped_column(_bool("cancel_requested"), default=False)
     worker: Mapped[str | None] = mapped_column(String(128))
     heartbeat_at: Mapped[datetime | None] = mapped_column(TS)
     created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)

@@ -243,11 +243,12 @@ def test_stale_item_warns_and_moves_on(lab):
     aid = current_aid(at, sid)
     with lab.sessions() as s, s.begin():  # alice's lease ran out and bob took the slot
         a = s.get(Assignment, aid)
-        a.lease_expires_at = utcnow().replace(year=2000)
+        slot, a.status, a.slot = a.slot, "expired", None
+        s.flush()
         from db.models import User
 
         bob = s.scalar(select(User.id).where(User.username == "bob"))
-        s.add(Assignment(item_id=a.item_id, reviewer_id=bob, status="leased",
+        s.add(Assignment(item_id=a.item_id, reviewer_id=bob, status="leased", slot=slot,
                          lease_expires_at=utcnow().replace(year=2100)))
     at.button(key="score:5").click().run()
     at.button(key="submit").click().run()

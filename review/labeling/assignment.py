@@ -17,9 +17,10 @@ elsewhere in the order, and every reviewer reaches it again when their walk wrap
 Balance: by default work goes to whoever asks (fast reviewers rate more); a study can cap each
 reviewer's share with `StudySettings.max_items_per_reviewer` (e.g. ceil(items x raters / reviewers)).
 
-Concurrency: the claim re-counts the item's live assignments inside the write transaction, with
-the item row locked on PostgreSQL (SQLite serialises writers with BEGIN IMMEDIATE), so two
-browsers can never over-fill an item or receive the same slot.
+Concurrency: the claim reads the item's slots inside the write transaction, with the item row
+locked on PostgreSQL (SQLite serialises writers with BEGIN IMMEDIATE), and takes a free one; the
+schema backs this up (a unique (item, slot) and a trigger keeping slots below raters_per_item), so
+two browsers can never over-fill an item or receive the same slot.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from db.models import Assignment, Study, StudyItem, utcnow
@@ -169,27 +170,65 @@ def _claim(
                             .with_for_update(skip_locked=True))
     if locked is None:
         return None
-    occupied = session.scalar(
-        select(func.count()).select_from(Assignment)
-        .where(Assignment.item_id == item_id, live_assignment_filter(now)))
-    if occupied >= study.raters_per_item:
-        return None
-    expires = now + timedelta(minutes=study.lease_minutes)
     existing = session.scalar(select(Assignment).where(
         Assignment.item_id == item_id, Assignment.reviewer_id == reviewer_id))
+    if existing is not None and existing.status != "expired" and not _stale(existing, now):
+        return None
+    slot = take_slot(session, study, item_id, now)
+    if slot is None:
+        return None
+    expires = now + timedelta(minutes=study.lease_minutes)
     if existing is not None:
-        if existing.status != "expired" and not (
-            existing.status == "leased" and _as_aware(existing.lease_expires_at) <= now
-        ):
-            return None
         existing.status, existing.leased_at, existing.lease_expires_at = "leased", now, expires
+        existing.slot = slot
         session.flush()
         return existing
     assignment = Assignment(item_id=item_id, reviewer_id=reviewer_id, status="leased",
-                            leased_at=now, lease_expires_at=expires)
+                            leased_at=now, lease_expires_at=expires, slot=slot)
     session.add(assignment)
     session.flush()
     return assignment
+
+
+def _stale(assignment: Assignment, now: datetime) -> bool:
+    """A lease that ran out: it keeps its slot only until somebody needs it."""
+    expires = _as_aware(assignment.lease_expires_at)
+    return assignment.status == "leased" and (expires is None or expires <= now)
+
+
+def take_slot(session: Session, study: Study, item_id: int, now: datetime) -> int | None:
+    """The lowest of the item's slots not held by a finished or live leased assignment, or None when
+    the item is full. A run-out lease holding it gives it up (its status becomes 'expired'); the
+    caller must then give the slot to an assignment in the same transaction."""
+    held = session.execute(select(Assignment.slot, Assignment.status, Assignment.lease_expires_at).where(
+        Assignment.item_id == item_id, Assignment.slot.is_not(None))).all()  # columns: ORM rows cost
+    live = {slot for slot, status, expires in held
+            if status == "done" or (expires is not None and _as_aware(expires) > now)}
+    for slot in range(study.raters_per_item):
+        if slot in live:
+            continue
+        if all(slot != taken for taken, _status, _expires in held):
+            return slot
+        # A run-out lease holds it. Its row is skipped, never waited for, when its reviewer is
+        # submitting late right now: that submit waits for this item's lock (PostgreSQL).
+        holder = session.scalar(select(Assignment.id).where(
+            Assignment.item_id == item_id, Assignment.slot == slot).with_for_update(skip_locked=True))
+        if holder is not None:
+            session.execute(update(Assignment).where(Assignment.id == holder)
+                            .values(status="expired", slot=None))
+            return slot
+    return None
+
+
+def reclaim_slot(session: Session, study: Study, assignment: Assignment, now: datetime) -> bool:
+    """Give a slot back to an assignment that lost its own (a skipped item undone, a rating after
+    the lease ran out); False when the item is full. The item row is locked as a claim locks it."""
+    session.scalar(select(StudyItem.id).where(StudyItem.id == assignment.item_id).with_for_update())
+    slot = take_slot(session, study, assignment.item_id, now)
+    if slot is None:
+        return False
+    assignment.status, assignment.slot = "leased", slot  # a live assignment holds a slot
+    return True
 
 
 def remaining_for(session: Session, study: Study, reviewer_id: int, now: datetime | None = None) -> int:

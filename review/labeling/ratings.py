@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, aliased
 
 from db.models import Assignment, Rating, Study, StudyItem, StudyReviewer, utcnow
 from review.errors import ReviewError
-from review.labeling.assignment import _as_aware, live_assignment_filter
+from review.labeling.assignment import _as_aware, live_assignment_filter, reclaim_slot
 from review.labeling.cohorts import CohortError, add_finished, ensure_enrolled
 
 FLAGS = ("identity_changed", "invented_detail", "text_changed", "artifacts", "still_blurry")
@@ -101,6 +101,9 @@ def submit(session: Session, assignment_id: int, reviewer_id: int, sub: Submissi
             raise StaleAssignment(
                 "Your time on this item ran out and it went to another reviewer, so this rating "
                 "was not needed. Your next item is loading.")
+    # Its lease expired and another claim released its slot.
+    if assignment.slot is None and not reclaim_slot(session, study, assignment, now):
+        raise StaleAssignment("This item went to other reviewers meanwhile. Your next item is loading.")
     member = _member(session, study, reviewer_id)
     retracted = session.scalar(
         select(Rating).where(Rating.item_id == assignment.item_id, Rating.reviewer_id == reviewer_id,
@@ -154,7 +157,7 @@ def skip(session: Session, assignment_id: int, reviewer_id: int, reason: str,
     if assignment.status == "done":
         raise RatingError("You already rated this item.")
     add_finished(_member(session, study, reviewer_id), +1)
-    assignment.status, assignment.skip_reason = "skipped", reason.strip()[:200]
+    assignment.status, assignment.skip_reason, assignment.slot = "skipped", reason.strip()[:200], None
     assignment.completed_at = now or utcnow()
     session.flush()
     return assignment
@@ -179,9 +182,12 @@ def undo_last(
     for other in session.scalars(select(Assignment).join(StudyItem).where(
             StudyItem.study_id == study.id, Assignment.reviewer_id == reviewer_id,
             Assignment.status == "leased", Assignment.id != assignment.id)):
-        other.status = "expired"
+        other.status, other.slot = "expired", None
     if assignment.status in ("done", "skipped"):
         add_finished(_member(session, study, reviewer_id), -1)
+    # A skipped item given back needs a slot again.
+    if assignment.slot is None and not reclaim_slot(session, study, assignment, now):
+        raise RatingError("This item went to other reviewers meanwhile; it cannot be rated again.")
     assignment.status, assignment.completed_at = "leased", None
     assignment.leased_at = now
     assignment.lease_expires_at = now + timedelta(minutes=study.lease_minutes)

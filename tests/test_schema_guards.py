@@ -1,0 +1,279 @@
+"""The schema refuses bad writes by itself (migration 0007), through the ORM and through raw SQL,
+on SQLite and on PostgreSQL: scores outside the study's scale or not whole, more active ratings or
+live assignments than raters_per_item, negative counters, booleans SQLite would store as text."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, text, update
+from sqlalchemy.exc import IntegrityError, StatementError
+
+from db.engine import make_engine, make_session_factory
+from db.migrate import upgrade
+from db.models import Assignment, Rating, Study, StudyItem, StudyReviewer, utcnow
+from review.labeling.assignment import next_assignment
+from review.labeling.cohorts import ensure_enrolled
+from review.labeling.ratings import StaleAssignment, Submission, skip, submit, undo_last
+from tests.support import make_study
+
+RAW_RATING = text(
+    "INSERT INTO ratings (item_id, reviewer_id, author_id, source, score, flags, comment, "
+    "guideline_version_id, active, created_at) VALUES (:item, :user, :user, 'reviewer', :score, '[]', '', "
+    ":gv, :active, CURRENT_TIMESTAMP)")
+RAW_ASSIGNMENT = text(
+    "INSERT INTO assignments (item_id, reviewer_id, status, leased_at, lease_expires_at, slot) "
+    "VALUES (:item, :user, :status, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, :slot)")
+
+
+@pytest.fixture
+def world(engine):
+    """One 1-5 study with two raters per item, four reviewers enrolled, one item."""
+    sessions = make_session_factory(engine)
+    with sessions() as s, s.begin():
+        made = make_study(s, 1, raters_per_item=2, n_reviewers=4)
+        users = [u.id for u in made.reviewers]
+        for uid in users:
+            ensure_enrolled(s, made.study, uid)
+        item = s.scalar(select(StudyItem.id))
+        gv = made.study.guideline_version_id
+        study_id = made.study.id
+    return sessions, {"study": study_id, "item": item, "gv": gv, "users": users}
+
+
+def _orm_rating(w, user, score=3, active=True):
+    return Rating(item_id=w["item"], reviewer_id=user, author_id=user, score=score,
+                  guideline_version_id=w["gv"], active=active)
+
+
+def _raw_rating(conn, w, user, score=3, active=True):
+    conn.execute(RAW_RATING, {"item": w["item"], "user": user, "score": score, "gv": w["gv"],
+                              "active": active})
+
+
+def _refused(sessions, engine, orm, raw, errors=(IntegrityError,)):
+    """Both writes fail and leave nothing behind."""
+    with pytest.raises(errors), sessions() as s, s.begin():
+        orm(s)
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        raw(conn)
+
+
+@pytest.mark.parametrize("score", [0, 6, 10])
+def test_scores_outside_the_study_scale_are_refused(engine, world, score):
+    sessions, w = world
+    u = w["users"][0]
+    _refused(sessions, engine, lambda s: s.add(_orm_rating(w, u, score)),
+             lambda c: _raw_rating(c, w, u, score))
+    with sessions() as s, s.begin():
+        s.add(_orm_rating(w, u, 5))  # the top of the scale is fine
+    with pytest.raises(IntegrityError), sessions() as s, s.begin():  # and an update cannot leave it
+        s.execute(update(Rating).values(score=6))
+
+
+def test_fractional_scores_are_refused(engine, world):
+    sessions, w = world
+    u = w["users"][0]
+    with pytest.raises(StatementError), sessions() as s, s.begin():
+        s.add(_orm_rating(w, u, 4.5))
+    if engine.dialect.name == "sqlite":  # SQLite would keep 4.5 in an INTEGER column
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            _raw_rating(conn, w, u, 4.5)
+    else:  # PostgreSQL converts to its integer column type: never a fraction stored
+        with engine.begin() as conn:
+            _raw_rating(conn, w, u, 4.4)
+            stored = conn.execute(text("SELECT score, pg_typeof(score)::text FROM ratings")).one()
+            assert tuple(stored) == (4, "integer")
+
+
+def test_no_more_active_ratings_than_raters_per_item(engine, world):
+    sessions, w = world
+    a, b, c, _ = w["users"]
+    with sessions() as s, s.begin():
+        s.add_all([_orm_rating(w, a), _orm_rating(w, b)])
+    _refused(sessions, engine, lambda s: s.add(_orm_rating(w, c)), lambda conn: _raw_rating(conn, w, c))
+    with sessions() as s, s.begin():  # an inactive (retracted) third rating is fine
+        s.add(_orm_rating(w, c, active=False))
+    with pytest.raises(IntegrityError), sessions() as s, s.begin():  # and cannot be switched on
+        s.execute(update(Rating).where(Rating.reviewer_id == c).values(active=True))
+
+
+def test_an_item_has_raters_per_item_slots(engine, world):
+    sessions, w = world
+    a, b, c, _ = w["users"]
+
+    def orm(user, slot, status="leased"):
+        return lambda s: s.add(Assignment(item_id=w["item"], reviewer_id=user, status=status, slot=slot,
+                                          lease_expires_at=utcnow()))
+
+    def raw(user, slot, status="leased"):
+        return lambda conn: conn.execute(RAW_ASSIGNMENT, {"item": w["item"], "user": user,
+                                                          "status": status, "slot": slot})
+
+    _refused(sessions, engine, orm(a, 2), raw(a, 2))  # slots are 0 and 1
+    _refused(sessions, engine, orm(a, -1), raw(a, -1))
+    _refused(sessions, engine, orm(a, None), raw(a, None))  # a live lease holds a slot
+    _refused(sessions, engine, orm(a, 0, "skipped"), raw(a, 0, "skipped"))  # a skip holds none
+    with sessions() as s, s.begin():
+        orm(a, 0)(s)
+        orm(b, 1)(s)
+    _refused(sessions, engine, orm(c, 1), raw(c, 1))  # the third reviewer finds no slot
+    with sessions() as s, s.begin():
+        orm(c, None, "expired")(s)
+
+
+def test_counters_cannot_go_negative(engine, world):
+    sessions, w = world
+    for column in ("finished_items", "queue_cursor"):
+        _refused(sessions, engine,
+                 lambda s, col=column: s.execute(update(StudyReviewer).values({col: -1})),
+                 lambda conn, col=column: conn.execute(text(f"UPDATE study_reviewers SET {col} = -1")))
+
+
+def test_a_text_true_cannot_slip_past_the_one_active_rating_index(engine, world):
+    """SQLite would store 't' as text, which its partial index reads as false; PostgreSQL reads it
+    as true, so its index refuses the duplicate."""
+    sessions, w = world
+    a = w["users"][0]
+    with engine.begin() as conn:
+        _raw_rating(conn, w, a)
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO ratings (item_id, reviewer_id, author_id, source, score, flags, comment, "
+            "guideline_version_id, active, created_at) "
+            "VALUES (:item, :user, :user, 'reviewer', 3, '[]', '', :gv, 't', CURRENT_TIMESTAMP)"),
+            {"item": w["item"], "user": a, "gv": w["gv"]})
+
+
+BOOLEANS = [("users", "active"), ("login_attempts", "succeeded"), ("source_images", "is_reference"),
+            ("restorations", "is_smoke_test"), ("study_reviewers", "qa_enabled"),
+            ("study_items", "is_gold"), ("ratings", "active"), ("generation_jobs", "cancel_requested")]
+
+
+def test_every_boolean_column_refuses_other_values_on_sqlite(tmp_path):
+    eng = make_engine(f"sqlite:///{tmp_path / 'b.db'}")
+    upgrade(eng)
+    sessions = make_session_factory(eng)
+    with sessions() as s, s.begin():
+        made = make_study(s, 1, n_reviewers=1)
+        u = made.reviewers[0].id
+        s.add(_orm_rating({"item": s.scalar(select(StudyItem.id)), "gv": made.study.guideline_version_id}, u))
+        s.add(StudyReviewer(study_id=made.study.id, reviewer_id=u,
+                            guideline_version_id=made.study.guideline_version_id))
+        s.execute(text("INSERT INTO login_attempts (username, succeeded, at) "
+                       "VALUES ('x', 1, CURRENT_TIMESTAMP)"))
+        s.execute(text("INSERT INTO generation_jobs (plan, status, progress_done, progress_total, "
+                       "cancel_requested, created_at) VALUES ('{}', 'queued', 0, 0, 0, CURRENT_TIMESTAMP)"))
+    for table, column in BOOLEANS:
+        for bad in ("'t'", "2"):
+            with pytest.raises(IntegrityError, match=f"ck_{table}_{column}_bool"), eng.begin() as conn:
+                conn.execute(text(f"UPDATE {table} SET {column} = {bad}"))
+    eng.dispose()
+
+
+def test_a_study_scale_cannot_shrink_under_its_ratings(engine, world):
+    sessions, w = world
+    a, b, *_ = w["users"]
+    with sessions() as s, s.begin():
+        s.add_all([_orm_rating(w, a, 5), _orm_rating(w, b, 2)])
+    with pytest.raises(IntegrityError), sessions() as s, s.begin():
+        s.get(Study, w["study"]).scale_max = 4
+    with pytest.raises(IntegrityError), sessions() as s, s.begin():
+        s.get(Study, w["study"]).raters_per_item = 1
+    with sessions() as s, s.begin():
+        s.get(Study, w["study"]).scale_max = 7
+
+
+def _slots(sessions):
+    with sessions() as s:
+        return sorted((a.reviewer_id, a.status, a.slot) for a in s.scalars(select(Assignment)))
+
+
+def test_claims_take_and_give_back_slots(engine, world):
+    """The app's own flows keep the slots straight: claim, skip, a lease that runs out and goes to
+    someone else, a late rating refused, undo."""
+    sessions, w = world
+    a, b, c, d = w["users"]
+    now = utcnow()
+
+    def claim(uid, at=now):
+        with sessions() as s, s.begin():
+            return next_assignment(s, s.get(Study, w["study"]), uid, at)
+
+    la, lb = claim(a), claim(b)
+    assert claim(c) is None  # both slots taken
+    with sessions() as s, s.begin():
+        skip(s, lb.assignment_id, b, "cannot judge", now)
+    lc = claim(c)
+    assert _slots(sessions) == [(a, "leased", 0), (b, "skipped", None), (c, "leased", 1)]
+    later = now + timedelta(hours=2)  # a's lease ran out: d takes its slot
+    assert claim(d, later).item_id == w["item"]
+    after_d = [(a, "expired", None), (b, "skipped", None), (c, "leased", 1), (d, "leased", 0)]
+    assert _slots(sessions) == after_d
+    with sessions() as s, s.begin():  # late too, but c's slot is still c's
+        submit(s, lc.assignment_id, c, Submission(score=4), later)
+    with pytest.raises(StaleAssignment), sessions() as s, s.begin():
+        submit(s, la.assignment_id, a, Submission(score=3), later)
+    with sessions() as s, s.begin():
+        assert undo_last(s, s.get(Study, w["study"]), c, later) is not None
+    assert _slots(sessions) == after_d  # c's slot stays c's
+
+
+def test_the_migration_numbers_slots_and_names_rows_that_break_a_rule(tmp_path):
+    eng = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    upgrade(eng, "0006")
+    sessions = make_session_factory(eng)
+    with sessions() as s, s.begin():
+        made = make_study(s, 2, raters_per_item=2, n_reviewers=2)
+        item1, item2 = s.scalars(select(StudyItem.id).order_by(StudyItem.id)).all()
+        gv, (a, b) = made.study.guideline_version_id, [u.id for u in made.reviewers]
+        future = utcnow() + timedelta(hours=1)
+        for item, user, status in ((item1, a, "done"), (item1, b, "leased"), (item2, a, "skipped")):
+            s.execute(text("INSERT INTO assignments (item_id, reviewer_id, status, leased_at, "
+                           "lease_expires_at) VALUES (:i, :u, :st, CURRENT_TIMESTAMP, :e)"),
+                      {"i": item, "u": user, "st": status, "e": future})
+        s.execute(RAW_RATING, {"item": item1, "user": a, "score": 9, "gv": gv, "active": True})
+        s.execute(text("INSERT INTO study_reviewers (study_id, reviewer_id, guideline_version_id, "
+                       "qa_enabled, cohort, joined_at, finished_items) "
+                       "VALUES (:s, :u, :g, 0, '', CURRENT_TIMESTAMP, -2)"),
+                  {"s": made.study.id, "u": a, "g": gv})
+    with pytest.raises(RuntimeError) as err:
+        upgrade(eng)
+    message = str(err.value)
+    assert "1 ratings with a score outside their study's scale" in message
+    assert "1 study reviewers with a negative finished_items" in message and "nothing was changed" in message
+    with eng.begin() as conn:
+        conn.execute(text("UPDATE ratings SET score = 4"))
+        conn.execute(text("UPDATE study_reviewers SET finished_items = 1"))
+    upgrade(eng)
+    with eng.connect() as conn:
+        got = conn.execute(text("SELECT reviewer_id, status, slot FROM assignments ORDER BY id")).all()
+    assert [tuple(r) for r in got] == [(a, "done", 0), (b, "leased", 1), (a, "skipped", None)]
+    eng.dispose()
+
+
+def test_the_guards_downgrade_and_upgrade_again(engine, world):
+    from alembic import command
+
+    from db.migrate import alembic_config
+
+    sessions, w = world
+    a, b, *_ = w["users"]
+    with sessions() as s, s.begin():
+        s.add(Assignment(item_id=w["item"], reviewer_id=a, status="done", slot=0))
+        s.add(Assignment(item_id=w["item"], reviewer_id=b, status="skipped"))
+    cfg = alembic_config(engine.url)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0006")
+    with engine.begin() as conn:  # the old schema took a third active rating
+        for user in w["users"][:3]:
+            _raw_rating(conn, w, user)
+        conn.execute(text("DELETE FROM ratings"))
+    upgrade(engine)
+    with engine.connect() as conn:
+        got = conn.execute(text("SELECT reviewer_id, status, slot FROM assignments ORDER BY id")).all()
+    assert [tuple(r) for r in got] == [(a, "done", 0), (b, "skipped", None)]
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        _raw_rating(conn, w, a, 6)
