@@ -51,8 +51,11 @@ run: install
 test: install browser-deps
 	$(BIN)/python -m pytest -q
 
+# The -m expression decides; the ignores only spare collecting modules that import torch or start
+# a browser at import time (about 7 s); two pytest-xdist workers use both cores.
 test-fast: install
-	$(BIN)/python -m pytest -q -m "$(LANES_SKIPPED_BY_TEST_FAST)"
+	$(BIN)/python -m pytest -q -n 2 -m "$(LANES_SKIPPED_BY_TEST_FAST)" --ignore-glob='tests/test_sd15*' \
+	  --ignore=tests/test_browser.py
 
 lint: install
 	$(BIN)/ruff check .

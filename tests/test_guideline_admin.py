@@ -386,6 +386,7 @@ def _button(at, label: str):
     return button
 
 
+@pytest.mark.slow
 def test_guidelines_page_loads_previews_safely_writes_compares_and_assigns(lab, tmp_path):
     from PIL import Image
 

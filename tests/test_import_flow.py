@@ -9,6 +9,7 @@ fails here rather than in a reviewer's browser.
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,6 +58,7 @@ def _modules() -> list[Path]:
                   if "migrations" not in p.parts)
 
 
+@functools.cache  # each planted-import case re-reads every module; parse each text once
 def _imports(source: str, path: Path) -> list[tuple[int, str]]:
     """(line, absolute module name) of every import in the source, at any depth."""
     found: list[tuple[int, str]] = []

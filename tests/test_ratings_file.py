@@ -134,6 +134,7 @@ def _many_raters(n: int) -> dict:
     return json.loads(out.stdout)
 
 
+@pytest.mark.slow
 def test_one_item_rated_by_2000_raters_costs_little_memory() -> None:
     """Was a MemoryError at ~8 GB: one kappa row per rater pair (2 million rows)."""
     got = _many_raters(2000)
