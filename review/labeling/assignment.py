@@ -25,9 +25,8 @@ two browsers can never over-fill an item or receive the same slot.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -35,6 +34,7 @@ from sqlalchemy.orm import Session
 from db.models import Assignment, Study, StudyItem, utcnow
 from review.labeling.cohorts import ensure_enrolled
 from review.labeling.settings import StudySettings
+from review.labeling.study import draw
 
 WINDOW = 24  # open items read per claim
 PICK = 8  # of which the oldest PICK are drawn from
@@ -42,14 +42,11 @@ ORDER_SPACE = 2**31
 
 
 def _hash01(*parts: object) -> float:
-    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
+    return int.from_bytes(draw(*parts)[:8], "big") / 2**64
 
 
 def _as_aware(ts: datetime | None) -> datetime | None:
     """SQLite returns naive datetimes even for timezone columns; they are stored in UTC."""
-    from datetime import UTC
-
     if ts is not None and ts.tzinfo is None:
         return ts.replace(tzinfo=UTC)
     return ts
@@ -190,10 +187,14 @@ def _claim(
     return assignment
 
 
+def _holds_slot(status: str, expires: datetime | None, now: datetime) -> bool:
+    """Finished, or leased and not yet run out: the Python form of `live_assignment_filter`."""
+    return status == "done" or (status == "leased" and expires is not None and _as_aware(expires) > now)
+
+
 def _stale(assignment: Assignment, now: datetime) -> bool:
     """A lease that ran out: it keeps its slot only until somebody needs it."""
-    expires = _as_aware(assignment.lease_expires_at)
-    return assignment.status == "leased" and (expires is None or expires <= now)
+    return assignment.status == "leased" and not _holds_slot("leased", assignment.lease_expires_at, now)
 
 
 def take_slot(session: Session, study: Study, item_id: int, now: datetime) -> int | None:
@@ -202,12 +203,12 @@ def take_slot(session: Session, study: Study, item_id: int, now: datetime) -> in
     caller must then give the slot to an assignment in the same transaction."""
     held = session.execute(select(Assignment.slot, Assignment.status, Assignment.lease_expires_at).where(
         Assignment.item_id == item_id, Assignment.slot.is_not(None))).all()  # columns: ORM rows cost
-    live = {slot for slot, status, expires in held
-            if status == "done" or (expires is not None and _as_aware(expires) > now)}
+    live = {slot for slot, status, expires in held if _holds_slot(status, expires, now)}
+    taken = {slot for slot, _status, _expires in held}
     for slot in range(study.raters_per_item):
         if slot in live:
             continue
-        if all(slot != taken for taken, _status, _expires in held):
+        if slot not in taken:
             return slot
         # A run-out lease holds it. Its row is skipped, never waited for, when its reviewer is
         # submitting late right now: that submit waits for this item's lock (PostgreSQL).

@@ -8,7 +8,6 @@ broken by a reproducible hash, so arms stay balanced and comparable on the same 
 
 from __future__ import annotations
 
-import hashlib
 from itertools import product
 
 from sqlalchemy import func, select
@@ -18,6 +17,7 @@ from db.models import Assignment, Study, StudyItem, StudyReviewer
 from db.rows import get_or_create
 from review.errors import ReviewError
 from review.labeling.settings import StudySettings
+from review.labeling.study import draw
 
 
 class CohortError(ReviewError):
@@ -46,7 +46,7 @@ def qa_arms(study: Study) -> list[bool]:
 
 
 def _tiebreak(*parts: object) -> str:
-    return hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()
+    return draw(*parts).hex()
 
 
 def finished_count(session: Session, study: Study, reviewer_id: int) -> int:

@@ -19,7 +19,6 @@ Design (the "Quality Assured" questions, arXiv 2407.17596):
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from db.models import (
 from review.errors import ReviewError
 from review.labeling.ratings import FLAGS, MAX_COMMENT
 from review.labeling.settings import StudySettings, update_settings
+from review.labeling.study import draw
 from review.labeling.views import ImageRef
 
 QA_ROLES = ("qa", "admin")
@@ -90,7 +90,7 @@ def _check_rate(rate: float) -> None:
 
 
 def _hash_order(*parts: object) -> str:
-    return hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()
+    return draw(*parts).hex()
 
 
 def stratum_quota(rate: float, n: int) -> int:

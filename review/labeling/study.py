@@ -44,10 +44,15 @@ class StudyConfig:
             raise StudyError("lease_minutes must be at least 1.")
 
 
+def draw(*parts: object) -> bytes:
+    """A study's reproducible randomness: the sha256 of the parts joined by ':'. Orders, arms,
+    gold positions and QA picks all draw from it, so a rerun makes the same choices."""
+    return hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+
+
 def order_key(study_id: int, restoration_id: int) -> int:
     """The item's reproducible random position in the study's shuffled order (0 .. 2**31-1)."""
-    digest = hashlib.sha256(f"{study_id}:{restoration_id}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") >> 1
+    return int.from_bytes(draw(study_id, restoration_id)[:4], "big") >> 1
 
 
 def get_study(session: Session, name: str) -> Study:
