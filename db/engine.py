@@ -1,56 +1,95 @@
-"""Engine and session factory for any SQLAlchemy URL.
+"""Engines and session factories for any SQLAlchemy URL.
 
-SQLite gets the settings a multi-process app needs: WAL (readers never block the writer),
-foreign keys on, a busy timeout so concurrent writers wait instead of failing, and
-`BEGIN IMMEDIATE` for write transactions so two writers cannot both read-then-write stale data.
+SQLite gets what a multi-process, multi-threaded app needs:
+
+- WAL, so readers never block the writer and the writer never blocks readers;
+- a *write* engine whose transactions start with `BEGIN IMMEDIATE` (two writers cannot both
+  read-then-write stale data) and whose pool holds one connection: inside a process writes queue
+  for that connection in order (datasette's one write connection per database), so threads never
+  fight over SQLite's lock, and only other processes are left to wait for;
+- a busy timeout plus a few retries of that `BEGIN IMMEDIATE` (nothing has run yet, so a retry
+  is safe), before the caller gets "database is locked" to turn into a plain message;
+- a *read* engine (`role="read"`) with deferred `BEGIN` and `PRAGMA query_only`: page renders
+  take no write lock, and a read session that tries to write fails loudly instead of silently
+  becoming a writer.
+
+PostgreSQL needs none of this: both roles get the same ordinary engine configuration.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import random
+import time
+from typing import Literal
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-SQLITE_BUSY_TIMEOUT_MS = 15_000
+#: How long one `BEGIN IMMEDIATE` waits inside SQLite for another process's write to end.
+SQLITE_BUSY_TIMEOUT_MS = 5_000
+#: Attempts at `BEGIN IMMEDIATE` (each waiting the busy timeout) before "database is locked".
+SQLITE_BEGIN_ATTEMPTS = 3
+#: How long a thread waits for the process's one write connection before giving up.
+WRITE_QUEUE_TIMEOUT_S = 60
+
+EngineRole = Literal["write", "read"]
 
 
-def make_engine(url: str | URL, *, echo: bool = False) -> Engine:
-    """Create an engine; SQLite connections are configured on every connect."""
-    engine = create_engine(url, echo=echo, future=True, pool_pre_ping=True)
+def make_engine(url: str | URL, *, role: EngineRole = "write", echo: bool = False) -> Engine:
+    """Create an engine; SQLite connections are configured on every connect for `role`."""
+    if role not in ("write", "read"):
+        raise ValueError(f"role must be 'write' or 'read', not {role!r}")
+    url = make_url(url)
+    on_file = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+    options: dict = {}
+    if on_file and role == "write":
+        options = {"pool_size": 1, "max_overflow": 0, "pool_timeout": WRITE_QUEUE_TIMEOUT_S}
+    engine = create_engine(url, echo=echo, pool_pre_ping=True, **options)
     if engine.dialect.name == "sqlite":
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, role if on_file else "write", wal=on_file)
     return engine
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, role: EngineRole, *, wal: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API objects
         # Let SQLAlchemy, not pysqlite, decide when transactions begin.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        if engine.url.database not in (None, "", ":memory:"):
+        if wal:
             cur.execute("PRAGMA journal_mode = WAL")
         cur.execute("PRAGMA foreign_keys = ON")
         cur.execute("PRAGMA synchronous = NORMAL")
+        if role == "read":
+            cur.execute("PRAGMA query_only = ON")
         cur.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn) -> None:  # noqa: ANN001
-        # Take the write lock up front: a read-then-write transaction cannot deadlock or
-        # fail late with "database is locked" when another process wrote in between.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        if role == "read":
+            conn.exec_driver_sql("BEGIN")
+            return
+        # Take the write lock up front: a read-then-write transaction cannot deadlock or fail
+        # late with "database is locked" when another process wrote in between.
+        for attempt in range(1, SQLITE_BEGIN_ATTEMPTS + 1):
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                return
+            except OperationalError as exc:
+                if not is_lock_timeout(exc) or attempt == SQLITE_BEGIN_ATTEMPTS:
+                    raise
+                time.sleep(random.uniform(0.05, 0.25) * attempt)
+
+
+def is_lock_timeout(exc: BaseException) -> bool:
+    """True for SQLite's "database is locked"/"busy" after its timeout: the write could not
+    start, nothing was done, and the caller may say so and let the user try again."""
+    text = str(getattr(exc, "orig", exc)).lower()
+    return isinstance(exc, OperationalError) and ("database is locked" in text or "busy" in text)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
-
-
-@contextmanager
-def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One unit of work: commit on success, roll back on any error."""
-    with factory() as session, session.begin():
-        yield session

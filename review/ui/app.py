@@ -10,6 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from review.database import DatabaseBusy
 from review.media.restore.runner import sd15_status
 from review.ui.common import (
     account_still_valid,
@@ -71,4 +72,7 @@ def main() -> None:
             st.rerun()
         if user.role == "admin":
             st.caption(sd15_status(lab.settings))
-    nav.run()
+    try:
+        nav.run()
+    except DatabaseBusy as exc:  # a write that waited too long for another process: say so
+        st.error(str(exc))

@@ -79,7 +79,7 @@ def _refuse(user: SessionUser) -> NoReturn:
 
 def account_still_valid(lab: Lab, user: SessionUser) -> bool:
     """Deactivated or deleted accounts lose their session on the next full page run."""
-    with lab.sessions() as s:
+    with lab.read() as s:
         return still_active(s, user.id, user.role)
 
 
@@ -150,7 +150,7 @@ def run_action(lab: Lab, action: Callable[[Any], T], success: str | Callable[[T]
     widget `callback`. With a `success` message, a success is flashed and the page reruns (a
     callback reruns anyway)."""
     try:
-        with lab.sessions() as s, s.begin():
+        with lab.write() as s:
             value = action(s)
     except ReviewError as exc:
         message = f"{about}: {exc}" if about else str(exc)
