@@ -46,7 +46,7 @@ browser-deps:
 run: install
 	$(BIN)/python -m review init
 	$(BIN)/python -m review demo
-	$(BIN)/streamlit run streamlit_app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+	$(BIN)/streamlit run serve.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
 test: install browser-deps
 	$(BIN)/python -m pytest -q

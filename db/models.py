@@ -30,6 +30,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -47,6 +48,7 @@ NAMING = {
 ROLES = ("admin", "reviewer", "qa")
 BLUR_KINDS = ("motion_line", "camera_shake", "defocus", "gaussian", "real", "none")
 JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
+WORK_ITEM_STATES = ("pending", "claimed", "done", "failed")
 ASSIGNMENT_STATUSES = ("leased", "done", "skipped", "expired")
 QA_VERDICTS = ("accept", "reject", "correct")
 RATING_SOURCES = ("reviewer", "qa")
@@ -99,6 +101,11 @@ class User(Base):
     active: Mapped[bool] = mapped_column(_bool("active"), default=True)
     created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(TS)
+    # Failed logins before this moment no longer count (an admin's unlock or password reset).
+    login_cleared_at: Mapped[datetime | None] = mapped_column(TS)
+    # A simulated panel's rater (review.labeling.simulated_panel): never a person, never logs in;
+    # analysis can leave its ratings out and one command removes them (migration 0011).
+    simulated: Mapped[bool] = mapped_column(_bool("simulated"), default=False, server_default=false())
 
 
 class LoginAttempt(Base):
@@ -110,6 +117,39 @@ class LoginAttempt(Base):
     username: Mapped[str] = mapped_column(String(64), index=True)
     succeeded: Mapped[bool] = mapped_column(_bool("succeeded"))
     at: Mapped[datetime] = mapped_column(TS, default=utcnow, index=True)
+    # The client address the try came from: failures are throttled per (account, client).
+    client: Mapped[str | None] = mapped_column(String(64))
+
+
+class ReviewerSession(Base):
+    """A signed-in browser (review.sessions): only hashes of its secrets are stored. The one-time
+    `handoff_hash` is exchanged for the cookie's token, whose hash is `token_hash`."""
+
+    __tablename__ = "reviewer_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    handoff_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    handoff_expires_at: Mapped[datetime | None] = mapped_column(TS)
+    created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(TS)
+    revoked_at: Mapped[datetime | None] = mapped_column(TS)
+
+
+class RatingDraft(Base):
+    """A reviewer's unsent answer for one assignment, kept server-side (never in the URL)."""
+
+    __tablename__ = "rating_drafts"
+    __table_args__ = (UniqueConstraint("assignment_id", "reviewer_id", name="uq_rating_draft"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id", ondelete="CASCADE"))
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    score: Mapped[int | None] = mapped_column(Integer)
+    flags: Mapped[list[Any]] = mapped_column(default=list)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
 
 
 class SourceImage(Base):
@@ -406,4 +446,78 @@ class JobItemError(Base):
     job_id: Mapped[int] = mapped_column(ForeignKey("generation_jobs.id", ondelete="CASCADE"))
     item_key: Mapped[str] = mapped_column(String(200))
     error: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+
+
+class GenerationWorkItem(Base):
+    """One unit of a job's plan (or one Stable Diffusion grid of units, run as a batch), claimed by
+    one worker process at a time under a lease the worker renews while it works; a lease that runs
+    out (its worker was killed) lets another worker claim the item again."""
+
+    __tablename__ = "generation_work_items"
+    __table_args__ = (
+        CheckConstraint(_in("state", WORK_ITEM_STATES), name="state"),
+        CheckConstraint("units >= 1 AND attempts >= 0", name="counts"),
+        CheckConstraint("state <> 'claimed' OR (lease_owner IS NOT NULL AND lease_expires_at IS NOT NULL)",
+                        name="claimed_has_lease"),
+        UniqueConstraint("job_id", "position", name="uq_work_item_position"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("generation_jobs.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)  # index of the unit group in the expanded plan
+    item_key: Mapped[str] = mapped_column(String(200))
+    units: Mapped[int] = mapped_column(Integer, default=1)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    lease_owner: Mapped[str | None] = mapped_column(String(128))  # host:pid@start; kept once finished
+    lease_expires_at: Mapped[datetime | None] = mapped_column(TS)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    finished_at: Mapped[datetime | None] = mapped_column(TS)
+
+
+class StudyClosure(Base):
+    """A closed study (migration 0010): no new work is handed out, its ratings stay. A table of its
+    own rather than a column of `studies`, so code reading studies on an older schema still works;
+    reopening removes the row (the audit log keeps both events)."""
+
+    __tablename__ = "study_closures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), unique=True)
+    closed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    closed_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+
+
+class AuditEntry(Base):
+    """Who did what and when (review.labeling.audit): written in the same transaction as the action
+    it records, so the log never shows something that did not happen. Rows are only ever added."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(TS, default=utcnow, index=True)
+    # NULL for a login attempt with an unknown username; `actor` keeps the name as it was.
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    actor: Mapped[str] = mapped_column(String(64), default="")
+    action: Mapped[str] = mapped_column(String(48), index=True)
+    target: Mapped[str] = mapped_column(String(200), default="")
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ItemSettlement(Base):
+    """An admin's or QA reviewer's settlement of a disputed item: a note and optionally a corrected
+    consensus score, kept beside the original ratings (never replacing them). The newest row of an
+    item is its settlement; earlier ones stay as history."""
+
+    __tablename__ = "item_settlements"
+    __table_args__ = (
+        CheckConstraint("consensus_score IS NULL OR (consensus_score >= 1 AND consensus_score <= 10)",
+                        name="consensus_range"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("study_items.id", ondelete="CASCADE"), index=True)
+    settled_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    consensus_score: Mapped[int | None] = mapped_column(WholeNumber)
+    note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)

@@ -43,11 +43,11 @@ def cli() -> None:
 def init() -> None:
     """Create or upgrade the database schema in place (keeps all data) and load the guidelines."""
     from review.database import open_lab
-    from review.labeling.guidelines.files import sync_all
+    from review.labeling.guidelines.files import GUIDELINES_DIR, authored_dir, sync_all
 
     lab = open_lab(migrate=True)
     with lab.sessions() as s, s.begin():
-        versions = sync_all(s)
+        versions = sync_all(s, GUIDELINES_DIR, authored_dir(lab.settings.data_dir))
     click.echo(
         f"Database ready at {lab.settings.database_url.render_as_string()} "
         f"({len(versions)} guideline versions loaded)."
@@ -87,7 +87,7 @@ def users_add(username: str, role: str, display_name: str, password: str | None)
         password = getpass.getpass("Password: ")
     lab = open_lab()
     with lab.sessions() as s, s.begin():
-        user = add_user(s, username, password, role, display_name)
+        user = add_user(s, username, password, role, display_name, actor="cli")
         click.echo(f"Added {user.username} ({user.role}).")
 
 
@@ -111,7 +111,7 @@ def _set_active(username: str, active: bool) -> None:
 
     lab = open_lab()
     with lab.sessions() as s, s.begin():
-        set_active(s, username, active)
+        set_active(s, username, active, actor="cli")
     click.echo(f"{'Activated' if active else 'Deactivated'} {username}.")
 
 
@@ -141,8 +141,20 @@ def users_reset_password(username: str, password: str | None) -> None:
         password = getpass.getpass("New password: ")
     lab = open_lab()
     with lab.sessions() as s, s.begin():
-        reset_password(s, username, password)
+        reset_password(s, username, password, actor="cli")
     click.echo(f"Password reset for {username}.")
+
+
+@users.command("unlock")
+@click.argument("username")
+def users_unlock(username: str) -> None:
+    """Forget a user's failed logins (login throttling), from every address."""
+    from review.database import open_lab
+    from review.users import unlock
+
+    with open_lab().sessions() as s, s.begin():
+        unlock(s, username)
+    click.echo(f"Failed logins of {username} cleared.")
 
 
 @cli.group()
@@ -401,14 +413,33 @@ def restore(input_path: str, output_path: str, method: str, model: str | None,
                    "a new job for STUDY.")
 @click.option("--job", "job_id", type=int, default=None, help="Run or resume this job id.")
 @click.option("--quiet", is_flag=True, help="No progress bar (for background workers).")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Worker processes to run on this machine at once.")
+@click.option("--lease", "lease_s", type=click.FloatRange(min=1), default=120, show_default=True,
+              help="Seconds a worker's claim on an item lasts unless renewed (it renews while it "
+                   "works): after a worker is killed, its item is claimed again this much later.")
 def generate(study_name: str | None, plan_path: str | None, job_id: int | None,
-             quiet: bool) -> None:
+             quiet: bool, workers: int, lease_s: float) -> None:
     """Run a study's generation plan (or resume its unfinished job): degraded images,
-    restorations and study items, skipping whatever already exists."""
+    restorations and study items, skipping whatever already exists.
+
+    Several workers can run one job: start `generate --job N` again, here or on other machines
+    sharing the database (each claims items through it), or give --workers. A worker that finds
+    every unfinished item claimed by a live worker says when it can take over and exits 75."""
     import json
+    from datetime import timedelta
 
     from review.database import open_lab
-    from review.jobs import GenerationPlan, JobError, create_job, run_job, unfinished_job
+    from review.jobs import (
+        BUSY_EXIT,
+        GenerationPlan,
+        JobBusy,
+        JobError,
+        create_job,
+        run_job,
+        run_workers,
+        unfinished_job,
+    )
 
     lab = open_lab()
     if job_id is None:
@@ -426,18 +457,81 @@ def generate(study_name: str | None, plan_path: str | None, job_id: int | None,
             if job_id is None:
                 raise JobError(f"Study {study_name!r} has no unfinished job; give --plan FILE.")
             click.echo(f"Resuming job {job_id}.")
-    if quiet:
-        status = run_job(lab, job_id)
-    else:
-        with click.progressbar(length=1, label=f"job {job_id}") as bar:
-            def progress(done: int, total: int) -> None:
-                bar.length = total
-                bar.update(done - bar.pos)
+    lease = timedelta(seconds=lease_s)
+    try:
+        if workers > 1:
+            status = run_workers(lab, job_id, workers, lease, echo=click.echo)
+        elif quiet:
+            status = run_job(lab, job_id, lease=lease)
+        else:
+            with click.progressbar(length=1, label=f"job {job_id}") as bar:
+                def progress(done: int, total: int) -> None:
+                    bar.length = total
+                    bar.update(done - bar.pos)
 
-            status = run_job(lab, job_id, progress)
+                status = run_job(lab, job_id, progress, lease=lease)
+    except JobBusy as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(BUSY_EXIT)
     click.echo(f"Job {job_id}: {status}.")
     if status != "done":
         sys.exit(1 if status == "failed" else 0)
+
+
+@cli.command()
+@click.option("--study", "study_name", required=True, help="The study to add simulated raters to.")
+@click.option("--raters", type=int, default=8, show_default=True,
+              help="Simulated raters (each rates every item).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the simulated panel.")
+@click.option("--remove", is_flag=True, help="Remove the study's simulated ratings and raters instead.")
+def simulate(study_name: str, raters: int, seed: int, remove: bool) -> None:
+    """Add a simulated rating panel (P.910 raters over a known ground truth, guideline and QA
+    effects) to a study, or remove it; its ratings are marked simulated everywhere."""
+    from review.database import open_lab
+    from review.labeling.simulated_panel import remove_simulated, simulate_study
+    from review.labeling.study import get_study
+
+    lab = open_lab()
+    with lab.sessions() as s, s.begin():
+        study = get_study(s, study_name)
+        if remove:
+            n = remove_simulated(s, study)
+            click.echo(f"Removed {n} simulated ratings from study {study.name!r}.")
+        else:
+            click.echo(simulate_study(s, study, raters=raters, seed=seed).line())
+
+
+@cli.command()
+@click.option("--study", "study_name", required=True, help="The study to answer for.")
+@click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md", show_default=True)
+@click.option("--threshold", type=float, default=0.8, show_default=True,
+              help="h: a blur level is usable when at least this share of ratings is faithful.")
+@click.option("--faithful-min", type=int, default=4, show_default=True,
+              help="A score at or above this counts as faithful.")
+@click.option("--beta", type=float, default=1.96, show_default=True,
+              help="Width of the uncertain zone: mean +- beta * sd against the threshold.")
+@click.option("--simulated/--no-simulated", "include_simulated", default=True, show_default=True,
+              help="Include the ratings of a simulated panel.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the curves and boundaries as CSV to this file.")
+def answer(study_name: str, fmt: str, threshold: float, faithful_min: int, beta: float,
+           include_simulated: bool, csv_path: str | None) -> None:
+    """How far can it go: per restorer the blur level up to which restorations stay faithful,
+    with its 95 % interval, what it rests on, and the next levels worth rating."""
+    from review.analysis.answer import answer_markdown, study_answer
+    from review.analysis.boundary import Options
+    from review.analysis.export import answer_csv, answer_json
+
+    try:
+        options = Options(faithful_min=faithful_min, threshold=threshold, beta=beta)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    df, _scale = _study_frame(study_name)
+    result = study_answer(df, study_name, options, include_simulated=include_simulated)
+    click.echo(answer_json(result) if fmt == "json" else answer_markdown(result))
+    if csv_path:
+        Path(csv_path).write_bytes(answer_csv(result))
+        click.echo(f"Wrote {csv_path}", err=True)
 
 
 @cli.command("backup")

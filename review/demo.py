@@ -14,9 +14,12 @@ import numpy as np
 from PIL import Image
 from sqlalchemy import select
 
-from db.models import GuidelineVersion, User
+from db.models import GuidelineVersion, StudyReviewer, User
 from review.database import Lab
-from review.labeling.guidelines.files import sync_all
+from review.labeling.cohorts import joined_counts
+from review.labeling.guidelines.files import GUIDELINES_DIR, authored_dir, sync_all
+from review.labeling.settings import StudySettings, update_settings
+from review.labeling.simulated_panel import simulate_study
 from review.labeling.study import StudyConfig, add_item, count_items, ensure_study
 from review.media import catalog
 from review.media.degrade import BlurSpec
@@ -34,6 +37,7 @@ DEMO_USERS = [
     ("quinn", "qa", "Quinn QA"),
 ]
 DEMO_METHODS = ("wiener", "richardson_lucy", "blurred")
+DEMO_QA_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,7 @@ def seed_demo(lab: Lab, *, password: str = "demo-pass",
               echo: Callable[[str], None] = lambda _m: None) -> str:
     """Create (or complete) the demo users, guideline, images, restorations and study."""
     with lab.sessions() as s, s.begin():
-        sync_all(s)
+        sync_all(s, GUIDELINES_DIR, authored_dir(lab.settings.data_dir))
         for username, role, name in DEMO_USERS:
             if s.scalar(select(User).where(User.username == username)) is None:
                 add_user(s, username, password, role, name)
@@ -99,6 +103,9 @@ def seed_demo(lab: Lab, *, password: str = "demo-pass",
             description="Classical deblurring and controls on scikit-image sample photos.",
             raters_per_item=2, gold_rate=0.15,
         ), guideline)
+        if StudySettings.of(study).qa_share == 0.0 and not joined_counts(s).get(study.id):
+            # Half the reviewers go through QA, so "Sample now" has work and quinn gets a queue.
+            update_settings(study, qa_share=DEMO_QA_SHARE)
         study_id = study.id
 
     for src in DEMO_SOURCES:
@@ -133,5 +140,64 @@ def seed_demo(lab: Lab, *, password: str = "demo-pass",
         from db.models import Study
 
         n_items = count_items(s, s.get(Study, study_id))
+    simulated = seed_simulated_demo(lab, echo=echo)
     return (f"Demo study {DEMO_STUDY!r}: {n_items} items. Demo logins (password {password!r}): "
-            + ", ".join(f"{u} ({r})" for u, r, _ in DEMO_USERS))
+            + ", ".join(f"{u} ({r})" for u, r, _ in DEMO_USERS) + f"\n{simulated}")
+
+
+SIMULATED_STUDY = "Demo (SIMULATED ratings): how far can Wiener go on camera shake?"
+SIMULATED_SOURCES = ("astronaut", "coffee")
+SIMULATED_SIDE = 128  # small: the point is the ratings, and the demo must stay fast
+SIMULATED_LEVELS = (3.0, 6.0, 9.0, 12.0, 15.0, 18.0, 21.0, 24.0)
+SIMULATED_METHODS = ("wiener", "blurred")
+SIMULATED_RATERS = 12
+#: Guideline arms: v1 (minimal text) against v3 (with example pictures), QA on for half the raters.
+SIMULATED_GUIDELINES = (("fidelity", 1), ("fidelity", 3))
+
+
+def seed_simulated_demo(lab: Lab, *, echo: Callable[[str], None] = lambda _m: None) -> str:
+    """A second demo study that already holds a simulated panel's ratings (review.labeling.
+    simulated_panel), so Analysis and the answer are populated on a fresh install: Wiener and the
+    blurred input over camera-shake levels, raters randomised over two guideline versions and QA on
+    or off. Its raters are marked simulated; real reviewers can still rate it (4 free slots per item)."""
+    from db.models import Study
+
+    echo(f"  simulated panel: {len(SIMULATED_SOURCES)} photos x {len(SIMULATED_LEVELS)} camera-shake "
+         f"levels x {len(SIMULATED_METHODS)} restorers, {SIMULATED_RATERS} simulated raters")
+    with lab.sessions() as s, s.begin():
+        versions = [s.scalar(select(GuidelineVersion).where(GuidelineVersion.slug == slug,
+                                                            GuidelineVersion.version == v))
+                    for slug, v in SIMULATED_GUIDELINES]
+        study = ensure_study(s, StudyConfig(
+            name=SIMULATED_STUDY,
+            description="SIMULATED ratings from a simulated panel (P.910 raters over a known ground "
+                        "truth), for exploring Analysis and the answer. Remove them with `python -m review "
+                        f"simulate --remove --study \"{SIMULATED_STUDY}\"`.",
+            raters_per_item=SIMULATED_RATERS + 4, gold_rate=0.0), versions[0])
+        if not joined_counts(s).get(study.id):
+            update_settings(study, guideline_version_ids=[v.id for v in versions], qa_share=0.5)
+        study_id = study.id
+        for name in SIMULATED_SOURCES:
+            image = sample_image(name, SIMULATED_SIDE)
+            src = next(d for d in DEMO_SOURCES if d.name == name)
+            source = catalog.add_source(s, lab.store, image, title=f"{src.title} (small)",
+                                        content=src.content, origin=f"skimage.data.{name}",
+                                        licence=src.licence)
+            for i, level in enumerate(SIMULATED_LEVELS):
+                degraded = catalog.add_degraded(s, lab.store, source, BlurSpec("camera_shake", level, seed=7))
+                kernel = catalog.load_kernel(lab.store, degraded)
+                for method in SIMULATED_METHODS + (("hidden_reference",) if i == 0 else ()):
+                    params = resolve_params(method)
+                    restoration = catalog.find_restoration(s, degraded.id, method, params)
+                    if restoration is None:
+                        out = run_restorer(method, lab.store.open_image(degraded.path), kernel=kernel,
+                                           reference=image, params=params)
+                        restoration = catalog.add_restoration(s, lab.store, degraded, method, params,
+                                                              out.image, out.provenance, out.metrics)
+                    add_item(s, study, restoration)
+    with lab.sessions() as s, s.begin():
+        study = s.get(Study, study_id)
+        if s.scalar(select(User.id).join(StudyReviewer, StudyReviewer.reviewer_id == User.id).where(
+                StudyReviewer.study_id == study_id, User.simulated.is_(True)).limit(1)) is not None:
+            return f"Simulated demo study {SIMULATED_STUDY!r}: already holds its simulated panel."
+        return simulate_study(s, study, raters=SIMULATED_RATERS, seed=15).line()

@@ -2,26 +2,32 @@
 runs outside the Streamlit script run, in its own process, and records progress, per-item errors
 and a heartbeat in the database so any page or CLI can watch or cancel it.
 
+- Several workers: the plan is stored as work items (one per unit, or per grid below), and any
+  number of worker processes, on this machine or others sharing the database, claim them one at
+  a time (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite's write transactions are `BEGIN
+  IMMEDIATE`, so a claim is serialised). A claim is a lease that the worker renews while it
+  works; when it runs out (the worker was killed), another worker claims the item again. A lease
+  whose worker process has ended on this host is taken over at once. A worker that finds every
+  unfinished item leased by a live worker is refused (`JobBusy`), saying when it can take over.
 - Resumable: every unit is identified by content (source image, blur recipe, method,
-  parameters); a rerun after a crash or kill skips what is already stored. A running job whose
-  worker process has ended on this host is taken over at once; one whose worker is on another
-  host (or alive) when its heartbeat is `HEARTBEAT_STALE` old, and the refusal says when.
-- Cancellable: `cancel()` sets a flag the worker checks between units.
-- One generation per machine at a time: a file lock in the data folder serialises worker
-  processes, and the restore module holds a per-pipeline lock inside a process.
+  parameters) and stored content-addressed, so an item done twice (a lease that ran out under a
+  slow worker, a rerun after a crash) stores nothing twice.
+- Cancellable: `cancel()` sets a flag the workers check between items.
+- Inside one process the restore module holds a per-pipeline lock.
 - Stable Diffusion units that share an input and differ only in strength and seed run as one grid
   (input and prompt encoded once, UNet batched), which is how a study's usual grid is cheap.
 """
 
 from __future__ import annotations
 
-import fcntl
 import itertools
 import math
 import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,9 +37,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from db.models import GenerationJob, JobItemError, SourceImage, Study, utcnow
+from db.models import GenerationWorkItem as WorkItem
 from review.config import settings_env
 from review.database import Lab
 from review.errors import ReviewError
@@ -41,12 +49,19 @@ from review.labeling.study import add_item
 from review.media import catalog
 from review.media.degrade import BlurSpec
 
-HEARTBEAT_STALE = timedelta(minutes=2)
+LEASE = timedelta(minutes=2)  # how long a claim outlives its worker's last renewal
 GRID_KEYS = ("strength", "seed")
+IDLE_POLL_S = 1.0  # how often a worker with nothing to claim looks again while others work
+BUSY_EXIT = 75  # EX_TEMPFAIL: `generate --job` found nothing to claim now; try again later
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class JobError(ReviewError):
     """A job cannot be created, started or resumed; the message says why."""
+
+
+class JobBusy(JobError):
+    """Every unfinished item of the job is leased by a live worker: nothing to claim now."""
 
 
 @dataclass(frozen=True)
@@ -132,7 +147,17 @@ def add_job(session: Session, study_id: int, plan: GenerationPlan) -> int:
                         progress_total=len(units))
     session.add(job)
     session.flush()
+    _add_items(session, job.id, units)
     return job.id
+
+
+def _add_items(session: Session, job_id: int, units: list[Unit]) -> None:
+    """One work item per group of units that run together (see `_groups`)."""
+    for position, group in enumerate(_groups(units)):
+        more = f" (+{len(group) - 1} in its grid)" if len(group) > 1 else ""
+        session.add(WorkItem(job_id=job_id, position=position, item_key=(group[0].key() + more)[:200],
+                             units=len(group)))
+    session.flush()
 
 
 def cancel(lab: Lab, job_id: int) -> None:
@@ -197,64 +222,127 @@ def _worker_gone(worker: str | None) -> bool:
     return stat[0] in ("Z", "X") or bool(start) and stat[19] != start
 
 
-def _claim(lab: Lab, job_id: int) -> None:
-    """Mark the job running for this process. A running job is taken over when its worker is a
-    process of this host that has ended, or when its heartbeat is stale; otherwise refused,
-    saying when it can be taken over."""
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands timestamps back without their (UTC) zone."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _join(lab: Lab, job_id: int, me: str, lease: timedelta) -> tuple[GenerationPlan, int | None, int | None]:
+    """Start the job (queued, or failed and run again: its failed items are retried) or join it
+    while it runs, and claim a first item; returns the plan, the study id and that item's id
+    (None when every item is finished). Refused with `JobBusy` when every unfinished item is
+    leased by a live worker, saying when it can be taken over."""
     now = utcnow()
-    claimed = {"status": "running", "worker": _worker_name(), "heartbeat_at": now,
-               "started_at": now, "error": None, "finished_at": None, "cancel_requested": False}
     with lab.sessions() as s, s.begin():
-        result = s.execute(
-            update(GenerationJob)
-            .where(GenerationJob.id == job_id,
-                   or_(GenerationJob.status.in_(("queued", "failed")),
-                       (GenerationJob.status == "running")
-                       & or_(GenerationJob.heartbeat_at.is_(None),
-                             GenerationJob.heartbeat_at < now - HEARTBEAT_STALE)))
-            .values(**claimed)
-        )
-        if result.rowcount == 1:
-            return
-        job = s.get(GenerationJob, job_id)
+        job = s.scalar(select(GenerationJob).where(GenerationJob.id == job_id).with_for_update())
         if job is None:
             raise JobError(f"No job {job_id}.")
-        if job.status != "running":
+        if job.status in ("done", "cancelled"):
             raise JobError(f"Job {job_id} is {job.status}; nothing to do.")
-        if _worker_gone(job.worker) and s.execute(  # only if no one else took it over meanwhile
-                update(GenerationJob)
-                .where(GenerationJob.id == job_id, GenerationJob.status == "running",
-                       GenerationJob.worker == job.worker)
-                .values(**claimed)).rowcount == 1:
-            return
-        raise JobError(_running_elsewhere(job, now))
+        plan = GenerationPlan.from_json(job.plan)
+        if s.scalar(select(func.count()).where(WorkItem.job_id == job_id)) == 0:
+            _add_items(s, job_id, plan.units())  # a job created before work items existed
+        if job.status != "running":
+            s.execute(update(WorkItem)
+                      .where(WorkItem.job_id == job_id, WorkItem.state == "failed")
+                      .values(state="pending", finished_at=None))
+            job.status, job.started_at, job.finished_at = "running", now, None
+            job.error, job.cancel_requested = None, False
+            job.progress_done = _processed(s, job)
+        job.worker, job.heartbeat_at = me, now
+        if job.cancel_requested:  # its workers stop between items; this one just records it
+            return plan, job.study_id, None
+        item = _claim_item(s, job_id, me, lease, now)
+        if item is not None:
+            return plan, job.study_id, item.id
+        leases = s.execute(select(WorkItem.lease_owner, func.min(WorkItem.lease_expires_at))
+                           .where(WorkItem.job_id == job_id, WorkItem.state == "claimed")
+                           .group_by(WorkItem.lease_owner)).all()
+        if leases:
+            raise JobBusy(_running_elsewhere(job_id, [(o, _aware(t)) for o, t in leases], now))
+        return plan, job.study_id, None
 
 
-def _running_elsewhere(job: GenerationJob, now: datetime) -> str:
-    """Why a running job cannot be taken over now, and when it can."""
-    beat = job.heartbeat_at if job.heartbeat_at.tzinfo else job.heartbeat_at.replace(tzinfo=UTC)
-    deadline = beat + HEARTBEAT_STALE
+def _claim_item(session: Session, job_id: int, me: str, lease: timedelta,
+                now: datetime) -> WorkItem | None:
+    """Lease the job's first claimable item to `me`, in the caller's transaction: a pending one,
+    or one whose lease ran out, or whose worker process has ended on this host (or is this very
+    process, from an earlier run that stopped). Rows another transaction is claiming are skipped."""
+    live = session.scalars(select(WorkItem.lease_owner).distinct().where(
+        WorkItem.job_id == job_id, WorkItem.state == "claimed"))
+    gone = [owner for owner in live if owner == me or _worker_gone(owner)]
+    item = session.scalar(
+        select(WorkItem)
+        .where(WorkItem.job_id == job_id,
+               or_(WorkItem.state == "pending",
+                   (WorkItem.state == "claimed")
+                   & or_(WorkItem.lease_expires_at < now,
+                         WorkItem.lease_owner.in_(gone))))
+        .order_by(WorkItem.position).limit(1).with_for_update(skip_locked=True))
+    if item is not None:
+        item.state, item.lease_owner, item.lease_expires_at = "claimed", me, now + lease
+        item.attempts = WorkItem.attempts + 1  # in SQL: two claims of one item would both count
+    return item
+
+
+def _claim_next(lab: Lab, job_id: int, me: str, lease: timedelta) -> tuple[int | None, float | None]:
+    """The id of a newly claimed item; else how long to wait before looking again (until the
+    soonest lease of another worker may run out, or its item be finished), or None when every
+    item is finished. A worker waits rather than leaves, so that a killed worker's item is
+    always picked up."""
+    with lab.sessions() as s, s.begin():
+        now = utcnow()
+        item = _claim_item(s, job_id, me, lease, now)
+        if item is not None:
+            return item.id, None
+        soonest = s.scalar(select(func.min(WorkItem.lease_expires_at)).where(
+            WorkItem.job_id == job_id, WorkItem.state == "claimed"))
+    if soonest is None:
+        return None, None
+    until = (_aware(soonest) - now).total_seconds() + 0.05
+    return None, min(max(until, 0.05), lease.total_seconds() / 4, IDLE_POLL_S)
+
+
+def _running_elsewhere(job_id: int, leases: list[tuple[str, datetime]], now: datetime) -> str:
+    """Why a worker cannot join a job now, and when it can take over."""
+    owner, deadline = min(leases, key=lambda lease: lease[1])
     wait = max(0, math.ceil((deadline - now).total_seconds()))
-    on_this_host = (job.worker or "").rpartition(":")[0] == socket.gethostname()
+    on_this_host = owner.rpartition(":")[0] == socket.gethostname()
     where = "a live process on this host" if on_this_host else "another host"
     at_once = "; or at once, once that process has ended" if on_this_host else ""
-    return (f"Job {job.id} is running in {job.worker} ({where}, last heartbeat "
-            f"{max(0, round((now - beat).total_seconds()))} s ago); nothing to do now. "
-            f"If that worker has stopped, the job can be taken over from "
-            f"{deadline.astimezone():%Y-%m-%d %H:%M:%S %Z} (in {wait} s), when its heartbeat is "
-            f"{HEARTBEAT_STALE.total_seconds():g} s old{at_once}: run this again then.")
+    return (f"Job {job_id} is running in {', '.join(sorted(o for o, _ in leases))} ({where}), which "
+            f"holds every unfinished item; nothing to do now. If that worker has stopped, its items "
+            f"can be taken over from {deadline.astimezone():%Y-%m-%d %H:%M:%S %Z} (in {wait} s), "
+            f"when its lease runs out{at_once}: run this again then.")
 
 
 @contextmanager
-def machine_lock(lab: Lab) -> Iterator[None]:
-    """One generation process per data folder (and so per GPU) at a time."""
-    lab.settings.models_dir.mkdir(parents=True, exist_ok=True)
-    with open(lab.settings.models_dir / "generation.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _renewing(lab: Lab, job_id: int, me: str, lease: timedelta) -> Iterator[None]:
+    """While the body runs, renew this worker's leases (and the job's heartbeat) every quarter
+    lease, so a slow item is not taken over while its worker is alive."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(lease.total_seconds() / 4):
+            try:
+                with lab.sessions() as s, s.begin():
+                    now = utcnow()
+                    s.execute(update(WorkItem)
+                              .where(WorkItem.job_id == job_id, WorkItem.lease_owner == me,
+                                     WorkItem.state == "claimed")
+                              .values(lease_expires_at=now + lease))
+                    s.execute(update(GenerationJob).where(GenerationJob.id == job_id)
+                              .values(heartbeat_at=now))
+            except SQLAlchemyError as exc:  # a missed renewal at worst lets another worker redo an item
+                print(f"job {job_id}: could not renew the lease ({exc}); retrying", file=sys.stderr)
+
+    thread = threading.Thread(target=renew, name=f"lease-job-{job_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _groups(units: list[Unit]) -> list[list[Unit]]:
@@ -274,38 +362,84 @@ def _groups(units: list[Unit]) -> list[list[Unit]]:
     return [groups[k] for k in order]
 
 
-def run_job(lab: Lab, job_id: int, progress: Callable[[int, int], None] | None = None) -> str:
-    """Run (or resume) a job in this process; returns the final status."""
-    _claim(lab, job_id)
-    with lab.sessions() as s:
-        job = s.get(GenerationJob, job_id)
-        plan, study_id = GenerationPlan.from_json(job.plan), job.study_id
-    units = plan.units()
-    done = failed = 0
-    status = "done"
-    with machine_lock(lab):
-        for group in _groups(units):
-            if _cancel_requested(lab, job_id):
-                status = "cancelled"
-                break
+def run_job(lab: Lab, job_id: int, progress: Callable[[int, int], None] | None = None, *,
+            lease: timedelta = LEASE) -> str:
+    """Work on a job in this process, with any other workers on it, until every item is finished
+    or the job is cancelled; returns the job's status. `progress(done, total)` counts the items
+    of every worker."""
+    me = _worker_name()
+    plan, study_id, item_id = _join(lab, job_id, me, lease)
+    groups = _groups(plan.units())
+    total = sum(len(g) for g in groups)
+    cancelled = False
+    with _renewing(lab, job_id, me, lease):
+        while True:
+            if item_id is None:
+                if _cancel_requested(lab, job_id):
+                    cancelled = True
+                    break
+                item_id, wait = _claim_next(lab, job_id, me, lease)
+                if item_id is None:
+                    if wait is None:
+                        break
+                    time.sleep(wait)
+                    continue
+            with lab.sessions() as s:
+                group = groups[s.get(WorkItem, item_id).position]
+            error = None
             try:
                 _run_group(lab, study_id, plan, group)
-                done += len(group)
             except Exception as exc:  # noqa: BLE001 - recorded per item, the job goes on
-                failed += len(group)
-                _record_error(lab, job_id, group, exc)
-            _heartbeat(lab, job_id, done + failed)
+                error = exc
+            processed = _finish_item(lab, job_id, item_id, me, group, error)
+            item_id = None
             if progress:
-                progress(done + failed, len(units))
-    if status == "done" and failed and not done:
-        status = "failed"
+                progress(processed, total)
+    return _finish_job(lab, job_id, cancelled)
+
+
+def _processed(session: Session, job: GenerationJob) -> int:
+    """Units of the job's finished items: the progress every page and worker shows."""
+    units = session.scalar(select(func.coalesce(func.sum(WorkItem.units), 0)).where(
+        WorkItem.job_id == job.id, WorkItem.state.in_(("done", "failed"))))
+    return min(units, job.progress_total)
+
+
+def _finish_item(lab: Lab, job_id: int, item_id: int, me: str, group: list[Unit],
+                 error: BaseException | None) -> int:
+    """Mark the item done (or failed, with an error per unit) if this worker still holds it; a
+    worker whose lease ran out meanwhile changes nothing (the new holder finishes the item).
+    Returns the job's progress."""
     with lab.sessions() as s, s.begin():
-        job = s.get(GenerationJob, job_id)
-        job.status, job.finished_at = status, utcnow()
-        job.progress_done = min(done + failed, job.progress_total)
+        owned = s.execute(
+            update(WorkItem)
+            .where(WorkItem.id == item_id, WorkItem.state == "claimed",
+                   WorkItem.lease_owner == me)
+            .values(state="done" if error is None else "failed", finished_at=utcnow(),
+                    lease_expires_at=None)).rowcount == 1
+        if owned and error is not None:
+            _record_error(s, job_id, group, error)
+        job = s.scalar(select(GenerationJob).where(GenerationJob.id == job_id).with_for_update())
+        job.progress_done = _processed(s, job)
+        return job.progress_done
+
+
+def _finish_job(lab: Lab, job_id: int, cancelled: bool) -> str:
+    """Record the outcome once no item is left (or on cancel): the first worker to get here sets
+    it, the others return it."""
+    with lab.sessions() as s, s.begin():
+        job = s.scalar(select(GenerationJob).where(GenerationJob.id == job_id).with_for_update())
+        if job.status != "running":
+            return job.status
+        units = dict(s.execute(select(WorkItem.state, func.sum(WorkItem.units))
+                               .where(WorkItem.job_id == job_id)
+                               .group_by(WorkItem.state)).all())
+        done, failed = units.get("done", 0), units.get("failed", 0)
+        job.status = "cancelled" if cancelled else "failed" if failed and not done else "done"
+        job.finished_at, job.progress_done = utcnow(), _processed(s, job)
         if failed:
-            job.error = f"{failed} of {len(units)} items failed; see the item errors."
-    return status
+            job.error = f"{failed} of {job.progress_total} items failed; see the item errors."
+        return job.status
 
 
 def _cancel_requested(lab: Lab, job_id: int) -> bool:
@@ -314,20 +448,14 @@ def _cancel_requested(lab: Lab, job_id: int) -> bool:
                              .where(GenerationJob.id == job_id)))
 
 
-def _heartbeat(lab: Lab, job_id: int, processed: int) -> None:
-    with lab.sessions() as s, s.begin():
-        job = s.get(GenerationJob, job_id)
-        job.progress_done = min(processed, job.progress_total)
-        job.heartbeat_at = utcnow()
+def _record_error(session: Session, job_id: int, group: list[Unit], exc: BaseException) -> None:
+    """Store the failure in plain words with the fix (`plain_error`); the library's own text and
+    traceback go to the worker's log (data/logs/job-<id>.log) for whoever debugs it."""
+    from review.media.restore.runner import plain_error
 
-
-def _record_error(lab: Lab, job_id: int, group: list[Unit], exc: BaseException) -> None:
-    message = f"{type(exc).__name__}: {exc}"
-    detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    with lab.sessions() as s, s.begin():
-        for unit in group:
-            s.add(JobItemError(job_id=job_id, item_key=unit.key()[:200],
-                               error=message if len(detail) < 20 else detail))
+    print("".join(traceback.format_exception(exc)), file=sys.stderr, flush=True)
+    for unit in group:
+        session.add(JobItemError(job_id=job_id, item_key=unit.key()[:200], error=plain_error(exc)))
 
 
 def _run_group(lab: Lab, study_id: int, plan: GenerationPlan, group: list[Unit]) -> None:
@@ -373,8 +501,26 @@ def start_background(lab: Lab, job_id: int) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "review", "generate", "--job", str(job_id), "--quiet"],
         stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        cwd=str(Path(__file__).resolve().parent.parent),
+        cwd=str(ROOT),
     )
+
+
+def run_workers(lab: Lab, job_id: int, count: int, lease: timedelta = LEASE,
+                echo: Callable[[str], None] = print) -> str:
+    """Run the job in `count` worker processes of this machine at once (as `generate --job` on
+    several machines would), echo what each said, and return the job's final status."""
+    command = [sys.executable, "-m", "review", "generate", "--job", str(job_id), "--quiet",
+               "--lease", f"{lease.total_seconds():g}"]
+    env = dict(os.environ, **settings_env(lab.settings))
+    workers = [subprocess.Popen(command, env=env, cwd=str(ROOT), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True) for _ in range(count)]
+    for number, worker in enumerate(workers, 1):
+        said = worker.communicate()[0].strip()
+        if worker.returncode == BUSY_EXIT:
+            said = "found nothing left to claim."
+        echo(f"worker {number}: {said}" if said else f"worker {number}: exit status {worker.returncode}")
+    with lab.sessions() as s:
+        return s.get(GenerationJob, job_id).status
 
 
 def unfinished_job(lab: Lab, study_name: str) -> int | None:
@@ -399,3 +545,42 @@ def count_running(lab: Lab) -> int:
     with lab.sessions() as s:
         return s.scalar(select(func.count()).select_from(GenerationJob)
                         .where(GenerationJob.status == "running")) or 0
+
+
+def proposal_plan(session: Session, study_id: int, *, restorer: str, setting: str, blur_kind: str,
+                  level: float, strength: float | None = None) -> GenerationPlan:
+    """The generation plan that rates a proposed blur level (review.analysis.boundary's Straddle
+    proposals): the study's existing sources of that curve, its blur recipes at the new level, and
+    the curve's restorer setting (at the proposed strength), so the new items extend that curve."""
+    from db.models import DegradedImage, Restoration, StudyItem
+    from review.analysis.boundary import setting_label
+
+    if not (isinstance(level, int | float) and math.isfinite(level) and level > 0):
+        raise JobError(f"A proposed blur level must be a positive number of pixels (got {level!r}).")
+    rows = session.execute(
+        select(DegradedImage.source_id, DegradedImage.params, Restoration.params)
+        .join(Restoration, Restoration.degraded_id == DegradedImage.id)
+        .join(StudyItem, StudyItem.restoration_id == Restoration.id)
+        .where(StudyItem.study_id == study_id, Restoration.method == restorer,
+               DegradedImage.kind == blur_kind, Restoration.is_smoke_test.is_(False))).all()
+    rows = [r for r in rows if setting_label(restorer, dict(r[2] or {})) == setting]
+    if not rows:
+        raise JobError(f"The study has no {restorer} items on {blur_kind} blur with setting "
+                       f"{setting or 'defaults'!r} to extend.")
+    recipes = {tuple(sorted(dict(b, level=float(level)).items())) for _s, b, _p in rows}
+    params = {k: v for k, v in dict(rows[0][2] or {}).items() if k != "seed"}
+    if strength is not None:
+        params["strength"] = float(strength)
+    seeds = sorted({int((p or {}).get("seed", 0)) for _s, _b, p in rows})
+    return GenerationPlan(source_ids=sorted({s for s, _b, _p in rows}),
+                          blurs=[dict(r) for r in sorted(recipes, key=str)],
+                          restorers=[{"method": restorer, "params": params}], seeds=seeds)
+
+
+def accept_proposal(session: Session, study_id: int, *, restorer: str, setting: str, blur_kind: str,
+                    level: float, strength: float | None = None) -> int:
+    """Turn a proposed blur level (and strength) into a queued generation job of the study (in the
+    caller's transaction) whose items join it when the job runs; returns the job id."""
+    plan = proposal_plan(session, study_id, restorer=restorer, setting=setting, blur_kind=blur_kind,
+                         level=level, strength=strength)
+    return add_job(session, study_id, plan)

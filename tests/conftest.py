@@ -4,10 +4,6 @@ that use it are put in the `postgres` lane here. Shared builders live in tests/s
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +15,7 @@ from db.engine import make_engine
 from db.migrate import upgrade
 from review.config import SETTING_NAMES, Settings, load_settings
 from review.database import Lab, open_lab
-from tests.support import free_port
+from tests.support import throwaway_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,42 +47,11 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     eng.dispose()
 
 
-def _pg_bin(name: str) -> str:
-    for candidate in (shutil.which(name), f"/usr/lib/postgresql/15/bin/{name}"):
-        if candidate and os.path.exists(candidate):
-            return candidate
-    raise RuntimeError(
-        f"PostgreSQL server binary {name!r} not found: install it with "
-        "'apt-get install -y postgresql-15' (the PostgreSQL tests need a real server)."
-    )
-
-
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[str]:
     """Start a throwaway PostgreSQL cluster on a free loopback port; yield its base URL."""
-    # Not under pytest's tmp folder: that is private to root, and initdb refuses to run as root.
-    base = Path(tempfile.mkdtemp(prefix="review-pg-"))
-    datadir = base / "data"
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        as_user = ["runuser", "-u", "postgres", "--"]
-        shutil.chown(base, "postgres")
-    port = free_port()
-    subprocess.run(
-        [*as_user, _pg_bin("initdb"), "-D", str(datadir), "-U", "lab", "--auth=trust", "-E", "UTF8"],
-        check=True, capture_output=True,
-    )
-    subprocess.run(
-        [*as_user, _pg_bin("pg_ctl"), "-D", str(datadir), "-l", str(base / "log"), "-w", "-o",
-         f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
-        check=True, capture_output=True,
-    )
-    try:
-        yield f"postgresql+psycopg://lab@127.0.0.1:{port}"
-    finally:
-        subprocess.run([*as_user, _pg_bin("pg_ctl"), "-D", str(datadir), "-m", "immediate", "stop"],
-                       capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+    with throwaway_postgres() as url:
+        yield url
 
 
 #: What puts a test in a lane without a marker of its own, so the lanes cannot drift: the fixtures

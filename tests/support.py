@@ -4,16 +4,23 @@ each other."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+import subprocess
+import tempfile
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 from PIL import Image, ImageFilter
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, event, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import DegradedImage, GuidelineVersion, Restoration, SourceImage, Study, User
 from review.database import Lab
@@ -156,3 +163,79 @@ def wait_until(probe: Callable[[], T], *, timeout: float, what: str, interval: f
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(interval)
     return result
+
+
+def _pg_bin(name: str) -> str:
+    for candidate in (shutil.which(name), f"/usr/lib/postgresql/15/bin/{name}"):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    raise RuntimeError(
+        f"PostgreSQL server binary {name!r} not found: install it with "
+        "'apt-get install -y postgresql-15' (the PostgreSQL tests need a real server)."
+    )
+
+
+@contextmanager
+def throwaway_postgres(*settings: str) -> Iterator[str]:
+    """A PostgreSQL cluster (initdb, pg_ctl) on a free loopback port for the duration; yields its
+    base URL. `settings` are extra `-c name=value` server settings (bench/load.py raises
+    max_connections). fsync is off: the data is thrown away anyway."""
+    # Not under pytest's tmp folder: that is private to root, and initdb refuses to run as root.
+    base = Path(tempfile.mkdtemp(prefix="review-pg-"))
+    datadir = base / "data"
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        as_user = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(base, "postgres")
+    port = free_port()
+    options = " ".join(f"-c {s}" for s in ("listen_addresses=127.0.0.1", "fsync=off", *settings))
+    subprocess.run(
+        [*as_user, _pg_bin("initdb"), "-D", str(datadir), "-U", "lab", "--auth=trust", "-E", "UTF8"],
+        check=True, capture_output=True,
+    )
+    subprocess.run(
+        [*as_user, _pg_bin("pg_ctl"), "-D", str(datadir), "-l", str(base / "log"), "-w", "-o",
+         f"-p {port} -k {base} {options}", "start"],
+        check=True, capture_output=True,
+    )
+    try:
+        yield f"postgresql+psycopg://lab@127.0.0.1:{port}"
+    finally:
+        subprocess.run([*as_user, _pg_bin("pg_ctl"), "-D", str(datadir), "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@contextmanager
+def statements(engine: Engine) -> Iterator[list[str]]:
+    """The SQL statements the engine sends while the block runs (BEGIN excluded: how a transaction
+    starts is the engine's business, db/engine.py). Each is one round trip to a server."""
+    sent: list[str] = []
+
+    def log(_conn, _cursor, statement: str, *_args) -> None:  # noqa: ANN001 - DB-API objects
+        if not statement.lstrip().upper().startswith("BEGIN"):
+            sent.append(" ".join(statement.split()))
+
+    event.listen(engine, "before_cursor_execute", log)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", log)
+
+
+def rate_next(sessions: sessionmaker[Session], study_id: int, reviewer_id: int, score: int = 3) -> int | None:
+    """One rating as the Rate page (review/ui/rate.py) makes it: claim the next item and read its
+    images in one transaction, submit in another. The rated item's id, or None when none is left."""
+    from review.labeling.assignment import next_assignment
+    from review.labeling.ratings import Submission, submit
+    from review.labeling.study import study_by_id
+    from review.labeling.views import item_view
+
+    with sessions() as s, s.begin():
+        lease = next_assignment(s, study_by_id(s, study_id), reviewer_id)
+        if lease is None:
+            return None
+        item_view(s, lease.item_id)
+    with sessions() as s, s.begin():
+        submit(s, lease.assignment_id, reviewer_id, Submission(score=score, client_token=uuid.uuid4().hex))
+    return lease.item_id

@@ -3,6 +3,7 @@ a given user, and what a page shows."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,8 @@ def login(at: AppTest, username: str, password: str = PASSWORD) -> AppTest:
 def texts(at: AppTest) -> str:
     """Every piece of text the page sends to the browser: each element's protobuf as text
     (labels, bodies, options, captions, help texts); images contribute their captions and
-    their media URLs (a file name in a URL would be a leak too), but not inline pixels."""
+    their media URLs (a file name in a URL would be a leak too), but not inline pixels; the
+    comparison viewer contributes its data without the inline pixels (not its static JS/CSS)."""
     out: list[str] = []
 
     def walk(node) -> None:  # noqa: ANN001
@@ -62,6 +64,12 @@ def texts(at: AppTest) -> str:
         if getattr(node, "type", None) == "image":
             out.extend(node.captions)
             out.extend(img.url for img in proto.imgs if not img.url.startswith("data:"))
+        elif getattr(proto, "component_name", None):
+            data = json.loads(proto.json or "null")
+            for panel in (data or {}).get("panels", []):
+                if panel["src"].startswith("data:"):
+                    panel["src"] = "data:"
+            out.append(f"{proto.component_name} {json.dumps(data)}")
         elif proto is not None:
             out.append(str(proto))
         for child in getattr(node, "children", {}).values():
@@ -69,3 +77,18 @@ def texts(at: AppTest) -> str:
 
     walk(at._tree)
     return "\n".join(out)
+
+
+def viewer_data(at: AppTest) -> dict | None:
+    """The data the rating page's comparison viewer (review/ui/viewer.py) was sent, or None."""
+    found: list[dict] = []
+
+    def walk(node) -> None:  # noqa: ANN001
+        proto = getattr(node, "proto", None)
+        if getattr(proto, "component_name", None) == "fidelity_review.compare_viewer":
+            found.append(json.loads(proto.json))
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(at._tree)
+    return found[-1] if found else None

@@ -38,14 +38,15 @@ def _healthy(url: str) -> bool:
 @contextmanager
 def streamlit_server(data_dir: Path, extra_env: dict[str, str] | None = None,
                      timeout: float = 90.0) -> Iterator[str]:
-    """`streamlit run streamlit_app.py` on a free port; yields its base URL once healthy."""
+    """`streamlit run serve.py` (the app and its session-cookie route) on a free port; yields its
+    base URL once healthy."""
     port = free_port()
     env = {**os.environ, "REVIEW_DATA_DIR": str(data_dir), **(extra_env or {})}
     env.pop("REVIEW_DATABASE_URL", None)
     log_path = data_dir / f"streamlit-{port}.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "serve.py"),
          "--server.port", str(port), "--server.headless", "true", "--server.address", "127.0.0.1",
          "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -100,6 +101,9 @@ def log_in(page, url: str | None, username: str, password: str) -> None:  # noqa
     wait_idle(page)
 
 
+RESTORATION_IMG = ".fv-panel[data-role='restoration'] img"  # in the viewer (review/ui/viewer.py)
+
+
 def restoration_src(page) -> str:  # noqa: ANN001
-    """The src of the restoration image (the last image in the rating area)."""
-    return page.locator("[data-testid='stImage'] img").last.get_attribute("src")
+    """The src of the restoration image in the rating page's viewer."""
+    return page.locator(RESTORATION_IMG).get_attribute("src")

@@ -135,7 +135,7 @@ def rated(lab: Lab) -> RatedLab:
 def test_study_has_the_designed_shape(ratings):
     df = ratings
     assert len(df) == 60 * RATERS_PER_ITEM and df["item"].nunique() == 60
-    assert set(df["guideline_version"]) == {"fid-v1", "fid-v3"}
+    assert set(df["guideline_version"]) == {"fid v1", "fid v3"}
     assert set(df["qa_cohort"]) == {"qa", "no_qa"}
     assert df["rater"].nunique() == N_REVIEWERS
 
@@ -171,11 +171,35 @@ def test_mos_by_level_equals_pandas_groupby_of_item_means(ratings):
 def test_mos_chart_is_a_faceted_line_with_ci_band(ratings):
     df = ratings
     spec = charts.mos_chart(tables.mos_by_level(df)).to_dict()
-    assert spec["facet"]["column"]["field"] == "blur_kind"
+    # panels wrap (two a row, 300 px each) instead of one row that runs off the page
+    assert spec["facet"]["field"] == "blur_kind" and spec["columns"] == charts.FACET_COLUMNS == 2
+    assert spec["spec"]["width"] == charts.FACET_WIDTH == 300
     marks = [layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"]
              for layer in spec["spec"]["layer"]]
     assert marks == ["area", "line"]
-    assert spec["spec"]["layer"][0]["encoding"]["y2"]["field"] == "mos_ci_high"
+    band, line = spec["spec"]["layer"]
+    assert band["encoding"]["y2"]["field"] == "mos_ci_high"
+    # the score axis is the rating scale: clamped, not rounded past it, padded off the edges
+    y = line["encoding"]["y"]["scale"]
+    assert (y["domain"], y["clamp"], y["nice"]) == ([1.0, 5.0], True, False)
+    assert y["padding"] == charts.EDGE_PADDING
+    assert band["encoding"]["y"]["scale"] == y and band["mark"]["clip"] is True
+
+
+def test_mos_chart_clips_intervals_to_the_scale_and_fills_a_single_panel():
+    frame = pd.DataFrame({"series": ["wiener"] * 2, "blur_kind": ["defocus"] * 2, "blur_level": [2.0, 6.0],
+                          "mos": [5.0, 1.2], "mos_ci_low": [4.6, 0.4], "mos_ci_high": [5.4, 2.0],
+                          "n_items": [3, 3], "n_ratings": [9, 9]})
+    spec = charts.mos_chart(frame, (1, 5)).to_dict()
+    assert spec["width"] == "container"  # one kind: the chart takes the container's width
+    (data,) = spec["datasets"].values()
+    assert [(r["mos_ci_low"], r["mos_ci_high"]) for r in data] == [(4.6, 5.0), (1.0, 2.0)]
+    assert frame["mos_ci_high"].tolist() == [5.4, 2.0]  # the table keeps the computed numbers
+    assert spec["layer"][1]["encoding"]["y"]["axis"]["values"] == [1, 2, 3, 4, 5]
+    assert charts.agreement_chart(pd.DataFrame({"group": ["a"], "alpha_ordinal": [0.5],
+                                                "alpha_ordinal_ci_low": [0.4], "alpha_ordinal_ci_high": [0.6],
+                                                "n_items": [30], "n_raters": [3]}), "content"
+                                  ).to_dict()["width"] == "container"
 
 
 def test_kappa_heatmap_frame_has_one_row_per_pair_with_report_values(ratings):
@@ -204,7 +228,7 @@ def test_breakdowns_and_comparisons_follow_the_report(ratings):
     df = ratings
     report = build_report(df, bootstrap=100, seed=2)
     gv = tables.breakdown_frame(report, "guideline_version")
-    assert list(gv["group"]) == ["fid-v1", "fid-v3"]
+    assert list(gv["group"]) == ["fid v1", "fid v3"]
     for row, g in zip(gv.itertuples(), report["breakdowns"]["guideline_version"], strict=True):
         assert row.alpha_ordinal == g["alpha_ordinal"]["value"]
         assert [row.alpha_ordinal_ci_low, row.alpha_ordinal_ci_high] == g["alpha_ordinal"]["ci95"]
@@ -249,13 +273,13 @@ def test_rater_and_gold_frames(ratings):
 def test_filters(ratings):
     df = ratings
     opts = tables.filter_options(df)
-    assert opts["guideline_version"] == ["fid-v1", "fid-v3"] and opts["content"] == ["face", "text"]
-    f = tables.Filters.of({"guideline_version": ["fid-v3"], "content": []}, (2.0, 6.0), exclude_gold=True)
+    assert opts["guideline_version"] == ["fid v1", "fid v3"] and opts["content"] == ["face", "text"]
+    f = tables.Filters.of({"guideline_version": ["fid v3"], "content": []}, (2.0, 6.0), exclude_gold=True)
     out = tables.apply_filters(df, f)
-    want = df[(df["guideline_version"] == "fid-v3") & df["blur_level"].between(2, 6) & ~df["is_gold"]]
+    want = df[(df["guideline_version"] == "fid v3") & df["blur_level"].between(2, 6) & ~df["is_gold"]]
     assert len(out) == len(want) > 0
     assert set(out["restorer"]) == {"wiener", "sd15_img2img"}
-    assert f.describe() == ["guideline version: fid-v3", "blur level: 2 to 6",
+    assert f.describe() == ["guideline version: fid v3", "blur level: 2 to 6",
                             "gold and control items excluded"]
     assert tables.Filters.of({"content": ["text", "face"]}) == \
         tables.Filters.of({"content": ["face", "text"]})
@@ -309,18 +333,25 @@ def test_html_report_is_escaped_and_carries_the_tables(ratings):
     assert "&lt;b&gt;none&lt;/b&gt;" in page
     assert "rater&lt;0&gt;" in page and "rater<0>" not in page
     # every view's table, plus the headline and ICC tables
-    assert page.count("<table") == len(views) + 2
+    markup = re.sub(r"<script>.*?</script>", "", page, flags=re.S)  # the embedded vega code aside
+    assert markup.count("<table") == len(views) + 2
     for v in views:
         assert f"<h2 id='{v.key}'>{html.escape(v.title)}</h2>" in page
-    assert "Vega CDN" in page and "cdn.jsdelivr.net/npm/vega-lite@" in page
+    # opens offline: the pinned scripts are inline, nothing is loaded from a URL
+    assert not re.search(r"<script[^>]*\bsrc\s*=", page, re.I)
+    assert "cdn.jsdelivr" not in page and "vega-embed 7.3.0" in page
     # the numbers are in the tables as text (offline reading); no NaN anywhere
     alpha = report["krippendorff_alpha"]["ordinal"]["value"]
     assert f"{alpha:.3f}" in page
-    assert not re.search(r">\s*nan\s*<", page, re.I) and "NaN" not in page
+    specs_and_markup = markup + re.findall(r"<script>(.*?)</script>", page, re.S)[-1]
+    assert not re.search(r">\s*nan\s*<", markup, re.I) and "NaN" not in specs_and_markup
     # chart specs are embedded as JSON that cannot close the script element early
     scripts = re.findall(r"<script>(.*?)</script>", page, re.S)
-    assert len(scripts) == 1 and "</" not in scripts[0]
-    specs = re.findall(r"vegaEmbed\('#chart-\d+', (\{.*\}), \{actions: false\}\)", scripts[0])
+    assert len(scripts) == 1 + len(html_report.VENDORED) and "</" not in scripts[-1]
+    assert [s.split("\n", 1)[0] for s in scripts[:3]] == [
+        "/* vega 6.4.0, BSD-3-Clause */", "/* vega-lite 6.4.1, BSD-3-Clause */",
+        "/* vega-embed 7.3.0, BSD-3-Clause */"]
+    specs = re.findall(r"vegaEmbed\('#chart-\d+', (\{.*\}), \{actions: false\}\)", scripts[-1])
     assert len(specs) == sum(v.chart is not None for v in views)
     assert all(json.loads(s)["$schema"].startswith("https://vega.github.io/schema/vega-lite/")
                for s in specs)
@@ -349,16 +380,17 @@ def test_page_shows_headline_charts_and_follows_new_ratings(rated):
         assert _metric(at, form) == f"{report['icc'][form]['value']:.3f}"
     assert "Percent agreement" in [m.label for m in at.metric]
     assert not any("nan" in m.value.lower() for m in at.metric)
-    warnings = " ".join(w.value for w in at.warning).replace("\\", "")  # markdown escapes
+    warnings = " ".join(m.value for e in at.expander if "warning" in e.label
+                        for m in e.markdown).replace("\\", "")  # markdown escapes
     assert "rater pairs share fewer than 20 items" in warnings
     subheaders = [h.value for h in at.subheader]
     assert "Agreement by guideline version" in subheaders and "Exports" in subheaders
     assert "Rater-pair agreement (quadratic weighted kappa)" in subheaders
 
     # a filter: one guideline version only
-    at.multiselect(key=f"analyst_guideline_version_{_study_id(lab)}").set_value(["fid-v1"]).run()
+    at.multiselect(key=f"analyst_guideline_version_{_study_id(lab)}").set_value(["fid v1"]).run()
     assert not at.exception, at.exception
-    assert _metric(at, "Ratings") == str(int((df["guideline_version"] == "fid-v1").sum()))
+    assert _metric(at, "Ratings") == str(int((df["guideline_version"] == "fid v1").sum()))
 
     # bootstrap on: intervals appear under the coefficients
     at.number_input(key="analyst_boot").set_value(100).run()
@@ -376,7 +408,7 @@ def test_page_shows_headline_charts_and_follows_new_ratings(rated):
         gv = ratings_frame(s, study)["guideline_version"]
     at.run()
     assert not at.exception, at.exception
-    assert _metric(at, "Ratings") == str(int((gv == "fid-v1").sum()))
+    assert _metric(at, "Ratings") == str(int((gv == "fid v1").sum()))
     assert _metric(at, "Raters") in (str(N_REVIEWERS // 2), str(N_REVIEWERS // 2 + 1))
 
 
@@ -425,7 +457,34 @@ def test_page_with_too_few_items_and_no_gold_says_figures_are_noise(lab):
     assert "gold_accuracy" not in build_report(tables.report_input(df))["per_rater"][0]
     at = page_app("analyst_page", page_user("admin")).run()
     assert not at.exception, at.exception
-    warnings = " ".join(w.value for w in at.warning).replace("\\", "")  # markdown escapes
-    assert "Only 4 items have two or more ratings (< 20)" in warnings and "mostly noise" in warnings
+    # the report's warnings: one collapsed note with a count per kind, not boxes above the figures
+    groups = tables.group_warnings(build_report(tables.report_input(df))["warnings"])
+    (note,) = [e for e in at.expander if e.label == tables.warnings_summary(groups)]
+    assert note.proto.expanded is False
+    inside = " ".join(m.value for m in note.markdown).replace("\\", "")  # markdown escapes
+    assert "Only 4 items have two or more ratings (< 20)" in inside and "mostly noise" in inside
+    assert not any("Only 4 items" in w.value.replace("\\", "") for w in at.warning)
     assert not any("nan" in m.value.lower() for m in at.metric)
+
+
+def test_report_warnings_are_grouped_by_kind_with_counts():
+    warnings = [
+        "Only 4 items have two or more ratings (< 20): agreement figures are mostly noise.",
+        "Fleiss' kappa rests on only 4 items (< 20).",
+        "3 of 6 listed rater pairs share fewer than 20 items: their kappas are mostly noise.",
+        "Breakdown by content: 2 of 2 groups have fewer than 20 multiply-rated items.",
+        "Breakdown by restorer: 3 of 3 groups have fewer than 20 multiply-rated items.",
+        "2 rows without a score were ignored.",
+        "DMOS: no item has a rater who also rated its hidden reference.",
+        "Something new.",
+    ]
+    groups = tables.group_warnings(warnings)
+    assert [(k, len(v)) for k, v in groups] == [
+        ("rater pairs", 1), ("breakdowns", 2), ("rows left out", 1), ("controls", 1),
+        ("few items behind a figure", 2), ("other", 1)]
+    assert sorted(w for _, v in groups for w in v) == sorted(warnings)  # none lost
+    assert tables.warnings_summary(groups) == (
+        "8 warnings: 1 rater pairs, 2 breakdowns, 1 rows left out, 1 controls, "
+        "2 few items behind a figure, 1 other")
+    assert tables.group_warnings([]) == []
 

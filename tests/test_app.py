@@ -1,5 +1,6 @@
 """The Streamlit app through AppTest: login, role-based navigation, the rating loop (rate, skip,
-undo, stale items, drafts that survive a lost session), admin pages, blindness and guideline safety.
+undo, stale items, server-side drafts that survive a lost session), admin pages, blindness and
+guideline safety.
 
 Data is built with the domain functions and real small images in the store. AppTest runs the
 whole script (no real partial reruns or keyboard shortcuts): tests/test_browser.py covers those.
@@ -36,7 +37,7 @@ from review.labeling.guidelines.render import html_or_unsafe_links
 from review.labeling.ratings import Submission, submit
 from review.users import add_user
 from tests.support import PASSWORD, build_study
-from tests.support_app import APP, TIMEOUT, app, login, texts
+from tests.support_app import APP, TIMEOUT, app, login, texts, viewer_data
 
 # Every test drives the whole app through AppTest (a second or more each): the slow lane.
 pytestmark = pytest.mark.slow
@@ -122,8 +123,9 @@ def test_navigation_per_role(lab):
         at.switch_page("review/ui/pages/users.py")
 
     admin = login(app().run(), "admin")
-    assert registered_pages(admin) == {"study.py", "generate.py", "guideline_admin.py", "qa.py",
-                                       "analysis.py", "users.py", "rate.py"}
+    assert registered_pages(admin) == {"study.py", "study_setup.py", "generate.py", "guideline_admin.py",
+                                       "qa.py", "disagreements.py", "analysis.py", "users.py", "audit.py",
+                                       "rate.py", "answer.py"}
     assert "SD1.5 weights: not configured (set REVIEW_SD15_PATH)" in texts(admin)
     admin.switch_page("review/ui/pages/users.py").run()
     assert admin.title[0].value == "Users"
@@ -134,9 +136,9 @@ def test_every_page_of_each_role_renders(lab):
     build_study(lab, 3, gold_every=3)
     with lab.sessions() as s, s.begin():
         add_user(s, "quinn", PASSWORD, "qa", "Quinn QA")
-    expected = {"admin": {"Studies", "Generate restorations", "Guidelines", "QA review", "Analysis",
-                          "Users"},
-                "qa": {"QA review", "Guidelines"}}
+    expected = {"admin": {"Studies", "Study setup", "Generate restorations", "Guidelines", "QA review",
+                          "Disagreements", "Analysis", "Users", "Audit log", "How far can it go?"},
+                "qa": {"QA review", "Disagreements", "Guidelines", "How far can it go?"}}
     for username, titles in (("admin", expected["admin"]), ("quinn", expected["qa"])):
         at = login(app().run(), username)
         seen = set()
@@ -147,7 +149,8 @@ def test_every_page_of_each_role_renders(lab):
             if at.title:
                 seen.add(at.title[0].value)
         assert titles <= seen, (username, seen)
-    assert registered_pages(login(app().run(), "quinn")) == {"qa.py", "guidelines.py"}
+    assert registered_pages(login(app().run(), "quinn")) == {"qa.py", "disagreements.py", "answer.py",
+                                                             "guidelines.py"}
 
 
 def test_pages_recheck_the_role(lab):
@@ -156,7 +159,8 @@ def test_pages_recheck_the_role(lab):
     at = login(app().run(), "alice")
     user = at.session_state["user"]
     for page in ("users.py", "study.py", "guidelines.py", "qa.py", "analysis.py", "generate.py",
-                 "guideline_admin.py"):
+                 "guideline_admin.py", "study_setup.py", "disagreements.py", "audit.py",
+                 "answer.py"):
         direct = AppTest.from_file(str(ROOT / "review/ui/pages" / page), default_timeout=TIMEOUT)
         direct.session_state["user"] = user
         direct.run()
@@ -258,38 +262,33 @@ def test_stale_item_warns_and_moves_on(lab):
 
 
 def test_draft_survives_a_lost_session(lab):
-    """A server restart loses session_state; the draft comes back from the URL after login."""
+    """A server restart loses session_state; the draft comes back from the server after login,
+    the comment whole, and nothing of it is ever in the URL."""
     sid = build_study(lab, 3)
     at = login(app().run(), "alice")
     aid = current_aid(at, sid)
+    comment = "the left eye is a different shape; " * 35  # 1,225 characters
     at.button(key="score:3").click().run()
     at.checkbox(key="flag:invented_detail").check().run()
-    at.text_input(key="comment").input("new freckles").run()
-    url = dict(at.query_params)
-    assert url["a"] == str(aid) and url["s"] == "3" and url["f"] == "invented_detail"
+    at.text_input(key="comment").input(comment).run()
+    assert dict(at.query_params) == {}
 
-    fresh = app()  # a new server session, same browser URL
-    fresh.query_params = url
-    fresh.run()
-    assert "Your session ended" in fresh.info[0].value
-    login(fresh, "alice")
+    fresh = login(app().run(), "alice")  # a new server session
     assert current_aid(fresh, sid) == aid
     assert "Your score: 3 · Slightly annoying" in texts(fresh)
     assert fresh.checkbox(key="flag:invented_detail").value is True
-    assert fresh.text_input(key="comment").value == "new freckles"
+    assert fresh.text_input(key="comment").value == comment and len(comment) == 1225
     fresh.button(key="submit").click().run()
     (rating,) = ratings_of(lab, "alice")
-    assert (rating.score, rating.flags, rating.comment) == (3, ["invented_detail"], "new freckles")
+    assert (rating.score, rating.flags, rating.comment) == (3, ["invented_detail"], comment.strip())
 
 
-def test_draft_in_url_for_someone_elses_item_is_ignored(lab):
+def test_a_draft_is_the_reviewers_own(lab):
     sid = build_study(lab, 3)
     alice = login(app().run(), "alice")
     aid = current_aid(alice, sid)
     alice.button(key="score:1").click().run()
-    bob = app()
-    bob.query_params = dict(alice.query_params)
-    login(bob.run(), "bob")
+    bob = login(app().run(), "bob")
     assert current_aid(bob, sid) != aid
     assert "Your score: —" in texts(bob)
 
@@ -313,7 +312,7 @@ def test_reviewer_page_is_blind(lab):
         for word in HIDDEN + ("gold", "expected", "bob", "sample "):
             assert word not in page, word
         assert not any(sha in page for sha in shas)
-        urls = [url for img in at.image for url in img.value]
+        urls = [panel["src"] for panel in viewer_data(at)["panels"]]
         assert len(urls) == 2 and all(url.startswith("data:image/jpeg;base64,") for url in urls)
         no_ref = "no sharp original" in page
         seen_no_reference |= no_ref
@@ -331,11 +330,24 @@ def test_images_are_served_presized_and_cached(lab):
     from review.media.decode import encode_display_jpeg
     from review.ui.display import display_jpeg
 
-    sent = at.image[-1].value[0]  # the restoration, as the browser receives it
-    raw = base64.b64decode(sent.removeprefix("data:image/jpeg;base64,"))
-    img = Image.open(io.BytesIO(raw))
-    assert img.format == "JPEG" and img.size == (512, 384)
-    assert raw == display_jpeg(lab.store, cur.item.restoration)  # the cached bytes
+    def sent() -> tuple[bytes, Image.Image]:  # the restoration, as the browser receives it
+        panel = viewer_data(at)["panels"][-1]
+        assert panel["role"] == "restoration" and panel["full"] == 1200
+        raw = base64.b64decode(panel["src"].removeprefix("data:image/jpeg;base64,"))
+        img = Image.open(io.BytesIO(raw))
+        assert img.format == "JPEG" and (panel["w"], panel["h"]) == img.size
+        return raw, img
+
+    # Until the browser says how many pixels it shows, the 1024 px copy.
+    raw, img = sent()
+    assert img.size == (1024, 768) and viewer_data(at)["side"] == 1024
+    assert raw == display_jpeg(lab.store, cur.item.restoration, 1024)  # the cached bytes
+    # The viewer reports the device pixels a panel shows (its `px` state): the smallest copy
+    # that covers them, up to the stored size when zoomed in.
+    for px, size in ((400, (512, 384)), (1000, (1024, 768)), (2400, (1200, 900)), (900, (1024, 768))):
+        at.session_state["viewer"] = {"px": px}
+        at.run()
+        assert sent()[1].size == size, px
     t0 = time.perf_counter()
     encode_display_jpeg(lab.store.open_image(cur.item.restoration.relpath), 512)
     fresh = time.perf_counter() - t0
@@ -403,6 +415,39 @@ def test_admin_manages_users(lab):
     assert "deactivated" in refused.error[0].value
 
 
+def test_admin_changes_roles_and_sees_deactivated_reviewers(lab):
+    from db.models import Study, User
+    from review.users import set_active
+
+    sid = build_study(lab, 2)
+    with lab.sessions() as s, s.begin():
+        alice = s.scalar(select(User.id).where(User.username == "alice"))
+        lease = next_assignment(s, s.get(Study, sid), alice)
+        submit(s, lease.assignment_id, alice, Submission(score=4))
+        set_active(s, "alice", False)
+    admin = login(app().run(), "admin")
+    admin.switch_page("review/ui/pages/study.py").run()
+    assert not admin.exception, admin.exception
+    reviewers = admin.dataframe[0].value
+    assert reviewers["reviewer"].tolist() == ["alice (deactivated)"] and reviewers["rated"].tolist() == [1]
+
+    admin.switch_page("review/ui/pages/users.py").run()
+    _submit_form(admin, "Change role")
+    assert admin.error[0].value == "Choose a user and a role."
+    admin.selectbox(key="role_user").select("admin")
+    admin.selectbox(key="role_value").select("reviewer")
+    _submit_form(admin, "Change role")
+    assert "'admin' is the last active admin" in admin.error[0].value
+    admin.selectbox(key="role_user").select("bob")
+    admin.selectbox(key="role_value").select("qa")
+    _submit_form(admin, "Change role")
+    assert admin.success[0].value == "User 'bob' is now qa."
+    roles = admin.dataframe[0].value.set_index("username")["role"]
+    assert roles["bob"] == "qa" and roles["admin"] == "admin"
+    with lab.sessions() as s:
+        assert s.scalar(select(User.role).where(User.username == "bob")) == "qa"
+
+
 def _submit_form(at: AppTest, label: str) -> None:
     (button,) = [b for b in at.get("button") if b.label == label]
     button.click()
@@ -453,3 +498,12 @@ def test_streamlit_config_keeps_the_post_run_gc_off():
 
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
     assert config["runner"]["postScriptGC"] is False
+
+
+def test_end_of_queue_message_reads_right_after_a_question_mark():
+    from review.demo import DEMO_STUDY
+    from review.ui.rate import finished_message
+
+    message = finished_message(DEMO_STUDY)
+    assert message == "You have finished your queue in “Demo: how far can restoration go?”. Thank you!"
+    assert "go?." not in message

@@ -17,7 +17,14 @@ from db.models import GuidelineVersion, Rating, User
 from review.config import load_settings
 from review.database import open_lab
 from tests.support import PASSWORD, build_study, sample_pictures
-from tests.support_browser import chromium_page, log_in, restoration_src, streamlit_server, wait_idle
+from tests.support_browser import (
+    RESTORATION_IMG,
+    chromium_page,
+    log_in,
+    restoration_src,
+    streamlit_server,
+    wait_idle,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOT = ROOT / "docs" / "rating_page.png"
@@ -56,7 +63,7 @@ def test_reviewer_rates_five_items_with_the_keyboard(tmp_path, monkeypatch):
             page.get_by_text("Your score: —").wait_for()
             wait_idle(page)
             assert restoration_src(page) != before
-            assert page.locator("[data-testid='stImage'] img").last.evaluate(
+            assert page.locator(RESTORATION_IMG).evaluate(
                 "img => img.complete && img.naturalWidth > 0")
 
         page.keyboard.press("g")  # the guideline opens over the item
@@ -66,12 +73,11 @@ def test_reviewer_rates_five_items_with_the_keyboard(tmp_path, monkeypatch):
         page.keyboard.press("Escape")
         dialog.wait_for(state="detached")
 
-        # An admin page by URL: a page load is a new session (log in again); the page is not
-        # registered, Streamlit says so, and after login the Rate page is all there is.
+        # An admin page by URL: the session cookie keeps alice signed in (no login form); the page
+        # is not registered, Streamlit says so, and the Rate page is all there is.
         page.goto(f"{url}/users")
         page.get_by_text("Page not found").wait_for()
         page.keyboard.press("Escape")
-        log_in(page, None, "alice", PASSWORD)
         page.get_by_text("Item 6 of 8").wait_for()
         assert page.get_by_text("Add a user").count() == 0 and page.get_by_text("Accounts").count() == 0
 

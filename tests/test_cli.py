@@ -13,6 +13,7 @@ from db.models import DegradedImage, Restoration, SourceImage, StudyItem, User
 from review.cli import ReviewCommands, cli
 from review.config import load_settings
 from review.database import open_lab
+from review.demo import SIMULATED_LEVELS, SIMULATED_RATERS, SIMULATED_SOURCES, SIMULATED_STUDY
 from review.labeling.cohorts import CohortError
 
 
@@ -58,6 +59,23 @@ def test_users_add_list_deactivate(runner):
     assert missing.exit_code == 1 and "No user named" in missing.output
 
 
+def test_users_unlock_clears_failed_logins(runner):
+    from review.users import FREE_FAILURES, LoginRefused, authenticate
+
+    added = runner.invoke(cli, ["users", "add", "ivy", "--role", "qa", "--password", "eight chars"])
+    assert added.exit_code == 0
+    sessions = open_lab(load_settings()).sessions
+    for _ in range(FREE_FAILURES):
+        with pytest.raises(LoginRefused, match="wrong password"):
+            authenticate(sessions, "ivy", "not it at all")
+    with pytest.raises(LoginRefused, match="Too many failed logins"):
+        authenticate(sessions, "ivy", "eight chars")
+    result = runner.invoke(cli, ["users", "unlock", "ivy"])
+    assert result.exit_code == 0 and "Failed logins of ivy cleared" in result.output
+    assert authenticate(sessions, "ivy", "eight chars").username == "ivy"
+    assert runner.invoke(cli, ["users", "unlock", "nobody"]).exit_code == 1
+
+
 def _counts():
     lab = open_lab(load_settings())
     with lab.sessions() as s:
@@ -70,7 +88,8 @@ def test_demo_is_idempotent_and_ratable_without_weights(runner):
     first = runner.invoke(cli, ["demo"])
     assert first.exit_code == 0, first.output
     counts = _counts()
-    assert counts[0] == 5 and counts[1] == 7 and counts[4] >= 50
+    # 5 demo accounts + the simulated panel's raters; 7 photos + 2 small ones for the simulated study.
+    assert counts[0] == 5 + SIMULATED_RATERS and counts[1] == 7 + len(SIMULATED_SOURCES) and counts[4] >= 50
     again = runner.invoke(cli, ["demo"])
     assert again.exit_code == 0 and _counts() == counts
     lab = open_lab(load_settings())
@@ -81,6 +100,17 @@ def test_demo_is_idempotent_and_ratable_without_weights(runner):
     assert {"wiener", "richardson_lucy", "blurred", "hidden_reference"} <= methods
     assert {"defocus", "motion_line", "camera_shake", "gaussian", "real"} <= kinds
     assert gold >= 12
+    from review.demo import DEMO_QA_SHARE, DEMO_STUDY
+    from review.labeling.settings import StudySettings
+    from review.labeling.study import get_study
+
+    with lab.sessions() as s:  # QA has work out of the box: half the demo reviewers go through QA
+        assert StudySettings.of(get_study(s, DEMO_STUDY)).qa_share == DEMO_QA_SHARE == 0.5
+    # The simulated study answers at once, and says its ratings are simulated.
+    md = runner.invoke(cli, ["answer", "--study", SIMULATED_STUDY])
+    assert md.exit_code == 0 and "Wiener deconvolution stays faithful" in md.output, md.output
+    n = SIMULATED_RATERS * len(SIMULATED_SOURCES) * len(SIMULATED_LEVELS) * 2  # x wiener and blurred
+    assert f"{n} ratings, {n} of them from a simulated panel" in md.output
 
 
 KRIPPENDORFF_2011 = {  # Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability"

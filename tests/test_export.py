@@ -54,7 +54,7 @@ def test_long_frame_has_context_and_history(lab):
         active = ratings_frame(s, study)
         full = ratings_frame(s, study, include_history=True)
     assert len(full) == len(active) + 1
-    assert set(active["blur_kind"]) == {"defocus"} and active["guideline_version"].iloc[0] == "g-rt-v1"
+    assert set(active["blur_kind"]) == {"defocus"} and active["guideline_version"].iloc[0] == "g-rt v1"
     assert active["is_gold"].any() and active["restorer"].isin(["wiener", "hidden_reference"]).all()
     matrix = wide_matrix(active)
     assert matrix.shape == (active["item"].nunique(), active["rater"].nunique())
@@ -103,3 +103,39 @@ def test_import_refuses_an_existing_study_name(lab, tmp_path, monkeypatch):
     monkeypatch.setenv("REVIEW_DATA_DIR", str(lab.settings.data_dir))
     result = CliRunner().invoke(cli, ["import", str(path), "--study", name])
     assert result.exit_code == 1 and "already exists" in result.output
+
+
+FORMULAS = ["=HYPERLINK(\"http://x\",\"y\")", "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd",
+            "'=kept", "plain", "a=b", "'quoted"]
+
+
+def test_csv_neutralises_formulas_but_not_numbers(tmp_path):
+    from review.analysis.export import matrix_csv, neutralise_cell
+
+    df = pd.DataFrame({"item": range(1, 11), "rater": ["=evil"] + ["r"] * 9, "score": [3] * 10,
+                       "comment": FORMULAS, "blur_level": [-1.5] * 10})
+    raw = write_frame(df, tmp_path / "r.csv").read_text()
+    cells = pd.read_csv(tmp_path / "r.csv", keep_default_na=False)
+    assert cells["comment"].tolist() == [
+        "'=HYPERLINK(\"http://x\",\"y\")", "'+1+1", "'-2+3", "'@SUM(A1)", "'\tcmd", "'\rcmd",
+        "''=kept", "plain", "a=b", "'quoted"]
+    assert cells["rater"].iloc[0] == "'=evil" and cells["blur_level"].tolist() == [-1.5] * 10
+    assert "\n=" not in raw and ",=" not in raw and ",-1.5" in raw
+    # reading the export back takes the quotes off: the round trip is exact
+    back = read_ratings_file(tmp_path / "r.csv")
+    assert back["comment"].tolist() == FORMULAS and back["rater"].iloc[0] == "=evil"
+    # the wide matrix: a rater named like a formula is a header cell; scores stay numbers
+    matrix = matrix_csv(df.assign(score=[-1] + [2] * 9)).decode()
+    assert matrix.splitlines()[0] == "item,'=evil,r" and "\n1,-1.0," in matrix
+    assert neutralise_cell(-1.5) == -1.5 and neutralise_cell(None) is None
+
+
+def test_old_hyphenated_guideline_labels_still_import(lab, tmp_path):
+    from review.analysis.ratings_import import import_ratings
+
+    df = pd.DataFrame({"item": ["a", "a"], "rater": ["x", "y"], "score": [3, 4],
+                       "guideline_version": ["fidelity-v3", "fidelity v3"]})
+    with lab.sessions() as s, s.begin():
+        study = import_ratings(s, df, "old-labels")
+        frame = ratings_frame(s, study)
+    assert set(frame["guideline_version"]) == {"fidelity v3"}

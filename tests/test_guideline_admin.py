@@ -24,10 +24,12 @@ from review.labeling.guidelines.authoring import (
     set_study_guideline,
     unified_diff,
     version_table,
+    word_diff,
 )
 from review.labeling.guidelines.files import (
     GUIDELINES_DIR,
     GuidelineError,
+    authored_dir,
     discover,
     parse_guideline,
     sync_all,
@@ -144,6 +146,51 @@ def test_new_version_syncs_while_the_used_base_stays_immutable(lab, tmp_path):
     assert table[("fid", 2)]["used"] is False and table[("fid", 2)]["studies"] == []
 
 
+def test_new_versions_live_in_the_data_folder_and_both_kinds_are_loaded(lab, tmp_path):
+    shipped, mine = tmp_path / "app" / "guidelines", authored_dir(lab.settings.data_dir)
+    assert mine == lab.settings.data_dir / "guidelines"
+    _write(shipped, 1, "one")
+    base = _write(shipped, 2, "![e](examples/e.jpg)", examples={"e.jpg": JPEG})
+    before = _tree_digest(shipped)
+    path = new_version_from(base, body_md="three", change_note="n", root=mine, shipped=shipped)
+    assert path == mine / "fid" / "v3" / "guideline.md" and _tree_digest(shipped) == before
+    assert (path.parent / "examples" / "e.jpg").read_bytes() == JPEG
+    with lab.sessions() as s, s.begin():
+        loaded = sync_all(s, shipped, mine)
+        table = {r["version"]: r["kept_in"] for r in version_table(s, mine)}
+    assert [v.version for v in loaded] == [1, 2, 3]
+    assert table == {1: "shipped with the app", 2: "shipped with the app", 3: "this lab (data folder)"}
+    # the next version counts both folders; the same version in both is refused, not shadowed
+    fourth = new_version_from(base, body_md="four", change_note="n", root=mine, shipped=shipped)
+    assert fourth.parent.name == "v4"
+    _write(mine, 1, "a copy")
+    with lab.sessions() as s, s.begin(), pytest.raises(GuidelineError, match="fid v1 exists both"):
+        sync_all(s, shipped, mine)
+
+
+def test_the_shipped_guidelines_folder_is_never_written(lab):
+    before = _tree_digest(GUIDELINES_DIR)
+    with lab.sessions() as s, s.begin():
+        v3 = next(v for v in sync_all(s) if (v.slug, v.version) == ("fidelity", 3))
+    path = new_version_from(v3, body_md=v3.body_md, change_note="n",
+                            root=authored_dir(lab.settings.data_dir))
+    assert path.parent == lab.settings.data_dir / "guidelines" / "fidelity" / "v4"
+    assert len(list((path.parent / "examples").iterdir())) == 10
+    assert _tree_digest(GUIDELINES_DIR) == before
+    # `init` loads the shipped versions and the lab's own
+    from click.testing import CliRunner
+
+    from review.cli import cli
+
+    result = CliRunner().invoke(cli, ["init"])
+    assert result.exit_code == 0, result.output
+    assert f"({len(discover(GUIDELINES_DIR)) + 1} guideline versions loaded)" in result.output
+    with lab.sessions() as s, s.begin():
+        table = {(r["slug"], r["version"]): r["kept_in"]
+                 for r in version_table(s, authored_dir(lab.settings.data_dir))}
+    assert table[("fidelity", 3)] == "shipped with the app"
+
+
 def test_new_version_from_a_database_row_uses_its_folder(lab, tmp_path):
     _write(tmp_path, 1, "![e](examples/e.jpg)", examples={"e.jpg": JPEG})
     with lab.sessions() as s, s.begin():
@@ -162,18 +209,44 @@ B_TEXT = "# Fidelity\nRate the restoration against the reference.\nScore 5: iden
          "Score 2: text changed.\nScore 1: different person.\n"
 
 
+def _paras(text: str) -> str:
+    return text.replace("\n", "\n\n")
+
+
 def test_side_by_side_diff_of_a_known_pair():
-    assert diff_versions(A_TEXT, B_TEXT) == [
+    assert diff_versions(_paras(A_TEXT), _paras(B_TEXT)) == [
         ("equal", "# Fidelity", "# Fidelity"),
         ("replace", "Rate the restoration.", "Rate the restoration against the reference."),
         ("equal", "Score 5: identical.", "Score 5: identical."),
         ("insert", "", "Score 2: text changed."),
         ("equal", "Score 1: different person.", "Score 1: different person."),
     ]
-    assert diff_versions("a\nb\nc", "a\nc") == [("equal", "a", "a"), ("delete", "b", ""), ("equal", "c", "c")]
-    assert diff_versions("x\ny", "p\nq\nr") == \
-        [("replace", "x", "p"), ("replace", "y", "q"), ("replace", "", "r")]
+    assert diff_versions("a\n\nb\n\nc", "a\n\nc") == \
+        [("equal", "a", "a"), ("delete", "b", ""), ("equal", "c", "c")]
     assert diff_versions("same", "same") == [("equal", "same", "same")]
+    # lines of one paragraph stay together; a re-wrapped paragraph is one change
+    assert diff_versions("one\ntwo\n\nend", "one two\n\nend") == \
+        [("replace", "one\ntwo", "one two"), ("equal", "end", "end")]
+
+
+def test_diff_pairs_edited_paragraphs_not_unrelated_ones():
+    old = ("# Rules\n\nCompare the restoration with the sharp reference, not with the blurred "
+           "input.\n\nScore 5: identical.\n\nIgnore colour casts that the camera made.")
+    new = ("# Rules\n\nA brand new section on text and numbers in signs.\n\nCompare the "
+           "restoration with the sharp reference, never with the blurred input.\n\nScore 5: identical.")
+    assert diff_versions(old, new) == [
+        ("equal", "# Rules", "# Rules"),
+        ("insert", "", "A brand new section on text and numbers in signs."),
+        ("replace", "Compare the restoration with the sharp reference, not with the blurred input.",
+         "Compare the restoration with the sharp reference, never with the blurred input."),
+        ("equal", "Score 5: identical.", "Score 5: identical."),
+        ("delete", "Ignore colour casts that the camera made.", ""),
+    ]
+    # a plain line diff pairs the new section with the old rule by position
+    assert [t for t, *_ in diff_versions("x\n\ny", "p\n\nq\n\nr")] == ["delete", "delete", "insert",
+                                                                        "insert", "insert"]
+    assert word_diff("reference, not with the blurred input.", "reference, never with the blurred input.") \
+        == ("reference, [-not-] with the blurred input.", "reference, {+never+} with the blurred input.")
 
 
 def test_unified_diff_of_a_known_pair():
@@ -415,10 +488,11 @@ def test_guidelines_page_loads_previews_safely_writes_compares_and_assigns(lab, 
     assert len(at.image) == 1
     assert any("image not shown" in c.value and "'..'" in c.value for c in at.caption)
 
-    # Compare v1 (left) with v2 (right): only changed lines by default.
-    diff = [df.value for df in at.dataframe if "fid v1" in df.value.columns][0]
-    assert "<script>alert(1)</script>" in diff["fid v2"].tolist()
-    assert set(diff[""]) <= {"~", "+", "−"}
+    # Compare v1 (left) with v2 (right): only changed paragraphs by default, shown as written
+    # (code blocks, lines wrapped), never rendered.
+    assert "<script>alert(1)</script>" in [c.value for c in at.code]
+    assert all(c.proto.wrap_lines for c in at.code if not c.language)
+    assert {c.value for c in at.caption} >= {"added"}
     assert any("diff" in c.language for c in at.code if c.language)
 
     # A new version from v1: the change note is required, then the file is written and loaded.
@@ -434,7 +508,14 @@ def test_guidelines_page_loads_previews_safely_writes_compares_and_assigns(lab, 
     _button(at, "Write the new version").click().run()
     assert not at.exception, at.exception
     assert at.success[0].value.startswith("Wrote fid v3 to ")
-    written = parse_guideline(root / "fid" / "v3" / "guideline.md")
+    # written under the data folder, not beside the shipped versions; the list shows it at once
+    mine = authored_dir(lab.settings.data_dir)
+    assert not (root / "fid" / "v3").exists() and existing_versions("fid", mine) == [3]
+    versions = at.dataframe[0].value
+    assert versions[["version", "kept in"]].values.tolist() == [
+        [1, "shipped with the app"], [2, "shipped with the app"], [3, "this lab (data folder)"]]
+    assert any("Look closely at faces." in m.value for m in at.markdown)  # the preview moved to v3
+    written = parse_guideline(mine / "fid" / "v3" / "guideline.md")
     assert (written.body_md, written.change_note) == ("# Rules\n\nLook closely at faces.\n", "Faces first")
     with lab.sessions() as s:
         v3 = s.scalar(select(GuidelineVersion).where(GuidelineVersion.version == 3))

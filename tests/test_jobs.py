@@ -17,9 +17,11 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from db.models import GenerationJob, Restoration, StudyItem, utcnow
+from db.models import GenerationWorkItem as WorkItem
 from review.jobs import (
-    HEARTBEAT_STALE,
+    LEASE,
     GenerationPlan,
+    JobBusy,
     JobError,
     cancel,
     create_job,
@@ -121,31 +123,34 @@ def _one_unit_plan(source_id):
     return GenerationPlan([source_id], [{"kind": "defocus", "level": 2.0}], [{"method": "blurred"}])
 
 
-def _running_in(lab, job, worker, heartbeat_age=timedelta(0)):
-    """Record the job as running in `worker`, its last heartbeat `heartbeat_age` ago; returns
-    when that heartbeat goes stale."""
+def _running_in(lab, job, worker, lease_age=timedelta(0)):
+    """Record the job as running in `worker`, holding every item under a lease last renewed
+    `lease_age` ago; returns when that lease runs out."""
     with lab.sessions() as s, s.begin():
         j = s.get(GenerationJob, job)
-        j.status, j.worker, j.heartbeat_at = "running", worker, utcnow() - heartbeat_age
+        j.status, j.worker, j.heartbeat_at = "running", worker, utcnow() - lease_age
+        expires = utcnow() - lease_age + LEASE
+        for item in s.scalars(select(WorkItem).where(WorkItem.job_id == job)):
+            item.state, item.lease_owner, item.lease_expires_at = "claimed", worker, expires
     with lab.sessions() as s:
-        beat = s.get(GenerationJob, job).heartbeat_at
-    return (beat if beat.tzinfo else beat.replace(tzinfo=UTC)) + HEARTBEAT_STALE
+        expires = s.scalar(select(WorkItem.lease_expires_at).where(WorkItem.job_id == job))
+    return expires if expires.tzinfo else expires.replace(tzinfo=UTC)
 
 
 def test_a_live_job_is_refused_saying_when_it_can_be_taken_over(lab):
     job = create_job(lab, "jobs", _one_unit_plan(_source(lab)))
     deadline = _running_in(lab, job, "elsewhere:1", timedelta(seconds=30))
-    with pytest.raises(JobError, match="running in elsewhere:1 \\(another host") as refused:
+    with pytest.raises(JobBusy, match="running in elsewhere:1 \\(another host") as refused:
         run_job(lab, job)
     message = str(refused.value)
     assert f"taken over from {deadline.astimezone():%Y-%m-%d %H:%M:%S %Z}" in message
     wait = int(re.search(r"\(in (\d+) s\)", message).group(1))
-    assert HEARTBEAT_STALE.total_seconds() - 40 <= wait <= HEARTBEAT_STALE.total_seconds() - 30
+    assert LEASE.total_seconds() - 40 <= wait <= LEASE.total_seconds() - 30
     this_process = f"{socket.gethostname()}:{os.getpid()}"  # alive, on this host
     _running_in(lab, job, this_process)
     with pytest.raises(JobError, match="a live process on this host.*at once, once that process"):
         run_job(lab, job)
-    _running_in(lab, job, "elsewhere:1", HEARTBEAT_STALE + timedelta(seconds=1))
+    _running_in(lab, job, "elsewhere:1", LEASE + timedelta(seconds=1))
     assert run_job(lab, job) == "done"  # stale: taken over
 
 
@@ -174,16 +179,16 @@ import sys
 import review.jobs
 from review.cli import main
 
-real_heartbeat = review.jobs._heartbeat
+real_finish_item = review.jobs._finish_item
 
 
-def heartbeat_then_hang(lab, job_id, processed):
-    real_heartbeat(lab, job_id, processed)
+def finish_item_then_hang(*args):
+    real_finish_item(*args)
     print("unit stored", flush=True)
     sys.stdin.read()  # until the test kills this process
 
 
-review.jobs._heartbeat = heartbeat_then_hang
+review.jobs._finish_item = finish_item_then_hang
 sys.argv = ["review", "generate", "--job", sys.argv[1], "--quiet"]
 main()
 """

@@ -227,7 +227,7 @@ def test_queue_serves_each_sampled_rating_once_and_never_the_qa_users_own(lab):
                 (rating.score, rating.flags, rating.comment)
             assert task.restoration.relpath.startswith("r-") and task.blurred.relpath.startswith("d-")
             assert task.reference is not None and task.reference.relpath.startswith("s")
-            assert (task.scale_min, task.scale_max, task.guideline_label) == (1, 5, "fid-v1")
+            assert (task.scale_min, task.scale_max, task.guideline_label) == (1, 5, "fid v1")
             assert not hasattr(task, "reviewer_id")  # QA judges the rating, not the person
             seen.append(task.rating_id)
             qa.accept(s, task.rating_id, boss)
@@ -441,7 +441,7 @@ def test_gold_accuracy_per_reviewer_version_and_cohort_with_wilson_intervals(lab
             qa_stats.gold_accuracy(s, study.id, "blur")
     assert by_reviewer.loc[["off", "r0", "r1"], ["n", "within"]].values.tolist() == [[5, 5], [5, 4], [5, 2]]
     assert by_cohort.loc[["no_qa", "qa"], ["n", "within"]].values.tolist() == [[5, 5], [10, 6]]
-    assert by_version[["guideline_version", "n", "within"]].values.tolist() == [["fid-v1", 15, 11]]
+    assert by_version[["guideline_version", "n", "within"]].values.tolist() == [["fid v1", 15, 11]]
     assert by_cohort.loc["qa", "accuracy"] == pytest.approx(0.6)
     for frame in (by_reviewer, by_cohort):
         for _, row in frame.iterrows():
@@ -500,7 +500,7 @@ def test_qa_summary_per_cohort(lab):
     assert df.loc["qa", "mean_abs_correction"] == pytest.approx(np.mean(corrections))
     assert df.loc["no_qa", ["reviewers", "ratings", "sampled", "accepted"]].tolist() == [1, 20, 0, 0]
     assert math.isnan(df.loc["no_qa", "mean_abs_correction"])
-    assert set(df["guideline_version"]) == {"fid-v1"}
+    assert set(df["guideline_version"]) == {"fid v1"}
 
 
 def test_qa_flow_on_postgresql(pg_url):

@@ -4,9 +4,10 @@ live assignments than raters_per_item, negative counters, booleans SQLite would 
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError, StatementError
 
@@ -220,14 +221,35 @@ def test_claims_take_and_give_back_slots(engine, world):
     assert _slots(sessions) == after_d  # c's slot stays c's
 
 
+def _insert(conn, table: str, **values) -> int:  # noqa: ANN001
+    """A row in a table as the database has it now (reflected, not today's models): NOT NULL
+    columns without a default get a neutral value unless given."""
+    t = sa.Table(table, sa.MetaData(), autoload_with=conn)
+    for col in t.columns:
+        if col.name in values or col.nullable or col.server_default is not None or col.primary_key:
+            continue
+        kind = col.type.python_type if hasattr(col.type, "python_type") else str
+        values[col.name] = {bool: False, int: 0, float: 0.0, dict: {}, list: []}.get(kind, "") \
+            if kind is not datetime else utcnow()
+    return conn.execute(t.insert().values(**values)).inserted_primary_key[0]
+
+
 def test_the_migration_numbers_slots_and_names_rows_that_break_a_rule(tmp_path):
     eng = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
     upgrade(eng, "0006")
-    sessions = make_session_factory(eng)
-    with sessions() as s, s.begin():
-        made = make_study(s, 2, raters_per_item=2, n_reviewers=2)
-        item1, item2 = s.scalars(select(StudyItem.id).order_by(StudyItem.id)).all()
-        gv, (a, b) = made.study.guideline_version_id, [u.id for u in made.reviewers]
+    with eng.begin() as s:  # rows written by the 0006 schema, through its own columns
+        gv = _insert(s, "guideline_versions", slug="g", version=1, title="t", body_md="b",
+                     content_sha256="0" * 64)
+        src = _insert(s, "source_images", sha256="a" * 64, path="aa/a.png", width=8, height=8)
+        deg = _insert(s, "degraded_images", source_id=src, recipe_key="k", kind="defocus", level=3.0,
+                      sha256="b" * 64, path="bb/b.png")
+        study = _insert(s, "studies", name="s", raters_per_item=2, guideline_version_id=gv,
+                        scale_min=1, scale_max=5)
+        item1, item2 = (_insert(s, "study_items", study_id=study, order_key=f"k{i}", restoration_id=_insert(
+            s, "restorations", degraded_id=deg, method="wiener", params_key=f"p{i}", sha256="c" * 64,
+            path="cc/c.png")) for i in range(2))
+        a, b = (_insert(s, "users", username=f"r{i}", role="reviewer", password_hash="x", active=True)
+                for i in range(2))
         future = utcnow() + timedelta(hours=1)
         for item, user, status in ((item1, a, "done"), (item1, b, "leased"), (item2, a, "skipped")):
             s.execute(text("INSERT INTO assignments (item_id, reviewer_id, status, leased_at, "
@@ -237,7 +259,7 @@ def test_the_migration_numbers_slots_and_names_rows_that_break_a_rule(tmp_path):
         s.execute(text("INSERT INTO study_reviewers (study_id, reviewer_id, guideline_version_id, "
                        "qa_enabled, cohort, joined_at, finished_items) "
                        "VALUES (:s, :u, :g, 0, '', CURRENT_TIMESTAMP, -2)"),
-                  {"s": made.study.id, "u": a, "g": gv})
+                  {"s": study, "u": a, "g": gv})
     with pytest.raises(RuntimeError) as err:
         upgrade(eng)
     message = str(err.value)

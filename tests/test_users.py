@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from db.models import LoginAttempt, User
 from review.users import (
-    MAX_FAILURES,
+    FREE_FAILURES,
     LoginRefused,
     UserError,
     add_user,
@@ -64,10 +64,32 @@ def test_wrong_password_and_deactivated_user_refused(lab):
 def test_failed_logins_are_rate_limited_even_with_the_right_password(lab):
     with lab.sessions() as s, s.begin():
         add_user(s, "dave", "long enough", "reviewer")
-    for _ in range(MAX_FAILURES):
+    for _ in range(FREE_FAILURES):
         with pytest.raises(LoginRefused, match="wrong password"):
             authenticate(lab.sessions, "dave", "guess guess")
-    with pytest.raises(LoginRefused, match="Too many failed logins"):
+    with pytest.raises(LoginRefused, match="Too many failed logins for this account from your address"):
         authenticate(lab.sessions, "dave", "long enough")
     with lab.sessions() as s:
-        assert len(s.scalars(select(LoginAttempt)).all()) == MAX_FAILURES
+        assert len(s.scalars(select(LoginAttempt)).all()) == FREE_FAILURES
+
+
+def test_role_changes_keep_one_active_admin(lab):
+    from review.users import UserError, add_user, set_active, set_role
+
+    with lab.sessions() as s, s.begin():
+        add_user(s, "root", "root-pass-1", "admin")
+        add_user(s, "ann", "ann-pass-12", "reviewer")
+    with lab.sessions() as s, s.begin(), pytest.raises(UserError, match="'root' is the last active admin"):
+        set_role(s, "root", "qa")
+    with lab.sessions() as s, s.begin(), pytest.raises(UserError, match="not one of"):
+        set_role(s, "ann", "boss")
+    with lab.sessions() as s, s.begin():
+        assert set_role(s, "ann", "admin").role == "admin"
+        set_role(s, "root", "reviewer")  # ann is an active admin now
+    with lab.sessions() as s, s.begin():
+        set_active(s, "root", False)
+        set_role(s, "root", "admin")  # an inactive admin does not count as the lab's admin
+    with lab.sessions() as s, s.begin(), pytest.raises(UserError, match="'ann' is the last active admin"):
+        set_role(s, "ann", "qa")
+    with lab.sessions() as s:
+        assert dict(s.execute(select(User.username, User.role)).all()) == {"root": "admin", "ann": "admin"}

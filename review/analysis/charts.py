@@ -3,6 +3,11 @@ page and the HTML report show them.
 
 Why apart from the tables: the frames (review.analysis.tables) hold the numbers and are checked
 on their own; a chart only draws one, leaving out rows without a value.
+
+Every chart fits the page at 1366-1920 px: single charts take the container's width
+(`width="container"`), faceted ones wrap into at most FACET_COLUMNS panels a row; score axes
+are the rating scale itself (clamped, intervals clipped to it) with a few pixels of padding so
+that a point at 5.0 is not drawn on the axis edge.
 """
 
 from __future__ import annotations
@@ -26,6 +31,18 @@ from review.analysis.tables import (
 )
 
 _TICKS = alt.MarkConfig(size=14)
+#: Facet panels a row, and each panel's width: two 300 px panels and their axes fit the narrowest
+#: page the lab supports (1366 px wide, sidebar open).
+FACET_COLUMNS = 2
+FACET_WIDTH = 300
+#: Pixels between the rating scale's ends and the plot's edges.
+EDGE_PADDING = 10
+
+
+def score_scale(scale: Sequence[int]) -> alt.Scale:
+    """A y scale that is the rating scale (1..5): clamped, never rounded past it, padded."""
+    return alt.Scale(domain=[float(scale[0]), float(scale[1])], clamp=True, nice=False, zero=False,
+                     padding=EDGE_PADDING)
 
 
 def agreement_chart(frame: pd.DataFrame, column: str) -> alt.TopLevelMixin | None:
@@ -44,7 +61,7 @@ def agreement_chart(frame: pd.DataFrame, column: str) -> alt.TopLevelMixin | Non
     bars = base.mark_errorbar(ticks=_TICKS).encode(y=alt.Y("alpha_ordinal_ci_low:Q", title=""),
                                                 y2="alpha_ordinal_ci_high:Q")
     zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(strokeDash=[4, 4], color="gray").encode(y="y:Q")
-    return alt.layer(zero, bars, points).properties(height=260)
+    return alt.layer(zero, bars, points).properties(width="container", height=260)
 
 
 def comparison_chart(frame: pd.DataFrame) -> alt.TopLevelMixin | None:
@@ -61,30 +78,36 @@ def comparison_chart(frame: pd.DataFrame) -> alt.TopLevelMixin | None:
     bars = base.mark_errorbar(ticks=_TICKS).encode(x=alt.X("alpha_diff_ci_low:Q", title=""),
                                                 x2="alpha_diff_ci_high:Q")
     zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(strokeDash=[4, 4], color="gray").encode(x="x:Q")
-    return alt.layer(zero, bars, points).properties(height=alt.Step(40))
+    return alt.layer(zero, bars, points).properties(width="container", height=alt.Step(40))
 
 
 def mos_chart(frame: pd.DataFrame, scale: Sequence[int] = (1, 5)) -> alt.TopLevelMixin | None:
     """MOS over blur level, one line per restorer with its 95% CI band, faceted by blur kind."""
-    d = frame.dropna(subset=["blur_level", "mos"])
+    d = frame.dropna(subset=["blur_level", "mos"]).copy()
     if d.empty:
         return None
-    x = alt.X("blur_level:Q", title="blur level (px)")
-    y_scale = alt.Scale(domain=[float(scale[0]), float(scale[1])])
+    lo, hi = float(scale[0]), float(scale[1])
+    for c in ("mos", "mos_ci_low", "mos_ci_high"):  # a band past 5.0 means nothing on a 1..5 scale
+        if c in d:
+            d[c] = pd.to_numeric(d[c], errors="coerce").clip(lo, hi)
+    x = alt.X("blur_level:Q", title="blur level (px)", scale=alt.Scale(zero=False, nice=False,
+                                                                        padding=EDGE_PADDING))
+    y_scale = score_scale(scale)
     color = alt.Color("series:N", title="restorer", scale=alt.Scale(scheme="tableau10"),
                       legend=alt.Legend(labelLimit=320, orient="bottom", columns=2, symbolType="stroke",
                                         symbolOpacity=1, symbolStrokeWidth=3))
     tip = ["series:N", "blur_kind:N", "blur_level:Q", alt.Tooltip("mos:Q", format=".2f", title="MOS"),
            alt.Tooltip("mos_ci_low:Q", format=".2f", title="CI low"),
            alt.Tooltip("mos_ci_high:Q", format=".2f", title="CI high"), "n_items:Q", "n_ratings:Q"]
-    band = alt.Chart().mark_area(opacity=0.18).encode(x=x, y=alt.Y("mos_ci_low:Q", scale=y_scale),
-                                                      y2="mos_ci_high:Q", color=color)
-    line = alt.Chart().mark_line(point=True).encode(
-        x=x, y=alt.Y("mos:Q", title="MOS", scale=y_scale), color=color, tooltip=tip)
-    layered = alt.layer(band, line, data=d).properties(width=320, height=240)
-    if d["blur_kind"].nunique() > 1:
-        return layered.facet(column=alt.Column("blur_kind:N", title="blur kind"))
-    return layered
+    axis = alt.Axis(values=list(range(int(lo), int(hi) + 1)))
+    band = alt.Chart().mark_area(opacity=0.18, clip=True).encode(
+        x=x, y=alt.Y("mos_ci_low:Q", scale=y_scale), y2="mos_ci_high:Q", color=color)
+    line = alt.Chart().mark_line(point=True, clip=True).encode(
+        x=x, y=alt.Y("mos:Q", title="MOS", scale=y_scale, axis=axis), color=color, tooltip=tip)
+    if d["blur_kind"].nunique() > 1:  # wrapped panels: never wider than the page
+        return alt.layer(band, line).properties(width=FACET_WIDTH, height=220).facet(
+            facet=alt.Facet("blur_kind:N", title="blur kind"), columns=FACET_COLUMNS, data=d)
+    return alt.layer(band, line, data=d).properties(width="container", height=260)
 
 
 def rater_chart(frame: pd.DataFrame) -> alt.TopLevelMixin | None:
@@ -104,7 +127,7 @@ def rater_chart(frame: pd.DataFrame) -> alt.TopLevelMixin | None:
         tooltip=tip)
     labels = alt.Chart(d).mark_text(align="left", dx=8, fontSize=11).encode(
         x="bias:Q", y="inconsistency:Q", text="rater:N")
-    return alt.layer(points, labels).properties(height=320)
+    return alt.layer(points, labels).properties(width="container", height=320)
 
 
 def kappa_heatmap(frame: pd.DataFrame) -> alt.TopLevelMixin | None:
@@ -147,7 +170,7 @@ def gold_chart(frame: pd.DataFrame) -> alt.TopLevelMixin | None:
                 scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")), tooltip=tip)
     err = base.mark_errorbar(ticks=_TICKS, color="#333333").encode(
         x=alt.X("gold_accuracy_ci_low:Q", title=""), x2="gold_accuracy_ci_high:Q")
-    return alt.layer(bars, err).properties(height=alt.Step(22))
+    return alt.layer(bars, err).properties(width="container", height=alt.Step(22))
 
 
 # --------------------------------------------------------------------------------------------

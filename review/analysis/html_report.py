@@ -1,9 +1,9 @@
 """The readable HTML report of the Analyst page: headline, warnings, every chart and the numbers
 behind it, in one standalone file.
 
-Charts are Vega-Lite specs drawn by vega-embed from the jsDelivr CDN when the file is opened
-online; every figure is also an HTML table, so the report reads fully offline. All text from the
-data is escaped.
+Charts are Vega-Lite specs drawn by vega-embed; vega, vega-lite and vega-embed are embedded in
+the file (pinned copies in review/analysis/vendor/), so the report opens and draws offline. Every
+figure is also an HTML table. All text from the data is escaped.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from functools import cache
+from importlib import resources
+from typing import TYPE_CHECKING, Any
 
 import altair as alt
 import pandas as pd
@@ -22,7 +24,12 @@ from review.analysis.charts import View
 from review.analysis.formatting import MISSING, format_number
 from review.analysis.tables import has_chance_corrected, headline_frame, icc_frame
 
-VEGA_CDN = "https://cdn.jsdelivr.net/npm"
+if TYPE_CHECKING:
+    from review.analysis.answer import Answer
+
+#: The embedded scripts, in load order, and the pinned versions (review/analysis/vendor/README.md).
+VENDORED = {"vega.min.js": "vega 6.4.0", "vega-lite.min.js": "vega-lite 6.4.1",
+            "vega-embed.min.js": "vega-embed 7.3.0"}
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;
@@ -55,24 +62,33 @@ def _spec_json(chart: alt.TopLevelMixin) -> str:
     return s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
+@cache
+def vendored_scripts() -> str:
+    """The pinned vega, vega-lite and vega-embed builds as inline <script> elements (about 830 kB),
+    so that a report drawn on an air-gapped machine, or years from now, still draws its charts."""
+    vendor = resources.files("review.analysis") / "vendor"
+    parts = []
+    for name, version in VENDORED.items():
+        code = (vendor / name).read_text(encoding="utf-8").replace("</script", "<\\/script")
+        parts.append(f"<script>/* {version}, BSD-3-Clause */\n{code}\n</script>")
+    return "\n".join(parts)
+
+
 def html_report(report: Mapping[str, Any], views: Sequence[View], *, title: str,
-                context: Sequence[str] = ()) -> str:
+                context: Sequence[str] = (), answer: Answer | None = None) -> str:
     """A standalone HTML report: headline, warnings, every chart and the numbers behind it.
 
-    Charts are Vega-Lite specs drawn by vega-embed from the jsDelivr CDN when the file is opened
-    online; every figure is also an HTML table, so the report reads fully offline. All text is
-    escaped.
+    Charts are Vega-Lite specs drawn by the embedded vega-embed (no network needed); every figure
+    is also an HTML table. All text is escaped.
     """
     e = html.escape
     parts = ["<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
              f"<title>{e(title)}</title>", f"<style>{_CSS}</style>",
-             f"<script src='{VEGA_CDN}/vega@{alt.VEGA_VERSION}'></script>",
-             f"<script src='{VEGA_CDN}/vega-lite@{alt.VEGALITE_VERSION}'></script>",
-             f"<script src='{VEGA_CDN}/vega-embed@{alt.VEGAEMBED_VERSION}'></script>",
+             vendored_scripts(),
              "</head><body>", f"<h1>{e(title)}</h1>"]
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    parts.append(f"<p class='note'>Generated {e(generated)}. Charts load from the Vega CDN "
-                 f"({e(VEGA_CDN)}) when this file is opened online; offline, the table under each "
+    parts.append(f"<p class='note'>Generated {e(generated)}. Charts are drawn by the embedded "
+                 f"{e(', '.join(VENDORED.values()))}; no network is needed. The table under each "
                  f"chart holds the same numbers.</p>")
     if context:
         parts.append("<ul>" + "".join(f"<li>{e(str(c))}</li>" for c in context) + "</ul>")
@@ -102,6 +118,16 @@ def html_report(report: Mapping[str, Any], views: Sequence[View], *, title: str,
     if notes:
         parts.append("<p class='note'>Method notes:</p><ul class='note'>"
                      + "".join(f"<li>{e(str(n))}</li>" for n in notes) + "</ul>")
+    if answer is not None:  # "How far can it go?"; scikit-learn loads only when an answer is given
+        from review.analysis.answer import curves_frame, sentences
+
+        parts.append("<h2 id='answer'>How far can it go?</h2>")
+        parts += [f"<p>{e(sentence)}</p>" for c in answer.curves for sentence in sentences(c, answer.options)]
+        if answer.simulated_ratings:
+            parts.append(f"<div class='warn'>{answer.simulated_ratings} of these {answer.ratings} ratings "
+                         "come from a SIMULATED panel, not from people.</div>")
+        parts.append(_html_table(curves_frame(answer)) if answer.curves else
+                     "<p class='note'>No answer yet: no restorer has ratings at two or more blur levels.</p>")
     scripts = []
     for i, v in enumerate(views):
         parts.append(f"<h2 id='{e(v.key)}'>{e(v.title)}</h2>")

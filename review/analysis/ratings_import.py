@@ -3,7 +3,7 @@ study of external items, so they can be analysed, compared and exported like nat
 
 Each distinct `item` becomes a study item backed by a placeholder catalog entry (no image:
 `origin` says "imported"); each `rater` becomes an inactive reviewer account that cannot log in.
-Optional columns carried over: flags, comment, guideline_version ("slug-vN"), time_taken_ms,
+Optional columns carried over: flags, comment, guideline_version ("slug vN"), time_taken_ms,
 created_at, is_gold, expected_min, expected_max, restorer, blur_kind, blur_level, content.
 Importing into an existing study name is refused, so nothing is ever merged by accident.
 """
@@ -36,7 +36,8 @@ from db.rows import get_or_create
 from review.labeling.study import StudyConfig, StudyError, ensure_study, order_key
 from review.media.catalog import CONTENT_TYPES
 
-_GV = re.compile(r"^(?P<slug>[A-Za-z0-9_.-]+)-v(?P<version>\d+)$")
+#: "fidelity v4" (the label exports write) or "fidelity-v4" (files exported before it changed).
+_GV = re.compile(r"^(?P<slug>[A-Za-z0-9_.-]+?)[ -]v(?P<version>\d+)$")
 
 
 def _val(row: dict[str, Any], key: str, default: Any = None) -> Any:

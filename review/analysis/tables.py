@@ -334,3 +334,34 @@ def _numeric(frame: pd.DataFrame) -> pd.DataFrame:
                                       for v in vals):
                 frame[c] = pd.to_numeric(frame[c])
     return frame
+
+
+#: Kinds of report warnings, tried in order: (name, words one of which the warning contains).
+WARNING_KINDS = (
+    ("rater pairs", ("rater pairs", "pairwise kappa")),
+    ("breakdowns", ("breakdown by",)),
+    ("rows left out", ("were ignored", "repeated (item, rater)")),
+    ("controls", ("dmos",)),
+    ("few items behind a figure", ("fewer than", "only", "rests on", "no item has")),
+)
+
+
+def group_warnings(warnings: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """The report's warnings by kind (WARNING_KINDS, then "other"), kinds in that order and
+    warnings in report order: the page shows them as one note with a count per kind instead of a
+    stack of boxes above the first figure."""
+    groups: dict[str, list[str]] = {name: [] for name, _ in WARNING_KINDS}
+    groups["other"] = []
+    for w in warnings:
+        low = str(w).lower()
+        kind = next((name for name, words in WARNING_KINDS if any(x in low for x in words)), "other")
+        groups[kind].append(str(w))
+    return [(k, v) for k, v in groups.items() if v]
+
+
+def warnings_summary(groups: Sequence[tuple[str, Sequence[str]]]) -> str:
+    """One line for the collapsed note: "5 warnings: 3 few items behind a figure, 2 breakdowns"."""
+    total = sum(len(v) for _, v in groups)
+    return (f"{total} warning{'s' if total != 1 else ''}: "
+            + ", ".join(f"{len(v)} {k}" for k, v in groups))
+

@@ -31,14 +31,29 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from db.models import Assignment, Study, StudyItem, utcnow
+from db.models import Assignment, Study, StudyClosure, StudyItem, StudyReviewer, User, utcnow
+from review.errors import ReviewError
 from review.labeling.cohorts import ensure_enrolled
 from review.labeling.settings import StudySettings
-from review.labeling.study import draw
+from review.labeling.study import draw, listed
 
 WINDOW = 24  # open items read per claim
 PICK = 8  # of which the oldest PICK are drawn from
 ORDER_SPACE = 2**31
+
+
+INACTIVE = "Your account is deactivated, so nothing was recorded. Ask an admin."
+
+
+class InactiveAccount(ReviewError):
+    """The account was deactivated (or removed) while its browser was still open."""
+
+
+def require_active(session: Session, reviewer_id: int) -> None:
+    """Every write on a reviewer's behalf checks the account first, not only the page: a browser
+    left open after deactivation can neither claim, rate, skip nor undo."""
+    if not session.scalar(select(User.active).where(User.id == reviewer_id)):
+        raise InactiveAccount(INACTIVE)
 
 
 def _hash01(*parts: object) -> float:
@@ -77,20 +92,36 @@ class Lease:
     position: int  # how many items this reviewer has finished in the study, before this one
 
 
+def _lease_id(study: Study, reviewer_id: int, now: datetime):  # noqa: ANN202 - SQL expression
+    """The id of the reviewer's oldest unexpired lease in this study, as a scalar subquery."""
+    return (select(Assignment.id)
+            .join(StudyItem, StudyItem.id == Assignment.item_id)
+            .where(StudyItem.study_id == study.id, Assignment.reviewer_id == reviewer_id,
+                   Assignment.status == "leased", Assignment.lease_expires_at > now)
+            .order_by(Assignment.leased_at).limit(1).scalar_subquery())
+
+
 def current_lease(session: Session, study: Study, reviewer_id: int, now: datetime) -> Assignment | None:
     """The reviewer's unexpired lease in this study, if any (a reload resumes the same item)."""
-    return session.scalar(
-        select(Assignment)
-        .join(StudyItem, StudyItem.id == Assignment.item_id)
-        .where(
-            StudyItem.study_id == study.id,
-            Assignment.reviewer_id == reviewer_id,
-            Assignment.status == "leased",
-            Assignment.lease_expires_at > now,
-        )
-        .order_by(Assignment.leased_at)
-        .limit(1)
-    )
+    lease_id = session.scalar(select(_lease_id(study, reviewer_id, now)))
+    return session.get(Assignment, lease_id) if lease_id is not None else None
+
+
+def _member_and_lease(session: Session, study: Study, reviewer_id: int,
+                      now: datetime) -> tuple[StudyReviewer, Assignment | None]:
+    """The active reviewer's cohort row and live lease in one round trip (the claim's hot path,
+    which `require_active` would cost one more); the lease row is loaded only when there is one
+    (a reload), enrolment only on first use."""
+    active = select(User.active).where(User.id == reviewer_id).scalar_subquery()
+    row = session.execute(select(StudyReviewer, _lease_id(study, reviewer_id, now), active).where(
+        StudyReviewer.study_id == study.id, StudyReviewer.reviewer_id == reviewer_id)).first()
+    if row is None:
+        require_active(session, reviewer_id)
+        return ensure_enrolled(session, study, reviewer_id), current_lease(session, study, reviewer_id, now)
+    member, lease_id, is_active = row
+    if not is_active:
+        raise InactiveAccount(INACTIVE)
+    return member, session.get(Assignment, lease_id) if lease_id is not None else None
 
 
 def start_offset(study: Study, reviewer_id: int) -> int:
@@ -105,6 +136,7 @@ def _candidates(session: Session, study: Study, reviewer_id: int, gold: bool, no
                           or_(Assignment.status.in_(("done", "skipped")), live_assignment_filter(now)))
     base = select(StudyItem.id, StudyItem.order_key).where(
         StudyItem.study_id == study.id,
+        ~exists().where(StudyClosure.study_id == study.id),  # a closed study hands out nothing new
         StudyItem.is_gold.is_(gold),
         ~mine,
         _occupied(StudyItem.id, now) < study.raters_per_item,
@@ -123,8 +155,9 @@ def next_assignment(
 ) -> Lease | None:
     """Resume the reviewer's live lease or claim a new item; None when nothing is left for them."""
     now = now or utcnow()
-    member = ensure_enrolled(session, study, reviewer_id)
-    lease = current_lease(session, study, reviewer_id, now)
+    if not listed(study, reviewer_id):
+        return None  # not among the reviewers the study lists (its page does not offer it to them)
+    member, lease = _member_and_lease(session, study, reviewer_id, now)
     position = member.finished_items
     if lease is not None:
         return Lease(lease.id, lease.item_id, _as_aware(lease.lease_expires_at), position)
@@ -153,38 +186,68 @@ def next_assignment(
         for item_id in candidates:
             claimed = _claim(session, study, item_id, reviewer_id, now)
             if claimed is not None:
-                return Lease(claimed.id, item_id, _as_aware(claimed.lease_expires_at), position)
+                return Lease(claimed[0], item_id, claimed[1], position)
     return None
+
+
+def lock_row(session: Session, model: type[Assignment | StudyItem], row_id: int, *,
+             skip_locked: bool = False) -> bool:
+    """Lock one row for this transaction on PostgreSQL; False when it is missing, or when another
+    transaction holds it and ``skip_locked``. On SQLite the write transaction's BEGIN IMMEDIATE
+    already serialises writers, so no statement is sent. A statement of its own, before the reads
+    that depend on it: on PostgreSQL a statement that waited for a lock still reads the snapshot
+    it started with, so only a later statement sees what the lock's previous holder committed."""
+    if session.get_bind().dialect.name == "sqlite":
+        return True
+    return session.scalar(select(model.id).where(model.id == row_id)
+                          .with_for_update(skip_locked=skip_locked)) is not None
+
+
+@dataclass(frozen=True)
+class _Held:
+    """One of an item's assignments, as take_slot needs it (columns: ORM rows cost)."""
+
+    id: int
+    reviewer_id: int
+    slot: int | None
+    status: str
+    expires: datetime | None
+
+
+def _item_assignments(session: Session, item_id: int) -> list[_Held]:
+    """Every assignment of the item, in one statement, read after `lock_row` locked the item."""
+    return [_Held(*row) for row in session.execute(
+        select(Assignment.id, Assignment.reviewer_id, Assignment.slot, Assignment.status,
+               Assignment.lease_expires_at).where(Assignment.item_id == item_id))]
 
 
 def _claim(
     session: Session, study: Study, item_id: int, reviewer_id: int, now: datetime
-) -> Assignment | None:
+) -> tuple[int, datetime] | None:
+    """Lease the item to the reviewer: (assignment id, expiry), or None when it cannot be had."""
     # Lock the item row (PostgreSQL) and re-check the slot count inside this transaction. A row
     # another reviewer is claiming right now is skipped, never waited for: waiting while holding
     # locks on earlier candidates could deadlock two claims that walk candidates in other orders.
-    locked = session.scalar(select(StudyItem.id).where(StudyItem.id == item_id)
-                            .with_for_update(skip_locked=True))
-    if locked is None:
+    if not lock_row(session, StudyItem, item_id, skip_locked=True):
         return None
-    existing = session.scalar(select(Assignment).where(
-        Assignment.item_id == item_id, Assignment.reviewer_id == reviewer_id))
-    if existing is not None and existing.status != "expired" and not _stale(existing, now):
-        return None
-    slot = take_slot(session, study, item_id, now)
+    held = _item_assignments(session, item_id)
+    existing = next((h for h in held if h.reviewer_id == reviewer_id), None)
+    if existing is not None and (existing.status in ("done", "skipped")
+                                 or _holds_slot(existing.status, existing.expires, now)):
+        return None  # already theirs: only an expired or run-out lease is taken up again
+    slot = take_slot(session, study, item_id, now, held)
     if slot is None:
         return None
     expires = now + timedelta(minutes=study.lease_minutes)
-    if existing is not None:
-        existing.status, existing.leased_at, existing.lease_expires_at = "leased", now, expires
-        existing.slot = slot
-        session.flush()
-        return existing
+    if existing is not None:  # the reviewer's own run-out lease: taken up again
+        session.execute(update(Assignment).where(Assignment.id == existing.id).values(
+            status="leased", leased_at=now, lease_expires_at=expires, slot=slot))
+        return existing.id, expires
     assignment = Assignment(item_id=item_id, reviewer_id=reviewer_id, status="leased",
                             leased_at=now, lease_expires_at=expires, slot=slot)
     session.add(assignment)
     session.flush()
-    return assignment
+    return assignment.id, expires
 
 
 def _holds_slot(status: str, expires: datetime | None, now: datetime) -> bool:
@@ -192,19 +255,16 @@ def _holds_slot(status: str, expires: datetime | None, now: datetime) -> bool:
     return status == "done" or (status == "leased" and expires is not None and _as_aware(expires) > now)
 
 
-def _stale(assignment: Assignment, now: datetime) -> bool:
-    """A lease that ran out: it keeps its slot only until somebody needs it."""
-    return assignment.status == "leased" and not _holds_slot("leased", assignment.lease_expires_at, now)
-
-
-def take_slot(session: Session, study: Study, item_id: int, now: datetime) -> int | None:
+def take_slot(session: Session, study: Study, item_id: int, now: datetime,
+              held: list[_Held] | None = None) -> int | None:
     """The lowest of the item's slots not held by a finished or live leased assignment, or None when
     the item is full. A run-out lease holding it gives it up (its status becomes 'expired'); the
-    caller must then give the slot to an assignment in the same transaction."""
-    held = session.execute(select(Assignment.slot, Assignment.status, Assignment.lease_expires_at).where(
-        Assignment.item_id == item_id, Assignment.slot.is_not(None))).all()  # columns: ORM rows cost
-    live = {slot for slot, status, expires in held if _holds_slot(status, expires, now)}
-    taken = {slot for slot, _status, _expires in held}
+    caller must then give the slot to an assignment in the same transaction. ``held``: the item's
+    assignments when the caller has just read them under the item's lock."""
+    if held is None:
+        held = _item_assignments(session, item_id)
+    live = {h.slot for h in held if h.slot is not None and _holds_slot(h.status, h.expires, now)}
+    taken = {h.slot for h in held if h.slot is not None}
     for slot in range(study.raters_per_item):
         if slot in live:
             continue
@@ -224,7 +284,7 @@ def take_slot(session: Session, study: Study, item_id: int, now: datetime) -> in
 def reclaim_slot(session: Session, study: Study, assignment: Assignment, now: datetime) -> bool:
     """Give a slot back to an assignment that lost its own (a skipped item undone, a rating after
     the lease ran out); False when the item is full. The item row is locked as a claim locks it."""
-    session.scalar(select(StudyItem.id).where(StudyItem.id == assignment.item_id).with_for_update())
+    lock_row(session, StudyItem, assignment.item_id)
     slot = take_slot(session, study, assignment.item_id, now)
     if slot is None:
         return False

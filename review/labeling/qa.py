@@ -24,9 +24,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import cast, exists, or_, select
+from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
-from sqlalchemy.types import String
 
 from db.models import (
     DegradedImage,
@@ -42,6 +41,8 @@ from db.models import (
     User,
 )
 from review.errors import ReviewError
+from review.labeling.audit import record
+from review.labeling.guidelines.files import GUIDELINE_LABEL
 from review.labeling.ratings import FLAGS, MAX_COMMENT
 from review.labeling.settings import StudySettings, update_settings
 from review.labeling.study import draw
@@ -59,7 +60,7 @@ class QAError(ReviewError):
 
 
 def set_qa_options(session: Session, study: Study, *, rate: float | None = None,
-                   show_feedback: bool | None = None) -> Study:
+                   show_feedback: bool | None = None, actor_id: int | None = None) -> Study:
     """Set the QA sampling rate and whether reviewers see QA feedback on their own ratings."""
     _lock(session, study)
     changes: dict[str, Any] = {}
@@ -70,6 +71,7 @@ def set_qa_options(session: Session, study: Study, *, rate: float | None = None,
         changes["show_qa_feedback"] = bool(show_feedback)
     update_settings(study, **changes)
     session.flush()
+    record(session, "settings.change", actor_id=actor_id, target=study.name, **changes)
     return study
 
 
@@ -128,7 +130,8 @@ def qa_sample(session: Session, study: Study) -> list[int]:
     return sorted(session.scalars(select(QASample.rating_id).where(QASample.study_id == study.id)))
 
 
-def sample_for_qa(session: Session, study: Study, rate: float | None = None, seed: int = 0) -> list[int]:
+def sample_for_qa(session: Session, study: Study, rate: float | None = None, seed: int = 0, *,
+                  actor_id: int | None = None) -> list[int]:
     """Top up the study's QA sample to `rate` per (reviewer, blur kind, content) stratum and
     return the newly sampled rating ids (the full sample is `qa_sample(session, study)`).
 
@@ -151,7 +154,24 @@ def sample_for_qa(session: Session, study: Study, rate: float | None = None, see
         new.extend(fresh[:want])
     session.add_all(QASample(study_id=study.id, rating_id=r) for r in sorted(new))
     session.flush()
+    if new:
+        record(session, "qa.sample", actor_id=actor_id, target=study.name, rate=rate, added=len(new))
     return sorted(new)
+
+
+def why_nothing_sampled(session: Session, study: Study) -> str:
+    """Why a sampling run added no rating, in words an admin can act on."""
+    settings = StudySettings.of(study)
+    if not _eligible(session, study):
+        if settings.qa_share == 0.0:
+            return ("The study's QA share is 0, so no reviewer is in the QA-on cohort and no rating "
+                    "is eligible. Set a QA share when you create a study (it is fixed once "
+                    "reviewers join).")
+        return "No reviewer in the QA-on cohort has rated yet; sample again once they have."
+    if settings.qa_rate == 0.0:
+        return "The QA rate is 0; raise it in the QA settings above."
+    return (f"Every stratum already holds its share ({settings.qa_rate:.0%}) of the QA-on ratings; "
+            "sample again as more ratings arrive.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,7 +225,7 @@ def _task(session: Session, study: Study, rating_id: int) -> QATask:
     row = session.execute(
         select(Rating, Restoration.path, Restoration.sha256, DegradedImage.path, DegradedImage.sha256,
                SourceImage.path, SourceImage.sha256, SourceImage.is_reference,
-               (GuidelineVersion.slug + "-v" + cast(GuidelineVersion.version, String)))
+               GUIDELINE_LABEL)
         .join(StudyItem, StudyItem.id == Rating.item_id)
         .join(Restoration, Restoration.id == StudyItem.restoration_id)
         .join(DegradedImage, DegradedImage.id == Restoration.degraded_id)
@@ -310,6 +330,8 @@ def _judge(session: Session, rating_id: int, qa_user_id: int, verdict: str, reas
     row = QAVerdict(rating_id=rating.id, qa_user_id=qa_user_id, verdict=verdict, reason=reason)
     session.add(row)
     session.flush()
+    record(session, f"qa.{verdict}", actor_id=qa_user_id, target=f"item {rating.item_id}",
+           rating=rating.id, reason=reason)
     return row
 
 
@@ -355,6 +377,8 @@ def correct(session: Session, rating_id: int, qa_user_id: int, new_score: int, r
                         corrected_rating_id=fixed.id)
     session.add(verdict)
     session.flush()
+    record(session, "qa.correct", actor_id=qa_user_id, target=f"item {rating.item_id}", rating=rating.id,
+           old_score=rating.score, new_score=new_score, reason=reason)
     return verdict
 
 

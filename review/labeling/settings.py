@@ -66,6 +66,7 @@ class StudySettings:
     - qa_rate: share of each QA stratum sampled for QA (review.labeling.qa).
     - show_qa_feedback: whether reviewers see QA verdicts on their own ratings.
     - max_items_per_reviewer: cap on items per reviewer; None = no cap.
+    - reviewer_ids: the reviewers (user ids) who may join; empty = every reviewer.
     - scale_labels: (score, label) pairs in score order, overriding the default labels
       (review.labeling.views); a mapping is accepted too. Pairs keep the settings immutable.
     """
@@ -76,14 +77,17 @@ class StudySettings:
     show_qa_feedback: bool = False
     max_items_per_reviewer: int | None = None
     scale_labels: tuple[tuple[int, str], ...] = ()
+    reviewer_ids: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        ids = self.guideline_version_ids
-        if isinstance(ids, str | bytes) or not isinstance(ids, list | tuple) or any(
-                isinstance(i, bool) or not isinstance(i, int) or i < 1 for i in ids):
-            raise SettingsError(f"guideline_version_ids must be a list of version ids (got {ids!r}).")
-        if len(set(ids)) != len(ids):
-            raise SettingsError(f"guideline_version_ids lists a version twice ({list(ids)}).")
+        for name, noun in (("guideline_version_ids", "version"), ("reviewer_ids", "reviewer")):
+            ids = getattr(self, name)
+            if isinstance(ids, str | bytes) or not isinstance(ids, list | tuple) or any(
+                    isinstance(i, bool) or not isinstance(i, int) or i < 1 for i in ids):
+                raise SettingsError(f"{name} must be a list of {noun} ids (got {ids!r}).")
+            if len(set(ids)) != len(ids):
+                raise SettingsError(f"{name} lists a {noun} twice ({list(ids)}).")
+            object.__setattr__(self, name, tuple(ids))
         if not isinstance(self.show_qa_feedback, bool):
             raise SettingsError(f"show_qa_feedback must be true or false (got {self.show_qa_feedback!r}).")
         cap = self.max_items_per_reviewer
@@ -92,7 +96,6 @@ class StudySettings:
         labels = _labels(self.scale_labels)
         if any(not isinstance(v, str) or not v.strip() for v in labels.values()):
             raise SettingsError(f"Each scale label must be non-empty text (got {dict(labels)!r}).")
-        object.__setattr__(self, "guideline_version_ids", tuple(ids))
         object.__setattr__(self, "qa_share", _share("qa_share", self.qa_share))
         object.__setattr__(self, "qa_rate", _share("qa_rate", self.qa_rate))
         object.__setattr__(self, "scale_labels", tuple(sorted(labels.items())))
@@ -135,7 +138,7 @@ class StudySettings:
             value = getattr(self, name)
             if value == default:
                 continue
-            if name == "guideline_version_ids":
+            if name in ("guideline_version_ids", "reviewer_ids"):
                 value = list(value)
             elif name == "scale_labels":
                 value = {str(k): label for k, label in value}

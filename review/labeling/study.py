@@ -4,15 +4,19 @@ guideline version, and which items are gold (controls with an expected score ran
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import GuidelineVersion, Restoration, Study, StudyItem
+from db.models import Assignment, GuidelineVersion, Rating, Restoration, Study, StudyClosure, StudyItem, User
 from db.rows import get_or_create
 from review.errors import ReviewError
+from review.labeling.audit import record
 from review.labeling.settings import StudySettings, update_settings
 from review.media.restore import CONTROL_EXPECTATIONS
 
@@ -105,18 +109,151 @@ def find_guideline(session: Session, label: str) -> GuidelineVersion:
     return gv
 
 
+def _check_reviewers(session: Session, reviewer_ids: Sequence[int]) -> tuple[int, ...]:
+    """The ids of existing accounts that can rate (reviewers and admins), or a StudyError."""
+    ids = tuple(int(i) for i in reviewer_ids)
+    found = {u.id: u for u in session.scalars(select(User).where(User.id.in_(ids)))} if ids else {}
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise StudyError(f"No user with id(s) {missing}; pick reviewers from the list.")
+    wrong = [u.username for u in found.values() if u.role not in ("reviewer", "admin")]
+    if wrong:
+        raise StudyError(f"{', '.join(sorted(wrong))} cannot rate (QA accounts do not rate); "
+                         "pick reviewers or admins.")
+    return ids
+
+
 def create_study(session: Session, config: StudyConfig, guideline: str,
-                 max_items_per_reviewer: int | None = None) -> Study:
-    """A new, empty study under guideline version `guideline` (SLUG:VERSION); refused when the
-    name is taken, the guideline is unknown or the settings are invalid."""
-    if session.scalar(select(Study).where(Study.name == config.name)) is not None:
-        raise StudyError(f"A study named {config.name!r} already exists.")
+                 max_items_per_reviewer: int | None = None, *, arms: Sequence[str] = (),
+                 qa_share: float = 0.0, reviewer_ids: Sequence[int] = (),
+                 source_study_ids: Sequence[int] = (), actor_id: int | None = None,
+                 actor: str = "") -> Study:
+    """A new study under guideline version `guideline` (SLUG:VERSION); with `arms` (more
+    versions), reviewers are randomised across the versions and, with `qa_share`, QA on/off
+    (review.labeling.cohorts). `reviewer_ids` limits who may join (empty: everyone);
+    `source_study_ids` copies those studies' restorations in as items, gold flags included.
+    Refused, with nothing written, when the name is taken, a guideline or reviewer is unknown or
+    a setting is invalid."""
+    config.validate()
+    if session.scalar(select(Study).where(Study.name == config.name.strip())) is not None:
+        raise StudyError(f"A study named {config.name.strip()!r} already exists; pick another name.")
     gv = find_guideline(session, guideline)
-    StudySettings(max_items_per_reviewer=max_items_per_reviewer)  # refused before anything is written
-    study = ensure_study(session, config, gv)
-    update_settings(study, max_items_per_reviewer=max_items_per_reviewer)
+    extra = [find_guideline(session, label) for label in arms]
+    version_ids = tuple(dict.fromkeys([gv.id] + [g.id for g in extra])) if extra else ()
+    reviewers = _check_reviewers(session, reviewer_ids)
+    # Refused before anything is written:
+    StudySettings(max_items_per_reviewer=max_items_per_reviewer, qa_share=qa_share,
+                  guideline_version_ids=version_ids, reviewer_ids=reviewers)
+    study = ensure_study(session, dataclasses.replace(config, name=config.name.strip()), gv)
+    update_settings(study, max_items_per_reviewer=max_items_per_reviewer, qa_share=qa_share,
+                    guideline_version_ids=version_ids, reviewer_ids=reviewers)
     session.flush()
+    copied = copy_items(session, study, source_study_ids)
+    record(session, "study.create", actor_id=actor_id, actor=actor, target=study.name,
+           guideline=guideline, arms=list(arms), qa_share=qa_share, items=copied,
+           raters_per_item=config.raters_per_item, gold_rate=config.gold_rate)
     return study
+
+
+def copy_items(session: Session, study: Study, source_study_ids: Sequence[int]) -> int:
+    """Put the restorations of other studies into `study`, each with its gold flag and expected
+    range (idempotent); returns how many items the study has afterwards."""
+    for source_id in source_study_ids:
+        study_by_id(session, source_id)
+        for item in session.scalars(select(StudyItem).where(StudyItem.study_id == source_id)
+                                    .order_by(StudyItem.id)):
+            expected = (item.expected_min, item.expected_max) if item.expected_min is not None else None
+            add_item(session, study, item.restoration, is_gold=item.is_gold, expected=expected)
+    session.flush()
+    return count_items(session, study)
+
+
+@dataclass(frozen=True)
+class StudyEdit:
+    """What may change on a running study (the form's values, all of them)."""
+
+    description: str
+    raters_per_item: int
+    gold_rate: float
+    max_items_per_reviewer: int | None
+    reviewer_ids: tuple[int, ...]
+
+
+def study_edit_of(study: Study) -> StudyEdit:
+    """The study's current editable values (what the edit form starts from)."""
+    settings = StudySettings.of(study)
+    return StudyEdit(study.description or "", study.raters_per_item, study.gold_rate,
+                     settings.max_items_per_reviewer, settings.reviewer_ids)
+
+
+def _most_per_item(session: Session, study: Study) -> int:
+    """The most reviewers any item holds (active ratings or live assignments): the floor for
+    raters_per_item."""
+    ratings = select(func.count()).select_from(Rating).join(StudyItem, StudyItem.id == Rating.item_id) \
+        .where(StudyItem.study_id == study.id, Rating.active.is_(True)).group_by(Rating.item_id)
+    slots = select(func.max(Assignment.slot) + 1).join(StudyItem, StudyItem.id == Assignment.item_id) \
+        .where(StudyItem.study_id == study.id)
+    return max([0, *session.scalars(ratings), session.scalar(slots) or 0])
+
+
+def edit_study(session: Session, study_id: int, edit: StudyEdit, *, actor_id: int | None = None) -> Study:
+    """Apply `edit` to an open study (audited with the old and new values). Refused with the
+    reason when the study is closed or the change would break existing rows (fewer raters per
+    item than an item already has)."""
+    study = study_by_id(session, study_id)
+    if closed_at(session, study_id) is not None:
+        raise StudyError(f"Study {study.name!r} is closed; reopen it before changing it.")
+    StudyConfig(name=study.name, raters_per_item=edit.raters_per_item, gold_rate=edit.gold_rate,
+                scale_min=study.scale_min, scale_max=study.scale_max).validate()
+    before = study_edit_of(study)
+    if edit.raters_per_item < before.raters_per_item:
+        floor = _most_per_item(session, study)
+        if edit.raters_per_item < floor:
+            raise StudyError(f"An item of {study.name!r} already has {floor} reviewers (ratings or "
+                             f"leases), so raters per item cannot go below {floor}.")
+    reviewers = _check_reviewers(session, edit.reviewer_ids)
+    update_settings(study, max_items_per_reviewer=edit.max_items_per_reviewer, reviewer_ids=reviewers)
+    study.description = edit.description.strip()
+    study.raters_per_item, study.gold_rate = edit.raters_per_item, float(edit.gold_rate)
+    changed = {k: [v, getattr(edit, k)] for k, v in dataclasses.asdict(before).items()
+               if v != dataclasses.asdict(edit)[k]}
+    session.flush()
+    if changed:
+        record(session, "study.edit", actor_id=actor_id, target=study.name, **changed)
+    return study
+
+
+def close_study(session: Session, study_id: int, *, closed: bool = True,
+                actor_id: int | None = None) -> Study:
+    """Close a study (no new work is handed out; every rating stays and stays analysable) or
+    reopen it."""
+    study = study_by_id(session, study_id)
+    closure = session.scalar(select(StudyClosure).where(StudyClosure.study_id == study_id))
+    if (closure is not None) == closed:
+        raise StudyError(f"Study {study.name!r} is already {'closed' if closed else 'open'}.")
+    if closed:
+        session.add(StudyClosure(study_id=study_id, closed_by=actor_id))
+    else:
+        session.delete(closure)
+    session.flush()
+    record(session, "study.close" if closed else "study.reopen", actor_id=actor_id, target=study.name)
+    return study
+
+
+def closed_at(session: Session, study_id: int) -> datetime | None:
+    """When the study was closed, or None while it is open."""
+    return session.scalar(select(StudyClosure.closed_at).where(StudyClosure.study_id == study_id))
+
+
+def listed(study: Study, reviewer_id: int) -> bool:
+    """Whether the study lets this reviewer join: it lists them, or lists nobody."""
+    allowed = StudySettings.of(study).reviewer_ids
+    return not allowed or reviewer_id in allowed
+
+
+def may_join(session: Session, study: Study, reviewer_id: int) -> bool:
+    """Whether the reviewer may receive work in the study: it is open and lets them join."""
+    return listed(study, reviewer_id) and closed_at(session, study.id) is None
 
 
 def add_item(

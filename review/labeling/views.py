@@ -16,6 +16,7 @@ from db.models import (
     Assignment,
     DegradedImage,
     GuidelineVersion,
+    QAVerdict,
     Rating,
     Restoration,
     SourceImage,
@@ -26,6 +27,7 @@ from db.models import (
 )
 from review.labeling.cohorts import CohortError
 from review.labeling.settings import StudySettings
+from review.labeling.study import may_join
 
 
 @dataclass(frozen=True)
@@ -96,11 +98,13 @@ def scale_labels(study: Study) -> dict[int, str]:
     return {}
 
 
-def ratable_studies(session: Session) -> list[StudyChoice]:
-    """Studies that have items and a guideline, in name order."""
+def ratable_studies(session: Session, reviewer_id: int | None = None) -> list[StudyChoice]:
+    """Studies that have items and a guideline, in name order; with `reviewer_id`, only the open
+    ones that reviewer may join (review.labeling.study.may_join)."""
     has_items = select(StudyItem.id).where(StudyItem.study_id == Study.id).exists()
     rows = session.scalars(select(Study).where(has_items).order_by(Study.name))
-    return [StudyChoice(s.id, s.name, s.scale_min, s.scale_max, scale_labels(s)) for s in rows]
+    return [StudyChoice(s.id, s.name, s.scale_min, s.scale_max, scale_labels(s)) for s in rows
+            if reviewer_id is None or may_join(session, s, reviewer_id)]
 
 
 def item_view(session: Session, item_id: int) -> ItemView:
@@ -159,18 +163,6 @@ def reviewer_summary(session: Session, study_id: int, reviewer_id: int) -> Revie
                Assignment.status == "skipped")
     ) or 0
     return ReviewerSummary(rated or 0, skipped, float(mean_ms) if mean_ms is not None else None)
-
-
-def retracted_draft(session: Session, item_id: int, reviewer_id: int) -> tuple[int, list[str], str] | None:
-    """Score, flags and comment of the reviewer's latest retracted rating of an item (after Undo),
-    so the form can be pre-filled with what they had."""
-    last = session.scalar(
-        select(Rating).where(Rating.item_id == item_id, Rating.reviewer_id == reviewer_id,
-                             Rating.author_id == reviewer_id)
-        .order_by(Rating.id.desc()).limit(1))
-    if last is None or last.active:
-        return None
-    return last.score, list(last.flags or []), last.comment or ""
 
 
 # ----------------------------------------------------------------------------- generated outputs
@@ -260,6 +252,7 @@ class ReviewerProgress:
     rated: int
     skipped: int
     mean_time_ms: float | None
+    active: bool = True  # False: the account is deactivated (its ratings still count)
 
 
 def reviewer_progress(session: Session, study_id: int) -> list[ReviewerProgress]:
@@ -286,5 +279,51 @@ def reviewer_progress(session: Session, study_id: int) -> list[ReviewerProgress]
     for uid in sorted(ids, key=lambda i: users[i].username):
         n, t = rated.get(uid, (0, None))
         rows.append(ReviewerProgress(users[uid].username, users[uid].display_name, int(n),
-                                     int(skipped.get(uid, 0)), float(t) if t is not None else None))
+                                     int(skipped.get(uid, 0)), float(t) if t is not None else None,
+                                     bool(users[uid].active)))
     return rows
+
+
+# ----------------------------------------------------------------------------- the reviewer's history
+
+
+@dataclass(frozen=True)
+class AnswerView:
+    """One of the reviewer's recent answers, for the history list on the Rate page (their own
+    answer only; the QA verdict only when the study shows QA feedback)."""
+
+    assignment_id: int
+    item_id: int
+    skipped: bool
+    score: int | None
+    flags: tuple[str, ...]
+    comment: str
+    qa_verdict: str | None
+    judged: bool  # QA judged it: the reviewer can no longer change it
+
+
+def recent_answers(session: Session, study_id: int, reviewer_id: int, limit: int = 8) -> list[AnswerView]:
+    """The reviewer's latest finished items in the study, newest first."""
+    study = session.get(Study, study_id)
+    show_qa = StudySettings.of(study).show_qa_feedback
+    rows = session.execute(
+        select(Assignment.id, Assignment.item_id, Assignment.status)
+        .join(StudyItem, StudyItem.id == Assignment.item_id)
+        .where(StudyItem.study_id == study_id, Assignment.reviewer_id == reviewer_id,
+               Assignment.status.in_(("done", "skipped")))
+        .order_by(Assignment.completed_at.desc(), Assignment.id.desc()).limit(limit)).all()
+    items = [item_id for _aid, item_id, _status in rows]
+    own = {r.item_id: r for r in session.scalars(select(Rating).where(
+        Rating.item_id.in_(items), Rating.reviewer_id == reviewer_id, Rating.author_id == reviewer_id)
+        .order_by(Rating.id))}  # the latest own rating per item wins
+    verdicts = dict(session.execute(select(Rating.item_id, QAVerdict.verdict).join(
+        Rating, Rating.id == QAVerdict.rating_id).where(
+        Rating.item_id.in_(items), Rating.reviewer_id == reviewer_id)).all())
+    out = []
+    for aid, item_id, status in rows:
+        rating = own.get(item_id) if status == "done" else None
+        verdict = verdicts.get(item_id) if rating is not None else None
+        out.append(AnswerView(aid, item_id, status == "skipped", rating.score if rating else None,
+                              tuple(rating.flags or []) if rating else (), rating.comment if rating else "",
+                              verdict if show_qa else None, verdict is not None))
+    return out

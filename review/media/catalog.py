@@ -15,10 +15,15 @@ from sqlalchemy.orm import Session
 
 from db.models import DegradedImage, Restoration, SourceImage
 from db.rows import get_or_create
+from review.errors import ReviewError
 from review.media.degrade import BlurSpec, Degraded, degrade, kernel_from_bytes, kernel_to_bytes
 from review.media.store import ImageStore
 
 CONTENT_TYPES = ("face", "text", "object", "scene")
+
+
+class PhotoError(ReviewError):
+    """An uploaded photo cannot be added as asked; the message says what to give."""
 
 
 def params_key(params: dict[str, Any]) -> str:
@@ -54,6 +59,26 @@ def add_source(
         is_reference=is_reference,
     ))
     return row
+
+
+def add_photo(session: Session, store: ImageStore, image: Image.Image, *, title: str, licence: str,
+              content: str, already_blurred: bool = False) -> tuple[SourceImage, bool]:
+    """An uploaded photo into the catalog: returns (its source row, whether it is new). The
+    source/consent note is required (who took it, and on what terms it may be shown to reviewers),
+    the content type must be given; the same pixels already stored return the existing row
+    unchanged (False), whatever name or note they come with now."""
+    if not (licence or "").strip():
+        raise PhotoError("Write the source / consent note: where the photo comes from and on what "
+                         "terms reviewers may see it.")
+    if content not in CONTENT_TYPES:
+        raise PhotoError(f"Choose the content type ({', '.join(CONTENT_TYPES)}), not {content!r}.")
+    sha256 = store.put_image(image).sha256  # content-addressed: storing the same pixels is a no-op
+    existing = session.scalar(select(SourceImage).where(SourceImage.sha256 == sha256))
+    if existing is not None:
+        return existing, False
+    add = add_blurred_photo if already_blurred else add_source
+    return add(session, store, image, title=title, origin="upload", licence=licence.strip(),
+               content=content), True
 
 
 def add_blurred_photo(session: Session, store: ImageStore, image: Image.Image, **fields: str) -> SourceImage:

@@ -22,7 +22,8 @@ from PIL import Image
 
 from review.media.decode import as_rgb, encode_display_jpeg
 
-__all__ = ["DISPLAY_DIR", "DISPLAY_MAX_SIDE", "ImageStore", "StoredFile", "load_rgb"]
+__all__ = ["DISPLAY_DIR", "DISPLAY_FULL", "DISPLAY_MAX_SIDE", "DISPLAY_SIDES", "ImageStore", "StoredFile",
+           "display_tier", "load_rgb"]
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,22 @@ _RELPATH_RE = re.compile(r"^([0-9a-f]{2})/(\1[0-9a-f]{62})\.([a-z0-9]{1,10})$")
 _PNG_MODES = ("L", "RGB", "RGBA")
 
 
-DISPLAY_MAX_SIDE = 512  # long side of the JPEGs the review pages show
-DISPLAY_DIR = "display"  # derivatives under the store root: display/<side>/<sha[:2]>/<sha>.jpg
+DISPLAY_MAX_SIDE = 512  # long side of the small JPEGs most pages show
+# Display copies the reviewer's viewer picks from by the pixels it has to fill (display_tier);
+# DISPLAY_FULL is the stored size, for zooming into full detail.
+DISPLAY_SIDES = (512, 1024)
+DISPLAY_FULL = 0
+FULL_QUALITY = 92  # the zoomed-in copy is looked at pixel by pixel: fewer JPEG artefacts
+DISPLAY_DIR = "display"  # derivatives under the store root: display/<side or full>/<sha[:2]>/<sha>.jpg
+
+
+def display_tier(needed_px: int) -> int:
+    """The smallest display copy (long side) that covers ``needed_px`` device pixels, or
+    DISPLAY_FULL when none does: the viewer never gets a copy smaller than it shows."""
+    for side in DISPLAY_SIDES:
+        if needed_px <= side:
+            return side
+    return DISPLAY_FULL
 
 
 class ImageStore:
@@ -65,7 +80,8 @@ class ImageStore:
         clean.save(out, format="PNG", compress_level=6, optimize=False)
         stored = self.put_bytes(out.getvalue(), "png")
         # The reviewer's first view of this image then costs a file read, not an encode.
-        self._display_file(stored.sha256, DISPLAY_MAX_SIDE, lambda: clean)
+        for side in DISPLAY_SIDES:
+            self._display_file(stored.sha256, side, lambda: clean)
         return stored
 
     def put_bytes(self, data: bytes, ext: str) -> StoredFile:
@@ -114,20 +130,29 @@ class ImageStore:
         return self.path(relpath).read_bytes()
 
     def display_jpeg(self, relpath: str, max_side: int = DISPLAY_MAX_SIDE) -> bytes:
-        """The stored image as a JPEG of at most ``max_side`` px (`encode_display_jpeg`), made
-        once and kept under ``display/``: a regenerable cache, left out of backups."""
+        """The stored image as a JPEG of at most ``max_side`` px (`encode_display_jpeg`; at its
+        stored size for DISPLAY_FULL), made once and kept under ``display/``: a regenerable
+        cache, left out of backups. The PNG is decoded by `open_image` (PNG only, checked)."""
         sha = self.path(relpath).stem
         return self._display_file(sha, max_side, lambda: self.open_image(relpath))
 
     def _display_file(self, sha: str, max_side: int, load: Callable[[], Image.Image]) -> bytes:
-        target = self.root / DISPLAY_DIR / str(int(max_side)) / sha[:2] / f"{sha}.jpg"
+        max_side = int(max_side)
+        if max_side < 0:
+            raise ValueError(f"max_side must be positive or DISPLAY_FULL, got {max_side}")
+        folder = "full" if max_side == DISPLAY_FULL else str(max_side)
+        target = self.root / DISPLAY_DIR / folder / sha[:2] / f"{sha}.jpg"
         try:
             data = target.read_bytes()
         except FileNotFoundError:
             data = b""
         if data:
             return data
-        data = encode_display_jpeg(load(), max_side)
+        if max_side == DISPLAY_FULL:
+            img = load()
+            data = encode_display_jpeg(img, max(img.size), FULL_QUALITY)
+        else:
+            data = encode_display_jpeg(load(), max_side)
         target.parent.mkdir(parents=True, exist_ok=True)
         self._write_atomic(target, data)
         return data

@@ -13,11 +13,11 @@ from review.labeling.views import guideline_versions, reviewer_progress, study_p
 from review.media.restore.runner import sd15_status
 from review.ui.common import get_lab, require_role, run_action, show_flashes
 from review.ui.guideline import render_guideline
-from review.users import ROLES, add_user, list_users, reset_password, set_active
+from review.users import ROLES, add_user, list_users, reset_password, set_active, set_role, unlock
 
 
 def users_page() -> None:
-    """Add users, reset passwords, deactivate and reactivate accounts."""
+    """Add users, reset passwords, change roles, deactivate and reactivate accounts."""
     me = require_role("admin")
     lab = get_lab()
     st.title("Users")
@@ -31,7 +31,7 @@ def users_page() -> None:
         password = st.text_input("Initial password (at least 8 characters)", type="password",
                                  key="new_password")
         if st.form_submit_button("Add user", type="primary"):
-            run_action(lab, lambda s: add_user(s, username, password, role, display),
+            run_action(lab, lambda s: add_user(s, username, password, role, display, actor_id=me.id),
                  f"User {username.strip().lower()!r} added as {role}.")
 
     with lab.sessions() as s:
@@ -52,20 +52,36 @@ def users_page() -> None:
             if who is None:
                 st.error("Choose a user.")
             else:
-                run_action(lab, lambda s: reset_password(s, who, new), f"Password of {who!r} reset.")
+                run_action(lab, lambda s: reset_password(s, who, new, actor_id=me.id),
+                           f"Password of {who!r} reset.")
     with right.form("activation"):
-        st.markdown("**Deactivate or reactivate**")
+        st.markdown("**Deactivate, reactivate or unlock**")
         who = st.selectbox("User", names, index=None, key="active_user", placeholder="Choose a user")
-        c1, c2 = st.columns(2)
-        deactivate = c1.form_submit_button("Deactivate")
+        c1, c2, c3 = st.columns(3)
+        deactivate = c1.form_submit_button("Deactivate", help="Also ends the account's open sessions.")
         activate = c2.form_submit_button("Reactivate")
-        if (deactivate or activate) and who is None:
+        unlocked = c3.form_submit_button("Unlock logins", help="Forget the account's failed logins.")
+        if (deactivate or activate or unlocked) and who is None:
             st.error("Choose a user.")
+        elif unlocked:
+            run_action(lab, lambda s: unlock(s, who), f"Failed logins of {who!r} cleared.")
         elif deactivate and who == me.username:
             st.error("You cannot deactivate your own account.")
         elif deactivate or activate:
-            run_action(lab, lambda s: set_active(s, who, bool(activate)),
+            run_action(lab, lambda s: set_active(s, who, bool(activate), actor_id=me.id),
                        f"User {who!r} {'reactivated' if activate else 'deactivated'}.")
+    with st.form("change_role"):
+        st.markdown("**Change a role** (the account's open sessions end; the new role applies "
+                    "from its next sign-in)")
+        c1, c2 = st.columns(2)
+        who = c1.selectbox("User", names, index=None, key="role_user", placeholder="Choose a user")
+        new_role = c2.selectbox("New role", ROLES, index=None, key="role_value", placeholder="Choose a role")
+        if st.form_submit_button("Change role"):
+            if who is None or new_role is None:
+                st.error("Choose a user and a role.")
+            else:
+                run_action(lab, lambda s: set_role(s, who, new_role, actor_id=me.id),
+                           f"User {who!r} is now {new_role}.")
 
 
 def _pct(x: float | None) -> str:
@@ -92,7 +108,7 @@ def study_page() -> None:
         per_reviewer = {p.id: reviewer_progress(s, p.id) for p in studies}
         gold = {p.id: gold_accuracy(s, p.id, "reviewer").set_index("reviewer") for p in studies}
     if not studies:
-        st.info("No studies yet. Create one with `python -m review demo` or the study commands.")
+        st.info("No studies yet. Create one on the Study setup page (or `python -m review demo`).")
         return
     for p in studies:
         with st.container(border=True):
@@ -107,7 +123,8 @@ def study_page() -> None:
             rows = per_reviewer[p.id]
             if rows:
                 st.dataframe(pd.DataFrame([{
-                    "reviewer": r.username, "name": r.display_name, "rated": r.rated,
+                    "reviewer": r.username if r.active else f"{r.username} (deactivated)",
+                    "name": r.display_name, "rated": r.rated,
                     "skipped": r.skipped, **_gold_cells(gold[p.id], r.username),
                     "mean time (s)": None if r.mean_time_ms is None else round(r.mean_time_ms / 1000, 1),
                 } for r in rows]), hide_index=True, width="stretch")

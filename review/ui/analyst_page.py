@@ -36,8 +36,10 @@ from review.analysis.tables import (
     apply_filters,
     blur_level_bounds,
     filter_options,
+    group_warnings,
     has_chance_corrected,
     report_input,
+    warnings_summary,
 )
 from review.database import Lab
 from review.labeling.study import list_studies, study_by_id
@@ -132,8 +134,12 @@ def _headline(report: dict[str, Any]) -> None:
     c[3].metric("Items rated ≥ 2 times", report.get("n_multiply_rated_items", 0),
                 help="Only these items carry information about agreement.")
 
-    for w in report.get("warnings") or []:
-        st.warning(_md_text(w), icon=":material/warning:")
+    groups = group_warnings(report.get("warnings") or [])
+    if groups:  # one collapsed note with counts, not a stack of boxes above the first figure
+        with st.expander(warnings_summary(groups), icon=":material/warning:"):
+            for kind, items in groups:
+                st.markdown(f"**{kind.capitalize()}** ({len(items)})")
+                st.markdown("\n".join(f"- {_md_text(w)}" for w in items))
 
     st.subheader("Agreement")
     ka = report.get("krippendorff_alpha") or {}
@@ -183,13 +189,22 @@ def _view(v: View, stem: str) -> None:
     for n in v.notes:
         st.warning(_md_text(n), icon=":material/warning:")
     if v.chart is not None:
-        st.altair_chart(v.chart, key=f"{KEY}chart_{v.key}")
+        fits = getattr(v.chart, "width", None) == "container"  # else a fixed or wrapped layout
+        st.altair_chart(v.chart, key=f"{KEY}chart_{v.key}", width="stretch" if fits else "content")
     elif v.empty:
         st.info(v.empty)
     with st.expander(f"Numbers: {v.title}"):
         st.dataframe(v.frame, hide_index=True, placeholder="—", key=f"{KEY}table_{v.key}")
     _download("CSV of this chart", frame_csv(v.frame), f"{stem}-{v.key}.csv",
               key=f"{KEY}dl_{v.key}", mime="text/csv")
+
+
+def _answer(filtered: pd.DataFrame, name: str) -> Any:
+    """The study's "how far can it go?" answer for the HTML report (scikit-learn loads only when
+    the report is downloaded)."""
+    from review.analysis.answer import study_answer
+
+    return study_answer(filtered, name)
 
 
 def _slug(name: str) -> str:
@@ -230,7 +245,7 @@ def _exports(lab: Lab, study_id: int, name: str, fingerprint: tuple[int, ...],
                   f"{stem}-report.md", key=f"{KEY}dl_md", mime="text/markdown")
         _download("Readable report with charts (HTML)",
                   lambda: html_report(report, views, title=f"Agreement report: {name}",
-                                         context=context),
+                                         context=context, answer=_answer(filtered, name)),
                   f"{stem}-report.html", key=f"{KEY}dl_html", mime="text/html")
     st.caption("The HTML report draws its charts with Vega from a CDN when opened online; every "
                "figure is also in its tables, so it reads offline too.")

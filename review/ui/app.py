@@ -14,10 +14,11 @@ from review.database import DatabaseBusy
 from review.media.restore.runner import sd15_status
 from review.ui.common import (
     account_still_valid,
-    current_user,
+    deliver_session_cookie,
     get_lab_or_stop,
     login_page,
     logout,
+    resume_session,
 )
 
 PAGES = Path(__file__).resolve().parent / "pages"
@@ -25,17 +26,22 @@ PAGES = Path(__file__).resolve().parent / "pages"
 # role -> pages in menu order; the first is the landing page.
 ROLE_PAGES: dict[str, tuple[str, ...]] = {
     "reviewer": ("rate",),
-    "admin": ("study", "generate", "guideline_admin", "qa", "analysis", "users", "rate"),
-    "qa": ("qa", "guidelines"),
+    "admin": ("study", "study_setup", "generate", "guideline_admin", "qa", "disagreements", "analysis",
+              "answer", "users", "audit", "rate"),
+    "qa": ("qa", "disagreements", "answer", "guidelines"),
 }
 PAGE_INFO = {  # file in pages/ -> (menu title, icon, URL path)
     "rate": ("Rate", ":material/star_rate:", "rate"),
     "study": ("Studies", ":material/monitoring:", "studies"),
+    "study_setup": ("Study setup", ":material/tune:", "study-setup"),
+    "disagreements": ("Disagreements", ":material/compare_arrows:", "disagreements"),
+    "audit": ("Audit log", ":material/history:", "audit"),
     "generate": ("Generate", ":material/auto_fix_high:", "generate"),
     "guideline_admin": ("Guidelines", ":material/menu_book:", "guidelines"),
     "guidelines": ("Guidelines", ":material/menu_book:", "guidelines"),
     "qa": ("QA review", ":material/fact_check:", "qa"),
     "analysis": ("Analysis", ":material/query_stats:", "analysis"),
+    "answer": ("How far can it go?", ":material/straighten:", "answer"),
     "users": ("Users", ":material/group:", "users"),
 }
 
@@ -51,10 +57,11 @@ def pages_for(role: str) -> list[st.Page]:
 def main() -> None:
     st.set_page_config(page_title="Fidelity review lab", page_icon=":material/compare:", layout="wide")
     lab = get_lab_or_stop()
-    user = current_user()
+    user = resume_session(lab)
     if user is not None and not account_still_valid(lab, user):
-        logout()
-        st.warning("Your account was deactivated or changed; log in again.")
+        logout(lab)
+        st.warning("Your session ended: your account was deactivated or changed, or you logged out "
+                   "in another tab. Log in again.")
         user = None
     if user is None:
         st.navigation([st.Page(login_page, title="Log in", url_path="login", default=True)],
@@ -67,8 +74,10 @@ def main() -> None:
     nav = st.navigation(pages)
     with st.sidebar:
         st.markdown(f"**{user.display_name}**  \n{user.role}")
-        if st.button("Log out", key="logout", icon=":material/logout:"):
-            logout()
+        deliver_session_cookie()
+        if st.button("Log out", key="logout", icon=":material/logout:",
+                     help="Ends your session in every browser and tab."):
+            logout(lab)
             st.rerun()
         if user.role == "admin":
             st.caption(sd15_status(lab.settings))

@@ -19,6 +19,8 @@ import streamlit as st
 from review.config import SETTING_NAMES, ConfigError, load_settings
 from review.database import Lab, SchemaOutOfDate, open_lab
 from review.errors import ReviewError
+from review.sessions import COOKIE, is_live, resume, revoke_all, start_session
+from review.ui.server import SESSION_PATH
 from review.users import LoginRefused, authenticate, still_active
 
 USER_KEY = "user"
@@ -33,6 +35,7 @@ class SessionUser:
     username: str
     role: str
     display_name: str
+    session_id: int | None = None  # the server-side session (review.sessions) behind the cookie
 
 
 @st.cache_resource(show_spinner=False)
@@ -78,9 +81,11 @@ def _refuse(user: SessionUser) -> NoReturn:
 
 
 def account_still_valid(lab: Lab, user: SessionUser) -> bool:
-    """Deactivated or deleted accounts lose their session on the next full page run."""
+    """Deactivated or deleted accounts, and sessions ended elsewhere (logout in another tab), lose
+    their session on the next full page run; every write checks the account again itself."""
     with lab.read() as s:
-        return still_active(s, user.id, user.role)
+        live = user.session_id is None or is_live(s, user.session_id)
+        return live and still_active(s, user.id, user.role)
 
 
 def sign_in(user: SessionUser) -> None:
@@ -88,21 +93,56 @@ def sign_in(user: SessionUser) -> None:
     st.session_state["session_started"] = time.time()
 
 
-def logout() -> None:
-    """Forget everything about this browser session, drafts in the URL included."""
+def resume_session(lab: Lab) -> SessionUser | None:
+    """The signed-in user: this tab's, or the one the session cookie names (a reload, a typed URL,
+    a second tab)."""
+    user = current_user()
+    token = st.context.cookies.get(COOKIE)
+    if user is not None or not isinstance(token, str) or not token:
+        return user
+    with lab.read() as s:
+        found = resume(s, token)
+    if found is None:
+        return None
+    session_id, account = found
+    sign_in(SessionUser(account.id, account.username, account.role,
+                        account.display_name or account.username, session_id))
+    return current_user()
+
+
+def client_address() -> str:
+    """The browser's address as the server sees it ("local" on localhost): logins are throttled
+    per account and address."""
+    ip = st.context.ip_address
+    return ip if isinstance(ip, str) and ip else "local"
+
+
+def deliver_session_cookie() -> None:
+    """Right after a login, have the browser fetch its HttpOnly cookie (review/ui/server.py): the
+    page posts the one-time code; only that route's response can set the cookie."""
+    code = st.session_state.pop("handoff", None)
+    if code:
+        st.html(f"<script>fetch({SESSION_PATH!r}, {{method: 'POST', body: {code!r}, "
+                "credentials: 'same-origin'});</script>", unsafe_allow_javascript=True)
+
+
+def logout(lab: Lab | None = None) -> None:
+    """End the account's sessions in every browser (with `lab`) and forget this one's state."""
+    user = current_user()
+    if lab is not None and user is not None:
+        with lab.sessions() as s, s.begin():
+            revoke_all(s, user.id)
     for key in list(st.session_state.keys()):
         del st.session_state[key]
     st.query_params.clear()
 
 
 def login_page() -> None:
-    """The only page an anonymous visitor can reach. Leaves the URL's query parameters alone so
-    a draft saved there (see review.ui.rate) survives an expired session."""
+    """The only page an anonymous visitor can reach. Throttled per account and client address
+    (review.users); over-long fields are refused before anything is hashed."""
     lab = get_lab_or_stop()
     st.title("Fidelity review lab")
     st.caption("Rate how faithfully AI restorations keep what the original photo showed.")
-    if "a" in st.query_params:
-        st.info("Your session ended. Log in again: your unsaved rating for the current item is kept.")
     with st.form("login", border=True, width=420):
         username = st.text_input("Username", key="login_username", autocomplete="username")
         password = st.text_input("Password", type="password", key="login_password",
@@ -113,11 +153,14 @@ def login_page() -> None:
             st.error("Enter your username and password.")
             return
         try:
-            user = authenticate(lab.sessions, username, password)
+            user = authenticate(lab.sessions, username, password, client=client_address())
         except LoginRefused as exc:
             st.error(str(exc))
             return
-        sign_in(SessionUser(user.id, user.username, user.role, user.display_name or user.username))
+        with lab.sessions() as s, s.begin():
+            session_id, st.session_state["handoff"] = start_session(s, user.id)
+        sign_in(SessionUser(user.id, user.username, user.role, user.display_name or user.username,
+                            session_id))
         st.rerun()
 
 

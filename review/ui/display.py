@@ -5,14 +5,18 @@ of every stored image (made when it is stored, or on first view: `ImageStore.dis
 process keeps the bytes in memory (cache key: the image's sha256 and the display size), and
 `st.image` gets them as a `data:` URL, which it passes through untouched. A data URL travels
 inside the rerun's message, so the browser paints the next item without a second HTTP round
-trip for each image (measured by bench/rating_loop.py); display JPEGs are small (<= 512 px).
+trip for each image (measured by bench/rating_loop.py). Most pages show the 512 px copy; the
+reviewer's viewer (review/ui/viewer.py) picks 512, 1024 or the stored size (`display_copy`).
 """
 
 from __future__ import annotations
 
 import base64
+import io
+from dataclasses import dataclass
 
 import streamlit as st
+from PIL import Image
 
 from review.labeling.views import ImageRef
 from review.media.store import DISPLAY_MAX_SIDE, ImageStore
@@ -33,6 +37,29 @@ def display_jpeg(store: ImageStore, ref: ImageRef, max_side: int = DISPLAY_MAX_S
 def _data_url(sha256: str, max_side: int, _store: ImageStore, _relpath: str) -> str:
     data = _jpeg(sha256, max_side, _store, _relpath)
     return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
+
+
+@dataclass(frozen=True)
+class DisplayCopy:
+    """A display JPEG as the browser gets it: a data URL and its pixel size."""
+
+    url: str
+    width: int
+    height: int
+
+
+@st.cache_data(max_entries=2048, show_spinner=False)
+def _copy(sha256: str, side: int, _store: ImageStore, _relpath: str) -> DisplayCopy:
+    data = _jpeg(sha256, side, _store, _relpath)
+    with Image.open(io.BytesIO(data), formats=["JPEG"]) as im:  # our own JPEG: the header only
+        width, height = im.size
+    return DisplayCopy("data:image/jpeg;base64," + base64.b64encode(data).decode("ascii"), width, height)
+
+
+def display_copy(store: ImageStore, ref: ImageRef, side: int) -> DisplayCopy:
+    """The display copy of a stored image at `side` (a DISPLAY_SIDES entry or DISPLAY_FULL),
+    from the process-wide cache."""
+    return _copy(ref.sha256, side, store, ref.relpath)
 
 
 def show_images(store: ImageStore, panels: list[tuple[str, ImageRef]],

@@ -17,6 +17,7 @@ from review.media import catalog
 from review.media.decode import decode_image
 from review.media.degrade import KINDS
 from review.media.restore import CONTROLS, RESTORERS, list_models
+from review.media.restore.runner import sd15_unavailable
 from review.ui.common import SessionUser, run_action
 from review.ui.display import show_images
 
@@ -67,6 +68,21 @@ def _weights_status(lab: Lab) -> None:
                    + (f" ({len(names)} models: {', '.join(names)})" if len(names) > 1 else ""))
 
 
+def _numbers(text: str, what: str, cast: type, errors: list[str]) -> list:
+    """Comma-separated numbers from a form field; each part that is not one adds a plain error."""
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            out.append(cast(part))
+        except ValueError:
+            kind = "whole number" if cast is int else "number"
+            errors.append(f"{what}: {part!r} is not a {kind}; write numbers separated by commas, "
+                          f"e.g. {'0, 1' if cast is int else '4, 8'}.")
+    return out
+
+
 def _plan_form(lab: Lab, study: Any) -> None:
     with lab.sessions() as s:
         sources = catalog.reference_sources(s)
@@ -75,49 +91,55 @@ def _plan_form(lab: Lab, study: Any) -> None:
         return
     labels = {src.id: f"#{src.id} {src.title or src.sha256[:8]} ({src.content}, "
                       f"{src.width}x{src.height})" for src in sources}
+    named = list(list_models(lab.settings.sd15_path))
+    no_weights = sd15_unavailable(lab.settings)
+    tiny_label = "tiny (smoke test, not a restoration)"
+    sd15_off = "none (SD1.5 cannot run here: see the note above)"
+    offered = [r for r in RESTORERS if r != "sd15_txt2img"]
+
+    def restorer_label(method: str) -> str:
+        return f"{method} (needs SD1.5 weights or the tiny smoke test)" if (
+            no_weights and method.startswith("sd15")) else method
+
     with st.form("plan"):
         chosen = st.multiselect("Source photos", list(labels), format_func=labels.get,
                                 default=[sources[0].id])
         st.markdown("**Blur** (comma-separated levels in pixels, for each kind you want)")
-        blurs: list[dict] = []
+        level_text: dict[str, str] = {}
         cols = st.columns(4)
         for col, kind in zip(cols, [k for k in KINDS if k != "real"], strict=True):
-            text = col.text_input(f"{kind} ({BLUR_HELP[kind]})", key=f"lv_{kind}",
-                                  value="4, 8" if kind == "defocus" else "")
-            for part in [p.strip() for p in text.split(",") if p.strip()]:
-                try:
-                    blurs.append({"kind": kind, "level": float(part),
-                                  "angle": 30.0 if kind == "motion_line" else 0.0,
-                                  "seed": 1 if kind == "camera_shake" else 0})
-                except ValueError:
-                    st.error(f"{kind}: {part!r} is not a number of pixels.")
-        methods = st.multiselect("Restorers", [r for r in RESTORERS if r != "sd15_txt2img"],
-                                 default=["sd15_img2img", "wiener", *CONTROLS])
+            level_text[kind] = col.text_input(f"{kind} ({BLUR_HELP[kind]})", key=f"lv_{kind}",
+                                              value="4, 8" if kind == "defocus" else "")
+        methods = st.multiselect("Restorers", offered, format_func=restorer_label,
+                                 default=[*(["sd15_img2img"] if not no_weights else []), "wiener", *CONTROLS])
+        if no_weights:
+            st.caption(f"SD1.5 img2img is not offered by default: {no_weights}")
         strengths = st.text_input("SD1.5 strengths (comma separated)", "0.3, 0.5, 0.7")
         steps = st.number_input("SD1.5 steps", 1, 150, 20)
         seeds = st.text_input("Seeds (comma separated)", "0, 1")
-        named = list(list_models(lab.settings.sd15_path))
-        tiny_label = "tiny (smoke test, not a restoration)"
         model = st.radio("SD1.5 model", [*(named if len(named) > 1 else
-                                           ["configured weights (REVIEW_SD15_PATH)"]), tiny_label],
+                                           [sd15_off if no_weights else
+                                            "configured weights (REVIEW_SD15_PATH)"]), tiny_label],
                          index=0)
         submitted = st.form_submit_button("Start generation", type="primary")
     if not submitted:
         return
-    try:
-        strength_list = [float(x) for x in strengths.split(",") if x.strip()]
-        seed_list = [int(x) for x in seeds.split(",") if x.strip()]
-        restorers = []
-        for m in methods:
-            params: dict = {}
-            if m == "sd15_img2img":
-                params = {"strength": strength_list, "steps": int(steps)}
-            restorers.append({"method": m, "params": params})
-    except ValueError as exc:  # a strength or seed that is not a number
-        st.error(f"The plan cannot run: {exc}")
+    errors: list[str] = []
+    blurs = [{"kind": kind, "level": level, "angle": 30.0 if kind == "motion_line" else 0.0,
+              "seed": 1 if kind == "camera_shake" else 0}
+             for kind, text in level_text.items() for level in _numbers(text, kind, float, errors)]
+    strength_list = _numbers(strengths, "SD1.5 strengths", float, errors)
+    seed_list = _numbers(seeds, "Seeds", int, errors)
+    plan_model = "tiny" if model == tiny_label else (model if model in named else None)
+    if any(m.startswith("sd15") for m in methods) and (why := sd15_unavailable(lab.settings, plan_model)):
+        errors.append(f"sd15_img2img cannot run: {why}")
+    if errors:  # refuse the whole plan before anything is stored or started
+        st.error("The plan cannot run; nothing was started.\n\n" + "\n\n".join(f"- {e}" for e in errors))
         return
+    restorers = [{"method": m, "params": {"strength": strength_list, "steps": int(steps)}
+                  if m == "sd15_img2img" else {}} for m in methods]
     plan = jobs.GenerationPlan(source_ids=chosen, blurs=blurs, restorers=restorers, seeds=seed_list or [0],
-                               model="tiny" if model == tiny_label else (model if model in named else None))
+                               model=plan_model)
     job_id = run_action(lab, lambda s: jobs.add_job(s, study.id, plan), about="The plan cannot run").value
     if job_id is None:
         return
@@ -179,22 +201,37 @@ def _upload(lab: Lab) -> None:
     st.caption("JPEG, PNG, WebP, TIFF or HEIC. Sharp photos become references you can blur; "
                "photos that are already blurred are kept as 'real' inputs with no reference.")
     files = st.file_uploader("Photos", accept_multiple_files=True, key="gen_upload")
-    content = st.selectbox("Content", catalog.CONTENT_TYPES, key="gen_content")
-    licence = st.text_input("Licence / consent note", key="gen_licence")
-    already_blurred = st.checkbox("These photos are already blurred (no sharp reference)")
-    if not files or not st.button("Add to the catalog", key="gen_add"):
+    if not files:
         return
-    for f in files:
+    st.markdown("**Content of each photo** (used to compare restorers by content)")
+    contents = [st.selectbox(f.name, catalog.CONTENT_TYPES, index=None, key=f"gen_content_{i}_{f.name}",
+                             placeholder="Choose: face, text, object or scene") for i, f in enumerate(files)]
+    licence = st.text_input("Source / consent note (required): where the photos come from and on "
+                            "what terms reviewers may see them", key="gen_licence")
+    already_blurred = st.checkbox("These photos are already blurred (no sharp reference)")
+    if not st.button("Add to the catalog", key="gen_add"):
+        return
+    missing = [f.name for f, c in zip(files, contents, strict=True) if c is None]
+    if missing:
+        st.error(f"Choose the content of {', '.join(missing)}; nothing was added.")
+        return
+    if not licence.strip():
+        st.error("Write the source / consent note; nothing was added.")
+        return
+    for f, content in zip(files, contents, strict=True):
         data = f.getvalue()
 
-        def add(s: Any, data: bytes = data, name: str = f.name) -> tuple[int, int, int]:
+        def add(s: Any, data: bytes = data, name: str = f.name, content: str = content) -> tuple:
             img = decode_image(data)
-            add_photo = catalog.add_blurred_photo if already_blurred else catalog.add_source
-            src = add_photo(s, lab.store, img, title=name, origin="upload", licence=licence, content=content)
-            return src.id, img.width, img.height
+            row, new = catalog.add_photo(s, lab.store, img, title=name, licence=licence, content=content,
+                                         already_blurred=already_blurred)
+            return row.id, row.title, img.width, img.height, new
 
         added = run_action(lab, add, about=f.name)
         if added.value is not None:
-            src_id, width, height = added.value
-            st.success(f"{f.name}: added as source #{src_id} ({width}x{height}).")
-
+            src_id, title, width, height, new = added.value
+            if new:
+                st.success(f"{f.name}: added as source #{src_id} ({width}x{height}).")
+            else:
+                st.info(f"{f.name}: already in the catalog as source #{src_id} ({title or 'untitled'}); "
+                        "nothing added.")

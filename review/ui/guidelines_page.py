@@ -1,6 +1,7 @@
 """The guideline authoring page (admins): every version with its change note and whether ratings
-used it, a safe preview, a new version written from an old one (file first, then loaded into the
-database), a side-by-side diff of two versions, and assigning one version, or a randomised
+used it, a safe preview, a new version written from an old one (file first, under the data
+folder, then loaded into the database), a side-by-side paragraph diff of two versions with the
+changed words marked, and assigning one version, or a randomised
 experiment of several versions and QA on/off, to a study.
 
 Rules live in review.labeling.guidelines; this page lays them out. Guideline text
@@ -25,9 +26,11 @@ from review.labeling.guidelines.authoring import (
     set_study_guideline,
     unified_diff,
     version_table,
+    word_diff,
 )
 from review.labeling.guidelines.files import (
     GUIDELINES_DIR,
+    authored_dir,
     parse_guideline,
     sync_all,
     sync_version,
@@ -40,7 +43,9 @@ from review.ui.common import SessionUser, run_action, show_flashes
 from review.ui.guideline import render_body
 
 KEY = "gl_"
-DIFF_MARK = {"equal": "", "replace": "~", "delete": "−", "insert": "+"}
+DIFF_MARK = {"equal": "unchanged", "replace": "changed", "delete": "removed", "insert": "added"}
+#: Selections that should move to the newest version once one is written.
+_FOLLOW_NEWEST = (f"{KEY}preview", f"{KEY}base", f"{KEY}right")
 
 
 def _label(gv: GuidelineView) -> str:
@@ -49,7 +54,8 @@ def _label(gv: GuidelineView) -> str:
 
 def _load(lab: Lab) -> tuple[list[dict], dict[int, GuidelineView]]:
     with lab.sessions() as s:
-        return version_table(s), {gv.id: gv for gv in guideline_versions(s)}
+        return (version_table(s, authored_dir(lab.settings.data_dir)),
+                {gv.id: gv for gv in guideline_versions(s)})
 
 
 # --------------------------------------------------------------------------------------------
@@ -72,29 +78,36 @@ def _preview(rows: dict[int, GuidelineView]) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _write_and_sync(lab: Lab, base: GuidelineView, body: str, note: str, title: str, root: Path) -> None:
+def _write_and_sync(lab: Lab, base: GuidelineView, body: str, note: str, title: str, root: Path,
+                    shipped: Path) -> None:
     def write_and_load(s: Any) -> tuple[Path, GuidelineView]:
-        path = new_version_from(base, body_md=body, change_note=note, title=title, root=root)
+        path = new_version_from(base, body_md=body, change_note=note, title=title, root=root,
+                                shipped=shipped)
         return path, GuidelineView.of(sync_version(s, parse_guideline(path)))
 
-    run_action(lab, write_and_load,
-               lambda done: f"Wrote {done[1].slug} v{done[1].version} to {done[0]} and loaded it. Reviewers "
-                            "get it once a study is assigned to it.")
+    def written(done: tuple[Path, GuidelineView]) -> str:
+        for key in _FOLLOW_NEWEST:  # the rerun shows the new version in the list, preview and diff
+            st.session_state.pop(key, None)
+        return (f"Wrote {done[1].slug} v{done[1].version} to {done[0]} and loaded it. Reviewers get it "
+                "once a study is assigned to it.")
+
+    run_action(lab, write_and_load, written)
 
 
-def _new_version(lab: Lab, rows: dict[int, GuidelineView], root: Path) -> None:
+def _new_version(lab: Lab, rows: dict[int, GuidelineView], root: Path, shipped: Path) -> None:
     base_id = st.selectbox("Start from", list(rows), index=len(rows) - 1, key=f"{KEY}base",
                            format_func=lambda i: _label(rows[i]))
     base = rows[base_id]
-    st.caption("The new version is written as a new folder beside the old ones (example pictures "
-               "are copied); no existing version changes.")
+    st.caption(f"The new version is written as a new folder in the lab's data folder ({root}; example "
+               "pictures are copied), numbered after every existing version; no existing version "
+               "changes, and the app's own guidelines/ folder is never written to.")
     with st.form(f"{KEY}new_form_{base_id}"):
         title = st.text_input("Title", value=base.title, key=f"{KEY}title_{base_id}")
         body = st.text_area("Guideline text (Markdown)", value=base.body_md, height=400,
                             key=f"{KEY}body_{base_id}")
         note = st.text_area("Change note (required): what changed and why", key=f"{KEY}note_{base_id}")
         if st.form_submit_button("Write the new version", type="primary"):
-            _write_and_sync(lab, base, body, note, title, root)
+            _write_and_sync(lab, base, body, note, title, root, shipped)
 
 
 # --------------------------------------------------------------------------------------------
@@ -112,13 +125,21 @@ def _compare(rows: dict[int, GuidelineView]) -> None:
     a, b = rows[left], rows[right]
     diff = diff_versions(a.body_md, b.body_md)
     changed = sum(1 for tag, _, _ in diff if tag != "equal")
-    st.caption(f"{changed} changed line(s) of {len(diff)}.")
-    only_changes = st.toggle("Only changed lines", value=True, key=f"{KEY}only_changes")
+    st.caption(f"{changed} changed paragraph(s) of {len(diff)}. Removed words are marked [-like "
+               "this-], added words {+like this+}.")
+    only_changes = st.toggle("Only changed paragraphs", value=True, key=f"{KEY}only_changes")
     shown = [r for r in diff if r[0] != "equal"] if only_changes else diff
-    frame = pd.DataFrame([{"": DIFF_MARK[tag], f"{a.slug} v{a.version}": lft, f"{b.slug} v{b.version}": rgt}
-                          for tag, lft, rgt in shown],
-                         columns=["", f"{a.slug} v{a.version}", f"{b.slug} v{b.version}"])
-    st.dataframe(frame, hide_index=True, width="stretch")
+    head_l, head_r = st.columns(2)
+    head_l.markdown(f"**{a.slug} v{a.version}**")
+    head_r.markdown(f"**{b.slug} v{b.version}**")
+    for tag, lft, rgt in shown:
+        if tag == "replace":
+            lft, rgt = word_diff(lft, rgt)
+        st.caption(DIFF_MARK[tag])
+        col_l, col_r = st.columns(2)
+        for col, text in ((col_l, lft), (col_r, rgt)):
+            if text:  # code blocks: the text is shown as written (never rendered), lines wrapped
+                col.code(text, language=None, wrap_lines=True)
     with st.expander("Unified diff"):
         st.code(unified_diff(a.body_md, b.body_md, f"{a.slug} v{a.version}", f"{b.slug} v{b.version}")
                 or "(no differences)", language="diff")
@@ -129,7 +150,7 @@ def _compare(rows: dict[int, GuidelineView]) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _assign(lab: Lab, rows: dict[int, GuidelineView]) -> None:
+def _assign(lab: Lab, rows: dict[int, GuidelineView], actor_id: int) -> None:
     with lab.sessions() as s:
         studies = {st_.id: st_ for st_ in list_studies(s)}
         joined = joined_counts(s)
@@ -158,7 +179,8 @@ def _assign(lab: Lab, rows: dict[int, GuidelineView]) -> None:
         version = st.selectbox("Guideline version", ids, index=default, key=f"{KEY}single",
                                format_func=lambda i: _label(rows[i]))
         if st.button("Assign", key=f"{KEY}assign"):
-            run_action(lab, lambda s: set_study_guideline(s, study_by_id(s, study_id), version),
+            run_action(lab, lambda s: set_study_guideline(s, study_by_id(s, study_id), version,
+                                                          actor_id=actor_id),
                        f"{study.name} now uses {_label(rows[version])}.")
         return
     chosen = st.multiselect("Guideline versions (one arm each)", ids, default=[i for i in arms if i in rows],
@@ -168,27 +190,31 @@ def _assign(lab: Lab, rows: dict[int, GuidelineView]) -> None:
     st.caption("Each reviewer joins the arm (version x QA on/off) with the fewest members when they "
                "first get work, so arms stay balanced and rate the same items.")
     if st.button("Set up the experiment", key=f"{KEY}experiment"):
-        run_action(lab, lambda s: set_guideline_experiment(s, study_by_id(s, study_id), chosen, share),
+        run_action(lab, lambda s: set_guideline_experiment(s, study_by_id(s, study_id), chosen, share,
+                                                               actor_id=actor_id),
                    f"{study.name}: {len(chosen)} guideline arm(s), QA share {share:.2f}.")
 
 
 def render(lab: Lab, user: SessionUser, guidelines_root: Path | None = None) -> None:
-    """The guideline authoring page (admins only). `guidelines_root` is where new versions are
-    written and files are loaded from (default: the project's guidelines/ folder)."""
+    """The guideline authoring page (admins only). Shipped versions are loaded from
+    `guidelines_root` (default: the app's guidelines/ folder); new versions are written to, and
+    loaded from, the data folder's guidelines/ (`authored_dir`)."""
     if user.role != "admin":
         st.error("The guideline authoring page is only available to admins.")
         st.stop()
     root = Path(guidelines_root) if guidelines_root is not None else GUIDELINES_DIR
+    mine = authored_dir(lab.settings.data_dir)
     st.title("Guidelines")
     show_flashes()
-    if st.button("Load guideline files", key=f"{KEY}sync", help=f"Reads {root}/<slug>/v<N>/guideline.md"):
-        run_action(lab, lambda s: sync_all(s, root), lambda loaded: f"{len(loaded)} version(s) loaded.")
+    if st.button("Load guideline files", key=f"{KEY}sync",
+                 help=f"Reads <slug>/v<N>/guideline.md in {root} (shipped) and {mine} (this lab's)"):
+        run_action(lab, lambda s: sync_all(s, root, mine), lambda loaded: f"{len(loaded)} version(s) loaded.")
     table, rows = _load(lab)
     if not rows:
         st.info("No guideline versions loaded yet: press “Load guideline files”.")
         return
     st.dataframe(pd.DataFrame([{
-        "guideline": r["slug"], "version": r["version"], "title": r["title"],
+        "guideline": r["slug"], "version": r["version"], "title": r["title"], "kept in": r["kept_in"],
         "change note": r["change_note"], "used by ratings": r["ratings"],
         "studies": ", ".join(r["studies"]),
     } for r in table]), hide_index=True, width="stretch")
@@ -197,11 +223,11 @@ def render(lab: Lab, user: SessionUser, guidelines_root: Path | None = None) -> 
     with preview:
         _preview(rows)
     with new:
-        _new_version(lab, rows, root)
+        _new_version(lab, rows, mine, root)
     with compare:
         _compare(rows)
     with assign:
-        _assign(lab, rows)
+        _assign(lab, rows, user.id)
 
 
 __all__ = ["render"]

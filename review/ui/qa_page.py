@@ -9,6 +9,9 @@ corrections) lives in review.labeling.qa. The reviewer's identity is never shown
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import streamlit as st
 
 from review.analysis.qa_stats import gold_accuracy, qa_summary
@@ -34,7 +37,7 @@ def _show(store: ImageStore, image: ImageRef) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _admin_panel(lab: Lab, study_id: int) -> None:
+def _admin_panel(lab: Lab, study_id: int, actor_id: int) -> None:
     with lab.sessions() as s:
         study = study_by_id(s, study_id)
         settings = StudySettings.of(study)
@@ -51,14 +54,13 @@ def _admin_panel(lab: Lab, study_id: int) -> None:
                                    key=f"{KEY}feedback_{study_id}")
             if st.form_submit_button("Save QA settings"):
                 run_action(lab, lambda s: qa.set_qa_options(s, study_by_id(s, study_id), rate=new_rate,
-                                                            show_feedback=new_show),
+                                                            show_feedback=new_show, actor_id=actor_id),
                        f"QA rate {new_rate:.2f} saved; feedback {'shown' if new_show else 'hidden'}.")
         st.caption("Sampling covers active ratings of reviewers in the QA-on cohort only, stratified "
                    "by reviewer, blur kind and image content. Run it again as ratings arrive: it "
                    "tops each stratum up to the rate and never drops what was sampled.")
         if st.button(f"Sample now at rate {rate:.2f}", key=f"{KEY}sample_{study_id}"):
-            run_action(lab, lambda s: qa.sample_for_qa(s, study_by_id(s, study_id)),
-                       lambda added: f"{len(added)} rating(s) added to the QA sample.")
+            run_action(lab, _sample_now(study_id, actor_id), lambda said: said)
         if not summary.empty:
             st.markdown("**QA per cohort**")
             st.dataframe(summary, hide_index=True, width="stretch")
@@ -66,6 +68,17 @@ def _admin_panel(lab: Lab, study_id: int) -> None:
             st.markdown("**Gold accuracy by QA cohort** (the reviewers' own scores on gold items, "
                         "before any QA correction; Wilson 95% CI)")
             st.dataframe(gold, hide_index=True, width="stretch")
+
+
+def _sample_now(study_id: int, actor_id: int) -> Callable[[Any], str]:
+    """The "Sample now" action: what it added, or why it added nothing."""
+    def sample(s: Any) -> str:
+        study = study_by_id(s, study_id)
+        added = qa.sample_for_qa(s, study, actor_id=actor_id)
+        if added:
+            return f"{len(added)} rating(s) added to the QA sample."
+        return f"No rating added to the QA sample. {qa.why_nothing_sampled(s, study)}"
+    return sample
 
 
 # --------------------------------------------------------------------------------------------
@@ -164,7 +177,7 @@ def render(lab: Lab, user: SessionUser) -> None:
     names = dict(studies)
     study_id = st.selectbox("Study", list(names), format_func=names.get, key=f"{KEY}study")
     if user.role == "admin":
-        _admin_panel(lab, study_id)
+        _admin_panel(lab, study_id, user.id)
     _queue(lab, user, study_id)
 
 

@@ -1,10 +1,12 @@
 """The Rate page: the reviewer's hot path, one restoration after another.
 
 Interaction (keyboard first): a digit picks the score (shown large), Enter submits, S skips
-(after a reason is picked), U undoes the last rating, G opens the guideline. Flags and the
-comment are optional. The rating area is an `st.fragment`, so a key press reruns only that area,
-not the page; all state changes happen in widget callbacks, which run before the fragment
-redraws, so one rerun both records a rating and shows the next item.
+(after a reason is picked), U undoes the last rating, G opens the guideline; in the viewer
+(review/ui/viewer.py) Z zooms, F flickers between reference and restoration, B shows the blurred
+input, and I, D, T, A, L toggle the flags. Flags and the comment are optional. The rating area
+is an `st.fragment`, so a key press reruns only that area, not the page; all state changes
+happen in widget callbacks, which run before the fragment redraws, so one rerun both records a
+rating and shows the next item.
 (`REVIEW_UI_NO_FRAGMENT=1` draws the same area without the fragment: the naive full-page rerun
 that bench/rating_loop.py measures as the baseline.)
 
@@ -12,11 +14,13 @@ Reliability:
 - The submission token (`client_token`) is made when an item is first shown, per assignment, so a
   double click or a retried submit returns the same rating instead of a second one.
 - A stale item (the lease went to someone else) shows a warning and loads the next item.
-- The draft (score, flags, comment) lives in session_state and is mirrored into the URL whenever
-  it changes (`?st=<study>&a=<assignment>&s=<score>&f=<flags>&c=<comment>`): a server restart
-  loses session_state but not the URL, so after logging in again the draft is restored if that
-  assignment is still the reviewer's current lease. A draft left in the URL after a submit is
-  simply ignored (its assignment is no longer current), so submitting costs no URL update.
+- The draft (score, flags, comment) lives in session_state and is saved server-side whenever it
+  changes (review.labeling.drafts), never in the URL: a reload, a lost session or a server restart
+  brings it back with the item, comment whole. Undo and Reopen put the withdrawn rating into it.
+- Undo corrects only the last answer (a rating or a skip), once; "Your recent answers" reopens an
+  earlier one; a rating QA has judged stays (review.labeling.ratings says why). With the study's
+  QA feedback on, the verdicts and corrections on the reviewer's ratings are listed below.
+- A refusal because the account was deactivated ends the page: the app asks for a new login.
 - time_taken_ms runs from when this browser session first showed the item to the submit.
 
 Blindness: only the three images are shown; never file names, hashes, method, blur or others'
@@ -34,7 +38,9 @@ from typing import Any
 import streamlit as st
 
 from review.labeling import ratings
-from review.labeling.assignment import next_assignment, remaining_for
+from review.labeling.assignment import InactiveAccount, next_assignment, remaining_for
+from review.labeling.drafts import Draft, load_draft, save_draft
+from review.labeling.qa import feedback_for
 from review.labeling.ratings import FLAG_LABELS, FLAGS, SKIP_REASONS, StaleAssignment, Submission
 from review.labeling.study import study_by_id
 from review.labeling.views import (
@@ -44,12 +50,12 @@ from review.labeling.views import (
     guideline_for,
     item_view,
     ratable_studies,
-    retracted_draft,
+    recent_answers,
     reviewer_summary,
 )
-from review.ui.common import Outcome, flash, get_lab, require_role, run_action, show_flashes
-from review.ui.display import show_images
+from review.ui.common import Outcome, current_user, flash, get_lab, require_role, run_action, show_flashes
 from review.ui.guideline import render_guideline
+from review.ui.viewer import Panel, compare_viewer
 
 NO_FRAGMENT = os.environ.get("REVIEW_UI_NO_FRAGMENT", "") == "1"
 # "n" in "item k of n" needs remaining_for, a count over the whole study (~0.2 s at 100k items):
@@ -112,36 +118,22 @@ def _read_widgets(aid: int) -> dict:
     return draft
 
 
-# ----------------------------------------------------------------------------- draft <-> URL
+# ----------------------------------------------------------------------------- server-side draft
 
 
-def _save_draft_to_url(study_id: int, aid: int) -> None:
-    """Mirror the draft into the query string so it survives a lost server session."""
-    draft = _draft(aid)
-    params: dict[str, str] = {"st": str(study_id), "a": str(aid)}
-    if draft["score"] is not None:
-        params["s"] = str(draft["score"])
-    if draft["flags"]:
-        params["f"] = ",".join(draft["flags"])
-    if draft["comment"]:
-        params["c"] = draft["comment"][:500]
-    st.query_params.from_dict(params)
+def _save_draft(aid: int) -> None:
+    """Keep the draft server-side (a refusal, e.g. a deactivated account, is shown as usual)."""
+    user, draft = current_user(), _draft(aid)
+    if user is not None:
+        saved = Draft(draft["score"], tuple(draft["flags"]), draft["comment"])
+        _note_inactive(run_action(get_lab(), lambda s: save_draft(s, aid, user.id, saved), callback=True))
 
 
-def _restore_draft_from_url(study: StudyChoice, aid: int) -> bool:
-    """Take the draft from the URL if it is for this very assignment (the reviewer's current
-    lease, so it still belongs to them) and nothing newer is in session_state."""
-    qp = st.query_params
-    if qp.get("a") != str(aid) or aid in st.session_state.get("drafts", {}):
-        return False
-    try:
-        score = int(qp.get("s", ""))
-    except ValueError:
-        score = None
-    flags = [f for f in (qp.get("f") or "").split(",") if f in FLAGS]
-    _prefill(aid, score if score is not None and study.scale_min <= score <= study.scale_max else None,
-             flags, (qp.get("c") or "")[: ratings.MAX_COMMENT])
-    return True
+def _note_inactive(outcome: Outcome) -> Outcome:
+    """After a refusal for a deactivated account, the next run goes back to the app (a new login)."""
+    if isinstance(outcome.refusal, InactiveAccount):
+        st.session_state["account_check"] = True
+    return outcome
 
 
 def _prefill(aid: int, score: int | None, flags: list[str], comment: str) -> None:
@@ -157,7 +149,7 @@ def _load_current(study: StudyChoice, user_id: int) -> Current | None:
     if state["cur"] is not None:
         return state["cur"]
     lab = get_lab()
-    with lab.sessions() as s, s.begin():
+    with lab.write() as s:
         row = study_by_id(s, study.id)
         lease = next_assignment(s, row, user_id)  # enrols the reviewer in a cohort on first use
         if lease is None:
@@ -169,17 +161,14 @@ def _load_current(study: StudyChoice, user_id: int) -> Current | None:
                 time.time() - state["counted_at"] > TOTAL_REFRESH_S:
             state["total"] = lease.position + 1 + remaining_for(s, row, user_id)
             state["counted_at"] = time.time()
-        undone = state.pop("undone", None) == lease.assignment_id
-        previous = retracted_draft(s, lease.item_id, user_id) if undone else None
-    aid = lease.assignment_id
-    if not _restore_draft_from_url(study, aid) and previous is not None:
-        _prefill(aid, *previous)
+        aid = lease.assignment_id
+        saved = load_draft(s, aid, user_id) if aid not in st.session_state.get("drafts", {}) else None
+    if saved is not None:
+        _prefill(aid, saved.score, list(saved.flags), saved.comment)
     _token(aid)  # the idempotency token exists from the moment the item is shown
     shown = st.session_state.setdefault("shown_at", {}).setdefault(aid, time.time())
     cur = Current(aid, view, gv, lease.position, max(state["total"], lease.position + 1), shown)
     state["cur"] = cur
-    if previous is not None:
-        _save_draft_to_url(study.id, aid)
     return cur
 
 
@@ -190,8 +179,6 @@ def _finish_item(study_id: int, aid: int) -> None:
         st.session_state.get(store, {}).pop(aid, None)
     if st.session_state.get("widgets_for") == aid:
         del st.session_state["widgets_for"]
-    # The URL is left alone: a draft there for this assignment is ignored from now on (it is no
-    # longer the current item), and not touching the URL saves a history update per item.
 
 
 # ----------------------------------------------------------------------------- callbacks
@@ -206,13 +193,13 @@ def _current_matches(study_id: int, aid: int) -> bool:
 def _on_pick(study_id: int, aid: int, score: int) -> None:
     if _current_matches(study_id, aid):
         _draft(aid)["score"] = score
-        _save_draft_to_url(study_id, aid)
+        _save_draft(aid)
 
 
 def _on_draft_change(study_id: int, aid: int) -> None:
     if _current_matches(study_id, aid):
         _read_widgets(aid)
-        _save_draft_to_url(study_id, aid)
+        _save_draft(aid)
 
 
 def _on_submit(study: StudyChoice, user_id: int, aid: int) -> None:
@@ -231,7 +218,8 @@ def _on_submit(study: StudyChoice, user_id: int, aid: int) -> None:
         time_taken_ms=max(0, int((time.time() - cur.shown_at) * 1000)),
         client_token=_token(aid),
     )
-    if _went_through(run_action(get_lab(), lambda s: ratings.submit(s, aid, user_id, sub), callback=True)):
+    if _went_through(_note_inactive(run_action(get_lab(), lambda s: ratings.submit(s, aid, user_id, sub),
+                                               callback=True))):
         _finish_item(study.id, aid)
 
 
@@ -242,7 +230,8 @@ def _on_skip(study: StudyChoice, user_id: int, aid: int) -> None:
     if not reason:
         flash("warning", "Pick a reason in 'Skip reason' first, then press S or click Skip.")
         return
-    if _went_through(run_action(get_lab(), lambda s: ratings.skip(s, aid, user_id, reason), callback=True)):
+    if _went_through(_note_inactive(run_action(get_lab(), lambda s: ratings.skip(s, aid, user_id, reason),
+                                               callback=True))):
         _finish_item(study.id, aid)
 
 
@@ -251,25 +240,32 @@ def _went_through(outcome: Outcome) -> bool:
     return outcome.refusal is None or isinstance(outcome.refusal, StaleAssignment)
 
 
-def _on_undo(study: StudyChoice, user_id: int) -> None:
+def _on_undo(study: StudyChoice, user_id: int, reopen_aid: int | None = None) -> None:
+    """Undo (the last answer) or, with `reopen_aid`, reopen one from the history list."""
     def undo(s: Any) -> int | None:
-        assignment = ratings.undo_last(s, study_by_id(s, study.id), user_id)
+        row = study_by_id(s, study.id)
+        if reopen_aid is not None:
+            return ratings.reopen(s, row, user_id, reopen_aid).id
+        assignment = ratings.undo_last(s, row, user_id)
         return assignment.id if assignment is not None else None
 
-    outcome = run_action(get_lab(), undo, callback=True)
+    cur = _state(study.id)["cur"]
+    outcome = _note_inactive(run_action(get_lab(), undo, callback=True))
     if outcome.refusal is not None:
         return
     aid = outcome.value
     if aid is None:
-        flash("info", "Nothing to undo: you have no rating in this study yet.")
+        flash("info", "Nothing to undo: you have no answer in this study yet.")
         return
-    cur = _state(study.id)["cur"]
+    if cur is not None and cur.assignment_id == aid:
+        flash("info", "You are already changing this answer: rate or skip it. Undo goes back one "
+                      "step only; earlier answers can be reopened from 'Your recent answers'.")
+        return
     if cur is not None:
-        _finish_item(study.id, cur.assignment_id)  # its lease was released by undo_last
+        _finish_item(study.id, cur.assignment_id)  # its lease was released (its draft stays saved)
     _finish_item(study.id, aid)  # a fresh token: the old one belongs to the withdrawn rating
-    _state(study.id)["undone"] = aid
-    flash("info", "Your last rating was withdrawn (it stays in the history as superseded). "
-                  "Rate the item again.")
+    flash("info", "Your answer was withdrawn (it stays in the history as superseded). "
+                  "Answer the item again.")
 
 
 def _open_guideline(study_id: int) -> None:
@@ -284,16 +280,16 @@ def _guideline_dialog(gv: GuidelineView) -> None:
     render_guideline(gv)
 
 
-def _clock(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 60}:{seconds % 60:02d}" if seconds < 3600 else \
-        f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+def finished_message(study_name: str) -> str:
+    """The end-of-queue thanks; the study's name is quoted, so a name that ends in its own
+    punctuation ("... go?") reads right."""
+    return f"You have finished your queue in “{study_name}”. Thank you!"
 
 
 def _end_of_queue(study: StudyChoice, user_id: int) -> None:
-    with get_lab().sessions() as s:
+    with get_lab().read() as s:
         summary = reviewer_summary(s, study.id, user_id)
-    st.success(f"You have finished your queue in {study.name}. Thank you!")
+    st.success(finished_message(study.name))
     mean = f"{summary.mean_time_ms / 1000:.1f} s" if summary.mean_time_ms is not None else "-"
     c1, c2, c3 = st.columns(3)
     c1.metric("Rated", summary.rated)
@@ -306,9 +302,37 @@ def _score_label(score: int, labels: dict[int, str]) -> str:
     return f"{score} · {labels[score]}" if score in labels else str(score)
 
 
+# Keys for the flags (Streamlit shortcuts are digits, Enter, S, U, G; the viewer has Z, F, B, Esc).
+FLAG_KEYS = {"identity_changed": "i", "invented_detail": "d", "text_changed": "t", "artifacts": "a",
+             "still_blurry": "l"}
+STREAMLIT_KEYS = {"enter": "submit", "s": "skip", "u": "undo", "g": "guideline"}
+BLURRED_KEY, SCORE_ROW_KEY = "show_blurred", "score_row"
+
+
+def _panels(item: ItemView) -> list[Panel]:
+    if item.reference is None:
+        return [Panel("blurred", "Blurred input (no sharp original exists)", item.blurred),
+                Panel("restoration", "Restoration", item.restoration)]
+    panels = [Panel("reference", "Reference", item.reference)]
+    if st.session_state.get(BLURRED_KEY, False):
+        panels.append(Panel("blurred", "Blurred input", item.blurred))
+    return [*panels, Panel("restoration", "Restoration", item.restoration)]
+
+
+def _keys(scores: list[int], item: ItemView) -> dict[str, str]:
+    """Key -> the widget key it clicks, for the viewer's keyboard handler."""
+    keys = {str(v % 10): f"score:{v}" for v in scores} | STREAMLIT_KEYS
+    keys |= {k: _flag_key(flag) for flag, k in FLAG_KEYS.items()}
+    if item.reference is not None:
+        keys["b"] = BLURRED_KEY
+    return keys
+
+
 def rating_area(study: StudyChoice) -> None:
     """Everything that changes from item to item; a fragment unless REVIEW_UI_NO_FRAGMENT=1."""
     user = require_role("reviewer", "admin")
+    if st.session_state.pop("account_check", False):
+        st.rerun(scope="app")  # the app re-checks the account and asks for a new login
     show_flashes()
     cur = _load_current(study, user.id)
     if cur is None:
@@ -320,48 +344,45 @@ def rating_area(study: StudyChoice) -> None:
     now = time.time()
 
     # Few elements on purpose: every element is a message and a React update per key press.
+    # The clocks tick in the viewer (client side), so no rerun is needed to move them.
     started = st.session_state.get("session_started", now)
+    item = cur.item
     with st.container(horizontal=True, vertical_alignment="center", gap="medium"):
-        st.markdown(f"**Item {cur.position + 1} of {cur.total}** &ensp;·&ensp; Guideline: **{gv.label}**"
-                    f" &ensp;·&ensp; :gray[this item {_clock(now - cur.shown_at)}, "
-                    f"session {_clock(now - started)}]", width="content")
+        st.markdown(f"**Item {cur.position + 1} of {cur.total}** &ensp;·&ensp; Guideline: **{gv.label}**",
+                    width="content")
         st.button("Guideline", key="guideline", shortcut="G", icon=":material/menu_book:",
                   on_click=_open_guideline, args=(study.id,))
-
-    item = cur.item
-    if item.reference is not None:
-        panels = [("Reference", item.reference)]
-        if st.session_state.get("show_blurred", False):
-            panels.append(("Blurred input", item.blurred))
-    else:
-        panels = [("Blurred input (no sharp original exists)", item.blurred)]
-    panels.append(("Restoration", item.restoration))
-    show_images(lab.store, panels)
+        if item.reference is not None:
+            st.toggle("Show blurred input (B)", key=BLURRED_KEY)
     if item.reference is None:
         st.caption("A real blurred photo with no sharp original: judge whether the restoration stays "
                    "faithful to what the blurred input shows.")
-    else:
-        st.toggle("Show blurred input", key="show_blurred")
 
     labels = study.labels
     scores = list(range(study.scale_min, study.scale_max + 1))
-    with st.container(horizontal=True, gap="small"):
+    compare_viewer(lab.store, _panels(item), item=str(aid), keys=_keys(scores, item),
+                   streamlit_keys=[str(v % 10) for v in scores] + list(STREAMLIT_KEYS),
+                   leave_on_enter=COMMENT_KEY, below=SCORE_ROW_KEY,
+                   clock=(now - cur.shown_at, now - started))
+    with st.container(horizontal=True, vertical_alignment="center", gap="small", key=SCORE_ROW_KEY):
         for score in scores:
             st.button(_score_label(score, labels), key=f"score:{score}", shortcut=str(score % 10),
                       type="primary" if draft["score"] == score else "secondary", width="stretch",
                       on_click=_on_pick, args=(study.id, aid, score))
-    if draft["score"] is None:
-        st.markdown(f"#### Your score: — &nbsp; *press {scores[0]}–{scores[-1]}*")
-    else:
-        st.markdown(f"#### Your score: {_score_label(draft['score'], labels)} &nbsp; *Enter submits*")
+        if draft["score"] is None:
+            st.markdown(f"**Your score: —** &nbsp; *press {scores[0]}–{scores[-1]}*", width="content")
+        else:
+            st.markdown(f"**Your score: {_score_label(draft['score'], labels)}** &nbsp; *Enter submits*",
+                        width="content")
 
     with st.container(horizontal=True, gap="large"):
         for flag in FLAGS:
-            st.checkbox(FLAG_LABELS[flag], key=_flag_key(flag), on_change=_on_draft_change,
-                        args=(study.id, aid))
+            st.checkbox(f"{FLAG_LABELS[flag]} ({FLAG_KEYS[flag].upper()})", key=_flag_key(flag),
+                        on_change=_on_draft_change, args=(study.id, aid))
     st.text_input("Comment (optional)", key=COMMENT_KEY, max_chars=ratings.MAX_COMMENT,
                   on_change=_on_draft_change, args=(study.id, aid),
-                  placeholder="What changed? e.g. the eyes look different, the sign text is invented")
+                  placeholder="What changed? e.g. the eyes look different, the sign text is invented. "
+                              "Enter leaves the box; Enter again submits.")
 
     with st.container(horizontal=True, vertical_alignment="bottom", gap="small"):
         st.button("Submit", key="submit", shortcut="Enter", type="primary", width=220,
@@ -392,14 +413,48 @@ def _choose_study(studies: list[StudyChoice]) -> StudyChoice:
 
 def page() -> None:
     """The Rate page (reviewers and admins)."""
-    require_role("reviewer", "admin")
-    with get_lab().sessions() as s:
-        studies = ratable_studies(s)
+    user = require_role("reviewer", "admin")
+    with get_lab().read() as s:
+        studies = ratable_studies(s, user.id)
     if not studies:
-        st.info("No study has items to rate yet. An admin creates studies and generates items.")
+        st.info("No open study has items for you to rate yet. An admin creates studies, adds items "
+                "and chooses who may join.")
         return
     study = _choose_study(studies)
     if NO_FRAGMENT:
         rating_area(study)
     else:
         _rating_fragment(study)
+    _history_and_feedback(study, user.id)
+
+
+def _history_and_feedback(study: StudyChoice, user_id: int) -> None:
+    """The reviewer's recent answers (each can be reopened unless QA judged it) and, when the study
+    shows it, QA's feedback on their ratings. Drawn with the page, not on every key press."""
+    with get_lab().read() as s:
+        answers = recent_answers(s, study.id, user_id)
+        feedback = feedback_for(s, study_by_id(s, study.id), user_id)
+    if feedback:
+        with st.expander(f"QA feedback on your ratings ({len(feedback)})", icon=":material/fact_check:"):
+            for row in feedback:
+                line = f"Item {row['item_id']}: you gave **{row['your_score']}** — QA: **{row['verdict']}**"
+                if row["corrected_score"] is not None:
+                    line += f", corrected to **{row['corrected_score']}**"
+                    if row["corrected_flags"]:
+                        line += f" ({', '.join(FLAG_LABELS[f] for f in row['corrected_flags'])})"
+                st.markdown(line + (f". {row['reason']}" if row["reason"] else ""))
+    if not answers:
+        return
+    with st.expander("Your recent answers", icon=":material/history:"):
+        for answer in answers:
+            what = "skipped" if answer.skipped else f"score **{answer.score}**"
+            if answer.flags:
+                what += f" ({', '.join(FLAG_LABELS.get(f, f) for f in answer.flags)})"
+            if answer.qa_verdict:
+                what += f" · QA: {answer.qa_verdict}"
+            row = st.container(horizontal=True, vertical_alignment="center")
+            row.markdown(f"Item {answer.item_id}: {what}", width="content")
+            row.button("Reopen", key=f"reopen:{answer.assignment_id}", disabled=answer.judged,
+                       help="QA has judged this rating; it stays as it is." if answer.judged else
+                       "Change this answer (your new answer supersedes it).",
+                       on_click=_on_undo, args=(study, user_id, answer.assignment_id))

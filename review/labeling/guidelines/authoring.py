@@ -2,8 +2,9 @@
 assigning versions (or a randomised experiment of several versions and QA on/off) to a study.
 
 Files stay the source of truth (review.labeling.guidelines.files): a new version is a new folder
-`guidelines/<slug>/v<N+1>/` written next to the old ones, never over them, and then synced into
-the database. Text and images are checked with the same rules the reviewers' pages render by
+`<slug>/v<N+1>/` in the lab's data folder (`authored_dir`; never the app's shipped `guidelines/`),
+numbered after every shipped and authored version, never over one, and then synced into the
+database. Text and images are checked with the same rules the reviewers' pages render by
 (review.labeling.guidelines.render).
 """
 
@@ -19,6 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db.models import GuidelineVersion, Rating, Study, StudyReviewer
+from review.labeling.audit import record
 from review.labeling.guidelines.files import (
     GUIDELINES_DIR,
     GuidelineError,
@@ -57,10 +59,11 @@ def existing_versions(slug: str, root: Path = GUIDELINES_DIR) -> list[int]:
     return sorted(int(m.group(1)) for p in folder.iterdir() if (m := _VERSION_DIR.match(p.name)))
 
 
-def new_version_from(base: VersionBase, *, body_md: str,
-                     change_note: str, title: str | None = None, root: Path = GUIDELINES_DIR) -> Path:
-    """Write `root/<slug>/v<N+1>/guideline.md` (N = the slug's highest version) from `base`, with
-    the base's `examples/` folder copied; returns the new guideline.md path.
+def new_version_from(base: VersionBase, *, body_md: str, change_note: str, root: Path,
+                     title: str | None = None, shipped: Path = GUIDELINES_DIR) -> Path:
+    """Write `root/<slug>/v<N+1>/guideline.md` (N = the slug's highest version in `root` or
+    `shipped`) from `base`, with the base's `examples/` folder copied; returns the new
+    guideline.md path. `root` is the lab's folder (`authored_dir(settings.data_dir)`).
 
     Refuses an empty change note or body, unsafe image links, and never touches an existing
     version folder (the folder is created exclusively, so two authors cannot collide); a file
@@ -79,7 +82,8 @@ def new_version_from(base: VersionBase, *, body_md: str,
     for link in image_links(body_md):
         check_image_link(link)
     title = (title if title is not None else gf.title).strip() or gf.title
-    version = max([gf.version, *existing_versions(gf.slug, Path(root))]) + 1
+    version = max([gf.version, *existing_versions(gf.slug, Path(root)),
+                   *existing_versions(gf.slug, Path(shipped))]) + 1
     target = Path(root) / gf.slug / f"v{version}"
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -109,17 +113,67 @@ def new_version_from(base: VersionBase, *, body_md: str,
 # Diffs
 
 
+#: How alike two paragraphs must be (difflib ratio) to be shown as one changed paragraph rather
+#: than one deleted and one inserted: the cut-off difflib's own Differ uses for lines.
+PAIR_CUTOFF = 0.5
+
+
+def paragraphs(md: str) -> list[str]:
+    """The text's paragraphs (blocks separated by blank lines), each with its lines joined by
+    newlines and surrounding space removed."""
+    blocks = re.split(r"\n[ \t]*\n", md.replace("\r\n", "\n").strip())
+    return [b.strip() for b in blocks if b.strip()]
+
+
 def diff_versions(a_md: str, b_md: str) -> list[tuple[str, str, str]]:
-    """Side-by-side line diff as rows (tag, left line, right line); tag is one of equal, replace,
-    delete, insert. Lines of a replaced block are paired in order; the shorter side is padded
-    with empty strings."""
-    a, b = a_md.splitlines(), b_md.splitlines()
+    """Side-by-side paragraph diff as rows (tag, left paragraph, right paragraph); tag is one of
+    equal, replace, delete, insert. Within a changed stretch, each paragraph is paired with its
+    most similar counterpart (difflib ratio at least PAIR_CUTOFF, in order), so an edited
+    paragraph sits beside its old wording and an unrelated one is shown as deleted or inserted
+    rather than beside whatever happened to have the same position."""
+    a, b = paragraphs(a_md), paragraphs(b_md)
     rows: list[tuple[str, str, str]] = []
     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
-        left, right = a[i1:i2], b[j1:j2]
-        for k in range(max(len(left), len(right))):
-            rows.append((tag, left[k] if k < len(left) else "", right[k] if k < len(right) else ""))
+        if tag == "equal":
+            rows += [("equal", x, x) for x in a[i1:i2]]
+        else:
+            rows += _align(a[i1:i2], b[j1:j2])
     return rows
+
+
+def _align(left: list[str], right: list[str]) -> list[tuple[str, str, str]]:
+    """Pair the most similar paragraphs of a changed stretch, recursing on either side of the
+    pair (as difflib.Differ does for lines); the rest are deletions and insertions."""
+    best, where = PAIR_CUTOFF - 1e-9, None
+    for i, x in enumerate(left):
+        for j, y in enumerate(right):
+            m = difflib.SequenceMatcher(None, x, y, autojunk=False)
+            if m.real_quick_ratio() > best and m.quick_ratio() > best and (r := m.ratio()) > best:
+                best, where = r, (i, j)
+    if where is None:
+        return [("delete", x, "") for x in left] + [("insert", "", y) for y in right]
+    i, j = where
+    return (_align(left[:i], right[:j]) + [("replace", left[i], right[j])]
+            + _align(left[i + 1:], right[j + 1:]))
+
+
+def word_diff(a: str, b: str) -> tuple[str, str]:
+    """Two versions of a paragraph with the changed words marked in plain text, wdiff style:
+    deleted words as [-...-] on the left, inserted ones as {+...+} on the right."""
+    aw, bw = re.findall(r"\S+|\s+", a), re.findall(r"\S+|\s+", b)
+    left: list[str] = []
+    right: list[str] = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, aw, bw, autojunk=False).get_opcodes():
+        old, new = "".join(aw[i1:i2]), "".join(bw[j1:j2])
+        if tag == "equal":
+            left.append(old)
+            right.append(new)
+            continue
+        if old.strip():
+            left.append(f"[-{old}-]")
+        if new.strip():
+            right.append(f"{{+{new}+}}")
+    return "".join(left), "".join(right)
 
 
 def unified_diff(a: str, b: str, a_label: str = "a", b_label: str = "b", context: int = 3) -> str:
@@ -132,8 +186,14 @@ def unified_diff(a: str, b: str, a_label: str = "a", b_label: str = "b", context
 # Versions overview and study assignment
 
 
-def version_table(session: Session) -> list[dict]:
-    """Every loaded version with its change note, rating count and the studies that use it."""
+def _is_authored(gv: GuidelineVersion, authored: Path | None) -> bool:
+    return bool(authored is not None and gv.assets_dir and Path(gv.assets_dir).is_absolute()
+                and Path(gv.assets_dir).resolve().is_relative_to(Path(authored).resolve()))
+
+
+def version_table(session: Session, authored: Path | None = None) -> list[dict]:
+    """Every loaded version with its change note, rating count, the studies that use it and
+    where its files are kept (shipped with the app, or the lab's own folder `authored`)."""
     counts = dict(session.execute(select(Rating.guideline_version_id, func.count())
                                   .group_by(Rating.guideline_version_id)).all())
     studies: dict[int, list[str]] = {}
@@ -145,7 +205,9 @@ def version_table(session: Session) -> list[dict]:
                                                                GuidelineVersion.version)):
         rows.append({"id": gv.id, "slug": gv.slug, "version": gv.version, "title": gv.title,
                      "change_note": gv.change_note, "ratings": int(counts.get(gv.id, 0)),
-                     "used": gv.id in counts, "studies": studies.get(gv.id, [])})
+                     "used": gv.id in counts, "studies": studies.get(gv.id, []),
+                     "kept_in": "this lab (data folder)" if _is_authored(gv, authored)
+                     else "shipped with the app"})
     return rows
 
 
@@ -171,7 +233,8 @@ def _check_versions(session: Session, version_ids: list[int]) -> list[GuidelineV
     return rows
 
 
-def set_study_guideline(session: Session, study: Study, version_id: int) -> Study:
+def set_study_guideline(session: Session, study: Study, version_id: int, *,
+                        actor_id: int | None = None) -> Study:
     """Rate the study under one guideline version (ends any guideline experiment). Refused once
     reviewers have joined: they keep the version they started with, so a change would silently
     split the study into two arms."""
@@ -182,15 +245,17 @@ def set_study_guideline(session: Session, study: Study, version_id: int) -> Stud
     if joined:
         raise GuidelineError(
             f"{joined} reviewer(s) have already joined study {study.name!r} under its current "
-            "guideline; changing it now would mix versions. Create a new study for the new version.")
+            "guideline; changing it now would mix versions. Create a new study for the new version "
+            "on the Study setup page.")
     update_settings(study, guideline_version_ids=())
     study.guideline_version_id = version_id
     session.flush()
+    record(session, "guideline.assign", actor_id=actor_id, target=study.name, version_id=version_id)
     return study
 
 
 def set_guideline_experiment(session: Session, study: Study, version_ids: list[int],
-                             qa_share: float) -> Study:
+                             qa_share: float, *, actor_id: int | None = None) -> Study:
     """Randomise reviewers across guideline versions and QA on/off (review.labeling.cohorts reads
     `StudySettings.guideline_version_ids` and `StudySettings.qa_share`). Arms are fixed once any reviewer
     has joined, because cohorts are balanced at enrolment."""
@@ -210,14 +275,16 @@ def set_guideline_experiment(session: Session, study: Study, version_ids: list[i
         raise GuidelineError(
             f"{joined} reviewer(s) have already joined study {study.name!r}: its arms (guideline "
             "versions and QA share) are fixed so the cohorts stay balanced and comparable. Set up "
-            "the experiment in a new study.")
+            "the experiment in a new study on the Study setup page.")
     update_settings(study, guideline_version_ids=tuple(ids), qa_share=float(qa_share))
     study.guideline_version_id = ids[0]
     session.flush()
+    record(session, "guideline.experiment", actor_id=actor_id, target=study.name, version_ids=ids,
+           qa_share=float(qa_share))
     return study
 
 
 __all__ = [
-    "diff_versions", "existing_versions", "new_version_from", "set_guideline_experiment",
-    "set_study_guideline", "unified_diff", "version_table",
+    "diff_versions", "existing_versions", "new_version_from", "paragraphs", "set_guideline_experiment",
+    "set_study_guideline", "unified_diff", "version_table", "word_diff",
 ]

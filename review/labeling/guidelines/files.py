@@ -1,7 +1,10 @@
 """Labeling guidelines: Markdown files in `guidelines/<slug>/v<N>/guideline.md` are the source;
-the database keeps every version ever loaded so an old rating always shows the text it was made
-under. A version is immutable once a rating used it: loading changed text for a used version is
-refused with a message telling the author to make a new version.
+the versions shipped with the app live in the checkout's `guidelines/` (read only), the versions a
+lab writes itself under the data folder (`authored_dir`: REVIEW_DATA_DIR/guidelines/), so an
+upgrade of the app never meets a lab's own files. The database keeps every version ever loaded
+so an old rating always shows the text it was made under. A version is immutable once a rating
+used it: loading changed text for a used version is refused with a message telling the author to
+make a new version.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from sqlalchemy import exists, select
+from sqlalchemy import String, cast, exists, select
 from sqlalchemy.orm import Session
 
 from db.models import GuidelineVersion, Rating
@@ -20,6 +23,10 @@ from db.rows import get_or_create
 from review.errors import ReviewError
 
 GUIDELINES_DIR = Path(__file__).resolve().parents[3] / "guidelines"
+#: Where a lab's own versions are written, inside its data folder (see `authored_dir`).
+AUTHORED_SUBDIR = "guidelines"
+#: How a guideline version is named everywhere (pages, exports, statistics): "<slug> v<version>".
+GUIDELINE_LABEL = GuidelineVersion.slug + " v" + cast(GuidelineVersion.version, String)
 _FRONT = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.S)
 
 
@@ -80,6 +87,26 @@ def discover(root: Path = GUIDELINES_DIR) -> list[GuidelineFile]:
     return sorted(files, key=lambda g: (g.slug, g.version))
 
 
+def authored_dir(data_dir: Path) -> Path:
+    """The folder new guideline versions are written to: under the lab's data folder, never in
+    the app's code folder (which may be read only, and is replaced on upgrade)."""
+    return Path(data_dir) / AUTHORED_SUBDIR
+
+
+def discover_all(root: Path = GUIDELINES_DIR, authored: Path | None = None) -> list[GuidelineFile]:
+    """The shipped versions under `root` and the lab's own under `authored` (if it exists), one
+    list ordered by slug and version; the same slug and version in both is refused."""
+    files = discover(root)
+    if authored is not None and Path(authored).resolve() != Path(root).resolve() and Path(authored).is_dir():
+        seen = {(g.slug, g.version): g for g in files}
+        for g in discover(authored):
+            if (g.slug, g.version) in seen:
+                raise GuidelineError(f"{g.slug} v{g.version} exists both in {root} and in {authored}; "
+                                     f"rename or remove {g.folder} (new versions get the next number).")
+            files.append(g)
+    return sorted(files, key=lambda g: (g.slug, g.version))
+
+
 def _assets_dir(gf: GuidelineFile) -> str:
     try:
         return str(gf.folder.relative_to(GUIDELINES_DIR))
@@ -115,5 +142,7 @@ def is_used(session: Session, version_id: int) -> bool:
     return bool(session.scalar(select(exists().where(Rating.guideline_version_id == version_id))))
 
 
-def sync_all(session: Session, root: Path = GUIDELINES_DIR) -> list[GuidelineVersion]:
-    return [sync_version(session, gf) for gf in discover(root)]
+def sync_all(session: Session, root: Path = GUIDELINES_DIR,
+             authored: Path | None = None) -> list[GuidelineVersion]:
+    """Load every shipped version (`root`) and the lab's own (`authored`, see `authored_dir`)."""
+    return [sync_version(session, gf) for gf in discover_all(root, authored)]

@@ -11,6 +11,7 @@ from typing import Any
 from PIL import Image
 
 from review.config import Settings
+from review.errors import ReviewError
 from review.media.restore import (
     RestoreInput,
     RestoreResult,
@@ -51,6 +52,61 @@ def sd15_status(settings: Settings) -> str:
     if not named or missing:
         return f"SD1.5 weights: {SETTING}={settings.sd15_path}: {', '.join(missing) or 'no models'} not found"
     return f"SD1.5 weights: {len(named)} model{'s' if len(named) > 1 else ''} ({', '.join(named)})"
+
+
+def sd15_unavailable(settings: Settings, model: str | None = None) -> str | None:
+    """Why SD1.5 restorers cannot run with `model` (None: the configured weights), in one plain
+    line with the fix; None when they can. The in-code `tiny` smoke-test model always can. Reads
+    no weights and imports no torch, so a form can refuse a plan before anything starts."""
+    if model == TINY:
+        return None
+    try:
+        path = _weights(model, settings)
+        if str(path) == TINY:  # REVIEW_SD15_PATH=tiny: the smoke-test model is the configured one
+            return None
+    except WeightsError as exc:
+        return str(exc)
+    if path is None:
+        return (f"SD1.5 weights are not configured: set {SETTING} to a local SD1.5 .safetensors/.ckpt "
+                "file or diffusers folder, or choose the tiny smoke-test model.")
+    named = list_models(path)
+    missing = [str(p) for p in named.values() if not p.exists()] if named else (
+        [] if Path(path).expanduser().exists() else [str(path)])
+    if missing:
+        return f"SD1.5 weights not found: {', '.join(missing)}; fix {SETTING}."
+    return None
+
+
+#: Library messages a person cannot act on, and what they mean for a restoration item.
+_PLAIN = (
+    ("win_size exceeds image extent",
+     "The image is too small for the SSIM score (at least 7 x 7 pixels are needed): use a larger "
+     "photo, or a smaller blur level."),
+    ("out of memory",
+     "The GPU ran out of memory: run fewer strengths or seeds at a time, use smaller photos, or "
+     "free the GPU and resume the job."),
+    ("cannot identify image file",
+     "A stored image could not be read: restore the data folder's images/ from a backup, then "
+     "resume the job."),
+)
+
+
+def plain_error(exc: BaseException) -> str:
+    """An item's failure in plain words with the fix: a domain refusal (ReviewError, e.g. missing
+    weights) as its own message; known library errors translated; anything else as its type and
+    text, so that nothing is hidden."""
+    if isinstance(exc, ReviewError):
+        return str(exc)
+    text = str(exc)
+    for needle, plain in _PLAIN:
+        if needle in text.lower():
+            return plain
+    if isinstance(exc, MemoryError):
+        return _PLAIN[1][1].replace("GPU", "machine")
+    if isinstance(exc, FileNotFoundError):
+        return (f"A stored file is missing ({exc.filename}): restore the data folder from a backup, "
+                "then resume the job.")
+    return f"{type(exc).__name__}: {text}"
 
 
 def _restorer(method: str, model: str | None, settings: Settings | None):  # noqa: ANN202

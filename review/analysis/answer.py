@@ -1,0 +1,179 @@
+"""The study's answer to "how far can it go?", in plain words and as data: one sentence per
+restorer, setting and blur kind from review.analysis.boundary, how many ratings it rests on (and
+how many of them are simulated), and the next blur levels worth rating. Renderings: a JSON-safe
+dict (curves, GP band, boundary, proposals), Markdown (CLI `answer`, the HTML report), and a tidy
+table for CSV export.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from review.analysis.boundary import Curve, Options, curves_of
+
+#: How each blur kind's level reads in a sentence.
+KIND_WORDS = {"motion_line": "motion blur (line length)", "camera_shake": "camera shake",
+              "defocus": "defocus (disk radius)", "gaussian": "Gaussian blur (sigma)"}
+RESTORER_WORDS = {"wiener": "Wiener deconvolution",
+                  "unsupervised_wiener": "unsupervised Wiener deconvolution",
+                  "richardson_lucy": "Richardson-Lucy deconvolution", "sd15_img2img": "SD1.5 img2img",
+                  "blurred": "the blurred input itself (control)"}
+
+
+@dataclass
+class Answer:
+    """Every curve of a study with the options that produced it."""
+
+    study: str
+    options: Options
+    curves: list[Curve]
+    include_simulated: bool
+    ratings: int  # ratings the curves rest on
+    simulated_ratings: int
+
+
+def study_answer(df: pd.DataFrame, study: str, options: Options | None = None, *,
+                 include_simulated: bool = True) -> Answer:
+    """The answer from a study's long-format ratings (review.analysis.export.ratings_frame)."""
+    options = options or Options()
+    curves = curves_of(df, options, include_simulated=include_simulated)
+    return Answer(study, options, curves, include_simulated, sum(c.ratings for c in curves),
+                  sum(c.simulated_ratings for c in curves))
+
+
+def _px(v: float) -> str:
+    return f"{v:.1f}".rstrip("0").rstrip(".")
+
+
+def _name(curve: Curve, strength: float | None) -> str:
+    name = RESTORER_WORDS.get(curve.restorer, curve.restorer)
+    if strength is not None:
+        name += f" at strength {strength:g}"
+    return name + (f" ({curve.setting})" if curve.setting else "")
+
+
+def sentences(curve: Curve, options: Options) -> list[str]:
+    """The plain-words answer of one curve, one sentence per strength."""
+    kind = KIND_WORDS.get(curve.blur_kind, curve.blur_kind)
+    faithful = f"{options.threshold * 100:g} % of restorations rated {options.faithful_min} or more"
+    out = []
+    for strength, b in zip(curve.strengths, curve.boundaries, strict=True):
+        name = _name(curve, strength)
+        lo, hi = b.interval
+        interval = (f"95 % interval {_px(lo)}-{_px(hi)} px"
+                    + (", or below the smallest level studied" if b.open_low else "")
+                    + (", or beyond the largest level studied" if b.open_high else ""))
+        if b.status == "crosses" and b.level is not None:
+            out.append(f"{name} stays faithful (>= {faithful}) up to about {_px(b.level)} px of {kind} "
+                       f"({interval}).")
+        elif b.status == "usable throughout":
+            out.append(f"{name} stays faithful (>= {faithful}) at every level studied, up to "
+                       f"{_px(curve.levels[-1])} px of {kind}; rate larger blur to find its limit.")
+        else:
+            out.append(f"{name} is not faithful (< {faithful}) even at {_px(curve.levels[0])} px of "
+                       f"{kind}, the smallest level studied; rate smaller blur to find its limit.")
+    return out
+
+
+def _proposal_words(curve: Curve) -> str:
+    if not curve.proposals:
+        return "none"
+    return ", ".join(f"{_px(p['level'])} px" + (f" at strength {p['strength']:g}" if "strength" in p else "")
+                     for p in curve.proposals)
+
+
+def answer_dict(answer: Answer) -> dict[str, Any]:
+    """JSON-safe: the options, and per curve the observed points, the GP band on its grid, the
+    level classes, the boundary per strength with its interval, the proposals and the sentences."""
+    o = answer.options
+    return {
+        "study": answer.study,
+        "options": {"faithful_min": o.faithful_min, "threshold": o.threshold, "beta": o.beta,
+                    "include_simulated": answer.include_simulated},
+        "ratings": answer.ratings,
+        "simulated_ratings": answer.simulated_ratings,
+        "curves": [{
+            "restorer": c.restorer, "setting": c.setting, "blur_kind": c.blur_kind,
+            "ratings": c.ratings, "items": c.items, "simulated_ratings": c.simulated_ratings,
+            "sentences": sentences(c, o),
+            "points": [{"level": s.level, "strength": s.strength, "ratings": s.ratings, "items": s.items,
+                        "faithful": s.faithful, "share": s.share,
+                        "share_ci": list(s.share_ci) if s.share_ci else None,
+                        "mos": s.mos, "mos_ci": list(s.mos_ci) if s.mos_ci else None} for s in c.stats],
+            "by_strength": [{
+                "strength": st,
+                "boundary": b.level, "boundary_ci": list(b.interval), "open_low": b.open_low,
+                "open_high": b.open_high, "status": b.status,
+                "grid": c.grid, "gp_mean": mean, "gp_sd": sd,
+                "level_classes": dict(zip([str(v) for v in c.levels], classes, strict=True)),
+            } for st, b, mean, sd, classes in zip(c.strengths, c.boundaries, c.gp_mean, c.gp_sd,
+                                                    c.level_classes, strict=True)],
+            "proposals": c.proposals,
+        } for c in answer.curves],
+    }
+
+
+def answer_markdown(answer: Answer) -> str:
+    """The answer as Markdown: sentences, what they rest on, and the next levels to rate."""
+    o = answer.options
+    lines = [f"# How far can it go? Study {answer.study!r}", ""]
+    if not answer.curves:
+        lines.append("No answer yet: no restorer has ratings at two or more blur levels.")
+        return "\n".join(lines) + "\n"
+    sim = (f", {answer.simulated_ratings} of them from a simulated panel" if answer.simulated_ratings
+           else "" if answer.include_simulated else " (simulated ratings left out)")
+    lines += [f"Faithful means a score of {o.faithful_min} or more; a blur level is usable when at "
+              f"least {o.threshold * 100:g} % of its restorations are faithful. A Gaussian process over blur "
+              f"level models that share (level-set estimation, arXiv 2412.20275); a level is uncertain "
+              f"while mean +- {o.beta:g} sd straddles {o.threshold * 100:g} %. "
+              f"{answer.ratings} ratings{sim}.",
+              ""]
+    for c in answer.curves:
+        for sentence in sentences(c, o):
+            lines.append(f"- {sentence}")
+        lines.append(f"  Rests on {c.ratings} ratings of {c.items} items"
+                     + (f" ({c.simulated_ratings} simulated)" if c.simulated_ratings else "")
+                     + f"; next levels to rate: {_proposal_words(c)}.")
+    lines += ["", "| restorer | setting | blur kind | strength | level (px) | ratings | faithful share "
+              "(95 % CI) | MOS | class |", "|---|---|---|---|---|---|---|---|---|"]
+    for c in answer.curves:
+        for s in c.stats:
+            si = c.strengths.index(s.strength) if s.strength in c.strengths else 0
+            cls = c.level_classes[si][c.levels.index(s.level)]
+            ci = f" ({s.share_ci[0]:.2f}-{s.share_ci[1]:.2f})" if s.share_ci else ""
+            lines.append(f"| {c.restorer} | {c.setting or '-'} | {c.blur_kind} | "
+                         f"{'-' if s.strength is None else f'{s.strength:g}'} | {_px(s.level)} | "
+                         f"{s.ratings} | "
+                         f"{s.share:.2f}{ci} | {s.mos:.2f} | {cls} |")
+    return "\n".join(lines) + "\n"
+
+
+def curves_frame(answer: Answer) -> pd.DataFrame:
+    """One row per observed level of every curve (CSV export): counts, share with its Wilson
+    interval, MOS, the GP mean and sd there, the level's class, and the curve's boundary."""
+    rows = []
+    for c in answer.curves:
+        for s in c.stats:
+            si = c.strengths.index(s.strength) if s.strength in c.strengths else 0
+            b = c.boundaries[si]
+            j = min(range(len(c.grid)), key=lambda i: abs(c.grid[i] - s.level))
+            rows.append({
+                "restorer": c.restorer, "setting": c.setting, "blur_kind": c.blur_kind,
+                "strength": s.strength, "blur_level": s.level, "ratings": s.ratings, "items": s.items,
+                "faithful": s.faithful, "share": s.share,
+                "share_lo": s.share_ci[0] if s.share_ci else math.nan,
+                "share_hi": s.share_ci[1] if s.share_ci else math.nan,
+                "mos": s.mos, "mos_lo": s.mos_ci[0] if s.mos_ci else math.nan,
+                "mos_hi": s.mos_ci[1] if s.mos_ci else math.nan,
+                "gp_mean": c.gp_mean[si][j], "gp_sd": c.gp_sd[si][j],
+                "level_class": c.level_classes[si][c.levels.index(s.level)],
+                "boundary": b.level if b.level is not None else math.nan,
+                "boundary_lo": b.interval[0], "boundary_hi": b.interval[1], "boundary_status": b.status,
+                "threshold": answer.options.threshold, "faithful_min": answer.options.faithful_min,
+                "simulated_in_curve": c.simulated_ratings,
+            })
+    return pd.DataFrame(rows)

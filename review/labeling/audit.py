@@ -1,0 +1,110 @@
+"""The audit log: who did what and when (logins, rating changes, QA verdicts, study settings,
+guideline assignments, user changes).
+
+Each domain function that changes something calls `record` with the session of its own
+transaction, so an entry is committed together with the change it describes and rolled back with
+it: the log never shows an action that did not happen. Entries are only ever added.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import AuditEntry, User
+from review.errors import ReviewError
+
+#: Every action the domain writes, for the page's filter.
+ACTIONS = (
+    "login", "login_failed",
+    "rating.submit", "rating.supersede", "rating.withdraw",
+    "qa.accept", "qa.reject", "qa.correct", "qa.sample",
+    "study.create", "study.edit", "study.close", "study.reopen", "study.settle",
+    "settings.change", "guideline.assign", "guideline.experiment",
+    "user.create", "user.deactivate", "user.activate", "user.role", "user.password_reset",
+)
+MAX_ROWS = 10_000
+#: A spreadsheet runs a cell that starts with one of these as a formula (OWASP CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class AuditError(ReviewError):
+    """An audit query that cannot be answered as asked."""
+
+
+def record(session: Session, action: str, *, actor_id: int | None = None, actor: str = "",
+           target: str = "", **details: Any) -> AuditEntry:
+    """Add one entry to the caller's transaction. `actor` defaults to the user's name; "cli" or
+    "system" when no signed-in user acted."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown audit action {action!r}")
+    if not actor:
+        user = session.get(User, actor_id) if actor_id is not None else None
+        actor = user.username if user is not None else "system"
+    entry = AuditEntry(actor_id=actor_id, actor=actor[:64], action=action, target=target[:200],
+                       details=details)
+    session.add(entry)
+    return entry
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One entry as the page and the CSV show it."""
+
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    details: str
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def audit_entries(session: Session, *, actor: str | None = None, actions: tuple[str, ...] = (),
+                  since: date | None = None, until: date | None = None,
+                  limit: int = MAX_ROWS) -> list[AuditRow]:
+    """Entries newest first, filtered by actor name, actions and a day range (UTC, both ends
+    included); at most `limit` rows."""
+    if since is not None and until is not None and since > until:
+        raise AuditError(f"The start day {since} is after the end day {until}; swap them.")
+    q = select(AuditEntry).order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(limit)
+    if actor:
+        q = q.where(AuditEntry.actor == actor.strip().lower())
+    if actions:
+        q = q.where(AuditEntry.action.in_(actions))
+    if since is not None:
+        q = q.where(AuditEntry.at >= _day_start(since))
+    if until is not None:
+        q = q.where(AuditEntry.at < _day_start(until + timedelta(days=1)))
+    return [AuditRow(e.at if e.at.tzinfo else e.at.replace(tzinfo=UTC), e.actor, e.action, e.target,
+                     ", ".join(f"{k}={v}" for k, v in sorted((e.details or {}).items())))
+            for e in session.scalars(q)]
+
+
+def actor_names(session: Session) -> list[str]:
+    """Every actor name that appears in the log, for the page's filter."""
+    return sorted(set(session.scalars(select(AuditEntry.actor).distinct())))
+
+
+def _cell(value: str) -> str:
+    """A text cell a spreadsheet shows as text: a leading formula character gets a quote."""
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+def audit_csv(rows: list[AuditRow]) -> bytes:
+    """The rows as UTF-8 CSV (with BOM, so Excel reads it as UTF-8), formulas neutralised."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["at_utc", "actor", "action", "target", "details"])
+    for r in rows:
+        writer.writerow([r.at.isoformat(timespec="seconds"), _cell(r.actor), r.action, _cell(r.target),
+                         _cell(r.details)])
+    return ("\ufeff" + out.getvalue()).encode()

@@ -1,0 +1,236 @@
+"""The answer page: "how far can it go?" for one study, in plain words and one plot per blur kind.
+
+Numbers come from review.analysis.answer (the GP level-set estimate of review.analysis.boundary);
+this page lays them out: sentences, what they rest on (real and simulated ratings apart), the
+observed faithful share with Wilson bars over the GP mean and band, the threshold, the uncertain
+zone, each boundary with its 95 % interval, the exports, and the Straddle proposals, which an
+admin can turn into a generation job (review.jobs.accept_proposal) whose items join the study.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from review.analysis.answer import Answer, sentences, study_answer
+from review.analysis.boundary import Curve, Options, classify
+from review.analysis.export import answer_csv, answer_json, ratings_fingerprint, ratings_frame
+from review.database import Lab
+from review.jobs import accept_proposal
+from review.labeling.study import list_studies, study_by_id
+from review.ui.common import SessionUser, run_action, show_flashes
+
+KEY = "answer_"
+ROLES = ("admin", "qa")
+CHART_HEIGHT = 380
+
+
+@st.cache_data(show_spinner="Loading ratings…", max_entries=8)
+def _frame(db: str, study_id: int, fingerprint: tuple[int, ...], _lab: Lab) -> pd.DataFrame:
+    with _lab.sessions() as s:
+        return ratings_frame(s, study_by_id(s, study_id))
+
+
+@st.cache_data(show_spinner="Fitting the boundary…", max_entries=32)
+def _answer(db: str, study_id: int, name: str, fingerprint: tuple[int, ...], options: Options,
+            include_simulated: bool, _lab: Lab) -> Answer:
+    df = _frame(db, study_id, fingerprint, _lab)
+    return study_answer(df, name, options, include_simulated=include_simulated)
+
+
+def series_label(curve: Curve, strength: float | None) -> str:
+    """One line of a chart: restorer, its setting and strength."""
+    label = curve.restorer + (f" ({curve.setting})" if curve.setting else "")
+    return label + (f" @ {strength:g}" if strength is not None else "")
+
+
+def chart_frames(answer: Answer, blur_kind: str) -> dict[str, pd.DataFrame]:
+    """The layers of one blur kind's chart as tidy frames: observed points with Wilson bars, the GP
+    mean and 95 % band, the uncertain zones along the grid, and the boundaries with intervals."""
+    o = answer.options
+    points, band, zones, bounds = [], [], [], []
+    for c in (c for c in answer.curves if c.blur_kind == blur_kind):
+        for si, strength in enumerate(c.strengths):
+            name = series_label(c, strength)
+            for s in c.stats:
+                if s.strength == strength or len(c.strengths) == 1:
+                    lo, hi = s.share_ci or (s.share, s.share)
+                    points.append({"series": name, "level": s.level, "share": s.share, "lo": lo, "hi": hi,
+                                   "ratings": s.ratings})
+            mean, sd = np.array(c.gp_mean[si]), np.array(c.gp_sd[si])
+            for x, m, d in zip(c.grid, mean, sd, strict=True):
+                band.append({"series": name, "level": x, "mean": float(np.clip(m, 0, 1)),
+                             "lo": float(np.clip(m - 1.96 * d, 0, 1)),
+                             "hi": float(np.clip(m + 1.96 * d, 0, 1))})
+            uncertain = np.array(classify(mean, sd, o.threshold, o.beta)) == "uncertain"
+            for start, end in _runs(uncertain):
+                zones.append({"series": name, "from": c.grid[start], "to": c.grid[end]})
+            b = c.boundaries[si]
+            if b.level is not None:
+                bounds.append({"series": name, "level": b.level, "lo": b.interval[0], "hi": b.interval[1],
+                               "threshold": o.threshold})
+    return {"points": pd.DataFrame(points), "band": pd.DataFrame(band), "zones": pd.DataFrame(zones),
+            "bounds": pd.DataFrame(bounds)}
+
+
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last) index of every run of True."""
+    out, start = [], None
+    for i, f in enumerate(flags):
+        if f and start is None:
+            start = i
+        elif not f and start is not None:
+            out.append((start, i - 1))
+            start = None
+    if start is not None:
+        out.append((start, len(flags) - 1))
+    return out
+
+
+def answer_chart(answer: Answer, blur_kind: str) -> alt.LayerChart:
+    """Faithful share against blur level: points with Wilson bars, the GP mean and band, the
+    threshold h, the uncertain zone shaded, and each boundary (dashed) with its 95 % interval."""
+    f = chart_frames(answer, blur_kind)
+    y = alt.Scale(domain=[0, 1], clamp=True)
+    color = alt.Color("series:N", title="Restorer")
+    layers: list[Any] = []
+    if not f["zones"].empty:
+        layers.append(alt.Chart(f["zones"]).mark_rect(opacity=0.12).encode(
+            x="from:Q", x2="to:Q", color=color, tooltip=["series:N", "from:Q", "to:Q"]))
+    layers += [
+        alt.Chart(f["band"]).mark_area(opacity=0.18).encode(
+            x=alt.X("level:Q", title="Blur level (px)"), y=alt.Y("lo:Q", scale=y), y2="hi:Q", color=color),
+        alt.Chart(f["band"]).mark_line().encode(
+            x="level:Q", y=alt.Y("mean:Q", scale=y, title="Share rated faithful"), color=color),
+        alt.Chart(f["points"]).mark_rule().encode(x="level:Q", y=alt.Y("lo:Q", scale=y), y2="hi:Q",
+                                                  color=color),
+        alt.Chart(f["points"]).mark_point(filled=True, size=60).encode(
+            x="level:Q", y=alt.Y("share:Q", scale=y), color=color,
+            tooltip=["series:N", "level:Q", alt.Tooltip("share:Q", format=".2f"), "lo:Q", "hi:Q",
+                     "ratings:Q"]),
+        alt.Chart(pd.DataFrame({"h": [answer.options.threshold]})).mark_rule(color="black").encode(
+            y=alt.Y("h:Q", scale=y)),
+    ]
+    if not f["bounds"].empty:
+        layers += [
+            alt.Chart(f["bounds"]).mark_rule(strokeDash=[6, 4]).encode(
+                x="level:Q", color=color, tooltip=["series:N", alt.Tooltip("level:Q", format=".1f"),
+                                                   alt.Tooltip("lo:Q", format=".1f"),
+                                                   alt.Tooltip("hi:Q", format=".1f")]),
+            alt.Chart(f["bounds"]).mark_rule(strokeWidth=5, opacity=0.6).encode(
+                x="lo:Q", x2="hi:Q", y=alt.Y("threshold:Q", scale=y), color=color),
+        ]
+    return alt.layer(*layers).properties(width="container", height=CHART_HEIGHT)
+
+
+def _options(scale: tuple[int, int]) -> tuple[Options, bool] | None:
+    """The threshold, faithful minimum and simulated switch; None (with the reason shown) when
+    a value is refused."""
+    c = st.columns(3)
+    threshold = c[0].number_input("Threshold h (share rated faithful)", min_value=0.0, max_value=1.0,
+                                  value=0.8, step=0.05, key=f"{KEY}threshold",
+                                  help="A blur level is usable when at least this share of its "
+                                       "restorations is rated faithful.")
+    faithful_min = int(c[1].number_input(
+        "Faithful from score", min_value=scale[0], max_value=scale[1], value=min(4, scale[1]), step=1,
+        key=f"{KEY}faithful_min", help="A score at or above this counts as faithful."))
+    include = c[2].toggle("Include simulated ratings", value=True, key=f"{KEY}simulated",
+                          help="Ratings of a simulated panel (review simulate) are kept apart from "
+                               "real reviewers' ratings; switch them off to see the real ones alone.")
+    if faithful_min <= scale[0]:
+        st.error(f"Faithful from score must be above the lowest score {scale[0]}: otherwise every "
+                 "rating counts as faithful.")
+        return None
+    try:
+        return Options(faithful_min=faithful_min, threshold=float(threshold)), include
+    except ValueError as exc:
+        st.error(f"{exc} Choose a threshold such as 0.8.")
+        return None
+
+
+def _proposals(lab: Lab, user: SessionUser, study_id: int, answer: Answer) -> None:
+    st.subheader("What the next ratings would settle")
+    rows = [(c, p) for c in answer.curves for p in c.proposals]
+    if not rows:
+        st.caption("No proposals: no curve has an uncertain boundary left to rate.")
+        return
+    st.caption("The Straddle acquisition (1.96·sd − |mean − h|) proposes the blur levels where the "
+               "boundary is least settled; accepting one queues a generation job over the study's "
+               "own photos and blur recipes, whose items join the study when it runs.")
+    table = pd.DataFrame([{"restorer": series_label(c, p.get("strength")), "blur kind": c.blur_kind,
+                           "level (px)": p["level"], "strength": p.get("strength"), "score": p["score"]}
+                          for c, p in rows])
+    st.dataframe(table, hide_index=True, key=f"{KEY}proposal_table")
+    if user.role != "admin":
+        st.caption("An admin can accept a proposal.")
+        return
+    choice = st.selectbox("Proposal", range(len(rows)), key=f"{KEY}proposal",
+                          format_func=lambda i: f"{table.iloc[i]['restorer']}, {rows[i][0].blur_kind} "
+                                                f"at {rows[i][1]['level']:g} px")
+    if st.button("Accept: queue a generation job", key=f"{KEY}accept", icon=":material/add_task:"):
+        curve, p = rows[choice]
+        run_action(lab, lambda s: accept_proposal(
+            s, study_id, restorer=curve.restorer, setting=curve.setting, blur_kind=curve.blur_kind,
+            level=p["level"], strength=p.get("strength")),
+            success=lambda job_id: f"Generation job {job_id} queued: run it on the Generate page; its "
+                                   "items join this study.")
+
+
+def render(lab: Lab, user: SessionUser) -> None:
+    """The answer page (admins and QA)."""
+    if user.role not in ROLES:
+        st.error("The answer page is only available to admins and QA.")
+        st.stop()
+    st.title("How far can it go?")
+    show_flashes()
+    with lab.sessions() as s:
+        studies = [(x.id, x.name, (x.scale_min, x.scale_max)) for x in list_studies(s)]
+    if not studies:
+        st.info("No studies yet: there is nothing to answer.")
+        return
+    by_id = {sid: (name, scale) for sid, name, scale in studies}
+    study_id = st.selectbox("Study", list(by_id), format_func=lambda sid: by_id[sid][0], key=f"{KEY}study")
+    name, scale = by_id[study_id]
+    chosen = _options(scale)
+    if chosen is None:
+        return
+    options, include = chosen
+    db = lab.engine.url.render_as_string(hide_password=True)
+    with lab.sessions() as s:
+        fingerprint = ratings_fingerprint(s, study_id)
+    answer = _answer(db, study_id, name, fingerprint, options, include, lab)
+    real = answer.ratings - answer.simulated_ratings
+    c = st.columns(3)
+    c[0].metric("Ratings the answer rests on", answer.ratings)
+    c[1].metric("From real reviewers", real)
+    c[2].metric("Simulated", answer.simulated_ratings if include else "left out")
+    if answer.simulated_ratings:
+        st.warning(f"{answer.simulated_ratings} of these {answer.ratings} ratings are SIMULATED (a "
+                   "simulated panel over a known ground truth), not people's judgements.",
+                   icon=":material/science:")
+    if not answer.curves:
+        st.info("No answer yet: no restorer has ratings at two or more blur levels"
+                + ("" if include else " from real reviewers") + ".")
+        return
+    st.subheader("The answer")
+    for curve in answer.curves:
+        for sentence in sentences(curve, options):
+            st.markdown(f"- {sentence}")
+    for kind in sorted({c.blur_kind for c in answer.curves}):
+        with st.container(border=True):
+            st.markdown(f"**{kind}**: share rated {options.faithful_min}+ per blur level (Wilson 95 % bars), "
+                        f"GP mean and 95 % band, threshold h = {options.threshold:g}, uncertain zone "
+                        "shaded, boundary dashed with its 95 % interval on the threshold line.")
+            st.altair_chart(answer_chart(answer, kind), key=f"{KEY}chart_{kind}", width="stretch")
+    c = st.columns(2)
+    c[0].download_button("Curves and boundaries (CSV)", lambda: answer_csv(answer),
+                         file_name="answer.csv", mime="text/csv", key=f"{KEY}dl_csv", on_click="ignore",
+                         icon=":material/download:")
+    c[1].download_button("Curves, GP band and boundaries (JSON)", lambda: answer_json(answer),
+                         file_name="answer.json", mime="application/json", key=f"{KEY}dl_json",
+                         on_click="ignore", icon=":material/download:")
+    _proposals(lab, user, study_id, answer)

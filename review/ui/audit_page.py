@@ -1,0 +1,50 @@
+"""The audit log (admins): who did what and when, filtered by actor, action and day, and
+downloadable as CSV. The entries are written by the domain in the same transaction as each
+action (review.labeling.audit); this page only reads them.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+import streamlit as st
+
+from review.database import Lab
+from review.labeling.audit import ACTIONS, MAX_ROWS, AuditError, actor_names, audit_csv, audit_entries
+from review.ui.common import SessionUser
+
+KEY = "audit_"
+EVERYONE = "everyone"
+
+
+def render(lab: Lab, user: SessionUser) -> None:
+    """The Audit log page."""
+    if user.role != "admin":
+        st.error("The audit log is only available to admins.")
+        st.stop()
+    st.title("Audit log")
+    with lab.sessions() as s:
+        actors = actor_names(s)
+    c1, c2, c3, c4 = st.columns([1, 2, 1, 1])
+    actor = c1.selectbox("Who", [EVERYONE, *actors], key=f"{KEY}actor")
+    actions = c2.multiselect("Actions (none chosen = all)", ACTIONS, key=f"{KEY}actions")
+    since: date | None = c3.date_input("From (UTC day)", value=None, key=f"{KEY}since")
+    until: date | None = c4.date_input("To (UTC day)", value=None, key=f"{KEY}until")
+    try:
+        with lab.sessions() as s:  # a read: no write transaction, so no run_action
+            rows = audit_entries(s, actor=None if actor == EVERYONE else actor, actions=tuple(actions),
+                                 since=since, until=until)
+    except AuditError as exc:
+        st.error(str(exc))
+        return
+    if not rows:
+        st.info("No entries match these filters.")
+        return
+    full = len(rows) >= MAX_ROWS
+    note = f" (the newest {MAX_ROWS:,}; narrow the filters to see older ones)" if full else ""
+    st.caption(f"{len(rows):,} entries{note}, newest first.")
+    st.dataframe(pd.DataFrame([{"at (UTC)": r.at, "who": r.actor, "action": r.action, "what": r.target,
+                                "details": r.details} for r in rows]), hide_index=True, width="stretch")
+    st.download_button("Download CSV", audit_csv(rows), file_name="audit_log.csv", mime="text/csv",
+                       key=f"{KEY}csv")

@@ -1,0 +1,43 @@
+"""The one HTTP route the app adds to Streamlit's server (see serve.py): it turns a login's
+one-time handoff code into the HttpOnly session cookie, which a script on the page cannot set.
+
+Streamlit runs pages over a websocket, so a page can read cookies (`st.context.cookies`) but never
+send a Set-Cookie header; `st.App` lets the app add this Starlette route next to Streamlit's own.
+The page posts the code right after login (review.ui.common); the cookie is HttpOnly,
+SameSite=Strict, and Secure when the request came over HTTPS (directly or via a proxy).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from review.config import load_settings
+from review.database import Lab, open_lab
+from review.sessions import COOKIE, SESSION_LIFETIME, exchange_handoff
+
+SESSION_PATH = "/_lab/session"
+
+
+@cache
+def _lab() -> Lab:
+    return open_lab(load_settings(), migrate=False)
+
+
+async def _session(request: Request) -> Response:
+    code = (await request.body())[:256].decode("ascii", "replace").strip()
+    with _lab().sessions() as s, s.begin():
+        token = exchange_handoff(s, code)
+    if token is None:
+        return Response("This login link expired; log in again.", status_code=403)
+    secure = request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
+    response = Response(status_code=204)
+    response.set_cookie(COOKIE, token, max_age=int(SESSION_LIFETIME.total_seconds()), path="/",
+                        httponly=True, samesite="strict", secure=secure)
+    return response
+
+
+ROUTES = [Route(SESSION_PATH, _session, methods=["POST"])]

@@ -1,0 +1,55 @@
+"""The session in a real browser (issue 12): a reload and a second tab stay signed in through the
+HttpOnly cookie, the draft comes back from the server (never from the URL), and deactivation ends
+the open page at its next action and every tab's session."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from db.models import Rating
+from review.config import load_settings
+from review.database import open_lab
+from review.sessions import COOKIE
+from review.users import set_active
+from tests.support import PASSWORD, build_study, sample_pictures
+from tests.support_browser import chromium_page, log_in, streamlit_server, wait_idle
+
+
+def test_a_reload_keeps_the_session_and_deactivation_ends_it(tmp_path, monkeypatch):
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("REVIEW_DATA_DIR", str(data_dir))
+    monkeypatch.delenv("REVIEW_DATABASE_URL", raising=False)
+    lab = open_lab(load_settings(), migrate=True)
+    build_study(lab, 4, raters_per_item=1, pictures=sample_pictures(), reviewers=("alice",))
+
+    with streamlit_server(data_dir) as url, chromium_page() as page:
+        log_in(page, url, "alice", PASSWORD)
+        page.get_by_text("Item 1 of 4").wait_for()
+        page.keyboard.press("3")
+        page.get_by_text("Your score: 3 ·").wait_for()
+        wait_idle(page)
+        cookie = [c for c in page.context.cookies() if c["name"] == COOKIE]
+        assert cookie and cookie[0]["httpOnly"] and cookie[0]["sameSite"] == "Strict"
+        assert COOKIE not in page.evaluate("document.cookie")  # no script can read it
+
+        page.reload()  # a reload: no login form, the same item, the draft from the server
+        page.get_by_text("Your score: 3 ·").wait_for()
+        assert page.get_by_label("Password", exact=True).count() == 0
+        assert "?" not in page.url  # nothing of the draft (or the login) in the URL
+
+        with page.expect_popup() as popup:  # a second tab on a typed URL
+            page.evaluate(f"window.open('{url}/rate')")
+        second = popup.value
+        second.get_by_text("Your score: 3 ·").wait_for()
+
+        with lab.sessions() as s, s.begin():
+            set_active(s, "alice", False)
+        page.evaluate("document.activeElement && document.activeElement.blur()")
+        page.keyboard.press("Enter")  # the open page's next action is refused and ends it
+        page.get_by_text("your account was deactivated").wait_for()
+        page.get_by_label("Password", exact=True).wait_for()
+        second.reload()  # the other tab's session ended too
+        second.get_by_label("Password", exact=True).wait_for()
+
+    with lab.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Rating)) == 0

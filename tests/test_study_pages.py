@@ -1,0 +1,153 @@
+"""The issue-13 pages with AppTest: Study setup (create, bad input, edit refused with the reason,
+close), Disagreements (settle; QA sees no names), Audit log (filter, CSV), and "Sample now" saying
+why it added nothing."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from db.models import AuditEntry, ItemSettlement, Study, User
+from review.labeling.assignment import next_assignment
+from review.labeling.ratings import Submission, submit
+from review.labeling.settings import StudySettings
+from review.labeling.study import closed_at
+from review.users import add_user
+from tests.support import PASSWORD, build_study
+from tests.support_app import page_app, page_user, texts
+
+pytestmark = pytest.mark.slow
+
+
+def _user(lab, name: str):
+    with lab.sessions() as s:
+        u = s.scalar(select(User).where(User.username == name))
+        return page_user(u.role, u.id, u.username)
+
+
+def _rate(lab, study_id: int, username: str, score: int) -> int:
+    with lab.sessions() as s, s.begin():
+        reviewer = s.scalar(select(User.id).where(User.username == username))
+        lease = next_assignment(s, s.get(Study, study_id), reviewer)
+        submit(s, lease.assignment_id, reviewer, Submission(score=score, comment=f"gives {score}"))
+        return lease.item_id
+
+
+def _click(at, label: str):
+    (button,) = [b for b in at.button if b.label == label]
+    button.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@pytest.fixture
+def one_item(lab) -> int:
+    """One item rated 1 by alice and 5 by bob (raters per item 3)."""
+    study_id = build_study(lab, 1, name="One", raters_per_item=3, reviewers=("alice", "bob", "carol"))
+    _rate(lab, study_id, "alice", 1)
+    _rate(lab, study_id, "bob", 5)
+    return study_id
+
+
+def test_admin_creates_a_study_from_the_page(lab, one_item):
+    at = page_app("studies_page", _user(lab, "admin")).run()
+    assert not at.exception
+    at.text_input(key="studies_name").input("From the app")
+    at.multiselect(key="studies_sources").select(one_item)
+    at.multiselect(key="studies_guidelines").set_value(["fidelity:1", "fidelity:2"])
+    at.number_input(key="studies_qa_share").set_value(0.5)
+    at.number_input(key="studies_raters").set_value(2)
+    at.number_input(key="studies_cap").set_value(4)
+    with lab.sessions() as s:
+        alice, bob = (s.scalar(select(User.id).where(User.username == n)) for n in ("alice", "bob"))
+    at.multiselect(key="studies_reviewers").set_value([alice, bob])
+    _click(at, "Create study")
+    assert at.success[0].value == "Study 'From the app' created."
+    with lab.sessions() as s:
+        study = s.scalar(select(Study).where(Study.name == "From the app"))
+        settings = StudySettings.of(study)
+        assert (study.raters_per_item, settings.qa_share, settings.max_items_per_reviewer) == (2, 0.5, 4)
+        assert len(settings.guideline_version_ids) == 2 and settings.reviewer_ids == (alice, bob)
+        assert s.scalars(select(AuditEntry.actor).where(AuditEntry.action == "study.create")).one() == "admin"
+
+
+@pytest.mark.parametrize(("name", "guidelines", "message"), [
+    ("", ["fidelity:1"], "A study needs a name."),
+    ("One", ["fidelity:1"], "A study named 'One' already exists; pick another name."),
+    ("Fine", [], "Pick at least one guideline version."),
+])
+def test_create_form_bad_input_says_what_to_fix(lab, one_item, name, guidelines, message):
+    at = page_app("studies_page", _user(lab, "admin")).run()
+    at.text_input(key="studies_name").input(name)
+    at.multiselect(key="studies_guidelines").set_value(guidelines)
+    _click(at, "Create study")
+    assert [e.value for e in at.error] == [message]
+    with lab.sessions() as s:
+        assert list(s.scalars(select(Study.name))) == ["One"]
+
+
+def test_edit_refused_with_the_reason_then_close_and_reopen(lab, one_item):
+    at = page_app("studies_page", _user(lab, "admin")).run()
+    at.number_input(key=f"studies_edit_raters_{one_item}").set_value(1)
+    _click(at, "Save changes")
+    assert [e.value for e in at.error] == [
+        "An item of 'One' already has 2 reviewers (ratings or leases), so raters per item cannot go below 2."]
+    at.number_input(key=f"studies_edit_raters_{one_item}").set_value(2)
+    at.number_input(key=f"studies_edit_gold_{one_item}").set_value(0.25)
+    _click(at, "Save changes")
+    assert at.success[0].value == "Study 'One' saved."
+    _click(at, "Close study")
+    assert at.success[0].value == "Study 'One' closed."
+    assert "closed" in at.caption[0].value
+    with lab.sessions() as s:
+        study = s.get(Study, one_item)
+        assert (study.raters_per_item, study.gold_rate, closed_at(s, one_item) is not None) == (2, 0.25, True)
+    _click(at, "Reopen study")
+    assert at.success[0].value == "Study 'One' reopened."
+
+
+def test_settle_a_disagreement_and_qa_sees_no_names(lab, one_item):
+    with lab.sessions() as s, s.begin():
+        add_user(s, "quinn", PASSWORD, "qa")
+    admin = page_app("disagreements_page", _user(lab, "admin")).run()
+    assert not admin.exception
+    assert "spread 4" in admin.markdown[0].value
+    (table,) = admin.dataframe
+    assert sorted(zip(table.value["rater"], table.value["score"], strict=True)) == [("alice", 1), ("bob", 5)]
+
+    qa = page_app("disagreements_page", _user(lab, "quinn")).run()
+    page = texts(qa)
+    assert "alice" not in page and "bob" not in page and "rater 1" in page
+    item = int(next(f.key for f in qa.text_input if f.key.startswith("dis_note_")).rsplit("_", 1)[1])
+    _click(qa, "Settle")
+    assert [e.value for e in qa.error] == ["Write a note saying how the item was settled."]
+    qa.selectbox(key=f"dis_score_{item}").set_value(2)
+    qa.text_input(key=f"dis_note_{item}").input("alice followed the guideline")
+    _click(qa, "Settle")
+    assert qa.success[0].value == f"Item {item} settled."
+    assert "Settled by quinn: consensus 2" in qa.info[0].value
+    with lab.sessions() as s:
+        row = s.scalars(select(ItemSettlement)).one()
+        assert (row.item_id, row.consensus_score, row.note) == (item, 2, "alice followed the guideline")
+
+
+def test_audit_page_filters_and_downloads_csv(lab, one_item):
+    at = page_app("audit_page", _user(lab, "admin")).run()
+    assert not at.exception
+    # 4 accounts created by build_study, 2 ratings
+    assert at.caption[0].value == "6 entries, newest first."
+    at.selectbox(key="audit_actor").set_value("alice").run()
+    (table,) = at.dataframe
+    assert list(table.value["action"]) == ["rating.submit"]
+    at.multiselect(key="audit_actions").set_value(["login"]).run()
+    assert at.info[0].value == "No entries match these filters."
+    at.multiselect(key="audit_actions").set_value(["rating.submit"]).run()
+    (download,) = at.get("download_button")
+    assert download.proto.label == "Download CSV"
+
+
+def test_sample_now_with_nothing_eligible_says_why(lab, one_item):
+    at = page_app("qa_page", _user(lab, "admin")).run()
+    at.button(key=f"qa_sample_{one_item}").click().run()
+    assert not at.exception
+    assert at.success[0].value.startswith("No rating added to the QA sample. The study's QA share is 0")
