@@ -16,10 +16,15 @@
     for "read, then write JSON").
 
 Every figure prints `load()`: on a shared box the timings scale with the load average.
-A function for "50 concurrent sessions in one app process" fits beside these: take a URL,
-return a dict, print it in main().
+(d) `sessions_in_one_process`: 50 reviewer sessions as threads of one process (as Streamlit
+    serves them) on SQLite, think time between ratings (default ~2 s, far quicker than people
+    judging fidelity), while a `python -m review generate` worker process writes. Printed: errors
+    shown, lost, over-filled, p50/p99 claim+submit, per-session spread, restorations the worker
+    stored. Goal: 0 errors, 0 lost, p99 <= 100 ms. Baseline, same run: the pre-issue-11 write
+    path (BEGIN IMMEDIATE on every transaction, reads too; no in-process queue).
 
-Run: .venv/bin/python bench/load.py [--quick] [--seconds 20] [--writers 20] [--only a,b,c]
+Run: .venv/bin/python bench/load.py [--quick] [--seconds 20] [--writers 20] [--only a,b,c,d]
+     [--sessions 50] [--think-ms 2000]
      [--ratings 1000000] [--raters 20000] [--skip-postgres]
 """
 
@@ -44,7 +49,6 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 from machine import describe, load  # noqa: E402  (bench/machine.py, beside this script)
 from sqlalchemy import Engine, create_engine, func, insert, select, text  # noqa: E402
-from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
 from db.engine import make_engine, make_session_factory  # noqa: E402
 from db.migrate import upgrade  # noqa: E402
@@ -58,6 +62,8 @@ from db.models import (  # noqa: E402
     StudyItem,
     User,
 )
+from review.config import load_settings  # noqa: E402
+from review.database import DatabaseBusy, Lab, open_lab  # noqa: E402
 from review.labeling.study import StudyConfig, ensure_study, order_key  # noqa: E402
 
 RATERS_PER_ITEM = 3
@@ -128,8 +134,14 @@ def fresh_database(kind: str, workdir: Path, pg_base: str | None, name: str) -> 
 # ----------------------------------------------------------------------------- one rating
 
 
-def rate_once(sessions: sessionmaker[Session], study_id: int, reviewer_id: int,
-              score: int) -> tuple[str, int] | None:
+def lab_for(url: str) -> Lab:
+    """The app's Lab on `url` (its write path: one queued write connection per process on SQLite,
+    retried BEGIN IMMEDIATE, DatabaseBusy as a plain message); images in a scratch folder."""
+    data = Path(tempfile.gettempdir()) / "bench-load-data"
+    return open_lab(load_settings({"REVIEW_DATABASE_URL": url, "REVIEW_DATA_DIR": str(data)}))
+
+
+def rate_once(lab: Lab, study_id: int, reviewer_id: int, score: int) -> tuple[str, int] | None:
     """One rating as the Rate page makes it; (client token, item id) once the submit committed
     (the reviewer saw it go through), None when the study has nothing left for them."""
     from review.labeling.assignment import next_assignment
@@ -137,13 +149,13 @@ def rate_once(sessions: sessionmaker[Session], study_id: int, reviewer_id: int,
     from review.labeling.study import study_by_id
     from review.labeling.views import item_view
 
-    with sessions() as s, s.begin():
+    with lab.write() as s:
         lease = next_assignment(s, study_by_id(s, study_id), reviewer_id)
         if lease is None:
             return None
         item_view(s, lease.item_id)
     token = uuid.uuid4().hex
-    with sessions() as s, s.begin():
+    with lab.write() as s:
         submit(s, lease.assignment_id, reviewer_id, Submission(score=score, client_token=token))
     return token, lease.item_id
 
@@ -153,11 +165,10 @@ def _writer(url: str, study_id: int, reviewer_id: int, ready: mp.Queue, go: mp.E
     """A writer process: waits for the common start, then rates until `seconds` have passed."""
     from review.errors import ReviewError
 
-    engine = make_engine(url)
-    sessions = make_session_factory(engine)
+    lab = lab_for(url)
     # One untimed rating first (enrols the reviewer, fills SQLAlchemy's statement caches): the
     # figure is the steady state, not 20 cold processes compiling at once.
-    acked: list[str] = [rate_once(sessions, study_id, reviewer_id, 3)[0]]
+    acked: list[str] = [rate_once(lab, study_id, reviewer_id, 3)[0]]
     ready.put(reviewer_id)
     latencies: list[float] = []
     errors: Counter[str] = Counter()
@@ -167,7 +178,7 @@ def _writer(url: str, study_id: int, reviewer_id: int, ready: mp.Queue, go: mp.E
     while time.perf_counter() < end:
         t0 = time.perf_counter()
         try:
-            done = rate_once(sessions, study_id, reviewer_id, 1 + i % 5)
+            done = rate_once(lab, study_id, reviewer_id, 1 + i % 5)
         except ReviewError as exc:  # the page shows this as a plain message
             errors[f"message: {type(exc).__name__}: {exc}"] += 1
             continue
@@ -179,7 +190,7 @@ def _writer(url: str, study_id: int, reviewer_id: int, ready: mp.Queue, go: mp.E
         latencies.append((time.perf_counter() - t0) * 1000)
         acked.append(done[0])
         i += 1
-    engine.dispose()
+    lab.engine.dispose()
     out.put({"reviewer": reviewer_id, "acked": acked, "latencies": latencies, "errors": dict(errors)})
 
 
@@ -233,13 +244,14 @@ def serial_baseline(url: str, n: int) -> dict:
     """The same ratings one at a time in this process: the latency without contention."""
     engine = make_engine(url)
     study_id, (reviewer,) = build_study(engine, n_items=n + 10, n_reviewers=1, name="serial")
-    sessions = make_session_factory(engine)
+    engine.dispose()
+    lab = lab_for(url)
     latencies = []
     for i in range(n):
         t0 = time.perf_counter()
-        rate_once(sessions, study_id, reviewer, 1 + i % 5)
+        rate_once(lab, study_id, reviewer, 1 + i % 5)
         latencies.append((time.perf_counter() - t0) * 1000)
-    engine.dispose()
+    lab.engine.dispose()
     return {"p50": pct(latencies[5:], 50), "p99": pct(latencies[5:], 99)}
 
 
@@ -249,15 +261,17 @@ def one_writer(url: str, n: int) -> dict:
 
     engine = make_engine(url)
     study_id, (reviewer,) = build_study(engine, n_items=n + 200, n_reviewers=1, name="one")
-    sessions = make_session_factory(engine)
+    engine.dispose()
+    lab = lab_for(url)
+    engine, sessions = lab.engine, lab.sessions
     latencies = []
     for i in range(n + 5):
         t0 = time.perf_counter()
-        rate_once(sessions, study_id, reviewer, 1 + i % 5)
+        rate_once(lab, study_id, reviewer, 1 + i % 5)
         if i >= 5:  # the first ratings enrol the reviewer and warm the caches
             latencies.append((time.perf_counter() - t0) * 1000)
     with statements(engine) as sent:
-        rate_once(sessions, study_id, reviewer, 3)
+        rate_once(lab, study_id, reviewer, 3)
     trips = []
     for _ in range(n):
         t0 = time.perf_counter()
@@ -267,6 +281,130 @@ def one_writer(url: str, n: int) -> dict:
     engine.dispose()
     return {"p50": pct(latencies, 50), "p99": pct(latencies, 99), "statements": len(sent),
             "trip_p50": pct(trips, 50)}
+
+
+# ----------------------------------------------------------------------------- sessions in one app process
+
+
+def _baseline_lab(lab: Lab) -> Lab:
+    """The write path before issue 11, for the same run: every transaction (reads too) starts with
+    BEGIN IMMEDIATE on an ordinary connection pool, a 15 s busy timeout, no in-process queue."""
+    from dataclasses import replace
+
+    from sqlalchemy import event
+
+    eng = create_engine(lab.settings.database_url, pool_pre_ping=True)
+
+    @event.listens_for(eng, "connect")
+    def _connect(dbapi_conn, _rec) -> None:  # noqa: ANN001
+        dbapi_conn.isolation_level = None
+        for pragma in ("busy_timeout = 15000", "journal_mode = WAL", "foreign_keys = ON",
+                       "synchronous = NORMAL"):
+            dbapi_conn.execute(f"PRAGMA {pragma}")
+
+    @event.listens_for(eng, "begin")
+    def _begin(conn) -> None:  # noqa: ANN001
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    factory = make_session_factory(eng)
+    return replace(lab, engine=eng, sessions=factory, read_engine=eng, read_sessions=factory)
+
+
+def _generation_job(lab: Lab, study_id: int) -> int:
+    """A job for the study (Wiener over 40 blur levels x 3 balances on two photos) that a
+    `python -m review generate` worker process runs while the sessions rate."""
+    from PIL import Image
+    from skimage import data as skdata
+
+    from review.jobs import GenerationPlan, add_job
+    from review.media.catalog import add_source
+
+    with lab.write() as s:
+        sources = [add_source(s, lab.store, Image.fromarray(np.asarray(img)).convert("RGB").resize((96, 96)),
+                              title=name).id
+                   for name, img in (("coffee", skdata.coffee()), ("chelsea", skdata.chelsea()))]
+        plan = GenerationPlan(sources, [{"kind": "defocus", "level": float(lv)} for lv in range(1, 41)],
+                              [{"method": "wiener", "params": {"balance": [0.01, 0.02, 0.05]}}])
+        return add_job(s, study_id, plan)
+
+
+def sessions_in_one_process(workdir: Path, n_sessions: int, seconds: float, think_ms: float,
+                            variant: str) -> dict:
+    """Figure (d): n_sessions reviewers as threads of one process (as Streamlit serves every
+    browser session), each claiming and submitting through the app's write path with an
+    exponential think time between ratings, while a generation worker process writes
+    restorations into the same SQLite file. `variant` "app" or "baseline" (see _baseline_lab)."""
+    import random
+    import shutil
+    import threading
+
+    from review.labeling.assignment import next_assignment
+    from review.labeling.ratings import Submission, submit
+    from review.labeling.study import study_by_id
+
+    data = workdir / f"sessions-{variant}"
+    env = {"REVIEW_DATA_DIR": str(data)}
+    lab = open_lab(load_settings(env), migrate=True)
+    study_id, reviewers = build_study(lab.engine, n_items=max(2000, int(n_sessions * seconds * 3)),
+                                      n_reviewers=n_sessions, name="sessions")
+    job = _generation_job(lab, study_id)
+    if variant == "baseline":
+        lab = _baseline_lab(lab)
+    worker = subprocess.Popen([sys.executable, "-m", "review", "generate", "--job", str(job), "--quiet"],
+                              env={**os.environ, **env}, cwd=ROOT, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    time.sleep(3)  # the worker has imported and started writing
+    stop = time.monotonic() + seconds
+    latencies: list[float] = []
+    acked: list[str] = []
+    errors: Counter[str] = Counter()
+    per_session: Counter[int] = Counter()
+    lock = threading.Lock()
+
+    def session(uid: int) -> None:
+        rng = random.Random(uid)
+        while time.monotonic() < stop:
+            time.sleep(rng.expovariate(1000 / think_ms))
+            t0 = time.perf_counter()
+            token = uuid.uuid4().hex
+            try:
+                with lab.write() as s:
+                    lease = next_assignment(s, study_by_id(s, study_id), uid)
+                if lease is None:
+                    return
+                with lab.write() as s:
+                    submit(s, lease.assignment_id, uid,
+                           Submission(score=rng.randint(1, 5), client_token=token))
+            except DatabaseBusy as exc:  # the page shows this as a plain message
+                with lock:
+                    errors[f"message: {exc}"[:120]] += 1
+                continue
+            except Exception as exc:  # noqa: BLE001 - the page would show a traceback
+                with lock:
+                    errors[f"traceback: {type(exc).__name__}: {str(exc).splitlines()[0][:100]}"] += 1
+                continue
+            with lock:
+                latencies.append((time.perf_counter() - t0) * 1000)
+                acked.append(token)
+                per_session[uid] += 1
+
+    threads = [threading.Thread(target=session, args=(uid,)) for uid in reviewers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    worker.terminate()
+    worker.wait(30)
+    with lab.engine.connect() as conn:
+        made = conn.scalar(select(func.count()).select_from(Restoration)
+                           .where(Restoration.params_key.not_like("sessions-%")))
+    lab.engine.dispose()
+    audit = _audit(str(lab.settings.database_url.render_as_string(hide_password=False)), study_id, acked)
+    shutil.rmtree(data, ignore_errors=True)
+    counts = [per_session[u] for u in reviewers]
+    return {"ratings": len(latencies), "p50": pct(latencies, 50), "p99": pct(latencies, 99),
+            "max": max(latencies, default=float("nan")), "errors": errors, "fair": (min(counts), max(counts)),
+            "generated": made, **audit}
 
 
 # ----------------------------------------------------------------------------- statistics CLI
@@ -344,7 +482,10 @@ def main() -> None:
     ap.add_argument("--one-n", type=int, default=300, help="ratings timed for figure (b)")
     ap.add_argument("--ratings", type=int, default=1_000_000)
     ap.add_argument("--raters", type=int, default=20_000)
-    ap.add_argument("--only", default="a,b,c", help="comma-separated figures to run")
+    ap.add_argument("--only", default="a,b,c,d", help="comma-separated figures to run")
+    ap.add_argument("--sessions", type=int, default=50, help="reviewer sessions for figure (d)")
+    ap.add_argument("--think-ms", type=float, default=2000,
+                    help="mean think time between a session's ratings in figure (d)")
     ap.add_argument("--skip-postgres", action="store_true")
     args = ap.parse_args()
     if args.quick:
@@ -377,6 +518,21 @@ def main() -> None:
                 print(f"  {kind:<10} p50 {got['p50']:.2f} ms, p99 {got['p99']:.2f} ms, "
                       f"{got['statements']} statements per rating; baseline one SELECT 1 transaction "
                       f"p50 {got['trip_p50']:.2f} ms (ratio {got['p50'] / got['trip_p50']:.1f}x){goal}")
+            print(f"    {load()}")
+        if "d" in figures:
+            print(f"\n(d) {args.sessions} reviewer sessions as threads of one process on SQLite, think time "
+                  f"~{args.think_ms:.0f} ms, a generation worker writing; {load()}")
+            for variant in ("app", "baseline"):
+                got = sessions_in_one_process(workdir, args.sessions, args.seconds, args.think_ms, variant)
+                name = "app write path" if variant == "app" else "baseline (pre-issue-11)"
+                met = got["p99"] <= 100 and not got["errors"] and not got["lost"]
+                goal = f"; goal p99 <= 100 ms, 0 errors, 0 lost: {'met' if met else 'NOT met'}" \
+                    if variant == "app" else ""
+                print(f"  {name:<24} {got['ratings']} ratings, p50 {got['p50']:.1f} ms, "
+                      f"p99 {got['p99']:.1f} ms, "
+                      f"max {got['max']:.0f} ms, {_errors_line(got['errors'])}, lost {got['lost']}, "
+                      f"over-filled {got['over_filled']}, per session {got['fair'][0]}..{got['fair'][1]}, "
+                      f"worker stored {got['generated']} restorations{goal}")
             print(f"    {load()}")
         cluster.close()  # the PostgreSQL server is done: figure (c) gets the CPUs to itself
         if "c" in figures:

@@ -46,7 +46,8 @@ def make_engine(url: str | URL, *, role: EngineRole = "write", echo: bool = Fals
     options: dict = {}
     if on_file and role == "write":
         options = {"pool_size": 1, "max_overflow": 0, "pool_timeout": WRITE_QUEUE_TIMEOUT_S}
-    engine = create_engine(url, echo=echo, pool_pre_ping=True, **options)
+    # A pre-ping guards against a server that dropped the connection; a SQLite file has no server.
+    engine = create_engine(url, echo=echo, pool_pre_ping=url.get_backend_name() != "sqlite", **options)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine, role if on_file else "write", wal=on_file)
     return engine

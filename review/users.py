@@ -202,6 +202,8 @@ def authenticate(sessions: sessionmaker[Session], username: str, password: str, 
                            f"{MAX_PASSWORD}.")
     client = (client or "local")[:MAX_CLIENT]
     now = now or utcnow()
+    # 1. The throttle check and a failed attempt, committed before the slow hash: parallel guesses
+    # each count at once, and the process's write queue is not held while argon2 runs.
     with sessions() as session, session.begin():
         failures, last = recent_failures(session, username, client, now)
         wait = backoff(failures)
@@ -211,16 +213,23 @@ def authenticate(sessions: sessionmaker[Session], username: str, password: str, 
                 f"Too many failed logins for this account from your address. Wait {seconds} s and "
                 "try again, or ask an admin to unlock the account or reset your password.")
         user = session.scalar(select(User).where(User.username == username))
-        ok = False
-        if user is not None and user.active:
-            try:
-                ok = _hasher.verify(user.password_hash, password)
-            except (VerificationError, InvalidHashError):
-                ok = False
-        session.add(LoginAttempt(username=username, succeeded=ok, client=client, at=now))
-        record(session, "login" if ok else "login_failed", actor_id=user.id if user is not None else None,
-               actor=username)
+        stored = user.password_hash if user is not None and user.active else None
+        attempt = LoginAttempt(username=username, succeeded=False, client=client, at=now)
+        session.add(attempt)
+        session.flush()
+        attempt_id, user_id = attempt.id, user.id if user is not None else None
+    ok = False
+    if stored is not None:
+        try:
+            ok = _hasher.verify(stored, password)
+        except (VerificationError, InvalidHashError):
+            ok = False
+    # 2. The outcome.
+    with sessions() as session, session.begin():
+        record(session, "login" if ok else "login_failed", actor_id=user_id, actor=username)
         if ok:
+            session.get(LoginAttempt, attempt_id).succeeded = True
+            user = session.get(User, user_id)
             if _hasher.check_needs_rehash(user.password_hash):
                 user.password_hash = hash_password(password)
             user.last_login_at = now
