@@ -224,7 +224,7 @@ def build_database(lab: Lab, n_items: int, n_ratings: int, n_images: int = N_IMA
 
 def server_bench(lab: Lab, study_id: int, n: int) -> dict[str, list[float]]:
     """Per rating: next_assignment (claim) then submit, each its own transaction, as the app does."""
-    with lab.sessions() as s:
+    with lab.read() as s:
         uid = s.scalar(select(User.id).where(User.username == "bench-server"))
     out: dict[str, list[float]] = {"next": [], "submit": [], "total": []}
     for i in range(n + 5):
@@ -241,7 +241,7 @@ def server_bench(lab: Lab, study_id: int, n: int) -> dict[str, list[float]]:
             out["submit"].append((t2 - t1) * 1000)
             out["total"].append((t2 - t0) * 1000)
     t0 = time.perf_counter()
-    with lab.sessions() as s:
+    with lab.read() as s:
         remaining_for(s, s.get(Study, study_id), uid)
     out["remaining_for"] = [(time.perf_counter() - t0) * 1000]
     return out
@@ -319,10 +319,10 @@ def main() -> None:
         print(describe())
         lab = open_lab(load_settings(), migrate=True)
         t0 = time.perf_counter()
-        with lab.sessions() as s:
+        with lab.read() as s:
             existing = s.scalar(select(Study.id).where(Study.name == "Bench: 100k items"))
         study_id = existing or build_database(lab, args.items, args.ratings, n_images)
-        with lab.sessions() as s:
+        with lab.read() as s:
             n_items = s.query(StudyItem).filter(StudyItem.study_id == study_id).count()
             n_ratings = s.query(Rating).count()
             gv = s.scalar(select(GuidelineVersion.slug))

@@ -46,7 +46,7 @@ def init() -> None:
     from review.labeling.guidelines.files import GUIDELINES_DIR, authored_dir, sync_all
 
     lab = open_lab(migrate=True)
-    with lab.sessions() as s, s.begin():
+    with lab.write() as s:
         versions = sync_all(s, GUIDELINES_DIR, authored_dir(lab.settings.data_dir))
     click.echo(
         f"Database ready at {lab.settings.database_url.render_as_string()} "
@@ -86,7 +86,7 @@ def users_add(username: str, role: str, display_name: str, password: str | None)
     if password is None:
         password = getpass.getpass("Password: ")
     lab = open_lab()
-    with lab.sessions() as s, s.begin():
+    with lab.write() as s:
         user = add_user(s, username, password, role, display_name, actor="cli")
         click.echo(f"Added {user.username} ({user.role}).")
 
@@ -98,7 +98,7 @@ def users_list() -> None:
     from review.users import list_users
 
     lab = open_lab()
-    with lab.sessions() as s:
+    with lab.read() as s:
         rows = list_users(s)
         click.echo(f"{'username':<20} {'role':<9} {'active':<7} name")
         for u in rows:
@@ -110,7 +110,7 @@ def _set_active(username: str, active: bool) -> None:
     from review.users import set_active
 
     lab = open_lab()
-    with lab.sessions() as s, s.begin():
+    with lab.write() as s:
         set_active(s, username, active, actor="cli")
     click.echo(f"{'Activated' if active else 'Deactivated'} {username}.")
 
@@ -140,7 +140,7 @@ def users_reset_password(username: str, password: str | None) -> None:
     if password is None:
         password = getpass.getpass("New password: ")
     lab = open_lab()
-    with lab.sessions() as s, s.begin():
+    with lab.write() as s:
         reset_password(s, username, password, actor="cli")
     click.echo(f"Password reset for {username}.")
 
@@ -152,7 +152,7 @@ def users_unlock(username: str) -> None:
     from review.database import open_lab
     from review.users import unlock
 
-    with open_lab().sessions() as s, s.begin():
+    with open_lab().write() as s:
         unlock(s, username)
     click.echo(f"Failed logins of {username} cleared.")
 
@@ -179,7 +179,7 @@ def studies_create(name: str, guideline: str, raters_per_item: int, gold_rate: f
     from review.labeling.study import StudyConfig, create_study
 
     lab = open_lab()
-    with lab.sessions() as s, s.begin():
+    with lab.write() as s:
         study = create_study(s, StudyConfig(name=name, description=description,
                                             raters_per_item=raters_per_item, gold_rate=gold_rate),
                              guideline, max_items_per_reviewer=max_per_reviewer)
@@ -194,7 +194,7 @@ def studies_list() -> None:
     from review.labeling.study import count_items, list_studies
 
     lab = open_lab()
-    with lab.sessions() as s:
+    with lab.read() as s:
         for study in list_studies(s):
             click.echo(f"{study.id:>4}  {study.name}  ({count_items(s, study)} items, "
                        f"{study.raters_per_item} raters per item)")
@@ -206,7 +206,7 @@ def _study_frame(study_name: str, include_history: bool = False):  # noqa: ANN20
     from review.labeling.study import get_study
 
     lab = open_lab()
-    with lab.sessions() as s:
+    with lab.read() as s:
         study = get_study(s, study_name)
         return ratings_frame(s, study, include_history=include_history), (study.scale_min,
                                                                          study.scale_max)
@@ -307,7 +307,7 @@ def import_cmd(path: str, study_name: str, scale: str) -> None:
     except ValueError as exc:  # the file does not fit the format or the scale
         raise click.ClickException(str(exc)) from exc
     lab = open_lab()
-    with lab.sessions() as s, s.begin():
+    with lab.write() as s:
         study = import_ratings(s, df, study_name, (lo, hi))
         click.echo(f"Imported {len(df)} ratings into study {study.name!r}.")
 
@@ -492,7 +492,7 @@ def simulate(study_name: str, raters: int, seed: int, remove: bool) -> None:
     from review.labeling.study import get_study
 
     lab = open_lab()
-    with lab.sessions() as s, s.begin():
+    with lab.write() as s:
         study = get_study(s, study_name)
         if remove:
             n = remove_simulated(s, study)
@@ -538,14 +538,15 @@ def answer(study_name: str, fmt: str, threshold: float, faithful_min: int, beta:
 @click.argument("dest", type=click.Path(file_okay=False))
 def backup_cmd(dest: str) -> None:
     """Back up a running lab to the empty folder DEST: a consistent snapshot of the SQLite
-    database, then every image file it refers to, each checked against its sha256; exits 1
-    naming the files if any is missing or damaged. To restore, point REVIEW_DATA_DIR at DEST."""
+    database, then every image file it refers to and the lab's own guideline versions
+    (REVIEW_DATA_DIR/guidelines/), each checked against its sha256; exits 1 naming the files if
+    any is missing or damaged. To restore, point REVIEW_DATA_DIR at DEST (or a copy of it)."""
     from review.backup import backup
     from review.config import load_settings
 
-    db_path, images = backup(load_settings(), Path(dest))
-    click.echo(f"Backed up the database to {db_path} and the {images} image files it refers to "
-               "(each checked).")
+    db_path, images, guidelines = backup(load_settings(), Path(dest))
+    click.echo(f"Backed up the database to {db_path}, the {images} image files it refers to and "
+               f"{guidelines} guideline files (each checked).")
 
 
 def main() -> None:

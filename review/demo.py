@@ -90,7 +90,7 @@ def real_blurred_sample() -> Image.Image:
 def seed_demo(lab: Lab, *, password: str = "demo-pass",
               echo: Callable[[str], None] = lambda _m: None) -> str:
     """Create (or complete) the demo users, guideline, images, restorations and study."""
-    with lab.sessions() as s, s.begin():
+    with lab.write() as s:
         sync_all(s, GUIDELINES_DIR, authored_dir(lab.settings.data_dir))
         for username, role, name in DEMO_USERS:
             if s.scalar(select(User).where(User.username == username)) is None:
@@ -111,7 +111,7 @@ def seed_demo(lab: Lab, *, password: str = "demo-pass",
     for src in DEMO_SOURCES:
         echo(f"  {src.name}: {len(src.blurs)} blur levels x {len(DEMO_METHODS)} restorers")
         # One transaction per source keeps each write short (other processes may be writing).
-        with lab.sessions() as s, s.begin():
+        with lab.write() as s:
             from db.models import Study
 
             study = s.get(Study, study_id)
@@ -133,7 +133,7 @@ def seed_demo(lab: Lab, *, password: str = "demo-pass",
                             out.metrics)
                     add_item(s, study, restoration)
 
-    with lab.sessions() as s, s.begin():
+    with lab.write() as s:
         real = real_blurred_sample()
         catalog.add_blurred_photo(s, lab.store, real, title="Clock (real motion blur)", content="object",
                                   origin="skimage clock_motion.png", licence="scikit-image sample data")
@@ -164,7 +164,7 @@ def seed_simulated_demo(lab: Lab, *, echo: Callable[[str], None] = lambda _m: No
 
     echo(f"  simulated panel: {len(SIMULATED_SOURCES)} photos x {len(SIMULATED_LEVELS)} camera-shake "
          f"levels x {len(SIMULATED_METHODS)} restorers, {SIMULATED_RATERS} simulated raters")
-    with lab.sessions() as s, s.begin():
+    with lab.write() as s:
         versions = [s.scalar(select(GuidelineVersion).where(GuidelineVersion.slug == slug,
                                                             GuidelineVersion.version == v))
                     for slug, v in SIMULATED_GUIDELINES]
@@ -195,7 +195,7 @@ def seed_simulated_demo(lab: Lab, *, echo: Callable[[str], None] = lambda _m: No
                         restoration = catalog.add_restoration(s, lab.store, degraded, method, params,
                                                               out.image, out.provenance, out.metrics)
                     add_item(s, study, restoration)
-    with lab.sessions() as s, s.begin():
+    with lab.write() as s:
         study = s.get(Study, study_id)
         if s.scalar(select(User.id).join(StudyReviewer, StudyReviewer.reviewer_id == User.id).where(
                 StudyReviewer.study_id == study_id, User.simulated.is_(True)).limit(1)) is not None:

@@ -128,7 +128,7 @@ class GenerationPlan:
 
 def create_job(lab: Lab, study_name: str, plan: GenerationPlan) -> int:
     """Validate the plan, store it on a new queued job of the named study, and return the job id."""
-    with lab.sessions() as s, s.begin():
+    with lab.write() as s:
         study_id = s.scalar(select(Study.id).where(Study.name == study_name))
         if study_id is None:
             raise JobError(f"No study named {study_name!r}.")
@@ -161,7 +161,7 @@ def _add_items(session: Session, job_id: int, units: list[Unit]) -> None:
 
 
 def cancel(lab: Lab, job_id: int) -> None:
-    with lab.sessions() as s, s.begin():
+    with lab.write() as s:
         job = s.get(GenerationJob, job_id)
         if job is None:
             raise JobError(f"No job {job_id}.")
@@ -172,7 +172,7 @@ def cancel(lab: Lab, job_id: int) -> None:
 
 def requeue(lab: Lab, job_id: int) -> None:
     """Put a failed or cancelled job back in the queue, to be resumed by a new worker."""
-    with lab.sessions() as s, s.begin():
+    with lab.write() as s:
         job = s.get(GenerationJob, job_id)
         if job is None:
             raise JobError(f"No job {job_id}.")
@@ -180,7 +180,7 @@ def requeue(lab: Lab, job_id: int) -> None:
 
 
 def job_errors(lab: Lab, job_id: int) -> list[JobItemError]:
-    with lab.sessions() as s:
+    with lab.read() as s:
         return list(s.scalars(select(JobItemError).where(JobItemError.job_id == job_id)
                               .order_by(JobItemError.id)))
 
@@ -233,7 +233,7 @@ def _join(lab: Lab, job_id: int, me: str, lease: timedelta) -> tuple[GenerationP
     (None when every item is finished). Refused with `JobBusy` when every unfinished item is
     leased by a live worker, saying when it can be taken over."""
     now = utcnow()
-    with lab.sessions() as s, s.begin():
+    with lab.write() as s:
         job = s.scalar(select(GenerationJob).where(GenerationJob.id == job_id).with_for_update())
         if job is None:
             raise JobError(f"No job {job_id}.")
@@ -290,7 +290,7 @@ def _claim_next(lab: Lab, job_id: int, me: str, lease: timedelta) -> tuple[int |
     soonest lease of another worker may run out, or its item be finished), or None when every
     item is finished. A worker waits rather than leaves, so that a killed worker's item is
     always picked up."""
-    with lab.sessions() as s, s.begin():
+    with lab.write() as s:
         now = utcnow()
         item = _claim_item(s, job_id, me, lease, now)
         if item is not None:
@@ -325,7 +325,7 @@ def _renewing(lab: Lab, job_id: int, me: str, lease: timedelta) -> Iterator[None
     def renew() -> None:
         while not stop.wait(lease.total_seconds() / 4):
             try:
-                with lab.sessions() as s, s.begin():
+                with lab.write() as s:
                     now = utcnow()
                     s.execute(update(WorkItem)
                               .where(WorkItem.job_id == job_id, WorkItem.lease_owner == me,
@@ -384,7 +384,7 @@ def run_job(lab: Lab, job_id: int, progress: Callable[[int, int], None] | None =
                         break
                     time.sleep(wait)
                     continue
-            with lab.sessions() as s:
+            with lab.read() as s:
                 group = groups[s.get(WorkItem, item_id).position]
             error = None
             try:
@@ -410,7 +410,7 @@ def _finish_item(lab: Lab, job_id: int, item_id: int, me: str, group: list[Unit]
     """Mark the item done (or failed, with an error per unit) if this worker still holds it; a
     worker whose lease ran out meanwhile changes nothing (the new holder finishes the item).
     Returns the job's progress."""
-    with lab.sessions() as s, s.begin():
+    with lab.write() as s:
         owned = s.execute(
             update(WorkItem)
             .where(WorkItem.id == item_id, WorkItem.state == "claimed",
@@ -427,7 +427,7 @@ def _finish_item(lab: Lab, job_id: int, item_id: int, me: str, group: list[Unit]
 def _finish_job(lab: Lab, job_id: int, cancelled: bool) -> str:
     """Record the outcome once no item is left (or on cancel): the first worker to get here sets
     it, the others return it."""
-    with lab.sessions() as s, s.begin():
+    with lab.write() as s:
         job = s.scalar(select(GenerationJob).where(GenerationJob.id == job_id).with_for_update())
         if job.status != "running":
             return job.status
@@ -443,7 +443,7 @@ def _finish_job(lab: Lab, job_id: int, cancelled: bool) -> str:
 
 
 def _cancel_requested(lab: Lab, job_id: int) -> bool:
-    with lab.sessions() as s:
+    with lab.read() as s:
         return bool(s.scalar(select(GenerationJob.cancel_requested)
                              .where(GenerationJob.id == job_id)))
 
@@ -463,7 +463,7 @@ def _run_group(lab: Lab, study_id: int, plan: GenerationPlan, group: list[Unit])
     from review.media.restore.runner import run_grid, run_restorer
 
     first = group[0]
-    with lab.sessions() as s, s.begin():
+    with lab.write() as s:
         source = s.get(SourceImage, first.source_id)
         degraded = catalog.add_degraded(s, lab.store, source, first.blur)
         pending = [u for u in group
@@ -480,12 +480,12 @@ def _run_group(lab: Lab, study_id: int, plan: GenerationPlan, group: list[Unit])
             results = [run_restorer(u.method, blurred, kernel=kernel, reference=reference,
                                     params=u.params, model=plan.model, settings=lab.settings)
                        for u in pending]
-        with lab.sessions() as s, s.begin():
+        with lab.write() as s:
             degraded = s.get(catalog.DegradedImage, degraded_id)
             for unit, out in zip(pending, results, strict=True):
                 catalog.add_restoration(s, lab.store, degraded, unit.method, unit.params,
                                         out.image, out.provenance, out.metrics)
-    with lab.sessions() as s, s.begin():
+    with lab.write() as s:
         study = s.get(Study, study_id)
         for unit in group:
             restoration = catalog.find_restoration(s, degraded_id, unit.method, unit.params)
@@ -519,13 +519,13 @@ def run_workers(lab: Lab, job_id: int, count: int, lease: timedelta = LEASE,
         if worker.returncode == BUSY_EXIT:
             said = "found nothing left to claim."
         echo(f"worker {number}: {said}" if said else f"worker {number}: exit status {worker.returncode}")
-    with lab.sessions() as s:
+    with lab.read() as s:
         return s.get(GenerationJob, job_id).status
 
 
 def unfinished_job(lab: Lab, study_name: str) -> int | None:
     """The study's most recent job that did not finish (to resume), if any."""
-    with lab.sessions() as s:
+    with lab.read() as s:
         return s.scalar(
             select(GenerationJob.id).join(Study, Study.id == GenerationJob.study_id)
             .where(Study.name == study_name, GenerationJob.status.in_(("queued", "running",
@@ -534,7 +534,7 @@ def unfinished_job(lab: Lab, study_name: str) -> int | None:
 
 
 def jobs_of(lab: Lab, study_id: int | None = None) -> list[GenerationJob]:
-    with lab.sessions() as s:
+    with lab.read() as s:
         q = select(GenerationJob).order_by(GenerationJob.id.desc())
         if study_id is not None:
             q = q.where(GenerationJob.study_id == study_id)
@@ -542,7 +542,7 @@ def jobs_of(lab: Lab, study_id: int | None = None) -> list[GenerationJob]:
 
 
 def count_running(lab: Lab) -> int:
-    with lab.sessions() as s:
+    with lab.read() as s:
         return s.scalar(select(func.count()).select_from(GenerationJob)
                         .where(GenerationJob.status == "running")) or 0
 

@@ -102,7 +102,7 @@ def build_study(lab: Lab, n_items: int = 6, *, name: str = "Portraits", raters_p
     """A study of `n_items` real stored images (source -> blurred -> restoration) under the
     shipped fidelity v3 guideline (or `guideline`); returns the study id. Gold items are
     hidden-reference controls expecting 4-5. `pictures` (cycled) replace the generated ones."""
-    with lab.sessions() as s, s.begin():
+    with lab.write() as s:
         if guideline is None:
             versions = sync_all(s)
             guideline = next(v for v in versions if (v.slug, v.version) == ("fidelity", 3))

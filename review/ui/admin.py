@@ -34,7 +34,7 @@ def users_page() -> None:
             run_action(lab, lambda s: add_user(s, username, password, role, display, actor_id=me.id),
                  f"User {username.strip().lower()!r} added as {role}.")
 
-    with lab.sessions() as s:
+    with lab.read() as s:
         users = list_users(s)
     st.subheader("Accounts")
     st.dataframe(
@@ -103,7 +103,7 @@ def study_page() -> None:
     lab = get_lab()
     st.title("Studies")
     st.caption(sd15_status(lab.settings))
-    with lab.sessions() as s:
+    with lab.read() as s:
         studies = study_progress(s)
         per_reviewer = {p.id: reviewer_progress(s, p.id) for p in studies}
         gold = {p.id: gold_accuracy(s, p.id, "reviewer").set_index("reviewer") for p in studies}
@@ -139,7 +139,7 @@ def guidelines_page() -> None:
     """Every guideline version loaded, newest first, as reviewers see it."""
     require_role("admin", "qa")
     st.title("Guidelines")
-    with get_lab().sessions() as s:
+    with get_lab().read() as s:
         views = sorted(guideline_versions(s), key=lambda v: (v.slug, -v.version))
     if not views:
         st.info("No guideline loaded yet: `python -m review init` loads guidelines/<slug>/v<N>/.")

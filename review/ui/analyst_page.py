@@ -62,7 +62,7 @@ def _db_key(lab: Lab) -> str:
 @st.cache_data(show_spinner="Loading ratings…", max_entries=8)
 def _frame(db: str, study_id: int, fingerprint: tuple[int, ...], history: bool,
            _lab: Lab) -> pd.DataFrame:
-    with _lab.sessions() as s:
+    with _lab.read() as s:
         return ratings_frame(s, study_by_id(s, study_id), include_history=history)
 
 
@@ -74,7 +74,7 @@ def _report(db: str, study_id: int, fingerprint: tuple[int, ...], filters: Filte
 
 
 def _studies(lab: Lab) -> list[tuple[int, str, int, int]]:
-    with lab.sessions() as s:
+    with lab.read() as s:
         return [(st_.id, st_.name, st_.scale_min, st_.scale_max) for st_ in list_studies(s)]
 
 
@@ -271,7 +271,7 @@ def render(lab: Lab, user: SessionUser) -> None:
                             key=f"{KEY}study")
     name, scale = by_id[study_id]
     db = _db_key(lab)
-    with lab.sessions() as s:
+    with lab.read() as s:
         fingerprint = ratings_fingerprint(s, study_id)
     full = _frame(db, study_id, fingerprint, False, lab)
     if full.empty:

@@ -24,7 +24,7 @@ def render(lab: Lab, user: SessionUser) -> None:
         st.error("The audit log is only available to admins.")
         st.stop()
     st.title("Audit log")
-    with lab.sessions() as s:
+    with lab.read() as s:
         actors = actor_names(s)
     c1, c2, c3, c4 = st.columns([1, 2, 1, 1])
     actor = c1.selectbox("Who", [EVERYONE, *actors], key=f"{KEY}actor")
@@ -32,7 +32,7 @@ def render(lab: Lab, user: SessionUser) -> None:
     since: date | None = c3.date_input("From (UTC day)", value=None, key=f"{KEY}since")
     until: date | None = c4.date_input("To (UTC day)", value=None, key=f"{KEY}until")
     try:
-        with lab.sessions() as s:  # a read: no write transaction, so no run_action
+        with lab.read() as s:  # a read: no write transaction, so no run_action
             rows = audit_entries(s, actor=None if actor == EVERYONE else actor, actions=tuple(actions),
                                  since=since, until=until)
     except AuditError as exc:

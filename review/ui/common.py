@@ -130,7 +130,7 @@ def logout(lab: Lab | None = None) -> None:
     """End the account's sessions in every browser (with `lab`) and forget this one's state."""
     user = current_user()
     if lab is not None and user is not None:
-        with lab.sessions() as s, s.begin():
+        with lab.write() as s:
             revoke_all(s, user.id)
     for key in list(st.session_state.keys()):
         del st.session_state[key]
@@ -157,7 +157,7 @@ def login_page() -> None:
         except LoginRefused as exc:
             st.error(str(exc))
             return
-        with lab.sessions() as s, s.begin():
+        with lab.write() as s:
             session_id, st.session_state["handoff"] = start_session(s, user.id)
         sign_in(SessionUser(user.id, user.username, user.role, user.display_name or user.username,
                             session_id))

@@ -25,7 +25,7 @@ def _item(lab: Lab, user: SessionUser, d: Disagreement, scale: tuple[int, int]) 
     with st.container(border=True):
         st.markdown(f"**Item {d.item_id}** · spread {d.spread} · SD {d.sd:.2f} · mean {d.mean:.2f} · "
                     f"{len(d.scores)} ratings")
-        with lab.sessions() as s:
+        with lab.read() as s:
             view = item_view(s, d.item_id)
         left, right, table = st.columns([1, 1, 2])
         if view.reference is not None:
@@ -58,7 +58,7 @@ def render(lab: Lab, user: SessionUser) -> None:
         st.stop()
     st.title("Disagreements")
     show_flashes()
-    with lab.sessions() as s:
+    with lab.read() as s:
         studies = {study.id: study.name for study in list_studies(s)}
     if not studies:
         st.info("No studies yet.")
@@ -67,7 +67,7 @@ def render(lab: Lab, user: SessionUser) -> None:
     study_id = c1.selectbox("Study", list(studies), format_func=studies.get, key=f"{KEY}study")
     min_spread = c2.number_input("Least spread (max - min score)", 1, 9, 1, key=f"{KEY}spread")
     limit = c3.number_input("Items shown", 1, 200, 20, key=f"{KEY}limit")
-    with lab.sessions() as s:
+    with lab.read() as s:
         study = study_by_id(s, study_id)
         scale = (study.scale_min, study.scale_max)
         found = disagreements(s, study_id, min_spread=int(min_spread), limit=int(limit),

@@ -15,18 +15,10 @@ from review.labeling.study import list_studies
 from review.labeling.views import study_outputs
 from review.media import catalog
 from review.media.decode import decode_image
-from review.media.degrade import KINDS
-from review.media.restore import CONTROLS, RESTORERS, list_models
-from review.media.restore.runner import sd15_unavailable
+from review.media.restore import list_models
 from review.ui.common import SessionUser, run_action
 from review.ui.display import show_images
-
-BLUR_HELP = {
-    "motion_line": "line length in px",
-    "camera_shake": "trajectory extent in px",
-    "defocus": "disk radius in px",
-    "gaussian": "sigma in px",
-}
+from review.ui.plan_form import plan_fields
 
 
 def render(lab: Lab, user: SessionUser) -> None:
@@ -34,7 +26,7 @@ def render(lab: Lab, user: SessionUser) -> None:
         st.error("Generation is only available to admins.")
         st.stop()
     st.title("Generate restorations")
-    with lab.sessions() as s:
+    with lab.read() as s:
         studies = list_studies(s)
     if not studies:
         st.info("No study yet. Run `python -m review demo` or create one first.")
@@ -68,78 +60,21 @@ def _weights_status(lab: Lab) -> None:
                    + (f" ({len(names)} models: {', '.join(names)})" if len(names) > 1 else ""))
 
 
-def _numbers(text: str, what: str, cast: type, errors: list[str]) -> list:
-    """Comma-separated numbers from a form field; each part that is not one adds a plain error."""
-    out = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        try:
-            out.append(cast(part))
-        except ValueError:
-            kind = "whole number" if cast is int else "number"
-            errors.append(f"{what}: {part!r} is not a {kind}; write numbers separated by commas, "
-                          f"e.g. {'0, 1' if cast is int else '4, 8'}.")
-    return out
-
-
 def _plan_form(lab: Lab, study: Any) -> None:
-    with lab.sessions() as s:
+    with lab.read() as s:
         sources = catalog.reference_sources(s)
     if not sources:
         st.info("Add sharp photos first (tab 'Add photos').")
         return
-    labels = {src.id: f"#{src.id} {src.title or src.sha256[:8]} ({src.content}, "
-                      f"{src.width}x{src.height})" for src in sources}
-    named = list(list_models(lab.settings.sd15_path))
-    no_weights = sd15_unavailable(lab.settings)
-    tiny_label = "tiny (smoke test, not a restoration)"
-    sd15_off = "none (SD1.5 cannot run here: see the note above)"
-    offered = [r for r in RESTORERS if r != "sd15_txt2img"]
-
-    def restorer_label(method: str) -> str:
-        return f"{method} (needs SD1.5 weights or the tiny smoke test)" if (
-            no_weights and method.startswith("sd15")) else method
-
     with st.form("plan"):
-        chosen = st.multiselect("Source photos", list(labels), format_func=labels.get,
-                                default=[sources[0].id])
-        st.markdown("**Blur** (comma-separated levels in pixels, for each kind you want)")
-        level_text: dict[str, str] = {}
-        cols = st.columns(4)
-        for col, kind in zip(cols, [k for k in KINDS if k != "real"], strict=True):
-            level_text[kind] = col.text_input(f"{kind} ({BLUR_HELP[kind]})", key=f"lv_{kind}",
-                                              value="4, 8" if kind == "defocus" else "")
-        methods = st.multiselect("Restorers", offered, format_func=restorer_label,
-                                 default=[*(["sd15_img2img"] if not no_weights else []), "wiener", *CONTROLS])
-        if no_weights:
-            st.caption(f"SD1.5 img2img is not offered by default: {no_weights}")
-        strengths = st.text_input("SD1.5 strengths (comma separated)", "0.3, 0.5, 0.7")
-        steps = st.number_input("SD1.5 steps", 1, 150, 20)
-        seeds = st.text_input("Seeds (comma separated)", "0, 1")
-        model = st.radio("SD1.5 model", [*(named if len(named) > 1 else
-                                           [sd15_off if no_weights else
-                                            "configured weights (REVIEW_SD15_PATH)"]), tiny_label],
-                         index=0)
+        fields = plan_fields(lab.settings, sources)
         submitted = st.form_submit_button("Start generation", type="primary")
     if not submitted:
         return
-    errors: list[str] = []
-    blurs = [{"kind": kind, "level": level, "angle": 30.0 if kind == "motion_line" else 0.0,
-              "seed": 1 if kind == "camera_shake" else 0}
-             for kind, text in level_text.items() for level in _numbers(text, kind, float, errors)]
-    strength_list = _numbers(strengths, "SD1.5 strengths", float, errors)
-    seed_list = _numbers(seeds, "Seeds", int, errors)
-    plan_model = "tiny" if model == tiny_label else (model if model in named else None)
-    if any(m.startswith("sd15") for m in methods) and (why := sd15_unavailable(lab.settings, plan_model)):
-        errors.append(f"sd15_img2img cannot run: {why}")
-    if errors:  # refuse the whole plan before anything is stored or started
+    plan, errors = fields.plan(lab.settings)
+    if plan is None:  # refuse the whole plan before anything is stored or started
         st.error("The plan cannot run; nothing was started.\n\n" + "\n\n".join(f"- {e}" for e in errors))
         return
-    restorers = [{"method": m, "params": {"strength": strength_list, "steps": int(steps)}
-                  if m == "sd15_img2img" else {}} for m in methods]
-    plan = jobs.GenerationPlan(source_ids=chosen, blurs=blurs, restorers=restorers, seeds=seed_list or [0],
-                               model=plan_model)
     job_id = run_action(lab, lambda s: jobs.add_job(s, study.id, plan), about="The plan cannot run").value
     if job_id is None:
         return
@@ -178,7 +113,7 @@ def _jobs_panel(lab: Lab, study: Any) -> None:
 
 
 def _browse(lab: Lab, study: Any) -> None:
-    with lab.sessions() as s:
+    with lab.read() as s:
         outputs = study_outputs(s, study.id)
     if not outputs:
         st.caption("No outputs yet.")

@@ -53,7 +53,7 @@ def _label(gv: GuidelineView) -> str:
 
 
 def _load(lab: Lab) -> tuple[list[dict], dict[int, GuidelineView]]:
-    with lab.sessions() as s:
+    with lab.read() as s:
         return (version_table(s, authored_dir(lab.settings.data_dir)),
                 {gv.id: gv for gv in guideline_versions(s)})
 
@@ -83,7 +83,7 @@ def _write_and_sync(lab: Lab, base: GuidelineView, body: str, note: str, title: 
     def write_and_load(s: Any) -> tuple[Path, GuidelineView]:
         path = new_version_from(base, body_md=body, change_note=note, title=title, root=root,
                                 shipped=shipped)
-        return path, GuidelineView.of(sync_version(s, parse_guideline(path)))
+        return path, GuidelineView.of(sync_version(s, parse_guideline(path), root))
 
     def written(done: tuple[Path, GuidelineView]) -> str:
         for key in _FOLLOW_NEWEST:  # the rerun shows the new version in the list, preview and diff
@@ -151,7 +151,7 @@ def _compare(rows: dict[int, GuidelineView]) -> None:
 
 
 def _assign(lab: Lab, rows: dict[int, GuidelineView], actor_id: int) -> None:
-    with lab.sessions() as s:
+    with lab.read() as s:
         studies = {st_.id: st_ for st_ in list_studies(s)}
         joined = joined_counts(s)
     if not studies:

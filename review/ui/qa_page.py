@@ -38,7 +38,7 @@ def _show(store: ImageStore, image: ImageRef) -> None:
 
 
 def _admin_panel(lab: Lab, study_id: int, actor_id: int) -> None:
-    with lab.sessions() as s:
+    with lab.read() as s:
         study = study_by_id(s, study_id)
         settings = StudySettings.of(study)
         rate, show = settings.qa_rate, settings.show_qa_feedback
@@ -144,7 +144,7 @@ def _task_view(lab: Lab, user: SessionUser, study_id: int, task: qa.QATask, labe
 
 
 def _queue(lab: Lab, user: SessionUser, study_id: int) -> None:
-    with lab.sessions() as s:
+    with lab.read() as s:
         study = study_by_id(s, study_id)
         progress = qa.qa_progress(s, study, user.id)
         task = qa.next_qa_task(s, study, user.id)
@@ -169,7 +169,7 @@ def render(lab: Lab, user: SessionUser) -> None:
         st.stop()
     st.title("QA review")
     show_flashes()
-    with lab.sessions() as s:
+    with lab.read() as s:
         studies = [(study.id, study.name) for study in list_studies(s)]
     if not studies:
         st.info("No studies yet.")
