@@ -8,6 +8,13 @@ file the snapshot refers to is always there to copy; one that is not (deleted or
 store) fails the backup loudly instead of leaving a copy that looks complete. Files written after
 the snapshot, and the display-JPEG cache, are left out.
 
+The lab's own guideline versions (REVIEW_DATA_DIR/guidelines/, see
+review.labeling.guidelines.files.authored_dir) are files too: the whole folder is copied to
+`dest/guidelines/` with a sha256 of each file in `dest/guidelines.sha256` (`sha256sum -c` reads
+it), and the check fails if a copy differs or a version the snapshot names has no folder.
+Restoring is pointing REVIEW_DATA_DIR at the backup (or a copy of it anywhere): versions are
+stored relative to the data folder, so their example images are found there.
+
 PostgreSQL labs are backed up with the server's own tools (`pg_dump`), plus this image copy.
 """
 
@@ -23,10 +30,13 @@ from pathlib import Path
 from db.models import Base
 from review.config import Settings
 from review.errors import ReviewError
+from review.labeling.guidelines.files import AUTHORED_SUBDIR, authored_dir, authored_relpath
 from review.media.store import DISPLAY_DIR, ImageStore
 
 DATABASE_NAME = "review.db"
 INCOMPLETE_NAME = "INCOMPLETE.txt"
+#: sha256 of every file copied to dest/guidelines/, in `sha256sum` format (paths relative to dest).
+GUIDELINES_MANIFEST = "guidelines.sha256"
 _SHOWN = 20  # problem files named in the error message; INCOMPLETE.txt lists all of them
 
 
@@ -34,16 +44,19 @@ class BackupError(ReviewError):
     """The backup cannot be made as asked, or is incomplete; the message says what to do."""
 
 
-def backup(settings: Settings, dest: Path) -> tuple[Path, int]:
-    """Write `dest/review.db` and the store files it refers to under `dest/images/`, checked;
-    returns (database path, image files copied)."""
+def backup(settings: Settings, dest: Path) -> tuple[Path, int, int]:
+    """Write `dest/review.db`, the store files it refers to under `dest/images/` and the lab's
+    guideline folder under `dest/guidelines/`, checked; returns (database path, image files
+    copied, guideline files copied)."""
     if dest.exists() and any(dest.iterdir()):
         raise BackupError(f"{dest} is not empty; choose a new folder so nothing is overwritten.")
     if not settings.is_sqlite:
         dest.mkdir(parents=True, exist_ok=True)
         images = _copy_all_images(settings.images_dir, dest / "images")
+        guidelines = copy_guidelines(settings.data_dir, dest)
         raise BackupError(
-            f"Images copied to {dest / 'images'} ({images} files). The database is PostgreSQL: "
+            f"Images copied to {dest / 'images'} ({images} files) and guidelines to "
+            f"{dest / AUTHORED_SUBDIR} ({guidelines} files). The database is PostgreSQL: "
             "back it up with `pg_dump` (e.g. pg_dump -Fc DBNAME > lab.dump), taken before this "
             "image copy so that the copy holds every file the dump refers to.")
     source = settings.database_url.database
@@ -66,8 +79,24 @@ def backup(settings: Settings, dest: Path) -> tuple[Path, int]:
             shutil.copy2(source_store.path(relpath), copy)
         except (FileNotFoundError, ValueError):
             pass  # reported by the check below, with every other problem
-    verify_backup(dest)
-    return target, len(relpaths)
+    guidelines = copy_guidelines(settings.data_dir, dest)
+    verify_backup(dest, authored_dir(settings.data_dir))
+    return target, len(relpaths), guidelines
+
+
+def copy_guidelines(data_dir: Path, dest: Path) -> int:
+    """Copy the lab's own guideline versions (`data_dir/guidelines/`) to `dest/guidelines/` and
+    write the sha256 of each copied file's source to `dest/guidelines.sha256`, so the check
+    compares every copy with what was read; returns the files copied."""
+    source, lines = authored_dir(data_dir), []
+    if source.is_dir():
+        for path in sorted(p for p in source.rglob("*") if p.is_file()):
+            rel = (Path(AUTHORED_SUBDIR) / path.relative_to(source)).as_posix()
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            lines.append(f"{_sha256(path)}  {rel}\n")
+            shutil.copy2(path, dest / rel)
+    (dest / GUIDELINES_MANIFEST).write_text("".join(lines), encoding="utf-8")
+    return len(lines)
 
 
 def referenced_files(database: Path) -> list[str]:
@@ -85,23 +114,54 @@ def referenced_files(database: Path) -> list[str]:
     return sorted(paths)
 
 
-def verify_backup(dest: Path) -> int:
+def verify_backup(dest: Path, authored: Path | None = None) -> int:
     """Check that every file `dest/review.db` refers to is in `dest/images/` with the content its
-    name addresses; returns how many were checked. An incomplete backup raises `BackupError`
-    naming the files, and `dest/INCOMPLETE.txt` lists them all."""
+    name addresses, that every guideline file is in `dest/guidelines/` with the sha256 listed in
+    `dest/guidelines.sha256`, and that each of the lab's own guideline versions the database names
+    has its folder there (`authored`: the lab's guidelines folder, to recognise rows stored with
+    an absolute path); returns how many files were checked. An incomplete backup raises
+    `BackupError` naming the files, and `dest/INCOMPLETE.txt` lists them all."""
     relpaths = referenced_files(dest / DATABASE_NAME)
     problems = list(_problems(ImageStore(dest / "images"), relpaths))
+    manifest = _manifest(dest)
+    problems += _guideline_problems(dest, manifest, authored)
     if problems:
         (dest / INCOMPLETE_NAME).write_text(
             "This backup is incomplete: its database refers to these store files, which are "
             "missing or damaged.\n" + "".join(f"{p}\n" for p in problems))
         shown = "; ".join(problems[:_SHOWN]) + ("; ..." if len(problems) > _SHOWN else "")
         raise BackupError(
-            f"The backup in {dest} is incomplete: {len(problems)} of {len(relpaths)} image files "
-            f"its database refers to are missing or damaged in the lab's image store: {shown} "
-            f"(all listed in {dest / INCOMPLETE_NAME}). Do not restore from it; repair or "
-            "regenerate those images, then back up again.")
-    return len(relpaths)
+            f"The backup in {dest} is incomplete: {len(problems)} of {len(relpaths) + len(manifest)} "
+            f"image and guideline files its database refers to are missing or damaged in the lab's "
+            f"data folder: {shown} (all listed in {dest / INCOMPLETE_NAME}). Do not restore from it; "
+            "repair or regenerate those files, then back up again.")
+    return len(relpaths) + len(manifest)
+
+
+def _manifest(dest: Path) -> dict[str, str]:
+    """dest/guidelines.sha256 as {path relative to dest: sha256}; empty if there is none."""
+    path = dest / GUIDELINES_MANIFEST
+    if not path.exists():
+        return {}
+    return {rel: sha for sha, rel in (line.split("  ", 1) for line in path.read_text("utf-8").splitlines()
+                                       if line.strip())}
+
+
+def _guideline_problems(dest: Path, manifest: dict[str, str], authored: Path | None) -> Iterable[str]:
+    for rel, sha in manifest.items():
+        try:
+            digest = _sha256(dest / rel)
+        except FileNotFoundError:
+            yield f"{rel} (missing)"
+            continue
+        if digest != sha:
+            yield f"{rel} (damaged: its content has sha256 {digest[:12]}..., not {sha[:12]}...)"
+    with closing(sqlite3.connect(f"file:{dest / DATABASE_NAME}?mode=ro", uri=True)) as conn:
+        rows = conn.execute("SELECT slug, version, assets_dir FROM guideline_versions").fetchall()
+    for slug, version, assets_dir in rows:
+        folder = authored_relpath(assets_dir, authored)
+        if folder is not None and f"{AUTHORED_SUBDIR}/{folder}/guideline.md" not in manifest:
+            yield f"{AUTHORED_SUBDIR}/{folder}/ (missing: the folder of guideline {slug} v{version})"
 
 
 def _problems(store: ImageStore, relpaths: Iterable[str]) -> Iterable[str]:

@@ -98,3 +98,16 @@ def test_accepting_a_proposal_queues_a_job_over_the_study_sources(demo: Lab):
     with demo.sessions() as s, s.begin(), pytest.raises(JobError, match="no sd15_img2img items"):
         accept_proposal(s, job.study_id, restorer="sd15_img2img", setting="", blur_kind="camera_shake",
                         level=5.0, strength=0.3)
+
+
+def test_metrics_section_shows_correlations_and_image_pairs(demo: Lab):
+    at = page_app("answer_page", page_user("admin")).run()
+    assert "Objective metrics against people" in texts(at) and len(at.dataframe) == 1  # proposals only
+    at.toggle(key="answer_metrics").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    corr = at.dataframe[1].value
+    assert len(corr) == 6 and set(corr["metric"]) == {"psnr", "ssim", "blur_effect"}
+    pairs = [c.value for c in at.caption if c.value.startswith("Item ")]
+    assert len(pairs) == 6
+    shown = texts(at)
+    assert shown.count("Reference (sharp source)") == 6

@@ -125,7 +125,7 @@ def test_navigation_per_role(lab):
     admin = login(app().run(), "admin")
     assert registered_pages(admin) == {"study.py", "study_setup.py", "generate.py", "guideline_admin.py",
                                        "qa.py", "disagreements.py", "analysis.py", "users.py", "audit.py",
-                                       "rate.py", "answer.py"}
+                                       "rate.py", "answer.py", "try_photo.py"}
     assert "SD1.5 weights: not configured (set REVIEW_SD15_PATH)" in texts(admin)
     admin.switch_page("review/ui/pages/users.py").run()
     assert admin.title[0].value == "Users"
@@ -137,8 +137,9 @@ def test_every_page_of_each_role_renders(lab):
     with lab.sessions() as s, s.begin():
         add_user(s, "quinn", PASSWORD, "qa", "Quinn QA")
     expected = {"admin": {"Studies", "Study setup", "Generate restorations", "Guidelines", "QA review",
-                          "Disagreements", "Analysis", "Users", "Audit log", "How far can it go?"},
-                "qa": {"QA review", "Disagreements", "Guidelines", "How far can it go?"}}
+                          "Disagreements", "Analysis", "Users", "Audit log", "How far can it go?",
+                          "Try your photo"},
+                "qa": {"QA review", "Disagreements", "Guidelines", "How far can it go?", "Try your photo"}}
     for username, titles in (("admin", expected["admin"]), ("quinn", expected["qa"])):
         at = login(app().run(), username)
         seen = set()
@@ -150,7 +151,7 @@ def test_every_page_of_each_role_renders(lab):
                 seen.add(at.title[0].value)
         assert titles <= seen, (username, seen)
     assert registered_pages(login(app().run(), "quinn")) == {"qa.py", "disagreements.py", "answer.py",
-                                                             "guidelines.py"}
+                                                             "try_photo.py", "guidelines.py"}
 
 
 def test_pages_recheck_the_role(lab):
@@ -160,7 +161,7 @@ def test_pages_recheck_the_role(lab):
     user = at.session_state["user"]
     for page in ("users.py", "study.py", "guidelines.py", "qa.py", "analysis.py", "generate.py",
                  "guideline_admin.py", "study_setup.py", "disagreements.py", "audit.py",
-                 "answer.py"):
+                 "answer.py", "try_photo.py"):
         direct = AppTest.from_file(str(ROOT / "review/ui/pages" / page), default_timeout=TIMEOUT)
         direct.session_state["user"] = user
         direct.run()

@@ -376,6 +376,31 @@ def test_guideline_images_of_a_database_row_with_a_traversal_link_are_refused(la
         s.rollback()
 
 
+def test_the_labs_own_versions_are_stored_relative_to_its_data_folder(lab, tmp_path):
+    """One rule for where a version's files are: shipped ones relative to the app's guidelines/,
+    the lab's own relative to its data folder (so a moved folder keeps its pictures); rows stored
+    before with an absolute path are found in the current data folder and rewritten on load."""
+    mine = authored_dir(lab.settings.data_dir)
+    with lab.sessions() as s, s.begin():
+        v3 = next(v for v in sync_all(s) if (v.slug, v.version) == ("fidelity", 3))
+        assert v3.assets_dir == "fidelity/v3"
+    new_version_from(v3, body_md="![f](examples/score1_face.jpg)", change_note="n", root=mine)
+    picture = (mine / "fidelity" / "v4" / "examples" / "score1_face.jpg").resolve()
+    with lab.sessions() as s, s.begin():
+        v4 = next(v for v in sync_all(s, GUIDELINES_DIR, mine) if v.version == 4)
+        assert v4.assets_dir == "data:fidelity/v4"
+        assert guideline_images(v4, authored=mine) == [picture]
+        with pytest.raises(GuidelineError, match="no folder on disk"):
+            guideline_images(v4)  # without the data folder there is no telling where it is
+        v4.assets_dir = "/a/moved/lab/guidelines/fidelity/v4"  # as written before this rule
+        assert guideline_images(v4, authored=mine) == [picture]
+        assert {r["version"]: r["kept_in"] for r in version_table(s, mine)}[4] == "this lab (data folder)"
+    with lab.sessions() as s, s.begin():
+        sync_all(s, GUIDELINES_DIR, mine)
+        assert s.scalar(select(GuidelineVersion.assets_dir).where(GuidelineVersion.version == 4)) \
+            == "data:fidelity/v4"
+
+
 def test_shipped_v3_examples_resolve(lab):
     with lab.sessions() as s, s.begin():
         v3 = next(v for v in sync_all(s) if (v.slug, v.version) == ("fidelity", 3))

@@ -19,10 +19,13 @@ import streamlit as st
 from review.analysis.answer import Answer, sentences, study_answer
 from review.analysis.boundary import Curve, Options, classify
 from review.analysis.export import answer_csv, answer_json, ratings_fingerprint, ratings_frame
+from review.analysis.metrics_vs_people import MetricsVsPeople, metrics_vs_people
 from review.database import Lab
 from review.jobs import accept_proposal
 from review.labeling.study import list_studies, study_by_id
+from review.labeling.views import ImageRef
 from review.ui.common import SessionUser, run_action, show_flashes
+from review.ui.display import show_images
 
 KEY = "answer_"
 ROLES = ("admin", "qa")
@@ -31,7 +34,7 @@ CHART_HEIGHT = 380
 
 @st.cache_data(show_spinner="Loading ratings…", max_entries=8)
 def _frame(db: str, study_id: int, fingerprint: tuple[int, ...], _lab: Lab) -> pd.DataFrame:
-    with _lab.sessions() as s:
+    with _lab.read() as s:
         return ratings_frame(s, study_by_id(s, study_id))
 
 
@@ -40,6 +43,39 @@ def _answer(db: str, study_id: int, name: str, fingerprint: tuple[int, ...], opt
             include_simulated: bool, _lab: Lab) -> Answer:
     df = _frame(db, study_id, fingerprint, _lab)
     return study_answer(df, name, options, include_simulated=include_simulated)
+
+
+@st.cache_data(show_spinner="Measuring PSNR, SSIM and blur_effect…", max_entries=8)
+def _metrics(db: str, study_id: int, fingerprint: tuple[int, ...], _lab: Lab) -> MetricsVsPeople:
+    df = _frame(db, study_id, fingerprint, _lab)
+    with _lab.read() as s:
+        return metrics_vs_people(s, study_by_id(s, study_id), df, _lab.store.open_image)
+
+
+def _metrics_section(lab: Lab, db: str, study_id: int, fingerprint: tuple[int, ...]) -> None:
+    st.subheader("Objective metrics against people")
+    if not st.toggle("Compare PSNR, SSIM and blur_effect with the ratings", key=f"{KEY}metrics",
+                     help="Reads every rated restoration and its sharp source once per change of "
+                          "the ratings (cached)."):
+        return
+    m = _metrics(db, study_id, fingerprint, lab)
+    if m.items.empty:
+        st.info("No rated restoration of a sharp source with a blur level to measure.")
+        return
+    st.caption("Spearman's rho between each metric and the item's mean opinion score, per restorer, "
+               "with a Fisher-z 95 % interval. For blur_effect (0 sharp, 1 blurred) agreement with "
+               "people is a negative rho.")
+    st.dataframe(m.correlations, hide_index=True, key=f"{KEY}corr_table")
+    st.markdown("**Where a metric and people disagree most** (largest gap between the item's rank "
+                "by the metric and by MOS)")
+    items = m.items.set_index("item")
+    for row in m.disagreements.itertuples():
+        it = items.loc[row.item]
+        st.caption(f"Item {row.item}: {row.restorer} at {it['blur_level']:g} px of {it['blur_kind']}; "
+                   f"{row.metric} = {row.value:.3g}, MOS {row.mos:.2f}, rank gap {row.gap:.2f}")
+        show_images(lab.store, [
+            ("Reference (sharp source)", ImageRef(it["source_path"], it["source_sha256"])),
+            (f"Restoration ({row.restorer})", ImageRef(it["restored_path"], it["restored_sha256"]))])
 
 
 def series_label(curve: Curve, strength: float | None) -> str:
@@ -187,7 +223,7 @@ def render(lab: Lab, user: SessionUser) -> None:
         st.stop()
     st.title("How far can it go?")
     show_flashes()
-    with lab.sessions() as s:
+    with lab.read() as s:
         studies = [(x.id, x.name, (x.scale_min, x.scale_max)) for x in list_studies(s)]
     if not studies:
         st.info("No studies yet: there is nothing to answer.")
@@ -200,7 +236,7 @@ def render(lab: Lab, user: SessionUser) -> None:
         return
     options, include = chosen
     db = lab.engine.url.render_as_string(hide_password=True)
-    with lab.sessions() as s:
+    with lab.read() as s:
         fingerprint = ratings_fingerprint(s, study_id)
     answer = _answer(db, study_id, name, fingerprint, options, include, lab)
     real = answer.ratings - answer.simulated_ratings
@@ -234,3 +270,4 @@ def render(lab: Lab, user: SessionUser) -> None:
                          file_name="answer.json", mime="application/json", key=f"{KEY}dl_json",
                          on_click="ignore", icon=":material/download:")
     _proposals(lab, user, study_id, answer)
+    _metrics_section(lab, db, study_id, fingerprint)

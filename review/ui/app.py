@@ -27,8 +27,8 @@ PAGES = Path(__file__).resolve().parent / "pages"
 ROLE_PAGES: dict[str, tuple[str, ...]] = {
     "reviewer": ("rate",),
     "admin": ("study", "study_setup", "generate", "guideline_admin", "qa", "disagreements", "analysis",
-              "answer", "users", "audit", "rate"),
-    "qa": ("qa", "disagreements", "answer", "guidelines"),
+              "answer", "try_photo", "users", "audit", "rate"),
+    "qa": ("qa", "disagreements", "answer", "try_photo", "guidelines"),
 }
 PAGE_INFO = {  # file in pages/ -> (menu title, icon, URL path)
     "rate": ("Rate", ":material/star_rate:", "rate"),
@@ -42,6 +42,7 @@ PAGE_INFO = {  # file in pages/ -> (menu title, icon, URL path)
     "qa": ("QA review", ":material/fact_check:", "qa"),
     "analysis": ("Analysis", ":material/query_stats:", "analysis"),
     "answer": ("How far can it go?", ":material/straighten:", "answer"),
+    "try_photo": ("Try your photo", ":material/add_photo_alternate:", "try-photo"),
     "users": ("Users", ":material/group:", "users"),
 }
 

@@ -13,19 +13,24 @@ from __future__ import annotations
 import streamlit as st
 
 from review.labeling.guidelines.authoring import GuidelineError
+from review.labeling.guidelines.files import GUIDELINES_DIR, authored_dir
 from review.labeling.guidelines.render import render_safe_markdown, resolve_image, split_images
 from review.labeling.views import GuidelineView
+from review.ui.common import get_lab
 
 
 def render_body(gv: GuidelineView) -> None:
-    """The guideline's body: safe Markdown, pictures only from its own folder."""
+    """The guideline's body: safe Markdown, pictures only from its own folder (the lab's own
+    versions are found in this lab's data folder, wherever it is now)."""
+    lab = get_lab()
+    mine = authored_dir(lab.settings.data_dir)
     for kind, part in split_images(gv.body_md):
         if kind == "text":
             if part.strip():
                 st.markdown(render_safe_markdown(part), unsafe_allow_html=False)
             continue
         try:
-            st.image(str(resolve_image(gv, part)))
+            st.image(str(resolve_image(gv, part, GUIDELINES_DIR, mine)))
         except GuidelineError as exc:
             st.caption(f"(Example image not shown: {render_safe_markdown(str(exc))})")
 

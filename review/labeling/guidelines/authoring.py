@@ -25,6 +25,7 @@ from review.labeling.guidelines.files import (
     GUIDELINES_DIR,
     GuidelineError,
     GuidelineFile,
+    authored_relpath,
     parse_guideline,
 )
 from review.labeling.guidelines.render import check_image_link, guideline_folder, image_links
@@ -40,11 +41,11 @@ _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 # New versions
 
 
-def _as_file(base: VersionBase, root: Path) -> GuidelineFile:
+def _as_file(base: VersionBase, root: Path, shipped: Path) -> GuidelineFile:
     if isinstance(base, GuidelineFile):
         return base
     if isinstance(base, GuidelineVersion | GuidelineView):
-        folder = guideline_folder(base)  # assets_dir is relative to GUIDELINES_DIR, whatever `root` is
+        folder = guideline_folder(base, shipped, authored=root)  # its examples/ are copied from here
         return GuidelineFile(base.slug, base.version, base.title, base.change_note, base.body_md,
                              folder if folder is not None else root / base.slug / f"v{base.version}")
     path = Path(base)
@@ -69,7 +70,7 @@ def new_version_from(base: VersionBase, *, body_md: str, change_note: str, root:
     version folder (the folder is created exclusively, so two authors cannot collide); a file
     system error is a GuidelineError too.
     """
-    gf = _as_file(base, Path(root))
+    gf = _as_file(base, Path(root), Path(shipped))
     if not _SLUG.match(gf.slug):
         raise GuidelineError(f"Guideline slug {gf.slug!r} is not a safe folder name.")
     change_note = (change_note or "").strip()
@@ -187,8 +188,7 @@ def unified_diff(a: str, b: str, a_label: str = "a", b_label: str = "b", context
 
 
 def _is_authored(gv: GuidelineVersion, authored: Path | None) -> bool:
-    return bool(authored is not None and gv.assets_dir and Path(gv.assets_dir).is_absolute()
-                and Path(gv.assets_dir).resolve().is_relative_to(Path(authored).resolve()))
+    return authored_relpath(gv.assets_dir, authored) is not None
 
 
 def version_table(session: Session, authored: Path | None = None) -> list[dict]:

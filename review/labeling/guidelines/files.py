@@ -25,6 +25,9 @@ from review.errors import ReviewError
 GUIDELINES_DIR = Path(__file__).resolve().parents[3] / "guidelines"
 #: Where a lab's own versions are written, inside its data folder (see `authored_dir`).
 AUTHORED_SUBDIR = "guidelines"
+#: `GuidelineVersion.assets_dir` of a lab's own version: this prefix, then `<slug>/v<N>` relative
+#: to `authored_dir(data_dir)`, so a moved data folder or a restored backup keeps its images.
+AUTHORED_PREFIX = "data:"
 #: How a guideline version is named everywhere (pages, exports, statistics): "<slug> v<version>".
 GUIDELINE_LABEL = GuidelineVersion.slug + " v" + cast(GuidelineVersion.version, String)
 _FRONT = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.S)
@@ -107,15 +110,56 @@ def discover_all(root: Path = GUIDELINES_DIR, authored: Path | None = None) -> l
     return sorted(files, key=lambda g: (g.slug, g.version))
 
 
-def _assets_dir(gf: GuidelineFile) -> str:
-    try:
-        return str(gf.folder.relative_to(GUIDELINES_DIR))
-    except ValueError:
-        return str(gf.folder)
+def assets_dir_of(folder: Path, authored: Path | None = None) -> str:
+    """What the database keeps as a version folder's `assets_dir` (resolved by `version_folder`):
+    `<slug>/v<N>` for one shipped in GUIDELINES_DIR, AUTHORED_PREFIX + `<slug>/v<N>` for one in
+    the lab's `authored` folder, the absolute path for any other folder (tests, custom roots)."""
+    folder = Path(folder).resolve()
+    for base, prefix in ((GUIDELINES_DIR, ""), (authored, AUTHORED_PREFIX)):
+        if base is not None and folder.is_relative_to(Path(base).resolve()):
+            return prefix + folder.relative_to(Path(base).resolve()).as_posix()
+    return str(folder)
 
 
-def sync_version(session: Session, gf: GuidelineFile) -> GuidelineVersion:
-    """Insert a new version, refresh an unused one, keep a used one (refusing changed text)."""
+def authored_relpath(assets_dir: str, authored: Path | None = None) -> str | None:
+    """`<slug>/v<N>` of a lab's own version (relative to `authored_dir`), None for any other.
+    An absolute `assets_dir` that `version_folder` finds inside `authored` (rows written before
+    the relative form) counts."""
+    if assets_dir.startswith(AUTHORED_PREFIX):
+        return assets_dir.removeprefix(AUTHORED_PREFIX)
+    folder = version_folder(assets_dir, authored)
+    if authored is None or folder is None or not folder.resolve().is_relative_to(Path(authored).resolve()):
+        return None
+    return folder.resolve().relative_to(Path(authored).resolve()).as_posix()
+
+
+def version_folder(assets_dir: str, authored: Path | None = None,
+                   shipped: Path = GUIDELINES_DIR) -> Path | None:
+    """Where a stored version's files are now (the one rule for reading `assets_dir`): a lab's own
+    version under `authored` (the current `authored_dir(data_dir)`; None without it), a shipped
+    one under `shipped`, an absolute path as written, except that an old absolute
+    `.../guidelines/<slug>/v<N>` moves to `authored/<slug>/v<N>` when that folder exists there
+    (a data folder moved or restored before versions were stored relative to it)."""
+    if not assets_dir:
+        return None
+    if assets_dir.startswith(AUTHORED_PREFIX):
+        rel = assets_dir.removeprefix(AUTHORED_PREFIX)
+        return Path(authored) / rel if authored is not None else None
+    path = Path(assets_dir)
+    if not path.is_absolute():
+        return Path(shipped) / path
+    if authored is not None and len(path.parts) >= 3 and path.parts[-3] == AUTHORED_SUBDIR:
+        moved = Path(authored) / path.parts[-2] / path.parts[-1]
+        if moved.is_dir():
+            return moved
+    return path
+
+
+def sync_version(session: Session, gf: GuidelineFile, authored: Path | None = None) -> GuidelineVersion:
+    """Insert a new version, refresh an unused one, keep a used one (refusing changed text).
+    `authored` is the lab's own folder (`authored_dir`), so its versions are stored relative to
+    it; a row's `assets_dir` follows its folder whenever the content is unchanged."""
+    assets_dir = assets_dir_of(gf.folder, authored)
     row, new = get_or_create(
         session, GuidelineVersion, {"slug": gf.slug, "version": gf.version}, lambda: GuidelineVersion(
             slug=gf.slug,
@@ -124,9 +168,10 @@ def sync_version(session: Session, gf: GuidelineFile) -> GuidelineVersion:
             body_md=gf.body_md,
             change_note=gf.change_note,
             content_sha256=gf.content_sha256,
-            assets_dir=_assets_dir(gf),
+            assets_dir=assets_dir,
         ))
     if new or row.content_sha256 == gf.content_sha256:
+        row.assets_dir = assets_dir
         return row
     if is_used(session, row.id):
         raise GuidelineError(
@@ -134,7 +179,7 @@ def sync_version(session: Session, gf: GuidelineFile) -> GuidelineVersion:
             f"Copy its folder to v{gf.version + 1}, edit there, and add a change_note."
         )
     row.title, row.body_md, row.change_note = gf.title, gf.body_md, gf.change_note
-    row.content_sha256 = gf.content_sha256
+    row.content_sha256, row.assets_dir = gf.content_sha256, assets_dir
     return row
 
 
@@ -145,4 +190,4 @@ def is_used(session: Session, version_id: int) -> bool:
 def sync_all(session: Session, root: Path = GUIDELINES_DIR,
              authored: Path | None = None) -> list[GuidelineVersion]:
     """Load every shipped version (`root`) and the lab's own (`authored`, see `authored_dir`)."""
-    return [sync_version(session, gf) for gf in discover_all(root, authored)]
+    return [sync_version(session, gf, authored) for gf in discover_all(root, authored)]

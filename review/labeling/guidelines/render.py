@@ -17,7 +17,7 @@ from urllib.parse import unquote
 from markdown_it import MarkdownIt
 
 from db.models import GuidelineVersion
-from review.labeling.guidelines.files import GUIDELINES_DIR, GuidelineError, GuidelineFile
+from review.labeling.guidelines.files import GUIDELINES_DIR, GuidelineError, GuidelineFile, version_folder
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 # ![alt](link "title") with an optional <...> around the link (CommonMark inline image).
@@ -148,25 +148,24 @@ class HasAssetsDir(Protocol):
     assets_dir: str
 
 
-def guideline_folder(gv: HasAssetsDir | GuidelineFile, root: Path = GUIDELINES_DIR) -> Path | None:
-    """The version's own folder (assets_dir is relative to the guidelines root), if it exists."""
-    if isinstance(gv, GuidelineFile):
-        folder = gv.folder
-    else:
-        if not gv.assets_dir:
-            return None
-        folder = Path(gv.assets_dir)
-        if not folder.is_absolute():
-            folder = Path(root) / folder
+def guideline_folder(gv: HasAssetsDir | GuidelineFile, root: Path = GUIDELINES_DIR,
+                     authored: Path | None = None) -> Path | None:
+    """The version's own folder, if it exists: shipped versions under `root`, the lab's own under
+    `authored` (`authored_dir(data_dir)`), by `files.version_folder`'s rule."""
+    folder = gv.folder if isinstance(gv, GuidelineFile) else version_folder(gv.assets_dir, authored, root)
+    if folder is None:
+        return None
     folder = folder.resolve()
     return folder if folder.is_dir() else None
 
 
-def resolve_image(gv: HasAssetsDir | GuidelineFile, link: str, root: Path = GUIDELINES_DIR) -> Path:
+def resolve_image(gv: HasAssetsDir | GuidelineFile, link: str, root: Path = GUIDELINES_DIR,
+                  authored: Path | None = None) -> Path:
     """The file an image link points to, strictly inside the guideline's folder (symlinks
-    resolved); GuidelineError for URLs, absolute paths, '..', other types or missing files."""
+    resolved); GuidelineError for URLs, absolute paths, '..', other types or missing files.
+    `authored` is the lab's own guidelines folder, where its versions' images are."""
     check_image_link(link)
-    folder = guideline_folder(gv, root)
+    folder = guideline_folder(gv, root, authored)
     if folder is None:
         raise GuidelineError("This guideline version has no folder on disk, so it has no images.")
     target = (folder / link).resolve()
@@ -177,7 +176,8 @@ def resolve_image(gv: HasAssetsDir | GuidelineFile, link: str, root: Path = GUID
     return target
 
 
-def guideline_images(gv: GuidelineVersion | GuidelineFile, root: Path = GUIDELINES_DIR) -> list[Path]:
+def guideline_images(gv: GuidelineVersion | GuidelineFile, root: Path = GUIDELINES_DIR,
+                     authored: Path | None = None) -> list[Path]:
     """Every image the guideline links to, resolved inside its own folder; raises on the first
     link that is a URL, absolute, uses '..', escapes via a symlink, or is missing."""
-    return [resolve_image(gv, link, root) for link in image_links(gv.body_md)]
+    return [resolve_image(gv, link, root, authored) for link in image_links(gv.body_md)]

@@ -1,0 +1,6 @@
+"""Page script: Try your photo (admins and QA)."""
+
+from review.ui.common import get_lab, require_role
+from review.ui.try_photo_page import ROLES, render
+
+render(get_lab(), require_role(*ROLES))
