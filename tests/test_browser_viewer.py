@@ -46,11 +46,14 @@ def _lab(tmp_path, monkeypatch):  # noqa: ANN001, ANN202
 
 
 def _scores_in_view(page) -> None:  # noqa: ANN001
-    """Every score button lies inside the 1366 x 768 window, and nothing was scrolled."""
+    """Every score button, the comment box and Submit lie inside the 1366 x 768 window, and
+    nothing was scrolled."""
     buttons = page.locator(".st-key-score_row button")
     assert buttons.count() == 5
-    for i in range(5):
-        box = buttons.nth(i).bounding_box()
+    controls = [buttons.nth(i) for i in range(5)] + [page.locator(".st-key-submit button"),
+                                                     page.locator(".st-key-comment input")]
+    for control in controls:
+        box = control.bounding_box()
         assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= LAPTOP[1], box
     assert page.evaluate("document.querySelector('[data-testid=stMain]').scrollTop + window.scrollY") == 0
 

@@ -52,7 +52,7 @@ def test_rating_page_sends_the_viewer_its_panels_keys_and_clocks(lab):
         assert data["keys"]["enter"] == "submit" and data["keys"]["3"] == "score:3"
         assert {data["keys"][k] for k in "idtal"} == {f"flag:{f}" for f in (
             "identity_changed", "invented_detail", "text_changed", "artifacts", "still_blurry")}
-        assert data["leave_on_enter"] == "comment" and data["below"] == "score_row"
+        assert data["leave_on_enter"] == "comment" and data["below"] == "action_row"
         assert set(data["streamlit_keys"]) == {"1", "2", "3", "4", "5", "enter", "s", "u", "g"}
         item_s, session_s = data["clock"]
         assert 0 <= item_s <= session_s < 60

@@ -306,7 +306,7 @@ def _score_label(score: int, labels: dict[int, str]) -> str:
 FLAG_KEYS = {"identity_changed": "i", "invented_detail": "d", "text_changed": "t", "artifacts": "a",
              "still_blurry": "l"}
 STREAMLIT_KEYS = {"enter": "submit", "s": "skip", "u": "undo", "g": "guideline"}
-BLURRED_KEY, SCORE_ROW_KEY = "show_blurred", "score_row"
+BLURRED_KEY, SCORE_ROW_KEY, ACTION_ROW_KEY = "show_blurred", "score_row", "action_row"
 
 
 def _panels(item: ItemView) -> list[Panel]:
@@ -362,7 +362,7 @@ def rating_area(study: StudyChoice) -> None:
     scores = list(range(study.scale_min, study.scale_max + 1))
     compare_viewer(lab.store, _panels(item), item=str(aid), keys=_keys(scores, item),
                    streamlit_keys=[str(v % 10) for v in scores] + list(STREAMLIT_KEYS),
-                   leave_on_enter=COMMENT_KEY, below=SCORE_ROW_KEY,
+                   leave_on_enter=COMMENT_KEY, below=ACTION_ROW_KEY,
                    clock=(now - cur.shown_at, now - started))
     with st.container(horizontal=True, vertical_alignment="center", gap="small", key=SCORE_ROW_KEY):
         for score in scores:
@@ -379,18 +379,19 @@ def rating_area(study: StudyChoice) -> None:
         for flag in FLAGS:
             st.checkbox(f"{FLAG_LABELS[flag]} ({FLAG_KEYS[flag].upper()})", key=_flag_key(flag),
                         on_change=_on_draft_change, args=(study.id, aid))
-    st.text_input("Comment (optional)", key=COMMENT_KEY, max_chars=ratings.MAX_COMMENT,
-                  on_change=_on_draft_change, args=(study.id, aid),
-                  placeholder="What changed? e.g. the eyes look different, the sign text is invented. "
-                              "Enter leaves the box; Enter again submits.")
-
-    with st.container(horizontal=True, vertical_alignment="bottom", gap="small"):
-        st.button("Submit", key="submit", shortcut="Enter", type="primary", width=220,
+    # Comment, submit and the rest share one row, so at 1366x768 every control fits under the
+    # images (the viewer sizes them to leave this row in view).
+    with st.container(horizontal=True, vertical_alignment="bottom", gap="small", key=ACTION_ROW_KEY):
+        st.text_input("Comment (optional)", key=COMMENT_KEY, max_chars=ratings.MAX_COMMENT,
+                      on_change=_on_draft_change, args=(study.id, aid), label_visibility="collapsed",
+                      placeholder="Comment (optional): what changed? Enter leaves the box; Enter again "
+                                  "submits.", width="stretch")
+        st.button("Submit", key="submit", shortcut="Enter", type="primary", width=140,
                   icon=":material/check:", on_click=_on_submit, args=(study, user.id, aid))
-        st.selectbox("Skip reason", SKIP_REASONS, key=SKIP_KEY, placeholder="Why skip this item?",
-                     width=280)
+        st.selectbox("Skip reason", SKIP_REASONS, key=SKIP_KEY, placeholder="Why skip?",
+                     label_visibility="collapsed", width=200)
         st.button("Skip", key="skip", shortcut="S", on_click=_on_skip, args=(study, user.id, aid))
-        st.button("Undo last rating", key="undo", shortcut="U", icon=":material/undo:",
+        st.button("Undo last", key="undo", shortcut="U", icon=":material/undo:",
                   on_click=_on_undo, args=(study, user.id))
 
     if st.session_state.pop("show_guideline", None) == study.id:
