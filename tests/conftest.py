@@ -34,6 +34,29 @@ def lab(settings: Settings) -> Lab:
     return open_lab(settings, migrate=True)
 
 
+@pytest.fixture
+def simulated_demo(lab: Lab) -> Lab:
+    """The lab with the shipped guidelines and the demo's simulated-panel study."""
+    from review.demo import seed_simulated_demo
+    from review.labeling.guidelines.files import GUIDELINES_DIR, authored_dir, sync_all
+
+    with lab.write() as s:
+        sync_all(s, GUIDELINES_DIR, authored_dir(lab.settings.data_dir))
+    seed_simulated_demo(lab)
+    return lab
+
+
+@pytest.fixture
+def chromium() -> str:
+    """Debian's Chromium for the browser lane, or a failure saying how to install it (never a skip)."""
+    from tests.support_browser import chromium_path
+
+    try:
+        return chromium_path()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A database migrated to head: SQLite, and the same test again on PostgreSQL (postgres lane)."""

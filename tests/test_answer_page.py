@@ -10,20 +10,11 @@ from db.models import GenerationJob, SourceImage
 from review.analysis.answer import study_answer
 from review.analysis.export import ratings_frame
 from review.database import Lab
-from review.demo import SIMULATED_LEVELS, SIMULATED_STUDY, seed_simulated_demo
+from review.demo import SIMULATED_LEVELS, SIMULATED_STUDY
 from review.jobs import GenerationPlan, JobError, accept_proposal
-from review.labeling.guidelines.files import GUIDELINES_DIR, authored_dir, sync_all
 from review.labeling.study import get_study
 from review.ui.answer_page import chart_frames
 from tests.support_app import page_app, page_user, texts
-
-
-@pytest.fixture
-def demo(lab: Lab) -> Lab:
-    with lab.sessions() as s, s.begin():
-        sync_all(s, GUIDELINES_DIR, authored_dir(lab.settings.data_dir))
-    seed_simulated_demo(lab)
-    return lab
 
 
 def _answer(lab: Lab):
@@ -31,11 +22,11 @@ def _answer(lab: Lab):
         return study_answer(ratings_frame(s, get_study(s, SIMULATED_STUDY)), SIMULATED_STUDY)
 
 
-def test_page_states_the_answer_and_switches_simulated_ratings(demo: Lab):
+def test_page_states_the_answer_and_switches_simulated_ratings(simulated_demo: Lab):
     at = page_app("answer_page", page_user("qa", username="quinn")).run()
     assert not at.exception, [e.value for e in at.exception]
     shown = texts(at)
-    answer = _answer(demo)
+    answer = _answer(simulated_demo)
     wiener = next(c for c in answer.curves if c.restorer == "wiener")
     # The sentence of the domain, word for word, and the simulated ratings flagged as such.
     assert "Wiener deconvolution stays faithful" in shown
@@ -50,7 +41,7 @@ def test_page_states_the_answer_and_switches_simulated_ratings(demo: Lab):
     assert [m.value for m in at.metric][2] == "left out"
 
 
-def test_bad_threshold_and_faithful_minimum_are_refused(demo: Lab):
+def test_bad_threshold_and_faithful_minimum_are_refused(simulated_demo: Lab):
     at = page_app("answer_page", page_user("admin")).run()
     at.number_input(key="answer_threshold").set_value(1.0).run()
     assert [e.value for e in at.error] == ["threshold must lie strictly between 0 and 1 (got 1.0). "
@@ -61,8 +52,8 @@ def test_bad_threshold_and_faithful_minimum_are_refused(demo: Lab):
     assert "must be above the lowest score 1" in at.error[0].value
 
 
-def test_chart_layers_stay_on_the_share_scale(demo: Lab):
-    f = chart_frames(_answer(demo), "camera_shake")
+def test_chart_layers_stay_on_the_share_scale(simulated_demo: Lab):
+    f = chart_frames(_answer(simulated_demo), "camera_shake")
     band, points = f["band"], f["points"]
     assert band["lo"].min() >= 0 and band["hi"].max() <= 1 and (band["lo"] <= band["mean"]).all()
     assert sorted(points["level"].unique()) == list(SIMULATED_LEVELS)
@@ -71,8 +62,8 @@ def test_chart_layers_stay_on_the_share_scale(demo: Lab):
     assert wiener["lo"] <= wiener["level"] <= wiener["hi"]
 
 
-def test_accepting_a_proposal_queues_a_job_over_the_study_sources(demo: Lab):
-    answer = _answer(demo)
+def test_accepting_a_proposal_queues_a_job_over_the_study_sources(simulated_demo: Lab):
+    answer = _answer(simulated_demo)
     wiener = next(c for c in answer.curves if c.restorer == "wiener")
     level = wiener.proposals[0]["level"]
     at = page_app("answer_page", page_user("admin")).run()
@@ -83,7 +74,7 @@ def test_accepting_a_proposal_queues_a_job_over_the_study_sources(demo: Lab):
     at.button(key="answer_accept").click().run()
     assert not at.exception, [e.value for e in at.exception]
     success = [s.value for s in at.success]
-    with demo.sessions() as s:
+    with simulated_demo.sessions() as s:
         job = s.scalars(select(GenerationJob)).one()
         sources = set(s.scalars(select(SourceImage.id)))
         plan = GenerationPlan.from_json(job.plan)
@@ -93,14 +84,14 @@ def test_accepting_a_proposal_queues_a_job_over_the_study_sources(demo: Lab):
     assert [(b["kind"], b["level"], b["seed"]) for b in plan.blurs] == [("camera_shake", level, 7)]
     assert [r["method"] for r in plan.restorers] == ["wiener"]
     assert job.progress_total == 2  # one restoration per source at the new level
-    with demo.sessions() as s, s.begin(), pytest.raises(JobError, match="positive number"):
+    with simulated_demo.sessions() as s, s.begin(), pytest.raises(JobError, match="positive number"):
         accept_proposal(s, job.study_id, restorer="wiener", setting="", blur_kind="camera_shake", level=-1)
-    with demo.sessions() as s, s.begin(), pytest.raises(JobError, match="no sd15_img2img items"):
+    with simulated_demo.sessions() as s, s.begin(), pytest.raises(JobError, match="no sd15_img2img items"):
         accept_proposal(s, job.study_id, restorer="sd15_img2img", setting="", blur_kind="camera_shake",
                         level=5.0, strength=0.3)
 
 
-def test_metrics_section_shows_correlations_and_image_pairs(demo: Lab):
+def test_metrics_section_shows_correlations_and_image_pairs(simulated_demo: Lab):
     at = page_app("answer_page", page_user("admin")).run()
     assert "Objective metrics against people" in texts(at) and len(at.dataframe) == 1  # proposals only
     at.toggle(key="answer_metrics").set_value(True).run()

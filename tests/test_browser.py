@@ -7,15 +7,11 @@ Never skipped: without Chromium the test fails with the command that installs it
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
 from db.models import GuidelineVersion, Rating, User
-from review.config import load_settings
-from review.database import open_lab
 from tests.support import PASSWORD, build_study, sample_pictures
 from tests.support_browser import (
     RESTORATION_IMG,
@@ -30,14 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOT = ROOT / "docs" / "rating_page.png"
 
 
-def test_reviewer_rates_five_items_with_the_keyboard(tmp_path, monkeypatch):
-    if not (os.path.exists("/usr/lib/chromium/chromium") or shutil.which("chromium")):
-        pytest.fail("chromium is missing: run 'apt-get install -y chromium'", pytrace=False)
-
-    data_dir = tmp_path / "data"
-    monkeypatch.setenv("REVIEW_DATA_DIR", str(data_dir))
-    monkeypatch.delenv("REVIEW_DATABASE_URL", raising=False)
-    lab = open_lab(load_settings(), migrate=True)
+def test_reviewer_rates_five_items_with_the_keyboard(tmp_path, chromium, lab, settings):
+    data_dir = settings.data_dir
     build_study(lab, 8, name="Portraits and objects", raters_per_item=1, pictures=sample_pictures(),
                 reviewers=("alice",))
 
@@ -98,14 +88,8 @@ Look closely. <img src=x onerror="window.__pwned = 2"> Then rate.
 """
 
 
-def test_html_inside_a_guideline_never_runs_in_the_browser(tmp_path, monkeypatch):
-    if not (os.path.exists("/usr/lib/chromium/chromium") or shutil.which("chromium")):
-        pytest.fail("chromium is missing: run 'apt-get install -y chromium'", pytrace=False)
-
-    data_dir = tmp_path / "data"
-    monkeypatch.setenv("REVIEW_DATA_DIR", str(data_dir))
-    monkeypatch.delenv("REVIEW_DATABASE_URL", raising=False)
-    lab = open_lab(load_settings(), migrate=True)
+def test_html_inside_a_guideline_never_runs_in_the_browser(chromium, lab, settings):
+    data_dir = settings.data_dir
     hostile = GuidelineVersion(slug="hostile", version=1, title="Hostile", body_md=HOSTILE_GUIDELINE,
                                change_note="test", content_sha256="f" * 64)
     build_study(lab, 2, name="Hostile guideline", raters_per_item=1, reviewers=("alice",),

@@ -3,9 +3,6 @@ every chart, and every chart fits the page at 1366 and 1920 px (nothing wider th
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pandas as pd
 import pytest
 
@@ -13,18 +10,13 @@ from review.analysis.charts import View, build_views, mos_chart
 from review.analysis.export import ratings_frame
 from review.analysis.html_report import html_report
 from review.analysis.report import build_report
-from review.config import load_settings
-from review.database import open_lab
 from review.labeling.study import get_study
 from tests.support_browser import chromium_page
 from tests.test_analyst_page import STUDY, _rated_study
 
 
 @pytest.mark.parametrize("width", [1366, 1920])
-def test_report_draws_every_chart_offline_and_each_fits(tmp_path, width):
-    if not (os.path.exists("/usr/lib/chromium/chromium") or shutil.which("chromium")):
-        pytest.fail("chromium is missing: run 'apt-get install -y chromium'", pytrace=False)
-    lab = open_lab(load_settings({"REVIEW_DATA_DIR": str(tmp_path / "data")}), migrate=True)
+def test_report_draws_every_chart_offline_and_each_fits(tmp_path, width, chromium, lab):
     _rated_study(lab)
     with lab.sessions() as s:
         df = ratings_frame(s, get_study(s, STUDY))

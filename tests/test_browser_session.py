@@ -7,19 +7,14 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from db.models import Rating
-from review.config import load_settings
-from review.database import open_lab
 from review.sessions import COOKIE
 from review.users import set_active
 from tests.support import PASSWORD, build_study, sample_pictures
 from tests.support_browser import chromium_page, log_in, streamlit_server, wait_idle
 
 
-def test_a_reload_keeps_the_session_and_deactivation_ends_it(tmp_path, monkeypatch):
-    data_dir = tmp_path / "data"
-    monkeypatch.setenv("REVIEW_DATA_DIR", str(data_dir))
-    monkeypatch.delenv("REVIEW_DATABASE_URL", raising=False)
-    lab = open_lab(load_settings(), migrate=True)
+def test_a_reload_keeps_the_session_and_deactivation_ends_it(chromium, lab, settings):
+    data_dir = settings.data_dir
     build_study(lab, 4, raters_per_item=1, pictures=sample_pictures(), reviewers=("alice",))
 
     with streamlit_server(data_dir) as url, chromium_page() as page:

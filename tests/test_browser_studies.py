@@ -8,15 +8,10 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import shutil
 
-import pytest
 from sqlalchemy import select
 
 from db.models import QASample, Study
-from review.config import load_settings
-from review.database import open_lab
 from review.labeling.study import close_study
 from tests.support import PASSWORD, build_study
 from tests.support_browser import chromium_page, log_in, streamlit_server, wait_idle
@@ -47,13 +42,8 @@ def _log_out(page) -> None:  # noqa: ANN001
     wait_idle(page)
 
 
-def test_admin_creates_a_study_a_reviewer_rates_it_qa_samples_and_exports(tmp_path, monkeypatch):
-    if not (os.path.exists("/usr/lib/chromium/chromium") or shutil.which("chromium")):
-        pytest.fail("chromium is missing: run 'apt-get install -y chromium'", pytrace=False)
-    data_dir = tmp_path / "data"
-    monkeypatch.setenv("REVIEW_DATA_DIR", str(data_dir))
-    monkeypatch.delenv("REVIEW_DATABASE_URL", raising=False)
-    lab = open_lab(load_settings(), migrate=True)
+def test_admin_creates_a_study_a_reviewer_rates_it_qa_samples_and_exports(tmp_path, chromium, lab, settings):
+    data_dir = settings.data_dir
     source = build_study(lab, 3, name="Source pictures", raters_per_item=1, reviewers=("alice",))
     with lab.sessions() as s, s.begin():
         close_study(s, source)  # so alice's only open study is the one made in the browser

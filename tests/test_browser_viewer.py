@@ -7,15 +7,10 @@ Never skipped: without Chromium the test fails with the command that installs it
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 from sqlalchemy import select
 
 from db.models import Rating, User
-from review.config import load_settings
-from review.database import open_lab
 from tests.support import PASSWORD, build_study, sample_pictures
 from tests.support_browser import chromium_page, log_in, streamlit_server, wait_idle
 
@@ -33,18 +28,6 @@ PANELS_JS = """() => Array.from(document.querySelectorAll('.fv-panel:not([hidden
 })"""
 
 
-def _need_chromium() -> None:
-    if not (os.path.exists("/usr/lib/chromium/chromium") or shutil.which("chromium")):
-        pytest.fail("chromium is missing: run 'apt-get install -y chromium'", pytrace=False)
-
-
-def _lab(tmp_path, monkeypatch):  # noqa: ANN001, ANN202
-    data_dir = tmp_path / "data"
-    monkeypatch.setenv("REVIEW_DATA_DIR", str(data_dir))
-    monkeypatch.delenv("REVIEW_DATABASE_URL", raising=False)
-    return data_dir, open_lab(load_settings(), migrate=True)
-
-
 def _scores_in_view(page) -> None:  # noqa: ANN001
     """Every score button, the comment box and Submit lie inside the 1366 x 768 window, and
     nothing was scrolled."""
@@ -58,9 +41,8 @@ def _scores_in_view(page) -> None:  # noqa: ANN001
     assert page.evaluate("document.querySelector('[data-testid=stMain]').scrollTop + window.scrollY") == 0
 
 
-def test_viewer_fills_the_width_zooms_flickers_and_keeps_the_scores_in_view(tmp_path, monkeypatch):
-    _need_chromium()
-    data_dir, lab = _lab(tmp_path, monkeypatch)
+def test_viewer_fills_the_width_zooms_flickers_and_keeps_the_scores_in_view(chromium, lab, settings):
+    data_dir = settings.data_dir
     build_study(lab, 4, name="Detail", raters_per_item=1, pictures=sample_pictures(STORED),
                 reviewers=("alice",))
     with streamlit_server(data_dir) as url, chromium_page(LAPTOP) as page:
@@ -138,9 +120,8 @@ def test_viewer_fills_the_width_zooms_flickers_and_keeps_the_scores_in_view(tmp_
         assert page.evaluate("window.__runs") == 0
 
 
-def test_keys_never_fall_into_a_text_field(tmp_path, monkeypatch):
-    _need_chromium()
-    data_dir, lab = _lab(tmp_path, monkeypatch)
+def test_keys_never_fall_into_a_text_field(chromium, lab, settings):
+    data_dir = settings.data_dir
     build_study(lab, 3, name="Alpha", raters_per_item=1, pictures=sample_pictures(), reviewers=("alice",))
     build_study(lab, 3, name="Beta", raters_per_item=1, pictures=sample_pictures(320), reviewers=("alice",))
     with streamlit_server(data_dir) as url, chromium_page(LAPTOP) as page:

@@ -13,8 +13,7 @@ from review.analysis.answer import study_answer
 from review.analysis.export import ratings_frame
 from review.analysis.try_photo import calibrate, findings_at, fit_calibration, measure
 from review.database import Lab
-from review.demo import SIMULATED_STUDY, sample_image, seed_simulated_demo
-from review.labeling.guidelines.files import GUIDELINES_DIR, authored_dir, sync_all
+from review.demo import SIMULATED_STUDY, sample_image
 from review.labeling.study import get_study
 from review.media.degrade import BlurSpec, degrade
 from tests.support_app import page_app, page_user, texts
@@ -29,18 +28,10 @@ def test_calibration_inverts_a_monotone_measure_with_its_spread():
     assert cal.estimate(0.9) == pytest.approx((8.0, 6.04, 8.0))  # clipped to the studied range
 
 
-@pytest.fixture
-def demo(lab: Lab) -> Lab:
-    with lab.sessions() as s, s.begin():
-        sync_all(s, GUIDELINES_DIR, authored_dir(lab.settings.data_dir))
-    seed_simulated_demo(lab)
-    return lab
-
-
-def test_study_calibration_orders_new_photos_by_blur(demo: Lab):
-    with demo.sessions() as s:
+def test_study_calibration_orders_new_photos_by_blur(simulated_demo: Lab):
+    with simulated_demo.sessions() as s:
         study = get_study(s, SIMULATED_STUDY)
-        cals = calibrate(s, study, demo.store.open_image)
+        cals = calibrate(s, study, simulated_demo.store.open_image)
         answer = study_answer(ratings_frame(s, study), study.name)
     cal = cals["camera_shake"]
     assert list(cals) == ["camera_shake"] and cal.side == 128 and len(cal.levels) == 16
@@ -68,14 +59,14 @@ def _png(image) -> bytes:
     return buf.getvalue()
 
 
-def test_page_estimates_restores_and_refuses_a_bad_file(demo: Lab):
+def test_page_estimates_restores_and_refuses_a_bad_file(simulated_demo: Lab):
     at = page_app("try_photo_page", page_user("qa", username="quinn")).run()
     assert not at.exception, [e.value for e in at.exception]
     photo = degrade(sample_image("chelsea", 256), BlurSpec("camera_shake", 16.0, seed=3)).image
     at.file_uploader(key="try_upload").set_value([("mine.png", _png(photo), "image/png")]).run()
     assert not at.exception, [e.value for e in at.exception]
-    with demo.sessions() as s:
-        cal = calibrate(s, get_study(s, SIMULATED_STUDY), demo.store.open_image)["camera_shake"]
+    with simulated_demo.sessions() as s:
+        cal = calibrate(s, get_study(s, SIMULATED_STUDY), simulated_demo.store.open_image)["camera_shake"]
     level, lo, hi = cal.estimate(measure(photo, 128))
     assert at.metric[0].value == f"about {level:.1f} px"
     shown = texts(at)
