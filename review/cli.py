@@ -7,6 +7,7 @@ inside `ReviewCommands.invoke`, the one place a `ReviewError` becomes that line.
 
 from __future__ import annotations
 
+import gc
 import getpass
 import sys
 from pathlib import Path
@@ -232,7 +233,7 @@ def stats(study_name: str | None, input_path: str | None, fmt: str, bootstrap: i
     """Agreement statistics: Krippendorff's alpha, Fleiss' kappa, pairwise Cohen's kappa, ICC,
     MOS/DMOS per item, rater bias/inconsistency, BT.500 screening, Dawid-Skene, breakdowns."""
     from review.analysis.agreement import check_scale
-    from review.analysis.export import report_json
+    from review.analysis.formatting import report_json
     from review.analysis.markdown_report import report_to_markdown
     from review.analysis.report import build_report, read_ratings_file
 
@@ -246,15 +247,22 @@ def stats(study_name: str | None, input_path: str | None, fmt: str, bootstrap: i
         check_scale((lo, hi))
     except ValueError as exc:
         raise click.ClickException(f"--scale {scale}: {exc}.") from exc
+    # the report is millions of short-lived, acyclic lists and dicts: the cyclic collector's
+    # rescans of them cost ~0.4 s of 1M ratings and free nothing
+    gc_was_on = gc.isenabled()
+    gc.disable()
     try:
         if input_path:
             df, rng = read_ratings_file(input_path, scale=(lo, hi)), (lo, hi)
         else:
             df, rng = _study_frame(study_name)
         report = build_report(df, bootstrap=bootstrap, seed=seed, scale=rng, all_pairs=all_pairs)
+        text = report_json(report) if fmt == "json" else report_to_markdown(report)
     except ValueError as exc:  # the ratings do not fit the scale or the file format
         raise click.ClickException(str(exc)) from exc
-    text = report_json(report) if fmt == "json" else report_to_markdown(report)
+    finally:
+        if gc_was_on:
+            gc.enable()
     if output:
         Path(output).write_text(text + "\n", encoding="utf-8")
         click.echo(f"Wrote {output}.")
@@ -274,7 +282,8 @@ def stats(study_name: str | None, input_path: str | None, fmt: str, bootstrap: i
 def export(study_name: str, out_dir: str, fmts: tuple[str, ...], history: bool) -> None:
     """Export a study: long-format ratings, the wide item x rater matrix, and the statistics
     report as JSON and Markdown."""
-    from review.analysis.export import matrix_csv, report_json, write_frame
+    from review.analysis.export import matrix_csv, write_frame
+    from review.analysis.formatting import report_json
     from review.analysis.markdown_report import report_to_markdown
     from review.analysis.report import build_report
 

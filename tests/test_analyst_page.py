@@ -320,7 +320,7 @@ def test_exports_round_trip(ratings):
     matrix = pd.read_csv(io.BytesIO(export.matrix_csv(df)), index_col=0)
     assert matrix.shape == (60, N_REVIEWERS) and int(matrix.notna().sum().sum()) == len(df)
     report = build_report(df)
-    assert json.loads(export.report_json(report))["n_ratings"] == len(df)
+    assert json.loads(formatting.report_json(report))["n_ratings"] == len(df)
 
 
 def test_html_report_is_escaped_and_carries_the_tables(ratings):

@@ -379,12 +379,12 @@ def test_optional_columns_without_any_value_are_ignored_not_a_crash():
 def test_big_reports_are_written_compact_with_the_same_content(report: dict, monkeypatch) -> None:
     """Indenting makes json fall back to its pure-Python encoder (1M ratings: 86 MB in ~5 s, where
     compact is 63 MB in ~2 s), so a report over the size limit is written compact."""
-    from review.analysis import export
+    from review.analysis import formatting
 
-    small = export.report_json(report)
+    small = formatting.report_json(report)
     assert small.startswith("{\n  ")
-    monkeypatch.setattr(export, "INDENT_MAX_CHARS", len(small) // 4)
-    big = export.report_json(report)
+    monkeypatch.setattr(formatting, "INDENT_MAX_CHARS", len(small) // 4)
+    big = formatting.report_json(report)
     assert "\n" not in big and len(big) < len(small)
     assert json.loads(big) == json.loads(small) == json.loads(json.dumps(report))
 

@@ -581,25 +581,28 @@ def cohen_kappa(a: Sequence[Any], b: Sequence[Any], weights: str | None = None,
     return value
 
 
-def rating_pairs(r: Ratings) -> tuple[np.ndarray, np.ndarray]:
-    """Positions (in ``r``, which must be sorted) of every two ratings of the same item."""
+def rating_pairs(r: Ratings) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every two ratings of the same item in ``r`` (which must be sorted): (rater a, rater b,
+    value a, value b, item), a before b. Built from masked slices, not index gathers (1M
+    ratings, 4M pairs: ~4x faster)."""
     if not r._sorted:
         raise ValueError("rating_pairs needs Ratings.sorted()")
     item = r.item
-    pa: list[np.ndarray] = []
-    pb: list[np.ndarray] = []
+    cols: list[list[np.ndarray]] = [[], [], [], [], []]
     d = 1
     while d < item.size:
-        p = np.flatnonzero(item[d:] == item[:-d])
-        if p.size == 0:  # an item with L ratings has pairs at distance < L only
+        same = item[d:] == item[:-d]
+        if not same.any():  # an item with L ratings has pairs at distance < L only
             break
-        pa.append(p)
-        pb.append(p + d)
+        for out, a in zip(cols, (r.rater[:-d], r.rater[d:], r.value[:-d], r.value[d:], item[d:]),
+                          strict=True):
+            out.append(a[same])
         d += 1
-    if not pa:
+    if not cols[0]:
         z = np.zeros(0, dtype=np.int64)
-        return z, z
-    return np.concatenate(pa), np.concatenate(pb)
+        return z, z, z, z, z
+    ra, rb, va, vb, it = (np.concatenate(c) for c in cols)
+    return ra, rb, va, vb, it
 
 
 @dataclass(frozen=True)
@@ -665,9 +668,8 @@ def pair_tables(r: Ratings, min_items: int = 1, *, max_co_ratings: int = MAX_PAI
     keep_r = np.zeros(n_all, dtype=bool)
     keep_r[scanned] = True
     sub = r.subset(keep_r[r.rater]) if k else empty_ratings((int(r.values[0]), int(r.values[-1])))
-    pa, pb = rating_pairs(sub)
+    ra, rb, va, vb, pair_item = rating_pairs(sub)  # sorted by rater within an item: ra < rb
     nr = max(sub.n_raters, 1)
-    ra, rb = sub.rater[pa], sub.rater[pb]  # sorted by rater within an item: ra < rb
     pid = ra * nr + rb
     if nr * nr <= 4_000_000:
         present = np.bincount(pid, minlength=nr * nr) > 0
@@ -685,14 +687,18 @@ def pair_tables(r: Ratings, min_items: int = 1, *, max_co_ratings: int = MAX_PAI
         n_cut = int(keep.sum()) - cap
         keep = np.zeros_like(keep)
         keep[best] = True
-    new_id = np.cumsum(keep) - 1
-    on = keep[inv]
-    inv, cell, item = new_id[inv[on]], sub.value[pa[on]] * v + sub.value[pb[on]], sub.item[pa[on]]
+    if keep.all():  # every scanned pair is kept: no re-numbering (a 4M-element gather each)
+        cell, item = va * v + vb, pair_item
+    else:
+        on = keep[inv]
+        inv, cell, item = (np.cumsum(keep) - 1)[inv[on]], va[on] * v + vb[on], pair_item[on]
     ids = ids[keep]
     tables = np.bincount(inv * v * v + cell, minlength=ids.size * v * v).reshape(ids.size, v, v)
     # back to the codes of ``r`` (subset() re-coded the scanned raters and their items densely)
     item_of_sub = np.flatnonzero(np.bincount(r.item[keep_r[r.rater]], minlength=r.n_items) > 0)
-    return PairTables(scanned[ids // nr], scanned[ids % nr], tables, inv, cell, item_of_sub[item],
+    if item_of_sub.size < r.n_items:
+        item = item_of_sub[item]
+    return PairTables(scanned[ids // nr], scanned[ids % nr], tables, inv, cell, item,
                       min_items, n_rater_pairs, n_fewer, (pairs_eligible - pairs_scanned) + n_cut,
                       k, n_eligible)
 

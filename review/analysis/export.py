@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from sqlalchemy import and_, case, func, select
@@ -43,6 +42,7 @@ from db.models import (
     StudyReviewer,
     User,
 )
+from review.analysis.formatting import neutralise_cell
 from review.labeling.disagreements import latest_settlements
 from review.labeling.guidelines.files import GUIDELINE_LABEL
 from review.media.restore.controls import HiddenReference
@@ -144,27 +144,6 @@ _COLUMNS = [
 #: RFC 4180's line end; with it the writer also quotes a lone carriage return inside a comment,
 #: which would otherwise split the row for every reader.
 CSV_EOL = "\r\n"
-#: First characters that make a spreadsheet read a CSV cell as a formula (OWASP, CSV injection).
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralise_cell(value: Any) -> Any:
-    """A text cell a spreadsheet would run as a formula, prefixed with a single quote; a text that
-    already starts with a quote before such a character gets one more, so `restore_cell` undoes
-    exactly this. Anything else (numbers, None, plain text) is returned as it is."""
-    if isinstance(value, str) and (value.startswith(FORMULA_START)
-                                   or value.startswith("'") and value.lstrip("'").startswith(FORMULA_START)):
-        return "'" + value
-    return value
-
-
-def restore_cell(value: Any) -> Any:
-    """The inverse of `neutralise_cell`, for reading an exported CSV back."""
-    if isinstance(value, str) and value.startswith("'") and value.lstrip("'").startswith(FORMULA_START):
-        return value[1:]
-    return value
-
-
 def neutralise_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """A copy of the table safe to open in a spreadsheet: `neutralise_cell` on every text cell,
     the column headers and the row labels; numeric columns are untouched."""
@@ -224,19 +203,6 @@ def frame_csv(frame: pd.DataFrame, *, index: bool = False) -> bytes:
 def matrix_csv(df: pd.DataFrame) -> bytes:
     """The wide item x rater score matrix as CSV (empty cell = not rated)."""
     return frame_csv(wide_matrix(df), index=True)
-
-
-#: Reports whose JSON is longer than this are written compact: indenting makes Python's json use
-#: its pure-Python encoder (1M ratings: 86 MB in ~5 s instead of 63 MB in ~2 s); same content.
-INDENT_MAX_CHARS = 1_000_000
-
-
-def report_json(report: Mapping[str, Any]) -> str:
-    """The report as strict JSON (no NaN): indented for reading, compact when it is big."""
-    text = json.dumps(report, allow_nan=False, ensure_ascii=False)
-    if len(text) > INDENT_MAX_CHARS:
-        return text
-    return json.dumps(report, indent=2, allow_nan=False, ensure_ascii=False)
 
 
 def answer_json(answer: Answer) -> str:

@@ -2,11 +2,14 @@
 
 Why one module: the Markdown report, the HTML report and the Analyst page print the same figures,
 so they share these rules and a figure reads the same everywhere: "—" for a missing or non-finite
-number, never "nan"; a coefficient as "0.712 [0.60, 0.80]".
+number, never "nan"; a coefficient as "0.712 [0.60, 0.80]". The report's JSON and the CSV
+formula-cell quoting live here too, not in `export`, so `python -m review stats` does not
+import the database layer (~0.4 s).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -72,3 +75,38 @@ def format_coef(c: Mapping[str, Any] | None, digits: int = 3) -> str:
         return f"{MISSING} ({c.get('reason', 'not computable')})"
     ci = coef_ci(c)
     return f"{v:.{digits}f}" + (f" {format_ci(ci, digits)}" if ci else "")
+
+
+#: First characters that make a spreadsheet read a CSV cell as a formula (OWASP, CSV injection).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_cell(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula, prefixed with a single quote; a text that
+    already starts with a quote before such a character gets one more, so `restore_cell` undoes
+    exactly this. Anything else (numbers, None, plain text) is returned as it is."""
+    if isinstance(value, str) and (value.startswith(FORMULA_START)
+                                   or value.startswith("'") and value.lstrip("'").startswith(FORMULA_START)):
+        return "'" + value
+    return value
+
+
+def restore_cell(value: Any) -> Any:
+    """The inverse of `neutralise_cell`, for reading an exported CSV back."""
+    if isinstance(value, str) and value.startswith("'") and value.lstrip("'").startswith(FORMULA_START):
+        return value[1:]
+    return value
+
+
+#: Reports whose JSON is longer than this are written compact: indenting makes Python's json use
+#: its pure-Python encoder (1M ratings: 86 MB in ~5 s instead of 63 MB in ~2 s); same content.
+INDENT_MAX_CHARS = 1_000_000
+
+
+def report_json(report: Mapping[str, Any]) -> str:
+    """The report as strict JSON (no NaN): indented for reading, compact when it is big. A report
+    is a tree, so the encoder's cycle check (~0.2 s of 1M ratings) is skipped."""
+    text = json.dumps(report, allow_nan=False, ensure_ascii=False, check_circular=False)
+    if len(text) > INDENT_MAX_CHARS:
+        return text
+    return json.dumps(report, indent=2, allow_nan=False, ensure_ascii=False)

@@ -24,9 +24,8 @@ from review.analysis.export import (
     ratings_bytes,
     ratings_fingerprint,
     ratings_frame,
-    report_json,
 )
-from review.analysis.formatting import coef_ci, coef_value, format_ci
+from review.analysis.formatting import coef_ci, coef_value, format_ci, report_json
 from review.analysis.html_report import html_report
 from review.analysis.markdown_report import report_to_markdown
 from review.analysis.report import ICC_LABELS, build_report
