@@ -11,15 +11,22 @@ from __future__ import annotations
 
 from functools import cache
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from review.config import load_settings
-from review.database import Lab, open_lab
+from review.database import DatabaseBusy, Lab, open_lab
 from review.sessions import COOKIE, SESSION_LIFETIME, exchange_handoff
 
 SESSION_PATH = "/_lab/session"
+MAX_BODY = 256
+
+
+def _exchange(code: str) -> str | None:
+    with _lab().write() as s:
+        return exchange_handoff(s, code)
 
 
 @cache
@@ -28,9 +35,18 @@ def _lab() -> Lab:
 
 
 async def _session(request: Request) -> Response:
-    code = (await request.body())[:256].decode("ascii", "replace").strip()
-    with _lab().write() as s:
-        token = exchange_handoff(s, code)
+    if int(request.headers.get("content-length") or 0) > MAX_BODY:
+        return Response("A login code is short; this request is not one.", status_code=413)
+    body = b""
+    async for chunk in request.stream():  # read at most MAX_BODY bytes, whatever the header said
+        body += chunk
+        if len(body) > MAX_BODY:
+            return Response("A login code is short; this request is not one.", status_code=413)
+    code = body.decode("ascii", "replace").strip()
+    try:  # the database call runs in a worker thread: it must not stall the server's event loop
+        token = await run_in_threadpool(_exchange, code)
+    except DatabaseBusy as exc:
+        return Response(str(exc), status_code=503)
     if token is None:
         return Response("This login link expired; log in again.", status_code=403)
     secure = request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
