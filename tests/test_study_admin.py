@@ -17,7 +17,7 @@ from review.analysis.export import ratings_frame
 from review.errors import ReviewError
 from review.labeling import qa
 from review.labeling.assignment import next_assignment
-from review.labeling.audit import AuditError, audit_csv, audit_entries, record
+from review.labeling.audit import AuditError, audit_csv, audit_entries, count_entries, record
 from review.labeling.disagreements import SettlementError, disagreements, settle_item
 from review.labeling.ratings import Submission, submit, undo_last
 from review.labeling.settings import StudySettings, update_settings
@@ -257,3 +257,19 @@ def test_audit_filters_and_csv_neutralises_formulas(lab):
                                           ["admin", "study.edit", "'=cmd|' /C calc'!A0"],
                                           ["system", "user.create", "admin"]]
     assert rows[2][4] == "note=@SUM(1)"
+
+
+def test_audit_pages_walk_every_entry_once_newest_first(lab):
+    with lab.sessions() as s, s.begin():
+        for i in range(25):
+            record(s, "study.edit", actor="cli", target=f"study {i}")
+        record(s, "user.create", actor="cli", target="zed")
+    with lab.sessions() as s:
+        assert count_entries(s) == 26
+        assert count_entries(s, actions=("study.edit",)) == 25
+        pages = [audit_entries(s, actions=("study.edit",), limit=10, offset=o) for o in (0, 10, 20)]
+        assert [len(p) for p in pages] == [10, 10, 5]
+        targets = [r.target for p in pages for r in p]
+        assert targets == [f"study {i}" for i in range(24, -1, -1)]  # newest first, none twice
+        with pytest.raises(AuditError, match="Pages start at 1"):
+            audit_entries(s, offset=-1)

@@ -211,6 +211,24 @@ def test_audit_page_filters_and_downloads_csv(lab, one_item):
     assert download.proto.label == "Download CSV"
 
 
+def test_audit_page_pages_through_a_long_log(lab):
+    from review.labeling.audit import PAGE_ROWS, record
+
+    with lab.sessions() as s, s.begin():
+        add_user(s, "admin", PASSWORD, "admin")  # recorded as the oldest entry ("user.create admin")
+    with lab.sessions() as s, s.begin():
+        for i in range(PAGE_ROWS + 5):
+            record(s, "study.edit", actor="cli", target=f"study {i}")
+    at = page_app("audit_page", _user(lab, "admin")).run()
+    total = PAGE_ROWS + 5 + 1  # and the admin account's creation
+    assert at.caption[0].value == f"{total:,} entries, newest first; showing 1-{PAGE_ROWS:,}."
+    assert len(at.dataframe[0].value) == PAGE_ROWS
+    at.number_input(key=f"audit_page_{total}").set_value(2).run()
+    assert not at.exception
+    assert at.caption[0].value == f"{total:,} entries, newest first; showing {PAGE_ROWS + 1:,}-{total:,}."
+    assert list(at.dataframe[0].value["what"])[-1] == "admin"  # the oldest entry is on the last page
+
+
 def test_sample_now_with_nothing_eligible_says_why(lab, one_item):
     at = page_app("qa_page", _user(lab, "admin")).run()
     at.button(key=f"qa_sample_{one_item}").click().run()

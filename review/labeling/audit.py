@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from db.models import AuditEntry, User
@@ -29,7 +29,8 @@ ACTIONS = (
     "settings.change", "guideline.assign", "guideline.experiment",
     "user.create", "user.deactivate", "user.activate", "user.role", "user.password_reset",
 )
-MAX_ROWS = 10_000
+MAX_ROWS = 10_000  # per CSV download: narrow the filters for older entries
+PAGE_ROWS = 200  # per page on screen
 #: A spreadsheet runs a cell that starts with one of these as a formula (OWASP CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -68,25 +69,42 @@ def _day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
 
-def audit_entries(session: Session, *, actor: str | None = None, actions: tuple[str, ...] = (),
-                  since: date | None = None, until: date | None = None,
-                  limit: int = MAX_ROWS) -> list[AuditRow]:
-    """Entries newest first, filtered by actor name, actions and a day range (UTC, both ends
-    included); at most `limit` rows."""
+def _filtered(query: Select, *, actor: str | None, actions: tuple[str, ...], since: date | None,
+              until: date | None) -> Select:
+    """`query` narrowed to the entries the filters select (UTC days, both ends included)."""
     if since is not None and until is not None and since > until:
         raise AuditError(f"The start day {since} is after the end day {until}; swap them.")
-    q = select(AuditEntry).order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(limit)
     if actor:
-        q = q.where(AuditEntry.actor == actor.strip().lower())
+        query = query.where(AuditEntry.actor == actor.strip().lower())
     if actions:
-        q = q.where(AuditEntry.action.in_(actions))
+        query = query.where(AuditEntry.action.in_(actions))
     if since is not None:
-        q = q.where(AuditEntry.at >= _day_start(since))
+        query = query.where(AuditEntry.at >= _day_start(since))
     if until is not None:
-        q = q.where(AuditEntry.at < _day_start(until + timedelta(days=1)))
+        query = query.where(AuditEntry.at < _day_start(until + timedelta(days=1)))
+    return query
+
+
+def audit_entries(session: Session, *, actor: str | None = None, actions: tuple[str, ...] = (),
+                  since: date | None = None, until: date | None = None,
+                  limit: int = MAX_ROWS, offset: int = 0) -> list[AuditRow]:
+    """Entries newest first, filtered by actor name, actions and a day range (UTC, both ends
+    included); at most `limit` rows after skipping the `offset` newest (the page's paging)."""
+    if offset < 0 or limit < 1:
+        raise AuditError("Pages start at 1 and hold at least one entry.")
+    q = _filtered(select(AuditEntry), actor=actor, actions=actions, since=since, until=until)
+    q = q.order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(limit).offset(offset)
     return [AuditRow(e.at if e.at.tzinfo else e.at.replace(tzinfo=UTC), e.actor, e.action, e.target,
                      ", ".join(f"{k}={v}" for k, v in sorted((e.details or {}).items())))
             for e in session.scalars(q)]
+
+
+def count_entries(session: Session, *, actor: str | None = None, actions: tuple[str, ...] = (),
+                  since: date | None = None, until: date | None = None) -> int:
+    """How many entries the same filters select (for 'page k of n')."""
+    q = _filtered(select(func.count()).select_from(AuditEntry), actor=actor, actions=actions,
+                  since=since, until=until)
+    return session.scalar(q) or 0
 
 
 def actor_names(session: Session) -> list[str]:

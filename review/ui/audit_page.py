@@ -11,7 +11,16 @@ import pandas as pd
 import streamlit as st
 
 from review.database import Lab
-from review.labeling.audit import ACTIONS, MAX_ROWS, AuditError, actor_names, audit_csv, audit_entries
+from review.labeling.audit import (
+    ACTIONS,
+    MAX_ROWS,
+    PAGE_ROWS,
+    AuditError,
+    actor_names,
+    audit_csv,
+    audit_entries,
+    count_entries,
+)
 from review.ui.common import SessionUser
 
 KEY = "audit_"
@@ -31,20 +40,29 @@ def render(lab: Lab, user: SessionUser) -> None:
     actions = c2.multiselect("Actions (none chosen = all)", ACTIONS, key=f"{KEY}actions")
     since: date | None = c3.date_input("From (UTC day)", value=None, key=f"{KEY}since")
     until: date | None = c4.date_input("To (UTC day)", value=None, key=f"{KEY}until")
+    filters = {"actor": None if actor == EVERYONE else actor, "actions": tuple(actions),
+               "since": since, "until": until}
     try:
         with lab.read() as s:  # a read: no write transaction, so no run_action
-            rows = audit_entries(s, actor=None if actor == EVERYONE else actor, actions=tuple(actions),
-                                 since=since, until=until)
+            total = count_entries(s, **filters)
+            pages = max(1, -(-total // PAGE_ROWS))
+            page = st.number_input(f"Page (of {pages:,})", min_value=1, max_value=pages, value=1, step=1,
+                                   key=f"{KEY}page_{total}") if pages > 1 else 1
+            rows = audit_entries(s, **filters, limit=PAGE_ROWS, offset=(int(page) - 1) * PAGE_ROWS)
     except AuditError as exc:
         st.error(str(exc))
         return
     if not rows:
         st.info("No entries match these filters.")
         return
-    full = len(rows) >= MAX_ROWS
-    note = f" (the newest {MAX_ROWS:,}; narrow the filters to see older ones)" if full else ""
-    st.caption(f"{len(rows):,} entries{note}, newest first.")
+    first = (int(page) - 1) * PAGE_ROWS + 1
+    st.caption(f"{total:,} entries, newest first" + (f"; showing {first:,}-{first + len(rows) - 1:,}."
+                                                     if pages > 1 else "."))
     st.dataframe(pd.DataFrame([{"at (UTC)": r.at, "who": r.actor, "action": r.action, "what": r.target,
                                 "details": r.details} for r in rows]), hide_index=True, width="stretch")
-    st.download_button("Download CSV", audit_csv(rows), file_name="audit_log.csv", mime="text/csv",
-                       key=f"{KEY}csv")
+    with lab.read() as s:
+        everything = audit_entries(s, **filters, limit=MAX_ROWS)
+    label = "Download CSV" if total <= MAX_ROWS else f"Download CSV (the newest {MAX_ROWS:,})"
+    st.download_button(label, audit_csv(everything), file_name="audit_log.csv", mime="text/csv",
+                       key=f"{KEY}csv", help=None if total <= MAX_ROWS else
+                       "Narrow the filters (days, actions) to download older entries.")
