@@ -117,7 +117,7 @@ def test_login_rate_limit(lab):
 def test_navigation_per_role(lab):
     build_study(lab, 2)
     at = login(app().run(), "alice")
-    assert registered_pages(at) == {"rate.py"}
+    assert registered_pages(at) == {"rate.py", "try_photo.py"}  # try_photo waits for her work
     assert "Users" not in texts(at) and "Studies" not in texts(at)
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         at.switch_page("review/ui/pages/users.py")
@@ -161,12 +161,18 @@ def test_pages_recheck_the_role(lab):
     user = at.session_state["user"]
     for page in ("users.py", "study.py", "guidelines.py", "qa.py", "analysis.py", "generate.py",
                  "guideline_admin.py", "study_setup.py", "disagreements.py", "audit.py",
-                 "answer.py", "try_photo.py"):
+                 "answer.py"):
         direct = AppTest.from_file(str(ROOT / "review/ui/pages" / page), default_timeout=TIMEOUT)
         direct.session_state["user"] = user
         direct.run()
         assert "not available to the reviewer role" in direct.error[0].value, page
         assert not direct.dataframe and not direct.title
+    direct = AppTest.from_file(str(ROOT / "review/ui/pages/try_photo.py"), default_timeout=TIMEOUT)
+    direct.session_state["user"] = user
+    direct.run()  # a reviewer with work left in Portraits is told why, and sees nothing else
+    assert direct.error[0].value.startswith("Try your photo opens once you have no rating work left "
+                                            "(still open for you: Portraits)")
+    assert not direct.title and not direct.get("file_uploader")
 
 
 def test_rating_an_item_records_score_flags_guideline_and_time(lab):

@@ -6,7 +6,15 @@ of the photo scaled to the study's image size. It is calibrated on the study's o
 images: an isotonic regression (scikit-learn) of blur level on blur_effect per blur kind, so the
 estimate is in the study's pixels; its spread is the residual sd of the calibration images' levels
 around that fit (never below half the studied level step), and the interval is the estimate
-+- 1.96 spreads, clipped to the studied range. Nothing here stores the photo.
++- 1.96 spreads, clipped to the studied range. Nothing here stores the photo unless an admin
+asks (`add_to_catalog`).
+
+SD1.5 img2img restorations run only when asked (`restore_photo_sd15`, slow on CPU), at the
+study's own SD1.5 strengths and parameters, or at DEFAULT_SD15_STRENGTHS when it has none.
+
+Who may use the page (`access_refusal`): admins and QA always; a reviewer only once no open study
+that lists them still has work for them, because the page labels which restorer made which look,
+which could sway their blind ratings.
 """
 
 from __future__ import annotations
@@ -23,13 +31,23 @@ from sklearn.isotonic import IsotonicRegression
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import DegradedImage, Restoration, Study, StudyItem
+from db.models import DegradedImage, Restoration, SourceImage, Study, StudyItem, utcnow
 from review.analysis.answer import KIND_WORDS, RESTORER_WORDS, Answer
+from review.config import Settings
+from review.labeling.assignment import current_lease, remaining_for
+from review.labeling.study import closed_at, list_studies, listed
+from review.media.catalog import PhotoError, add_photo
 from review.media.degrade import BlurSpec, make_kernel
-from review.media.restore.runner import resolve_params, run_restorer
+from review.media.restore.runner import resolve_params, run_grid, run_restorer
+from review.media.store import ImageStore
 
 #: Classical baselines shown for a photo (they need a kernel: the study's recipe at a level).
 BASELINES = ("wiener",)
+SD15 = "sd15_img2img"
+#: Strengths shown when the study has no SD1.5 restorations (the Generate page's default grid).
+DEFAULT_SD15_STRENGTHS = (0.3, 0.5, 0.7)
+#: Roles that may add a tried photo to the catalog (as the Generate page's "Add photos" tab).
+ADD_ROLES = ("admin",)
 
 
 @dataclass
@@ -96,20 +114,95 @@ def calibrate(session: Session, study: Study,
     return out
 
 
+def at_study_size(photo: Image.Image, side: int) -> Image.Image:
+    """The photo in RGB with its longer side scaled to `side` (what every restorer here gets)."""
+    scale = side / max(photo.size)
+    return photo.convert("RGB").resize((max(1, round(photo.width * scale)),
+                                        max(1, round(photo.height * scale))), Image.Resampling.LANCZOS)
+
+
 def restore_photo(photo: Image.Image, calibration: Calibration,
                   levels: list[float]) -> list[tuple[str, Image.Image]]:
     """The photo (scaled to the study's size) restored by the classical baselines, assuming the
     study's blur recipe at each of `levels` (the photo's real blur shape is unknown)."""
-    scale = calibration.side / max(photo.size)
-    small = photo.convert("RGB").resize((max(1, round(photo.width * scale)),
-                                         max(1, round(photo.height * scale))), Image.Resampling.LANCZOS)
+    small = at_study_size(photo, calibration.side)
     out = [("Your photo (at the study's size)", small)]
     for level in levels:
         kernel = make_kernel(BlurSpec(calibration.kind, float(level), **calibration.recipe))
         for method in BASELINES:
             result = run_restorer(method, small, kernel=kernel, params=resolve_params(method))
-            out.append((f"{RESTORER_WORDS.get(method, method)}, assuming {level:.1f} px", result.image))
+            out.append((f"Classical baseline: {RESTORER_WORDS.get(method, method)}, assuming {level:.1f} px",
+                        result.image))
     return out
+
+
+def sd15_recipe(session: Session, study: Study) -> tuple[list[float], dict[str, Any]]:
+    """The strengths and the other parameters (seed 0) SD1.5 img2img ran with in this study, so a
+    photo is restored as the rated images were; DEFAULT_SD15_STRENGTHS and the restorer's defaults
+    when the study has no SD1.5 restorations."""
+    used = session.scalars(
+        select(Restoration.params).join(StudyItem, StudyItem.restoration_id == Restoration.id)
+        .where(StudyItem.study_id == study.id, Restoration.method == SD15).order_by(Restoration.id)).all()
+    if not used:
+        return list(DEFAULT_SD15_STRENGTHS), resolve_params(SD15, {"seed": 0})
+    base = {k: v for k, v in used[0].items() if k != "strength"}
+    return sorted({float(p["strength"]) for p in used}), resolve_params(SD15, {**base, "seed": 0})
+
+
+def sd15_label(strength: float, smoke_test: bool) -> str:
+    """How an SD1.5 panel is captioned (the tiny model's output is never called a restoration)."""
+    return f"SD1.5 img2img, strength {strength:g}" + (
+        " (tiny smoke-test model, not a restoration)" if smoke_test else "")
+
+
+def restore_photo_sd15(photo: Image.Image, side: int, strengths: list[float], base: dict[str, Any],
+                       settings: Settings) -> list[tuple[float, str, Image.Image]]:
+    """The photo (scaled to the study's size) restored by SD1.5 img2img with the configured weights
+    at each strength, sharing work as one grid: (strength, caption, image) each. Slow on CPU, so
+    the page runs it only when asked; WeightsError (a ReviewError) says how to configure weights."""
+    small = at_study_size(photo, side)
+    params = [resolve_params(SD15, {**base, "strength": s}) for s in strengths]
+    results = run_grid(small, params, settings=settings)
+    return [(s, sd15_label(s, bool(r.provenance.get("smoke_test"))), r.image)
+            for s, r in zip(strengths, results, strict=True)]
+
+
+def add_to_catalog(session: Session, store: ImageStore, photo: Image.Image, *, role: str, title: str,
+                   licence: str, content: str) -> tuple[SourceImage, bool]:
+    """Store a tried photo as a blurred source with no reference (catalog.add_photo: consent note
+    and content type required, the same pixels return the existing row and False), only when an
+    admin asks; it joins no study until an admin puts it in a generation plan."""
+    if role not in ADD_ROLES:
+        raise PhotoError("Only admins add photos to the catalog: ask an admin to add this one "
+                         "(Generate page, 'Add photos').")
+    return add_photo(session, store, photo, title=title, licence=licence, content=content,
+                     already_blurred=True)
+
+
+def open_work(session: Session, reviewer_id: int) -> list[str]:
+    """Names of the open studies that list this reviewer (or list nobody) and still hold work for
+    them: items they could still receive, or a live lease."""
+    now = utcnow()
+    return [study.name for study in list_studies(session)
+            if listed(study, reviewer_id) and closed_at(session, study.id) is None
+            and (remaining_for(session, study, reviewer_id, now) > 0
+                 or current_lease(session, study, reviewer_id, now) is not None)]
+
+
+def access_refusal(session: Session, user_id: int, role: str) -> str | None:
+    """Why this user may not use Try your photo now (one line), or None when they may: admins and
+    QA always; a reviewer once `open_work` is empty, since labelled restorations could unblind
+    their ratings."""
+    if role in ("admin", "qa"):
+        return None
+    if role != "reviewer":
+        return f"Try your photo is not available to the {role} role."
+    busy = open_work(session, user_id)
+    if busy:
+        return (f"Try your photo opens once you have no rating work left (still open for you: "
+                f"{', '.join(busy)}): it shows which restorer makes which look, which could sway "
+                "your ratings.")
+    return None
 
 
 def findings_at(answer: Answer, kind: str, level: float) -> list[str]:

@@ -25,7 +25,7 @@ PAGES = Path(__file__).resolve().parent / "pages"
 
 # role -> pages in menu order; the first is the landing page.
 ROLE_PAGES: dict[str, tuple[str, ...]] = {
-    "reviewer": ("rate",),
+    "reviewer": ("rate", "try_photo"),  # try_photo explains itself until their work is done
     "admin": ("study", "study_setup", "generate", "guideline_admin", "qa", "disagreements", "analysis",
               "answer", "try_photo", "users", "audit", "rate"),
     "qa": ("qa", "disagreements", "answer", "try_photo", "guidelines"),

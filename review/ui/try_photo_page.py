@@ -1,23 +1,40 @@
-"""Try your photo: upload a blurry photo, see its blur level in the study's units, the classical
-baselines' restorations of it side by side, and what the study found at that level. The photo is
-decoded as every upload is (review.media.decode) and never stored."""
+"""Try your photo: upload a blurry photo, see its blur level in the study's units, restorations
+of it side by side (classical baselines at once, SD1.5 img2img on request), and what the study
+found at that level. The photo is decoded as every upload is (review.media.decode) and stored only
+when an admin adds it to the catalog. Who may open the page: review.analysis.try_photo.access_refusal."""
 
 from __future__ import annotations
 
+import hashlib
+
 import streamlit as st
+from PIL import Image
 
 from review.analysis.answer import Answer, study_answer
 from review.analysis.export import ratings_fingerprint, ratings_frame
-from review.analysis.try_photo import Calibration, calibrate, findings_at, measure, restore_photo
+from review.analysis.try_photo import (
+    ADD_ROLES,
+    Calibration,
+    access_refusal,
+    add_to_catalog,
+    calibrate,
+    findings_at,
+    measure,
+    restore_photo,
+    restore_photo_sd15,
+    sd15_recipe,
+)
 from review.database import Lab
 from review.errors import ReviewError
 from review.labeling.study import list_studies, study_by_id
+from review.media.catalog import CONTENT_TYPES
 from review.media.decode import decode_image
-from review.media.restore.runner import sd15_status
-from review.ui.common import SessionUser
+from review.media.restore.runner import plain_error, sd15_unavailable
+from review.ui.common import SessionUser, run_action
 
 KEY = "try_"
-ROLES = ("admin", "qa")
+ROLES = ("admin", "qa", "reviewer")
+SD15_CACHE = f"{KEY}sd15_results"  # (photo sha256, study id, strength) -> (caption, image)
 
 
 @st.cache_data(show_spinner="Calibrating on the study's blurred images…", max_entries=8, ttl=600)
@@ -35,11 +52,14 @@ def _answer(db: str, study_id: int, fingerprint: tuple[int, ...], _lab: Lab) -> 
 
 def render(lab: Lab, user: SessionUser) -> None:
     """The try-your-photo page."""
-    if user.role not in ROLES:
-        st.error("Try your photo is only available to admins and QA.")
+    with lab.read() as s:
+        refusal = access_refusal(s, user.id, user.role)
+    if refusal is not None:
+        st.error(refusal)
         st.stop()
     st.title("Try your photo")
-    st.caption("Your photo is measured and restored here, and is not added to any study.")
+    st.caption("Your photo is measured and restored here, and is not added to any study unless an "
+               "admin adds it to the catalog below.")
     with lab.read() as s:
         studies = {x.id: x.name for x in list_studies(s)}
     if not studies:
@@ -76,9 +96,70 @@ def render(lab: Lab, user: SessionUser) -> None:
         st.markdown(f"- {line}")
     st.subheader("Restorations")
     st.caption("Classical baselines (Wiener deconvolution), each assuming the study's blur recipe at "
-               "the estimated level and at the interval's ends; the real blur's shape is unknown. "
-               f"SD1.5 img2img is not run on this page ({sd15_status(lab.settings)}).")
+               "the estimated level and at the interval's ends; the real blur's shape is unknown.")
     panels = restore_photo(photo, cal, sorted({round(lo, 1), round(level, 1), round(hi, 1)}))
+    panels += _sd15_panels(lab, study_id, cal.side, photo, hashlib.sha256(upload.getvalue()).hexdigest())
     with st.container(horizontal=True, gap="medium"):
         for caption, image in panels:
             st.image(image, caption=caption)
+    _add_to_catalog(lab, user, photo, upload.name)
+
+
+def _sd15_panels(lab: Lab, study_id: int, side: int, photo: Image.Image,
+                 sha256: str) -> list[tuple[str, Image.Image]]:
+    """SD1.5 img2img of the photo at the study's strengths: run only on the button (minutes on a
+    CPU), kept per (photo, study, strength) for the session."""
+    unavailable = sd15_unavailable(lab.settings)
+    if unavailable is not None:
+        st.info(f"SD1.5 img2img is not shown, only the classical baselines: {unavailable}")
+        return []
+    with lab.read() as s:
+        strengths, base = sd15_recipe(s, study_by_id(s, study_id))
+    done: dict = st.session_state.setdefault(SD15_CACHE, {})
+    missing = [x for x in strengths if (sha256, study_id, x) not in done]
+    shown = ", ".join(f"{x:g}" for x in strengths)
+    if missing and st.button(f"Run SD1.5 img2img at strengths {shown}", key=f"{KEY}run_sd15",
+                             help="Slow without a GPU: a minute or more per strength."):
+        try:
+            with st.spinner(f"Running SD1.5 img2img at strengths {shown}…"):
+                results = restore_photo_sd15(photo, side, missing, base, lab.settings)
+        except (ReviewError, RuntimeError, MemoryError, OSError) as exc:
+            st.error(f"SD1.5 img2img could not run: {plain_error(exc)}")
+            return []
+        done.update({(sha256, study_id, x): (caption, image) for x, caption, image in results})
+    return [done[(sha256, study_id, x)] for x in strengths if (sha256, study_id, x) in done]
+
+
+def _add_to_catalog(lab: Lab, user: SessionUser, photo: Image.Image, name: str) -> None:
+    """Store the photo as a blurred source, only when an admin asks (others are told why not)."""
+    st.subheader("Add this photo to the catalog")
+    if user.role not in ADD_ROLES:
+        st.caption("Only admins add photos to the catalog (where a generation plan can use them): "
+                   "ask an admin if this photo should join a study.")
+        return
+    st.caption("Stored as a blurred photo with no sharp reference; it joins no study until you put it "
+               "in a generation plan.")
+    content = st.selectbox("Content of the photo", CONTENT_TYPES, index=None, key=f"{KEY}content",
+                           placeholder="Choose: face, text, object or scene")
+    licence = st.text_input("Source / consent note (required): where the photo comes from and on what "
+                            "terms reviewers may see it", key=f"{KEY}licence")
+    if not st.button("Add to the catalog", key=f"{KEY}add"):
+        return
+    if content is None:
+        st.error(f"{name}: choose the content of the photo; nothing was added.")
+        return
+    added = run_action(lab, lambda s: _add(s, lab, user, photo, name, licence, content), about=name)
+    if added.value is not None:
+        src_id, title, new = added.value
+        if new:
+            st.success(f"{name}: added as source #{src_id} ({photo.width}x{photo.height}).")
+        else:
+            st.info(f"{name}: already in the catalog as source #{src_id} ({title or 'untitled'}); "
+                    "nothing added.")
+
+
+def _add(s, lab: Lab, user: SessionUser, photo: Image.Image, name: str, licence: str,  # noqa: ANN001
+         content: str) -> tuple[int, str, bool]:
+    row, new = add_to_catalog(s, lab.store, photo, role=user.role, title=name, licence=licence,
+                              content=content)
+    return row.id, row.title, new
