@@ -103,6 +103,7 @@ class GenerationPlan:
                            "source_ids, blurs, restorers, seeds, model.") from exc
 
     def units(self) -> list[Unit]:
+        from review.media.restore import NEEDS_KERNEL
         from review.media.restore.runner import resolve_params
 
         if not self.source_ids or not self.blurs or not self.restorers:
@@ -121,9 +122,32 @@ class GenerationPlan:
                 for values in itertools.product(*grid.values()) if grid else [()]:
                     raw = dict(zip(grid.keys(), values, strict=True))
                     out.append(Unit(source_id, spec, method, resolve_params(method, raw)))
+        except TypeError as exc:  # a blur entry without kind or level, or with an unknown key
+            raise JobError(f"A blur entry of the plan is malformed ({exc}); each needs a kind and a "
+                           "level, e.g. {\"kind\": \"defocus\", \"level\": 4}.") from exc
         except ValueError as exc:
             raise JobError(str(exc)) from exc
+        kernel_free = [u.method for u in out if u.blur.kind == "real" and u.method in NEEDS_KERNEL]
+        if kernel_free:
+            raise JobError(f"{', '.join(sorted(set(kernel_free)))} needs the blur kernel, and a photo used "
+                           "as it arrived (kind 'real') has none: restore such photos with sd15_img2img "
+                           "or the controls, in a plan of their own.")
         return out
+
+    def check_sources(self, session: Session) -> None:
+        """Refuse unknown photos, and photos that arrived blurred under a synthetic blur (blurring
+        them again hides their real blur and they have no sharp reference to compare with)."""
+        found = dict(session.execute(select(SourceImage.id, SourceImage.is_reference)
+                                     .where(SourceImage.id.in_(self.source_ids))).tuples().all())
+        missing = set(self.source_ids) - set(found)
+        if missing:
+            raise JobError(f"Unknown source image ids: {sorted(missing)}.")
+        blurred = sorted(i for i, sharp in found.items() if not sharp)
+        synthetic = sorted({b.get("kind") for b in self.blurs} - {"real"})
+        if blurred and synthetic:
+            raise JobError(f"Source photo(s) {', '.join(f'#{i}' for i in blurred)} arrived blurred: use "
+                           f"them as they are (blur kind 'real'), in a plan without "
+                           f"{', '.join(map(str, synthetic))}.")
 
 
 def create_job(lab: Lab, study_name: str, plan: GenerationPlan) -> int:
@@ -139,10 +163,7 @@ def add_job(session: Session, study_id: int, plan: GenerationPlan) -> int:
     """Validate the plan, store it on a new queued job of the study (in the caller's
     transaction), and return the job id."""
     units = plan.units()
-    missing = set(plan.source_ids) - set(session.scalars(
-        select(SourceImage.id).where(SourceImage.id.in_(plan.source_ids))))
-    if missing:
-        raise JobError(f"Unknown source image ids: {sorted(missing)}.")
+    plan.check_sources(session)
     job = GenerationJob(study_id=study_id, plan=plan.to_json(), status="queued",
                         progress_total=len(units))
     session.add(job)

@@ -41,6 +41,28 @@ def test_start_a_plan_from_the_form_and_watch_it_finish(lab):
         assert s.scalar(select(func.count()).select_from(StudyItem)) == 2
 
 
+def test_a_photo_that_arrived_blurred_is_planned_as_it_is(lab):
+    arr = (np.random.default_rng(1).random((48, 64, 3)) * 255).astype(np.uint8)
+    with lab.sessions() as s, s.begin():
+        blurred = catalog.add_blurred_photo(s, lab.store, Image.fromarray(arr), title="shaky",
+                                            content="object").id
+        ensure_study(s, StudyConfig(name="gen"), None)
+    at = page_app("generate_page", page_user("admin")).run()
+    assert not at.exception, at.exception
+    sources = at.multiselect[0]
+    assert sources.format_func(blurred).endswith("64x48, arrived blurred)")
+    sources.set_value([blurred])
+    at.text_input(key="lv_defocus").set_value("")
+    at.multiselect[1].set_value(["wiener", "blurred"])
+    at.checkbox(key="lv_real").check()
+    at.button[0].click().run()
+    assert "wiener needs the blur kernel" in at.error[0].value and _jobs(lab) == 0
+    at.multiselect[1].set_value(["blurred"])
+    at.button[0].click().run()
+    assert not at.exception and any("started in the background" in m.value for m in at.success)
+    assert _jobs(lab) == 1
+
+
 def test_reviewers_are_stopped(lab):
     at = page_app("generate_page", page_user("reviewer")).run()
     assert any("only available to admins" in e.value for e in at.error)

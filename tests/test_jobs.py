@@ -72,9 +72,30 @@ def test_invalid_plans_are_refused_clearly(lab):
     with pytest.raises(JobError, match="balance"):
         GenerationPlan([1], [{"kind": "defocus", "level": 2}],
                        [{"method": "wiener", "params": {"balance": -1}}]).units()
+    with pytest.raises(JobError, match="blur entry of the plan is malformed"):
+        GenerationPlan([1], [{"kind": "defocus"}], [{"method": "blurred"}]).units()
+    with pytest.raises(JobError, match="wiener needs the blur kernel"):
+        GenerationPlan([1], [{"kind": "real", "level": None}], [{"method": "wiener"}]).units()
     _source(lab)
     with pytest.raises(JobError, match="Unknown source"):
         create_job(lab, "jobs", _classical_plan([999]))
+
+
+def test_a_photo_that_arrived_blurred_is_planned_only_as_it_is(lab):
+    from review.media.catalog import add_blurred_photo, plannable_sources
+
+    sharp = _source(lab)
+    with lab.sessions() as s, s.begin():
+        blurred = add_blurred_photo(s, lab.store, Image.new("RGB", (40, 40), "gray"), title="shaky",
+                                    content="object").id
+        assert [src.id for src in plannable_sources(s)] == [sharp, blurred]  # sharp ones first
+    mixed = GenerationPlan([sharp, blurred], [{"kind": "defocus", "level": 2.0}], [{"method": "blurred"}])
+    with pytest.raises(JobError, match=f"#{blurred} arrived blurred: use them as they are"):
+        create_job(lab, "jobs", mixed)
+    assert _count(lab, GenerationJob) == 0
+    as_is = GenerationPlan([blurred], [{"kind": "real", "level": None}], [{"method": "blurred"}])
+    assert run_job(lab, create_job(lab, "jobs", as_is)) == "done"
+    assert _count(lab, StudyItem) == 1
 
 
 def test_job_runs_records_progress_and_is_idempotent(lab):

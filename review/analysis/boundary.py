@@ -13,7 +13,11 @@ the 2.5 and 97.5 percentiles of where each sampled curve first falls below h.
 
 The GP is fitted to the observed share at each level with the binomial variance of that share as
 per-point noise (`alpha`), around a constant prior mean of 0.5 (far from any rating the model
-says "undecided", never "faithful"). Levels are scaled to [0, 1] over the studied range.
+says "undecided", never "faithful"). Levels are scaled to [0, 1] over the studied range. The
+kernel is constant x Matern 3/2: a share curve stays flat, bends at a shoulder and falls, and an
+RBF kernel (infinitely smooth) rounded that shoulder off, so its crossing came early and its
+interval, tightening as ratings grew, missed the true boundary more often (bench/assurance.py:
+coverage 90 % with RBF, falling to 70-82 % for a uniform grid of 180-360 ratings).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import numpy as np
 import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
-from sklearn.gaussian_process.kernels import RBF, ConstantKernel
+from sklearn.gaussian_process.kernels import ConstantKernel, Matern
 
 from review.analysis.agreement import wilson_ci
 from review.media.restore import restorer_class
@@ -114,8 +118,9 @@ def fit_share(x: np.ndarray, faithful: np.ndarray, ratings: np.ndarray, *, seed:
     alpha = p * (1 - p) / ratings
     lo = x.min(axis=0)
     span = np.where(np.ptp(x, axis=0) > 0, np.ptp(x, axis=0), 1.0)
-    kernel = ConstantKernel(0.1, (1e-3, 1.0)) * RBF(length_scale=np.full(x.shape[1], 0.5),
-                                                     length_scale_bounds=(0.1, 10.0))
+    # Matern 3/2, not RBF: it can bend at the shoulder (see the module docstring).
+    kernel = ConstantKernel(0.1, (1e-3, 1.0)) * Matern(length_scale=np.full(x.shape[1], 0.5),
+                                                        length_scale_bounds=(0.1, 10.0), nu=1.5)
     gp = GaussianProcessRegressor(kernel=kernel, alpha=alpha, normalize_y=False,
                                   n_restarts_optimizer=2, random_state=seed)
     with warnings.catch_warnings():

@@ -89,10 +89,11 @@ def add_blurred_photo(session: Session, store: ImageStore, image: Image.Image, *
     return source
 
 
-def reference_sources(session: Session) -> list[SourceImage]:
-    """Sharp photos (the ones a generation plan can blur), oldest first."""
-    return list(session.scalars(select(SourceImage).where(SourceImage.is_reference.is_(True))
-                                .order_by(SourceImage.id)))
+def plannable_sources(session: Session) -> list[SourceImage]:
+    """Every photo a generation plan can use, sharp ones (which it blurs) first, then those that
+    arrived blurred (used as they are, blur kind 'real'); oldest first within each."""
+    return list(session.scalars(select(SourceImage).order_by(SourceImage.is_reference.desc(),
+                                                             SourceImage.id)))
 
 
 def add_degraded(

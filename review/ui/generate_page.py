@@ -62,9 +62,9 @@ def _weights_status(lab: Lab) -> None:
 
 def _plan_form(lab: Lab, study: Any) -> None:
     with lab.read() as s:
-        sources = catalog.reference_sources(s)
+        sources = catalog.plannable_sources(s)
     if not sources:
-        st.info("Add sharp photos first (tab 'Add photos').")
+        st.info("Add photos first (tab 'Add photos').")
         return
     with st.form("plan"):
         fields = plan_fields(lab.settings, sources)

@@ -1,6 +1,7 @@
-"""The generation-plan fields (source photos, blur kinds and levels, restorers, SD1.5 grid, seeds,
-model) and their validation, shared by the Generate page and Study setup so both offer the same
-choices (SD1.5 only where it can run) and refuse the same bad input before anything is written."""
+"""The generation-plan fields (source photos, blur kinds and levels or the photos' own blur,
+restorers, SD1.5 grid, seeds, model) and their validation, shared by the Generate page and Study
+setup so both offer the same choices (SD1.5 only where it can run) and refuse the same bad input
+before anything is written."""
 
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ class PlanFields:
     seeds: str
     model: str
     named: list[str]
+    as_arrived: bool = False  # the photos' own blur (kind 'real'), for photos that arrived blurred
 
     def plan(self, settings: Settings) -> tuple[GenerationPlan | None, list[str]]:
         """The plan, or None and every plain error at once, so a page refuses before writing."""
@@ -59,6 +61,8 @@ class PlanFields:
         blurs = [{"kind": kind, "level": level, "angle": 30.0 if kind == "motion_line" else 0.0,
                   "seed": 1 if kind == "camera_shake" else 0}
                  for kind, text in self.level_text.items() for level in _numbers(text, kind, float, errors)]
+        if self.as_arrived:
+            blurs.append({"kind": "real", "level": None})
         strength_list = _numbers(self.strengths, "SD1.5 strengths", float, errors)
         seed_list = _numbers(self.seeds, "Seeds", int, errors)
         plan_model = "tiny" if self.model == TINY_LABEL else (
@@ -82,8 +86,8 @@ class PlanFields:
 def plan_fields(settings: Settings, sources: Sequence[Any], key: str = "") -> PlanFields:
     """Draw the plan fields (inside the caller's form; `sources` non-empty, keys prefixed by
     `key`) and return what was entered."""
-    labels = {src.id: f"#{src.id} {src.title or src.sha256[:8]} ({src.content}, "
-                      f"{src.width}x{src.height})" for src in sources}
+    labels = {src.id: f"#{src.id} {src.title or src.sha256[:8]} ({src.content}, {src.width}x{src.height}"
+                      f"{'' if src.is_reference else ', arrived blurred'})" for src in sources}
     named = list(list_models(settings.sd15_path))
     no_weights = sd15_unavailable(settings)
     sd15_off = "none (SD1.5 cannot run here: see the note above)"
@@ -101,6 +105,9 @@ def plan_fields(settings: Settings, sources: Sequence[Any], key: str = "") -> Pl
     for col, kind in zip(cols, [k for k in KINDS if k != "real"], strict=True):
         level_text[kind] = col.text_input(f"{kind} ({BLUR_HELP[kind]})", key=f"{key}lv_{kind}",
                                           value="4, 8" if kind == "defocus" else "")
+    as_arrived = st.checkbox("As it arrived (blur kind 'real'): for photos that arrived blurred, restored "
+                             "as they are; Wiener needs a kernel, so use SD1.5 img2img or the controls",
+                             key=f"{key}lv_real")
     methods = st.multiselect("Restorers", offered, format_func=restorer_label, key=f"{key}plan_restorers",
                              default=[*(["sd15_img2img"] if not no_weights else []), "wiener", *CONTROLS])
     if no_weights:
@@ -113,4 +120,4 @@ def plan_fields(settings: Settings, sources: Sequence[Any], key: str = "") -> Pl
                                        [sd15_off if no_weights else
                                         "configured weights (REVIEW_SD15_PATH)"]), TINY_LABEL],
                      index=0, key=f"{key}plan_model")
-    return PlanFields(chosen, level_text, methods, strengths, int(steps), seeds, model, named)
+    return PlanFields(chosen, level_text, methods, strengths, int(steps), seeds, model, named, as_arrived)

@@ -43,9 +43,9 @@ def _create(lab: Lab, user: SessionUser, studies: dict[int, str], versions: dict
     photos: list[Any] = []
     if items_from == FROM_PLAN:
         with lab.read() as s:
-            photos = catalog.reference_sources(s)
+            photos = catalog.plannable_sources(s)
         if not photos:
-            st.info("No sharp photo in the catalog yet: add some on the Generate page (tab 'Add photos').")
+            st.info("No photo in the catalog yet: add some on the Generate page (tab 'Add photos').")
             return
     with st.form(f"{KEY}create", clear_on_submit=False):
         c1, c2 = st.columns(2)
