@@ -138,7 +138,7 @@ def _add_to_catalog(lab: Lab, user: SessionUser, photo: Image.Image, name: str) 
                    "ask an admin if this photo should join a study.")
         return
     st.caption("Stored as a blurred photo with no sharp reference; it joins no study until you put it "
-               "in a generation plan.")
+               "in a generation plan (Generate or Study setup: pick it and tick 'As it arrived').")
     content = st.selectbox("Content of the photo", CONTENT_TYPES, index=None, key=f"{KEY}content",
                            placeholder="Choose: face, text, object or scene")
     licence = st.text_input("Source / consent note (required): where the photo comes from and on what "
