@@ -144,16 +144,15 @@ def lab_for(url: str) -> Lab:
 def rate_once(lab: Lab, study_id: int, reviewer_id: int, score: int) -> tuple[str, int] | None:
     """One rating as the Rate page makes it; (client token, item id) once the submit committed
     (the reviewer saw it go through), None when the study has nothing left for them."""
-    from review.labeling.assignment import next_assignment
+    from review.labeling.assignment import claim_next
     from review.labeling.ratings import Submission, submit
-    from review.labeling.study import study_by_id
     from review.labeling.views import item_view
 
     with lab.write() as s:
-        lease = next_assignment(s, study_by_id(s, study_id), reviewer_id)
+        lease = claim_next(s, study_id, reviewer_id)
         if lease is None:
             return None
-        item_view(s, lease.item_id)
+        lease.view or item_view(s, lease.item_id)  # the images the page shows
     token = uuid.uuid4().hex
     with lab.write() as s:
         submit(s, lease.assignment_id, reviewer_id, Submission(score=score, client_token=token))

@@ -226,16 +226,15 @@ def statements(engine: Engine) -> Iterator[list[str]]:
 def rate_next(sessions: sessionmaker[Session], study_id: int, reviewer_id: int, score: int = 3) -> int | None:
     """One rating as the Rate page (review/ui/rate.py) makes it: claim the next item and read its
     images in one transaction, submit in another. The rated item's id, or None when none is left."""
-    from review.labeling.assignment import next_assignment
+    from review.labeling.assignment import claim_next
     from review.labeling.ratings import Submission, submit
-    from review.labeling.study import study_by_id
     from review.labeling.views import item_view
 
     with sessions() as s, s.begin():
-        lease = next_assignment(s, study_by_id(s, study_id), reviewer_id)
+        lease = claim_next(s, study_id, reviewer_id)
         if lease is None:
             return None
-        item_view(s, lease.item_id)
+        lease.view or item_view(s, lease.item_id)  # the images the page shows
     with sessions() as s, s.begin():
         submit(s, lease.assignment_id, reviewer_id, Submission(score=score, client_token=uuid.uuid4().hex))
     return lease.item_id

@@ -21,6 +21,10 @@ Concurrency: the claim reads the item's slots inside the write transaction, with
 locked on PostgreSQL (SQLite serialises writers with BEGIN IMMEDIATE), and takes a free one; the
 schema backs this up (a unique (item, slot) and a trigger keeping slots below raters_per_item), so
 two browsers can never over-fill an item or receive the same slot.
+
+On PostgreSQL a plain claim (an enrolled reviewer, no quota, a free slot of a fresh item) runs as
+two hand-written statements (review.labeling.hotpath); everything else goes through the ORM code
+here, which the hot path matches row for row.
 """
 
 from __future__ import annotations
@@ -33,9 +37,11 @@ from sqlalchemy.orm import Session
 
 from db.models import Assignment, Study, StudyClosure, StudyItem, StudyReviewer, User, utcnow
 from review.errors import ReviewError
+from review.labeling import hotpath
 from review.labeling.cohorts import ensure_enrolled
 from review.labeling.settings import StudySettings
-from review.labeling.study import draw, listed
+from review.labeling.study import draw, listed, study_by_id
+from review.labeling.views import ItemView, item_view_of
 
 WINDOW = 24  # open items read per claim
 PICK = 8  # of which the oldest PICK are drawn from
@@ -90,6 +96,9 @@ class Lease:
     item_id: int
     expires_at: datetime
     position: int  # how many items this reviewer has finished in the study, before this one
+    # The item's images when the claim read them with the lease (PostgreSQL's hot path does, in the
+    # same statement); otherwise None and the page asks `item_view`.
+    view: ItemView | None = None
 
 
 def _lease_id(study: Study, reviewer_id: int, now: datetime):  # noqa: ANN202 - SQL expression
@@ -124,9 +133,9 @@ def _member_and_lease(session: Session, study: Study, reviewer_id: int,
     return member, session.get(Assignment, lease_id) if lease_id is not None else None
 
 
-def start_offset(study: Study, reviewer_id: int) -> int:
+def start_offset(study_id: int, reviewer_id: int) -> int:
     """Where the reviewer's walk through the study order begins (reproducible per reviewer)."""
-    return int(_hash01("start", study.id, reviewer_id) * ORDER_SPACE)
+    return int(_hash01("start", study_id, reviewer_id) * ORDER_SPACE)
 
 
 def _candidates(session: Session, study: Study, reviewer_id: int, gold: bool, now: datetime,
@@ -155,17 +164,39 @@ def next_assignment(
 ) -> Lease | None:
     """Resume the reviewer's live lease or claim a new item; None when nothing is left for them."""
     now = now or utcnow()
+    if is_postgres(session):
+        fast = _claim_fast(session, study.id, reviewer_id, now)
+        if fast is not _ORM_PATH:
+            return fast
+    return _claim_orm(session, study, reviewer_id, now)
+
+
+def claim_next(session: Session, study_id: int, reviewer_id: int,
+               now: datetime | None = None) -> Lease | None:
+    """`next_assignment` for the study with this id, as the Rate page claims: on PostgreSQL the
+    study's row is read in the claim's own statement instead of loaded first (StudyError when the
+    study is gone)."""
+    now = now or utcnow()
+    if is_postgres(session):
+        fast = _claim_fast(session, study_id, reviewer_id, now)
+        if fast is not _ORM_PATH:
+            return fast
+    return _claim_orm(session, study_by_id(session, study_id), reviewer_id, now)
+
+
+def _claim_orm(session: Session, study: Study, reviewer_id: int, now: datetime) -> Lease | None:
+    """`next_assignment` through the ORM: SQLite, and PostgreSQL's cases off the hot path."""
     if not listed(study, reviewer_id):
         return None  # not among the reviewers the study lists (its page does not offer it to them)
+    quota = StudySettings.of(study).max_items_per_reviewer
     member, lease = _member_and_lease(session, study, reviewer_id, now)
     position = member.finished_items
     if lease is not None:
         return Lease(lease.id, lease.item_id, _as_aware(lease.lease_expires_at), position)
-    quota = StudySettings.of(study).max_items_per_reviewer
     if quota is not None and position >= quota:
         return None  # this reviewer has done their share; the rest goes to others
 
-    cursor = member.queue_cursor if member.queue_cursor is not None else start_offset(study, reviewer_id)
+    cursor = member.queue_cursor if member.queue_cursor is not None else start_offset(study.id, reviewer_id)
     want_gold = _hash01("gold", study.id, reviewer_id, position) < study.gold_rate
     for gold in (want_gold, not want_gold):
         found = _candidates(session, study, reviewer_id, gold, now, cursor)
@@ -173,20 +204,87 @@ def next_assignment(
             member.queue_cursor = found[0][1]  # everything before it was closed to this reviewer
         candidates = [item_id for item_id, _key in found]
         # With a per-reviewer quota, least-filled first so the quotas can fill every item (one
-        # more query, so only then). Then a reproducible draw, fresh at each position, among the
-        # PICK oldest open items (the rest of the window is the fallback when claims race): no
-        # item stays behind for long, so the cursor keeps up with the reviewer.
+        # more query, so only then).
         filled = dict(session.execute(
             select(Assignment.item_id, func.count()).where(
                 Assignment.item_id.in_(candidates), live_assignment_filter(now))
             .group_by(Assignment.item_id)).all()) if candidates and quota is not None else {}
-        rank = {item_id: i for i, item_id in enumerate(candidates)}
-        candidates.sort(key=lambda item_id: (filled.get(item_id, 0), rank[item_id] >= PICK,
-                                             _hash01("order", study.id, reviewer_id, position, item_id)))
-        for item_id in candidates:
+        for item_id in _draw_order(study.id, reviewer_id, position, candidates, filled):
             claimed = _claim(session, study, item_id, reviewer_id, now)
             if claimed is not None:
                 return Lease(claimed[0], item_id, claimed[1], position)
+    return None
+
+
+def _draw_order(study_id: int, reviewer_id: int, position: int, candidates: list[int],
+                filled: dict[int, int]) -> list[int]:
+    """The order the candidates are tried in: least-filled first (``filled``, with a quota), then
+    a reproducible draw, fresh at each position, among the PICK oldest open items (the rest of the
+    window is the fallback when claims race): no item stays behind for long, so the cursor keeps
+    up with the reviewer."""
+    rank = {item_id: i for i, item_id in enumerate(candidates)}
+
+    def key(item_id: int) -> tuple[int, bool, float]:
+        return (filled.get(item_id, 0), rank[item_id] >= PICK,
+                _hash01("order", study_id, reviewer_id, position, item_id))
+
+    return sorted(candidates, key=key)
+
+
+def is_postgres(session: Session) -> bool:
+    """Whether the session writes to PostgreSQL, where the hot path (review.labeling.hotpath) runs."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
+_ORM_PATH = object()  # the hot path's answer when its case is not plain: the ORM path decides
+
+
+def _joined(ahead: list[list[int]] | None, behind: list[list[int]] | None) -> list[list[int]] | None:
+    """One window from its part after the cursor and its wrap-around (None: not read)."""
+    if ahead is None:
+        return None
+    return ahead + (behind or [])[:WINDOW - len(ahead)]
+
+
+def _claim_fast(session: Session, study_id: int, reviewer_id: int, now: datetime) -> Lease | None | object:
+    """`next_assignment` in two statements (PostgreSQL): the study's settings, the reviewer's state
+    and the open windows in one, the lease in the other. `_ORM_PATH` when the study or account is
+    gone, the study caps each reviewer's share, before enrolment, at the end of the queue without
+    a gold window read, and when the drawn item cannot be leased as it stands."""
+    state = hotpath.run(session, hotpath.CLAIM_STATE, study=study_id, reviewer=reviewer_id, now=now,
+                        start=start_offset(study_id, reviewer_id), window=WINDOW)
+    if state is None:
+        return _ORM_PATH
+    (raw_settings, scale_min, scale_max, gold_rate, per_item, lease_minutes, member_id, position,
+     queue_cursor, active, lease_id, lease_item, lease_expires, *parts) = state
+    settings = StudySettings.from_json(raw_settings)  # as StudySettings.of(study) reads them
+    settings.check_scale(scale_min, scale_max)
+    if settings.reviewer_ids and reviewer_id not in settings.reviewer_ids:
+        return None  # not among the reviewers the study lists, as `listed` says
+    if settings.max_items_per_reviewer is not None or member_id is None:
+        return _ORM_PATH  # a quota needs the fill counts; a reviewer joining is enrolled there
+    if not active:
+        raise InactiveAccount(INACTIVE)
+    if lease_id is not None:
+        return Lease(lease_id, lease_item, _as_aware(lease_expires), position)
+    plain, gold_window = _joined(parts[0], parts[1]), _joined(parts[2], parts[3])
+    want_gold = _hash01("gold", study_id, reviewer_id, position) < gold_rate
+    for gold in (want_gold, not want_gold):
+        found = gold_window if gold else plain
+        if found is None:
+            return _ORM_PATH  # the gold window was not read (a study without gold rate)
+        if not found:
+            continue
+        moved = found[0][1] if not gold and found[0][1] != queue_cursor else None
+        expires = now + timedelta(minutes=lease_minutes)
+        order = _draw_order(study_id, reviewer_id, position, [item_id for item_id, _key in found], {})
+        leased = hotpath.run(session, hotpath.LEASE_FIRST, ids=order, reviewer=reviewer_id, now=now,
+                             expires=expires, slots=list(range(per_item)), member=member_id, cursor=moved)
+        if leased is None:
+            return _ORM_PATH
+        if moved is not None:
+            hotpath.forget(session, StudyReviewer, member_id)
+        return Lease(leased[0], leased[1], expires, position, item_view_of(*leased[1:]))
     return None
 
 

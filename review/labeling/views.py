@@ -118,7 +118,12 @@ def item_view(session: Session, item_id: int) -> ItemView:
         .join(SourceImage, SourceImage.id == DegradedImage.source_id)
         .where(StudyItem.id == item_id)
     ).one()
-    r_path, r_sha, d_path, d_sha, s_path, s_sha, is_ref = row
+    return item_view_of(item_id, *row)
+
+
+def item_view_of(item_id: int, r_path: str, r_sha: str, d_path: str, d_sha: str, s_path: str, s_sha: str,
+                 is_ref: bool) -> ItemView:
+    """An ItemView from the columns `item_view` reads (the PostgreSQL claim reads them too)."""
     return ItemView(item_id, ImageRef(r_path, r_sha), ImageRef(d_path, d_sha),
                     ImageRef(s_path, s_sha) if is_ref else None)
 

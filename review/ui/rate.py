@@ -38,7 +38,7 @@ from typing import Any
 import streamlit as st
 
 from review.labeling import ratings
-from review.labeling.assignment import InactiveAccount, next_assignment, remaining_for
+from review.labeling.assignment import InactiveAccount, claim_next, remaining_for
 from review.labeling.drafts import Draft, load_draft, save_draft
 from review.labeling.qa import feedback_for
 from review.labeling.ratings import FLAG_LABELS, FLAGS, SKIP_REASONS, StaleAssignment, Submission
@@ -150,16 +150,15 @@ def _load_current(study: StudyChoice, user_id: int) -> Current | None:
         return state["cur"]
     lab = get_lab()
     with lab.write() as s:
-        row = study_by_id(s, study.id)
-        lease = next_assignment(s, row, user_id)  # enrols the reviewer in a cohort on first use
+        lease = claim_next(s, study.id, user_id)  # enrols the reviewer in a cohort on first use
         if lease is None:
             return None
-        view = item_view(s, lease.item_id)
+        view = lease.view or item_view(s, lease.item_id)  # PostgreSQL's claim read it already
         gv = state.get("guideline") or guideline_for(s, study.id, user_id)
         state["guideline"] = gv
         if state["total"] is None or lease.position >= state["total"] or \
                 time.time() - state["counted_at"] > TOTAL_REFRESH_S:
-            state["total"] = lease.position + 1 + remaining_for(s, row, user_id)
+            state["total"] = lease.position + 1 + remaining_for(s, study_by_id(s, study.id), user_id)
             state["counted_at"] = time.time()
         aid = lease.assignment_id
         saved = load_draft(s, aid, user_id) if aid not in st.session_state.get("drafts", {}) else None
