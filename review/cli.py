@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import getpass
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -268,6 +269,12 @@ def stats(study_name: str | None, input_path: str | None, fmt: str, bootstrap: i
         click.echo(f"Wrote {output}.")
     else:
         click.echo(text)
+    if _process_is_ours:
+        # the report and its frame are millions of small objects: freeing them one by one at exit
+        # costs ~0.4 s of 1M ratings and returns nothing the OS would not take back anyway
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 @cli.command()
@@ -558,5 +565,12 @@ def backup_cmd(dest: str) -> None:
                f"{guidelines} guideline files (each checked).")
 
 
+#: True when `python -m review` runs this module (not a test's CliRunner): commands may then
+#: leave the process themselves
+_process_is_ours = False
+
+
 def main() -> None:
+    global _process_is_ours
+    _process_is_ours = True
     cli(prog_name="python -m review")

@@ -222,6 +222,20 @@ def test_pairwise_tables_match_per_pair_cohen() -> None:
             assert float(ag.kappa_from_tables(pt.tables[j], wt)) == pytest.approx(ref)
 
 
+def test_pair_tables_same_from_the_product_and_from_the_rating_pairs(monkeypatch) -> None:
+    """Few raters: one sparse product; many: the list of rating pairs. Same tables, same cuts."""
+    rng = np.random.default_rng(8)
+    r = ag.encode_ratings(long_from_matrix(random_reliability(rng, 12, 90, 0.3, np.arange(1, 6))))
+    product = [ag.pair_tables(r, m, max_cells=c) for m in (1, 5, 40) for c in (10**6, 20 * 25)]
+    monkeypatch.setattr(ag, "MAX_PAIR_PRODUCT_CELLS", 0)
+    listed = [ag.pair_tables(r, m, max_cells=c) for m in (1, 5, 40) for c in (10**6, 20 * 25)]
+    for a, b in zip(product, listed, strict=True):
+        assert a.tables.shape[0] > 0 or a.n_fewer_items == a.n_rater_pairs
+        assert (a.tables == b.tables).all() and (a.rater_a == b.rater_a).all()
+        assert (a.rater_b == b.rater_b).all() and a.n_over_budget == b.n_over_budget
+        assert a.n_fewer_items == b.n_fewer_items
+
+
 def test_cohen_undefined_when_both_constant() -> None:
     with pytest.raises(ag.NotEnoughData):
         ag.cohen_kappa([3, 3, 3], [3, 3, 3])
@@ -522,6 +536,39 @@ def test_wilson_interval_matches_newcombe_1998(k, n, lo, hi) -> None:
     Table I, method 3 (Wilson score interval without continuity correction)."""
     assert ag.wilson_ci(k, n) == pytest.approx((lo, hi), abs=5e-5)
     assert ag.wilson_ci(k, n) == pytest.approx(proportion_confint(k, n, method="wilson"), abs=1e-12)
+
+
+def test_scipy_stats_and_statsmodels_formulas_are_bit_identical() -> None:
+    """agreement.py computes the F and chi-square quantiles, Fleiss' kappa, the Wilson and the
+    Newcombe intervals without importing scipy.stats or statsmodels (~0.4 s of every `stats`
+    run); the numbers must stay exactly the libraries'."""
+    from scipy import stats as sps
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
+    rng = np.random.default_rng(11)
+    for q in (0.025, 0.975):
+        dfn = np.r_[rng.integers(1, 10**5, 300), rng.uniform(0.1, 500, 300), 0, -1, NAN, np.inf]
+        dfd = np.r_[rng.uniform(0.5, 10**4, 300), rng.integers(1, 100, 300), 5, 5, 5, 5]
+        np.testing.assert_array_equal(ag._f_ppf(q, dfn, dfd), sps.f.ppf(q, dfn, dfd))
+        np.testing.assert_array_equal(ag._chi2_ppf(q, dfn), sps.chi2.ppf(q, dfn))
+    for _ in range(500):
+        n, n2 = (int(x) for x in rng.integers(1, 3000, 2))
+        k, k2 = int(rng.integers(0, n + 1)), int(rng.integers(0, n2 + 1))
+        assert ag.wilson_ci(k, n) == proportion_confint(k, n, alpha=0.05, method="wilson")
+        lo, hi = confint_proportions_2indep(k, n, k2, n2, method="newcomb", compare="diff")
+        assert ag.compare_proportions(k, n, k2, n2).ci95 == (float(lo), float(hi))
+        counts = rng.multinomial(int(rng.integers(2, 9)), rng.dirichlet(np.ones(5)), size=40)
+        assert ag.fleiss_kappa_from_counts(counts)[0] == float(sm_fleiss_kappa(counts))
+
+
+def test_stats_command_imports_neither_scipy_stats_nor_statsmodels() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, review.cli, review.analysis.report, review.analysis.markdown_report; "
+            "print([m for m in sys.modules if m.startswith(('scipy.stats', 'statsmodels', 'sklearn'))])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_wilson_interval_of_no_trials_is_none() -> None:

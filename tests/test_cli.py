@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import click
 import pytest
@@ -143,6 +145,25 @@ def test_stats_input_errors_are_one_clear_line(runner, tmp_path):
     assert result.exit_code == 1 and "missing required column" in result.output
     both = runner.invoke(cli, ["stats"])
     assert both.exit_code == 2 and "exactly one" in both.output
+
+
+def test_stats_as_its_own_process_writes_the_whole_report(tmp_path):
+    """`python -m review stats` leaves its process without the interpreter's teardown: the report
+    on a pipe and in a file is still complete, and the same text as the library's."""
+    from review.analysis.formatting import report_json
+    from review.analysis.report import build_report, read_ratings_file
+
+    path = tmp_path / "many.csv"
+    rows = [f"i{i},r{(i + k) % 7},{1 + (i * 3 + k) % 5}" for i in range(10_007) for k in (0, 1)]
+    path.write_text("item,rater,score\n" + "\n".join(rows) + "\n")
+    want = report_json(build_report(read_ratings_file(path)))
+    command = [sys.executable, "-m", "review", "stats", "--input", str(path), "--format", "json"]
+    piped = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+    assert piped.stdout == want + "\n" and len(piped.stdout) > 1 << 20  # far past a pipe's buffer
+    out = tmp_path / "report.json"
+    written = subprocess.run([*command, "-o", str(out)], capture_output=True, text=True, timeout=120,
+                             check=True)
+    assert written.stdout == f"Wrote {out}.\n" and out.read_text(encoding="utf-8") == want + "\n"
 
 
 @pytest.mark.slow

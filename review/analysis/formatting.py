@@ -9,12 +9,12 @@ import the database layer (~0.4 s).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import orjson
 
 MISSING = "—"
 
@@ -98,15 +98,18 @@ def restore_cell(value: Any) -> Any:
     return value
 
 
-#: Reports whose JSON is longer than this are written compact: indenting makes Python's json use
-#: its pure-Python encoder (1M ratings: 86 MB in ~5 s instead of 63 MB in ~2 s); same content.
+#: Reports whose JSON is longer than this are written compact (1M ratings: 58 MB instead of
+#: 86 MB indented); same content.
 INDENT_MAX_CHARS = 1_000_000
+
+#: Keys as `json` writes them (a breakdown by blur level has numbers as keys).
+_ORJSON = orjson.OPT_NON_STR_KEYS
 
 
 def report_json(report: Mapping[str, Any]) -> str:
-    """The report as strict JSON (no NaN): indented for reading, compact when it is big. A report
-    is a tree, so the encoder's cycle check (~0.2 s of 1M ratings) is skipped."""
-    text = json.dumps(report, allow_nan=False, ensure_ascii=False, check_circular=False)
-    if len(text) > INDENT_MAX_CHARS:
-        return text
-    return json.dumps(report, indent=2, allow_nan=False, ensure_ascii=False)
+    """The report as strict JSON (a NaN becomes null), by orjson (1M ratings: 0.16 s where the standard
+    library's encoder took 1.2-1.6 s): indented for reading, compact when it is big."""
+    text = orjson.dumps(report, option=_ORJSON)
+    if len(text) <= INDENT_MAX_CHARS:
+        text = orjson.dumps(report, option=_ORJSON | orjson.OPT_INDENT_2)
+    return text.decode("utf-8")

@@ -140,6 +140,8 @@ class _Columns:
     def __init__(self, df: pd.DataFrame, r: Ratings) -> None:
         self.df, self.r = df, r
         self._codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        #: splits the comparisons reuse from the breakdowns
+        self.splits: dict[str, list[tuple[Any, np.ndarray, Ratings]]] = {}
 
     def codes(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(code per rating, -1 where missing; distinct values, sorted where sortable)."""
@@ -214,12 +216,17 @@ def _alpha_coef(r: Ratings, level: str, bootstrap: int, seed: int, *names: objec
 
 def _split(r: Ratings, cols: _Columns, name: str) -> list[tuple[Any, np.ndarray, Ratings]]:
     """Ratings split by a column's value: (value, mask over r, subset); sorted groups, missing
-    values last as None."""
+    values last as None. The comparison columns' splits are kept for the comparisons."""
+    if name in cols.splits:
+        return cols.splits[name]
     codes, uniques = cols.codes(name)
     masks = [(uniques[g], codes == g) for g in range(len(uniques))]
     if (codes < 0).any():
         masks.append((None, codes < 0))
-    return [(v, m, r.subset(m)) for v, m in masks]
+    out = [(v, m, r.subset(m)) for v, m in masks]
+    if name in COMPARISON_COLUMNS:
+        cols.splits[name] = out
+    return out
 
 
 def _kappa_distribution(k: np.ndarray) -> dict[str, Any]:
