@@ -39,7 +39,8 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -252,6 +253,19 @@ def serial_baseline(url: str, n: int) -> dict:
         latencies.append((time.perf_counter() - t0) * 1000)
     lab.engine.dispose()
     return {"p50": pct(latencies[5:], 50), "p99": pct(latencies[5:], 99)}
+
+
+@contextmanager
+def orm_path_only() -> Iterator[None]:
+    """PostgreSQL claims and submits through the ORM code, as before review/labeling/hotpath.py."""
+    from review.labeling import assignment, ratings
+
+    saved = assignment.is_postgres, ratings.is_postgres
+    assignment.is_postgres = ratings.is_postgres = lambda _session: False
+    try:
+        yield
+    finally:
+        assignment.is_postgres, ratings.is_postgres = saved
 
 
 def one_writer(url: str, n: int) -> dict:
@@ -517,6 +531,11 @@ def main() -> None:
                 print(f"  {kind:<10} p50 {got['p50']:.2f} ms, p99 {got['p99']:.2f} ms, "
                       f"{got['statements']} statements per rating; baseline one SELECT 1 transaction "
                       f"p50 {got['trip_p50']:.2f} ms (ratio {got['p50'] / got['trip_p50']:.1f}x){goal}")
+            if pg_base:  # the same writer through the ORM path: what the hot path replaced
+                with orm_path_only():
+                    got = one_writer(fresh_database("postgresql", workdir, pg_base, "oc"), args.one_n)
+                print(f"  postgresql, ORM path (baseline) p50 {got['p50']:.2f} ms, p99 {got['p99']:.2f} ms, "
+                      f"{got['statements']} statements per rating")
             print(f"    {load()}")
         if "d" in figures:
             print(f"\n(d) {args.sessions} reviewer sessions as threads of one process on SQLite, think time "
