@@ -9,9 +9,10 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,6 +222,24 @@ def statements(engine: Engine) -> Iterator[list[str]]:
         yield sent
     finally:
         event.remove(engine, "before_cursor_execute", log)
+
+
+def in_threads(target: Callable[[int], object], ids: Iterable[int]) -> None:
+    """Run ``target(id)`` in one thread per id, all at once; fail with whatever any of them raised."""
+    errors: list[BaseException] = []
+
+    def run(one: int) -> None:
+        try:
+            target(one)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(one,)) for one in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
 
 
 def rate_next(sessions: sessionmaker[Session], study_id: int, reviewer_id: int, score: int = 3) -> int | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from datetime import timedelta
 
@@ -15,7 +14,7 @@ from db.models import Assignment, Rating, Study, StudyItem, utcnow
 from review.labeling.assignment import next_assignment, remaining_for
 from review.labeling.ratings import Submission, submit
 from review.labeling.settings import update_settings
-from tests.support import make_study
+from tests.support import in_threads, make_study
 
 
 @pytest.fixture
@@ -134,20 +133,7 @@ def _concurrent(url: str, n_items: int, n_reviewers: int, rpi: int):
         made = make_study(s, n_items, raters_per_item=rpi, n_reviewers=n_reviewers)
         study, users = made.study, made.reviewers
         study_id, ids = study.id, [u.id for u in users]
-    errors: list[BaseException] = []
-
-    def worker(uid: int) -> None:
-        try:
-            _rate_all(sessions, study_id, uid)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(uid,)) for uid in ids]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    in_threads(lambda uid: _rate_all(sessions, study_id, uid), ids)
     with sessions() as s:
         per_item = Counter(s.scalars(select(Rating.item_id).where(Rating.active.is_(True))))
         pairs = s.execute(select(Rating.item_id, Rating.reviewer_id)).all()

@@ -25,7 +25,7 @@ from review.labeling.ratings import RatingError, Submission, skip, submit, undo_
 from review.labeling.settings import update_settings
 from review.labeling.study import StudyError
 from review.labeling.views import item_view
-from tests.support import make_study, rate_next, statements
+from tests.support import in_threads, make_study, rate_next, statements
 
 
 def _database(pg_server: str) -> Engine:
@@ -256,21 +256,12 @@ def test_eight_reviewers_racing_on_the_rate_pages_flow_fill_every_item_exactly(p
         made = make_study(s, 30, raters_per_item=3, n_reviewers=8)
         study_id, ids = made.study.id, [u.id for u in made.reviewers]
     rated: Counter[int] = Counter()
-    errors: list[BaseException] = []
 
     def reviewer(uid: int) -> None:
-        try:
-            while rate_next(sessions, study_id, uid, score=1 + uid % 5) is not None:
-                rated[uid] += 1
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        while rate_next(sessions, study_id, uid, score=1 + uid % 5) is not None:
+            rated[uid] += 1
 
-    threads = [threading.Thread(target=reviewer, args=(uid,)) for uid in ids]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    in_threads(reviewer, ids)
     with sessions() as s:
         per_item = Counter(s.scalars(select(Rating.item_id).where(Rating.active.is_(True))))
         pairs = s.execute(select(Rating.item_id, Rating.reviewer_id)).all()
