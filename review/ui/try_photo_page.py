@@ -34,6 +34,7 @@ from review.ui.common import SessionUser, run_action
 
 KEY = "try_"
 ROLES = ("admin", "qa", "reviewer")
+PANELS_PER_ROW = 4  # ~210 px each in the main column at 1366 px
 SD15_CACHE = f"{KEY}sd15_results"  # (photo sha256, study id, strength) -> (caption, image)
 
 
@@ -99,9 +100,10 @@ def render(lab: Lab, user: SessionUser) -> None:
                "the estimated level and at the interval's ends; the real blur's shape is unknown.")
     panels = restore_photo(photo, cal, sorted({round(lo, 1), round(level, 1), round(hi, 1)}))
     panels += _sd15_panels(lab, study_id, cal.side, photo, hashlib.sha256(upload.getvalue()).hexdigest())
-    with st.container(horizontal=True, gap="medium"):
-        for caption, image in panels:
-            st.image(image, caption=caption)
+    for start in range(0, len(panels), PANELS_PER_ROW):  # equal panels, so they compare at one scale
+        for column, (caption, image) in zip(st.columns(PANELS_PER_ROW, gap="medium"),
+                                            panels[start:start + PANELS_PER_ROW], strict=False):
+            column.image(image, caption=caption, width="stretch")
     _add_to_catalog(lab, user, photo, upload.name)
 
 

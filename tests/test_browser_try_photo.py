@@ -1,0 +1,75 @@
+"""Try your photo in a real browser at 1366x768 (issue 15): an admin uploads a blurry photo, reads
+the estimated blur and the study's finding, sees the restorations side by side without a
+horizontal scroll, and adds the photo to the catalog once (the second add says it is already
+there). `streamlit run` in a subprocess, Debian's Chromium driven by Playwright; never skipped.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from db.models import SourceImage
+from review.database import Lab
+from review.demo import sample_image
+from review.media.degrade import BlurSpec, degrade
+from review.users import add_user
+from tests.support import PASSWORD
+from tests.support_browser import chromium_page, streamlit_server, wait_idle
+
+NO_SIDEWAYS_SCROLL = "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+
+
+def _sources(lab: Lab) -> int:
+    with lab.read() as s:
+        return s.scalar(select(func.count()).select_from(SourceImage))
+
+
+def test_admin_tries_a_photo_and_adds_it_once(tmp_path, chromium, simulated_demo: Lab, settings):
+    with simulated_demo.write() as s:
+        add_user(s, "admin", PASSWORD, "admin")
+    photo = tmp_path / "shaky selfie.png"
+    degrade(sample_image("chelsea", 256), BlurSpec("camera_shake", 14.0, seed=5)).image.save(photo)
+    before = _sources(simulated_demo)
+
+    with streamlit_server(settings.data_dir) as url, chromium_page((1366, 768)) as page:
+        page.goto(url)
+        wait_idle(page)
+        page.get_by_label("Username", exact=True).fill("admin")
+        page.get_by_label("Password", exact=True).fill(PASSWORD)
+        page.get_by_label("Password", exact=True).press("Enter")
+        page.get_by_role("heading", name="Studies").wait_for()
+        page.get_by_test_id("stSidebarNav").get_by_text("Try your photo", exact=True).click()
+        page.get_by_role("heading", name="Try your photo").wait_for()
+        wait_idle(page)
+
+        page.locator("input[type=file]").set_input_files(str(photo))
+        page.get_by_text("Estimated blur").wait_for()
+        page.get_by_role("heading", name="Restorations").wait_for()
+        wait_idle(page)
+        estimate = page.get_by_test_id("stMetricValue").inner_text()
+        assert estimate.startswith("about ") and estimate.endswith(" px")
+        assert page.get_by_text("Wiener deconvolution faithful").count() >= 1  # the study's finding
+        assert page.get_by_text("SD1.5 img2img is not shown, only the classical baselines").count() == 1
+        images = page.get_by_test_id("stImage")
+        assert 2 <= images.count() <= 4  # the photo, then Wiener at the estimate and the interval's ends
+        boxes = [images.nth(i).bounding_box() for i in range(images.count())]
+        assert all(b["x"] + b["width"] <= 1366 for b in boxes), boxes
+        assert page.evaluate(NO_SIDEWAYS_SCROLL)
+        assert page.get_by_test_id("stException").count() == 0
+
+        page.get_by_role("button", name="Add to the catalog").click()
+        page.get_by_text("choose the content of the photo; nothing was added").wait_for()
+        page.get_by_test_id("stSelectbox").filter(has_text="Content of the photo").click()
+        page.get_by_role("option", name="face").click()
+        note = page.get_by_label("Source / consent note (required)", exact=False)
+        note.fill("my own selfie, for the study")
+        note.press("Enter")
+        wait_idle(page)
+        page.get_by_role("button", name="Add to the catalog").click()
+        page.get_by_text("shaky selfie.png: added as source #").wait_for()
+        wait_idle(page)
+        page.get_by_role("button", name="Add to the catalog").click()
+        page.get_by_text("shaky selfie.png: already in the catalog as source #").wait_for()
+        assert page.get_by_test_id("stException").count() == 0
+
+    assert _sources(simulated_demo) == before + 1
