@@ -6,15 +6,18 @@ is found by content or recipe before it is created.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 from sqlalchemy import select
 
-from db.models import GuidelineVersion, StudyReviewer, User
+from db.models import GuidelineVersion, Restoration, StudyReviewer, User
 from review.database import Lab
 from review.labeling.cohorts import joined_counts
 from review.labeling.guidelines.files import GUIDELINES_DIR, authored_dir, sync_all
@@ -108,30 +111,13 @@ def seed_demo(lab: Lab, *, password: str = "demo-pass",
             update_settings(study, qa_share=DEMO_QA_SHARE)
         study_id = study.id
 
+    photos = []
     for src in DEMO_SOURCES:
         echo(f"  {src.name}: {len(src.blurs)} blur levels x {len(DEMO_METHODS)} restorers")
-        # One transaction per source keeps each write short (other processes may be writing).
-        with lab.write() as s:
-            from db.models import Study
-
-            study = s.get(Study, study_id)
-            image = sample_image(src.name)
-            source = catalog.add_source(s, lab.store, image, title=src.title, content=src.content,
-                                        origin=f"skimage.data.{src.name}", licence=src.licence)
-            for i, spec in enumerate(src.blurs):
-                degraded = catalog.add_degraded(s, lab.store, source, spec)
-                kernel = catalog.load_kernel(lab.store, degraded)
-                methods = DEMO_METHODS + (("hidden_reference",) if i == 0 else ())
-                for method in methods:
-                    params = resolve_params(method)
-                    restoration = catalog.find_restoration(s, degraded.id, method, params)
-                    if restoration is None:
-                        out = run_restorer(method, lab.store.open_image(degraded.path),
-                                           kernel=kernel, reference=image, params=params)
-                        restoration = catalog.add_restoration(
-                            s, lab.store, degraded, method, params, out.image, out.provenance,
-                            out.metrics)
-                    add_item(s, study, restoration)
+        fields = dict(title=src.title, content=src.content, origin=f"skimage.data.{src.name}",
+                      licence=src.licence)
+        photos.append(_Photo(sample_image(src.name), fields, src.blurs, DEMO_METHODS))
+    _fill_study(lab, study_id, photos)
 
     with lab.write() as s:
         real = real_blurred_sample()
@@ -144,6 +130,75 @@ def seed_demo(lab: Lab, *, password: str = "demo-pass",
     return (f"Demo study {DEMO_STUDY!r}: {n_items} items. Demo logins (password {password!r}): "
             + ", ".join(f"{u} ({r})" for u, r, _ in DEMO_USERS) + f"\n{simulated}")
 
+
+@dataclass(frozen=True)
+class _Photo:
+    """A demo photo, its catalog fields, the blurs it gets and the restorers run on each."""
+
+    image: Image.Image
+    fields: dict[str, str]
+    blurs: tuple[BlurSpec, ...]
+    methods: tuple[str, ...]
+
+
+@dataclass
+class _Unit:
+    """One restoration a demo study needs: stored already (`restoration_id`), or to be computed
+    from `blurred` (and `kernel`) into `out`."""
+
+    degraded_id: int
+    method: str
+    params: dict[str, Any]
+    restoration_id: int | None
+    blurred: Image.Image | None = None
+    kernel: np.ndarray | None = None
+    out: Any = None  # the restorer's result
+
+
+def _fill_study(lab: Lab, study_id: int, photos: list[_Photo]) -> None:
+    """Put each photo, its blurred versions and their restorations (plus a hidden reference at the
+    first blur) in the study. The restorers, most of the demo's time, run on every core outside any
+    transaction (a write lock held meanwhile would stall the app): the catalog rows are written
+    first, then each photo's restorations in one short transaction, so a re-run finds them."""
+    from db.models import DegradedImage, Study
+
+    per_photo: list[list[_Unit]] = []
+    with lab.write() as s:
+        for photo in photos:
+            source = catalog.add_source(s, lab.store, photo.image, **photo.fields)
+            units = []
+            for i, spec in enumerate(photo.blurs):
+                degraded = catalog.add_degraded(s, lab.store, source, spec)
+                for method in photo.methods + (("hidden_reference",) if i == 0 else ()):
+                    params = resolve_params(method)
+                    found = catalog.find_restoration(s, degraded.id, method, params)
+                    unit = _Unit(degraded.id, method, params, found.id if found is not None else None)
+                    if found is None:
+                        unit.blurred = lab.store.open_image(degraded.path)
+                        unit.kernel = catalog.load_kernel(lab.store, degraded)
+                    units.append(unit)
+            per_photo.append(units)
+
+    def restore(photo: _Photo, unit: _Unit) -> None:
+        unit.out = run_restorer(unit.method, unit.blurred, kernel=unit.kernel, reference=photo.image,
+                                params=unit.params)
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # the restorers release the GIL
+        running = [[pool.submit(restore, photo, u) for u in units if u.restoration_id is None]
+                   for photo, units in zip(photos, per_photo, strict=True)]
+        for units, futures in zip(per_photo, running, strict=True):
+            for future in futures:
+                future.result()
+            with lab.write() as s:
+                study = s.get(Study, study_id)
+                for u in units:
+                    if u.restoration_id is None:
+                        restoration = catalog.add_restoration(
+                            s, lab.store, s.get(DegradedImage, u.degraded_id), u.method, u.params,
+                            u.out.image, u.out.provenance, u.out.metrics)
+                    else:
+                        restoration = s.get(Restoration, u.restoration_id)
+                    add_item(s, study, restoration)
 
 SIMULATED_STUDY = "Demo (SIMULATED ratings): how far can Wiener go on camera shake?"
 SIMULATED_SOURCES = ("astronaut", "coffee")
@@ -177,24 +232,15 @@ def seed_simulated_demo(lab: Lab, *, echo: Callable[[str], None] = lambda _m: No
         if not joined_counts(s).get(study.id):
             update_settings(study, guideline_version_ids=[v.id for v in versions], qa_share=0.5)
         study_id = study.id
-        for name in SIMULATED_SOURCES:
-            image = sample_image(name, SIMULATED_SIDE)
-            src = next(d for d in DEMO_SOURCES if d.name == name)
-            source = catalog.add_source(s, lab.store, image, title=f"{src.title} (small)",
-                                        content=src.content, origin=f"skimage.data.{name}",
-                                        licence=src.licence)
-            for i, level in enumerate(SIMULATED_LEVELS):
-                degraded = catalog.add_degraded(s, lab.store, source, BlurSpec("camera_shake", level, seed=7))
-                kernel = catalog.load_kernel(lab.store, degraded)
-                for method in SIMULATED_METHODS + (("hidden_reference",) if i == 0 else ()):
-                    params = resolve_params(method)
-                    restoration = catalog.find_restoration(s, degraded.id, method, params)
-                    if restoration is None:
-                        out = run_restorer(method, lab.store.open_image(degraded.path), kernel=kernel,
-                                           reference=image, params=params)
-                        restoration = catalog.add_restoration(s, lab.store, degraded, method, params,
-                                                              out.image, out.provenance, out.metrics)
-                    add_item(s, study, restoration)
+    photos = []
+    for name in SIMULATED_SOURCES:
+        src = next(d for d in DEMO_SOURCES if d.name == name)
+        photos.append(_Photo(sample_image(name, SIMULATED_SIDE),
+                             dict(title=f"{src.title} (small)", content=src.content,
+                                  origin=f"skimage.data.{name}", licence=src.licence),
+                             tuple(BlurSpec("camera_shake", level, seed=7) for level in SIMULATED_LEVELS),
+                             SIMULATED_METHODS))
+    _fill_study(lab, study_id, photos)
     with lab.write() as s:
         study = s.get(Study, study_id)
         if s.scalar(select(User.id).join(StudyReviewer, StudyReviewer.reviewer_id == User.id).where(
