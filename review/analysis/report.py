@@ -62,6 +62,7 @@ import io
 import itertools
 import math
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -524,7 +525,27 @@ def build_report(df: pd.DataFrame, *, bootstrap: int = 0, seed: int = 0,
         "n_items": r.n_items, "n_raters": r.n_raters, "n_ratings": r.n_ratings,
         "n_multiply_rated_items": r.n_pairable_items,
     }
-    report.update(_agreement_section(r, bootstrap, seed, all_pairs, warnings, notes))
+    # Dawid-Skene's EM (sparse products and array maths, which release the GIL) runs on a second
+    # core while the rest is computed: 1M ratings, ~0.6 s of ~3 s
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ds_running = pool.submit(ag.dawid_skene, r) if r.n_ratings else None
+        report.update(_agreement_section(r, bootstrap, seed, all_pairs, warnings, notes))
+        per_item, per_rater = _rest(report, df, r, (lo, hi), ds_running, bootstrap, seed, breakdown_by,
+                                    warnings, notes)
+    report = _clean(report)
+    # the two big tables are built from native, JSON-safe values already: a recursive clean of
+    # per_rater took ~3 s for one item rated by 20,000 raters
+    report["per_item"] = per_item
+    report["per_rater"] = per_rater
+    return report
+
+
+def _rest(report: dict[str, Any], df: pd.DataFrame, r: Ratings, scale: tuple[int, int],
+          ds_running: Future | None, bootstrap: int, seed: int, breakdown_by: Sequence[str] | None,
+          warnings: list[str], notes: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Everything after the agreement coefficients, into `report`: gold, the subject model,
+    Dawid-Skene's result, breakdowns and comparisons; returns the per-item and per-rater tables."""
+    lo, hi = scale
 
     gold = ag.gold_of(df, r) if r.n_ratings else None
     if "is_gold" in df.columns and r.n_ratings:
@@ -552,8 +573,8 @@ def build_report(df: pd.DataFrame, *, bootstrap: int = 0, seed: int = 0,
         warnings.append(f"{single} raters have a single rating: no bias or inconsistency "
                         f"estimate for them.")
     ds = None
-    if r.n_ratings:
-        ds = ag.dawid_skene(r)
+    if ds_running is not None:
+        ds = ds_running.result()
         if not ds.converged:
             warnings.append(f"Dawid-Skene did not converge in {ds.n_iter} iterations.")
     if 0 < r.n_raters < MIN_OBSERVERS_BT500:
@@ -577,12 +598,7 @@ def build_report(df: pd.DataFrame, *, bootstrap: int = 0, seed: int = 0,
     report["notes"] = notes
     report["scale"] = [lo, hi]
     report["bootstrap"] = {"resamples": bootstrap, "seed": int(seed)}
-    report = _clean(report)
-    # the two big tables are built from native, JSON-safe values already: a recursive clean of
-    # per_rater took ~3 s for one item rated by 20,000 raters
-    report["per_item"] = per_item
-    report["per_rater"] = per_rater
-    return report
+    return per_item, per_rater
 
 
 # --------------------------------------------------------------------------------------------
