@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.support import free_port, wait_until
+from tests.support import PASSWORD, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -107,3 +107,15 @@ RESTORATION_IMG = ".fv-panel[data-role='restoration'] img"  # in the viewer (rev
 def restoration_src(page) -> str:  # noqa: ANN001
     """The src of the restoration image in the rating page's viewer."""
     return page.locator(RESTORATION_IMG).get_attribute("src")
+
+
+def log_in_admin(page, url: str | None) -> None:  # noqa: ANN001
+    """Sign in as `admin` (at `url`, or on the page already open) and wait for the Studies page."""
+    if url is not None:
+        page.goto(url)
+    wait_idle(page)
+    page.get_by_label("Username", exact=True).fill("admin")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("Password", exact=True).press("Enter")
+    page.get_by_role("heading", name="Studies").wait_for()
+    wait_idle(page)

@@ -14,20 +14,9 @@ from sqlalchemy import select
 from db.models import QASample, Study
 from review.labeling.study import close_study
 from tests.support import PASSWORD, build_study
-from tests.support_browser import chromium_page, log_in, streamlit_server, wait_idle
+from tests.support_browser import chromium_page, log_in, log_in_admin, streamlit_server, wait_idle
 
 NAME = "Made in the browser"
-
-
-def _log_in_admin(page, url: str | None) -> None:  # noqa: ANN001
-    if url is not None:
-        page.goto(url)
-    wait_idle(page)
-    page.get_by_label("Username", exact=True).fill("admin")
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_label("Password", exact=True).press("Enter")
-    page.get_by_role("heading", name="Studies").wait_for()
-    wait_idle(page)
 
 
 def _go(page, menu: str, heading: str) -> None:  # noqa: ANN001
@@ -49,7 +38,7 @@ def test_admin_creates_a_study_a_reviewer_rates_it_qa_samples_and_exports(tmp_pa
         close_study(s, source)  # so alice's only open study is the one made in the browser
 
     with streamlit_server(data_dir) as url, chromium_page() as page:
-        _log_in_admin(page, url)
+        log_in_admin(page, url)
         _go(page, "Study setup", "Study setup")
         form = page.get_by_test_id("stForm").first
         form.get_by_label("Name", exact=True).fill(NAME)
@@ -78,7 +67,7 @@ def test_admin_creates_a_study_a_reviewer_rates_it_qa_samples_and_exports(tmp_pa
         page.get_by_text("Thank you").first.wait_for()
         _log_out(page)
 
-        _log_in_admin(page, None)
+        log_in_admin(page, None)
         _go(page, "QA review", "QA review")
         page.get_by_text("QA settings, sampling and summary (admin)").click()
         page.get_by_role("button", name="Sample now at rate 0.20").click()

@@ -14,7 +14,7 @@ from review.demo import sample_image
 from review.media.degrade import BlurSpec, degrade
 from review.users import add_user
 from tests.support import PASSWORD
-from tests.support_browser import chromium_page, streamlit_server, wait_idle
+from tests.support_browser import chromium_page, log_in_admin, streamlit_server, wait_idle
 
 NO_SIDEWAYS_SCROLL = "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
 
@@ -32,12 +32,7 @@ def test_admin_tries_a_photo_and_adds_it_once(tmp_path, chromium, simulated_demo
     before = _sources(simulated_demo)
 
     with streamlit_server(settings.data_dir) as url, chromium_page((1366, 768)) as page:
-        page.goto(url)
-        wait_idle(page)
-        page.get_by_label("Username", exact=True).fill("admin")
-        page.get_by_label("Password", exact=True).fill(PASSWORD)
-        page.get_by_label("Password", exact=True).press("Enter")
-        page.get_by_role("heading", name="Studies").wait_for()
+        log_in_admin(page, url)
         page.get_by_test_id("stSidebarNav").get_by_text("Try your photo", exact=True).click()
         page.get_by_role("heading", name="Try your photo").wait_for()
         wait_idle(page)
