@@ -39,8 +39,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -253,19 +252,6 @@ def serial_baseline(url: str, n: int) -> dict:
         latencies.append((time.perf_counter() - t0) * 1000)
     lab.engine.dispose()
     return {"p50": pct(latencies[5:], 50), "p99": pct(latencies[5:], 99)}
-
-
-@contextmanager
-def orm_path_only() -> Iterator[None]:
-    """PostgreSQL claims and submits through the ORM code, as before review/labeling/hotpath.py."""
-    from review.labeling import assignment, ratings
-
-    saved = assignment.is_postgres, ratings.is_postgres
-    assignment.is_postgres = ratings.is_postgres = lambda _session: False
-    try:
-        yield
-    finally:
-        assignment.is_postgres, ratings.is_postgres = saved
 
 
 def one_writer(url: str, n: int) -> dict:
@@ -507,7 +493,7 @@ def main() -> None:
     sys.stdout.reconfigure(line_buffering=True)
     print(describe())
 
-    from tests.support import throwaway_postgres
+    from tests.support import orm_path_only, throwaway_postgres
 
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp, ExitStack() as cluster:
         workdir = Path(tmp)

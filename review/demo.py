@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 from sqlalchemy import select
 
-from db.models import GuidelineVersion, Restoration, StudyReviewer, User
+from db.models import DegradedImage, GuidelineVersion, Restoration, Study, StudyReviewer, User
 from review.database import Lab
 from review.labeling.cohorts import joined_counts
 from review.labeling.guidelines.files import GUIDELINES_DIR, authored_dir, sync_all
@@ -123,8 +123,6 @@ def seed_demo(lab: Lab, *, password: str = "demo-pass",
         real = real_blurred_sample()
         catalog.add_blurred_photo(s, lab.store, real, title="Clock (real motion blur)", content="object",
                                   origin="skimage clock_motion.png", licence="scikit-image sample data")
-        from db.models import Study
-
         n_items = count_items(s, s.get(Study, study_id))
     simulated = seed_simulated_demo(lab, echo=echo)
     return (f"Demo study {DEMO_STUDY!r}: {n_items} items. Demo logins (password {password!r}): "
@@ -160,8 +158,6 @@ def _fill_study(lab: Lab, study_id: int, photos: list[_Photo]) -> None:
     first blur) in the study. The restorers, most of the demo's time, run on every core outside any
     transaction (a write lock held meanwhile would stall the app): the catalog rows are written
     first, then each photo's restorations in one short transaction, so a re-run finds them."""
-    from db.models import DegradedImage, Study
-
     per_photo: list[list[_Unit]] = []
     with lab.write() as s:
         for photo in photos:
@@ -215,8 +211,6 @@ def seed_simulated_demo(lab: Lab, *, echo: Callable[[str], None] = lambda _m: No
     simulated_panel), so Analysis and the answer are populated on a fresh install: Wiener and the
     blurred input over camera-shake levels, raters randomised over two guideline versions and QA on
     or off. Its raters are marked simulated; real reviewers can still rate it (4 free slots per item)."""
-    from db.models import Study
-
     echo(f"  simulated panel: {len(SIMULATED_SOURCES)} photos x {len(SIMULATED_LEVELS)} camera-shake "
          f"levels x {len(SIMULATED_METHODS)} restorers, {SIMULATED_RATERS} simulated raters")
     with lab.write() as s:

@@ -242,6 +242,20 @@ def in_threads(target: Callable[[int], object], ids: Iterable[int]) -> None:
     assert not errors, errors
 
 
+@contextmanager
+def orm_path_only() -> Iterator[None]:
+    """PostgreSQL claims and submits through the ORM code, as before review/labeling/hotpath.py
+    (tests compare the two; bench/load.py (b) times it as the hot path's baseline)."""
+    from review.labeling import hotpath
+
+    applies = hotpath.applies
+    hotpath.applies = lambda _session: False
+    try:
+        yield
+    finally:
+        hotpath.applies = applies
+
+
 def rate_next(sessions: sessionmaker[Session], study_id: int, reviewer_id: int, score: int = 3) -> int | None:
     """One rating as the Rate page (review/ui/rate.py) makes it: claim the next item and read its
     images in one transaction, submit in another. The rated item's id, or None when none is left."""

@@ -7,7 +7,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import psycopg
@@ -18,14 +17,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.engine import make_engine, make_session_factory
 from db.migrate import upgrade
 from db.models import Assignment, Rating, Study, User, utcnow
-from review.labeling import assignment, ratings
 from review.labeling.assignment import InactiveAccount, claim_next, next_assignment
 from review.labeling.drafts import Draft, load_draft, save_draft
 from review.labeling.ratings import RatingError, Submission, skip, submit, undo_last
 from review.labeling.settings import update_settings
 from review.labeling.study import StudyError
 from review.labeling.views import item_view
-from tests.support import in_threads, make_study, rate_next, statements
+from tests.support import in_threads, make_study, orm_path_only, rate_next, statements
 
 
 def _database(pg_server: str) -> Engine:
@@ -42,15 +40,6 @@ def pg_engine(pg_server: str) -> Iterator[Engine]:
     engine = _database(pg_server)
     yield engine
     engine.dispose()
-
-
-@contextmanager
-def _orm_path_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """PostgreSQL through the ORM path, as before the hot path."""
-    with monkeypatch.context() as m:
-        m.setattr(assignment, "is_postgres", lambda _session: False)
-        m.setattr(ratings, "is_postgres", lambda _session: False)
-        yield
 
 
 def _script(sessions: sessionmaker[Session], t: datetime) -> None:
@@ -107,13 +96,13 @@ def _rows(engine: Engine) -> dict[str, list[tuple]]:
         return {table: [tuple(r) for r in conn.execute(text(query))] for table, query in _TABLES.items()}
 
 
-def test_the_hot_path_writes_what_the_orm_path_writes(pg_server, monkeypatch):
+def test_the_hot_path_writes_what_the_orm_path_writes(pg_server):
     fast, orm = _database(pg_server), _database(pg_server)
     start = utcnow()
     try:
         with statements(fast) as sent:
             _script(make_session_factory(fast), start)
-        with _orm_path_only(monkeypatch):
+        with orm_path_only():
             _script(make_session_factory(orm), start)
         got, want = _rows(fast), _rows(orm)
     finally:

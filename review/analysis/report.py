@@ -530,8 +530,8 @@ def build_report(df: pd.DataFrame, *, bootstrap: int = 0, seed: int = 0,
     with ThreadPoolExecutor(max_workers=1) as pool:
         ds_running = pool.submit(ag.dawid_skene, r) if r.n_ratings else None
         report.update(_agreement_section(r, bootstrap, seed, all_pairs, warnings, notes))
-        per_item, per_rater = _rest(report, df, r, (lo, hi), ds_running, bootstrap, seed, breakdown_by,
-                                    warnings, notes)
+        per_item, per_rater = _after_agreement(report, df, r, (lo, hi), ds_running, bootstrap, seed,
+                                               breakdown_by, warnings, notes)
     report = _clean(report)
     # the two big tables are built from native, JSON-safe values already: a recursive clean of
     # per_rater took ~3 s for one item rated by 20,000 raters
@@ -540,7 +540,7 @@ def build_report(df: pd.DataFrame, *, bootstrap: int = 0, seed: int = 0,
     return report
 
 
-def _rest(report: dict[str, Any], df: pd.DataFrame, r: Ratings, scale: tuple[int, int],
+def _after_agreement(report: dict[str, Any], df: pd.DataFrame, r: Ratings, scale: tuple[int, int],
           ds_running: Future | None, bootstrap: int, seed: int, breakdown_by: Sequence[str] | None,
           warnings: list[str], notes: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Everything after the agreement coefficients, into `report`: gold, the subject model,

@@ -163,12 +163,7 @@ def next_assignment(
     session: Session, study: Study, reviewer_id: int, now: datetime | None = None
 ) -> Lease | None:
     """Resume the reviewer's live lease or claim a new item; None when nothing is left for them."""
-    now = now or utcnow()
-    if is_postgres(session):
-        fast = _claim_fast(session, study.id, reviewer_id, now)
-        if fast is not _ORM_PATH:
-            return fast
-    return _claim_orm(session, study, reviewer_id, now)
+    return claim_next(session, study.id, reviewer_id, now)
 
 
 def claim_next(session: Session, study_id: int, reviewer_id: int,
@@ -177,7 +172,7 @@ def claim_next(session: Session, study_id: int, reviewer_id: int,
     study's row is read in the claim's own statement instead of loaded first (StudyError when the
     study is gone)."""
     now = now or utcnow()
-    if is_postgres(session):
+    if hotpath.applies(session):
         fast = _claim_fast(session, study_id, reviewer_id, now)
         if fast is not _ORM_PATH:
             return fast
@@ -229,11 +224,6 @@ def _draw_order(study_id: int, reviewer_id: int, position: int, candidates: list
                 _hash01("order", study_id, reviewer_id, position, item_id))
 
     return sorted(candidates, key=key)
-
-
-def is_postgres(session: Session) -> bool:
-    """Whether the session writes to PostgreSQL, where the hot path (review.labeling.hotpath) runs."""
-    return session.get_bind().dialect.name == "postgresql"
 
 
 _ORM_PATH = object()  # the hot path's answer when its case is not plain: the ORM path decides

@@ -152,6 +152,12 @@ SELECT r.id, r.item_id, r.supersedes_id, r.guideline_version_id, a.member_id FRO
 """
 
 
+def applies(session: Session) -> bool:
+    """Whether the session writes to PostgreSQL, where this hot path runs (the one switch:
+    `tests.support.orm_path_only` turns it off to compare with the ORM path)."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
 def forget(session: Session, model: type, row_id: int) -> None:
     """Expire the session's copy of a row this module changed in SQL, if it holds one, so the
     caller reads the new values (the ORM path would have changed the object itself)."""

@@ -37,7 +37,6 @@ from review.errors import ReviewError
 from review.labeling import hotpath
 from review.labeling.assignment import (
     _as_aware,
-    is_postgres,
     live_assignment_filter,
     lock_row,
     reclaim_slot,
@@ -130,20 +129,28 @@ def _context(session: Session, assignment_id: int, reviewer_id: int, token: str 
 def _validate(study: Study, sub: Submission) -> None:
     if not isinstance(sub.score, int) or not study.scale_min <= sub.score <= study.scale_max:
         raise RatingError(f"Pick a score from {study.scale_min} to {study.scale_max}.")
+    problem = _field_problem(sub)
+    if problem is not None:
+        raise RatingError(problem)
+
+
+def _field_problem(sub: Submission) -> str | None:
+    """What is wrong with the submission apart from its score (the study's scale), if anything."""
     unknown = set(sub.flags) - set(FLAGS)
     if unknown:
-        raise RatingError(f"Unknown flags: {', '.join(sorted(unknown))}.")
+        return f"Unknown flags: {', '.join(sorted(unknown))}."
     if len(sub.comment) > MAX_COMMENT:
-        raise RatingError(f"The comment is {len(sub.comment)} characters; the limit is {MAX_COMMENT}.")
+        return f"The comment is {len(sub.comment)} characters; the limit is {MAX_COMMENT}."
     if sub.time_taken_ms is not None and sub.time_taken_ms < 0:
-        raise RatingError("time_taken_ms cannot be negative.")
+        return "time_taken_ms cannot be negative."
+    return None
 
 
 def submit(session: Session, assignment_id: int, reviewer_id: int, sub: Submission,
            now: datetime | None = None) -> Rating:
     """Record a rating for a leased (or retracted-and-re-leased) assignment."""
     now = now or utcnow()
-    if _plain(sub) and is_postgres(session):
+    if _plain(sub) and hotpath.applies(session):
         rating = _submit_fast(session, assignment_id, reviewer_id, sub, now)
         if rating is not None:
             return rating
@@ -209,9 +216,10 @@ def submit(session: Session, assignment_id: int, reviewer_id: int, sub: Submissi
 
 
 def _plain(sub: Submission) -> bool:
-    """A submission `_validate` accepts whatever the study's scale (the hot path checks that)."""
-    return (type(sub.score) is int and set(sub.flags) <= set(FLAGS) and len(sub.comment) <= MAX_COMMENT
-            and (sub.time_taken_ms is None or (type(sub.time_taken_ms) is int and sub.time_taken_ms >= 0)))
+    """A submission `_validate` accepts whatever the study's scale (the hot path checks that),
+    with the integers the hot path's SQL takes."""
+    return (type(sub.score) is int and (sub.time_taken_ms is None or type(sub.time_taken_ms) is int)
+            and _field_problem(sub) is None)
 
 
 def _submit_fast(session: Session, assignment_id: int, reviewer_id: int, sub: Submission,
