@@ -4,25 +4,53 @@ After a login the page gets a one-time handoff code (valid HANDOFF seconds); the
 to the app's /_lab/session route (review/ui/server.py), which exchanges it for the long random
 session token and sets it as an HttpOnly, SameSite=Strict cookie. Only SHA-256 hashes of the code
 and the token are stored, so a copy of the database opens no session. A session ends when it
-expires (SESSION_LIFETIME after login), on logout, or for every browser of the account at once
-when the account is deactivated or its password reset (`revoke_all`).
+expires (SESSION_LIFETIME after login), and for every browser and tab of the account at once on
+logout, a role change, a password reset or deactivation (`revoke_all`).
+
+Every write made for a signed-in user checks, in its own transaction, that the session is still
+live, the account active and its role the one the write needs (`require_session`); on PostgreSQL
+it holds a share lock on the session row until it commits, so a logout (or role change, reset,
+deactivation) waits for a write already under way and no write of that session passes after it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from db.models import ReviewerSession, User, utcnow
+from review.errors import ReviewError
 
 COOKIE = "lab_session"
 SESSION_LIFETIME = timedelta(days=7)
 HANDOFF = timedelta(seconds=60)
 MAX_TOKEN = 128  # a longer cookie value is not ours: refused before hashing
+SIGNED_OUT = ("You were signed out (logout in another tab, or an admin changed your account); "
+              "nothing was saved. Sign in again.")
+
+
+class SessionEnded(ReviewError):
+    """The write's session was ended (logout, role change, password reset, deactivation) or
+    expired, or the account lost the role the write needs: nothing was written."""
+
+    level = "warning"
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """Who a write is made for, as the browser's session knows it: the account, the role it
+    signed in with and its server-side session (None only for a caller without a browser
+    session: tests and the command line, which check the account alone)."""
+
+    user_id: int
+    role: str
+    session_id: int | None
 
 
 def _digest(secret: str) -> str:
@@ -79,6 +107,30 @@ def is_live(session: Session, session_id: int, now: datetime | None = None) -> b
     return _live(session.get(ReviewerSession, session_id), now or utcnow())
 
 
+def require_session(session: Session, who: SignedIn, roles: Collection[str] | None = None,
+                    now: datetime | None = None) -> None:
+    """Refuse (`SessionEnded`) unless `who`'s session is live and belongs to the account, the
+    account is active, its role is still the one it signed in with and one of `roles` (when
+    given). One statement, at the start of the write's transaction; on PostgreSQL it share-locks
+    the session row until the write commits, so a concurrent revocation waits for it (SQLite's
+    BEGIN IMMEDIATE serialises writers already)."""
+    if roles is not None and who.role not in roles:
+        raise SessionEnded(SIGNED_OUT)
+    now = now or utcnow()
+    if who.session_id is None:
+        ok = session.scalar(select(User.id).where(User.id == who.user_id, User.active.is_(True),
+                                                  User.role == who.role))
+    else:
+        ok = session.scalar(
+            select(ReviewerSession.id).join(User, User.id == ReviewerSession.user_id)
+            .where(ReviewerSession.id == who.session_id, ReviewerSession.user_id == who.user_id,
+                   ReviewerSession.revoked_at.is_(None), ReviewerSession.expires_at > now,
+                   User.active.is_(True), User.role == who.role)
+            .with_for_update(read=True, of=ReviewerSession))
+    if ok is None:
+        raise SessionEnded(SIGNED_OUT)
+
+
 def revoke(session: Session, session_id: int) -> None:
     """End one session (logout)."""
     session.execute(update(ReviewerSession).where(ReviewerSession.id == session_id,
@@ -95,7 +147,8 @@ def revoke_token(session: Session, token: str) -> None:
 
 
 def revoke_all(session: Session, user_id: int) -> int:
-    """End every session of an account (deactivation, password reset); how many were open."""
+    """End every session of an account (logout, role change, password reset, deactivation); how
+    many were open. On PostgreSQL it waits for writes under way in those sessions to commit."""
     result = session.execute(update(ReviewerSession).where(ReviewerSession.user_id == user_id,
                                                            ReviewerSession.revoked_at.is_(None))
                              .values(revoked_at=utcnow()))

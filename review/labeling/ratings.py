@@ -6,7 +6,13 @@
   of that item supersedes the retracted one, so history is auditable. Pressing it again while that
   item is reopened changes nothing (no walk back through history). `reopen` does the same for one
   of the reviewer's recent items (the history list). A rating QA has judged stays as it is.
-- Every write checks that the reviewer's account is still active (`require_active`).
+- Every write checks that the reviewer's account is still active (`require_active`) and, for a
+  signed-in browser (`signed`), that its session is still live and its role one that rates
+  (`review.sessions.require_session`, in the write's transaction; the hot path's SQL checks the
+  same): a tab left open after a logout, role change, password reset or deactivation stores nothing.
+- An item this reviewer already rated in another tab is not rated twice: that tab's submit (or
+  skip) moves on to the next item (`AlreadyRated`), and its Undo never withdraws the other tab's
+  answer (`answered_here`).
 - A rating on an assignment whose lease expired is still accepted while the item has a free slot;
   when another reviewer has taken the slot the caller gets `StaleAssignment` with a clear message.
 - On PostgreSQL a plain submit (a live lease, a fresh token) is one hand-written statement
@@ -16,6 +22,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -44,6 +51,7 @@ from review.labeling.assignment import (
 )
 from review.labeling.audit import record
 from review.labeling.cohorts import CohortError, add_finished, ensure_enrolled
+from review.sessions import SIGNED_OUT, SessionEnded, SignedIn, require_session
 
 FLAGS = ("identity_changed", "invented_detail", "text_changed", "artifacts", "still_blurry")
 FLAG_LABELS = {
@@ -56,6 +64,12 @@ FLAG_LABELS = {
 SKIP_REASONS = ("image did not load", "cannot judge", "offensive or private content", "other")
 MAX_COMMENT = 2000
 NOT_YOURS = "This item is not assigned to you any more. Loading your next item."
+RATER_ROLES = ("reviewer", "admin")  # the roles whose ratings count as a reviewer's
+RATED_ELSEWHERE = ("You already rated this item in another tab, so this answer was not saved. "
+                   "Here is your next item.")
+UNDO_ELSEWHERE = ("Your last answer was given in another tab (or before this page was reloaded), so "
+                  "Undo here leaves it alone. Change it in that tab, or reopen it from "
+                  "'Your recent answers'.")
 # Built once: a fresh aliased() per submit cost ~1.5 ms adapting its columns (bench/rating_loop.py).
 _NEWER = aliased(Rating)
 
@@ -70,6 +84,22 @@ class StaleAssignment(RatingError):
     level = "warning"  # not the reviewer's mistake: the page moves on to the next item
 
 
+class AlreadyRated(StaleAssignment):
+    """The reviewer answered this item already (in another tab): the page moves on."""
+
+
+def require_rater(session: Session, reviewer_id: int, signed: SignedIn | None) -> None:
+    """The check every rating write starts with: the signed-in browser's session is live, its
+    account active and a rater's (`signed`), or, for a caller without a browser session, the
+    account is active."""
+    if signed is None:
+        require_active(session, reviewer_id)
+        return
+    if signed.user_id != reviewer_id:
+        raise SessionEnded(SIGNED_OUT)
+    require_session(session, signed, RATER_ROLES)
+
+
 @dataclass(frozen=True)
 class Submission:
     score: int
@@ -79,8 +109,9 @@ class Submission:
     client_token: str | None = None
 
 
-def _load_assignment(session: Session, assignment_id: int, reviewer_id: int) -> tuple[Assignment, Study]:
-    require_active(session, reviewer_id)
+def _load_assignment(session: Session, assignment_id: int, reviewer_id: int,
+                     signed: SignedIn | None) -> tuple[Assignment, Study]:
+    require_rater(session, reviewer_id, signed)
     assignment = session.get(Assignment, assignment_id, with_for_update=True)
     if assignment is None or assignment.reviewer_id != reviewer_id:
         raise StaleAssignment(NOT_YOURS)
@@ -147,13 +178,16 @@ def _field_problem(sub: Submission) -> str | None:
 
 
 def submit(session: Session, assignment_id: int, reviewer_id: int, sub: Submission,
-           now: datetime | None = None) -> Rating:
-    """Record a rating for a leased (or retracted-and-re-leased) assignment."""
+           now: datetime | None = None, *, signed: SignedIn | None = None) -> Rating:
+    """Record a rating for a leased (or retracted-and-re-leased) assignment; with `signed` (the
+    Rate page) only while that browser session is live (`require_rater`)."""
     now = now or utcnow()
-    if _plain(sub) and hotpath.applies(session):
-        rating = _submit_fast(session, assignment_id, reviewer_id, sub, now)
+    if _plain(sub) and hotpath.applies(session) and (signed is None or signed.user_id == reviewer_id):
+        rating = _submit_fast(session, assignment_id, reviewer_id, sub, now, signed)
         if rating is not None:
             return rating
+    if signed is not None:
+        require_rater(session, reviewer_id, signed)
     lock_row(session, Assignment, assignment_id)
     found = _context(session, assignment_id, reviewer_id, sub.client_token)
     if sub.client_token and (found is None or found.earlier_id is not None):
@@ -170,8 +204,8 @@ def submit(session: Session, assignment_id: int, reviewer_id: int, sub: Submissi
     _validate(study, sub)
     if assignment.status == "done":
         active = _active_rating(session, assignment.item_id, reviewer_id)
-        if active is not None:
-            raise RatingError("You already rated this item. Use Undo to change your last rating.")
+        if active is not None:  # another tab's submit (a retry of this one returned above)
+            raise AlreadyRated(RATED_ELSEWHERE)
     if assignment.status == "skipped":
         raise StaleAssignment("You skipped this item. Loading your next item.")
     expires = _as_aware(assignment.lease_expires_at)
@@ -223,14 +257,17 @@ def _plain(sub: Submission) -> bool:
 
 
 def _submit_fast(session: Session, assignment_id: int, reviewer_id: int, sub: Submission,
-                 now: datetime) -> Rating | None:
+                 now: datetime, signed: SignedIn | None) -> Rating | None:
     """`submit` in one statement (PostgreSQL, review.labeling.hotpath) for a live lease; None when
     the case is not plain (a retried token, an expired or finished assignment, a score off the
-    scale, an inactive or unenrolled reviewer): nothing was written and the ORM path decides."""
+    scale, an inactive or unenrolled reviewer, an ended session or a role that does not rate):
+    nothing was written and the ORM path decides."""
     flags, comment = sorted(set(sub.flags)), sub.comment.strip()
+    role = None if signed is None else signed.role if signed.role in RATER_ROLES else "-"
     row = hotpath.run(session, hotpath.SUBMIT, assignment=assignment_id, reviewer=reviewer_id, now=now,
                       score=sub.score, flags=json.dumps(flags), comment=comment,
-                      time_taken_ms=sub.time_taken_ms, token=sub.client_token, at=utcnow())
+                      time_taken_ms=sub.time_taken_ms, token=sub.client_token, at=utcnow(),
+                      session=signed.session_id if signed else None, role=role)
     if row is None:
         return None
     rating_id, item_id, supersedes_id, guideline_version_id, member_id = row
@@ -260,15 +297,15 @@ def _active_rating(session: Session, item_id: int, reviewer_id: int) -> Rating |
 
 
 def skip(session: Session, assignment_id: int, reviewer_id: int, reason: str,
-         now: datetime | None = None) -> Assignment:
+         now: datetime | None = None, *, signed: SignedIn | None = None) -> Assignment:
     """Give the item back with a reason; it goes to another reviewer."""
     if not reason.strip():
         raise RatingError("Say why you skip (pick a reason).")
-    assignment, study = _load_assignment(session, assignment_id, reviewer_id)
+    assignment, study = _load_assignment(session, assignment_id, reviewer_id, signed)
     if assignment.status == "skipped":
         return assignment
     if assignment.status == "done":
-        raise RatingError("You already rated this item.")
+        raise AlreadyRated(RATED_ELSEWHERE)
     add_finished(_member(session, study, reviewer_id), +1)
     assignment.status, assignment.skip_reason, assignment.slot = "skipped", reason.strip()[:200], None
     assignment.completed_at = now or utcnow()
@@ -300,26 +337,32 @@ def _reopened(session: Session, study: Study, reviewer_id: int, now: datetime) -
 
 
 def undo_last(
-    session: Session, study: Study, reviewer_id: int, now: datetime | None = None
+    session: Session, study: Study, reviewer_id: int, now: datetime | None = None, *,
+    signed: SignedIn | None = None, answered_here: Collection[int] | None = None,
 ) -> Assignment | None:
     """Reopen the reviewer's last answer in the study (rating or skip) and hand the item back;
     None when they have none. While that item waits for its new answer, Undo returns it again and
-    changes nothing else."""
+    changes nothing else. With `answered_here` (the assignments this tab answered or reopened),
+    an answer given elsewhere is refused (`UNDO_ELSEWHERE`), never withdrawn."""
     now = now or utcnow()
-    require_active(session, reviewer_id)
+    require_rater(session, reviewer_id, signed)
     pending = _reopened(session, study, reviewer_id, now)
     if pending is not None:
+        if answered_here is not None and pending.id not in answered_here:
+            raise RatingError(UNDO_ELSEWHERE)
         return pending
     last = session.scalar(_in_study(study, reviewer_id).where(Assignment.status.in_(("done", "skipped")))
                           .order_by(Assignment.completed_at.desc(), Assignment.id.desc()).limit(1))
+    if last is not None and answered_here is not None and last.id not in answered_here:
+        raise RatingError(UNDO_ELSEWHERE)
     return _reopen(session, study, reviewer_id, last, now) if last is not None else None
 
 
 def reopen(session: Session, study: Study, reviewer_id: int, assignment_id: int,
-           now: datetime | None = None) -> Assignment:
+           now: datetime | None = None, *, signed: SignedIn | None = None) -> Assignment:
     """Reopen one of the reviewer's finished items (the history list) to change the answer."""
     now = now or utcnow()
-    require_active(session, reviewer_id)
+    require_rater(session, reviewer_id, signed)
     assignment = session.scalar(_in_study(study, reviewer_id).where(Assignment.id == assignment_id))
     if assignment is None or assignment.status not in ("done", "skipped"):
         raise RatingError("That item is not one of your finished items in this study.")
