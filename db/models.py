@@ -196,7 +196,14 @@ class DegradedImage(Base):
 
 
 class Restoration(Base):
-    """One restorer's output for one degraded image, with full provenance and metrics."""
+    """One restorer's output for one degraded image, with full provenance and metrics.
+
+    Unique on (degraded image, method, params_key), where params_key is the recipe key of
+    review.media.catalog.recipe_key: the parameters and, for restorers with a model, the model's
+    content identity (`model_identity`, also kept as its own column; '' without a model). Rows
+    from before migration 0013 keep their key; their model_identity comes from their provenance,
+    or is 'legacy-unknown'.
+    """
 
     __tablename__ = "restorations"
     __table_args__ = (
@@ -208,6 +215,7 @@ class Restoration(Base):
     method: Mapped[str] = mapped_column(String(32))
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     params_key: Mapped[str] = mapped_column(String(64))
+    model_identity: Mapped[str] = mapped_column(String(100), default="", server_default="")
     sha256: Mapped[str] = mapped_column(String(64))
     path: Mapped[str] = mapped_column(String(255))
     provenance: Mapped[dict[str, Any]] = mapped_column(default=dict)

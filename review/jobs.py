@@ -10,7 +10,8 @@ and a heartbeat in the database so any page or CLI can watch or cancel it.
   whose worker process has ended on this host is taken over at once. A worker that finds every
   unfinished item leased by a live worker is refused (`JobBusy`), saying when it can take over.
 - Resumable: every unit is identified by content (source image, blur recipe, method,
-  parameters) and stored content-addressed, so an item done twice (a lease that ran out under a
+  parameters, and the model's content identity for restorers with weights) and stored
+  content-addressed, so an item done twice (a lease that ran out under a
   slow worker, a rerun after a crash) stores nothing twice.
 - Cancellable: `cancel()` sets a flag the workers check between items.
 - Inside one process the restore module holds a per-pipeline lock.
@@ -480,15 +481,22 @@ def _record_error(session: Session, job_id: int, group: list[Unit], exc: BaseExc
 
 
 def _run_group(lab: Lab, study_id: int, plan: GenerationPlan, group: list[Unit]) -> None:
-    """Produce every missing restoration of the group and put all of them in the study."""
-    from review.media.restore.runner import run_grid, run_restorer
+    """Produce every missing restoration of the group and put all of them in the study. A unit is
+    done when a restoration of its input, method and parameters by the plan's model (by content
+    identity, `model_identity_for`) exists: another model's restoration is not this one."""
+    from review.media.restore.runner import model_identity_for, run_grid, run_restorer
 
     first = group[0]
+    model = model_identity_for(first.method, plan.model, lab.settings)
+    made: dict[int, int] = {}  # unit index -> restoration id
     with lab.write() as s:
         source = s.get(SourceImage, first.source_id)
         degraded = catalog.add_degraded(s, lab.store, source, first.blur)
-        pending = [u for u in group
-                   if catalog.find_restoration(s, degraded.id, u.method, u.params) is None]
+        for i, u in enumerate(group):
+            found = catalog.find_restoration(s, degraded.id, u.method, u.params, model)
+            if found is not None:
+                made[i] = found.id
+        pending = [u for i, u in enumerate(group) if i not in made]
         degraded_id, degraded_path = degraded.id, degraded.path
         kernel = catalog.load_kernel(lab.store, degraded)
         reference = lab.store.open_image(source.path) if source.is_reference else None
@@ -503,14 +511,16 @@ def _run_group(lab: Lab, study_id: int, plan: GenerationPlan, group: list[Unit])
                        for u in pending]
         with lab.write() as s:
             degraded = s.get(catalog.DegradedImage, degraded_id)
-            for unit, out in zip(pending, results, strict=True):
-                catalog.add_restoration(s, lab.store, degraded, unit.method, unit.params,
-                                        out.image, out.provenance, out.metrics)
+            todo = [i for i in range(len(group)) if i not in made]
+            for i, out in zip(todo, results, strict=True):
+                unit = group[i]
+                # stored under the identity its provenance records: the weights that really ran
+                made[i] = catalog.add_restoration(s, lab.store, degraded, unit.method, unit.params,
+                                                  out.image, out.provenance, out.metrics).id
     with lab.write() as s:
         study = s.get(Study, study_id)
-        for unit in group:
-            restoration = catalog.find_restoration(s, degraded_id, unit.method, unit.params)
-            add_item(s, study, restoration)
+        for i in range(len(group)):
+            add_item(s, study, s.get(catalog.Restoration, made[i]))
 
 
 def start_background(lab: Lab, job_id: int) -> subprocess.Popen:

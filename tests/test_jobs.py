@@ -257,3 +257,58 @@ def test_tiny_sd15_grid_through_the_job_runner(lab):
     assert {(r.params["strength"], r.params["seed"]) for r in rows} == \
         {(0.3, 0), (0.3, 1), (0.6, 0), (0.6, 1)}
     assert len({r.sha256 for r in rows}) == 4
+
+
+def _other_tiny_weights(folder, dest, seed):
+    """A copy of the tiny model's folder whose UNet weights are changed by seeded noise: other
+    weights, same file names and sizes (what a merged or fine-tuned checkpoint saved over the
+    old one looks like)."""
+    import shutil
+
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    shutil.copytree(folder, dest)
+    for f in (dest / "unet").glob("*.safetensors"):
+        with safe_open(str(f), "pt") as fh:
+            meta = fh.metadata()
+            state = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - not a dict
+        gen = torch.Generator().manual_seed(seed)
+        state = {k: v + 0.05 * torch.randn(v.shape, generator=gen, dtype=v.dtype)
+                 if v.is_floating_point() else v for k, v in state.items()}
+        size = f.stat().st_size
+        save_file(state, str(f), metadata=meta)
+        assert f.stat().st_size == size
+    return dest
+
+
+@pytest.mark.sd15
+def test_a_job_with_other_weights_makes_new_restorations(lab, tmp_path):
+    """The model is part of a restoration's identity: after a smoke-test (tiny) run, the same plan
+    with other weights makes its own restorations instead of reporting model A's as done; run
+    again, it finds its own; restorers without a model are shared."""
+    sid = _source(lab, size=64)
+
+    def plan(model):
+        return GenerationPlan([sid], [{"kind": "gaussian", "level": 1.5}],
+                              [{"method": "sd15_img2img", "params": {"strength": 0.5, "steps": 4}},
+                               {"method": "wiener"}], seeds=[0, 1], model=model)
+
+    job_a = create_job(lab, "jobs", plan("tiny"))
+    assert run_job(lab, job_a) == "done", job_errors(lab, job_a)
+    other = _other_tiny_weights(lab.settings.models_dir / "tiny_sd15", tmp_path / "model_b", 1)
+    job_b = create_job(lab, "jobs", plan(str(other)))
+    assert run_job(lab, job_b) == "done", job_errors(lab, job_b)
+    with lab.sessions() as s:
+        rows = s.scalars(select(Restoration).order_by(Restoration.id)).all()
+        sd = [r for r in rows if r.method == "sd15_img2img"]
+        idents = {r.model_identity for r in sd}
+        assert len(sd) == 4 and len(idents) == 2, [(r.id, r.model_identity) for r in sd]
+        assert all(r.provenance["model_identity"] == r.model_identity for r in sd)
+        assert len({r.sha256 for r in sd}) == 4  # B's outputs are B's, not A's
+        assert [r.model_identity for r in rows if r.method == "wiener"] == [""]
+        assert s.scalar(select(func.count()).select_from(StudyItem)) == 5
+    job_again = create_job(lab, "jobs", plan(str(other)))
+    assert run_job(lab, job_again) == "done"
+    assert _count(lab, Restoration) == 5

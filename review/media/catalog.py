@@ -32,6 +32,16 @@ def params_key(params: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def recipe_key(params: dict[str, Any], model_identity: str = "") -> str:
+    """What a restoration is unique on besides its input and method: its parameters and the
+    identity of the model that made it (a content hash of the weights; '' for restorers without a
+    model, whose key is then `params_key` alone, as it always was). So the same parameters with
+    other weights are another restoration, never the earlier one."""
+    if not model_identity:
+        return params_key(params)
+    return params_key({"model_identity": model_identity, "params": params})
+
+
 def add_source(
     session: Session,
     store: ImageStore,
@@ -132,15 +142,24 @@ def load_kernel(store: ImageStore, degraded: DegradedImage):  # noqa: ANN201 - n
 
 
 def find_restoration(
-    session: Session, degraded_id: int, method: str, params: dict[str, Any]
+    session: Session, degraded_id: int, method: str, params: dict[str, Any],
+    model_identity: str = "",
 ) -> Restoration | None:
+    """The stored restoration of this input by `method` with `params` and the model whose
+    identity is `model_identity` ('' for restorers without a model), or None."""
     return session.scalar(
         select(Restoration).where(
             Restoration.degraded_id == degraded_id,
             Restoration.method == method,
-            Restoration.params_key == params_key(params),
+            Restoration.params_key == recipe_key(params, model_identity),
         )
     )
+
+
+def provenance_model(provenance: dict[str, Any]) -> str:
+    """The model identity a result's provenance records ('' when it was made without a model)."""
+    ident = provenance.get("model_identity")
+    return ident if isinstance(ident, str) else ""
 
 
 def add_restoration(
@@ -153,8 +172,10 @@ def add_restoration(
     provenance: dict[str, Any],
     metrics: dict[str, Any],
 ) -> Restoration:
-    """Record a restorer's output; an existing row for the same recipe is returned unchanged."""
-    key = params_key(params)
+    """Record a restorer's output under the model identity its provenance records; an existing
+    row for the same recipe (input, method, parameters, model) is returned unchanged."""
+    model = provenance_model(provenance)
+    key = recipe_key(params, model)
 
     def record() -> Restoration:
         stored = store.put_image(image)
@@ -163,6 +184,7 @@ def add_restoration(
             method=method,
             params=params,
             params_key=key,
+            model_identity=model,
             sha256=stored.sha256,
             path=stored.relpath,
             provenance=provenance,

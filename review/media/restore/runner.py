@@ -1,6 +1,7 @@
 """Running restorers with the lab's settings: which SD1.5 weights (REVIEW_SD15_PATH, or "tiny"
 for the in-code smoke-test model built under the data folder), parameter resolution with
-defaults (the identity a restoration is stored under), and grid runs that share work.
+defaults and the model's content identity (together the identity a restoration is stored under),
+and grid runs that share work.
 """
 
 from __future__ import annotations
@@ -40,6 +41,20 @@ def _weights(model: str | None, settings: Settings | None) -> Any:
                            f"({', '.join(named) or 'none configured'}), nor '{TINY}', nor an "
                            "existing path")
     return model
+
+
+def model_identity_for(method: str, model: str | None, settings: Settings | None) -> str:
+    """The content identity of the weights `method` would run with (`model` as for
+    `run_restorer`), which a restoration is stored and found under; '' for restorers without a
+    model. Hashes the weights once (then cached by file stat); loads nothing into memory.
+    Raises WeightsError when the weights are missing."""
+    from review.media.restore.sd15 import _SD15Base
+    from review.media.restore.sd15_weights import weights_identity
+
+    if not issubclass(restorer_class(method), _SD15Base):
+        return ""
+    return weights_identity(_weights(model, settings),
+                            models_dir=settings.models_dir if settings is not None else None)
 
 
 def sd15_status(settings: Settings) -> str:

@@ -21,8 +21,11 @@ Everything is loaded with ``local_files_only=True`` and ``HF_HUB_OFFLINE=1``, wi
 checker. Missing, partial or incompatible weights raise :class:`WeightsError` naming
 ``REVIEW_SD15_PATH`` and the expected layout.
 
-The model identity is a hash of the weights' content index, not of the path, so the same
-weights copied elsewhere keep their identity and changed weights get a new one.
+The model identity is a SHA-256 of the weights' whole content (every weight and config file),
+not of the path, so the same weights copied elsewhere keep their identity and changed weights
+get a new one. Each file is hashed once per (path, size, mtime, ctime), in the process and in
+``<models_dir>/.weights-sha256.json`` for other processes; loaded pipelines are kept by identity,
+so weights replaced in place are loaded again.
 """
 
 from __future__ import annotations
@@ -262,12 +265,18 @@ def _read_json(p: Path) -> dict[str, Any]:
 
 _identity_cache: dict[tuple, str] = {}
 _identity_lock = threading.Lock()
+_file_hashes: dict[tuple, str] = {}  # (path, size, mtime_ns, ctime_ns) -> sha256 of the content
+HASH_CACHE_FILE = ".weights-sha256.json"  # in the models folder (hidden: never part of a model)
+_HASH_CHUNK = 8 * _MIB
 
 
 def _content_files(src: WeightsSource) -> list[tuple[str, Path]]:
+    """(name inside the model, file) for every weight and config file that makes the model. A
+    single checkpoint is named ``checkpoint`` whatever its file name: the identity follows the
+    content, so a renamed copy keeps it."""
     roots: list[tuple[str, Path]] = []
     if src.kind == "single_file":
-        roots.append(("checkpoint/" + src.path.name, src.path))
+        roots.append(("checkpoint", src.path))
         base = src.config_dir
         assert base is not None
         skip_weights = True
@@ -282,35 +291,109 @@ def _content_files(src: WeightsSource) -> list[tuple[str, Path]]:
     return roots
 
 
-def _head_tail_sha256(f: Path, size: int) -> str:
-    h = hashlib.sha256()
-    with f.open("rb") as fh:
-        h.update(fh.read(_MIB))
-        if size > 2 * _MIB:
-            fh.seek(size - _MIB)
-            h.update(fh.read(_MIB))
-        elif size > _MIB:
-            h.update(fh.read())
-    return h.hexdigest()
+def _stat_key(f: Path) -> tuple[str, int, int, int]:
+    """What says a file is unchanged: its resolved path, size, mtime and ctime (ctime also moves
+    when a copy keeps the old mtime, e.g. ``cp -p`` or ``rsync -t`` over the file)."""
+    st = f.stat()
+    return (str(f.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def model_identity(src: WeightsSource) -> str:
-    """``sd15-<hash>`` (or ``tiny-<hash>``) over (relative path, size, sha256 of the first and
-    last MiB) of every weight and config file; cached per (path, sizes, mtimes)."""
+def _sha256_file(f: Path) -> str:
+    """SHA-256 of the whole file, read in 8 MiB chunks; read again if it changed meanwhile."""
+    for _ in range(3):
+        before = _stat_key(f)
+        h = hashlib.sha256()
+        with f.open("rb") as fh:
+            while chunk := fh.read(_HASH_CHUNK):
+                h.update(chunk)
+        if _stat_key(f) == before:
+            return h.hexdigest()
+    raise WeightsError(f"{SETTING}: {f} kept changing while it was read; wait until it is "
+                       "completely written, then try again.")
+
+
+def _sidecar(cache_dir: Path | None) -> Path | None:
+    return Path(cache_dir) / HASH_CACHE_FILE if cache_dir is not None else None
+
+
+def _read_sidecar(path: Path | None) -> dict[str, str]:
+    if path is None:
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # absent or damaged: it is only a cache, the files are hashed again
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)} \
+        if isinstance(data, dict) else {}
+
+
+def _write_sidecar(path: Path | None, add: dict[str, str]) -> None:
+    """Merge ``add`` into the sidecar cache (atomic replace; a lost race costs a rehash)."""
+    if path is None or not add:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        merged = {**_read_sidecar(path), **add}
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(merged, fh, indent=0, sort_keys=True)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only models folder: the in-process cache still holds
+
+
+def file_sha256(f: Path, *, cache_dir: Path | None = None) -> str:
+    """SHA-256 of a file's content, computed once per (path, size, mtime, ctime): kept in this
+    process and, with ``cache_dir``, in ``cache_dir/.weights-sha256.json`` for other processes."""
+    key = _stat_key(f)
+    with _identity_lock:
+        if key in _file_hashes:
+            return _file_hashes[key]
+    side = _sidecar(cache_dir)
+    skey = json.dumps(key)
+    digest = _read_sidecar(side).get(skey)
+    if digest is None:
+        digest = _sha256_file(f)
+        key = _stat_key(f)
+        _write_sidecar(side, {json.dumps(key): digest})
+    with _identity_lock:
+        _file_hashes[key] = digest
+    return digest
+
+
+def _identity_key(src: WeightsSource, files: list[tuple[str, Path]]) -> tuple:
+    return (str(src.path), str(src.config_dir), src.smoke_test,
+            tuple((rel, *_stat_key(f)) for rel, f in files))
+
+
+def model_identity(src: WeightsSource, *, cache_dir: Path | None = None) -> str:
+    """``sd15-<sha256>`` (``tiny-<sha256>`` for the smoke-test model): SHA-256 over (name inside
+    the model, size, SHA-256 of the whole content) of every weight and config file. Two files
+    with the same name and size but other bytes (a merge saved over the old one) get different
+    identities; the same bytes anywhere get the same one. Each file is hashed once per (path,
+    size, mtime, ctime), in this process and, with ``cache_dir`` (the models folder), in a small
+    sidecar file that other processes read."""
     files = _content_files(src)
-    stats = [(rel, f.stat()) for rel, f in files]
-    key = (str(src.path), str(src.config_dir),
-           tuple((rel, st.st_size, st.st_mtime_ns) for rel, st in stats))
+    key = _identity_key(src, files)
     with _identity_lock:
         if key in _identity_cache:
             return _identity_cache[key]
-    entries = [[rel, st.st_size, _head_tail_sha256(f, st.st_size)]
-               for (rel, f), (_, st) in zip(files, stats, strict=True)]
+    entries = [[rel, f.stat().st_size, file_sha256(f, cache_dir=cache_dir)] for rel, f in files]
     digest = hashlib.sha256(json.dumps(sorted(entries)).encode()).hexdigest()
-    ident = f"{'tiny' if src.smoke_test else 'sd15'}-{digest[:32]}"
-    with _identity_lock:
-        _identity_cache[key] = ident
+    ident = f"{'tiny' if src.smoke_test else 'sd15'}-{digest}"
+    if _identity_key(src, files) == key:  # unchanged while hashed
+        with _identity_lock:
+            _identity_cache[key] = ident
     return ident
+
+
+def weights_identity(path: Path | str | None, *, models_dir: Path | None = None,
+                     config_dir: Path | None = None) -> str:
+    """The identity of the weights ``path`` names (as :func:`load_pipeline` resolves them),
+    without loading them: what a restoration made with them is stored under."""
+    with _quiet_loading():
+        src = resolve_weights(path, models_dir=models_dir, config_dir=config_dir)
+    return model_identity(src, cache_dir=models_dir)
 
 
 # ----------------------------------------------------------------------------- device, dtype
@@ -460,25 +543,34 @@ def load_pipeline(
     device: str = "auto",
     precision: str = "auto",
 ) -> SD15Pipeline:
-    """Load (or reuse) the img2img pipeline for these weights, device and precision."""
+    """Load (or reuse) the img2img pipeline for these weights, device and precision.
+
+    Loaded pipelines are kept by the weights' content identity, which is checked (by file
+    stat, see :func:`model_identity`) on every call: weights replaced in place are loaded again,
+    never served from the old copy. A file that changes while it loads is loaded again."""
     with _quiet_loading():
         src = resolve_weights(path, models_dir=models_dir, config_dir=config_dir)
     dev = pick_device(device)
     prec = pick_precision(precision, dev)
-    ident = model_identity(src)
-    key = (ident, str(src.path), dev, prec)
-    with _pipelines_lock:
-        if key in _pipelines:
-            _pipelines.move_to_end(key)
-            return _pipelines[key]
-        with _quiet_loading():
-            pipe = _load(src, dev, prec)
-        loaded = SD15Pipeline(pipe=pipe, device=dev, precision=prec, model_identity=ident,
-                              smoke_test=src.smoke_test, source=src, name=model_name(src))
-        _pipelines[key] = loaded
-        while len(_pipelines) > MAX_CACHED_PIPELINES:
-            _pipelines.popitem(last=False)
-        return loaded
+    for _ in range(3):
+        ident = model_identity(src, cache_dir=models_dir)
+        key = (ident, str(src.path), dev, prec)
+        with _pipelines_lock:
+            if key in _pipelines:
+                _pipelines.move_to_end(key)
+                return _pipelines[key]
+            with _quiet_loading():
+                pipe = _load(src, dev, prec)
+            if model_identity(src, cache_dir=models_dir) != ident:
+                continue  # replaced while it loaded: what was loaded has no known identity
+            loaded = SD15Pipeline(pipe=pipe, device=dev, precision=prec, model_identity=ident,
+                                  smoke_test=src.smoke_test, source=src, name=model_name(src))
+            _pipelines[key] = loaded
+            while len(_pipelines) > MAX_CACHED_PIPELINES:
+                _pipelines.popitem(last=False)
+            return loaded
+    raise WeightsError(f"{SETTING}={src.path} kept changing while it was loaded; wait until it "
+                       "is completely written, then try again.")
 
 
 def _load(src: WeightsSource, device: str, precision: str) -> Any:
