@@ -8,12 +8,12 @@ table for CSV export.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from review.analysis.boundary import Curve, Options, curves_of
+from review.analysis.boundary import Curve, Options, curve_groups, curves_of
 
 #: How each blur kind's level reads in a sentence.
 KIND_WORDS = {"motion_line": "motion blur (line length)", "camera_shake": "camera shake",
@@ -22,6 +22,17 @@ RESTORER_WORDS = {"wiener": "Wiener deconvolution",
                   "unsupervised_wiener": "unsupervised Wiener deconvolution",
                   "richardson_lucy": "Richardson-Lucy deconvolution", "sd15_img2img": "SD1.5 img2img",
                   "blurred": "the blurred input itself (control)"}
+
+
+@dataclass(frozen=True)
+class OneLevel:
+    """A restorer, setting and blur kind rated at a single blur level: no curve, named instead."""
+
+    restorer: str
+    setting: str
+    blur_kind: str
+    level: float
+    ratings: int
 
 
 @dataclass
@@ -34,6 +45,7 @@ class Answer:
     include_simulated: bool
     ratings: int  # ratings the curves rest on
     simulated_ratings: int
+    one_level: list[OneLevel] = field(default_factory=list)  # left out: a single blur level
 
 
 def study_answer(df: pd.DataFrame, study: str, options: Options | None = None, *,
@@ -41,8 +53,22 @@ def study_answer(df: pd.DataFrame, study: str, options: Options | None = None, *
     """The answer from a study's long-format ratings (review.analysis.export.ratings_frame)."""
     options = options or Options()
     curves = curves_of(df, options, include_simulated=include_simulated)
+    one_level = [OneLevel(restorer, setting, kind, float(g["blur_level"].iloc[0]), len(g))
+                 for (restorer, setting, kind), g in curve_groups(df, include_simulated=include_simulated)
+                 if g["blur_level"].nunique() < 2]
     return Answer(study, options, curves, include_simulated, sum(c.ratings for c in curves),
-                  sum(c.simulated_ratings for c in curves))
+                  sum(c.simulated_ratings for c in curves), one_level)
+
+
+def one_level_words(answer: Answer) -> str | None:
+    """The sentence naming every restorer left out for having ratings at one blur level only."""
+    if not answer.one_level:
+        return None
+    named = "; ".join(f"{o.restorer}" + (f" ({o.setting})" if o.setting else "")
+                      + f" on {KIND_WORDS.get(o.blur_kind, o.blur_kind)} at {_px(o.level)} px only "
+                      f"({o.ratings} ratings)" for o in answer.one_level)
+    return (f"Left out, rated at one blur level only (a curve needs two or more): {named}. "
+            "Rate them at more blur levels to answer for them.")
 
 
 def _px(v: float) -> str:
@@ -96,6 +122,8 @@ def answer_dict(answer: Answer) -> dict[str, Any]:
                     "include_simulated": answer.include_simulated},
         "ratings": answer.ratings,
         "simulated_ratings": answer.simulated_ratings,
+        "one_level": [{"restorer": o.restorer, "setting": o.setting, "blur_kind": o.blur_kind,
+                       "blur_level": o.level, "ratings": o.ratings} for o in answer.one_level],
         "curves": [{
             "restorer": c.restorer, "setting": c.setting, "blur_kind": c.blur_kind,
             "ratings": c.ratings, "items": c.items, "simulated_ratings": c.simulated_ratings,
@@ -121,8 +149,11 @@ def answer_markdown(answer: Answer) -> str:
     """The answer as Markdown: sentences, what they rest on, and the next levels to rate."""
     o = answer.options
     lines = [f"# How far can it go? Study {answer.study!r}", ""]
+    left_out = one_level_words(answer)
     if not answer.curves:
         lines.append("No answer yet: no restorer has ratings at two or more blur levels.")
+        if left_out:
+            lines += ["", left_out]
         return "\n".join(lines) + "\n"
     sim = (f", {answer.simulated_ratings} of them from a simulated panel" if answer.simulated_ratings
            else "" if answer.include_simulated else " (simulated ratings left out)")
@@ -138,6 +169,8 @@ def answer_markdown(answer: Answer) -> str:
         lines.append(f"  Rests on {c.ratings} ratings of {c.items} items"
                      + (f" ({c.simulated_ratings} simulated)" if c.simulated_ratings else "")
                      + f"; next levels to rate: {_proposal_words(c)}.")
+    if left_out:
+        lines += ["", left_out]
     lines += ["", "| restorer | setting | blur kind | strength | level (px) | ratings | faithful share "
               "(95 % CI) | MOS | class |", "|---|---|---|---|---|---|---|---|---|"]
     for c in answer.curves:

@@ -1,38 +1,49 @@
-"""How far can it go: the usable-blur boundary of each restorer, estimated by level-set estimation.
+"""How far can it go: the usable-blur boundary of each restorer, with a calibrated 95 % interval.
 
-The question is the one of "Few-shot Algorithm Assurance" (Nguyen & Gupta, arXiv 2412.20275),
-with "accuracy" replaced by the share of restorations people rate faithful (score >= 4 by
-default) at a blur level. A Gaussian process (scikit-learn's GaussianProcessRegressor) models
-that share over blur level (and over level x strength for a restorer rated at several strengths);
-the usable boundary is where its mean falls below the threshold h (0.8 by default). Each level is
-classified as in the paper's LSE classifier (after Gotovos et al. 2013, "Active learning for level
-set estimation"): usable when mean - beta*sd >= h, not usable when mean + beta*sd < h, uncertain
-otherwise. The Straddle acquisition a(x) = 1.96*sd(x) - |mean(x) - h| proposes where the next
-ratings settle the most. The boundary's 95 % interval comes from posterior samples of the GP:
-the 2.5 and 97.5 percentiles of where each sampled curve first falls below h.
+The question is the one of "Few-shot Algorithm Assurance" (Nguyen & Gupta, arXiv 2412.20275):
+up to which blur level does a restorer stay usable? Here "usable" means that at least a share h
+(0.8 by default) of the RATINGS call its restorations faithful (score >= 4 by default), for
+restorations of photos like the study's and raters like the study's. The boundary is the level
+where that share of ratings falls below h.
 
-The GP is fitted to the observed share at each level with the binomial variance of that share as
-per-point noise (`alpha`), around a constant prior mean of 0.5 (far from any rating the model
-says "undecided", never "faithful"). Levels are scaled to [0, 1] over the studied range. The
-kernel is constant x Matern 3/2: a share curve stays flat, bends at a shoulder and falls, and an
-RBF kernel (infinitely smooth) rounded that shoulder off, so its crossing came early and its
-interval, tightening as ratings grew, missed the true boundary more often (bench/assurance.py:
-coverage 90 % with RBF, falling to 70-82 % for a uniform grid of 180-360 ratings).
+The estimate, step by step (every step is there because a simpler one failed on
+bench/assurance.py; issue 21):
+1. The unit of independence is the item (one restoration of one photo): its ratings share the
+   photo and move together, so each item contributes the share of its own ratings, and a level's
+   share is the mean over its items. (Treating ratings as independent binomial draws made the
+   interval too narrow.)
+2. The share cannot rise with more blur: a non-increasing curve is fitted over the studied levels
+   (weighted isotonic regression, weights = items per level), linear between levels. No prior
+   mean, no hyperparameters: nothing pulls the curve towards "not usable" (the former GP's prior
+   mean of 0.5, below h, made the boundary early).
+3. Uncertainty: a cluster bootstrap that resamples the items of each level (with their ratings),
+   refits the monotone curve, and takes the crossing of each replicate; the 95 % interval is the
+   2.5 and 97.5 percentiles of the replicate crossings.
+4. Between two studied levels the curve is unknown. Where the drop across h is part of a gradual
+   decline (the neighbouring steps fall about as fast), the crossing is read off the straight line
+   between the levels; where the whole drop happens within one step (a cliff), the ratings cannot
+   tell where inside the step it lies, so the crossing is spread uniformly over that step, in
+   proportion to how much steeper this step is than its neighbours.
+Each studied level is classified as in the LSE classifier (Gotovos et al. 2013): usable when
+mean - beta*sd >= h, not usable when mean + beta*sd < h, uncertain otherwise (mean and sd of the
+bootstrap curves), and the Straddle acquisition a(x) = 1.96*sd(x) - |mean(x) - h| proposes where
+the next ratings settle the most.
+
+A definitive sentence is never the model's guess: with fewer than three studied levels, with too
+few ratings at the level a sentence rests on, or with an interval wider than half the studied
+range, the status is "not enough ratings" (review.analysis.answer says what to rate next).
+bench/assurance.py measures the interval's coverage and the bias per truth shape and panel kind.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.gaussian_process import GaussianProcessRegressor
-from sklearn.gaussian_process.kernels import ConstantKernel, Matern
 
 from review.analysis.agreement import wilson_ci
 from review.media.restore import restorer_class
@@ -40,11 +51,15 @@ from review.media.restore import restorer_class
 FAITHFUL_MIN = 4
 THRESHOLD = 0.8
 BETA = 1.96
-PRIOR_MEAN = 0.5
 GRID_POINTS = 201
-POSTERIOR_SAMPLES = 400
+BOOTSTRAP = 400  # cluster-bootstrap replicates
+#: A definitive sentence at an end of the range needs this many ratings on this many items there.
+MIN_RATINGS = 10
+MIN_ITEMS = 3
+MIN_LEVELS = 3
 CLASSES = ("usable", "uncertain", "not usable")
-#: Restorers whose settings vary in strength: their curves become level x strength surfaces.
+STATUSES = ("crosses", "usable throughout", "not usable even at the smallest level", "not enough ratings")
+#: Restorers whose settings vary in strength: one curve per strength.
 STRENGTH_METHODS = ("sd15_img2img",)
 #: Rows that are no restoration of a blurred input (the sharp original shown as a control).
 NOT_A_RESTORER = ("hidden_reference",)
@@ -55,7 +70,7 @@ class Options:
     """What counts as faithful and usable; every number the answer depends on."""
 
     faithful_min: int = FAITHFUL_MIN  # a score at or above this is "faithful"
-    threshold: float = THRESHOLD  # h: a level is usable when at least this share is faithful
+    threshold: float = THRESHOLD  # h: a level is usable when at least this share of ratings is faithful
     beta: float = BETA  # classification width: mean +- beta * sd against h
     proposals: int = 3  # how many next levels the Straddle acquisition proposes per curve
     seed: int = 0
@@ -77,58 +92,105 @@ class LevelStat:
     items: int
     faithful: int
     share: float
-    share_ci: tuple[float, float] | None  # Wilson 95 %
+    share_ci: tuple[float, float] | None  # Wilson 95 % over ratings (as if independent)
     mos: float
     mos_ci: tuple[float, float] | None  # mean +- 1.96 sd / sqrt(n)
 
 
+def decreasing_fit(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted least-squares non-increasing fit of each row of `values` (B, L) (isotonic
+    regression by the min-max formula: fit_i = min over j <= i of max over k >= i of the weighted
+    mean of values j..k), vectorised over rows."""
+    v = np.atleast_2d(np.asarray(values, dtype=float))
+    w = np.asarray(weights, dtype=float)
+    n = v.shape[1]
+    cw = np.concatenate([[0.0], np.cumsum(w)])
+    cv = np.concatenate([np.zeros((v.shape[0], 1)), np.cumsum(v * w, axis=1)], axis=1)
+    j, k = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    valid = k >= j
+    denom = np.where(valid, cw[k + 1] - cw[j], 1.0)
+    avg = (cv[:, k + 1] - cv[:, j]) / denom  # (B, j, k): weighted mean of j..k
+    avg = np.where(valid, avg, -np.inf)
+    # best[b, j, i] = max over k >= i of avg[b, j, k]: a reversed running maximum along k.
+    best = np.maximum.accumulate(avg[:, :, ::-1], axis=2)[:, :, ::-1]
+    best = np.where(valid, best, np.inf)  # only j <= i count
+    return best.min(axis=1)
+
+
 @dataclass
 class Fit:
-    """A GP fitted to the faithful share over scaled inputs: levels (and strengths) in [0, 1]."""
+    """A non-increasing curve of the faithful share over the studied levels, with the curves of
+    its cluster-bootstrap replicates; linear between levels."""
 
-    gp: GaussianProcessRegressor
-    lo: np.ndarray  # per input dimension: the smallest studied value
-    span: np.ndarray  # per input dimension: max - min (1 where all values are equal)
+    levels: np.ndarray  # (L,) studied levels, ascending
+    items: np.ndarray  # (L,) items per level
+    ratings: np.ndarray  # (L,) ratings per level
+    faithful: np.ndarray  # (L,) faithful ratings per level
+    curve: np.ndarray  # (L,) the monotone fit to all ratings
+    boot: np.ndarray  # (B, L) the monotone fits of the bootstrap replicates
+    seed: int = 0
+
+    @property
+    def lo(self) -> np.ndarray:
+        return np.array([self.levels[0]])
+
+    @property
+    def span(self) -> np.ndarray:
+        return np.array([max(float(self.levels[-1] - self.levels[0]), 1e-9)])
 
     def scale(self, x: np.ndarray) -> np.ndarray:
-        return (np.atleast_2d(x) - self.lo) / self.span
+        return (np.atleast_2d(np.asarray(x, dtype=float)).reshape(-1, 1) - self.lo) / self.span
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean and sd of the faithful share at the raw inputs `x` (n, d)."""
-        mean, sd = self.gp.predict(self.scale(x), return_std=True)
-        return mean + PRIOR_MEAN, sd
+        """Mean (the fit to all ratings) and bootstrap sd of the share at levels `x` ((n,) or (n, 1))."""
+        xs = np.asarray(x, dtype=float).reshape(-1)
+        mean = np.interp(xs, self.levels, self.curve)
+        sd = self.sample_curves(xs).std(axis=1)
+        return mean, sd
 
-    def sample(self, x: np.ndarray, n: int, seed: int) -> np.ndarray:
-        """Posterior sample curves at `x`: shape (len(x), n)."""
-        return self.gp.sample_y(self.scale(x), n_samples=n, random_state=seed) + PRIOR_MEAN
+    def sample_curves(self, x: np.ndarray) -> np.ndarray:
+        """The bootstrap curves at levels `x`: shape (len(x), B)."""
+        xs = np.asarray(x, dtype=float).reshape(-1)
+        idx = np.clip(np.searchsorted(self.levels, xs, side="right") - 1, 0, max(len(self.levels) - 2, 0))
+        if len(self.levels) == 1:
+            return np.repeat(self.boot[:, :1].T, len(xs), axis=0)
+        x0, x1 = self.levels[idx], self.levels[idx + 1]
+        t = np.clip((xs - x0) / (x1 - x0), 0.0, 1.0)
+        return (self.boot[:, idx] * (1 - t) + self.boot[:, idx + 1] * t).T
 
 
-def fit_share(x: np.ndarray, faithful: np.ndarray, ratings: np.ndarray, *, seed: int = 0) -> Fit:
-    """Fit the GP to the faithful share observed at inputs `x` ((n,) levels or (n, d))."""
-    x = np.asarray(x, dtype=float)
-    x = x[:, None] if x.ndim == 1 else x
-    faithful = np.asarray(faithful, dtype=float)
-    ratings = np.asarray(ratings, dtype=float)
-    if len(x) == 0 or (ratings <= 0).any():
-        raise ValueError("every fitted point needs at least one rating")
-    share = faithful / ratings
-    # Binomial variance of the observed share; the +1/+2 (Agresti-Coull style) keeps it above zero
-    # where every rating agreed, so one unanimous level cannot pin the curve.
-    p = (faithful + 1) / (ratings + 2)
-    alpha = p * (1 - p) / ratings
-    lo = x.min(axis=0)
-    span = np.where(np.ptp(x, axis=0) > 0, np.ptp(x, axis=0), 1.0)
-    # Matern 3/2, not RBF: it can bend at the shoulder (see the module docstring).
-    kernel = ConstantKernel(0.1, (1e-3, 1.0)) * Matern(length_scale=np.full(x.shape[1], 0.5),
-                                                        length_scale_bounds=(0.1, 10.0), nu=1.5)
-    gp = GaussianProcessRegressor(kernel=kernel, alpha=alpha, normalize_y=False,
-                                  n_restarts_optimizer=2, random_state=seed)
-    with warnings.catch_warnings():
-        # A length scale at its bound is a legitimate answer here (a curve flat over the range, or
-        # a drop sharper than the level spacing), not a failure worth a console warning.
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        gp.fit((x - lo) / span, share - PRIOR_MEAN)
-    return Fit(gp, lo, span)
+def fit_share(level: np.ndarray, faithful: np.ndarray, item: np.ndarray | None = None, *,
+              samples: int = BOOTSTRAP, seed: int = 0) -> Fit:
+    """Fit the monotone share curve to ratings: one row per rating with its blur `level`, whether
+    it is `faithful`, and its `item` (None: every rating its own item)."""
+    level = np.asarray(level, dtype=float).reshape(-1)
+    faithful = np.asarray(faithful, dtype=float).reshape(-1)
+    if len(level) == 0 or len(level) != len(faithful):
+        raise ValueError("fit_share needs one level and one faithful flag per rating")
+    if item is None:
+        item_codes = np.arange(len(level))
+    else:
+        item_arr = np.asarray(item).reshape(-1)
+        item_codes = item_arr if item_arr.dtype.kind in "iu" else pd.factorize(item_arr.astype(str))[0]
+    levels, level_idx = np.unique(level, return_inverse=True)
+    # One row per (level, item): the share of that item's ratings that are faithful.
+    pairs, pair_idx = np.unique(np.column_stack([level_idx, item_codes]), axis=0, return_inverse=True)
+    pair_idx = pair_idx.reshape(-1)
+    size = np.bincount(pair_idx, minlength=len(pairs))
+    hits_per_item = np.bincount(pair_idx, weights=faithful, minlength=len(pairs))
+    share = hits_per_item / size
+    rng = np.random.default_rng(seed)
+    means = np.empty(len(levels))
+    boot = np.empty((samples, len(levels)))
+    items = np.bincount(pairs[:, 0], minlength=len(levels))
+    ratings = np.bincount(level_idx, minlength=len(levels))
+    hits = np.bincount(level_idx, weights=faithful, minlength=len(levels)).round().astype(int)
+    for i in range(len(levels)):
+        shares = share[pairs[:, 0] == i]
+        means[i] = shares.mean()
+        boot[:, i] = shares[rng.integers(0, len(shares), (samples, len(shares)))].mean(axis=1)
+    curve = decreasing_fit(means[None, :], items)[0]
+    return Fit(levels, items, ratings, hits, curve, decreasing_fit(boot, items), seed)
 
 
 def classify(mean: np.ndarray, sd: np.ndarray, threshold: float, beta: float = BETA) -> list[str]:
@@ -161,59 +223,114 @@ def first_crossing(levels: np.ndarray, curves: np.ndarray, threshold: float) -> 
     return out
 
 
+def crossings(levels: np.ndarray, curves: np.ndarray, threshold: float,
+              u: np.ndarray | float) -> np.ndarray:
+    """Where each non-increasing curve (rows of `curves` (B, L), at the studied `levels`) falls
+    below `threshold`: -inf where it starts below, +inf where it never does. Inside the step
+    [l_i, l_i+1] that brackets the crossing, the position is (1 - lam) * t + lam * u of the step:
+    t from the straight line between the two levels, u (in [0, 1], uniform random per replicate,
+    or 0.5 for the point estimate) where the drop is a cliff, and lam = 1 - (steepest neighbouring
+    slope / this step's slope), clipped to [0, 1] (1 when the step has no neighbours)."""
+    f = np.atleast_2d(np.asarray(curves, dtype=float))
+    levels = np.asarray(levels, dtype=float)
+    n_rep, n_lev = f.shape
+    out = np.full(n_rep, np.inf)
+    below = f < threshold
+    any_below = below.any(axis=1)
+    first = np.argmax(below, axis=1)
+    out[any_below & (first == 0)] = -np.inf
+    rows = np.flatnonzero(any_below & (first > 0))
+    if len(rows) == 0:
+        return out
+    i = first[rows] - 1  # bracket: levels i, i + 1
+    step = np.diff(levels)
+    slopes = np.diff(-f, axis=1) / step  # (B, L - 1), >= 0
+    y0, y1 = f[rows, i], f[rows, i + 1]
+    t = (y0 - threshold) / np.maximum(y0 - y1, 1e-12)
+    here = slopes[rows, i]
+    left = np.where(i > 0, slopes[rows, np.maximum(i - 1, 0)], -np.inf)
+    right = np.where(i + 1 < n_lev - 1, slopes[rows, np.minimum(i + 1, n_lev - 2)], -np.inf)
+    neighbour = np.maximum(left, right)
+    lam = np.where(np.isfinite(neighbour), np.clip(1 - neighbour / np.maximum(here, 1e-12), 0.0, 1.0), 1.0)
+    uu = np.broadcast_to(np.asarray(u, dtype=float), (n_rep,))[rows]
+    out[rows] = levels[i] + step[i] * ((1 - lam) * t + lam * uu)
+    return out
+
+
 @dataclass
 class Boundary:
     """Where one curve (fixed strength) stops being usable, with its 95 % interval.
 
-    `level` is None when the curve never crosses h inside the studied range; then `status` says
-    which side it stays on ("usable throughout" or "not usable even at the smallest level").
-    An interval end at the edge of the studied range is open (`open_low` / `open_high`)."""
+    `level` is None unless the curve crosses h inside the studied range with enough ratings to
+    say so; `status` says which case holds: "crosses", "usable throughout", "not usable even at the
+    smallest level", or "not enough ratings" (then `reason` says why). An interval end at the edge
+    of the studied range is open (`open_low` / `open_high`)."""
 
     level: float | None
     interval: tuple[float, float]
     open_low: bool
     open_high: bool
-    status: str  # "crosses", "usable throughout", "not usable even at the smallest level"
+    status: str
+    reason: str = ""
 
 
-def boundary_of(fit: Fit, grid: np.ndarray, threshold: float, *, strength: float | None = None,
-                samples: int = POSTERIOR_SAMPLES, seed: int = 0) -> Boundary:
-    """The usable boundary along blur level (at `strength` for a 2-D fit) and its 95 % interval."""
-    x = _inputs(grid, strength)
-    mean, _sd = fit.predict(x)
-    b = float(first_crossing(grid, mean, threshold)[0])
-    crossings = first_crossing(grid, fit.sample(x, samples, seed), threshold)
-    clipped = np.clip(crossings, grid[0], grid[-1])
-    lo, hi = (float(v) for v in np.percentile(clipped, [2.5, 97.5]))
-    status = ("crosses" if math.isfinite(b) else "usable throughout" if b > 0
-              else "not usable even at the smallest level")
-    return Boundary(level=b if math.isfinite(b) else None, interval=(lo, hi),
-                    open_low=bool(lo <= grid[0]) and bool((crossings == -np.inf).any()),
-                    open_high=bool(hi >= grid[-1]) and bool((crossings == np.inf).any()), status=status)
+def boundary_of(fit: Fit, threshold: float, *, seed: int = 0) -> Boundary:
+    """The usable boundary of the fitted curve and its 95 % interval (cluster bootstrap, see the
+    module docstring), or "not enough ratings" where the ratings cannot settle a sentence."""
+    lv = fit.levels
+    rng = np.random.default_rng([seed, 21])
+    reps = crossings(lv, fit.boot, threshold, rng.random(len(fit.boot)))
+    b = float(crossings(lv, fit.curve[None, :], threshold, 0.5)[0])
+    clipped = np.clip(reps, lv[0], lv[-1])
+    lo, hi = (float(v) for v in np.percentile(clipped, [2.5, 97.5])) if len(lv) > 1 else (lv[0], lv[0])
+    open_low = bool(lo <= lv[0]) and bool((reps == -np.inf).any())
+    open_high = bool(hi >= lv[-1]) and bool((reps == np.inf).any())
+    width = float(lv[-1] - lv[0])
+
+    def enough(i: int) -> bool:
+        return fit.ratings[i] >= MIN_RATINGS and fit.items[i] >= MIN_ITEMS
+
+    status, reason = "crosses", ""
+    if len(lv) < MIN_LEVELS:
+        status, reason = "not enough ratings", f"only {len(lv)} blur level{'s' * (len(lv) != 1)} rated"
+    elif math.isinf(b) and b > 0:
+        wl = wilson_ci(int(fit.faithful[-1]), int(fit.ratings[-1]))
+        if enough(-1) and wl is not None and wl[0] >= threshold and float(np.percentile(fit.boot[:, -1], 2.5)) >= threshold:
+            status = "usable throughout"
+        else:
+            status, reason = "not enough ratings", "too few ratings at the largest level to say it stays faithful"
+    elif math.isinf(b):
+        wl = wilson_ci(int(fit.faithful[0]), int(fit.ratings[0]))
+        if enough(0) and wl is not None and wl[1] < threshold and float(np.percentile(fit.boot[:, 0], 97.5)) < threshold:
+            status = "not usable even at the smallest level"
+        else:
+            status, reason = "not enough ratings", "too few ratings at the smallest level to say it is not faithful"
+    elif hi - lo > width / 2:
+        status, reason = "not enough ratings", "the 95 % interval spans more than half the studied range"
+    elif not (enough(int(np.searchsorted(lv, b, side="right")) - 1)
+              and enough(min(int(np.searchsorted(lv, b, side="right")), len(lv) - 1))):
+        status, reason = "not enough ratings", "too few ratings at the levels around the boundary"
+    return Boundary(level=b if status == "crosses" else None, interval=(lo, hi), open_low=open_low,
+                    open_high=open_high, status=status, reason=reason)
 
 
 def propose(fit: Fit, candidates: np.ndarray, threshold: float, k: int,
             min_gap: float = 0.0) -> list[tuple[np.ndarray, float]]:
-    """The `k` candidate inputs (rows of `candidates`, raw units) with the highest Straddle score,
+    """The `k` candidate levels (rows of `candidates`, raw units) with the highest Straddle score,
     at least `min_gap` apart in scaled units, best first, each with its score."""
     candidates = np.atleast_2d(np.asarray(candidates, dtype=float))
-    mean, sd = fit.predict(candidates)
+    if candidates.shape[0] == 1 and candidates.shape[1] > 1:
+        candidates = candidates.T
+    mean, sd = fit.predict(candidates[:, 0])
     score = straddle(mean, sd, threshold)
     chosen: list[int] = []
-    scaled = fit.scale(candidates)
+    scaled = fit.scale(candidates[:, 0])
     for i in np.argsort(-score, kind="stable"):
         if len(chosen) == k:
             break
         if all(np.abs(scaled[i] - scaled[j]).max() > min_gap for j in chosen):
             chosen.append(int(i))
     return [(candidates[i], float(score[i])) for i in chosen]
-
-
-def _inputs(levels: np.ndarray, strength: float | None) -> np.ndarray:
-    levels = np.asarray(levels, dtype=float)
-    if strength is None:
-        return levels[:, None]
-    return np.column_stack([levels, np.full(len(levels), strength)])
 
 
 # --------------------------------------------------------------------------------------------
@@ -223,11 +340,12 @@ def _inputs(levels: np.ndarray, strength: float | None) -> np.ndarray:
 
 @dataclass
 class Curve:
-    """One restorer at one setting on one blur kind: observations, the GP, the boundary.
+    """One restorer at one setting on one blur kind: observations, the monotone curve, the boundary.
 
     For a strength-varying restorer (SD1.5 img2img) one Curve holds every strength: `strengths`
-    lists them, `boundaries` has one entry per strength, and `gp_*` rows are per (level, strength)
-    on `grid` x `strengths`."""
+    lists them, `boundaries` has one entry per strength, and `gp_*` rows are per strength on
+    `grid`. `gp_mean` / `gp_sd` (names kept for the exports) are the monotone curve's mean and
+    cluster-bootstrap sd."""
 
     restorer: str
     setting: str  # params other than seed and strength, e.g. "balance=0.1", or "" for defaults
@@ -280,7 +398,8 @@ def level_stats(df: pd.DataFrame, faithful_min: int = FAITHFUL_MIN) -> list[Leve
 
 def analyse_curve(df: pd.DataFrame, restorer: str, setting: str, blur_kind: str,
                   options: Options = Options()) -> Curve:
-    """The GP, boundary, level classes and proposals of one curve's ratings."""
+    """The monotone curve, boundary, level classes and proposals of one curve's ratings (one
+    curve per strength for a strength-varying restorer rated at several strengths)."""
     stats = level_stats(df, options.faithful_min)
     levels = sorted({s.level for s in stats})
     strengths: list[float | None] = sorted({s.strength for s in stats if s.strength is not None}) or [None]
@@ -288,27 +407,28 @@ def analyse_curve(df: pd.DataFrame, restorer: str, setting: str, blur_kind: str,
     if not two_d:  # one curve: strength (if any) is a constant of the setting
         strengths = [strengths[0]] if len(strengths) == 1 else [None]
         stats = _pool_strengths(stats, strengths[0]) if len({s.strength for s in stats}) > 1 else stats
-    x = np.array([[s.level, s.strength] if two_d else [s.level] for s in stats], dtype=float)
-    fit = fit_share(x, np.array([s.faithful for s in stats]), np.array([s.ratings for s in stats]),
-                    seed=options.seed)
+    frame = df.assign(strength=pd.to_numeric(df["strength"], errors="coerce").astype(float),
+                      faithful=(df["score"].astype(float) >= options.faithful_min))
     lo, hi = levels[0], levels[-1]
     grid = np.linspace(lo, hi, GRID_POINTS) if hi > lo else np.array([lo])
-    means, sds, bounds, classes = [], [], [], []
-    for strength in strengths:
-        at = strength if two_d else None
-        m, s = fit.predict(_inputs(grid, at))
-        means.append([float(v) for v in m])
-        sds.append([float(v) for v in s])
-        bounds.append(boundary_of(fit, grid, options.threshold, strength=at, seed=options.seed))
-        lm, ls = fit.predict(_inputs(np.array(levels), at))
-        classes.append(classify(lm, ls, options.threshold, options.beta))
     step = min(np.diff(levels)) if len(levels) > 1 else 1.0
     cand_levels = np.arange(lo, hi + step / 2, step / 2)
-    candidates = (np.array([[lv, st] for lv in cand_levels for st in strengths]) if two_d
-                  else cand_levels[:, None])
-    proposals = [{"level": float(c[0]), **({"strength": float(c[1])} if two_d else {}), "score": sc}
-                 for c, sc in propose(fit, candidates, options.threshold, options.proposals,
-                                      min_gap=0.5 * step / max(hi - lo, 1e-9))]
+    means, sds, bounds, classes, scored = [], [], [], [], []
+    for strength in strengths:
+        part = frame[np.isclose(frame["strength"], strength)] if two_d else frame
+        fit = fit_share(part["blur_level"].to_numpy(float), part["faithful"].to_numpy(),
+                        part["item"].to_numpy(), seed=options.seed)
+        m, s = fit.predict(grid)
+        means.append([float(v) for v in m])
+        sds.append([float(v) for v in s])
+        bounds.append(boundary_of(fit, options.threshold, seed=options.seed))
+        lm, ls = fit.predict(np.array(levels))
+        classes.append(classify(lm, ls, options.threshold, options.beta))
+        for c, sc in propose(fit, cand_levels[:, None], options.threshold, options.proposals,
+                             min_gap=0.5 * step / max(hi - lo, 1e-9)):
+            scored.append({"level": float(c[0]), **({"strength": float(strength)} if two_d else {}),
+                           "score": sc})
+    proposals = sorted(scored, key=lambda p: -p["score"])[:options.proposals]
     sim = int(df["simulated"].astype(bool).sum()) if "simulated" in df else 0
     return Curve(restorer=restorer, setting=setting, blur_kind=blur_kind, stats=stats,
                  grid=[float(v) for v in grid], strengths=strengths, gp_mean=means, gp_sd=sds,
@@ -331,11 +451,11 @@ def _pool_strengths(stats: list[LevelStat], strength: float | None) -> list[Leve
     return pooled
 
 
-def curves_of(df: pd.DataFrame, options: Options = Options(), *,
-              include_simulated: bool = True) -> list[Curve]:
-    """Every curve of a study's ratings (review.analysis.export.ratings_frame's columns): one per
-    restorer, setting and blur kind with at least two rated blur levels; the hidden reference,
-    smoke-test outputs and photos without a blur level are left out."""
+def curve_groups(df: pd.DataFrame, *, include_simulated: bool = True
+                 ) -> list[tuple[tuple[str, str, str], pd.DataFrame]]:
+    """The ratings of each (restorer, setting, blur kind) of a study's ratings
+    (review.analysis.export.ratings_frame's columns), whatever their number of blur levels; the
+    hidden reference, smoke-test outputs and photos without a blur level are left out."""
     if df.empty:
         return []
     frame = df[df["blur_level"].notna() & ~df["restorer"].isin(NOT_A_RESTORER)]
@@ -350,9 +470,14 @@ def curves_of(df: pd.DataFrame, options: Options = Options(), *,
                  for m, p in zip(frame["restorer"], frame["restorer_params"], strict=True)],
         strength=pd.to_numeric(frame["strength"], errors="coerce"),
         blur_level=frame["blur_level"].astype(float))
-    curves = []
-    for (restorer, setting, kind), g in frame.groupby(["restorer", "setting", "blur_kind"], sort=True):
-        if g["blur_level"].nunique() < 2:
-            continue
-        curves.append(analyse_curve(g, str(restorer), str(setting), str(kind), options))
-    return curves
+    return [((str(r), str(st), str(k)), g)
+            for (r, st, k), g in frame.groupby(["restorer", "setting", "blur_kind"], sort=True)]
+
+
+def curves_of(df: pd.DataFrame, options: Options = Options(), *,
+              include_simulated: bool = True) -> list[Curve]:
+    """Every curve of a study's ratings (`curve_groups`) with at least two rated blur levels
+    (review.analysis.answer names the others)."""
+    return [analyse_curve(g, restorer, setting, kind, options)
+            for (restorer, setting, kind), g in curve_groups(df, include_simulated=include_simulated)
+            if g["blur_level"].nunique() >= 2]

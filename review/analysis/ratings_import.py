@@ -4,13 +4,20 @@ study of external items, so they can be analysed, compared and exported like nat
 Each distinct `item` becomes a study item backed by a placeholder catalog entry (no image:
 `origin` says "imported"); each `rater` becomes an inactive reviewer account that cannot log in.
 Optional columns carried over: flags, comment, guideline_version ("slug vN"), time_taken_ms,
-created_at, is_gold, expected_min, expected_max, restorer, blur_kind, blur_level, content.
+created_at, is_gold, expected_min, expected_max, restorer, restorer_params (a JSON object, as
+exports write it), strength, seed, blur_kind, blur_level, content.
 Importing into an existing study name is refused, so nothing is ever merged by accident.
+
+An imported restoration's parameters are the file's `restorer_params` (plus `strength` and
+`seed` where given as columns), never the item's key: items of one restorer at one setting and
+blur kind form one curve across blur levels in the answer (review.analysis.boundary.curves_of),
+as generated ones do.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 from functools import partial
@@ -123,6 +130,12 @@ def _external_item(session: Session, study: Study, key: str, row: dict[str, Any]
     session.flush()
     kind = str(_val(row, "blur_kind", "none"))
     level = _val(row, "blur_level")
+    if level is not None:
+        try:
+            level = float(level)
+        except (TypeError, ValueError):
+            raise StudyError(f"Item {key!r}: blur_level {level!r} is not a number; give the blur "
+                             "level in pixels or leave it empty.") from None
     degraded = DegradedImage(source_id=source.id, recipe_key="imported",
                              kind=kind if kind in BLUR_KINDS else "none",
                              level=float(level) if level is not None else None,
@@ -130,7 +143,7 @@ def _external_item(session: Session, study: Study, key: str, row: dict[str, Any]
     session.add(degraded)
     session.flush()
     restoration = Restoration(degraded_id=degraded.id, method=str(_val(row, "restorer", "external")),
-                              params={"imported_item": key}, params_key=ident, sha256=ident,
+                              params=_params(row), params_key=ident, sha256=ident,
                               path="", provenance={"imported": True})
     session.add(restoration)
     session.flush()
@@ -143,6 +156,37 @@ def _external_item(session: Session, study: Study, key: str, row: dict[str, Any]
     session.add(item)
     session.flush()
     return item
+
+
+def _params(row: dict[str, Any]) -> dict[str, Any]:
+    """The restorer's parameters of a row: `restorer_params` (a JSON object or a mapping), with
+    `strength` and `seed` columns filled in where the parameters lack them."""
+    raw = _val(row, "restorer_params")
+    params: dict[str, Any] = {}
+    if isinstance(raw, dict):
+        params = dict(raw)
+    elif isinstance(raw, str) and raw.strip():
+        try:
+            parsed = json.loads(raw)
+        except ValueError as exc:
+            raise StudyError(f"Item {row['item']!r}: restorer_params is not a JSON object "
+                             f"({raw[:60]!r}); write it as exports do, e.g. {{\"balance\": 0.1}}, "
+                             "or leave it empty.") from exc
+        if not isinstance(parsed, dict):
+            raise StudyError(f"Item {row['item']!r}: restorer_params is not a JSON object "
+                             f"({raw[:60]!r}); write it as exports do, e.g. {{\"balance\": 0.1}}, "
+                             "or leave it empty.")
+        params = parsed
+    for column in ("strength", "seed"):
+        value = _val(row, column)
+        if value is not None and column not in params:
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise StudyError(f"Item {row['item']!r}: {column} {value!r} is not a number; give a "
+                                 "number or leave it empty.") from None
+            params[column] = int(number) if column == "seed" else number
+    return params
 
 
 def _external_user(session: Session, study: Study, rater: str) -> User:

@@ -687,6 +687,29 @@ def _scores_as_floats(raw: pd.Series) -> np.ndarray:
     return pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
+#: Columns whose cells are single values (ids, scores, labels, numbers): an object or a list
+#: there is refused; `restorer_params` is an object by design, and other columns are not read.
+SINGLE_VALUE_COLUMNS = (*ag.REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, "flags", "comment", "time_taken_ms",
+                        "created_at", "cohort", "strength", "seed", "rater_id")
+
+
+def _refuse_nested(df: pd.DataFrame, name: str, unit: str) -> None:
+    """Refuse the first JSON object or list (or other container) in a single-value column,
+    naming the line (JSON Lines, 1-based) or row and the field."""
+    for c in (c for c in SINGLE_VALUE_COLUMNS if c in df.columns):
+        if df[c].dtype != object:
+            continue
+        nested = df[c].map(lambda v: isinstance(v, (dict, list, tuple, set, np.ndarray))).to_numpy(bool)
+        if nested.any():
+            pos = int(np.flatnonzero(nested)[0])
+            value = df[c].iloc[pos]
+            shown = repr(value.tolist() if isinstance(value, np.ndarray) else value)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise RatingsFileError(f"{name}, {unit} {int(df.index[pos]) + 1}, field {c!r}: an object "
+                                   f"or list (got {shown}) where a single value belongs; write the "
+                                   f"{c} as one string or number.")
+
+
 def read_ratings_file(path: str | Path, *, scale: Sequence[int] | None = None) -> pd.DataFrame:
     """Read long-format ratings from CSV, JSON Lines (.jsonl/.ndjson) or Parquet, validated.
 
@@ -719,6 +742,8 @@ def read_ratings_file(path: str | Path, *, scale: Sequence[int] | None = None) -
         raise RatingsFileError(f"{p.name}: missing required column(s): "
                                f"{', '.join(repr(c) for c in missing)} (found: "
                                f"{list(df.columns)}); the header needs item, rater and score.")
+    if suffix not in (".csv", ".txt"):  # JSON and Parquet can hold objects and lists in a cell
+        _refuse_nested(df, p.name, "line" if suffix in (".jsonl", ".ndjson") else "row")
     for c in ("item", "rater"):
         df[c] = _strip_ids(df[c])
     if isinstance(df["score"].dtype, pd.StringDtype):
