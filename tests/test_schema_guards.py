@@ -17,7 +17,7 @@ from db.models import Assignment, Rating, Study, StudyItem, StudyReviewer, utcno
 from review.labeling.assignment import next_assignment
 from review.labeling.cohorts import ensure_enrolled
 from review.labeling.ratings import StaleAssignment, Submission, skip, submit, undo_last
-from tests.support import make_study
+from tests.support import make_study, wait_until
 
 RAW_RATING = text(
     "INSERT INTO ratings (item_id, reviewer_id, author_id, source, score, flags, comment, "
@@ -299,3 +299,129 @@ def test_the_guards_downgrade_and_upgrade_again(engine, world):
     assert [tuple(r) for r in got] == [(a, "done", 0), (b, "skipped", None)]
     with pytest.raises(IntegrityError), engine.begin() as conn:
         _raw_rating(conn, w, a, 6)
+
+
+# PostgreSQL under concurrency (issue 21): a rule that spans a study and its items holds when the
+# write that lowers raters_per_item and the write that adds to an item run at the same time, at
+# READ COMMITTED (the default) and at REPEATABLE READ / SERIALIZABLE (a server configured so), in
+# either order. Raw SQL in two connections, so the schema alone is what is tested.
+
+_LOWER = "UPDATE studies SET raters_per_item = 2 WHERE id = %(study)s"
+_THIRD_RATING = ("INSERT INTO ratings (item_id, reviewer_id, author_id, source, score, flags, comment, "
+                 "guideline_version_id, active, created_at) "
+                 "VALUES (%(item)s, %(user)s, %(user)s, 'reviewer', 3, '[]', '', %(gv)s, true, now())")
+_SLOT_TWO = ("INSERT INTO assignments (item_id, reviewer_id, status, leased_at, lease_expires_at, slot) "
+             "VALUES (%(item)s, %(user)s, 'leased', now(), now() + interval '1 hour', 2)")
+#: What a refused or retried write may raise: the rule (23514), a serialization failure, a deadlock.
+_REFUSALS = {"23514", "40001", "40P01"}
+_OVERFILL = """
+SELECT count(*) FROM study_items i JOIN studies s ON s.id = i.study_id WHERE
+  (SELECT count(*) FROM ratings r WHERE r.item_id = i.id AND r.active) > s.raters_per_item
+  OR EXISTS (SELECT 1 FROM assignments a WHERE a.item_id = i.id AND a.slot >= s.raters_per_item)"""
+
+
+def _pg_world(pg_url: str, raters: int, ratings: int):  # noqa: ANN202 - (psycopg dsn, ids)
+    eng = make_engine(pg_url)
+    upgrade(eng)
+    sessions = make_session_factory(eng)
+    with sessions() as s, s.begin():
+        made = make_study(s, 1, raters_per_item=raters, n_reviewers=4)
+        w = {"study": made.study.id, "item": s.scalar(select(StudyItem.id)),
+             "gv": made.study.guideline_version_id, "users": [u.id for u in made.reviewers]}
+        for user in w["users"][:ratings]:
+            s.add(_orm_rating(w, user))
+    eng.dispose()
+    return pg_url.replace("+psycopg", ""), w
+
+
+def _race(dsn: str, level: str, first: tuple[str, dict], second: tuple[str, dict], *,
+          first_commits_before: bool) -> list[str]:
+    """Two transactions at `level`, both with their snapshot taken; `first` writes, then `second`
+    writes (in a thread: it may wait for `first`'s lock), with `first` committing before or after
+    `second`'s statement. The SQLSTATEs the two raised."""
+    import threading
+
+    import psycopg
+
+    conns = [psycopg.connect(dsn) for _ in range(2)]
+    raised: list[str] = []
+    for conn in conns:
+        conn.execute(f"SET TRANSACTION ISOLATION LEVEL {level}")
+        conn.execute("SELECT 1 FROM studies LIMIT 1")  # the snapshot (REPEATABLE READ) is now taken
+
+    def attempt(conn: psycopg.Connection, statement: tuple[str, dict], commit: bool) -> None:
+        try:
+            conn.execute(*statement)
+            if commit:
+                conn.commit()
+        except psycopg.Error as exc:
+            raised.append(exc.sqlstate or "?")
+            conn.rollback()
+
+    one, two = conns
+    attempt(one, first, commit=first_commits_before)
+    later = threading.Thread(target=attempt, args=(two, second, True))
+    later.start()
+    with psycopg.connect(dsn, autocommit=True) as watch:  # until `two` is done or waits for a lock
+        wait_until(lambda: not later.is_alive() or watch.execute(
+            "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s",
+            (two.info.backend_pid,)).fetchone()[0], timeout=10, what="the second writer to finish or wait")
+    if not first_commits_before and one.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
+        try:
+            one.commit()
+        except psycopg.Error as exc:
+            raised.append(exc.sqlstate or "?")
+    later.join(timeout=30)
+    assert not later.is_alive(), "the second writer never finished"
+    for conn in conns:
+        conn.close()
+    return raised
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("level", ["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"])
+@pytest.mark.parametrize("first_commits_before", [False, True], ids=["overlapping", "one-after-the-other"])
+@pytest.mark.parametrize("adding", ["rating", "slot"])
+@pytest.mark.parametrize("lowering_first", [False, True], ids=["adder-first", "lowering-first"])
+def test_lowering_raters_per_item_while_an_item_fills_never_overfills(
+        pg_url, level, first_commits_before, adding, lowering_first):
+    """An item with 2 active ratings (or slots 0 and 1 live) on a 3-rater study: one transaction adds
+    a third (rating, or a lease in slot 2), the other lowers raters per item to 2. One of them must
+    be refused; 0007's triggers let both through (the item lock did not meet the study's change)."""
+    import psycopg
+
+    dsn, w = _pg_world(pg_url, raters=3, ratings=2 if adding == "rating" else 0)
+    a, b, c, _ = w["users"]
+    if adding == "slot":
+        with psycopg.connect(dsn) as conn:
+            for user, slot in ((a, 0), (b, 1)):
+                conn.execute("INSERT INTO assignments (item_id, reviewer_id, status, leased_at, "
+                             "lease_expires_at, completed_at, slot) VALUES (%s, %s, 'done', now(), now(), "
+                             "now(), %s)", (w["item"], user, slot))
+    add = (_THIRD_RATING if adding == "rating" else _SLOT_TWO, {"item": w["item"], "user": c, "gv": w["gv"]})
+    lower = (_LOWER, {"study": w["study"]})
+    first, second = (lower, add) if lowering_first else (add, lower)
+    raised = _race(dsn, level, first, second, first_commits_before=first_commits_before)
+    with psycopg.connect(dsn) as conn:
+        overfilled = conn.execute(_OVERFILL).fetchone()[0]
+        per_item = conn.execute("SELECT raters_per_item FROM studies").fetchone()[0]
+    assert overfilled == 0, f"{overfilled} item(s) over raters_per_item={per_item}; refusals: {raised}"
+    assert set(raised) <= _REFUSALS, raised
+    assert len(raised) <= 1, raised  # never both refused
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("level", ["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"])
+def test_two_raters_of_one_item_cannot_both_take_its_last_place(pg_url, level):
+    """A 2-rater item holding one rating: two transactions that took their snapshots before either
+    wrote each add a rating. 0007's item lock serialised them at READ COMMITTED only: at REPEATABLE
+    READ the second counted from its snapshot, saw 1 and stored a 3rd active rating."""
+    import psycopg
+
+    dsn, w = _pg_world(pg_url, raters=2, ratings=1)
+    _a, b, c, _ = w["users"]
+    raised = _race(dsn, level, (_THIRD_RATING, {"item": w["item"], "user": b, "gv": w["gv"]}),
+                   (_THIRD_RATING, {"item": w["item"], "user": c, "gv": w["gv"]}), first_commits_before=True)
+    with psycopg.connect(dsn) as conn:
+        active = conn.execute("SELECT count(*) FROM ratings WHERE active").fetchone()[0]
+    assert active == 2 and len(raised) == 1 and set(raised) <= _REFUSALS, (active, raised)
