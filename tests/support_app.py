@@ -39,7 +39,9 @@ def _render_page(module: str, user, **render_kwargs) -> None:
 
     from review.config import load_settings
     from review.database import open_lab
+    from review.ui.common import sign_in
 
+    sign_in(user)  # the tab's user, as after a login (page actions check it: run_action)
     importlib.import_module(f"review.ui.{module}").render(open_lab(load_settings()), user, **render_kwargs)
 
 

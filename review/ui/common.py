@@ -19,7 +19,17 @@ import streamlit as st
 from review.config import SETTING_NAMES, ConfigError, load_settings
 from review.database import Lab, SchemaOutOfDate, open_lab
 from review.errors import ReviewError
-from review.sessions import COOKIE, is_live, resume, revoke_all, start_session
+from review.sessions import (
+    COOKIE,
+    SIGNED_OUT,
+    SessionEnded,
+    SignedIn,
+    is_live,
+    require_session,
+    resume,
+    revoke_all,
+    start_session,
+)
 from review.ui.server import SESSION_PATH
 from review.users import LoginRefused, authenticate, still_active
 
@@ -36,6 +46,11 @@ class SessionUser:
     role: str
     display_name: str
     session_id: int | None = None  # the server-side session (review.sessions) behind the cookie
+
+    @property
+    def signed(self) -> SignedIn:
+        """What a domain write checks in its transaction (`review.sessions.require_session`)."""
+        return SignedIn(self.id, self.role, self.session_id)
 
 
 @st.cache_resource(show_spinner=False)
@@ -185,22 +200,42 @@ class Outcome(Generic[T]):
     refusal: ReviewError | None = None
 
 
+def require_signed_in(s: Any) -> None:
+    """In a write's transaction: this tab's user is signed in and their session still live (not
+    ended by a logout, role change, password reset or deactivation, in any tab), else
+    `SessionEnded`."""
+    user = current_user()
+    if user is None:
+        raise SessionEnded(SIGNED_OUT)
+    if user.session_id is not None:  # None: a page a test renders for a user, no browser session
+        require_session(s, user.signed)
+
+
 def run_action(lab: Lab, action: Callable[[Any], T], success: str | Callable[[T], str] | None = None,
-               *, callback: bool = False, about: str = "") -> Outcome[T]:
-    """Run one page action in its own transaction (`action` gets the Session). This is where the
-    UI catches `ReviewError`: the domain's refusal is shown as its plain message (after `about`,
-    e.g. a file name) at its level, on the page, or queued for the next render when running in a
-    widget `callback`. With a `success` message, a success is flashed and the page reruns (a
-    callback reruns anyway)."""
+               *, callback: bool = False, about: str = "", checks_session: bool = False) -> Outcome[T]:
+    """Run one page action in its own transaction (`action` gets the Session), after checking in
+    that transaction that the tab's session is still live (`require_signed_in`; an action that
+    checks it itself says `checks_session`). This is where the UI catches `ReviewError`: the
+    domain's refusal is shown as its plain message (after `about`, e.g. a file name) at its level,
+    on the page, or queued for the next render when running in a widget `callback`. With a
+    `success` message, a success is flashed and the page reruns (a callback reruns anyway). A
+    refusal because the session ended sends the next run back to the login."""
     try:
         with lab.write() as s:
+            if not checks_session:
+                require_signed_in(s)
             value = action(s)
     except ReviewError as exc:
         message = f"{about}: {exc}" if about else str(exc)
+        if isinstance(exc, SessionEnded):
+            st.session_state["account_check"] = True
+            message = str(exc)
         if callback:
             flash(exc.level, message)
         else:
             {"warning": st.warning}.get(exc.level, st.error)(message)
+            if isinstance(exc, SessionEnded):
+                st.rerun(scope="app")  # the app sees the ended session and asks for a login
         return Outcome(refusal=exc)
     if success is not None:
         flash("success", success if isinstance(success, str) else success(value))

@@ -20,7 +20,12 @@ Reliability:
 - Undo corrects only the last answer (a rating or a skip), once; "Your recent answers" reopens an
   earlier one; a rating QA has judged stays (review.labeling.ratings says why). With the study's
   QA feedback on, the verdicts and corrections on the reviewer's ratings are listed below.
-- A refusal because the account was deactivated ends the page: the app asks for a new login.
+- Every write checks this tab's session in its transaction (review.sessions.require_session): after
+  a logout, role change, password reset or deactivation (in any tab) it stores nothing and the app
+  asks for a new login.
+- Two tabs on one item: the second tab's submit or skip of an item the first already answered
+  moves on to the next item with a short note, and Undo only takes back answers given in this tab
+  (`answered`), never the other tab's.
 - time_taken_ms runs from when this browser session first showed the item to the submit.
 
 Blindness: only the three images are shown; never file names, hashes, method, blur or others'
@@ -53,7 +58,17 @@ from review.labeling.views import (
     recent_answers,
     reviewer_summary,
 )
-from review.ui.common import Outcome, current_user, flash, get_lab, require_role, run_action, show_flashes
+from review.sessions import SessionEnded, require_session
+from review.ui.common import (
+    Outcome,
+    SessionUser,
+    current_user,
+    flash,
+    get_lab,
+    require_role,
+    run_action,
+    show_flashes,
+)
 from review.ui.guideline import render_guideline
 from review.ui.viewer import Panel, compare_viewer
 
@@ -130,10 +145,16 @@ def _save_draft(aid: int) -> None:
 
 
 def _note_inactive(outcome: Outcome) -> Outcome:
-    """After a refusal for a deactivated account, the next run goes back to the app (a new login)."""
-    if isinstance(outcome.refusal, InactiveAccount):
+    """After a refusal for a deactivated account or an ended session, the next run goes back to
+    the app (a new login)."""
+    if isinstance(outcome.refusal, InactiveAccount | SessionEnded):
         st.session_state["account_check"] = True
     return outcome
+
+
+def _answered() -> set[int]:
+    """The assignments this tab answered (or reopened): the only ones its Undo may take back."""
+    return st.session_state.setdefault("answered", set())
 
 
 def _prefill(aid: int, score: int | None, flags: list[str], comment: str) -> None:
@@ -143,25 +164,31 @@ def _prefill(aid: int, score: int | None, flags: list[str], comment: str) -> Non
 # ----------------------------------------------------------------------------- loading items
 
 
-def _load_current(study: StudyChoice, user_id: int) -> Current | None:
-    """The item on screen; claims the next one from the database only when there is none."""
+def _load_current(study: StudyChoice, user: SessionUser) -> Current | None:
+    """The item on screen; claims the next one from the database only when there is none (after
+    checking this tab's session in the same transaction: an ended one goes back to the login)."""
     state = _state(study.id)
     if state["cur"] is not None:
         return state["cur"]
-    lab = get_lab()
-    with lab.write() as s:
-        lease = claim_next(s, study.id, user_id)  # enrols the reviewer in a cohort on first use
-        if lease is None:
-            return None
-        view = lease.view or item_view(s, lease.item_id)  # PostgreSQL's claim read it already
-        gv = state.get("guideline") or guideline_for(s, study.id, user_id)
-        state["guideline"] = gv
-        if state["total"] is None or lease.position >= state["total"] or \
-                time.time() - state["counted_at"] > TOTAL_REFRESH_S:
-            state["total"] = lease.position + 1 + remaining_for(s, study_by_id(s, study.id), user_id)
-            state["counted_at"] = time.time()
-        aid = lease.assignment_id
-        saved = load_draft(s, aid, user_id) if aid not in st.session_state.get("drafts", {}) else None
+    lab, user_id = get_lab(), user.id
+    try:
+        with lab.write() as s:
+            require_session(s, user.signed, ratings.RATER_ROLES)
+            lease = claim_next(s, study.id, user_id)  # enrols the reviewer in a cohort on first use
+            if lease is None:
+                return None
+            view = lease.view or item_view(s, lease.item_id)  # PostgreSQL's claim read it already
+            gv = state.get("guideline") or guideline_for(s, study.id, user_id)
+            state["guideline"] = gv
+            if state["total"] is None or lease.position >= state["total"] or \
+                    time.time() - state["counted_at"] > TOTAL_REFRESH_S:
+                state["total"] = lease.position + 1 + remaining_for(s, study_by_id(s, study.id), user_id)
+                state["counted_at"] = time.time()
+            aid = lease.assignment_id
+            saved = load_draft(s, aid, user_id) if aid not in st.session_state.get("drafts", {}) else None
+    except (SessionEnded, InactiveAccount):
+        st.session_state["account_check"] = True
+        st.rerun(scope="app")
     if saved is not None:
         _prefill(aid, saved.score, list(saved.flags), saved.comment)
     _token(aid)  # the idempotency token exists from the moment the item is shown
@@ -201,7 +228,7 @@ def _on_draft_change(study_id: int, aid: int) -> None:
         _save_draft(aid)
 
 
-def _on_submit(study: StudyChoice, user_id: int, aid: int) -> None:
+def _on_submit(study: StudyChoice, user: SessionUser, aid: int) -> None:
     if not _current_matches(study.id, aid):
         return
     cur: Current = _state(study.id)["cur"]
@@ -217,42 +244,54 @@ def _on_submit(study: StudyChoice, user_id: int, aid: int) -> None:
         time_taken_ms=max(0, int((time.time() - cur.shown_at) * 1000)),
         client_token=_token(aid),
     )
-    if _went_through(_note_inactive(run_action(get_lab(), lambda s: ratings.submit(s, aid, user_id, sub),
-                                               callback=True))):
+    outcome = _note_inactive(run_action(
+        get_lab(), lambda s: ratings.submit(s, aid, user.id, sub, signed=user.signed), callback=True,
+        checks_session=True))
+    if outcome.refusal is None:
+        _answered().add(aid)
+    if _went_through(outcome):
         _finish_item(study.id, aid)
 
 
-def _on_skip(study: StudyChoice, user_id: int, aid: int) -> None:
+def _on_skip(study: StudyChoice, user: SessionUser, aid: int) -> None:
     if not _current_matches(study.id, aid):
         return
     reason = st.session_state.get(SKIP_KEY)
     if not reason:
         flash("warning", "Pick a reason in 'Skip reason' first, then press S or click Skip.")
         return
-    if _went_through(_note_inactive(run_action(get_lab(), lambda s: ratings.skip(s, aid, user_id, reason),
-                                               callback=True))):
+    outcome = _note_inactive(run_action(
+        get_lab(), lambda s: ratings.skip(s, aid, user.id, reason, signed=user.signed), callback=True,
+        checks_session=True))
+    if outcome.refusal is None:
+        _answered().add(aid)
+    if _went_through(outcome):
         _finish_item(study.id, aid)
 
 
 def _went_through(outcome: Outcome) -> bool:
-    """The item is done with: the action succeeded, or the item's lease went to someone else."""
+    """The item is done with: the action succeeded, the item's lease went to someone else, or
+    another tab answered it already (`AlreadyRated`, a `StaleAssignment`)."""
     return outcome.refusal is None or isinstance(outcome.refusal, StaleAssignment)
 
 
-def _on_undo(study: StudyChoice, user_id: int, reopen_aid: int | None = None) -> None:
-    """Undo (the last answer) or, with `reopen_aid`, reopen one from the history list."""
+def _on_undo(study: StudyChoice, user: SessionUser, reopen_aid: int | None = None) -> None:
+    """Undo (the last answer, if this tab gave it) or, with `reopen_aid`, reopen one from the
+    history list (any tab's: the reviewer picked it)."""
     def undo(s: Any) -> int | None:
         row = study_by_id(s, study.id)
         if reopen_aid is not None:
-            return ratings.reopen(s, row, user_id, reopen_aid).id
-        assignment = ratings.undo_last(s, row, user_id)
+            return ratings.reopen(s, row, user.id, reopen_aid, signed=user.signed).id
+        assignment = ratings.undo_last(s, row, user.id, signed=user.signed, answered_here=_answered())
         return assignment.id if assignment is not None else None
 
     cur = _state(study.id)["cur"]
-    outcome = _note_inactive(run_action(get_lab(), undo, callback=True))
+    outcome = _note_inactive(run_action(get_lab(), undo, callback=True, checks_session=True))
     if outcome.refusal is not None:
         return
     aid = outcome.value
+    if aid is not None:
+        _answered().add(aid)  # reopened here: this tab's to answer (and undo) now
     if aid is None:
         flash("info", "Nothing to undo: you have no answer in this study yet.")
         return
@@ -285,16 +324,16 @@ def finished_message(study_name: str) -> str:
     return f"You have finished your queue in “{study_name}”. Thank you!"
 
 
-def _end_of_queue(study: StudyChoice, user_id: int) -> None:
+def _end_of_queue(study: StudyChoice, user: SessionUser) -> None:
     with get_lab().read() as s:
-        summary = reviewer_summary(s, study.id, user_id)
+        summary = reviewer_summary(s, study.id, user.id)
     st.success(finished_message(study.name))
     mean = f"{summary.mean_time_ms / 1000:.1f} s" if summary.mean_time_ms is not None else "-"
     c1, c2, c3 = st.columns(3)
     c1.metric("Rated", summary.rated)
     c2.metric("Skipped", summary.skipped)
     c3.metric("Mean time per rating", mean)
-    st.button("Undo last rating", key="undo", shortcut="U", on_click=_on_undo, args=(study, user_id))
+    st.button("Undo last rating", key="undo", shortcut="U", on_click=_on_undo, args=(study, user))
 
 
 def _score_label(score: int, labels: dict[int, str]) -> str:
@@ -333,9 +372,9 @@ def rating_area(study: StudyChoice) -> None:
     if st.session_state.pop("account_check", False):
         st.rerun(scope="app")  # the app re-checks the account and asks for a new login
     show_flashes()
-    cur = _load_current(study, user.id)
+    cur = _load_current(study, user)
     if cur is None:
-        _end_of_queue(study, user.id)
+        _end_of_queue(study, user)
         return
     aid, gv, lab = cur.assignment_id, cur.guideline, get_lab()
     _load_widgets(aid)
@@ -386,12 +425,12 @@ def rating_area(study: StudyChoice) -> None:
                       placeholder="Comment (optional): what changed? Enter leaves the box; Enter again "
                                   "submits.", width="stretch")
         st.button("Submit", key="submit", shortcut="Enter", type="primary", width=140,
-                  icon=":material/check:", on_click=_on_submit, args=(study, user.id, aid))
+                  icon=":material/check:", on_click=_on_submit, args=(study, user, aid))
         st.selectbox("Skip reason", SKIP_REASONS, key=SKIP_KEY, placeholder="Why skip?",
                      label_visibility="collapsed", width=200)
-        st.button("Skip", key="skip", shortcut="S", on_click=_on_skip, args=(study, user.id, aid))
+        st.button("Skip", key="skip", shortcut="S", on_click=_on_skip, args=(study, user, aid))
         st.button("Undo last", key="undo", shortcut="U", icon=":material/undo:",
-                  on_click=_on_undo, args=(study, user.id))
+                  on_click=_on_undo, args=(study, user))
 
     if st.session_state.pop("show_guideline", None) == study.id:
         _guideline_dialog(gv)
@@ -425,15 +464,15 @@ def page() -> None:
         rating_area(study)
     else:
         _rating_fragment(study)
-    _history_and_feedback(study, user.id)
+    _history_and_feedback(study, user)
 
 
-def _history_and_feedback(study: StudyChoice, user_id: int) -> None:
+def _history_and_feedback(study: StudyChoice, user: SessionUser) -> None:
     """The reviewer's recent answers (each can be reopened unless QA judged it) and, when the study
     shows it, QA's feedback on their ratings. Drawn with the page, not on every key press."""
     with get_lab().read() as s:
-        answers = recent_answers(s, study.id, user_id)
-        feedback = feedback_for(s, study_by_id(s, study.id), user_id)
+        answers = recent_answers(s, study.id, user.id)
+        feedback = feedback_for(s, study_by_id(s, study.id), user.id)
     if feedback:
         with st.expander(f"QA feedback on your ratings ({len(feedback)})", icon=":material/fact_check:"):
             for row in feedback:
@@ -457,4 +496,4 @@ def _history_and_feedback(study: StudyChoice, user_id: int) -> None:
             row.button("Reopen", key=f"reopen:{answer.assignment_id}", disabled=answer.judged,
                        help="QA has judged this rating; it stays as it is." if answer.judged else
                        "Change this answer (your new answer supersedes it).",
-                       on_click=_on_undo, args=(study, user_id, answer.assignment_id))
+                       on_click=_on_undo, args=(study, user, answer.assignment_id))
