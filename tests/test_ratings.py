@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
-from db.engine import make_session_factory
-from db.models import Assignment, Rating, Study, utcnow
+from db.engine import make_engine, make_session_factory
+from db.migrate import upgrade
+from db.models import Assignment, Rating, Study, User, utcnow
 from review.labeling.assignment import next_assignment
-from review.labeling.ratings import RatingError, StaleAssignment, Submission, history, skip, submit, undo_last
+from review.labeling.ratings import (
+    AlreadyRated,
+    RatingError,
+    StaleAssignment,
+    Submission,
+    history,
+    reopen,
+    skip,
+    submit,
+    undo_last,
+)
+from review.sessions import SessionEnded, SignedIn, revoke_all, start_session
+from review.users import reset_password, set_active, set_role
 from tests.support import make_study, rate_next, statements
 
 
@@ -174,3 +189,129 @@ def test_one_rating_costs_a_pinned_number_of_statements(engine):
     assert len(sent) == STATEMENTS_PER_RATING[engine.dialect.name], "\n".join(sent)
     with sessions() as s:
         assert [r.score for r in s.scalars(select(Rating))] == [3, 3]
+
+
+# ----------------------------------------------------------------------------- sessions (issue 21)
+
+
+def _signed_in(sessions, uid: int) -> SignedIn:
+    """A browser session of reviewer `uid`, as the Rate page holds it."""
+    with sessions() as s, s.begin():
+        sid, _code = start_session(s, uid)
+    return SignedIn(uid, "reviewer", sid)
+
+
+def _count(sessions, model) -> int:  # noqa: ANN001
+    with sessions() as s:
+        return s.scalar(select(func.count()).select_from(model))
+
+
+ENDINGS = {  # how an account's sessions end, in another tab or on the admin's Users page
+    "logout": lambda s, name: revoke_all(s, s.scalar(select(User.id).where(User.username == name))),
+    "role change": lambda s, name: set_role(s, name, "qa"),
+    "password reset": lambda s, name: reset_password(s, name, "a-new-password"),
+    "deactivation": lambda s, name: set_active(s, name, False),
+}
+
+
+@pytest.mark.parametrize("ending", list(ENDINGS))
+def test_no_write_passes_once_the_session_ended(world, ending):
+    """Issue 21: after a logout in one tab a second tab stored 3 more ratings, and after a role
+    change to QA the open Rate page stored a rating counted as a reviewer's. Every rating write
+    checks the tab's session in its transaction (on PostgreSQL the hot path's SQL too)."""
+    sessions, study_id, a = world.sessions, world.study_id, world.a
+    tab = _signed_in(sessions, a)
+    first = _lease(sessions, study_id, a)
+    with sessions() as s, s.begin():
+        submit(s, first.assignment_id, a, Submission(3, client_token="t0"), signed=tab)
+    lease = _lease(sessions, study_id, a)
+    with sessions() as s, s.begin():
+        name = s.get(User, a).username
+        ENDINGS[ending](s, name)
+    stored = (_count(sessions, Rating), _count(sessions, Assignment))
+    for write in (lambda s: submit(s, lease.assignment_id, a, Submission(4, client_token="t1"), signed=tab),
+                  lambda s: skip(s, lease.assignment_id, a, "cannot judge", signed=tab),
+                  lambda s: undo_last(s, s.get(Study, study_id), a, signed=tab),
+                  lambda s: reopen(s, s.get(Study, study_id), a, first.assignment_id, signed=tab)):
+        with pytest.raises(SessionEnded, match="signed out"), sessions() as s, s.begin():
+            write(s)
+    assert (_count(sessions, Rating), _count(sessions, Assignment)) == stored
+    with sessions() as s:
+        assert s.get(Assignment, lease.assignment_id).status == "leased"
+        assert [r.score for r in s.scalars(select(Rating))] == [3]
+
+
+def test_a_session_signed_in_as_a_reviewer_rates_only_as_one(world):
+    """A role that does not rate (or another account's session) stores nothing, hot path or not."""
+    sessions, study_id, a = world.sessions, world.study_id, world.a
+    tab = _signed_in(sessions, a)
+    lease = _lease(sessions, study_id, a)
+    for who in (SignedIn(a, "qa", tab.session_id), SignedIn(world.b, "reviewer", tab.session_id)):
+        with pytest.raises(SessionEnded), sessions() as s, s.begin():
+            submit(s, lease.assignment_id, a, Submission(4, client_token="t1"), signed=who)
+    assert _count(sessions, Rating) == 0
+    with sessions() as s, s.begin():
+        submit(s, lease.assignment_id, a, Submission(4, client_token="t1"), signed=tab)
+    assert _count(sessions, Rating) == 1
+
+
+def test_a_second_tab_moves_on_and_never_undoes_the_first_tabs_rating(world):
+    """Issue 21: a second tab on an item the first already rated looped on "You already rated
+    this item. Use Undo..." and that advice withdrew the other tab's rating."""
+    sessions, study_id, a = world.sessions, world.study_id, world.a
+    tab = _signed_in(sessions, a)
+    lease = _lease(sessions, study_id, a)  # both tabs show this item
+    with sessions() as s, s.begin():  # tab 1 rates it
+        submit(s, lease.assignment_id, a, Submission(2, client_token="tab-1"), signed=tab)
+    for write in (lambda s: submit(s, lease.assignment_id, a, Submission(5, client_token="tab-2"),
+                                   signed=tab),
+                  lambda s: skip(s, lease.assignment_id, a, "cannot judge", signed=tab)):
+        with pytest.raises(AlreadyRated, match="another tab.*next item"), sessions() as s, s.begin():
+            write(s)
+    assert issubclass(AlreadyRated, StaleAssignment)  # the page loads the next item
+    with pytest.raises(RatingError, match="another tab"), sessions() as s, s.begin():  # tab 2's Undo
+        undo_last(s, s.get(Study, study_id), a, signed=tab, answered_here=set())
+    with sessions() as s:
+        assert [(r.score, r.active) for r in s.scalars(select(Rating))] == [(2, True)]
+    with sessions() as s, s.begin():  # tab 1's Undo takes its own rating back
+        back = undo_last(s, s.get(Study, study_id), a, signed=tab, answered_here={lease.assignment_id})
+        assert back.id == lease.assignment_id
+    with sessions() as s:
+        assert [(r.score, r.active) for r in s.scalars(select(Rating))] == [(2, False)]
+
+
+@pytest.mark.postgres
+def test_a_logout_waits_for_a_rating_under_way_and_none_passes_after_it(pg_url):
+    """PostgreSQL: the write share-locks its session row, so the logout's revocation commits after
+    the rating under way, and the next rating sees it."""
+    engine = make_engine(pg_url)
+    upgrade(engine)
+    sessions = make_session_factory(engine)
+    try:
+        with sessions() as s, s.begin():
+            made = make_study(s, 4, raters_per_item=1, n_reviewers=1)
+            study_id, a = made.study.id, made.reviewers[0].id
+        tab = _signed_in(sessions, a)
+        lease = _lease(sessions, study_id, a)
+        ended: list[float] = []
+
+        def log_out() -> None:
+            with sessions() as s, s.begin():
+                revoke_all(s, a)
+            ended.append(time.monotonic())
+
+        with sessions() as s, s.begin():
+            submit(s, lease.assignment_id, a, Submission(3, client_token="t1"), signed=tab)
+            worker = threading.Thread(target=log_out)
+            worker.start()
+            time.sleep(0.5)
+            assert not ended  # the logout waits for this rating
+            committed = time.monotonic()
+        worker.join(10)
+        assert ended and ended[0] >= committed
+        nxt = _lease(sessions, study_id, a)
+        with pytest.raises(SessionEnded), sessions() as s, s.begin():
+            submit(s, nxt.assignment_id, a, Submission(4, client_token="t2"), signed=tab)
+        assert _count(sessions, Rating) == 1
+    finally:
+        engine.dispose()
