@@ -1,10 +1,17 @@
 """Accounts: argon2 password hashes, roles, deactivation, and login rate limiting.
 
-Throttling is per (account, client address): after FREE_FAILURES wrong passwords from one client,
-that client waits BACKOFF_START, doubling with each further failure up to BACKOFF_MAX; other
-clients can still log in, so nobody can lock an account (the admin's included) for everyone. An
-admin's unlock or password reset clears the count. Every field has a length limit, checked before
-anything is hashed or written (a 1 MB password would cost seconds of argon2).
+Throttling has two levels. Per (account, client address): after FREE_FAILURES wrong passwords
+from one address, that address waits BACKOFF_START, doubling with each further failure up to
+BACKOFF_MAX, while other addresses can still log in. Per account, whatever the address: after
+ACCOUNT_FREE_FAILURES wrong passwords within FAILURE_WINDOW the account's logins pause the same
+way, so changing addresses (or forging them) buys no more guesses. The price of that ceiling: an
+attacker can keep one account's logins paused (for at most BACKOFF_MAX at a time, never for
+good); an admin's unlock or password reset clears both counts. The count and the record of a try
+are one transaction serialised per account (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory
+lock on the account name), so a burst of parallel guesses reaches the password check exactly
+the allowed number of times. The client address is resolved by review.addresses. Every field
+has a length limit, checked before anything is hashed or written (a 1 MB password would cost
+seconds of argon2).
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import ROLES, LoginAttempt, User, utcnow
@@ -30,7 +37,8 @@ MAX_USERNAME = 64
 MAX_DISPLAY_NAME = 128
 MAX_PASSWORD = 256
 MAX_CLIENT = 64
-FREE_FAILURES = 5
+FREE_FAILURES = 5  # per (account, address)
+ACCOUNT_FREE_FAILURES = 20  # per account, from all addresses together
 BACKOFF_START = timedelta(seconds=30)
 BACKOFF_MAX = timedelta(minutes=15)
 FAILURE_WINDOW = timedelta(hours=1)  # failures older than this are forgotten
@@ -161,21 +169,24 @@ class LoginRefused(ReviewError):
     """Wrong credentials, inactive account, or too many recent failures."""
 
 
-def recent_failures(session: Session, username: str, client: str, now: datetime | None = None
+def recent_failures(session: Session, username: str, client: str | None, now: datetime | None = None
                     ) -> tuple[int, datetime | None]:
-    """Failed logins for this account from this client since its last success, an unlock or a
-    reset (within FAILURE_WINDOW), and when the latest was."""
+    """Failed logins for this account from this client since its last success from it, an unlock
+    or a reset (within FAILURE_WINDOW), and when the latest was. With `client` None: from every
+    address, since an unlock or a reset (a success elsewhere does not clear them, or a guesser
+    would get a fresh allowance each time the owner logs in)."""
     now = now or utcnow()
     since = now - FAILURE_WINDOW
+    from_client = LoginAttempt.client == client if client is not None else true()
     cleared = session.scalar(select(User.login_cleared_at).where(User.username == username))
-    last_ok = session.scalar(select(func.max(LoginAttempt.at)).where(
-        LoginAttempt.username == username, LoginAttempt.client == client, LoginAttempt.succeeded.is_(True)))
+    last_ok = None if client is None else session.scalar(select(func.max(LoginAttempt.at)).where(
+        LoginAttempt.username == username, from_client, LoginAttempt.succeeded.is_(True)))
     for ts in (cleared, last_ok):
         if ts is not None:
             since = max(since, _aware(ts))
     count, last = session.execute(
         select(func.count(), func.max(LoginAttempt.at)).where(
-            LoginAttempt.username == username, LoginAttempt.client == client,
+            LoginAttempt.username == username, from_client,
             LoginAttempt.succeeded.is_(False), LoginAttempt.at > since)).one()
     return count or 0, _aware(last) if last is not None else None
 
@@ -185,17 +196,52 @@ def _aware(ts: datetime) -> datetime:
     return ts if ts.tzinfo is not None else ts.replace(tzinfo=utcnow().tzinfo)
 
 
-def backoff(failures: int) -> timedelta:
-    """How long a client waits after `failures` wrong passwords in a row (0 for the first few)."""
-    if failures < FREE_FAILURES:
+def backoff(failures: int, free: int = FREE_FAILURES) -> timedelta:
+    """How long a client (or, with `free`=ACCOUNT_FREE_FAILURES, everyone) waits after `failures`
+    wrong passwords (0 for the first `free`)."""
+    if failures < free:
         return timedelta(0)
-    return min(BACKOFF_MAX, BACKOFF_START * 2 ** (failures - FREE_FAILURES))
+    return min(BACKOFF_MAX, BACKOFF_START * 2 ** min(failures - free, 16))
+
+
+#: The first key of the PostgreSQL advisory locks that serialise one account's login tries (the
+#: second is hashtext(username)); "lgin" in ASCII, so no other lock of the lab's shares it.
+LOGIN_LOCK_SPACE = 0x6C67696E
+
+
+def _serialise_account(session: Session, username: str) -> None:
+    """Hold this account's login lock until the transaction ends, so that counting the recent
+    failures and recording this try happen for one try at a time. SQLite needs nothing: the write
+    transaction began with BEGIN IMMEDIATE, which already excludes every other writer. Any name
+    can be locked, existing or not, so an unknown name is throttled the same way (and does not
+    tell a guesser which names exist)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(LOGIN_LOCK_SPACE, func.hashtext(username))))
+
+
+def _throttled(session: Session, username: str, client: str, now: datetime) -> str | None:
+    """Why this try must wait (None when it may go ahead): the address's own count first, then
+    the account's ceiling over every address."""
+    for who, free in ((client, FREE_FAILURES), (None, ACCOUNT_FREE_FAILURES)):
+        failures, last = recent_failures(session, username, who, now)
+        wait = backoff(failures, free)
+        if last is None or now >= last + wait:
+            continue
+        seconds = math.ceil((last + wait - now).total_seconds())
+        if who is not None:
+            return (f"Too many failed logins for this account from your address. Wait {seconds} s "
+                    "and try again, or ask an admin to unlock the account or reset your password.")
+        return (f"Too many failed logins for this account from several addresses, so its logins "
+                f"are paused for everyone for {seconds} s (this slows down password guessing). "
+                "Try again then, or ask an admin to unlock the account.")
+    return None
 
 
 def authenticate(sessions: sessionmaker[Session], username: str, password: str, client: str = "",
                  now: datetime | None = None) -> User:
     """Return the user or raise LoginRefused; every try is committed for rate limiting, per
-    (account, client address)."""
+    (account, client address) and per account (module docstring). `client` is the address
+    review.addresses resolved."""
     username = username.strip().lower()
     if len(username) > MAX_USERNAME or len(password) > MAX_PASSWORD:
         raise LoginRefused(f"Usernames have at most {MAX_USERNAME} characters and passwords at most "
@@ -205,13 +251,10 @@ def authenticate(sessions: sessionmaker[Session], username: str, password: str, 
     # 1. The throttle check and a failed attempt, committed before the slow hash: parallel guesses
     # each count at once, and the process's write queue is not held while argon2 runs.
     with sessions() as session, session.begin():
-        failures, last = recent_failures(session, username, client, now)
-        wait = backoff(failures)
-        if last is not None and now < last + wait:
-            seconds = math.ceil((last + wait - now).total_seconds())
-            raise LoginRefused(
-                f"Too many failed logins for this account from your address. Wait {seconds} s and "
-                "try again, or ask an admin to unlock the account or reset your password.")
+        _serialise_account(session, username)
+        refusal = _throttled(session, username, client, now)
+        if refusal is not None:
+            raise LoginRefused(refusal)
         user = session.scalar(select(User).where(User.username == username))
         stored = user.password_hash if user is not None and user.active else None
         attempt = LoginAttempt(username=username, succeeded=False, client=client, at=now)

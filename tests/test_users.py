@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
-import pytest
-from sqlalchemy import select
+import threading
+from datetime import timedelta
 
-from db.models import LoginAttempt, User
+import pytest
+from sqlalchemy import func, select
+
+from db.engine import make_session_factory
+from db.models import LoginAttempt, User, utcnow
 from review.users import (
+    ACCOUNT_FREE_FAILURES,
+    BACKOFF_MAX,
+    BACKOFF_START,
     FREE_FAILURES,
     LoginRefused,
     UserError,
     add_user,
     authenticate,
+    backoff,
     reset_password,
     set_active,
+    unlock,
 )
+from tests.support import in_threads
 
 
 def test_add_and_authenticate(lab):
@@ -93,3 +103,91 @@ def test_role_changes_keep_one_active_admin(lab):
         set_role(s, "ann", "qa")
     with lab.sessions() as s:
         assert dict(s.execute(select(User.username, User.role)).all()) == {"root": "admin", "ann": "admin"}
+
+
+# ----------------------------------------------------------------------------- bursts, ceilings
+
+
+def _burst(engine, clients: list[str]) -> tuple[int, int, list[str]]:  # noqa: ANN001
+    """Fire one wrong password per client, all at once; return (attempts recorded, tries that
+    reached the password check, the other refusals' messages)."""
+    sessions = make_session_factory(engine)
+    with sessions() as s, s.begin():
+        add_user(s, "eve", "right password", "reviewer")
+    start = threading.Barrier(len(clients))
+    checked: list[int] = []
+    refused: list[str] = []
+
+    def one(i: int) -> None:
+        start.wait()
+        try:
+            authenticate(sessions, "eve", "guess guess", client=clients[i])
+        except LoginRefused as exc:
+            (checked.append(i) if "wrong password" in str(exc) else refused.append(str(exc)))
+
+    in_threads(one, range(len(clients)))
+    with sessions() as s:
+        recorded = s.scalar(select(func.count()).select_from(LoginAttempt))
+    return recorded, len(checked), refused
+
+
+def test_a_burst_from_one_address_reaches_the_password_check_exactly_the_limit(engine):
+    """60 wrong passwords at once from one address: exactly FREE_FAILURES are checked (on
+    PostgreSQL the count and the record are serialised per account; SQLite's BEGIN IMMEDIATE
+    serialises them anyway)."""
+    recorded, checked, refused = _burst(engine, ["203.0.113.7"] * 60)
+    assert (recorded, checked, len(refused)) == (FREE_FAILURES, FREE_FAILURES, 60 - FREE_FAILURES)
+    assert all("from your address" in message for message in refused)
+
+
+def test_a_burst_from_many_addresses_stops_at_the_account_ceiling(engine):
+    """60 wrong passwords at once, each from its own (or a forged) address: the per-account
+    ceiling holds, so exactly ACCOUNT_FREE_FAILURES reach the password check."""
+    recorded, checked, refused = _burst(engine, [f"198.51.100.{i}" for i in range(60)])
+    assert (recorded, checked) == (ACCOUNT_FREE_FAILURES, ACCOUNT_FREE_FAILURES)
+    assert len(refused) == 60 - ACCOUNT_FREE_FAILURES
+    assert all("from several addresses" in message for message in refused)
+
+
+def test_changing_address_does_not_escape_the_account_ceiling_which_is_a_pause_not_a_lock(lab):
+    with lab.write() as s:
+        add_user(s, "fay", "right password", "reviewer")
+    t0 = utcnow() - timedelta(minutes=30)
+    for i in range(ACCOUNT_FREE_FAILURES):  # FREE_FAILURES - 1 from each address: none is throttled
+        client = f"192.0.2.{i // (FREE_FAILURES - 1)}"
+        with pytest.raises(LoginRefused, match="wrong password"):
+            authenticate(lab.sessions, "fay", "guess guess", client=client, now=t0 + timedelta(seconds=i))
+    last = t0 + timedelta(seconds=ACCOUNT_FREE_FAILURES - 1)
+    # A fresh address gets no fresh guesses, and neither does the owner: the account pauses ...
+    for client in ("192.0.2.200", "10.9.8.7"):
+        with pytest.raises(LoginRefused, match=r"from several addresses, so its logins are paused "
+                                               r"for everyone for 30 s"):
+            authenticate(lab.sessions, "fay", "right password", client=client, now=last)
+    # ... for a while, doubling with each further failure (capped), never for good.
+    assert backoff(ACCOUNT_FREE_FAILURES, ACCOUNT_FREE_FAILURES) == BACKOFF_START
+    assert backoff(10_000, ACCOUNT_FREE_FAILURES) == BACKOFF_MAX
+    after = last + BACKOFF_START + timedelta(seconds=1)
+    with pytest.raises(LoginRefused, match="wrong password"):
+        authenticate(lab.sessions, "fay", "guess guess", client="192.0.2.201", now=after)
+    with pytest.raises(LoginRefused, match="for everyone for 60 s"):
+        authenticate(lab.sessions, "fay", "right password", client="10.9.8.7", now=after)
+    assert authenticate(lab.sessions, "fay", "right password", client="10.9.8.7",
+                        now=after + 2 * BACKOFF_START).username == "fay"
+    # An admin's unlock clears the ceiling at once.
+    with pytest.raises(LoginRefused, match="wrong password"):
+        authenticate(lab.sessions, "fay", "guess guess", client="192.0.2.202", now=after + 2 * BACKOFF_START)
+    with lab.write() as s:
+        unlock(s, "fay")
+    assert authenticate(lab.sessions, "fay", "right password", client="10.9.8.7").username == "fay"
+
+
+def test_the_ceiling_counts_unknown_names_too(lab):
+    """A name that does not exist is throttled like one that does (no hint which names exist)."""
+    t0 = utcnow() - timedelta(minutes=5)
+    for i in range(ACCOUNT_FREE_FAILURES):
+        with pytest.raises(LoginRefused, match="wrong password"):
+            authenticate(lab.sessions, "nobody", "guess guess", client=f"192.0.2.{i}",
+                         now=t0 + timedelta(seconds=i))
+    with pytest.raises(LoginRefused, match="from several addresses"):
+        authenticate(lab.sessions, "nobody", "guess guess", client="192.0.2.99",
+                     now=t0 + timedelta(seconds=ACCOUNT_FREE_FAILURES))
