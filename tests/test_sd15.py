@@ -363,3 +363,105 @@ def test_grid_rejects_repeated_variants(tiny_fp32, photo: Image.Image) -> None:
     with pytest.raises(ValueError, match="repeated values"):
         restore_grid(tiny_fp32, RestoreInput(photo), [0.5, 0.5], [0],
                      SD15Img2ImgParams(precision="fp32"))
+
+
+# ----------------------------------------------------------------------------- content identity
+
+_MIB = 1 << 20
+
+
+def _rewrite_middle(f: Path, seed: int) -> list[str]:
+    """Change, in place, every float32 tensor of a .safetensors file that lies more than 2 MiB
+    from either end: same name, same size, same first and last MiB, other weights (a merge
+    saved over the old file). Returns the tensors changed."""
+    import struct
+
+    raw = f.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    base, size = 8 + n, len(raw)
+    rng = np.random.default_rng(seed)
+    changed = []
+    with f.open("r+b") as fh:
+        for name, info in header.items():
+            if name == "__metadata__" or info["dtype"] != "F32":
+                continue
+            start, end = (base + o for o in info["data_offsets"])
+            if start < 2 * _MIB or end > size - 2 * _MIB:
+                continue
+            values = np.frombuffer(raw[start:end], dtype="<f4")
+            fh.seek(start)
+            fh.write((values + rng.normal(0, 0.05, values.shape)).astype("<f4").tobytes())
+            changed.append(name)
+    assert f.stat().st_size == size
+    return changed
+
+
+def test_identity_is_a_hash_of_the_whole_content(tmp_path: Path, monkeypatch) -> None:
+    """Same name, same size, same first and last MiB, other bytes in the middle: another
+    identity. Replaced in place (even with the old mtime put back): another identity. The
+    hashes are kept in the models folder, so another process does not read the file again."""
+    from review.media.restore import sd15_weights as w
+
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "model_index.json").write_text("{}")
+    body = np.random.default_rng(0).integers(0, 256, 5 * _MIB, dtype=np.uint8)
+    paths = []
+    for folder, value in (("a", 1), ("b", 2)):
+        data = body.copy()
+        data[5 * _MIB // 2] = value  # one byte in the middle differs
+        (tmp_path / folder).mkdir()
+        paths.append(tmp_path / folder / "merged.safetensors")
+        paths[-1].write_bytes(data.tobytes())
+    a, b = (w.WeightsSource("single_file", p, cfg) for p in paths)
+    models = tmp_path / "models"
+    ident_a = w.model_identity(a, cache_dir=models)
+    assert ident_a.startswith("sd15-") and len(ident_a) == len("sd15-") + 64
+    assert w.model_identity(b, cache_dir=models) != ident_a
+    assert w.file_sha256(paths[0]) == __import__("hashlib").sha256(paths[0].read_bytes()).hexdigest()
+
+    # a fresh process (caches emptied) takes the hash from the models folder's sidecar
+    monkeypatch.setattr(w, "_file_hashes", {})
+    monkeypatch.setattr(w, "_identity_cache", {})
+
+    def no_reading(f: Path) -> str:
+        raise AssertionError(f"{f} was hashed again")
+
+    monkeypatch.setattr(w, "_sha256_file", no_reading)
+    assert w.model_identity(a, cache_dir=models) == ident_a
+    monkeypatch.undo()
+
+    # replaced in place, old mtime put back: the ctime moved, so it is hashed again
+    st = paths[0].stat()
+    data = body.copy()
+    data[5 * _MIB // 2] = 2
+    with paths[0].open("r+b") as fh:
+        fh.write(data.tobytes())
+    os.utime(paths[0], ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert w.model_identity(a, cache_dir=models) == w.model_identity(b, cache_dir=models) != ident_a
+
+
+def test_weights_replaced_in_place_are_loaded_again(models_dir: Path, tmp_path: Path,
+                                                    photo: Image.Image) -> None:
+    """A running app or worker keeps loaded pipelines by content identity: the UNet file
+    overwritten with other weights of the same size (first and last MiB unchanged) is loaded
+    again, and its restorations say so."""
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "weights"
+    shutil.copytree(models_dir / "tiny_sd15", folder)
+    first = load_pipeline(folder, precision="fp32")
+    assert load_pipeline(folder, precision="fp32") is first
+    unet_file = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    changed = _rewrite_middle(unet_file, seed=1)
+    assert changed
+    second = load_pipeline(folder, precision="fp32")
+    assert second is not first and second.model_identity != first.model_identity
+    new = load_file(str(unet_file))
+    name = changed[0]
+    assert torch.equal(second.pipe.unet.state_dict()[name], new[name])
+    # (the first pipeline's tensors may be memory-mapped from the file, so they are not compared)
+    p = SD15Img2ImgParams(steps=4, strength=0.5, precision="fp32")
+    out = restore_grid(second, RestoreInput(photo), [0.5], [0], p)[0]
+    assert out.provenance["model_identity"] == second.model_identity

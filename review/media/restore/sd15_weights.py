@@ -328,18 +328,29 @@ def _read_sidecar(path: Path | None) -> dict[str, str]:
 
 
 def _write_sidecar(path: Path | None, add: dict[str, str]) -> None:
-    """Merge ``add`` into the sidecar cache (atomic replace; a lost race costs a rehash)."""
+    """Merge ``add`` into the sidecar cache (atomic replace; a lost race costs a rehash); an
+    entry for the same file with an older stat is dropped."""
     if path is None or not add:
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        merged = {**_read_sidecar(path), **add}
+        paths = {json.loads(k)[0] for k in add}
+        merged = {k: v for k, v in _read_sidecar(path).items() if _entry_path(k) not in paths}
+        merged.update(add)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(merged, fh, indent=0, sort_keys=True)
         os.replace(tmp, path)
     except OSError:
         pass  # a read-only models folder: the in-process cache still holds
+
+
+def _entry_path(key: str) -> str | None:
+    try:
+        entry = json.loads(key)
+    except ValueError:
+        return None
+    return entry[0] if isinstance(entry, list) and entry and isinstance(entry[0], str) else None
 
 
 def file_sha256(f: Path, *, cache_dir: Path | None = None) -> str:
