@@ -14,6 +14,7 @@ from review.demo import SIMULATED_LEVELS, SIMULATED_STUDY
 from review.jobs import GenerationPlan, JobError, accept_proposal
 from review.labeling.study import get_study
 from review.ui.answer_page import chart_frames
+from tests.support import wait_until
 from tests.support_app import page_app, page_user, texts
 
 
@@ -78,8 +79,8 @@ def test_accepting_a_proposal_queues_a_job_over_the_study_sources(simulated_demo
         job = s.scalars(select(GenerationJob)).one()
         sources = set(s.scalars(select(SourceImage.id)))
         plan = GenerationPlan.from_json(job.plan)
-    assert success == [f"Generation job {job.id} queued: run it on the Generate page; its items join "
-                       "this study."]
+    assert success == [f"Generation job {job.id} queued: start it on the Generate page (this study, "
+                       "tab Jobs, button Start); its items join this study."]
     assert job.status == "queued" and set(plan.source_ids) == sources and len(sources) == 2
     assert [(b["kind"], b["level"], b["seed"]) for b in plan.blurs] == [("camera_shake", level, 7)]
     assert [r["method"] for r in plan.restorers] == ["wiener"]
@@ -102,3 +103,32 @@ def test_metrics_section_shows_correlations_and_image_pairs(simulated_demo: Lab)
     assert len(pairs) == 6
     shown = texts(at)
     assert shown.count("Reference (sharp source)") == 6
+
+
+@pytest.mark.slow
+def test_an_accepted_proposal_is_started_where_the_message_says(simulated_demo: Lab):
+    """The job of an accepted proposal is queued with no worker: the Generate page's Jobs tab, for
+    the study, offers Start next to Cancel, and Start runs it to the end in a background worker."""
+    answer = _answer(simulated_demo)
+    wiener = next(c for c in answer.curves if c.restorer == "wiener")
+    with simulated_demo.sessions() as s, s.begin():
+        study_id = get_study(s, SIMULATED_STUDY).id
+        job_id = accept_proposal(s, study_id, restorer="wiener", setting=wiener.setting,
+                                 blur_kind="camera_shake", level=wiener.proposals[0]["level"])
+    at = page_app("generate_page", page_user("admin")).run()
+    at.selectbox(key="gen_study").set_value(SIMULATED_STUDY).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert {b.key for b in at.button} >= {f"cancel_{job_id}", f"start_{job_id}"}
+    at.button(key=f"start_{job_id}").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+
+    def finished() -> str | None:
+        with simulated_demo.sessions() as s:
+            status = s.get(GenerationJob, job_id).status
+        return status if status in ("done", "failed", "cancelled") else None
+
+    assert wait_until(finished, timeout=120, what="the started job to finish") == "done"
+    with simulated_demo.sessions() as s:
+        assert s.get(GenerationJob, job_id).progress_done == 2
+    at.run()
+    assert f"start_{job_id}" not in {b.key for b in at.button}  # done: nothing left to start

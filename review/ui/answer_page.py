@@ -212,8 +212,8 @@ def _proposals(lab: Lab, user: SessionUser, study_id: int, answer: Answer) -> No
         run_action(lab, lambda s: accept_proposal(
             s, study_id, restorer=curve.restorer, setting=curve.setting, blur_kind=curve.blur_kind,
             level=p["level"], strength=p.get("strength")),
-            success=lambda job_id: f"Generation job {job_id} queued: run it on the Generate page; its "
-                                   "items join this study.")
+            success=lambda job_id: f"Generation job {job_id} queued: start it on the Generate page "
+                                   "(this study, tab Jobs, button Start); its items join this study.")
 
 
 def render(lab: Lab, user: SessionUser) -> None:

@@ -101,6 +101,12 @@ def _jobs_panel(lab: Lab, study: Any) -> None:
         if job.status in ("queued", "running") and c1.button("Cancel", key=f"cancel_{job.id}"):
             jobs.cancel(lab, job.id)
             st.rerun(scope="fragment")
+        # a queued job has no worker at work (an accepted proposal's job, one queued by the CLI):
+        # start one here; a second worker on a job just started only shares its items
+        if job.status == "queued":
+            c2.button("Start", key=f"start_{job.id}", type="primary", on_click=jobs.start_background,
+                      args=(lab, job.id),
+                      help="Run this job in a background worker (it goes on if you leave the page).")
         if job.status in ("failed", "cancelled") and c2.button("Resume", key=f"resume_{job.id}"):
             jobs.requeue(lab, job.id)
             jobs.start_background(lab, job.id)
