@@ -103,13 +103,14 @@ JOIN degraded_images d ON d.id = r.degraded_id JOIN source_images o ON o.id = d.
 
 #: The whole plain submit: the rating (superseding the one Undo retracted), the assignment done,
 #: the finished-items counter, the draft dropped and the audit entry (as `audit.record` writes it).
-#: With a browser session (`session`, `role`: `review.sessions.require_session`) only while it is
-#: live and the account has the role it signed in with; the session row is share-locked until
-#: commit, so a logout waits for this rating, or this rating sees the logout and writes nothing.
+#: With a browser session (`browser_session`, `role`; review.sessions.require_session) only while
+#: it is live and the account has the role it signed in with; the session row is share-locked
+#: until commit, so a logout waits for this rating, or this rating sees the logout and writes
+#: nothing.
 SUBMIT = """
 WITH live AS MATERIALIZED (
   SELECT x.id FROM reviewer_sessions x
-  WHERE x.id = CAST(%(session)s AS integer) AND x.user_id = %(reviewer)s AND x.revoked_at IS NULL
+  WHERE x.id = CAST(%(browser_session)s AS integer) AND x.user_id = %(reviewer)s AND x.revoked_at IS NULL
     AND x.expires_at > %(at)s
   FOR SHARE
 ), a AS (
@@ -126,7 +127,7 @@ WITH live AS MATERIALIZED (
   WHERE a.id = %(assignment)s AND a.reviewer_id = %(reviewer)s AND a.status = 'leased' AND a.slot IS NOT NULL
     AND a.lease_expires_at > %(now)s AND u.active
     AND (CAST(%(role)s AS text) IS NULL OR u.role = %(role)s)
-    AND (CAST(%(session)s AS integer) IS NULL OR EXISTS (SELECT 1 FROM live))
+    AND (CAST(%(browser_session)s AS integer) IS NULL OR EXISTS (SELECT 1 FROM live))
     AND CAST(%(score)s AS integer) BETWEEN s.scale_min AND s.scale_max
     AND NOT EXISTS (SELECT 1 FROM ratings t WHERE t.client_token = %(token)s)
     AND a.xmin = (SELECT v.xmin FROM assignments v WHERE v.id = %(assignment)s)

@@ -267,7 +267,7 @@ def _submit_fast(session: Session, assignment_id: int, reviewer_id: int, sub: Su
     row = hotpath.run(session, hotpath.SUBMIT, assignment=assignment_id, reviewer=reviewer_id, now=now,
                       score=sub.score, flags=json.dumps(flags), comment=comment,
                       time_taken_ms=sub.time_taken_ms, token=sub.client_token, at=utcnow(),
-                      session=signed.session_id if signed else None, role=role)
+                      browser_session=signed.session_id if signed else None, role=role)
     if row is None:
         return None
     rating_id, item_id, supersedes_id, guideline_version_id, member_id = row
