@@ -210,8 +210,49 @@ def test_other_model_families_are_refused(tmp_path: Path, case: str, suffix: str
 def test_pickle_needing_code_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "evil.ckpt"
     torch.save({"state_dict": _sd_like(), "callbacks": _Evil()}, path)
-    with pytest.raises(WeightsError, match="needs arbitrary Python code"):
+    with pytest.raises(WeightsError, match="needs arbitrary Python code") as err:
         resolve_weights(path, models_dir=tmp_path)
+    msg = str(err.value)
+    assert f"({os.system.__module__}.system)" in msg  # names what it would run
+    assert msg.endswith("convert this file with a tool you trust.")  # a whole sentence
+
+
+def test_lightning_training_metadata_is_read_as_data(tmp_path: Path, monkeypatch) -> None:
+    """A checkpoint saved by a PyTorch Lightning training run (as the SD1.5 release's .ckpt files
+    were) names the ModelCheckpoint callback class and holds numpy scalars, bytes and sets: read
+    as inert data, as ComfyUI and AUTOMATIC1111 do, without pytorch_lightning installed. A
+    malicious global in the same place is still refused."""
+    import collections
+    import sys
+    import types
+
+    names = ("pytorch_lightning", "pytorch_lightning.callbacks",
+             "pytorch_lightning.callbacks.model_checkpoint")
+    for name in names:  # only to write the pickle with Lightning's global names
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    callback = type("ModelCheckpoint", (), {"__module__": names[-1]})
+    sys.modules[names[-1]].ModelCheckpoint = callback
+    path = tmp_path / "trained.ckpt"
+    torch.save({"state_dict": _sd_like(), "epoch": 6, "global_step": 840000,
+                "pytorch-lightning_version": "1.4.2",
+                "callbacks": {callback: {"monitor": "val/loss", "best_model_score": np.float64(0.25),
+                                         "best_model_path": "logs/last.ckpt",
+                                         "dirpath": b"logs", "tags": {"ema", "v1"}}},
+                "lr": np.float32(1e-4), "hparams": collections.OrderedDict(lr=1e-4)}, path)
+    for name in names:
+        monkeypatch.delitem(sys.modules, name)
+    loaded = ckpt_mod._load_ckpt(path)
+    (key, state), = loaded["callbacks"].items()
+    assert key is ckpt_mod.LightningCallback and "pytorch_lightning" not in sys.modules
+    assert state["best_model_score"] == 0.25 and state["dirpath"] == b"logs"
+    assert state["tags"] == {"ema", "v1"} and abs(loaded["lr"] - 1e-4) < 1e-9
+    assert resolve_weights(path, models_dir=tmp_path).checkpoint.family == "sd15"
+
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": _sd_like(), "epoch": np.float64(1.0),
+                "callbacks": {"ModelCheckpoint": _Evil()}}, evil)
+    with pytest.raises(WeightsError, match="needs arbitrary Python code"):
+        resolve_weights(evil, models_dir=tmp_path)
 
 
 def test_unreadable_files_are_refused(tmp_path: Path) -> None:

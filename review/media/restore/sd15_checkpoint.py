@@ -9,8 +9,9 @@ built from the BPE merges file that the ``open-clip-torch`` package ships, the w
 ever downloaded.
 
 Files are inspected before their weights are loaded: a ``.safetensors`` header is read directly;
-a ``.ckpt`` is a pickle and is opened with ``torch.load(weights_only=True)`` only, so a file that
-needs arbitrary code is refused. Checkpoints of other families (SD2, SDXL, inpainting, LoRA) are
+a ``.ckpt`` is a pickle and is opened with ``torch.load(weights_only=True)`` only, allowing just the
+harmless training metadata ComfyUI and AUTOMATIC1111 also allow (:func:`ckpt_safe_globals`), so
+a file that needs arbitrary code is refused. Checkpoints of other families (SD2, SDXL, inpainting, LoRA) are
 refused with a message naming what they look like. The weights are converted with diffusers'
 own LDM -> diffusers key mapping and loaded strictly: a missing or misshapen tensor is an error.
 """
@@ -21,6 +22,7 @@ import gzip
 import importlib.util
 import json
 import os
+import pickle
 import shutil
 import struct
 import tempfile
@@ -196,24 +198,75 @@ def _safetensors_header(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[st
     return shapes, meta, {_DTYPES.get(v["dtype"], v["dtype"].lower()) for v in header.values()}
 
 
+class LightningCallback:
+    """Inert stand-in for a PyTorch Lightning callback class (``ModelCheckpoint``): training
+    checkpoints use the class as the key of its saved state (best score, paths). It is kept as
+    plain data and never runs; pytorch_lightning is not imported."""
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+
+def _numpy_scalar(dtype: Any, data: Any = None) -> Any:
+    """numpy's scalar reconstruction (a saved np.float64 score), for numeric dtypes only."""
+    import numpy as np
+
+    if not isinstance(dtype, np.dtype) or dtype.hasobject:
+        raise pickle.UnpicklingError("a numpy scalar of object dtype is refused")
+    if isinstance(data, str):  # written by Python 2: bytes as latin-1 text
+        data = data.encode("latin-1")
+    return np.frombuffer(data, dtype=dtype, count=1)[0] if data is not None else dtype.type()
+
+
+def _codecs_encode(text: Any, encoding: str = "utf-8") -> bytes:
+    """How protocol-2 pickles store bytes (``_codecs.encode(str, 'latin1')``): text codecs only."""
+    if not isinstance(text, str) or encoding.lower().replace("_", "-") not in (
+            "latin1", "latin-1", "iso-8859-1", "utf-8", "utf8", "ascii"):
+        raise pickle.UnpicklingError(f"_codecs.encode with {encoding!r} is refused")
+    return text.encode(encoding)
+
+
+def ckpt_safe_globals() -> list[tuple[Any, str]]:
+    """What ``.ckpt`` files may name besides tensors and plain containers, as ComfyUI and the
+    AUTOMATIC1111 web UI allow: Lightning's ModelCheckpoint callback (as inert data), numpy
+    scalars and dtypes (a saved best score), protocol-2 bytes and sets. All build plain data;
+    anything else (os.system, eval, other classes) is still refused."""
+    import numpy as np
+
+    out: list[tuple[Any, str]] = [(LightningCallback, f"{ns}.callbacks.model_checkpoint.ModelCheckpoint")
+                                  for ns in ("pytorch_lightning", "lightning.pytorch")]
+    out += [(_numpy_scalar, f"{mod}.multiarray.scalar") for mod in ("numpy.core", "numpy._core")]
+    out += [(np.dtype, "numpy.dtype"), (_codecs_encode, "_codecs.encode"), (set, "__builtin__.set"),
+            (set, "builtins.set")]
+    numeric = ("Bool", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64",
+               "Float16", "Float32", "Float64", "Complex64", "Complex128")
+    dtypes = getattr(np, "dtypes", None)
+    out += [(getattr(dtypes, f"{n}DType"), f"numpy.dtypes.{n}DType") for n in numeric
+            if dtypes is not None and hasattr(dtypes, f"{n}DType")]
+    return out
+
+
 def _load_ckpt(path: Path) -> dict[str, Any]:
-    """``torch.load(weights_only=True)``: tensors and plain containers only, never code."""
-    import pickle
+    """``torch.load(weights_only=True)``: tensors, plain containers and the harmless metadata of
+    :func:`ckpt_safe_globals` only, never code."""
+    import re
     import zipfile
 
     import torch
 
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True,
-                         mmap=zipfile.is_zipfile(path))
+        with torch.serialization.safe_globals(ckpt_safe_globals()):
+            obj = torch.load(path, map_location="cpu", weights_only=True,
+                             mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as exc:
-        globals_ = [line.strip() for line in str(exc).splitlines() if "GLOBAL" in line]
-        if not globals_:
+        names = sorted(set(re.findall(r"GLOBAL ([\w.]+)", str(exc))))
+        if not names:
             raise CheckpointError(f"{path.name} is not a readable .ckpt file") from exc
         raise CheckpointError(
-            f"{path.name} is a pickle that needs arbitrary Python code to load, which is refused "
-            f"(torch.load(weights_only=True): {globals_[0][:200]}). Use a .safetensors copy of "
-            "the same model, or convert it with a tool you trust."
+            f"{path.name} is a pickle that needs arbitrary Python code to load "
+            f"({', '.join(names)}), which is refused: only tensors, plain containers, numpy "
+            "scalars and PyTorch Lightning checkpoint-callback state are read from a .ckpt. Use "
+            "a .safetensors copy of the same model, or convert this file with a tool you trust."
         ) from exc
     except (OSError, RuntimeError, EOFError, ValueError) as exc:
         raise CheckpointError(f"{path.name} is not a readable .ckpt file ({exc})") from exc
