@@ -13,7 +13,8 @@ SQLite gets what a multi-process, multi-threaded app needs:
   take no write lock, and a read session that tries to write fails loudly instead of silently
   becoming a writer.
 
-PostgreSQL needs none of this: both roles get the same ordinary engine configuration.
+PostgreSQL needs none of this: both roles get the same ordinary engine configuration, at READ
+COMMITTED even where the server's default is stricter.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ def make_engine(url: str | URL, *, role: EngineRole = "write", echo: bool = Fals
     options: dict = {}
     if on_file and role == "write":
         options = {"pool_size": 1, "max_overflow": 0, "pool_timeout": WRITE_QUEUE_TIMEOUT_S}
+    if url.get_backend_name() == "postgresql":
+        # The lab's concurrency reasoning (review/labeling/hotpath.py, migration 0012) is READ
+        # COMMITTED's, whatever default the server was configured with; the schema's guards hold
+        # at every level, and `Lab.run` retries what a stricter level would refuse.
+        options["isolation_level"] = "READ COMMITTED"
     # A pre-ping guards against a server that dropped the connection; a SQLite file has no server.
     engine = create_engine(url, echo=echo, pool_pre_ping=url.get_backend_name() != "sqlite", **options)
     if engine.dialect.name == "sqlite":

@@ -3,11 +3,17 @@ way to write."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import random
+import re
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,6 +29,12 @@ from review.config import Settings, load_settings
 from review.errors import ReviewError
 from review.media.store import ImageStore
 
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+#: Times `Lab.run` tries a write that a concurrent one got in the way of (see `WriteConflict`).
+WRITE_ATTEMPTS = 4
+
 
 class SchemaOutOfDate(ReviewError):
     """The database is older than this code; `python -m review init` upgrades it in place."""
@@ -31,6 +43,82 @@ class SchemaOutOfDate(ReviewError):
 class DatabaseBusy(ReviewError):
     """Another process held the database's write lock for longer than we wait; nothing was
     saved, and trying again in a moment is the fix."""
+
+
+class WriteRefused(ReviewError):
+    """The database's own rules (a CHECK, a unique index, a guard trigger: migrations 0007, 0012)
+    refused the write, so nothing of it was saved. The domain checks these rules first; reaching
+    the database's refusal means another writer changed the data in between (a place on an item
+    taken, raters per item lowered) or a bug. The message says which rule, plainly; the original
+    error goes to the log."""
+
+    def __init__(self, message: str, *, rule: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+
+
+class WriteConflict(ReviewError):
+    """PostgreSQL refused the write as colliding with a concurrent one (a serialization failure
+    at REPEATABLE READ or SERIALIZABLE, or a deadlock); nothing was saved, and running the whole
+    transaction again is the fix (`Lab.run` does, a few times)."""
+
+    level = "warning"
+
+
+#: Plain sentences for the rules a concurrent write can make a write break (rule name -> text).
+_RULE_MESSAGES = {
+    "ratings_active_per_item": "This item already has all the ratings its study asks for (another "
+                               "reviewer's rating, or a lower raters-per-item, came first), so this "
+                               "rating was not saved. Go on with the next item.",
+    "assignments_slot_in_study": "The study's raters per item was lowered while this item was being "
+                                 "handed out, so it was not; ask for the next item.",
+    "uq_assignments_item_slot": "Another reviewer took the same place on this item at the same "
+                                "moment, so it was not handed out; ask for the next item.",
+    "ratings_score_in_scale": "The score is outside the study's scale (which may just have changed), "
+                              "so it was not saved.",
+    "studies_keep_ratings_valid": "The study's items already hold more reviewers (or ratings outside "
+                                  "the new scale) than the change allows, so it was not saved. Reload "
+                                  "the page to see the current numbers.",
+}
+_CONFLICT = ("Another change to the same data was being saved at the same moment, so nothing was "
+             "saved. Try again.")
+#: PostgreSQL's SQLSTATEs for "run the transaction again": serialization failure, deadlock.
+_RETRY_STATES = {"40001", "40P01"}
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    return getattr(exc.orig, "sqlstate", None)
+
+
+def _rule_of(exc: IntegrityError) -> str:
+    """The name of the rule an integrity error broke: a guard's name from its message ("CHECK
+    constraint failed: <name>"), PostgreSQL's constraint name, or SQLite's columns."""
+    text = str(exc.orig)
+    named = re.search(r"CHECK constraint failed: (\w+)", text)
+    if named:
+        return named.group(1)
+    constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+    if constraint:
+        return constraint
+    if "assignments.item_id, assignments.slot" in text:  # SQLite names columns, not the index
+        return "uq_assignments_item_slot"
+    unique = re.search(r"UNIQUE constraint failed: ([\w., ]+)", text)
+    return f"unique {unique.group(1)}" if unique else "an integrity rule"
+
+
+def plain_refusal(exc: BaseException) -> ReviewError | None:
+    """The plain refusal for a database error a write may meet when another write got in its way
+    (an integrity rule, a serialization failure, a deadlock); None for anything else (a bug,
+    which keeps its traceback)."""
+    if isinstance(exc, IntegrityError):
+        rule = _rule_of(exc)
+        message = _RULE_MESSAGES.get(rule) or (
+            f"The database refused this change because it would break one of its rules ({rule}), "
+            "so nothing was saved. Reload the page and try again; if it happens again, report it.")
+        return WriteRefused(message, rule=rule)
+    if isinstance(exc, DBAPIError) and _sqlstate(exc) in _RETRY_STATES:
+        return WriteConflict(_CONFLICT)
+    return None
 
 
 @dataclass
@@ -62,7 +150,29 @@ class Lab:
         except Exception as exc:
             if is_lock_timeout(exc):
                 raise DatabaseBusy(_busy_message("another process")) from exc
-            raise
+            refusal = plain_refusal(exc)
+            if refusal is None:
+                raise
+            log.info("write refused by the database: %s", exc)
+            raise refusal from exc
+
+    def run(self, action: Callable[[Session], T], *, attempts: int = WRITE_ATTEMPTS) -> T:
+        """`action` in one write transaction (as `write()`), run again from the start, up to
+        `attempts` times in all, when the database refused it because of a concurrent write: a
+        `WriteConflict`, or a `WriteRefused` on PostgreSQL, where the second run reads what the
+        other write committed and the domain gives its own answer (another slot, "the item is
+        full"). The last refusal is raised as it is: a plain message. `action` must only write
+        through the session (it may run more than once)."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.write() as session:
+                    return action(session)
+            except (WriteConflict, WriteRefused) as exc:
+                again = isinstance(exc, WriteConflict) or self.engine.dialect.name == "postgresql"
+                if not again or attempt == attempts:
+                    raise
+                time.sleep(random.uniform(0.005, 0.03) * attempt)
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     @contextmanager
     def read(self) -> Iterator[Session]:

@@ -17,10 +17,12 @@ elsewhere in the order, and every reviewer reaches it again when their walk wrap
 Balance: by default work goes to whoever asks (fast reviewers rate more); a study can cap each
 reviewer's share with `StudySettings.max_items_per_reviewer` (e.g. ceil(items x raters / reviewers)).
 
-Concurrency: the claim reads the item's slots inside the write transaction, with the item row
-locked on PostgreSQL (SQLite serialises writers with BEGIN IMMEDIATE), and takes a free one; the
-schema backs this up (a unique (item, slot) and a trigger keeping slots below raters_per_item), so
-two browsers can never over-fill an item or receive the same slot.
+Concurrency: the claim reads the item's slots inside the write transaction, with the study row
+held FOR SHARE and the item row locked on PostgreSQL (SQLite serialises writers with BEGIN
+IMMEDIATE), and takes a free one; the schema backs this up (a unique (item, slot) and a trigger
+keeping slots below raters_per_item, which since migration 0012 meets a concurrent change of
+raters per item on the study row), so two browsers can never over-fill an item or receive the
+same slot, and lowering raters per item while reviewers rate cannot leave a slot out of range.
 
 On PostgreSQL a plain claim (an enrolled reviewer, no quota, a free slot of a fresh item) runs as
 two hand-written statements (review.labeling.hotpath); everything else goes through the ORM code
@@ -179,8 +181,22 @@ def claim_next(session: Session, study_id: int, reviewer_id: int,
     return _claim_orm(session, study_by_id(session, study_id), reviewer_id, now)
 
 
+def hold_study(session: Session, study: Study) -> None:
+    """Hold the study's row FOR SHARE until the transaction ends and read it afresh (PostgreSQL):
+    a change of its raters per item waits for this write, or this write for the change and then
+    sees the new value, so slots and counts are checked against the study as it is (migration
+    0012's triggers take the same lock; taking it first, before any item row, keeps a write and a
+    settings change from waiting for each other in a cycle). On SQLite, BEGIN IMMEDIATE already
+    serialises writers: no statement."""
+    if session.get_bind().dialect.name == "sqlite":
+        return
+    session.execute(select(Study).where(Study.id == study.id).with_for_update(read=True)
+                    .execution_options(populate_existing=True))
+
+
 def _claim_orm(session: Session, study: Study, reviewer_id: int, now: datetime) -> Lease | None:
     """`next_assignment` through the ORM: SQLite, and PostgreSQL's cases off the hot path."""
+    hold_study(session, study)
     if not listed(study, reviewer_id):
         return None  # not among the reviewers the study lists (its page does not offer it to them)
     quota = StudySettings.of(study).max_items_per_reviewer
@@ -371,7 +387,9 @@ def take_slot(session: Session, study: Study, item_id: int, now: datetime,
 
 def reclaim_slot(session: Session, study: Study, assignment: Assignment, now: datetime) -> bool:
     """Give a slot back to an assignment that lost its own (a skipped item undone, a rating after
-    the lease ran out); False when the item is full. The item row is locked as a claim locks it."""
+    the lease ran out); False when the item is full. The item row is locked as a claim locks it,
+    after the study's (`hold_study`)."""
+    hold_study(session, study)
     lock_row(session, StudyItem, assignment.item_id)
     slot = take_slot(session, study, assignment.item_id, now)
     if slot is None:

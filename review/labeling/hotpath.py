@@ -55,7 +55,10 @@ def _window(gold: str, read: str) -> str:
 
 #: The study's settings, the reviewer's cohort row, account and live lease, and (only without a
 #: lease) the open windows: not gold, and gold when the study mixes gold in. No row when the study
-#: or the account is gone.
+#: or the account is gone. The study row is held FOR SHARE until the claim commits (as SUBMIT holds
+#: it): a change of raters per item waits for the claim, or the claim for it and then reads the new
+#: value, so the slots offered are the study's current ones (migration 0012; taken first, before
+#: any item row, so a claim and a settings change never wait for each other in a cycle).
 CLAIM_STATE = f"""
 SELECT s.settings, s.scale_min, s.scale_max, s.gold_rate, s.raters_per_item, s.lease_minutes,
   m.id, m.finished_items, m.queue_cursor, u.active, l.id, l.item_id, l.lease_expires_at,
@@ -70,7 +73,8 @@ LEFT JOIN LATERAL (
   ORDER BY a.leased_at LIMIT 1) l ON true
 {_window('false', 'true')}
 {_window('true', 's.gold_rate > 0')}
-WHERE u.id = %(reviewer)s"""
+WHERE u.id = %(reviewer)s
+FOR SHARE OF s"""
 
 #: Lease the first of the candidates (in the draw's order) nobody is claiming right now, in its
 #: lowest free slot, move the reviewer's cursor, and return the lease with the item's images (what
@@ -131,7 +135,7 @@ WITH live AS MATERIALIZED (
     AND CAST(%(score)s AS integer) BETWEEN s.scale_min AND s.scale_max
     AND NOT EXISTS (SELECT 1 FROM ratings t WHERE t.client_token = %(token)s)
     AND a.xmin = (SELECT v.xmin FROM assignments v WHERE v.id = %(assignment)s)
-  FOR UPDATE OF a
+  FOR UPDATE OF a FOR SHARE OF s
 ), r AS (
   INSERT INTO ratings (item_id, reviewer_id, author_id, source, score, flags, comment,
                        guideline_version_id, time_taken_ms, active, supersedes_id, client_token, created_at)

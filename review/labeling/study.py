@@ -199,8 +199,10 @@ def _most_per_item(session: Session, study: Study) -> int:
 def edit_study(session: Session, study_id: int, edit: StudyEdit, *, actor_id: int | None = None) -> Study:
     """Apply `edit` to an open study (audited with the old and new values). Refused with the
     reason when the study is closed or the change would break existing rows (fewer raters per
-    item than an item already has)."""
+    item than an item already has). The study row is locked first (PostgreSQL): ratings and claims
+    in flight finish before the count, and new ones wait for this change (migration 0012)."""
     study = study_by_id(session, study_id)
+    session.get(Study, study_id, with_for_update=True, populate_existing=True)
     if closed_at(session, study_id) is not None:
         raise StudyError(f"Study {study.name!r} is closed; reopen it before changing it.")
     StudyConfig(name=study.name, raters_per_item=edit.raters_per_item, gold_rate=edit.gold_rate,
