@@ -356,6 +356,25 @@ def _list_models(ctx: click.Context) -> None:
     ctx.exit()
 
 
+def _check_output(output: Path) -> None:
+    """Refuse an OUTPUT that could not be written, before any work: its folder must exist and be
+    writable, and its suffix name an image format Pillow can save."""
+    from PIL import Image
+
+    folder = output.parent
+    if not folder.is_dir():
+        raise click.BadParameter(f"the folder {folder} does not exist: create it first, or "
+                                 "choose an OUTPUT in an existing folder.", param_hint="OUTPUT")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"the folder {folder} is not writable: choose an OUTPUT in a "
+                                 "folder you can write to.", param_hint="OUTPUT")
+    Image.init()
+    fmt = Image.registered_extensions().get(output.suffix.lower())
+    if fmt is None or fmt not in Image.SAVE:
+        raise click.BadParameter(f"{output.name} has no image suffix Pillow can write: end OUTPUT "
+                                 "in .png (lossless), or e.g. .jpg or .webp.", param_hint="OUTPUT")
+
+
 @cli.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False))
 @click.argument("output_path", metavar="OUTPUT", type=click.Path(dir_okay=False))
@@ -395,6 +414,7 @@ def restore(input_path: str, output_path: str, method: str, model: str | None,
     from review.media.degrade import degrade
     from review.media.restore.runner import run_restorer
 
+    _check_output(Path(output_path))  # before the restoration, not after it
     settings = load_settings()
     image = decode_file(Path(input_path))
     kernel = reference = None

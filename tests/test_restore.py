@@ -236,3 +236,41 @@ def test_controls(astronaut: Image.Image) -> None:
         get_restorer("hidden_reference").restore(RestoreInput(d.image))
     with pytest.raises(ValueError, match="unknown parameter"):
         get_restorer("blurred").restore(inp, {"strength": 0.5})
+
+
+# ----------------------------------------------------------------------------- the restore command
+
+
+@pytest.mark.parametrize("case", ["missing folder", "read-only folder", "no image suffix"])
+def test_restore_refuses_an_unwritable_output_before_any_work(tmp_path: Path, monkeypatch,
+                                                              case: str) -> None:
+    """`restore` checks OUTPUT first: a missing or read-only folder, or a suffix no image format
+    has, is refused before the input is read or a restorer runs (it used to fail after the whole
+    restoration)."""
+    import os
+
+    from click.testing import CliRunner
+
+    from review.cli import cli
+    from review.media.restore import runner
+
+    calls: list[str] = []
+    monkeypatch.setattr(runner, "run_restorer", lambda *a, **k: calls.append("ran"))
+    monkeypatch.setenv("REVIEW_DATA_DIR", str(tmp_path / "data"))
+    src = tmp_path / "in.png"
+    Image.new("RGB", (16, 16), (90, 120, 200)).save(src)
+    out = {"missing folder": tmp_path / "nowhere" / "out.png",
+           "read-only folder": tmp_path / "ro" / "out.png",
+           "no image suffix": tmp_path / "out.restored"}[case]
+    if case == "read-only folder":
+        out.parent.mkdir()
+        out.parent.chmod(0o500)
+        if os.access(out.parent, os.W_OK):  # running as root: permissions do not bind
+            pytest.skip("the file system lets this user write anywhere")
+    result = CliRunner().invoke(cli, ["restore", str(src), str(out), "--method", "blurred",
+                                      "--blur", "defocus:2"])
+    assert result.exit_code == 2, result.output
+    expected = {"missing folder": "does not exist", "read-only folder": "not writable",
+                "no image suffix": "no image suffix"}[case]
+    assert expected in result.output and "OUTPUT" in result.output
+    assert calls == [] and not list(tmp_path.rglob("*_blurred.png"))

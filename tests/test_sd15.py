@@ -465,3 +465,32 @@ def test_weights_replaced_in_place_are_loaded_again(models_dir: Path, tmp_path: 
     p = SD15Img2ImgParams(steps=4, strength=0.5, precision="fp32")
     out = restore_grid(second, RestoreInput(photo), [0.5], [0], p)[0]
     assert out.provenance["model_identity"] == second.model_identity
+
+
+def test_scheduler_configuration_is_in_provenance(models_dir: Path, tmp_path: Path,
+                                                  photo: Image.Image) -> None:
+    """Timestep spacing changes the output, so it is recorded (with the rest of the scheduler's
+    effective configuration and the timesteps run), and weights whose scheduler config says
+    otherwise have another identity."""
+    folder = tmp_path / "trailing"
+    shutil.copytree(models_dir / "tiny_sd15", folder)
+    cfg_file = folder / "scheduler" / "scheduler_config.json"
+    cfg = json.loads(cfg_file.read_text())
+    assert cfg["timestep_spacing"] == "leading"
+    cfg_file.write_text(json.dumps({**cfg, "timestep_spacing": "trailing"}))
+    p = SD15Img2ImgParams(steps=6, strength=0.5, precision="fp32", scheduler="euler")
+    runs = {}
+    for name, path in (("leading", models_dir / "tiny_sd15"), ("trailing", folder)):
+        runs[name] = restore_grid(load_pipeline(path, precision="fp32"), RestoreInput(photo),
+                                  [0.5], [0], p)[0]
+    provs = {n: r.provenance for n, r in runs.items()}
+    for name, prov in provs.items():
+        assert prov["timestep_spacing"] == name
+        assert prov["scheduler_config"]["timestep_spacing"] == name
+        assert prov["scheduler_config"]["steps_offset"] == 1
+        assert prov["scheduler_config"]["beta_schedule"] == "scaled_linear"
+        assert len(prov["timesteps"]) == prov["denoising_steps"] == 3
+        json.dumps(prov, allow_nan=False)  # storable in PostgreSQL's JSON too
+    assert provs["leading"]["timesteps"] != provs["trailing"]["timesteps"]
+    assert provs["leading"]["model_identity"] != provs["trailing"]["model_identity"]
+    assert not np.array_equal(_u8(runs["leading"].image), _u8(runs["trailing"].image))

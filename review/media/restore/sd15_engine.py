@@ -31,6 +31,7 @@ the pipeline's lock.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -204,10 +205,38 @@ def _decode(pipeline: SD15Pipeline, latents: Any, max_batch: int) -> list[Image.
     return images
 
 
+def _plain(value: Any) -> Any:
+    """A config value as JSON both databases store: non-finite floats as text, tuples as lists."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value if value is None or isinstance(value, bool | int | float | str) else str(value)
+
+
+def scheduler_settings(scheduler: Any) -> dict[str, Any]:
+    """The scheduler's effective configuration (timestep spacing, steps offset, beta schedule,
+    prediction type, solver options ...): all of it changes the output, so all of it goes into
+    provenance."""
+    return {k: _plain(v) for k, v in sorted(dict(scheduler.config).items())
+            if not k.startswith("_")}
+
+
+def _timesteps(values: Any) -> list[float | int]:
+    out: list[float | int] = []
+    for t in values:
+        f = float(t)
+        out.append(int(f) if f.is_integer() else round(f, 4))
+    return out
+
+
 def _provenance(pipeline: SD15Pipeline, scheduler: Any, **extra: Any) -> dict[str, Any]:
     import torch
 
     threads = {"cpu_threads": torch.get_num_threads()} if pipeline.device == "cpu" else {}
+    settings = scheduler_settings(scheduler)
     return {
         "model_identity": pipeline.model_identity,
         "model_name": pipeline.name,
@@ -215,6 +244,8 @@ def _provenance(pipeline: SD15Pipeline, scheduler: Any, **extra: Any) -> dict[st
         "device": pipeline.device,
         "dtype": pipeline.dtype,
         "scheduler_class": type(scheduler).__name__,
+        "timestep_spacing": settings.get("timestep_spacing"),
+        "scheduler_config": settings,
         **threads,
         "reproducibility": REPRODUCIBILITY,
         **extra,
@@ -313,7 +344,7 @@ def restore_grid(
             img = img.resize(inp.degraded.size, Image.Resampling.LANCZOS)
         extra = _provenance(
             pipeline, g.scheduler, working_size=list(wsize),
-            denoising_steps=len(timesteps) - g.start,
+            denoising_steps=len(timesteps) - g.start, timesteps=_timesteps(timesteps[g.start:]),
             grid_size=n, grid_wall_time_s=round(wall, 4), max_batch=max_batch,
         )
         results.append(finish_result("sd15_img2img", p, img, inp, wall / n, extra, VERSIONS))
@@ -360,7 +391,8 @@ def generate_reference(
         "method": "sd15_txt2img", "params": params.to_dict(), "seed": params.seed,
         "versions": library_versions(*VERSIONS), "input_size": None,
         "wall_time_s": round(wall, 4),
-        **_provenance(pipeline, sched, denoising_steps=len(sched.timesteps)),
+        **_provenance(pipeline, sched, denoising_steps=len(sched.timesteps),
+                      timesteps=_timesteps(sched.timesteps)),
     }
     metrics = compute_metrics(image, image, None)
     metrics = {"blur_effect_output": metrics["blur_effect_output"]}
