@@ -1,8 +1,8 @@
 """The study's answer to "how far can it go?", in plain words and as data: one sentence per
 restorer, setting and blur kind from review.analysis.boundary, how many ratings it rests on (and
 how many of them are simulated), and the next blur levels worth rating. Renderings: a JSON-safe
-dict (curves, GP band, boundary, proposals), Markdown (CLI `answer`, the HTML report), and a tidy
-table for CSV export.
+dict (curves, the monotone curve's band, boundary, proposals), Markdown (CLI `answer`, the HTML
+report), and a tidy table for CSV export.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from review.analysis.boundary import Curve, Options, curve_groups, curves_of
+from review.analysis.boundary import MIN_ITEMS, MIN_RATINGS, Curve, Options, curve_groups, curves_of
 
 #: How each blur kind's level reads in a sentence.
 KIND_WORDS = {"motion_line": "motion blur (line length)", "camera_shake": "camera shake",
@@ -82,10 +82,27 @@ def _name(curve: Curve, strength: float | None) -> str:
     return name + (f" ({curve.setting})" if curve.setting else "")
 
 
+def faithful_words(options: Options, below: bool = False) -> str:
+    """What is estimated, exactly: a share of RATINGS (not of restorations)."""
+    return (f"{'<' if below else '>='} {options.threshold * 100:g} % of ratings score it "
+            f"{options.faithful_min} or more")
+
+
+def next_ratings_words(curve: Curve, strength: float | None) -> str:
+    """What to rate next for one strength of a curve: the proposed levels and how many ratings."""
+    props = [p for p in curve.proposals if p.get("strength") == strength or strength is None]
+    levels = sorted({p["level"] for p in props}) or sorted({curve.levels[0], curve.levels[-1]})
+    per_level = [s.ratings for s in curve.stats if s.strength == strength or len(curve.strengths) == 1]
+    n = max(MIN_RATINGS, int(sorted(per_level)[len(per_level) // 2]) if per_level else MIN_RATINGS)
+    at = ", ".join(f"{_px(v)}" for v in levels[:-1]) + (" and " if len(levels) > 1 else "") + _px(levels[-1])
+    return f"rate {n} or more ratings of {MIN_ITEMS} or more restored photos at each of {at} px"
+
+
 def sentences(curve: Curve, options: Options) -> list[str]:
-    """The plain-words answer of one curve, one sentence per strength."""
+    """The plain-words answer of one curve, one sentence per strength. The estimate is the share
+    of ratings that call a restoration faithful, and the sentences say so."""
     kind = KIND_WORDS.get(curve.blur_kind, curve.blur_kind)
-    faithful = f"{options.threshold * 100:g} % of restorations rated {options.faithful_min} or more"
+    faithful = faithful_words(options)
     out = []
     for strength, b in zip(curve.strengths, curve.boundaries, strict=True):
         name = _name(curve, strength)
@@ -94,14 +111,18 @@ def sentences(curve: Curve, options: Options) -> list[str]:
                     + (", or below the smallest level studied" if b.open_low else "")
                     + (", or beyond the largest level studied" if b.open_high else ""))
         if b.status == "crosses" and b.level is not None:
-            out.append(f"{name} stays faithful (>= {faithful}) up to about {_px(b.level)} px of {kind} "
+            out.append(f"{name} stays faithful ({faithful}) up to about {_px(b.level)} px of {kind} "
                        f"({interval}).")
         elif b.status == "usable throughout":
-            out.append(f"{name} stays faithful (>= {faithful}) at every level studied, up to "
+            out.append(f"{name} stays faithful ({faithful}) at every level studied, up to "
                        f"{_px(curve.levels[-1])} px of {kind}; rate larger blur to find its limit.")
+        elif b.status == "not usable even at the smallest level":
+            out.append(f"{name} is not faithful ({faithful_words(options, below=True)}) even at "
+                       f"{_px(curve.levels[0])} px of {kind}, the smallest level studied; rate smaller "
+                       "blur to find its limit.")
         else:
-            out.append(f"{name} is not faithful (< {faithful}) even at {_px(curve.levels[0])} px of "
-                       f"{kind}, the smallest level studied; rate smaller blur to find its limit.")
+            out.append(f"{name} on {kind}: not enough ratings to tell ({b.reason}); "
+                       f"{next_ratings_words(curve, strength)}.")
     return out
 
 
@@ -113,8 +134,9 @@ def _proposal_words(curve: Curve) -> str:
 
 
 def answer_dict(answer: Answer) -> dict[str, Any]:
-    """JSON-safe: the options, and per curve the observed points, the GP band on its grid, the
-    level classes, the boundary per strength with its interval, the proposals and the sentences."""
+    """JSON-safe: the options, and per curve the observed points, the curve's mean and bootstrap
+    sd on its grid (keys gp_mean / gp_sd), the level classes, the boundary per strength with its
+    interval, status and reason, the proposals and the sentences."""
     o = answer.options
     return {
         "study": answer.study,
@@ -135,7 +157,7 @@ def answer_dict(answer: Answer) -> dict[str, Any]:
             "by_strength": [{
                 "strength": st,
                 "boundary": b.level, "boundary_ci": list(b.interval), "open_low": b.open_low,
-                "open_high": b.open_high, "status": b.status,
+                "open_high": b.open_high, "status": b.status, "reason": b.reason,
                 "grid": c.grid, "gp_mean": mean, "gp_sd": sd,
                 "level_classes": dict(zip([str(v) for v in c.levels], classes, strict=True)),
             } for st, b, mean, sd, classes in zip(c.strengths, c.boundaries, c.gp_mean, c.gp_sd,
@@ -158,10 +180,11 @@ def answer_markdown(answer: Answer) -> str:
     sim = (f", {answer.simulated_ratings} of them from a simulated panel" if answer.simulated_ratings
            else "" if answer.include_simulated else " (simulated ratings left out)")
     lines += [f"Faithful means a score of {o.faithful_min} or more; a blur level is usable when at "
-              f"least {o.threshold * 100:g} % of its restorations are faithful. A Gaussian process over blur "
-              f"level models that share (level-set estimation, arXiv 2412.20275); a level is uncertain "
-              f"while mean +- {o.beta:g} sd straddles {o.threshold * 100:g} %. "
-              f"{answer.ratings} ratings{sim}.",
+              f"least {o.threshold * 100:g} % of its ratings are faithful (a share of ratings, not of "
+              "restorations). A non-increasing curve over blur level models that share, each rated "
+              "item (restored photo) counting once; its 95 % interval comes from a bootstrap over the "
+              f"items (level-set estimation, arXiv 2412.20275); a level is uncertain while mean +- "
+              f"{o.beta:g} sd straddles {o.threshold * 100:g} %. {answer.ratings} ratings{sim}.",
               ""]
     for c in answer.curves:
         for sentence in sentences(c, o):
@@ -187,7 +210,8 @@ def answer_markdown(answer: Answer) -> str:
 
 def curves_frame(answer: Answer) -> pd.DataFrame:
     """One row per observed level of every curve (CSV export): counts, share with its Wilson
-    interval, MOS, the GP mean and sd there, the level's class, and the curve's boundary."""
+    interval, MOS, the curve's mean and bootstrap sd there (gp_mean, gp_sd), the level's class,
+    and the curve's boundary."""
     rows = []
     for c in answer.curves:
         for s in c.stats:

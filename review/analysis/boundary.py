@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.special import ndtr, ndtri
 
 from review.analysis.agreement import wilson_ci
 from review.media.restore import restorer_class
@@ -188,7 +189,10 @@ def fit_share(level: np.ndarray, faithful: np.ndarray, item: np.ndarray | None =
     for i in range(len(levels)):
         shares = share[pairs[:, 0] == i]
         means[i] = shares.mean()
-        boot[:, i] = shares[rng.integers(0, len(shares), (samples, len(shares)))].mean(axis=1)
+        # The bootstrap variance of a mean of n items is (n - 1) / n of the sample's: scaled back.
+        inflate = math.sqrt(len(shares) / (len(shares) - 1)) if len(shares) > 1 else 1.0
+        drawn = shares[rng.integers(0, len(shares), (samples, len(shares)))].mean(axis=1)
+        boot[:, i] = means[i] + inflate * (drawn - means[i])
     curve = decreasing_fit(means[None, :], items)[0]
     return Fit(levels, items, ratings, hits, curve, decreasing_fit(boot, items), seed)
 
@@ -272,6 +276,24 @@ class Boundary:
     open_high: bool
     status: str
     reason: str = ""
+    estimate: float = math.nan  # the crossing of the fit whatever the status (range edge if none)
+
+
+INTERVAL_RULE = "percentile"
+
+
+def _interval(reps: np.ndarray, point: float) -> tuple[float, float]:
+    """The 95 % interval from the replicate crossings: bias-corrected percentiles (Efron's BC):
+    when most replicates fall on one side of the estimate, the percentiles move the other way."""
+    if INTERVAL_RULE == "percentile":
+        return tuple(float(v) for v in np.percentile(reps, [2.5, 97.5]))  # type: ignore[return-value]
+    if INTERVAL_RULE == "basic":
+        q = np.percentile(reps, [2.5, 97.5])
+        return float(2 * point - q[1]), float(2 * point - q[0])
+    share = float(np.mean(reps < point) + 0.5 * np.mean(reps == point))
+    z0 = float(ndtri(np.clip(share, 1e-3, 1 - 1e-3)))
+    probs = ndtr(2 * z0 + ndtri(np.array([0.025, 0.975])))
+    return tuple(float(v) for v in np.percentile(reps, 100 * probs))  # type: ignore[return-value]
 
 
 def boundary_of(fit: Fit, threshold: float, *, seed: int = 0) -> Boundary:
@@ -282,7 +304,7 @@ def boundary_of(fit: Fit, threshold: float, *, seed: int = 0) -> Boundary:
     reps = crossings(lv, fit.boot, threshold, rng.random(len(fit.boot)))
     b = float(crossings(lv, fit.curve[None, :], threshold, 0.5)[0])
     clipped = np.clip(reps, lv[0], lv[-1])
-    lo, hi = (float(v) for v in np.percentile(clipped, [2.5, 97.5])) if len(lv) > 1 else (lv[0], lv[0])
+    lo, hi = _interval(clipped, float(np.clip(b, lv[0], lv[-1]))) if len(lv) > 1 else (lv[0], lv[0])
     open_low = bool(lo <= lv[0]) and bool((reps == -np.inf).any())
     open_high = bool(hi >= lv[-1]) and bool((reps == np.inf).any())
     width = float(lv[-1] - lv[0])
@@ -295,32 +317,35 @@ def boundary_of(fit: Fit, threshold: float, *, seed: int = 0) -> Boundary:
         status, reason = "not enough ratings", f"only {len(lv)} blur level{'s' * (len(lv) != 1)} rated"
     elif math.isinf(b) and b > 0:
         wl = wilson_ci(int(fit.faithful[-1]), int(fit.ratings[-1]))
-        if enough(-1) and wl is not None and wl[0] >= threshold and float(np.percentile(fit.boot[:, -1], 2.5)) >= threshold:
+        settled = float(np.percentile(fit.boot[:, -1], 2.5)) >= threshold
+        if enough(-1) and wl is not None and wl[0] >= threshold and settled:
             status = "usable throughout"
         else:
-            status, reason = "not enough ratings", "too few ratings at the largest level to say it stays faithful"
+            status, reason = "not enough ratings", "too few ratings at the largest level to tell"
     elif math.isinf(b):
         wl = wilson_ci(int(fit.faithful[0]), int(fit.ratings[0]))
-        if enough(0) and wl is not None and wl[1] < threshold and float(np.percentile(fit.boot[:, 0], 97.5)) < threshold:
+        settled = float(np.percentile(fit.boot[:, 0], 97.5)) < threshold
+        if enough(0) and wl is not None and wl[1] < threshold and settled:
             status = "not usable even at the smallest level"
         else:
-            status, reason = "not enough ratings", "too few ratings at the smallest level to say it is not faithful"
+            status, reason = "not enough ratings", "too few ratings at the smallest level to tell"
     elif hi - lo > width / 2:
         status, reason = "not enough ratings", "the 95 % interval spans more than half the studied range"
     elif not (enough(int(np.searchsorted(lv, b, side="right")) - 1)
               and enough(min(int(np.searchsorted(lv, b, side="right")), len(lv) - 1))):
         status, reason = "not enough ratings", "too few ratings at the levels around the boundary"
     return Boundary(level=b if status == "crosses" else None, interval=(lo, hi), open_low=open_low,
-                    open_high=open_high, status=status, reason=reason)
+                    open_high=open_high, status=status, reason=reason,
+                    estimate=float(np.clip(b, lv[0], lv[-1])))
 
 
 def propose(fit: Fit, candidates: np.ndarray, threshold: float, k: int,
             min_gap: float = 0.0) -> list[tuple[np.ndarray, float]]:
     """The `k` candidate levels (rows of `candidates`, raw units) with the highest Straddle score,
     at least `min_gap` apart in scaled units, best first, each with its score."""
-    candidates = np.atleast_2d(np.asarray(candidates, dtype=float))
-    if candidates.shape[0] == 1 and candidates.shape[1] > 1:
-        candidates = candidates.T
+    candidates = np.asarray(candidates, dtype=float).reshape(-1, 1)
+    if len(candidates) == 0:
+        return []
     mean, sd = fit.predict(candidates[:, 0])
     score = straddle(mean, sd, threshold)
     chosen: list[int] = []
@@ -412,7 +437,9 @@ def analyse_curve(df: pd.DataFrame, restorer: str, setting: str, blur_kind: str,
     lo, hi = levels[0], levels[-1]
     grid = np.linspace(lo, hi, GRID_POINTS) if hi > lo else np.array([lo])
     step = min(np.diff(levels)) if len(levels) > 1 else 1.0
-    cand_levels = np.arange(lo, hi + step / 2, step / 2)
+    # Candidates every half step (every quarter of the range where few levels were rated).
+    cand = min(step / 2, (hi - lo) / 4) if hi > lo else 1.0
+    cand_levels = np.arange(lo, hi + cand / 2, cand)
     means, sds, bounds, classes, scored = [], [], [], [], []
     for strength in strengths:
         part = frame[np.isclose(frame["strength"], strength)] if two_d else frame
@@ -424,8 +451,14 @@ def analyse_curve(df: pd.DataFrame, restorer: str, setting: str, blur_kind: str,
         bounds.append(boundary_of(fit, options.threshold, seed=options.seed))
         lm, ls = fit.predict(np.array(levels))
         classes.append(classify(lm, ls, options.threshold, options.beta))
-        for c, sc in propose(fit, cand_levels[:, None], options.threshold, options.proposals,
-                             min_gap=0.5 * step / max(hi - lo, 1e-9)):
+        # A studied level with enough ratings whose class is settled needs no more ratings.
+        settled = {float(v) for v, c, n, k in zip(fit.levels, classify(*fit.predict(fit.levels),
+                                                                      options.threshold, options.beta),
+                                                   fit.ratings, fit.items, strict=True)
+                   if c != "uncertain" and n >= MIN_RATINGS and k >= MIN_ITEMS}
+        open_levels = np.array([v for v in cand_levels if float(v) not in settled])
+        for c, sc in propose(fit, open_levels[:, None], options.threshold, options.proposals,
+                             min_gap=0.5 * cand / max(hi - lo, 1e-9)):
             scored.append({"level": float(c[0]), **({"strength": float(strength)} if two_d else {}),
                            "score": sc})
     proposals = sorted(scored, key=lambda p: -p["score"])[:options.proposals]

@@ -296,3 +296,181 @@ def remove_simulated(session: Session, study: Study) -> int:
     still_used = set(session.scalars(select(Rating.reviewer_id).where(Rating.reviewer_id.in_(members))))
     session.execute(delete(User).where(User.id.in_([u for u in members if u not in still_used])))
     return len(ids)
+
+
+# --------------------------------------------------------------------------------------------
+# Truth shapes and rater models for validating the boundary estimator (bench/assurance.py)
+# --------------------------------------------------------------------------------------------
+#
+# A truth shape is the share of ratings that call a restoration faithful (score >= 4) at a blur
+# level, for the population of raters a panel draws from and the population of items at that
+# level. A rater model says how ratings arise: item quality psi (the level's centre plus the
+# item's own N(0, item_sd)), a rater's bias and inconsistency (P.910), spammers who answer
+# uniformly at random, how many raters rate each item and whether they are fresh crowd raters
+# or one fixed panel that rates everything. The level's centre is solved so that the population
+# share equals the shape exactly; for a fixed panel the TRUE share is that panel's own share
+# (its raters are known; the estimator answers for them), computed exactly.
+
+SPAM_FAITHFUL = 0.4  # a spammer picks 1-5 uniformly: 4 or 5 with probability 2/5
+_INCONSISTENCY_QUANTILES = norm.ppf((np.arange(32) + 0.5) / 32)  # lognormal spread, quadrature
+
+
+@dataclass(frozen=True)
+class TruthShape:
+    """A ground truth of the faithful share over blur level; `share(level)` is non-increasing.
+
+    kind: "logistic" (share from `top` to `floor`, logistic of scale `width` px), "steep" and
+    "shallow" (the same with a small or large width), "plateau_cliff" (flat just above h, then a
+    cliff of scale `width`), "two_step" (a first drop to `mid_share` at `boundary - gap`, then a
+    second drop), "linear" (a slow straight decline from `top` to `floor` across `span` px).
+    `anchor` is a level where the share equals `anchor_share` (h for most shapes)."""
+
+    kind: str
+    anchor: float
+    width: float = 2.0
+    top: float = 0.93
+    floor: float = 0.05
+    plateau: float = 0.86
+    mid_share: float = 0.84
+    gap: float = 6.0
+    span: float = 30.0
+    threshold: float = 0.8
+
+    def share(self, level: np.ndarray | float) -> np.ndarray:
+        x = np.asarray(level, dtype=float)
+        h = self.threshold
+        if self.kind in ("logistic", "steep", "shallow"):
+            mid = self.anchor + self.width * logit((h - self.floor) / (self.top - self.floor))
+            return self.floor + (self.top - self.floor) * expit((mid - x) / self.width)
+        if self.kind == "plateau_cliff":
+            mid = self.anchor + self.width * logit((h - self.floor) / (self.plateau - self.floor))
+            return self.floor + (self.plateau - self.floor) * expit((mid - x) / self.width)
+        if self.kind == "two_step":
+            first = self.anchor - self.gap  # the first, harmless drop (top -> mid_share > h)
+            a = self.mid_share + (self.top - self.mid_share) * expit((first - x) / self.width)
+            mid = self.anchor + self.width * logit((h - self.floor) / (self.mid_share - self.floor))
+            return self.floor + (a - self.floor) * expit((mid - x) / self.width)
+        if self.kind == "linear":
+            slope = (self.top - self.floor) / self.span
+            return np.clip(h - slope * (x - self.anchor), self.floor, self.top)
+        raise ValueError(f"unknown truth shape {self.kind!r}")
+
+
+SHAPES = ("logistic", "steep", "shallow", "plateau_cliff", "two_step")
+
+
+def draw_shape(kind: str, rng: np.random.Generator, lo: float = 6.0, hi: float = 24.0) -> TruthShape:
+    """A random truth of `kind` whose share crosses h between `lo` and `hi` px."""
+    anchor = float(rng.uniform(lo, hi))
+    if kind == "logistic":
+        return TruthShape(kind, anchor, width=float(rng.uniform(1.5, 3.5)))
+    if kind == "steep":
+        return TruthShape(kind, anchor, width=float(rng.uniform(0.15, 0.6)))
+    if kind == "shallow":
+        return TruthShape(kind, anchor, width=float(rng.uniform(4.0, 7.0)))
+    if kind == "plateau_cliff":
+        return TruthShape(kind, anchor, width=float(rng.uniform(0.3, 1.0)),
+                          plateau=float(rng.uniform(0.83, 0.9)))
+    if kind == "two_step":
+        return TruthShape(kind, anchor, width=float(rng.uniform(0.5, 1.5)), gap=float(rng.uniform(4.0, 8.0)),
+                          mid_share=float(rng.uniform(0.83, 0.88)))
+    if kind == "linear":
+        return TruthShape(kind, anchor, span=float(rng.uniform(25.0, 45.0)))
+    raise ValueError(f"unknown truth shape {kind!r}")
+
+
+@dataclass(frozen=True)
+class RaterModel:
+    """How one panel's ratings arise (see the section comment above)."""
+
+    name: str
+    bias_sd: float = 0.3
+    inconsistency: float = 0.6
+    inconsistency_spread: float = 0.25
+    item_sd: float = 0.3
+    spammers: float = 0.0  # share of the panel's raters who answer uniformly at random
+    raters_per_item: int = 3
+    fixed_panel: int = 0  # > 0: this many raters rate every item; 0: a crowd pool
+    pool: int = 2000  # crowd: raters in the pool (large: each rater rates few items)
+
+    def _sd(self) -> np.ndarray:
+        """Per inconsistency quadrature node: sd of psi + noise around the level's centre."""
+        s = self.inconsistency * np.exp(self.inconsistency_spread * _INCONSISTENCY_QUANTILES)
+        return np.sqrt(self.item_sd**2 + s**2)
+
+    def population_share(self, centre: np.ndarray) -> np.ndarray:
+        """The share of faithful ratings at item centre `centre`, over this model's population."""
+        c = np.asarray(centre, dtype=float)[..., None]
+        honest = norm.cdf((c - FAITHFUL_CUT) / np.sqrt(self._sd()**2 + self.bias_sd**2)).mean(axis=-1)
+        return (1 - self.spammers) * honest + self.spammers * SPAM_FAITHFUL
+
+    def centre_for(self, share: np.ndarray) -> np.ndarray:
+        """The item centre at which the population share is `share` (clipped to what it can reach)."""
+        grid = np.linspace(-4.0, 11.0, 3001)
+        return np.interp(np.asarray(share, dtype=float), self.population_share(grid), grid)
+
+
+RATER_MODELS: dict[str, RaterModel] = {
+    "p910_crowd": RaterModel("p910_crowd"),
+    "scale_use": RaterModel("scale_use", bias_sd=0.9),
+    "spammers_10": RaterModel("spammers_10", spammers=0.1),
+    "two_per_item": RaterModel("two_per_item", raters_per_item=2),
+    "fixed_panel_8": RaterModel("fixed_panel_8", fixed_panel=8, raters_per_item=8),
+}
+
+
+@dataclass
+class Panel:
+    """The raters of one simulated study: biases, inconsistencies, spammer flags."""
+
+    model: RaterModel
+    bias: np.ndarray
+    inconsistency: np.ndarray
+    spammer: np.ndarray
+
+    @classmethod
+    def draw(cls, model: RaterModel, rng: np.random.Generator) -> Panel:
+        n = model.fixed_panel or model.pool
+        spam = np.zeros(n, dtype=bool)
+        spam[:round(model.spammers * n)] = True  # exactly the model's share of spammers
+        return cls(model, rng.normal(0.0, model.bias_sd, n),
+                   model.inconsistency * rng.lognormal(0.0, model.inconsistency_spread, n), spam)
+
+    def true_share(self, shape: TruthShape, level: np.ndarray | float) -> np.ndarray:
+        """The TRUE share of ratings calling a restoration faithful at `level`: over the rater
+        population for a crowd, over this panel's own raters for a fixed panel."""
+        centre = self.model.centre_for(shape.share(level))
+        if not self.model.fixed_panel:
+            return self.model.population_share(centre)
+        c = np.asarray(centre, dtype=float)[..., None]
+        p = norm.cdf((c + self.bias - FAITHFUL_CUT) / np.sqrt(self.model.item_sd**2 + self.inconsistency**2))
+        return np.where(self.spammer, SPAM_FAITHFUL, p).mean(axis=-1)
+
+    def true_boundary(self, shape: TruthShape, lo: float, hi: float, threshold: float = 0.8) -> float:
+        """Where the TRUE share first falls below `threshold` (bisection on a 0.005 px grid);
+        `lo` or `hi` when it starts below or never falls below within [lo, hi]."""
+        x = np.arange(lo, hi + 0.0025, 0.005)
+        below = self.true_share(shape, x) < threshold
+        if not below.any():
+            return hi
+        return float(x[int(np.argmax(below))])
+
+    def rate_levels(self, shape: TruthShape, levels: np.ndarray, items: np.ndarray,
+                    rng: np.random.Generator, faithful_min: int = 4) -> dict[str, np.ndarray]:
+        """Ratings of `items[i]` new items at each `levels[i]`, `raters_per_item` each: one row per
+        rating with its level, item number, rater number and whether it is faithful."""
+        levels = np.repeat(np.asarray(levels, dtype=float), np.asarray(items, dtype=int))
+        n_items = len(levels)
+        k = self.model.raters_per_item
+        psi = self.model.centre_for(shape.share(levels)) + rng.normal(0.0, self.model.item_sd, n_items)
+        n = len(self.bias)
+        if self.model.fixed_panel:
+            raters = np.broadcast_to(np.arange(n)[None, :k], (n_items, k))
+        else:  # raters drawn from a large pool: each rates few items, as crowd workers do
+            raters = rng.integers(0, n, (n_items, k))
+        opinion = (psi[:, None] + self.bias[raters]
+                   + self.inconsistency[raters] * rng.standard_normal((n_items, k)))
+        score = np.clip(np.rint(opinion), 1, 5)
+        score = np.where(self.spammer[raters], rng.integers(1, 6, (n_items, k)), score)
+        return {"level": np.repeat(levels, k), "item": np.repeat(np.arange(n_items), k),
+                "rater": raters.ravel(), "faithful": (score >= faithful_min).ravel()}
