@@ -21,6 +21,13 @@ Decoding policy, and why:
   :func:`_check_jpeg`, :func:`_check_png`, :func:`_check_tiff_tiles`).
 * Images smaller than :data:`MIN_SIDE` pixels on a side are refused: every restorer is scored
   with SSIM, whose 7 x 7 window does not fit in them.
+* Damage that a decoder hides is refused too (see :func:`_check_filler`): libtiff decodes a
+  G4/LZW/deflate strip whose data goes bad up to the bad code and leaves the rest of the strip
+  one colour, saying so only on stderr; libheif leaves a HEIC tile or slice it cannot decode at
+  YUV zero (flat green); libjpeg stops at a stray marker inside the compressed data and fills
+  the rest with grey. What the C decoders print on stderr and the warnings Pillow raises while
+  decoding are captured (:func:`_quiet_decoders`), never shown to the user; the refusal says
+  how much of the picture is missing.
 * Any exception Pillow or pillow-heif raises while opening or decoding becomes a rejection
   (damaged TIFF frame chains raise ``TypeError``, damaged HEIC ``RuntimeError``); see
   :func:`_decoding`.
@@ -35,14 +42,17 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
+import sys
+import tempfile
 import threading
 import warnings
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pillow_heif
@@ -98,8 +108,6 @@ _FRIENDLY_NAMES = {
 }
 _ACCEPTED_TEXT = "JPEG, PNG, WebP, TIFF or HEIC"
 
-# warnings.catch_warnings() swaps process-wide state; serialise our use of it.
-_WARNINGS_LOCK = threading.Lock()
 _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 
 
@@ -236,10 +244,55 @@ def _decoding(max_pixels: int) -> Iterator[None]:
         raise _corrupt(str(exc) or type(exc).__name__) from None
 
 
+# libtiff's default error handler writes "Module: message." lines to stderr (Pillow silences its
+# warnings, not its errors); other threads' output caught in the same moment is passed back.
+_LIBTIFF_LINE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*: \S")
+# Serialises the stderr redirection and warnings.catch_warnings below (both process-wide).
+_STDERR_LOCK = threading.Lock()
+
+
+@contextmanager
+def _quiet_decoders() -> Iterator[list[str]]:
+    """Silence the decoders while the block runs; yields a list of libtiff's complaints.
+
+    The list receives (after the block) the lines libtiff writes to the process's stderr, one
+    per damaged row or strip (a damaged G4 file printed 117 of them). Python warnings Pillow
+    raises (damaged EXIF and the like) are recorded and logged at debug level; Pillow's
+    decompression-bomb warning becomes an error. None of it reaches the user, who gets the
+    refusal (or nothing, for harmless metadata). Lines from other threads that happen to write
+    to stderr in the same moment are written back to stderr.
+    """
+    messages: list[str] = []
+    with _STDERR_LOCK, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no stderr to redirect (a daemon): nothing to hide
+            saved = -1
+        with tempfile.TemporaryFile() as sink:
+            if saved >= 0:
+                os.dup2(sink.fileno(), 2)
+            try:
+                yield messages
+            finally:
+                if saved >= 0:
+                    os.dup2(saved, 2)
+                    os.close(saved)
+                sink.seek(0)
+                passed_back = []
+                for line in sink.read().decode("utf-8", "replace").splitlines():
+                    (messages if _LIBTIFF_LINE.match(line) else passed_back).append(line)
+                if passed_back and saved >= 0:
+                    os.write(2, ("\n".join(passed_back) + "\n").encode())
+        if messages or caught:
+            log.debug("decoder messages: %s %s", messages, [str(w.message) for w in caught])
+
+
 def _open_header(data: bytes, max_pixels: int) -> ImageFile.ImageFile:
     """Identify the format and read the header only; Pillow's bomb warning becomes an error."""
-    with _WARNINGS_LOCK, warnings.catch_warnings(), _decoding(max_pixels):
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+    with _quiet_decoders(), _decoding(max_pixels):
         try:
             return Image.open(io.BytesIO(data), formats=list(_ALLOWED_FORMATS))
         except UnidentifiedImageError:
@@ -259,48 +312,79 @@ def _reset_load_truncated() -> None:
 # A marker inside JPEG entropy-coded data: 0xFF followed by anything but a stuffed zero, a
 # restart marker (D0-D7) or another fill byte.
 _JPEG_MARKER_IN_SCAN = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+# Without a restart interval, a restart marker ends the scan's data as well.
+_JPEG_ANY_MARKER_IN_SCAN = re.compile(rb"\xff[^\x00\xff]")
+_JPEG_RESTART = re.compile(rb"\xff[\xd0-\xd7]")
 _JPEG_HUFFMAN_DCT_FRAMES = {0xC0: False, 0xC1: False, 0xC2: True}  # SOF marker -> progressive
 _JPEG_EOI = 0xD9
+# Markers that may follow a scan: EOI, SOS, DHT, DQT, DRI, COM, DNL, DAC, APPn.
+_JPEG_AFTER_SCAN = frozenset({_JPEG_EOI, 0xDA, 0xC4, 0xDB, 0xDD, 0xFE, 0xDC, 0xCC, *range(0xE0, 0xF0)})
 # libjpeg reads up to 8 bytes ahead of the bits it needs (57-bit bit buffer); twice that.
 _JPEG_LOOKAHEAD = b"\x00" * 16
+
+
+class _JpegScan(NamedTuple):
+    header: bytes  # the SOS payload
+    start: int  # where its compressed data starts
+    end: int  # where the marker that ends it starts (len(data) when none does)
+    next_marker: int  # that marker's code, -1 when the data runs to the end of the file
+    interval: int  # restart interval in force (0: none)
+    restarts: int  # restart markers in order D0, D1, ... inside the data; -1 when out of order
 
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _jpeg_segments(data: bytes) -> tuple[int, bytes, list[tuple[bytes, int, int, int]]] | None:
-    """(SOF marker, SOF payload, scans as (SOS payload, data start, data end, next marker)).
+def _jpeg_segments(data: bytes) -> tuple[int, bytes, list[_JpegScan], bool] | None:
+    """(SOF marker, SOF payload, scans, intact).
 
-    None when the marker structure cannot be followed; Pillow then has the last word.
+    ``intact`` is False when the marker that ends a scan is not one a scan can end at, or the
+    segments after a scan cannot be followed: the compressed data holds a stray marker (a
+    damaged byte), and libjpeg would stop there and fill the rest of the scan with grey. A
+    restart marker ends a scan too when no restart interval is defined (libjpeg then stops
+    at it just the same). None when the marker structure before the first scan cannot be
+    followed; Pillow then has the last word.
     """
     pos, frame, scans = 2, None, []
+    intact, interval = True, 0
     while pos + 4 <= len(data) and data[pos] == 0xFF:
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte before a marker
             pos += 1
             continue
+        if scans and marker not in _JPEG_AFTER_SCAN:
+            intact = False
+            break
         if marker == _JPEG_EOI:
             break
         length = int.from_bytes(data[pos + 2:pos + 4], "big")
         payload = data[pos + 4:pos + 2 + length]
         if length < 2 or len(payload) != length - 2:
-            return None
+            if not scans:
+                return None
+            intact = len(payload) == len(data) - pos - 4  # a cut file: Pillow reports it
+            break
         pos += 2 + length
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
             frame = (marker, payload)
+        elif marker == 0xDD and length == 4:  # DRI: restart interval, in MCUs (0: none)
+            interval = int.from_bytes(payload, "big")
         elif marker == 0xDA:
-            found = _JPEG_MARKER_IN_SCAN.search(data, pos)
+            found = (_JPEG_MARKER_IN_SCAN if interval else _JPEG_ANY_MARKER_IN_SCAN).search(data, pos)
             end = found.start() if found else len(data)
             next_marker = data[end + 1] if found else -1
-            scans.append((payload, pos, end, next_marker))
+            restarts = [m.group()[1] - 0xD0 for m in _JPEG_RESTART.finditer(data, pos, end)]
+            in_order = all(r == i % 8 for i, r in enumerate(restarts))
+            count = len(restarts) if in_order else -1
+            scans.append(_JpegScan(payload, pos, end, next_marker, interval, count))
             pos = end
     if frame is None or not scans:
         return None
-    return frame[0], frame[1], scans
+    return frame[0], frame[1], scans, intact
 
 
-def _check_jpeg(data: bytes) -> bytes | None:
+def _check_jpeg(data: bytes) -> tuple[bytes | None, bool]:
     """Refuse a JPEG whose scans cannot hold the picture; return bytes that cannot be padded.
 
     libjpeg fills the rest of a scan with grey when its data ends early at a marker, so a
@@ -308,40 +392,44 @@ def _check_jpeg(data: bytes) -> bytes | None:
     header, decodes "successfully". Three checks: every block costs at least one bit in the
     first scan that codes it (a 13.7 kB file cannot hold 6000 x 6666 pixels); a progressive
     file must refine every coefficient to the last bit (a cut file lacks its later scans); and
-    a single-scan file is decoded without its end-of-image marker, followed by a few zero bytes
-    of look-ahead, so that libjpeg, missing data, asks for more (Pillow then reports the file
-    truncated) instead of meeting the marker and padding. Returns those bytes, or None to
-    decode ``data`` as it is.
+    a single-scan file is decoded without the marker that ends its data (end-of-image, or a
+    stray marker left by a damaged byte), followed by a few zero bytes of look-ahead, so that
+    libjpeg, missing data, asks for more (Pillow then reports the file truncated) instead of
+    meeting the marker and padding. Returns those bytes (or None to decode ``data`` as it is)
+    and whether the marker structure is intact (see :func:`_jpeg_segments`).
     """
     layout = _jpeg_segments(data)
     if layout is None or layout[0] not in _JPEG_HUFFMAN_DCT_FRAMES:
-        return None  # arithmetic-coded, lossless or unparsable: Pillow decides alone
-    marker, frame, scans = layout
+        return None, True  # arithmetic-coded, lossless or unparsable: Pillow decides alone
+    marker, frame, scans, intact = layout
     if len(frame) < 6 or len(frame) < 6 + 3 * frame[5]:
-        return None
+        return None, intact
     height, width = int.from_bytes(frame[1:3], "big"), int.from_bytes(frame[3:5], "big")
     sampling = {frame[6 + 3 * i]: (frame[7 + 3 * i] >> 4, frame[7 + 3 * i] & 15) for i in range(frame[5])}
     if not sampling or min(min(hv) for hv in sampling.values()) < 1:
-        return None
+        return None, intact
     h_max = max(h for h, _ in sampling.values())
     v_max = max(v for _, v in sampling.values())
     coded: dict[int, set[int]] = {c: set() for c in sampling}
-    for payload, start, end, _next in scans:
+    lost = False
+    for payload, start, end, _next, interval, restarts in scans:
         if not payload or len(payload) < 1 + 2 * payload[0] + 3:
-            return None
+            return None, intact
         n = payload[0]
         comps = [payload[1 + 2 * i] for i in range(n)]
         ss, se, approx = payload[1 + 2 * n], payload[2 + 2 * n], payload[3 + 2 * n]
         if any(c not in sampling for c in comps):
-            return None
+            return None, intact
+        if n == 1:  # a non-interleaved scan: its units are the component's blocks
+            h, v = sampling[comps[0]]
+            units = blocks = (_ceil_div(_ceil_div(width * h, h_max), 8)
+                              * _ceil_div(_ceil_div(height * v, v_max), 8))
+        else:
+            units = _ceil_div(width, 8 * h_max) * _ceil_div(height, 8 * v_max)
+            blocks = units * sum(sampling[c][0] * sampling[c][1] for c in comps)
+        if interval and restarts != _ceil_div(units, interval) - 1:
+            lost = True  # restart markers missing, extra or out of order: libjpeg fills segments
         if ss == 0 and approx >> 4 == 0:  # first scan coding these components' DC
-            if n == 1:
-                h, v = sampling[comps[0]]
-                blocks = (_ceil_div(_ceil_div(width * h, h_max), 8)
-                          * _ceil_div(_ceil_div(height * v, v_max), 8))
-            else:
-                mcus = _ceil_div(width, 8 * h_max) * _ceil_div(height, 8 * v_max)
-                blocks = mcus * sum(sampling[c][0] * sampling[c][1] for c in comps)
             available_bits = 8 * (end - start - data.count(b"\xff\x00", start, end))
             if available_bits < blocks:
                 raise _truncated()
@@ -350,10 +438,12 @@ def _check_jpeg(data: bytes) -> bytes | None:
                 coded[c].update(range(ss, min(se, 63) + 1))
     if _JPEG_HUFFMAN_DCT_FRAMES[marker] and any(len(k) < 64 for k in coded.values()):
         raise _truncated()
-    end, next_marker = scans[0][2:]
-    if len(scans) == 1 and next_marker == _JPEG_EOI:
-        return data[:end] + _JPEG_LOOKAHEAD
-    return None
+    end, next_marker = scans[0].end, scans[0].next_marker
+    if lost:
+        return None, False
+    if len(scans) == 1 and next_marker != -1:
+        return data[:end] + _JPEG_LOOKAHEAD, intact and next_marker == _JPEG_EOI
+    return None, intact
 
 
 def _check_tiff_tiles(im: ImageFile.ImageFile) -> None:
@@ -510,6 +600,114 @@ def _normalise(im: Image.Image) -> Image.Image:
     return Image.frombytes("RGB", rgb.size, rgb.tobytes())
 
 
+# ---------------------------------------------------------------------------------------------
+# Damage the decoders hide: parts of the picture filled with one colour
+
+# libtiff modules whose complaints are about metadata (tags, the directory chain), not pixels.
+_LIBTIFF_METADATA = frozenset({
+    "TIFFFetchNormalTag", "TIFFReadDirectory", "TIFFFetchDirectory", "TIFFReadCustomDirectory",
+    "TIFFReadDirectoryCheckOrder", "TIFFAdvanceDirectory", "TIFFReadGPSDirectory",
+    "TIFFReadEXIFDirectory", "TIFFFetchSubjectDistance",
+})
+# Blocks this size, all one colour, libheif left at YUV zero: see _heic_missing_share.
+_HEIC_BLOCK = 16
+# G of YCbCr (0, 0, 0) in RGB for BT.601, BT.709 and BT.2020, limited and full range, +-1.
+_YUV_ZERO_GREENS = np.array(sorted({g + d for g in (136, 135, 77, 84, 89, 94) for d in (-1, 0, 1)}))
+
+
+def _damaged(missing_rows: int, height: int, what: str = "") -> ImageRejected:
+    share = missing_rows / height if height else 0.0
+    if share > 0:
+        where = f"the bottom {max(1, round(100 * share))} % of the picture is missing"
+    else:
+        where = what or "part of the picture data is unreadable"
+    return ImageRejected(
+        "corrupt",
+        f"The image file is damaged: {where} (a viewer would show it as one flat colour). "
+        "Open it on your device, export or save it again, and upload the new file.",
+    )
+
+
+def _bottom_fill_rows(pixels: np.ndarray) -> int:
+    """Rows at the bottom that are all one colour, the colour of the last row."""
+    rows = pixels.reshape(pixels.shape[0], -1, pixels.shape[2] if pixels.ndim == 3 else 1)
+    last = rows[-1]
+    if not (last == last[0]).all():
+        return 0
+    same = np.all(rows == last[0], axis=(1, 2))
+    differs = np.flatnonzero(~same)
+    return len(same) - (int(differs[-1]) + 1 if len(differs) else 0)
+
+
+def _jpeg_fill_rows(data: bytes, max_pixels: int) -> int:
+    """How many bottom rows libjpeg fills when it decodes a damaged file as it is (0: unknown)."""
+    try:
+        with _quiet_decoders(), _decoding(max_pixels), Image.open(io.BytesIO(data), formats=["JPEG"]) as im:
+            im.load()
+            return _bottom_fill_rows(np.asarray(im))
+    except ImageRejected:
+        return 0
+
+
+def _heic_missing_share(pixels: np.ndarray) -> float:
+    """Share of the picture in blocks libheif could not decode and left at YUV zero.
+
+    libheif leaves a grid tile or slice it cannot decode at Y = Cb = Cr = 0, which every
+    YCbCr matrix turns into one dark pure green (R = B = 0; G is 136 for BT.601 limited
+    range, 135 full range, 77 / 84 for BT.709, 89 / 94 for BT.2020). A photo never holds a
+    16 x 16 block of exactly one of these colours; the check runs on the decoded pixels,
+    before any ICC conversion.
+    """
+    if pixels.ndim != 3 or pixels.shape[2] < 3:
+        return 0.0
+    n = _HEIC_BLOCK
+    h, w = pixels.shape[0] // n * n, pixels.shape[1] // n * n
+    rgb = pixels[:h, :w, :3]
+    green = (rgb[..., 0] <= 1) & (rgb[..., 2] <= 1) & np.isin(rgb[..., 1], _YUV_ZERO_GREENS)
+    full = green.reshape(h // n, n, w // n, n).all(axis=(1, 3))
+    missing = 0
+    for by, bx in zip(*np.nonzero(full), strict=True):
+        block = rgb[by * n:(by + 1) * n, bx * n:(bx + 1) * n].reshape(-1, 3)
+        missing += bool((block == block[0]).all())
+    return missing * n * n / (pixels.shape[0] * pixels.shape[1])
+
+
+def _g4_data_unused(pixels: ImageFile.ImageFile) -> bool:
+    """Did libtiff stop decoding a Group 4 (fax) TIFF before the end of its data?
+
+    A damaged G4 strip (a run of zero bytes reads as the end-of-data code) makes libtiff stop
+    without a word and leave the strip's remaining rows one colour. G4 coding is fixed by the
+    standard (T.6): the same pixels code to the same bits, give or take strip boundaries and
+    padding. So a file whose strips hold clearly more data than the decoded pixels re-encode to
+    carried data the decoder never used.
+    """
+    if pixels.info.get("compression") != "group4" or pixels.mode != "1":
+        return False
+    stored = sum(pixels.tag_v2.get(279) or pixels.tag_v2.get(325) or ())
+    out = io.BytesIO()
+    pixels.save(out, format="TIFF", compression="group4")
+    with Image.open(out) as again:
+        needed = sum(again.tag_v2.get(279) or ())
+    return stored > needed * 1.05 + 64
+
+
+def _check_filler(pixels: ImageFile.ImageFile, complaints: list[str]) -> None:
+    """Refuse a decoded image the decoder completed with filler (see the module docstring)."""
+    height = pixels.size[1]
+    if pixels.format == "TIFF":
+        damage = [m for m in complaints if m.split(":", 1)[0] not in _LIBTIFF_METADATA]
+        if damage:
+            log.info("refusing a damaged TIFF; libtiff said: %s", damage[:3])
+            raise _damaged(_bottom_fill_rows(np.asarray(pixels)), height)
+        if _g4_data_unused(pixels):
+            raise _damaged(_bottom_fill_rows(np.asarray(pixels)), height)
+    elif pixels.format == "HEIF" and pixels.mode in ("RGB", "RGBA"):
+        share = _heic_missing_share(np.asarray(pixels))
+        if share > 0:
+            raise _damaged(0, height, f"{max(1, round(100 * share))} % of the picture (whole tiles "
+                                      "or slices) is missing")
+
+
 def decode_image(
     data: bytes,
     *,
@@ -531,7 +729,7 @@ def decode_image(
     im = _open_header(data, max_pixels)
     pixels: ImageFile.ImageFile | None = None
     try:
-        with _decoding(max_pixels):
+        with _quiet_decoders(), _decoding(max_pixels):
             width, height = im.size
             frames = getattr(im, "n_frames", 1)  # TIFF walks its frame chain here
         if width * height > max_pixels:
@@ -546,18 +744,32 @@ def decode_image(
                 "file). Please upload a single still photo, for example one frame exported "
                 "as JPEG or PNG.",
             )
-        unpaddable = None
+        unpaddable, intact = None, True
         if im.format in ("JPEG", "MPO"):
-            unpaddable = _check_jpeg(data)
+            unpaddable, intact = _check_jpeg(data)
         elif im.format == "PNG":
             _check_png(data)
         elif im.format == "TIFF":
             _check_tiff_tiles(im)
         _reset_load_truncated()
-        with _decoding(max_pixels):
-            pixels = Image.open(io.BytesIO(unpaddable), formats=["JPEG"]) if unpaddable else im
-            pixels.load()
-            oriented = ImageOps.exif_transpose(pixels)
+        if not intact and unpaddable is None:  # a stray marker in a multi-scan JPEG
+            raise _damaged(_jpeg_fill_rows(data, max_pixels), height)
+        with _quiet_decoders() as complaints:
+            try:
+                with _decoding(max_pixels):
+                    pixels = Image.open(io.BytesIO(unpaddable), formats=["JPEG"]) if unpaddable else im
+                    pixels.load()
+                    oriented = ImageOps.exif_transpose(pixels)
+            except ImageRejected as err:
+                if intact or err.code != "truncated":
+                    raise
+                stray_marker = True  # the data stops at a damaged byte, not at the file's end
+            else:
+                stray_marker = False
+        if stray_marker:
+            raise _damaged(_jpeg_fill_rows(data, max_pixels), height)
+        assert pixels is not None
+        _check_filler(pixels, complaints)
         return _normalise(oriented if oriented is not None else pixels)
     finally:
         if pixels is not None and pixels is not im:
