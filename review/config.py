@@ -3,6 +3,9 @@
 REVIEW_DATA_DIR      folder for the database file, the image store and built models (default ./data)
 REVIEW_DATABASE_URL  any SQLAlchemy URL (default: SQLite file data/review.db)
 REVIEW_SD15_PATH     local Stable Diffusion 1.5 weights; unset means SD1.5 is unavailable
+REVIEW_TRUSTED_PROXIES  reverse proxies whose X-Forwarded-For is believed (addresses or networks,
+                     comma-separated; default none: login throttling counts by the connection's
+                     own address, see review/addresses.py)
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from pathlib import Path
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from review.addresses import Network, parse_networks
 from review.errors import ReviewError
 
-SETTING_NAMES = ("REVIEW_DATA_DIR", "REVIEW_DATABASE_URL", "REVIEW_SD15_PATH")  # all, in this order
+SETTING_NAMES = ("REVIEW_DATA_DIR", "REVIEW_DATABASE_URL", "REVIEW_SD15_PATH",
+                 "REVIEW_TRUSTED_PROXIES")  # all, in this order
 
 
 class ConfigError(ReviewError):
@@ -28,6 +33,7 @@ class Settings:
     data_dir: Path
     database_url: URL
     sd15_path: Path | None
+    trusted_proxies: tuple[Network, ...] = ()
 
     @property
     def images_dir(self) -> Path:
@@ -74,12 +80,22 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
 
     raw_sd = env.get("REVIEW_SD15_PATH") or ""
     sd15_path = Path(raw_sd).expanduser() if raw_sd.strip() else None
-    return Settings(data_dir=data_dir, database_url=url, sd15_path=sd15_path)
+
+    raw_proxies = env.get("REVIEW_TRUSTED_PROXIES") or ""
+    try:
+        proxies = parse_networks(raw_proxies)
+    except ValueError as exc:
+        raise ConfigError(
+            f"REVIEW_TRUSTED_PROXIES={raw_proxies!r}: {exc}. List the reverse proxies in front of "
+            "the app, comma-separated, e.g. 127.0.0.1 or 10.0.0.5,10.0.1.0/24."
+        ) from None
+    return Settings(data_dir=data_dir, database_url=url, sd15_path=sd15_path, trusted_proxies=proxies)
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment variables that `load_settings` turns back into `settings` (for a worker
     process that must open the same lab)."""
     values = (str(settings.data_dir), settings.database_url.render_as_string(hide_password=False),
-              "" if settings.sd15_path is None else str(settings.sd15_path))
+              "" if settings.sd15_path is None else str(settings.sd15_path),
+              ",".join(str(n) for n in settings.trusted_proxies))
     return dict(zip(SETTING_NAMES, values, strict=True))

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from db.engine import make_session_factory
 from db.models import LoginAttempt, User, utcnow
+from review.addresses import (
+    SERVER_DEFAULT_TRUST,
+    UNVERIFIED,
+    Trust,
+    client_address,
+    forwarded_chain,
+    forwarded_client,
+    parse_networks,
+)
 from review.users import (
     ACCOUNT_FREE_FAILURES,
     BACKOFF_MAX,
@@ -191,3 +202,83 @@ def test_the_ceiling_counts_unknown_names_too(lab):
     with pytest.raises(LoginRefused, match="from several addresses"):
         authenticate(lab.sessions, "nobody", "guess guess", client="192.0.2.99",
                      now=t0 + timedelta(seconds=ACCOUNT_FREE_FAILURES))
+
+
+# ----------------------------------------------------------------------------- client addresses
+
+NO_PROXIES = Trust.of_app(())
+LOCAL_PROXY = Trust.of_app(parse_networks("127.0.0.1"))  # the README's nginx on the same machine
+REMOTE_PROXY = Trust.of_app(parse_networks("10.0.0.5"))  # nginx on another machine
+
+
+def _as_served(peer: str, forwarded_for: list[str], trusted: Trust) -> str:
+    """What the login page counts a try under: the request goes through uvicorn's own
+    ProxyHeadersMiddleware (default trust, as under `streamlit run`), Streamlit reports the
+    address it leaves (None for loopback), and review.addresses resolves it."""
+    seen: list[str | None] = []
+
+    async def app(scope, receive, send) -> None:  # noqa: ANN001
+        host = scope["client"][0]
+        seen.append(None if host in {"127.0.0.1", "::1"} else host)
+
+    scope = {"type": "websocket", "client": (peer, 50123),
+             "headers": [(b"x-forwarded-for", v.encode()) for v in forwarded_for]}
+    asyncio.run(ProxyHeadersMiddleware(app, trusted_hosts=SERVER_DEFAULT_TRUST)(scope, None, None))
+    return client_address(seen[0], forwarded_for, trusted, Trust.of_server(SERVER_DEFAULT_TRUST))
+
+
+def test_a_forged_forwarded_for_from_an_untrusted_connection_is_ignored():
+    for trusted in (NO_PROXIES, REMOTE_PROXY, LOCAL_PROXY):
+        assert _as_served("203.0.113.9", ["6.6.6.6"], trusted) == "203.0.113.9"
+        assert _as_served("203.0.113.9", ["6.6.6.6, 10.0.0.5"], trusted) == "203.0.113.9"
+        assert forwarded_client("203.0.113.9", ["6.6.6.6"], trusted) == "203.0.113.9"
+    assert _as_served("203.0.113.9", [], NO_PROXIES) == "203.0.113.9"
+    assert _as_served("127.0.0.1", [], NO_PROXIES) == "local"
+
+
+def test_a_trusted_proxy_gives_the_client_it_saw():
+    # nginx elsewhere, sending $remote_addr or appending it ($proxy_add_x_forwarded_for) to what
+    # the client sent: the client's own header changes nothing.
+    assert _as_served("10.0.0.5", ["198.51.100.7"], REMOTE_PROXY) == "198.51.100.7"
+    assert _as_served("10.0.0.5", ["6.6.6.6, 198.51.100.7"], REMOTE_PROXY) == "198.51.100.7"
+    assert _as_served("10.0.0.5", ["6.6.6.6", "198.51.100.7"], REMOTE_PROXY) == "198.51.100.7"
+    # nginx on this machine (uvicorn rewrites the address itself; over 127.0.0.1 or ::1 alike).
+    for peer in ("127.0.0.1", "::1"):
+        assert _as_served(peer, ["198.51.100.7"], LOCAL_PROXY) == "198.51.100.7"
+        assert _as_served(peer, ["6.6.6.6, 198.51.100.7"], LOCAL_PROXY) == "198.51.100.7"
+        assert _as_served(peer, ["[2001:db8::7]:4711"], LOCAL_PROXY) == "2001:db8::7"
+    # A proxy that sent no header: the proxy's own address.
+    assert _as_served("10.0.0.5", [], REMOTE_PROXY) == "10.0.0.5"
+
+
+def test_a_chain_of_trusted_proxies_is_walked_from_the_right():
+    proxies = Trust.of_app(parse_networks("10.0.0.0/24, 127.0.0.1"))
+    chain = ["6.6.6.6, 198.51.100.7, 10.0.0.6", "10.0.0.7"]
+    assert _as_served("10.0.0.5", chain, proxies) == "198.51.100.7"
+    assert _as_served("127.0.0.1", chain, proxies) == "198.51.100.7"
+    assert forwarded_client("10.0.0.5", ["10.0.0.9", "10.0.0.8"], proxies) == "10.0.0.9"  # all ours
+    assert forwarded_chain(["::ffff:198.51.100.7:4711, [2001:db8::7]:80 , x"]) == [
+        "::ffff:198.51.100.7:4711", "2001:db8::7", "x"]  # an IPv6 address with no brackets keeps its colons
+    assert forwarded_chain(["::ffff:198.51.100.7", "198.51.100.8:4711"]) == ["198.51.100.7", "198.51.100.8"]
+
+
+def test_without_trusted_proxies_a_local_connection_cannot_choose_its_address():
+    """A proxy on this machine that the app was not told to trust (or anyone on the machine):
+    uvicorn believes its header, the lab does not; every forged value is counted as "local"."""
+    for forged in (["6.6.6.6"], ["6.6.6.6, 7.7.7.7"], ["127.0.0.1"], ["garbage"], ["[::1]:80"]):
+        for peer in ("127.0.0.1", "::1"):
+            assert _as_served(peer, forged, NO_PROXIES) == "local"
+            assert _as_served(peer, forged, REMOTE_PROXY) == "local"
+    # A remote client can only move itself under that one fixed name, never choose a fresh one.
+    for forged in (["6.6.6.6"], ["203.0.113.9"], ["6.6.6.6, 203.0.113.9"]):
+        assert _as_served("203.0.113.9", forged, NO_PROXIES) in {"203.0.113.9", "local"}
+
+
+def test_uvicorn_trusting_others_is_undone_too():
+    """FORWARDED_ALLOW_IPS set wider than the lab's proxies: forged headers land on one name."""
+    wide = Trust.of_server("10.0.0.0/8")
+    assert client_address("6.6.6.6", ["6.6.6.6"], NO_PROXIES, wide) == UNVERIFIED
+    assert client_address("198.51.100.7", ["198.51.100.7"], REMOTE_PROXY, wide) == UNVERIFIED
+    assert client_address("198.51.100.7", ["198.51.100.7"], Trust.of_app(parse_networks("10.0.0.0/8")),
+                          wide) == "198.51.100.7"
+    assert client_address("6.6.6.6", ["6.6.6.6"], NO_PROXIES, Trust.of_server("*")) == UNVERIFIED

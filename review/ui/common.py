@@ -16,6 +16,8 @@ from typing import Any, Generic, NoReturn, TypeVar
 
 import streamlit as st
 
+from review.addresses import Trust
+from review.addresses import client_address as resolve_client
 from review.config import SETTING_NAMES, ConfigError, load_settings
 from review.database import Lab, SchemaOutOfDate, open_lab
 from review.errors import ReviewError
@@ -125,11 +127,15 @@ def resume_session(lab: Lab) -> SessionUser | None:
     return current_user()
 
 
-def client_address() -> str:
-    """The browser's address as the server sees it ("local" on localhost): logins are throttled
-    per account and address."""
+def client_address(lab: Lab | None = None) -> str:
+    """The address logins are throttled by (per account and address): the connection's own
+    ("local" on localhost), or the client a trusted proxy (REVIEW_TRUSTED_PROXIES) forwarded for;
+    review.addresses decides, from what Streamlit reports and the request's headers."""
+    lab = lab or get_lab()
     ip = st.context.ip_address
-    return ip if isinstance(ip, str) and ip else "local"
+    return resolve_client(ip if isinstance(ip, str) else None,
+                          st.context.headers.get_all("X-Forwarded-For"),
+                          Trust.of_app(lab.settings.trusted_proxies))
 
 
 def deliver_session_cookie() -> None:
