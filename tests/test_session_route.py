@@ -5,12 +5,18 @@ bodies too large to be a code."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
+from sqlalchemy import select
 from starlette.requests import Request
 
-from review.sessions import COOKIE, start_session
+from db.models import AuditEntry, User
+from review.labeling.study import closed_at
+from review.sessions import COOKIE, revoke_all, start_session
 from review.ui import server
+from review.ui.common import SessionUser
 from tests.support import build_study
+from tests.support_app import page_app
 
 
 def _post(body: bytes, *, headers: dict[str, str] | None = None, chunks: int = 1):  # noqa: ANN202
@@ -48,3 +54,33 @@ def test_a_body_too_large_to_be_a_code_is_refused_unread(lab):
     assert _post(big, headers={"content-length": str(len(big))}).status_code == 413
     # a lying or missing content-length: the route stops reading after MAX_BODY bytes
     assert _post(big, chunks=40).status_code == 413
+
+
+def test_a_page_action_after_the_session_ended_writes_nothing(lab):
+    """Issue 21: every page action checks the tab's session in its own transaction (run_action),
+    so an admin's open Studies page cannot close a study once the admin logged out in another
+    tab; while the session is live the same click works."""
+    study_id = build_study(lab, 1, name="One", reviewers=("alice",))
+    with lab.write() as s:
+        admin = s.scalar(select(User).where(User.username == "admin"))
+        sid, _code = start_session(s, admin.id)
+        me = SessionUser(admin.id, admin.username, admin.role, admin.display_name, sid)
+    at = page_app("studies_page", me).run()
+    assert not at.exception
+    with lab.write() as s:
+        revoke_all(s, admin.id)  # "Log out" in another tab
+    (close,) = [b for b in at.button if b.label == "Close study"]
+    close.click().run()
+    assert not at.exception and at.session_state["account_check"]  # the app asks for a new login
+    with lab.read() as s:
+        assert closed_at(s, study_id) is None
+        assert not s.scalars(select(AuditEntry).where(AuditEntry.action.like("study.clos%"))).all()
+
+    with lab.write() as s:
+        sid, _code = start_session(s, admin.id)  # signed in again
+    at = page_app("studies_page", replace(me, session_id=sid)).run()
+    (close,) = [b for b in at.button if b.label == "Close study"]
+    close.click().run()
+    assert at.success[0].value == "Study 'One' closed."
+    with lab.read() as s:
+        assert closed_at(s, study_id) is not None
