@@ -268,32 +268,42 @@ def test_get_or_create_returns_the_row_a_concurrent_transaction_inserted_first(p
         eng.dispose()
 
 
-def test_restorations_get_their_model_identity_and_keep_their_keys(tmp_path):
-    """0013 adds restorations.model_identity: existing rows get the identity their provenance
-    records (else 'legacy-unknown' for a model-backed restorer, '' for the rest) and keep their
-    params_key and their study items; a classical restoration is still found by its recipe."""
+def _restorations_keep_keys(eng):
+    import datetime as dt
+
+    import sqlalchemy as sa
+
     from review.media.catalog import find_restoration, params_key
 
-    eng = make_engine(f"sqlite:///{tmp_path / 'models.db'}")
     upgrade(eng, "0012")
+    when = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     wiener_key = params_key({"balance": 0.01})
-    rows = [("wiener", wiener_key, '{"model_identity": null, "smoke_test": false}'),
-            ("sd15_img2img", "k-sd15", '{"model_identity": "tiny-0123abcd", "smoke_test": true}'),
-            ("sd15_img2img", "k-old", '{"smoke_test": false}')]
+
+    def table(name, *cols):
+        return sa.table(name, *(sa.column(c, sa.JSON) if c in ("params", "provenance", "metrics")
+                                else sa.column(c) for c in cols))
+
     with eng.begin() as conn:
-        conn.execute(text("INSERT INTO source_images (sha256, path, width, height, title, origin, "
-                          "licence, content, is_reference, created_at) VALUES ('" + "a" * 64 +
-                          "', 'aa/a.png', 8, 8, '', '', '', 'scene', 1, '2026-01-01 00:00:00')"))
-        conn.execute(text("INSERT INTO degraded_images (source_id, recipe_key, kind, level, params, "
-                          "seed, sha256, path, created_at) VALUES (1, 'k', 'defocus', 3.0, '{}', 0, '"
-                          + "b" * 64 + "', 'bb/b.png', '2026-01-01 00:00:00')"))
-        for method, key, prov in rows:
-            params = '{"balance": 0.01}' if method == "wiener" else "{}"
-            conn.execute(text(
-                "INSERT INTO restorations (degraded_id, method, params, params_key, sha256, path, "
-                "provenance, metrics, is_smoke_test, created_at) VALUES (1, :m, :p, :k, :s, "
-                "'cc/c.png', :prov, '{}', 0, '2026-01-01 00:00:00')"),
-                {"m": method, "p": params, "k": key, "s": "c" * 64, "prov": prov})
+        conn.execute(sa.insert(table("source_images", "id", "sha256", "path", "width", "height",
+                                     "title", "origin", "licence", "content", "is_reference",
+                                     "created_at")),
+                     [{"id": 1, "sha256": "a" * 64, "path": "aa/a.png", "width": 8, "height": 8,
+                       "title": "", "origin": "", "licence": "", "content": "scene",
+                       "is_reference": True, "created_at": when}])
+        conn.execute(sa.insert(table("degraded_images", "id", "source_id", "recipe_key", "kind",
+                                     "level", "params", "seed", "sha256", "path", "created_at")),
+                     [{"id": 1, "source_id": 1, "recipe_key": "k", "kind": "defocus", "level": 3.0,
+                       "params": {}, "seed": 0, "sha256": "b" * 64, "path": "bb/b.png",
+                       "created_at": when}])
+        rows = [("wiener", {"balance": 0.01}, wiener_key, {"model_identity": None}),
+                ("sd15_img2img", {}, "k-sd15", {"model_identity": "tiny-0123abcd", "smoke_test": True}),
+                ("sd15_img2img", {}, "k-old", {"smoke_test": False})]
+        conn.execute(sa.insert(table("restorations", "degraded_id", "method", "params", "params_key",
+                                     "sha256", "path", "provenance", "metrics", "is_smoke_test",
+                                     "created_at")),
+                     [{"degraded_id": 1, "method": m, "params": p, "params_key": k,
+                       "sha256": "c" * 64, "path": "cc/c.png", "provenance": prov, "metrics": {},
+                       "is_smoke_test": False, "created_at": when} for m, p, k, prov in rows])
     upgrade(eng)
     with make_session_factory(eng)() as s:
         got = [(r.method, r.params_key, r.model_identity)
@@ -302,3 +312,15 @@ def test_restorations_get_their_model_identity_and_keep_their_keys(tmp_path):
                        ("sd15_img2img", "k-old", "legacy-unknown")]
         assert find_restoration(s, 1, "wiener", {"balance": 0.01}).params_key == wiener_key
     eng.dispose()
+
+
+def test_restorations_get_their_model_identity_and_keep_their_keys(tmp_path):
+    """0013 adds restorations.model_identity: existing rows get the identity their provenance
+    records (else 'legacy-unknown' for a model-backed restorer, '' for the rest) and keep their
+    params_key; a classical restoration is still found by its recipe."""
+    _restorations_keep_keys(make_engine(f"sqlite:///{tmp_path / 'models.db'}"))
+
+
+@pytest.mark.postgres
+def test_restorations_get_their_model_identity_and_keep_their_keys_postgresql(pg_url):
+    _restorations_keep_keys(make_engine(pg_url))
