@@ -300,8 +300,9 @@ def test_a_logout_waits_for_a_rating_under_way_and_none_passes_after_it(pg_url):
                 revoke_all(s, a)
             ended.append(time.monotonic())
 
-        with sessions() as s, s.begin():
+        with sessions() as s, s.begin(), statements(engine) as sent:
             submit(s, lease.assignment_id, a, Submission(3, client_token="t1"), signed=tab)
+            assert [q[:9] for q in sent] == ["WITH a AS"]  # the hot path's one statement took the lock
             worker = threading.Thread(target=log_out)
             worker.start()
             time.sleep(0.5)
@@ -312,6 +313,28 @@ def test_a_logout_waits_for_a_rating_under_way_and_none_passes_after_it(pg_url):
         nxt = _lease(sessions, study_id, a)
         with pytest.raises(SessionEnded), sessions() as s, s.begin():
             submit(s, nxt.assignment_id, a, Submission(4, client_token="t2"), signed=tab)
+        assert _count(sessions, Rating) == 1
+
+        # The other order: a rating sent while a logout is committing waits for it, then stores nothing.
+        again = _signed_in(sessions, a)
+        outcome: list[BaseException | None] = []
+
+        def rate() -> None:
+            try:
+                with sessions() as s, s.begin():
+                    submit(s, nxt.assignment_id, a, Submission(4, client_token="t3"), signed=again)
+                outcome.append(None)
+            except SessionEnded as exc:
+                outcome.append(exc)
+
+        with sessions() as s, s.begin():
+            revoke_all(s, a)
+            worker = threading.Thread(target=rate)
+            worker.start()
+            time.sleep(0.5)
+            assert not outcome  # the rating waits for the logout
+        worker.join(10)
+        assert len(outcome) == 1 and isinstance(outcome[0], SessionEnded)
         assert _count(sessions, Rating) == 1
     finally:
         engine.dispose()

@@ -112,12 +112,7 @@ JOIN degraded_images d ON d.id = r.degraded_id JOIN source_images o ON o.id = d.
 #: until commit, so a logout waits for this rating, or this rating sees the logout and writes
 #: nothing.
 SUBMIT = """
-WITH live AS MATERIALIZED (
-  SELECT x.id FROM reviewer_sessions x
-  WHERE x.id = CAST(%(browser_session)s AS integer) AND x.user_id = %(reviewer)s AND x.revoked_at IS NULL
-    AND x.expires_at > %(at)s
-  FOR SHARE
-), a AS (
+WITH a AS (
   SELECT a.id, a.item_id, m.id AS member_id, m.guideline_version_id, u.username, s.name AS study_name,
     (SELECT r.id FROM ratings r WHERE r.item_id = a.item_id AND r.reviewer_id = a.reviewer_id
        AND NOT r.active AND r.source = 'reviewer'
@@ -131,7 +126,9 @@ WITH live AS MATERIALIZED (
   WHERE a.id = %(assignment)s AND a.reviewer_id = %(reviewer)s AND a.status = 'leased' AND a.slot IS NOT NULL
     AND a.lease_expires_at > %(now)s AND u.active
     AND (CAST(%(role)s AS text) IS NULL OR u.role = %(role)s)
-    AND (CAST(%(browser_session)s AS integer) IS NULL OR EXISTS (SELECT 1 FROM live))
+    AND (CAST(%(browser_session)s AS integer) IS NULL OR EXISTS (
+      SELECT 1 FROM reviewer_sessions x WHERE x.id = CAST(%(browser_session)s AS integer)
+        AND x.user_id = %(reviewer)s AND x.revoked_at IS NULL AND x.expires_at > %(at)s FOR SHARE))
     AND CAST(%(score)s AS integer) BETWEEN s.scale_min AND s.scale_max
     AND NOT EXISTS (SELECT 1 FROM ratings t WHERE t.client_token = %(token)s)
     AND a.xmin = (SELECT v.xmin FROM assignments v WHERE v.id = %(assignment)s)
