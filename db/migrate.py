@@ -10,6 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import IntegrityError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -22,12 +23,24 @@ def alembic_config(url: str | URL) -> Config:
     return cfg
 
 
+class MigrationRefused(RuntimeError):
+    """A migration stopped because rows in the database break a rule it adds (or a constraint it
+    creates); the message names them. The whole upgrade runs in one transaction, so nothing was
+    changed: the database stays at the revision it had."""
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to `revision`, keeping all data (a no-op when already there)."""
+    """Bring the schema to `revision`, keeping all data (a no-op when already there); all of it in
+    one transaction, so a migration that stops (`MigrationRefused`) leaves the database as it was."""
     cfg = alembic_config(engine.url)
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+    except IntegrityError as exc:  # a constraint or index a migration adds, over rows that break it
+        detail = " ".join(str(exc.orig).split())
+        raise MigrationRefused(f"The schema upgrade stopped: existing rows break a rule it adds ({detail}). "
+                               "Fix or remove those rows, then upgrade again; nothing was changed.") from exc
 
 
 def current_revision(engine: Engine) -> str | None:

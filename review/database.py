@@ -24,7 +24,7 @@ from db.engine import (
     make_engine,
     make_session_factory,
 )
-from db.migrate import current_revision, head_revision, upgrade
+from db.migrate import MigrationRefused, current_revision, head_revision, upgrade
 from review.config import Settings, load_settings
 from review.errors import ReviewError
 from review.media.store import ImageStore
@@ -38,6 +38,11 @@ WRITE_ATTEMPTS = 4
 
 class SchemaOutOfDate(ReviewError):
     """The database is older than this code; `python -m review init` upgrades it in place."""
+
+
+class SchemaUpgradeRefused(ReviewError):
+    """A migration found rows that break a rule it adds and stopped; nothing was changed. The
+    message names the rows and says how to go on."""
 
 
 class DatabaseBusy(ReviewError):
@@ -118,6 +123,9 @@ def plain_refusal(exc: BaseException) -> ReviewError | None:
         return WriteRefused(message, rule=rule)
     if isinstance(exc, DBAPIError) and _sqlstate(exc) in _RETRY_STATES:
         return WriteConflict(_CONFLICT)
+    if isinstance(exc, DBAPIError) and _sqlstate(exc) == "55P03":  # lock_timeout (PostgreSQL)
+        return DatabaseBusy("The study is busy: ratings kept being saved while this change waited "
+                            "for them, so it was not saved. Try again in a moment.")
     return None
 
 
@@ -193,7 +201,14 @@ def open_lab(settings: Settings | None = None, *, migrate: bool = False) -> Lab:
     settings = settings or load_settings()
     engine = make_engine(settings.database_url)
     if migrate:
-        upgrade(engine)
+        before = current_revision(engine)
+        try:
+            upgrade(engine)
+        except MigrationRefused as exc:
+            raise SchemaUpgradeRefused(
+                f"{exc}\nThe database at {settings.database_url.render_as_string()} stays at schema "
+                f"revision {before or 'none'}. Once those rows are fixed (README, \"Data guarantees\", "
+                "says what each rule asks), run `python -m review init` again.") from exc
     else:
         current = current_revision(engine)
         if current != head_revision():

@@ -3,6 +3,7 @@ refusals, and no over-filled item or lost rating when tabs and reviewers race.""
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections import Counter
@@ -17,12 +18,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.engine import make_engine, make_session_factory
 from db.migrate import upgrade
 from db.models import Assignment, Rating, Study, User, utcnow
+from review.config import load_settings
+from review.database import Lab
+from review.errors import ReviewError
 from review.labeling.assignment import InactiveAccount, claim_next, next_assignment
 from review.labeling.drafts import Draft, load_draft, save_draft
 from review.labeling.ratings import RatingError, Submission, skip, submit, undo_last
 from review.labeling.settings import update_settings
-from review.labeling.study import StudyError
+from review.labeling.study import StudyEdit, StudyError, edit_study
 from review.labeling.views import item_view
+from review.media.store import ImageStore
 from tests.support import in_threads, make_study, orm_path_only, rate_next, statements
 
 
@@ -278,3 +283,82 @@ def test_a_claim_by_study_id_keeps_the_studys_rules(pg_engine):
         assert claim_next(s, study_id, a) is None  # the quota of one is done
     with pytest.raises(StudyError), sessions() as s, s.begin():
         claim_next(s, study_id + 1, a)
+
+
+
+def _lab_on(engine: Engine, tmp_path) -> Lab:  # noqa: ANN001 - pytest's tmp_path
+    """A Lab writing through `engine` (its own settings: no files are touched here)."""
+    settings = load_settings({"REVIEW_DATA_DIR": str(tmp_path / "data")})
+    sessions = make_session_factory(engine)
+    return Lab(settings, engine, sessions, ImageStore(tmp_path / "images"), engine, sessions)
+
+
+def _rate_while_lowering(lab: Lab, trial: int, refusals: Counter, bugs: list) -> tuple[int, bool]:
+    """One trial: a 3-rater study of 36 items, 12 reviewers rating as fast as they can and an admin
+    lowering raters per item to 2 as they start. The study's id, and whether the lowering went
+    through (it is refused, plainly, once an item holds 3)."""
+    with lab.write() as s:
+        made = make_study(s, 36, raters_per_item=3, n_reviewers=12, name=f"t{trial}")
+        study_id, ids = made.study.id, [u.id for u in made.reviewers]
+    start, lowered = threading.Barrier(len(ids) + 1), []
+
+    def reviewer(uid: int) -> None:
+        start.wait()
+        time.sleep(random.Random(f"{trial}-{uid}").uniform(0, 0.02))  # some claims before the change
+        for n in range(40):
+            try:
+                lease = lab.run(lambda s: claim_next(s, study_id, uid))
+                if lease is None:
+                    return
+                token = f"{trial}-{uid}-{n}"
+                lab.run(lambda s, lease=lease, token=token: submit(
+                    s, lease.assignment_id, uid, Submission(3, client_token=token)))
+            except ReviewError as exc:
+                refusals[type(exc).__name__] += 1
+            except Exception as exc:  # noqa: BLE001 - what would reach a reviewer as a traceback
+                bugs.append(exc)
+                return
+
+    def admin() -> None:
+        start.wait()
+        time.sleep(0.0015 * (trial % 3))  # before the first claims, or among them
+        try:
+            lowered.append(lab.run(lambda s: edit_study(s, study_id, StudyEdit("", 2, 0.0, None, ()))))
+        except ReviewError as exc:
+            refusals[type(exc).__name__] += 1
+        except Exception as exc:  # noqa: BLE001
+            bugs.append(exc)
+
+    threads = [threading.Thread(target=reviewer, args=(uid,)) for uid in ids]
+    threads.append(threading.Thread(target=admin))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return study_id, bool(lowered)
+
+
+@pytest.mark.parametrize("level", ["READ COMMITTED", "REPEATABLE READ"])
+def test_lowering_raters_per_item_while_twelve_reviewers_rate_never_overfills(pg_engine, tmp_path, level):
+    """Issue 21: 12 reviewers rate (claim, then submit, each through `Lab.run` as the pages do) while
+    an admin lowers raters per item from 3 to 2, in several trials: no item ends with more active
+    ratings than the study's raters per item, no assignment holds a slot out of range, and every
+    refusal a reviewer or the admin meets is a plain `ReviewError` (no IntegrityError traceback).
+    REPEATABLE READ: a server whose default is stricter than the engine's READ COMMITTED, forced
+    here on the engine, where the guards refuse a stale count and `Lab.run` retries."""
+    engine = pg_engine if level == "READ COMMITTED" else pg_engine.execution_options(isolation_level=level)
+    lab = _lab_on(engine, tmp_path)
+    trials, lowered, refusals, bugs = 6, 0, Counter(), []
+    for trial in range(trials):
+        study_id, went_through = _rate_while_lowering(lab, trial, refusals, bugs)
+        lowered += went_through
+        with engine.connect() as conn:
+            over = conn.execute(text(
+                "SELECT i.id FROM study_items i JOIN studies s ON s.id = i.study_id WHERE s.id = :s AND ("
+                "(SELECT count(*) FROM ratings r WHERE r.item_id = i.id AND r.active) > s.raters_per_item"
+                " OR EXISTS (SELECT 1 FROM assignments a WHERE a.item_id = i.id"
+                "            AND a.slot >= s.raters_per_item))"), {"s": study_id}).scalars().all()
+        assert over == [], f"trial {trial}: items {over} over raters per item"
+    assert bugs == [], bugs[:3]
+    assert lowered >= 1, (lowered, refusals)  # the race was run, not only refused up front
+    print(f"{level}: {trials} trials, lowered in {lowered}, plain refusals {dict(refusals)}")

@@ -425,3 +425,113 @@ def test_two_raters_of_one_item_cannot_both_take_its_last_place(pg_url, level):
     with psycopg.connect(dsn) as conn:
         active = conn.execute("SELECT count(*) FROM ratings WHERE active").fetchone()[0]
     assert active == 2 and len(raised) == 1 and set(raised) <= _REFUSALS, (active, raised)
+
+
+# What the user sees when a guard refuses (issue 21): a plain message, never a traceback.
+
+
+def _lab_on(engine, tmp_path):  # noqa: ANN001, ANN202
+    from review.config import load_settings
+    from review.database import Lab
+    from review.media.store import ImageStore
+
+    sessions = make_session_factory(engine)
+    return Lab(load_settings({"REVIEW_DATA_DIR": str(tmp_path / "data")}), engine, sessions,
+               ImageStore(tmp_path / "images"), engine, sessions)
+
+
+def test_a_guard_refusal_is_a_plain_message(engine, world, tmp_path):
+    """A write the schema refuses (an item's third active rating, a slot taken twice) reaches the
+    page or command as a `ReviewError` with a sentence, through the one way the lab writes."""
+    from review.database import WriteRefused
+    from review.errors import ReviewError
+
+    sessions, w = world
+    a, b, c, _ = w["users"]
+    lab = _lab_on(engine, tmp_path)
+    with lab.write() as s:
+        s.add_all([_orm_rating(w, a), _orm_rating(w, b)])
+        s.add(Assignment(item_id=w["item"], reviewer_id=a, status="done", slot=0))
+    with pytest.raises(ReviewError) as third:
+        with lab.write() as s:
+            s.add(_orm_rating(w, c))
+    assert isinstance(third.value, WriteRefused) and third.value.rule == "ratings_active_per_item"
+    assert str(third.value).startswith("This item already has all the ratings its study asks for")
+    with pytest.raises(WriteRefused) as twice:
+        with lab.write() as s:
+            s.add(Assignment(item_id=w["item"], reviewer_id=b, status="leased", slot=0,
+                             lease_expires_at=utcnow() + timedelta(hours=1)))
+    assert "took the same place on this item" in str(twice.value)
+    with sessions() as s:  # nothing of either was kept
+        assert s.scalar(select(sa.func.count()).select_from(Rating)) == 2
+        assert s.scalar(select(sa.func.count()).select_from(Assignment)) == 1
+
+
+@pytest.mark.postgres
+def test_a_serialization_failure_is_run_again_then_refused_plainly(pg_url, tmp_path):
+    """At REPEATABLE READ a rating whose snapshot predates a change of its study fails with 40001
+    (migration 0012); `Lab.run` runs the whole transaction again, which then succeeds, and with
+    no attempt left the user reads a plain `WriteConflict`."""
+    import psycopg
+
+    from review.database import WriteConflict
+
+    dsn, w = _pg_world(pg_url, raters=3, ratings=0)
+    engine = make_engine(pg_url).execution_options(isolation_level="REPEATABLE READ")
+    lab, calls = _lab_on(engine, tmp_path), []
+
+    def rate(s):  # noqa: ANN001, ANN202
+        calls.append(1)
+        s.execute(text("SELECT 1"))  # the snapshot is taken
+        if len(calls) % 2:  # every other try: the study changes meanwhile
+            with psycopg.connect(dsn, autocommit=True) as other:
+                other.execute("UPDATE studies SET description = description || '.'")
+        s.add(_orm_rating(w, w["users"][len(calls) - 1]))
+        s.flush()
+        return len(calls)
+
+    assert lab.run(rate) == 2
+    with pytest.raises(WriteConflict) as refused:
+        lab.run(rate, attempts=1)
+    assert str(refused.value).startswith("Another change to the same data was being saved")
+    engine.dispose()
+
+
+def test_init_over_rows_a_guard_forbids_says_which_and_changes_nothing(tmp_path):
+    """`python -m review init` on a database at 0006 holding an item with 3 active ratings on a
+    2-rater study (which 0007 forbids): one short paragraph naming the items and what to do, exit
+    status 1, no traceback, and the database as it was (revision, rows)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    db = tmp_path / "old.db"
+    eng = make_engine(f"sqlite:///{db}")
+    upgrade(eng, "0006")
+    with eng.begin() as s:
+        gv = _insert(s, "guideline_versions", slug="g", version=1, title="t", body_md="b",
+                     content_sha256="0" * 64)
+        src = _insert(s, "source_images", sha256="a" * 64, path="aa/a.png", width=8, height=8)
+        deg = _insert(s, "degraded_images", source_id=src, recipe_key="k", kind="defocus", level=3.0,
+                      sha256="b" * 64, path="bb/b.png")
+        study = _insert(s, "studies", name="s", raters_per_item=2, guideline_version_id=gv,
+                        scale_min=1, scale_max=5)
+        res = _insert(s, "restorations", degraded_id=deg, method="wiener", params_key="p",
+                      sha256="c" * 64, path="cc/c.png")
+        item = _insert(s, "study_items", study_id=study, order_key=1, restoration_id=res)
+        for i in range(3):
+            user = _insert(s, "users", username=f"r{i}", role="reviewer", password_hash="x", active=True)
+            s.execute(RAW_RATING, {"item": item, "user": user, "score": 3, "gv": gv, "active": True})
+    env = {**os.environ, "REVIEW_DATA_DIR": str(tmp_path / "data"), "REVIEW_DATABASE_URL": f"sqlite:///{db}"}
+    done = subprocess.run([sys.executable, "-m", "review", "init"], env=env, capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parent.parent, timeout=120)
+    assert done.returncode == 1, (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) <= 6, done.stderr
+    assert "1 items with more active ratings than their study's raters_per_item (ids 1)" in done.stderr
+    assert "stays at schema revision 0006" in done.stderr and "python -m review init" in done.stderr
+    with eng.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
+        assert conn.execute(text("SELECT count(*) FROM ratings WHERE active")).scalar() == 3
+        assert conn.execute(text("SELECT count(*) FROM guideline_versions")).scalar() == 1
+    eng.dispose()

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from db.models import Assignment, GuidelineVersion, Rating, Restoration, Study, StudyClosure, StudyItem, User
@@ -19,6 +19,9 @@ from review.errors import ReviewError
 from review.labeling.audit import record
 from review.labeling.settings import StudySettings, update_settings
 from review.media.restore import CONTROL_EXPECTATIONS
+
+#: How long a study's edit waits for the study's row while ratings are being saved (PostgreSQL).
+EDIT_LOCK_WAIT_S = 10
 
 
 class StudyError(ReviewError):
@@ -202,6 +205,10 @@ def edit_study(session: Session, study_id: int, edit: StudyEdit, *, actor_id: in
     item than an item already has). The study row is locked first (PostgreSQL): ratings and claims
     in flight finish before the count, and new ones wait for this change (migration 0012)."""
     study = study_by_id(session, study_id)
+    if session.get_bind().dialect.name == "postgresql":
+        # Raters holding the study FOR SHARE one after another could keep this lock waiting; after
+        # EDIT_LOCK_WAIT_S the admin hears the study is busy (review.database.DatabaseBusy).
+        session.execute(text(f"SET LOCAL lock_timeout = '{EDIT_LOCK_WAIT_S}s'"))
     session.get(Study, study_id, with_for_update=True, populate_existing=True)
     if closed_at(session, study_id) is not None:
         raise StudyError(f"Study {study.name!r} is closed; reopen it before changing it.")

@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import op
 
+from db.migrate import MigrationRefused
+
 revision = "0007"
 down_revision = "0006"
 branch_labels = None
@@ -111,8 +113,8 @@ def _check_existing_rows(conn: sa.Connection, sqlite: bool) -> None:
             shown = ", ".join(map(str, ids[:20])) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
             problems.append(f"- {len(ids)} {what} (ids {shown})")
     if problems:
-        raise RuntimeError("Migration 0007 (schema guards) stopped: fix or remove these rows, then upgrade "
-                           "again; nothing was changed.\n" + "\n".join(problems))
+        raise MigrationRefused("Migration 0007 (schema guards) stopped: fix or remove these rows, then "
+                               "upgrade again; nothing was changed.\n" + "\n".join(problems))
 
 
 def _number_slots(conn: sa.Connection) -> None:
@@ -148,9 +150,9 @@ def _number_slots(conn: sa.Connection) -> None:
         else:
             over.append(item_id)
     if over:
-        raise RuntimeError("Migration 0007 (schema guards) stopped: these items have more finished or live "
-                           f"assignments than their study's raters_per_item: {sorted(set(over))}. Fix them, "
-                           "then upgrade again; nothing was changed.")
+        raise MigrationRefused("Migration 0007 (schema guards) stopped: these items have more finished or "
+                               f"live assignments than their study's raters_per_item: {sorted(set(over))}. "
+                               "Fix them, then upgrade again; nothing was changed.")
     if slots:
         conn.execute(sa.text("UPDATE assignments SET slot = :slot WHERE id = :id"), slots)
     if expire:
