@@ -227,10 +227,12 @@ def run_action(lab: Lab, action: Callable[[Any], T], success: str | Callable[[T]
     `success` message, a success is flashed and the page reruns (a callback reruns anyway). A
     refusal because the session ended sends the next run back to the login."""
     try:
-        with lab.write() as s:
+        def attempt(s: Any) -> T:
             if not checks_session:
                 require_signed_in(s)
-            value = action(s)
+            return action(s)
+
+        value = lab.run(attempt)  # run again when a concurrent write got in its way (a deadlock)
     except ReviewError as exc:
         message = f"{about}: {exc}" if about else str(exc)
         if isinstance(exc, SessionEnded):
