@@ -1,13 +1,20 @@
 """Try your photo: how blurry is it in the study's own units, what do the restorers make of it,
 and what did the study find at that blur level?
 
-No-reference blur measure: scikit-image's blur_effect (Crete et al. 2007; 0 sharp .. 1 blurred)
-of the photo scaled to the study's image size. It is calibrated on the study's own degraded
-images: an isotonic regression (scikit-learn) of blur level on blur_effect per blur kind, so the
-estimate is in the study's pixels; its spread is the residual sd of the calibration images' levels
-around that fit (never below half the studied level step), and the interval is the estimate
-+- 1.96 spreads, clipped to the studied range. Nothing here stores the photo unless an admin
-asks (`add_to_catalog`).
+No-reference blur measure (`features`, `edge_sharpness`): how steep the photo's steepest edges
+are against their own contrast, per edge direction, at the study's image size; a blur of w px
+makes a step edge rise over about w px, while smooth content has no steep edge at all. It is
+calibrated per blur kind on images of known blur (`fit_calibration`): the study's own sharp
+photos and 15 bundled scikit-image samples of other content, blurred by the study's recipe at
+levels from 0 to 1.5 x the largest studied level, three blur shapes each (other camera-shake
+trajectories, other motion angles). A photo's estimate is the median blur of the 60 calibration
+images that measure most like it, its 95 % interval their central 95 % (`Estimate`): "sharp" when
+the median is below the smallest studied level, "too blurred to measure" when it is above the
+largest and the interval reaches the most blur calibrated. `unlike_photos` makes validation photos
+unlike the calibration's (drawn faces, text, flat shapes, textures, other samples; other
+trajectories, noise, JPEG, sizes): bench/try_photo.py reports coverage and error on them, and
+tests/test_try_photo.py asserts them. Nothing here stores the photo unless an admin asks
+(`add_to_catalog`).
 
 SD1.5 img2img restorations run only when asked (`restore_photo_sd15`, slow on CPU), at the
 study's own SD1.5 strengths and parameters, or at DEFAULT_SD15_STRENGTHS when it has none.
@@ -25,19 +32,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from PIL import Image
-from skimage.measure import blur_effect
-from sklearn.isotonic import IsotonicRegression
+from scipy import ndimage
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import DegradedImage, Restoration, SourceImage, Study, StudyItem, utcnow
 from review.analysis.answer import KIND_WORDS, RESTORER_WORDS, Answer
+from review.analysis.boundary import curve_groups
 from review.config import Settings
 from review.labeling.assignment import current_lease, remaining_for
 from review.labeling.study import closed_at, list_studies, listed
 from review.media.catalog import PhotoError, add_photo
-from review.media.degrade import BlurSpec, make_kernel
+from review.media.degrade import MAX_LEVEL, BlurSpec, apply_kernel, degrade, make_kernel
 from review.media.restore.runner import resolve_params, run_grid, run_restorer
 from review.media.store import ImageStore
 
@@ -50,67 +58,205 @@ DEFAULT_SD15_STRENGTHS = (0.3, 0.5, 0.7)
 ADD_ROLES = ("admin",)
 
 
+#: The calibration works at this longer side at most (a larger study's levels are scaled to it):
+#: the bank below is degraded and measured at every page load of a new study, in seconds.
+WORK_SIDE = 128
+#: Content the calibration adds to the study's own sharp photos, so the interval spans what photos
+#: can show (scikit-image's bundled samples, no download): faces, objects, a scene, a microscope
+#: slide, a retina, textures (brick, grass), text (page, text), stars, a silhouette, coins.
+BANK_PHOTOS = ("astronaut", "coffee", "chelsea", "camera", "rocket", "horse", "moon", "coins",
+               "immunohistochemistry", "retina", "brick", "grass", "page", "text", "hubble_deep_field")
+BANK_SHAPES = 3  # blur shapes per level and photo: camera-shake trajectories, motion-line angles
+BANK_STEPS = 12  # blur levels from half the smallest studied level to TOP_FACTOR x the largest
+TOP_FACTOR = 1.5
+NEIGHBOURS = 60  # calibration images whose measures are nearest the photo's
+COVERAGE = 0.95
+EDGE_RADII = (2, 4, 8, 16)  # px at WORK_SIDE: windows of the local range (edge_sharpness)
+EDGE_CONTRAST = 0.08  # an edge: at least this much range (of 0..1) in its window
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A photo's blur level in the study's pixels: `level` is the median of the calibration images
+    that measure most like it, `low`-`high` their central 95 %. `state`: "measured"; "sharp" (the
+    whole interval below the smallest studied level); "too_blurred" (the interval reaches the top
+    of the calibrated range, so the measure cannot tell how much more: only `low` is meaningful)."""
+
+    level: float
+    low: float
+    high: float
+    state: str
+    smallest: float  # the smallest and largest studied levels (px)
+    largest: float
+    top: float  # the most blur the calibration holds (px)
+
+    def headline(self) -> str:
+        if self.state == "sharp":
+            return "sharp"
+        if self.state == "too_blurred":
+            return "not measurable"
+        return f"about {self.level:.1f} px"
+
+    def sentence(self) -> str:
+        """The estimate in words, with what the interval means."""
+        if self.state == "sharp":
+            return (f"Sharp for this study: below its smallest studied blur ({self.smallest:g} px); "
+                    f"95 % interval {self.low:.1f}-{self.high:.1f} px.")
+        if self.state == "too_blurred":
+            return (f"Too blurred to measure: more than about {self.low:.0f} px. Calibration images "
+                    f"blurred up to {self.top:.0f} px (the most calibrated) measure like this photo, so "
+                    "the measure cannot tell how much blur there is.")
+        return f"95 % interval {self.low:.1f}-{self.high:.1f} px."
+
+
+def features(image: Image.Image, work_side: int) -> np.ndarray:
+    """What a photo is measured by: `edge_sharpness` of its grey levels at `work_side` px on the
+    longer side (the study's pixels, or WORK_SIDE)."""
+    gray = image.convert("L")
+    scale = work_side / max(gray.size)
+    if scale != 1:
+        gray = gray.resize((max(8, round(gray.width * scale)), max(8, round(gray.height * scale))),
+                           Image.Resampling.LANCZOS)
+    return edge_sharpness(np.asarray(gray, dtype=float) / 255.0)
+
+
+def edge_sharpness(g: np.ndarray) -> np.ndarray:
+    """How steep the steepest edges are against their own contrast, by edge direction: a step edge
+    of contrast C blurred over w px rises at about C / w, so the steepest slope over the local range
+    (max - min within EDGE_RADII px) reads 1 / w whatever C is; smooth content has no steep edge.
+    Per direction (4 of them) the 99th percentile where the local range is at least EDGE_CONTRAST,
+    then the smallest over directions (the blur's widest direction) and the largest."""
+    gx = ndimage.sobel(g, axis=1) / 8
+    gy = ndimage.sobel(g, axis=0) / 8
+    steepest = np.hypot(gx, gy)
+    slopes = [np.abs(np.cos(angle) * gx + np.sin(angle) * gy) for angle in np.arange(4) * np.pi / 4]
+    facing = [slope >= 0.5 * steepest for slope in slopes]  # edges facing each direction
+    out = []
+    for radius in EDGE_RADII:
+        size = 2 * radius + 1
+        span = ndimage.maximum_filter(g, size) - ndimage.minimum_filter(g, size)
+        keep = span >= EDGE_CONTRAST
+        known = []
+        for slope, face in zip(slopes, facing, strict=True):
+            mask = keep & face
+            if np.count_nonzero(mask) >= 20:
+                known.append(float(np.percentile(slope[mask] / span[mask], 99)))
+        out += [min(known), max(known)] if known else [0.0, 0.0]
+    return np.array(out)
+
+
 @dataclass
 class Calibration:
-    """blur_effect against blur level on one blur kind of a study's degraded images."""
+    """The measure of calibration images against their blur level, on one blur kind of a study:
+    the study's own sharp photos and BANK_PHOTOS, at the study's image size (or WORK_SIDE),
+    blurred by the study's recipe at levels from 0 to TOP_FACTOR x the largest studied level, with
+    BANK_SHAPES shapes each (other camera-shake trajectories, other motion angles)."""
 
     kind: str
-    levels: np.ndarray
-    values: np.ndarray  # blur_effect of each degraded image
+    levels: np.ndarray  # the studied levels (px of the study's images)
     side: int  # the longer side the study's images have (photos are scaled to it)
     recipe: dict[str, Any]  # the study's blur recipe on this kind, without the level
-    fit: IsotonicRegression
-    spread: float  # px
+    bank_levels: np.ndarray  # px of the study's images, one per calibration image
+    bank_features: np.ndarray  # one row of `features` per calibration image
+    work_side: int
 
-    def estimate(self, value: float) -> tuple[float, float, float]:
-        """The blur level of a photo with this blur_effect, and its 95 % interval (px)."""
-        level = float(self.fit.predict([value])[0])
-        lo, hi = float(self.levels.min()), float(self.levels.max())
-        return level, max(lo, level - 1.96 * self.spread), min(hi, level + 1.96 * self.spread)
+    @property
+    def top(self) -> float:
+        return float(self.bank_levels.max())
+
+    def estimate(self, photo: Image.Image) -> Estimate:
+        """The photo's blur level: the median and central 95 % of the levels of the NEIGHBOURS
+        calibration images that measure most like it (each measure in units of its spread)."""
+        return self.estimate_features(features(photo, self.work_side))
+
+    def estimate_features(self, feats: np.ndarray) -> Estimate:
+        spread = self.bank_features.std(axis=0)
+        spread[spread == 0] = 1.0
+        distance = np.sqrt((((self.bank_features - feats) / spread) ** 2).sum(axis=1))
+        near = self.bank_levels[np.argsort(distance, kind="stable")[:NEIGHBOURS]]
+        tail = (1 - COVERAGE) / 2
+        level, low, high = (float(v) for v in np.quantile(near, [0.5, tail, 1 - tail]))
+        smallest, largest = float(self.levels.min()), float(self.levels.max())
+        state = ("sharp" if level < smallest else
+                 "too_blurred" if level > largest and high >= self.top else "measured")
+        return Estimate(level, low, high, state, smallest, largest, self.top)
 
 
-def measure(image: Image.Image, side: int) -> float:
-    """blur_effect of the image scaled so its longer side is `side` (the study's image size)."""
-    gray = image.convert("L")
-    scale = side / max(gray.size)
-    if scale != 1:
-        gray = gray.resize((max(1, round(gray.width * scale)), max(1, round(gray.height * scale))),
-                           Image.Resampling.LANCZOS)
-    return float(blur_effect(np.asarray(gray, dtype=float) / 255.0))
+def bank_specs(kind: str, recipe: dict[str, Any], levels: np.ndarray,
+               scale: float) -> list[tuple[float, BlurSpec]]:
+    """(level in the study's px, the spec at the working size) of every calibration blur."""
+    smallest, largest = float(np.min(levels)), float(np.max(levels))
+    grid = [0.0] + [float(v) for v in np.linspace(smallest / 2, TOP_FACTOR * largest, BANK_STEPS)]
+    out = []
+    for level in grid:
+        for shape in range(BANK_SHAPES):
+            fields = dict(recipe)
+            if kind == "camera_shake" and shape:
+                fields["seed"] = 1000 + shape
+            if kind == "motion_line":
+                fields["angle"] = float(fields.get("angle", 0.0)) + 180.0 * shape / BANK_SHAPES
+            out.append((level, BlurSpec(kind, min(level * scale, MAX_LEVEL), **fields)))
+    return out
 
 
-def fit_calibration(kind: str, levels: np.ndarray, values: np.ndarray, side: int,
-                    recipe: dict[str, Any]) -> Calibration:
-    """The isotonic map blur_effect -> level and its spread (see the module docstring)."""
-    levels, values = np.asarray(levels, dtype=float), np.asarray(values, dtype=float)
-    fit = IsotonicRegression(increasing=True, out_of_bounds="clip").fit(values, levels)
-    distinct = np.unique(levels)
-    floor = float(np.diff(distinct).min()) / 2 if len(distinct) > 1 else 0.0
-    resid = levels - fit.predict(values)
-    spread = max(float(np.std(resid, ddof=1)) if len(resid) > 1 else 0.0, floor)
-    return Calibration(kind, levels, values, side, recipe, fit, spread)
+def bank_photos() -> list[Image.Image]:
+    """BANK_PHOTOS in RGB (scikit-image's bundled samples)."""
+    from skimage import data
+
+    return [Image.fromarray(np.asarray(getattr(data, name)())).convert("RGB") for name in BANK_PHOTOS]
+
+
+def fit_calibration(kind: str, levels: np.ndarray, side: int, recipe: dict[str, Any],
+                    photos: list[Image.Image]) -> Calibration:
+    """Blur each of `photos` (sharp) by the recipe at every calibration level and shape, at the
+    working size, and measure it (see Calibration)."""
+    levels = np.asarray(levels, dtype=float)
+    work_side = min(side, WORK_SIDE)
+    scale = work_side / side
+    specs = bank_specs(kind, recipe, levels, scale)
+    kernels: dict[str, np.ndarray] = {}
+    rows, at_levels = [], []
+    for photo in photos:
+        small = at_study_size(photo, work_side)
+        for level, spec in specs:
+            kernel = kernels.setdefault(spec.key(), make_kernel(spec))
+            rows.append(features(degrade_with(small, spec, kernel), work_side))
+            at_levels.append(level)
+    return Calibration(kind, levels, side, recipe, np.array(at_levels), np.array(rows), work_side)
+
+
+def degrade_with(image: Image.Image, spec: BlurSpec, kernel: np.ndarray) -> Image.Image:
+    """review.media.degrade.degrade with the spec's kernel made once (a camera-shake trajectory
+    takes ~20 ms to draw, and the bank reuses each one on every photo)."""
+    if spec.noise_sigma or spec.jpeg_quality is not None or kernel.shape == (1, 1):
+        return degrade(image, spec).image
+    arr = apply_kernel(np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0, kernel)
+    return Image.fromarray(np.round(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8), "RGB")
 
 
 def calibrate(session: Session, study: Study,
               open_image: Callable[[str], Image.Image]) -> dict[str, Calibration]:
-    """One calibration per blur kind of the study's degraded images with two or more levels."""
+    """One calibration per blur kind of the study's degraded images with two or more levels, on
+    the study's own sharp photos (up to 4) and BANK_PHOTOS, at the study's image size."""
     rows = session.execute(
-        select(DegradedImage.kind, DegradedImage.level, DegradedImage.params, DegradedImage.path).distinct()
+        select(DegradedImage.kind, DegradedImage.level, DegradedImage.params, DegradedImage.path,
+               SourceImage.path, SourceImage.is_reference).distinct()
+        .join(SourceImage, SourceImage.id == DegradedImage.source_id)
         .join(Restoration, Restoration.degraded_id == DegradedImage.id)
         .join(StudyItem, StudyItem.restoration_id == Restoration.id)
         .where(StudyItem.study_id == study.id, DegradedImage.level.is_not(None))).all()
-    images = {path: open_image(path) for _k, _l, _p, path in rows}
-    if not images:
+    if not rows:
         return {}
-    side = int(statistics.median(max(im.size) for im in images.values()))
+    side = int(statistics.median(max(open_image(r[3]).size) for r in rows))
+    own = [open_image(path) for path in sorted({r[4] for r in rows if r[5]})[:4]]
+    bank = own + bank_photos()
     out = {}
     for kind in sorted({r[0] for r in rows}):
         mine = [r for r in rows if r[0] == kind]
         if len({r[1] for r in mine}) < 2:
             continue
         recipe = {k: v for k, v in dict(mine[0][2] or {}).items() if k not in ("kind", "level")}
-        out[kind] = fit_calibration(kind, np.array([r[1] for r in mine]),
-                                    np.array([measure(images[r[3]], side) for r in mine]), side, recipe)
+        out[kind] = fit_calibration(kind, np.array(sorted({float(r[1]) for r in mine})), side, recipe, bank)
     return out
 
 
@@ -119,6 +265,12 @@ def at_study_size(photo: Image.Image, side: int) -> Image.Image:
     scale = side / max(photo.size)
     return photo.convert("RGB").resize((max(1, round(photo.width * scale)),
                                         max(1, round(photo.height * scale))), Image.Resampling.LANCZOS)
+
+
+def restore_levels(estimate: Estimate) -> list[float]:
+    """The blur levels the classical baselines assume for a photo: the estimate and its interval's
+    ends, rounded to 0.1 px, leaving out 0 (no blur to undo)."""
+    return sorted({round(v, 1) for v in (estimate.low, estimate.level, estimate.high) if round(v, 1) > 0})
 
 
 def restore_photo(photo: Image.Image, calibration: Calibration,
@@ -205,12 +357,31 @@ def access_refusal(session: Session, user_id: int, role: str) -> str | None:
     return None
 
 
-def findings_at(answer: Answer, kind: str, level: float) -> list[str]:
-    """What the study found at this blur level, per restorer: the GP's faithful share there and
-    the observed share at the nearest rated level."""
+def _who(simulated: int, total: int) -> str:
+    """Whose ratings these are, in words: people's, a simulated panel's, or both (with counts)."""
+    if simulated == 0:
+        return f"{total} rating{'s' * (total != 1)} by people"
+    if simulated == total:
+        return f"{total} simulated rating{'s' * (total != 1)} (a simulated panel; no person)"
+    return f"{total} ratings, {simulated} of them simulated and {total - simulated} by people"
+
+
+def findings_at(answer: Answer, kind: str, level: float, frame: pd.DataFrame) -> list[str]:
+    """What the study found at this blur level, per restorer: the fitted faithful share of ratings
+    there and the observed counts at the nearest rated level, each saying whose ratings they are
+    (people's or a simulated panel's, from `frame`'s `simulated` column: the ratings
+    review.analysis.export.ratings_frame gives and `answer` was fitted to). Only people's ratings
+    are called "people rated"."""
     words = KIND_WORDS.get(kind, kind)
+    groups = dict(curve_groups(frame, include_simulated=answer.include_simulated))
     out = []
     for c in (c for c in answer.curves if c.blur_kind == kind):
+        rows = groups.get((c.restorer, c.setting, c.blur_kind), frame.iloc[:0])
+        sim = (rows["simulated"].astype(bool) if "simulated" in rows
+               else pd.Series(False, index=rows.index))
+        total_sim = int(sim.sum())
+        rated = ("people rated" if total_sim == 0 else "simulated raters rated" if total_sim == len(rows)
+                 else "people and simulated raters rated")
         for si, strength in enumerate(c.strengths):
             name = RESTORER_WORDS.get(c.restorer, c.restorer) + (
                 f" at strength {strength:g}" if strength is not None else "")
@@ -220,7 +391,118 @@ def findings_at(answer: Answer, kind: str, level: float) -> list[str]:
                        key=lambda s: abs(s.level - level))
             where = ("" if c.levels[0] <= level <= c.levels[-1] else
                      f" (outside the studied {c.levels[0]:g}-{c.levels[-1]:g} px: the nearest studied level)")
-            out.append(f"At about {c.grid[j]:.1f} px of {words}{where}, people rated {name} faithful "
-                       f"{model * 100:.0f} % of the time (model); at {near.level:g} px, "
-                       f"{near.faithful} of {near.ratings} ratings were faithful.")
+            at = rows["blur_level"].astype(float) == near.level
+            if strength is not None and len(c.strengths) > 1:
+                at &= rows["strength"].astype(float) == strength
+            here, here_sim = rows[at], sim[at]
+            faithful = here["score"] >= answer.options.faithful_min
+            n_sim, k_sim = int(here_sim.sum()), int((faithful & here_sim).sum())
+            n_people, k_people = len(here) - n_sim, int((faithful & ~here_sim).sum())
+            left_out = "" if answer.include_simulated else " (simulated ratings left out)"
+            split = ("" if n_sim == 0 or n_people == 0 else
+                     f" ({k_sim} of {n_sim} simulated, {k_people} of {n_people} by people)")
+            out.append(f"At about {c.grid[j]:.1f} px of {words}{where}, {rated} {name} faithful in "
+                       f"{model * 100:.0f} % of ratings (the fitted curve, over {_who(total_sim, len(rows))})"
+                       f"{left_out}; at {near.level:g} px, {near.faithful} of {near.ratings} "
+                       f"{'simulated ' if n_people == 0 and n_sim else ''}ratings were faithful{split}.")
+    return out
+
+
+@dataclass(frozen=True)
+class Unlike:
+    """A validation photo unlike the calibration's: what it shows, and its blur in the study's px."""
+
+    what: str
+    photo: Image.Image
+    level: float
+
+
+def _unlike_content(rng: np.random.Generator, index: int) -> tuple[str, Image.Image]:
+    """One sharp picture that is not in BANK_PHOTOS: scikit-image samples the bank leaves out,
+    drawn faces, rendered text, flat shapes, filtered-noise textures, smooth gradients."""
+    from PIL import ImageDraw, ImageFilter
+    from skimage import data
+
+    size = int(rng.integers(160, 420))
+    kind = index % 8
+    if kind == 0:
+        name = ("cell", "shepp_logan_phantom", "logo", "colorwheel", "microaneurysms", "checkerboard")[
+            index // 8 % 6]
+        arr = np.asarray(getattr(data, name)(), dtype=float)
+        arr = arr / arr.max() * 255 if arr.max() > 0 else arr
+        return name, Image.fromarray(arr.astype(np.uint8)).convert("RGB")
+    if kind == 1:  # a drawn face: skin, hair, eyes, brows, nose and mouth
+        img = Image.new("RGB", (size, size), tuple(int(v) for v in rng.integers(40, 220, 3)))
+        draw = ImageDraw.Draw(img)
+        c, r = size // 2, size * int(rng.integers(28, 40)) // 100
+        draw.ellipse((c - r, c - int(1.3 * r), c + r, c + int(1.3 * r)), fill=(224, 172, 140))
+        draw.chord((c - r, c - int(1.35 * r), c + r, c + int(0.2 * r)), 180, 360, fill=(60, 40, 20))
+        for side_x in (-1, 1):
+            ex = c + side_x * r // 2
+            draw.ellipse((ex - r // 6, c - r // 8, ex + r // 6, c + r // 8), fill=(250, 250, 250))
+            draw.ellipse((ex - r // 14, c - r // 14, ex + r // 14, c + r // 14), fill=(40, 30, 20))
+            draw.line((ex - r // 5, c - r // 4, ex + r // 5, c - r // 3), fill=(50, 30, 10), width=3)
+        draw.line((c, c, c - r // 10, c + r // 3), fill=(150, 100, 80), width=2)
+        draw.arc((c - r // 3, c + r // 4, c + r // 3, c + 2 * r // 3), 20, 160, fill=(150, 40, 40), width=3)
+        return "drawn face", img
+    if kind == 2:
+        img = Image.new("RGB", (size, size * 3 // 4), tuple(int(v) for v in rng.integers(180, 256, 3)))
+        draw = ImageDraw.Draw(img)
+        words = "the quick brown fox jumps over a lazy dog 0123456789 FIDELITY review lab".split()
+        for row in range(0, img.height - 12, 14 + int(rng.integers(0, 8))):
+            line = " ".join(rng.choice(words, 6))
+            draw.text((4, row), line, fill=tuple(int(v) for v in rng.integers(0, 80, 3)))
+        return "text", img
+    if kind == 3:
+        img = Image.new("RGB", (size, size * 2 // 3), tuple(int(v) for v in rng.integers(0, 256, 3)))
+        draw = ImageDraw.Draw(img)
+        for _ in range(int(rng.integers(3, 8))):
+            x0, y0 = (int(v) for v in rng.integers(0, img.width - 20, 2) % (img.width - 20, img.height - 20))
+            box = (x0, y0, x0 + int(rng.integers(15, size // 2)), y0 + int(rng.integers(15, size // 2)))
+            fill = tuple(int(v) for v in rng.integers(0, 256, 3))
+            (draw.ellipse if rng.uniform() < 0.5 else draw.rectangle)(box, fill=fill)
+        return "flat shapes", img
+    if kind == 4:
+        noise = rng.standard_normal((size, size))
+        img = Image.fromarray(np.clip(128 + 60 * noise, 0, 255).astype(np.uint8)).filter(
+            ImageFilter.GaussianBlur(float(rng.uniform(0.6, 2.5))))
+        arr = np.asarray(img, dtype=float)
+        arr = (arr - arr.mean()) / (arr.std() + 1e-9) * 50 + 128
+        return "texture", Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).convert("RGB")
+    if kind == 5:
+        y, x = np.mgrid[0:size * 3 // 4, 0:size] / size
+        arr = np.stack([128 + 100 * np.sin(6 * x + 3 * y), 128 + 90 * np.cos(5 * y), 200 * x], axis=-1)
+        img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+        draw = ImageDraw.Draw(img)
+        for _ in range(4):
+            pts = [tuple(int(v) for v in p) for p in rng.integers(0, min(img.size), (2, 2))]
+            draw.line(pts, fill=(0, 0, 0), width=int(rng.integers(1, 4)))
+        return "gradients and lines", img
+    if kind == 6:
+        blobs = data.binary_blobs(length=256, blob_size_fraction=float(rng.uniform(0.04, 0.15)),
+                                  rng=int(rng.integers(0, 10_000)))
+        return "blobs", Image.fromarray((blobs * 200 + 30).astype(np.uint8)).convert("RGB")
+    y, x = np.mgrid[0:size * 3 // 4, 0:size]
+    arr = np.stack([(x * (3 + index % 5)) % 256, (y * 4) % 256, ((x + y) * 2) % 256], axis=-1)
+    return "stripes and squares", Image.fromarray(arr.astype(np.uint8))
+
+
+def unlike_photos(count: int, side: int, largest: float, seed: int = 0) -> list[Unlike]:
+    """`count` blurred validation photos unlike the calibration's content, each blurred by camera
+    shake whose trajectory the calibration never uses, at a level drawn from 0 to 1.25 x
+    `largest` px of a `side`-px image (a quarter of them sharp), then given noise (0-4) and JPEG
+    (quality 60-95, or none) at a random size."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for index in range(count):
+        what, sharp = _unlike_content(rng, index)
+        level = 0.0 if rng.uniform() < 0.25 else float(rng.uniform(0.3, 1.25) * largest)
+        at_side = at_study_size(sharp, side)
+        spec = BlurSpec("camera_shake", level, seed=int(rng.integers(1, 900)),
+                        noise_sigma=float(rng.choice([0.0, 1.0, 4.0])),
+                        jpeg_quality=None if rng.uniform() < 0.5 else int(rng.integers(60, 96)))
+        blurred = degrade(at_side, spec).image
+        final = int(rng.integers(side, 3 * side))  # uploaded larger than the study's size
+        out.append(Unlike(what, blurred.resize((final, max(1, round(final * blurred.height / blurred.width))),
+                                               Image.Resampling.BICUBIC), level))
     return out

@@ -1,12 +1,15 @@
-"""Try your photo: upload a blurry photo, see its blur level in the study's units, restorations
-of it side by side (classical baselines at once, SD1.5 img2img on request), and what the study
-found at that level. The photo is decoded as every upload is (review.media.decode) and stored only
-when an admin adds it to the catalog. Who may open the page: review.analysis.try_photo.access_refusal."""
+"""Try your photo: upload a blurry photo, see its blur level in the study's units (or "sharp", or
+"not measurable" when it is too blurred to tell), restorations of it side by side (classical
+baselines at once, SD1.5 img2img on request), and what the study found at that level, saying
+whose ratings those are (people's or a simulated panel's; people's only on request). The photo
+is decoded as every upload is (review.media.decode) and stored only when an admin adds it to the
+catalog. Who may open the page: review.analysis.try_photo.access_refusal."""
 
 from __future__ import annotations
 
 import hashlib
 
+import pandas as pd
 import streamlit as st
 from PIL import Image
 
@@ -19,7 +22,7 @@ from review.analysis.try_photo import (
     add_to_catalog,
     calibrate,
     findings_at,
-    measure,
+    restore_levels,
     restore_photo,
     restore_photo_sd15,
     sd15_recipe,
@@ -31,6 +34,7 @@ from review.media.catalog import CONTENT_TYPES
 from review.media.decode import decode_image
 from review.media.restore.runner import plain_error, sd15_unavailable
 from review.ui.common import SessionUser, run_action
+from review.ui.display import inert
 
 KEY = "try_"
 ROLES = ("admin", "qa", "reviewer")
@@ -38,17 +42,20 @@ PANELS_PER_ROW = 4  # ~210 px each in the main column at 1366 px
 SD15_CACHE = f"{KEY}sd15_results"  # (photo sha256, study id, strength) -> (caption, image)
 
 
-@st.cache_data(show_spinner="Calibrating on the study's blurred images…", max_entries=8, ttl=600)
+@st.cache_data(show_spinner="Calibrating: blurring the study's photos and 15 others at known levels…",
+               max_entries=8, ttl=3600)
 def _calibration(db: str, study_id: int, _lab: Lab) -> dict[str, Calibration]:
     with _lab.read() as s:
         return calibrate(s, study_by_id(s, study_id), _lab.store.open_image)
 
 
 @st.cache_data(show_spinner="Fitting the study's answer…", max_entries=8)
-def _answer(db: str, study_id: int, fingerprint: tuple[int, ...], _lab: Lab) -> Answer:
+def _answer(db: str, study_id: int, fingerprint: tuple[int, ...], include_simulated: bool,
+            _lab: Lab) -> tuple[Answer, pd.DataFrame]:
     with _lab.read() as s:
         study = study_by_id(s, study_id)
-        return study_answer(ratings_frame(s, study), study.name)
+        frame = ratings_frame(s, study)
+    return study_answer(frame, study.name, include_simulated=include_simulated), frame
 
 
 def render(lab: Lab, user: SessionUser) -> None:
@@ -80,25 +87,37 @@ def render(lab: Lab, user: SessionUser) -> None:
     try:
         photo = decode_image(upload.getvalue())
     except ReviewError as exc:
-        st.error(f"{upload.name}: {exc}")
+        st.error(inert(f"{upload.name}: {exc}"))
         return
-    value = measure(photo, cal.side)
-    level, lo, hi = cal.estimate(value)
-    st.metric("Estimated blur", f"about {level:.1f} px", help=f"blur_effect {value:.3f}")
-    st.caption(f"95 % interval {lo:.1f}-{hi:.1f} px of {kind}, in pixels of the study's images "
-               f"({cal.side} px on the longer side; your photo is scaled to that size). Calibrated on "
-               f"{len(cal.levels)} of the study's blurred images with scikit-image's blur_effect; the "
-               "measure also depends on what the photo shows, so read it as a rough guide.")
+    est = cal.estimate(photo)
+    st.metric("Estimated blur", est.headline(), help="The median blur of the calibration images that "
+              "measure most like your photo (steepness of its steepest edges against their contrast).")
+    st.caption(f"{est.sentence()} In pixels of {kind} on the study's images ({cal.side} px on the "
+               f"longer side; your photo is scaled to that size). Calibrated on {len(cal.bank_levels)} "
+               "images of known blur (the study's photos and 15 others); on photos unlike them the "
+               "interval held the true blur in about 9 of 10 cases, and the estimate missed by about "
+               "5 px on average: read it as a rough guide.")
     st.subheader("What the study found at that blur")
     with lab.read() as s:
         fingerprint = ratings_fingerprint(s, study_id)
-    found = findings_at(_answer(db, study_id, fingerprint, lab), kind, level)
-    for line in found or ["No restorer of this study has ratings at two or more levels of this blur yet."]:
-        st.markdown(f"- {line}")
+    answer, frame = _answer(db, study_id, fingerprint, True, lab)
+    simulated = int(frame["simulated"].astype(bool).sum()) if "simulated" in frame else 0
+    if simulated:
+        st.caption(f"{simulated} of this study's {len(frame)} ratings come from a simulated panel "
+                   "(simulated raters, not people); each finding below says whose ratings it rests on.")
+        if st.toggle("Only people's ratings", key=f"{KEY}people_only",
+                     help="Leave the simulated panel's ratings out of the findings below."):
+            answer, frame = _answer(db, study_id, fingerprint, False, lab)
+    found = findings_at(answer, kind, est.level, frame)
+    empty = ("No restorer of this study has people's ratings at two or more levels of this blur yet."
+             if not answer.include_simulated else
+             "No restorer of this study has ratings at two or more levels of this blur yet.")
+    for line in found or [empty]:
+        st.markdown(f"- {inert(line)}")
     st.subheader("Restorations")
     st.caption("Classical baselines (Wiener deconvolution), each assuming the study's blur recipe at "
                "the estimated level and at the interval's ends; the real blur's shape is unknown.")
-    panels = restore_photo(photo, cal, sorted({round(lo, 1), round(level, 1), round(hi, 1)}))
+    panels = restore_photo(photo, cal, restore_levels(est))
     panels += _sd15_panels(lab, study_id, cal.side, photo, hashlib.sha256(upload.getvalue()).hexdigest())
     for start in range(0, len(panels), PANELS_PER_ROW):  # equal panels, so they compare at one scale
         for column, (caption, image) in zip(st.columns(PANELS_PER_ROW, gap="medium"),
@@ -148,16 +167,16 @@ def _add_to_catalog(lab: Lab, user: SessionUser, photo: Image.Image, name: str) 
     if not st.button("Add to the catalog", key=f"{KEY}add"):
         return
     if content is None:
-        st.error(f"{name}: choose the content of the photo; nothing was added.")
+        st.error(f"{inert(name)}: choose the content of the photo; nothing was added.")
         return
     added = run_action(lab, lambda s: _add(s, lab, user, photo, name, licence, content), about=name)
     if added.value is not None:
         src_id, title, new = added.value
         if new:
-            st.success(f"{name}: added as source #{src_id} ({photo.width}x{photo.height}).")
+            st.success(f"{inert(name)}: added as source #{src_id} ({photo.width}x{photo.height}).")
         else:
-            st.info(f"{name}: already in the catalog as source #{src_id} ({title or 'untitled'}); "
-                    "nothing added.")
+            st.info(f"{inert(name)}: already in the catalog as source #{src_id} "
+                    f"({inert(title or 'untitled')}); nothing added.")
 
 
 def _add(s, lab: Lab, user: SessionUser, photo: Image.Image, name: str, licence: str,  # noqa: ANN001
