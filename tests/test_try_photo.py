@@ -146,9 +146,10 @@ def test_findings_say_simulated_wherever_simulated_ratings_carry_them(simulated_
     k24 = int((at24["score"] >= 4).sum())
     assert line.startswith("At about 24.0 px of camera shake, simulated raters rated Wiener deconvolution "
                            "faithful in ")
-    assert f"over {len(wiener)} simulated ratings (a simulated panel; no person)" in line
+    assert (f"(the fitted curve over {len(wiener)} simulated ratings, from a simulated panel, "
+            "not people)") in line
     assert line.endswith(f"at 24 px, {k24} of {len(at24)} simulated ratings were faithful.")
-    assert "people" not in line.replace("no person", "")
+    assert "people" not in line.replace("not people", "")
 
     # Two of the panel's raters counted as people: the sentence splits every count.
     people = frame["rater"].isin(sorted(frame["rater"].unique())[:2])

@@ -362,7 +362,7 @@ def _who(simulated: int, total: int) -> str:
     if simulated == 0:
         return f"{total} rating{'s' * (total != 1)} by people"
     if simulated == total:
-        return f"{total} simulated rating{'s' * (total != 1)} (a simulated panel; no person)"
+        return f"{total} simulated rating{'s' * (total != 1)}, from a simulated panel, not people"
     return f"{total} ratings, {simulated} of them simulated and {total - simulated} by people"
 
 
@@ -402,7 +402,7 @@ def findings_at(answer: Answer, kind: str, level: float, frame: pd.DataFrame) ->
             split = ("" if n_sim == 0 or n_people == 0 else
                      f" ({k_sim} of {n_sim} simulated, {k_people} of {n_people} by people)")
             out.append(f"At about {c.grid[j]:.1f} px of {words}{where}, {rated} {name} faithful in "
-                       f"{model * 100:.0f} % of ratings (the fitted curve, over {_who(total_sim, len(rows))})"
+                       f"{model * 100:.0f} % of ratings (the fitted curve over {_who(total_sim, len(rows))})"
                        f"{left_out}; at {near.level:g} px, {near.faithful} of {near.ratings} "
                        f"{'simulated ' if n_people == 0 and n_sim else ''}ratings were faithful{split}.")
     return out
