@@ -535,3 +535,49 @@ def test_init_over_rows_a_guard_forbids_says_which_and_changes_nothing(tmp_path)
         assert conn.execute(text("SELECT count(*) FROM ratings WHERE active")).scalar() == 3
         assert conn.execute(text("SELECT count(*) FROM guideline_versions")).scalar() == 1
     eng.dispose()
+
+
+@pytest.mark.parametrize("lowering_first", [False, True], ids=["adder-first", "lowering-first"])
+def test_sqlite_runs_the_same_race_one_writer_at_a_time(tmp_path, lowering_first):
+    """SQLite needs no study lock (migration 0012 leaves its triggers): a transaction that read
+    before another's write committed cannot write on its old snapshot ("database is locked": WAL
+    refuses to upgrade a stale read), and one that waits for the write lock reads the latest rows,
+    so the triggers always count the latest data. Raw sqlite3, deferred transactions (what a
+    script would use; the lab itself begins every write with BEGIN IMMEDIATE)."""
+    import sqlite3
+
+    db = tmp_path / "race.db"
+    eng = make_engine(f"sqlite:///{db}")  # WAL, as the lab's engine sets it
+    upgrade(eng)
+    sessions = make_session_factory(eng)
+    with sessions() as s, s.begin():
+        made = make_study(s, 1, raters_per_item=3, n_reviewers=4)
+        w = {"study": made.study.id, "item": s.scalar(select(StudyItem.id)),
+             "gv": made.study.guideline_version_id, "users": [u.id for u in made.reviewers]}
+        for user in w["users"][:2]:
+            s.add(_orm_rating(w, user))
+    eng.dispose()
+    add = ("INSERT INTO ratings (item_id, reviewer_id, author_id, source, score, flags, comment, "
+           "guideline_version_id, active, created_at) VALUES (?, ?, ?, 'reviewer', 3, '[]', '', ?, 1, "
+           "CURRENT_TIMESTAMP)", (w["item"], w["users"][2], w["users"][2], w["gv"]))
+    lower = ("UPDATE studies SET raters_per_item = 2 WHERE id = ?", (w["study"],))
+    first, second = (lower, add) if lowering_first else (add, lower)
+    one, two = (sqlite3.connect(db, isolation_level=None, timeout=0.2) for _ in range(2))
+    refused = []
+    for conn in (one, two):
+        conn.execute("BEGIN")
+        conn.execute("SELECT count(*) FROM ratings").fetchone()  # each holds a read snapshot
+    one.execute(*first)
+    one.execute("COMMIT")
+    try:
+        two.execute(*second)
+        two.execute("COMMIT")
+    except sqlite3.DatabaseError as exc:  # locked (stale snapshot) or the rule itself
+        refused.append(str(exc))
+        two.execute("ROLLBACK")
+    with sqlite3.connect(db) as conn:
+        active = conn.execute("SELECT count(*) FROM ratings WHERE active").fetchone()[0]
+        per_item = conn.execute("SELECT raters_per_item FROM studies").fetchone()[0]
+    one.close()
+    two.close()
+    assert active <= per_item and len(refused) == 1, (active, per_item, refused)
