@@ -16,7 +16,10 @@ Concurrency, PostgreSQL READ COMMITTED:
   write nothing (the unique (item, slot) and (item, reviewer) indexes decide) instead of failing;
 - submit: the assignment row is locked in the statement; when that waited for another tab's
   change, the row's version (`xmin`) no longer matches the statement's snapshot and nothing is
-  written, so nothing read from the older snapshot (the retracted rating, the token) is used.
+  written, so nothing read from the older snapshot (the retracted rating, the token) is used;
+- both hold the study row FOR SHARE from their first statement on, before any item row: a change
+  of raters per item (which updates that row) waits for them or they for it, and a statement
+  that waited re-reads the study's new values (migration 0012's triggers take the same lock).
 """
 
 from __future__ import annotations
