@@ -42,6 +42,7 @@ from typing import Any
 
 import streamlit as st
 
+from review.errors import ReviewError
 from review.labeling import ratings
 from review.labeling.assignment import InactiveAccount, claim_next, remaining_for
 from review.labeling.drafts import Draft, load_draft, save_draft
@@ -189,6 +190,10 @@ def _load_current(study: StudyChoice, user: SessionUser) -> Current | None:
     except (SessionEnded, InactiveAccount):
         st.session_state["account_check"] = True
         st.rerun(scope="app")
+    except ReviewError as exc:  # the claim was refused (a concurrent write, a busy database): say so
+        {"warning": st.warning}.get(exc.level, st.error)(str(exc))
+        st.button("Load the next item", key="claim_again")  # a click runs the claim again
+        st.stop()
     if saved is not None:
         _prefill(aid, saved.score, list(saved.flags), saved.comment)
     _token(aid)  # the idempotency token exists from the moment the item is shown
