@@ -143,3 +143,15 @@ def test_jsonl_restorer_params_object_and_extra_nested_fields_are_read(tmp_path:
                     '"meta": {"platform": "x"}}\n')
     df = read_ratings_file(path)
     assert df["restorer_params"].iloc[0] == {"balance": 0.1} and len(df) == 1
+
+
+def test_the_answer_page_names_the_one_level_restorer(lab: Lab) -> None:
+    from tests.support_app import page_app, page_user
+
+    with lab.sessions() as s, s.begin():
+        import_ratings(s, pd.DataFrame(_rows()), "external")
+    at = page_app("answer_page", page_user("qa", username="quinn")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Wiener deconvolution (balance=0.1) stays faithful" in m.value for m in at.markdown)
+    [left_out] = [i.value for i in at.info if i.value.startswith("Left out")]
+    assert "acme on motion blur (line length) at 5 px only (4 ratings)" in left_out

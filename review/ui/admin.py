@@ -8,10 +8,10 @@ import pandas as pd
 import streamlit as st
 
 from review.analysis.qa_stats import gold_accuracy
-from review.labeling.guidelines.render import render_safe_markdown
 from review.labeling.views import guideline_versions, reviewer_progress, study_progress
 from review.media.restore.runner import sd15_status
 from review.ui.common import get_lab, require_role, run_action, show_flashes
+from review.ui.display import inert
 from review.ui.guideline import render_guideline
 from review.users import ROLES, add_user, list_users, reset_password, set_active, set_role, unlock
 
@@ -32,7 +32,7 @@ def users_page() -> None:
                                  key="new_password")
         if st.form_submit_button("Add user", type="primary"):
             run_action(lab, lambda s: add_user(s, username, password, role, display, actor_id=me.id),
-                 f"User {username.strip().lower()!r} added as {role}.")
+                 f"User '{inert(username.strip().lower())}' added as {role}.")
 
     with lab.read() as s:
         users = list_users(s)
@@ -53,7 +53,7 @@ def users_page() -> None:
                 st.error("Choose a user.")
             else:
                 run_action(lab, lambda s: reset_password(s, who, new, actor_id=me.id),
-                           f"Password of {who!r} reset.")
+                           f"Password of '{inert(who)}' reset.")
     with right.form("activation"):
         st.markdown("**Deactivate, reactivate or unlock**")
         who = st.selectbox("User", names, index=None, key="active_user", placeholder="Choose a user")
@@ -64,12 +64,12 @@ def users_page() -> None:
         if (deactivate or activate or unlocked) and who is None:
             st.error("Choose a user.")
         elif unlocked:
-            run_action(lab, lambda s: unlock(s, who), f"Failed logins of {who!r} cleared.")
+            run_action(lab, lambda s: unlock(s, who), f"Failed logins of '{inert(who)}' cleared.")
         elif deactivate and who == me.username:
             st.error("You cannot deactivate your own account.")
         elif deactivate or activate:
             run_action(lab, lambda s: set_active(s, who, bool(activate), actor_id=me.id),
-                       f"User {who!r} {'reactivated' if activate else 'deactivated'}.")
+                       f"User '{inert(who)}' {'reactivated' if activate else 'deactivated'}.")
     with st.form("change_role"):
         st.markdown("**Change a role** (the account's open sessions end; the new role applies "
                     "from its next sign-in)")
@@ -81,7 +81,7 @@ def users_page() -> None:
                 st.error("Choose a user and a role.")
             else:
                 run_action(lab, lambda s: set_role(s, who, new_role, actor_id=me.id),
-                           f"User {who!r} is now {new_role}.")
+                           f"User '{inert(who)}' is now {new_role}.")
 
 
 def _pct(x: float | None) -> str:
@@ -112,7 +112,7 @@ def study_page() -> None:
         return
     for p in studies:
         with st.container(border=True):
-            st.subheader(p.name)
+            st.subheader(inert(p.name))
             c1, c2, c3, c4 = st.columns(4)
             c1.metric("Items", p.items, help=f"{p.gold_items} gold items")
             c2.metric("Ratings done", f"{p.active_ratings} / {p.target}",
@@ -148,6 +148,6 @@ def guidelines_page() -> None:
                           format_func=lambda i: next(f"{v.label}: {v.title}" for v in views if v.id == i))
     view = next(v for v in views if v.id == chosen)
     if view.change_note:
-        st.caption(f"Change note: {render_safe_markdown(view.change_note)}")
+        st.caption(f"Change note: {inert(view.change_note)}")
     with st.container(border=True):
         render_guideline(view)

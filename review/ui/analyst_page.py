@@ -43,6 +43,7 @@ from review.analysis.tables import (
 from review.database import Lab
 from review.labeling.study import list_studies, study_by_id
 from review.ui.common import SessionUser
+from review.ui.display import inert
 
 KEY = "analyst_"
 MAX_BOOTSTRAP = 5000
@@ -170,10 +171,7 @@ def _headline(report: dict[str, Any]) -> None:
 
 def _md_text(text: str) -> str:
     """Plain text safe inside st.markdown (no links, emphasis or HTML from data)."""
-    out = str(text)
-    for ch in "\\`*_{}[]()#+-.!<>|~$":
-        out = out.replace(ch, "\\" + ch)
-    return out
+    return inert(text)
 
 
 def _download(label: str, data: bytes | str | Callable[[], bytes | str], file_name: str,

@@ -20,6 +20,7 @@ from review.ui.common import (
     logout,
     resume_session,
 )
+from review.ui.display import inert
 
 PAGES = Path(__file__).resolve().parent / "pages"
 
@@ -74,7 +75,7 @@ def main() -> None:
         st.stop()
     nav = st.navigation(pages)
     with st.sidebar:
-        st.markdown(f"**{user.display_name}**  \n{user.role}")
+        st.markdown(f"**{inert(user.display_name)}**  \n{user.role}")
         deliver_session_cookie()
         if st.button("Log out", key="logout", icon=":material/logout:",
                      help="Ends your session in every browser and tab."):

@@ -22,6 +22,7 @@ from review.labeling.audit import (
     count_entries,
 )
 from review.ui.common import SessionUser
+from review.ui.display import inert
 
 KEY = "audit_"
 EVERYONE = "everyone"
@@ -50,7 +51,7 @@ def render(lab: Lab, user: SessionUser) -> None:
                                    key=f"{KEY}page_{total}") if pages > 1 else 1
             rows = audit_entries(s, **filters, limit=PAGE_ROWS, offset=(int(page) - 1) * PAGE_ROWS)
     except AuditError as exc:
-        st.error(str(exc))
+        st.error(inert(str(exc)))
         return
     if not rows:
         st.info("No entries match these filters.")

@@ -32,6 +32,7 @@ from review.sessions import (
     revoke_all,
     start_session,
 )
+from review.ui.display import inert
 from review.ui.server import SESSION_PATH
 from review.users import LoginRefused, authenticate, still_active
 
@@ -176,7 +177,7 @@ def login_page() -> None:
         try:
             user = authenticate(lab.sessions, username, password, client=client_address())
         except LoginRefused as exc:
-            st.error(str(exc))
+            st.error(inert(str(exc)))
             return
         with lab.write() as s:
             session_id, st.session_state["handoff"] = start_session(s, user.id)
@@ -238,6 +239,7 @@ def run_action(lab: Lab, action: Callable[[Any], T], success: str | Callable[[T]
         if isinstance(exc, SessionEnded):
             st.session_state["account_check"] = True
             message = str(exc)
+        message = inert(message)  # it quotes user text: names, file names, notes
         if callback:
             flash(exc.level, message)
         else:

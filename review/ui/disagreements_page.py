@@ -15,7 +15,7 @@ from review.labeling.disagreements import Disagreement, disagreements, settle_it
 from review.labeling.study import list_studies, study_by_id
 from review.labeling.views import item_view
 from review.ui.common import SessionUser, run_action, show_flashes
-from review.ui.display import display_jpeg
+from review.ui.display import display_jpeg, inert
 
 KEY = "dis_"
 NO_SCORE = "no consensus score (note only)"
@@ -36,9 +36,9 @@ def _item(lab: Lab, user: SessionUser, d: Disagreement, scale: tuple[int, int]) 
                         hide_index=True, width="stretch")
         if d.settlement is not None:
             score = d.settlement.consensus_score
-            table.info(f"Settled by {d.settlement.settled_by}: "
+            table.info(f"Settled by {inert(d.settlement.settled_by)}: "
                        f"{'consensus ' + str(score) if score is not None else 'no consensus score'}"
-                       f" · {d.settlement.note}")
+                       f" · {inert(d.settlement.note)}")
         with st.form(f"{KEY}settle_{d.item_id}", clear_on_submit=True):
             c1, c2 = st.columns([1, 2])
             choice = c1.selectbox("Consensus score", [NO_SCORE, *range(scale[0], scale[1] + 1)],
@@ -73,7 +73,7 @@ def render(lab: Lab, user: SessionUser) -> None:
         found = disagreements(s, study_id, min_spread=int(min_spread), limit=int(limit),
                               pseudonymise=user.role != "admin")
     if not found:
-        st.info(f"No item of {studies[study_id]!r} has two active ratings that differ by "
+        st.info(f"No item of '{inert(studies[study_id])}' has two active ratings that differ by "
                 f"{int(min_spread)} or more yet.")
         return
     st.caption("Widest spread first. A settlement adds a note, and optionally the consensus score the "

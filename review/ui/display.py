@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from dataclasses import dataclass
 
 import streamlit as st
@@ -20,6 +21,40 @@ from PIL import Image
 
 from review.labeling.views import ImageRef
 from review.media.store import DISPLAY_MAX_SIDE, ImageStore
+
+#: Characters that make Markdown anywhere in a line (CommonMark, GitHub's extensions, Streamlit's
+#: formulas); a backslash makes each literal. "_" only makes emphasis beside a non-alphanumeric
+#: character, so "REVIEW_SD15_PATH" stays as it is; "(", "!", "{" and "^" only act after "[".
+_ACTIVE = re.compile(r"([\\`*\[\]|~$]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
+#: "&", "<" and ">" as character references, so no tag, entity or autolink survives even in the
+#: Markdown source.
+_REFERENCES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+#: Characters that make Markdown only at the start of a line (headings, lists, rules, setext
+#: underlines), escaped there; "1." starts an ordered list.
+_LINE_START = re.compile(r"(^|\n)([ \t]*)(?:([#+\-=.])|(\d+)([.]))", re.MULTILINE)
+#: What Streamlit's renderer finds in text after the escapes are resolved: bare URLs, "www." and
+#: e-mail addresses (GFM autolinks), directives (":red[...]"), emoji and ":material/...:" icons.
+#: A word joiner (U+2060, invisible and zero-width) after a colon or "@" that a name follows, and
+#: between "www" and its dot, leaves them text.
+_AFTER_ESCAPES = re.compile(r"[:@](?=[A-Za-z0-9/])|(?i:www)(?=\.)")
+WORD_JOINER = "\u2060"
+
+
+def inert(text: object) -> str:
+    """User text (study, file, display and user names, QA reasons, notes, guideline titles,
+    restorer names from imported files) made safe for every element that renders Markdown
+    (st.markdown, st.caption, st.info and the other alerts, headers, widget labels, radio
+    options, expander and tab labels, help texts): the characters that would make Markdown are
+    backslash-escaped, so no link, emphasis, HTML tag, heading, list, table, directive or formula
+    is produced, and bare URLs, e-mail addresses, emoji and icon codes are not turned into
+    anything. It reads the same, and a name of letters, digits, spaces, quotes, "-", ".", "(",
+    ")", ",", ";", "!" and "?" inside a line is unchanged. Not for plain-text elements (selectbox
+    and multiselect options, st.text, st.code, dataframe cells), which show text as it is."""
+    escaped = re.sub(r"[&<>]", lambda m: _REFERENCES[m[0]], str(text))
+    escaped = _ACTIVE.sub(r"\\\1", escaped)
+    escaped = _LINE_START.sub(lambda m: m[1] + m[2] + ("\\" + m[3] if m[3] else m[4] + "\\" + m[5]),
+                              escaped)
+    return _AFTER_ESCAPES.sub(lambda m: m[0] + WORD_JOINER, escaped)
 
 
 @st.cache_data(max_entries=2048, show_spinner=False)

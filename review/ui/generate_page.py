@@ -17,7 +17,7 @@ from review.media import catalog
 from review.media.decode import decode_image
 from review.media.restore import list_models
 from review.ui.common import SessionUser, run_action
-from review.ui.display import show_images
+from review.ui.display import inert, show_images
 from review.ui.plan_form import plan_fields
 
 
@@ -56,8 +56,8 @@ def _weights_status(lab: Lab) -> None:
                 "are labelled as smoke tests and are not restorations.")
     else:
         names = list_models(path)
-        st.caption(f"SD1.5 weights: {path}"
-                   + (f" ({len(names)} models: {', '.join(names)})" if len(names) > 1 else ""))
+        st.caption(f"SD1.5 weights: {inert(path)}"
+                   + (f" ({len(names)} models: {inert(', '.join(names))})" if len(names) > 1 else ""))
 
 
 def _plan_form(lab: Lab, study: Any) -> None:
@@ -93,10 +93,10 @@ def _jobs_panel(lab: Lab, study: Any) -> None:
         box = st.container(border=True)
         total = max(job.progress_total, 1)
         box.markdown(f"**Job {job.id}** · {job.status} · {job.progress_done}/{job.progress_total}"
-                     + (f" · worker {job.worker}" if job.worker else ""))
+                     + (f" · worker {inert(job.worker)}" if job.worker else ""))
         box.progress(job.progress_done / total)
         if job.error:
-            box.warning(job.error)
+            box.warning(inert(job.error))
         c1, c2 = box.columns(2)
         if job.status in ("queued", "running") and c1.button("Cancel", key=f"cancel_{job.id}"):
             jobs.cancel(lab, job.id)
@@ -128,7 +128,7 @@ def _browse(lab: Lab, study: Any) -> None:
     pick = st.multiselect("Restorers", methods, default=methods, key="browse_methods")
     for o in [o for o in outputs if o.method in pick][:12]:
         tag = " · SMOKE TEST (tiny model, not a restoration)" if o.is_smoke_test else ""
-        st.markdown(f"**Item {o.item_id}** · {o.method} · {o.blur_kind} {o.blur_level} px{tag}")
+        st.markdown(f"**Item {o.item_id}** · {inert(o.method)} · {inert(o.blur_kind)} {o.blur_level} px{tag}")
         panels = [("Reference", o.reference)] if o.reference is not None else []
         panels += [("Blurred input", o.blurred), ("Restoration", o.restoration)]
         show_images(lab.store, panels, max_side=320)
@@ -145,7 +145,8 @@ def _upload(lab: Lab) -> None:
     if not files:
         return
     st.markdown("**Content of each photo** (used to compare restorers by content)")
-    contents = [st.selectbox(f.name, catalog.CONTENT_TYPES, index=None, key=f"gen_content_{i}_{f.name}",
+    contents = [st.selectbox(inert(f.name), catalog.CONTENT_TYPES, index=None,
+                             key=f"gen_content_{i}_{f.name}",
                              placeholder="Choose: face, text, object or scene") for i, f in enumerate(files)]
     licence = st.text_input("Source / consent note (required): where the photos come from and on "
                             "what terms reviewers may see them", key="gen_licence")
@@ -154,7 +155,7 @@ def _upload(lab: Lab) -> None:
         return
     missing = [f.name for f, c in zip(files, contents, strict=True) if c is None]
     if missing:
-        st.error(f"Choose the content of {', '.join(missing)}; nothing was added.")
+        st.error(f"Choose the content of {inert(', '.join(missing))}; nothing was added.")
         return
     if not licence.strip():
         st.error("Write the source / consent note; nothing was added.")
@@ -172,7 +173,8 @@ def _upload(lab: Lab) -> None:
         if added.value is not None:
             src_id, title, width, height, new = added.value
             if new:
-                st.success(f"{f.name}: added as source #{src_id} ({width}x{height}).")
+                st.success(f"{inert(f.name)}: added as source #{src_id} ({width}x{height}).")
             else:
-                st.info(f"{f.name}: already in the catalog as source #{src_id} ({title or 'untitled'}); "
+                st.info(f"{inert(f.name)}: already in the catalog as source #{src_id} "
+                        f"({inert(title or 'untitled')}); "
                         "nothing added.")

@@ -17,6 +17,7 @@ from review.labeling.guidelines.files import GUIDELINES_DIR, authored_dir
 from review.labeling.guidelines.render import render_safe_markdown, resolve_image, split_images
 from review.labeling.views import GuidelineView
 from review.ui.common import get_lab
+from review.ui.display import inert
 
 
 def render_body(gv: GuidelineView) -> None:
@@ -32,10 +33,10 @@ def render_body(gv: GuidelineView) -> None:
         try:
             st.image(str(resolve_image(gv, part, GUIDELINES_DIR, mine)))
         except GuidelineError as exc:
-            st.caption(f"(Example image not shown: {render_safe_markdown(str(exc))})")
+            st.caption(f"(Example image not shown: {inert(exc)})")
 
 
 def render_guideline(gv: GuidelineView) -> None:
     """What a reviewer opens with G: label, title and body."""
-    st.caption(f"Guideline: {gv.label} · {render_safe_markdown(gv.title)}")
+    st.caption(f"Guideline: {inert(gv.label)} · {inert(gv.title)}")  # plain text, not Markdown
     render_body(gv)

@@ -6,7 +6,8 @@ experiment of several versions and QA on/off, to a study.
 
 Rules live in review.labeling.guidelines; this page lays them out. Guideline text
 is shown through `render_safe_markdown` and `st.markdown(unsafe_allow_html=False)`, example
-images only from the guideline's own folder.
+images only from the guideline's own folder; titles, change notes and study names are plain
+text (review.ui.display.inert).
 """
 
 from __future__ import annotations
@@ -35,11 +36,11 @@ from review.labeling.guidelines.files import (
     sync_all,
     sync_version,
 )
-from review.labeling.guidelines.render import render_safe_markdown
 from review.labeling.settings import StudySettings
 from review.labeling.study import list_studies, study_by_id
 from review.labeling.views import GuidelineView, guideline_versions
 from review.ui.common import SessionUser, run_action, show_flashes
+from review.ui.display import inert
 from review.ui.guideline import render_body
 
 KEY = "gl_"
@@ -68,7 +69,7 @@ def _preview(rows: dict[int, GuidelineView]) -> None:
                           format_func=lambda i: _label(rows[i]))
     gv = rows[chosen]
     if gv.change_note:
-        st.markdown("**Change note:** " + render_safe_markdown(gv.change_note), unsafe_allow_html=False)
+        st.markdown("**Change note:** " + inert(gv.change_note))  # plain text, not Markdown
     with st.container(border=True):
         render_body(gv)
 
@@ -88,7 +89,8 @@ def _write_and_sync(lab: Lab, base: GuidelineView, body: str, note: str, title: 
     def written(done: tuple[Path, GuidelineView]) -> str:
         for key in _FOLLOW_NEWEST:  # the rerun shows the new version in the list, preview and diff
             st.session_state.pop(key, None)
-        return (f"Wrote {done[1].slug} v{done[1].version} to {done[0]} and loaded it. Reviewers get it "
+        return (f"Wrote {inert(done[1].slug)} v{done[1].version} to {inert(done[0])} and loaded it. "
+                "Reviewers get it "
                 "once a study is assigned to it.")
 
     run_action(lab, write_and_load, written)
@@ -130,8 +132,8 @@ def _compare(rows: dict[int, GuidelineView]) -> None:
     only_changes = st.toggle("Only changed paragraphs", value=True, key=f"{KEY}only_changes")
     shown = [r for r in diff if r[0] != "equal"] if only_changes else diff
     head_l, head_r = st.columns(2)
-    head_l.markdown(f"**{a.slug} v{a.version}**")
-    head_r.markdown(f"**{b.slug} v{b.version}**")
+    head_l.markdown(f"**{inert(a.slug)} v{a.version}**")
+    head_r.markdown(f"**{inert(b.slug)} v{b.version}**")
     for tag, lft, rgt in shown:
         if tag == "replace":
             lft, rgt = word_diff(lft, rgt)
@@ -165,7 +167,7 @@ def _assign(lab: Lab, rows: dict[int, GuidelineView], actor_id: int) -> None:
     current = ", ".join(_label(rows[i]) for i in arms if i in rows) if arms else (
         _label(rows[study.guideline_version_id]) if study.guideline_version_id in rows else "none")
     n_joined = joined.get(study_id, 0)
-    st.markdown(f"Current guideline arm(s): {render_safe_markdown(current)}; QA share "
+    st.markdown(f"Current guideline arm(s): {inert(current)}; QA share "
                 f"{settings.qa_share:.2f}; reviewers joined: {n_joined}.")
     if n_joined:
         st.caption("Reviewers have joined this study, so its guideline arms are fixed (cohorts are "
@@ -181,7 +183,7 @@ def _assign(lab: Lab, rows: dict[int, GuidelineView], actor_id: int) -> None:
         if st.button("Assign", key=f"{KEY}assign"):
             run_action(lab, lambda s: set_study_guideline(s, study_by_id(s, study_id), version,
                                                           actor_id=actor_id),
-                       f"{study.name} now uses {_label(rows[version])}.")
+                       f"{inert(study.name)} now uses {inert(_label(rows[version]))}.")
         return
     chosen = st.multiselect("Guideline versions (one arm each)", ids, default=[i for i in arms if i in rows],
                             key=f"{KEY}arms", format_func=lambda i: _label(rows[i]))
@@ -192,7 +194,7 @@ def _assign(lab: Lab, rows: dict[int, GuidelineView], actor_id: int) -> None:
     if st.button("Set up the experiment", key=f"{KEY}experiment"):
         run_action(lab, lambda s: set_guideline_experiment(s, study_by_id(s, study_id), chosen, share,
                                                                actor_id=actor_id),
-                   f"{study.name}: {len(chosen)} guideline arm(s), QA share {share:.2f}.")
+                   f"{inert(study.name)}: {len(chosen)} guideline arm(s), QA share {share:.2f}.")
 
 
 def render(lab: Lab, user: SessionUser, guidelines_root: Path | None = None) -> None:

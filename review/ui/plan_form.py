@@ -16,6 +16,7 @@ from review.jobs import GenerationPlan, JobError
 from review.media.degrade import KINDS
 from review.media.restore import CONTROLS, RESTORERS, list_models
 from review.media.restore.runner import sd15_unavailable
+from review.ui.display import inert
 
 BLUR_HELP = {
     "motion_line": "line length in px",
@@ -111,7 +112,7 @@ def plan_fields(settings: Settings, sources: Sequence[Any], key: str = "") -> Pl
     methods = st.multiselect("Restorers", offered, format_func=restorer_label, key=f"{key}plan_restorers",
                              default=[*(["sd15_img2img"] if not no_weights else []), "wiener", *CONTROLS])
     if no_weights:
-        st.caption(f"SD1.5 img2img is not offered by default: {no_weights}")
+        st.caption(f"SD1.5 img2img is not offered by default: {inert(no_weights)}")
     strengths = st.text_input("SD1.5 strengths (comma separated)", "0.3, 0.5, 0.7",
                               key=f"{key}plan_strengths")
     steps = st.number_input("SD1.5 steps", 1, 150, 20, key=f"{key}plan_steps")
@@ -119,5 +120,6 @@ def plan_fields(settings: Settings, sources: Sequence[Any], key: str = "") -> Pl
     model = st.radio("SD1.5 model", [*(named if len(named) > 1 else
                                        [sd15_off if no_weights else
                                         "configured weights (REVIEW_SD15_PATH)"]), TINY_LABEL],
-                     index=0, key=f"{key}plan_model")
+                     index=0, key=f"{key}plan_model",
+                     format_func=lambda o: inert(o) if o in named else o)  # file names: as text
     return PlanFields(chosen, level_text, methods, strengths, int(steps), seeds, model, named, as_arrived)

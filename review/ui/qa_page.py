@@ -23,7 +23,7 @@ from review.labeling.study import list_studies, study_by_id
 from review.labeling.views import ImageRef, scale_labels
 from review.media.store import ImageStore
 from review.ui.common import SessionUser, run_action, show_flashes
-from review.ui.display import display_jpeg
+from review.ui.display import display_jpeg, inert
 
 KEY = "qa_"
 
@@ -87,7 +87,8 @@ def _sample_now(study_id: int, actor_id: int) -> Callable[[Any], str]:
 
 
 def _score_text(score: int, labels: dict[int, str]) -> str:
-    return f"{score} · {labels[score]}" if score in labels else str(score)
+    # shown as a metric and as radio options, which render Markdown: the guideline's words as text
+    return f"{score} · {inert(labels[score])}" if score in labels else str(score)
 
 
 def _task_view(lab: Lab, user: SessionUser, study_id: int, task: qa.QATask, labels: dict[int, str]) -> None:
@@ -112,7 +113,7 @@ def _task_view(lab: Lab, user: SessionUser, study_id: int, task: qa.QATask, labe
         c2.markdown("**Flags**  \n" + (", ".join(FLAG_LABELS.get(f, f) for f in task.flags) or "none"))
         st.markdown("**Comment**")
         st.text(task.comment or "(no comment)")  # plain text: a reviewer's comment is never Markdown
-        st.caption(f"Rated under guideline {task.guideline_label}.")
+        st.caption(f"Rated under guideline {inert(task.guideline_label)}.")
 
     if st.button("Accept", key=f"{KEY}accept_{rid}", type="primary", icon=":material/check:"):
         run_action(lab, lambda s: qa.accept(s, rid, user.id), "Accepted.")

@@ -70,6 +70,7 @@ from review.ui.common import (
     run_action,
     show_flashes,
 )
+from review.ui.display import inert
 from review.ui.guideline import render_guideline
 from review.ui.viewer import Panel, compare_viewer
 
@@ -332,7 +333,7 @@ def finished_message(study_name: str) -> str:
 def _end_of_queue(study: StudyChoice, user: SessionUser) -> None:
     with get_lab().read() as s:
         summary = reviewer_summary(s, study.id, user.id)
-    st.success(finished_message(study.name))
+    st.success(finished_message(inert(study.name)))
     mean = f"{summary.mean_time_ms / 1000:.1f} s" if summary.mean_time_ms is not None else "-"
     c1, c2, c3 = st.columns(3)
     c1.metric("Rated", summary.rated)
@@ -391,7 +392,8 @@ def rating_area(study: StudyChoice) -> None:
     started = st.session_state.get("session_started", now)
     item = cur.item
     with st.container(horizontal=True, vertical_alignment="center", gap="medium"):
-        st.markdown(f"**Item {cur.position + 1} of {cur.total}** &ensp;·&ensp; Guideline: **{gv.label}**",
+        st.markdown(f"**Item {cur.position + 1} of {cur.total}** &ensp;·&ensp; "
+                    f"Guideline: **{inert(gv.label)}**",
                     width="content")
         st.button("Guideline", key="guideline", shortcut="G", icon=":material/menu_book:",
                   on_click=_open_guideline, args=(study.id,))
@@ -486,7 +488,7 @@ def _history_and_feedback(study: StudyChoice, user: SessionUser) -> None:
                     line += f", corrected to **{row['corrected_score']}**"
                     if row["corrected_flags"]:
                         line += f" ({', '.join(FLAG_LABELS[f] for f in row['corrected_flags'])})"
-                st.markdown(line + (f". {row['reason']}" if row["reason"] else ""))
+                st.markdown(line + (f". {inert(row['reason'])}" if row["reason"] else ""))  # QA's words
     if not answers:
         return
     with st.expander("Your recent answers", icon=":material/history:"):

@@ -29,6 +29,7 @@ from review.labeling.study import (
 from review.labeling.views import guideline_versions
 from review.media import catalog
 from review.ui.common import SessionUser, flash, run_action, show_flashes
+from review.ui.display import inert
 from review.ui.plan_form import plan_fields
 from review.users import list_users
 
@@ -93,14 +94,14 @@ def _create(lab: Lab, user: SessionUser, studies: dict[int, str], versions: dict
                 return study.name, None if plan is None else jobs.add_job(s, study.id, plan)
 
             if plan is None:
-                run_action(lab, create, lambda made: f"Study {made[0]!r} created.")
+                run_action(lab, create, lambda made: f"Study '{inert(made[0])}' created.")
                 return
             made = run_action(lab, create).value  # the study and its job in one transaction
             if made is None:
                 return
             study_name, job_id = made
             jobs.start_background(lab, job_id)
-            flash("success", f"Study {study_name!r} created; job {job_id} started in the background "
+            flash("success", f"Study '{inert(study_name)}' created; job {job_id} started in the background "
                   f"({len(plan.units())} restorations): watch it on the Generate page (tab 'Jobs'), or "
                   f"resume it with `python -m review generate --job {job_id}`.")
             st.rerun()
@@ -135,14 +136,15 @@ def _edit(lab: Lab, user: SessionUser, raters: dict[int, str]) -> None:
         if st.form_submit_button("Save changes"):
             edit = StudyEdit(description, int(per_item), float(gold), int(cap) or None, tuple(who))
             run_action(lab, lambda s: edit_study(s, study_id, edit, actor_id=user.id),
-                       f"Study {name!r} saved.")
+                       f"Study '{inert(name)}' saved.")
     if closed is None:
         if st.button("Close study", key=f"{KEY}close_{study_id}",
                      help="Reviewers get no new items; every rating stays and stays in the analysis."):
-            run_action(lab, lambda s: close_study(s, study_id, actor_id=user.id), f"Study {name!r} closed.")
+            run_action(lab, lambda s: close_study(s, study_id, actor_id=user.id),
+                       f"Study '{inert(name)}' closed.")
     elif st.button("Reopen study", key=f"{KEY}reopen_{study_id}"):
         run_action(lab, lambda s: close_study(s, study_id, closed=False, actor_id=user.id),
-                   f"Study {name!r} reopened.")
+                   f"Study '{inert(name)}' reopened.")
 
 
 def render(lab: Lab, user: SessionUser) -> None:
