@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from review.analysis.answer import Answer, sentences, study_answer
+from review.analysis.answer import Answer, one_level_words, sentences, study_answer
 from review.analysis.boundary import Curve, Options, classify
 from review.analysis.export import answer_csv, answer_json, ratings_fingerprint, ratings_frame
 from review.analysis.metrics_vs_people import MetricsVsPeople, metrics_vs_people
@@ -25,7 +25,7 @@ from review.jobs import accept_proposal
 from review.labeling.study import list_studies, study_by_id
 from review.labeling.views import ImageRef
 from review.ui.common import SessionUser, run_action, show_flashes
-from review.ui.display import show_images
+from review.ui.display import inert, show_images
 
 KEY = "answer_"
 ROLES = ("admin", "qa")
@@ -71,7 +71,8 @@ def _metrics_section(lab: Lab, db: str, study_id: int, fingerprint: tuple[int, .
     items = m.items.set_index("item")
     for row in m.disagreements.itertuples():
         it = items.loc[row.item]
-        st.caption(f"Item {row.item}: {row.restorer} at {it['blur_level']:g} px of {it['blur_kind']}; "
+        st.caption(f"Item {row.item}: {inert(row.restorer)} at {it['blur_level']:g} px of "
+                   f"{inert(it['blur_kind'])}; "
                    f"{row.metric} = {row.value:.3g}, MOS {row.mos:.2f}, rank gap {row.gap:.2f}")
         show_images(lab.store, [
             ("Reference (sharp source)", ImageRef(it["source_path"], it["source_sha256"])),
@@ -248,17 +249,23 @@ def render(lab: Lab, user: SessionUser) -> None:
         st.warning(f"{answer.simulated_ratings} of these {answer.ratings} ratings are SIMULATED (a "
                    "simulated panel over a known ground truth), not people's judgements.",
                    icon=":material/science:")
+    left_out = one_level_words(answer)
     if not answer.curves:
         st.info("No answer yet: no restorer has ratings at two or more blur levels"
                 + ("" if include else " from real reviewers") + ".")
+        if left_out:
+            st.info(inert(left_out), icon=":material/info:")
         return
     st.subheader("The answer")
     for curve in answer.curves:
         for sentence in sentences(curve, options):
-            st.markdown(f"- {sentence}")
+            st.markdown(f"- {inert(sentence)}")  # restorer and setting names may come from a file
+    if left_out:
+        st.info(inert(left_out), icon=":material/info:")
     for kind in sorted({c.blur_kind for c in answer.curves}):
         with st.container(border=True):
-            st.markdown(f"**{kind}**: share rated {options.faithful_min}+ per blur level (Wilson 95 % bars), "
+            st.markdown(f"**{inert(kind)}**: share rated {options.faithful_min}+ per blur level "
+                        "(Wilson 95 % bars), "
                         f"GP mean and 95 % band, threshold h = {options.threshold:g}, uncertain zone "
                         "shaded, boundary dashed with its 95 % interval on the threshold line.")
             st.altair_chart(answer_chart(answer, kind), key=f"{KEY}chart_{kind}", width="stretch")
