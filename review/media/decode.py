@@ -348,7 +348,12 @@ def _jpeg_segments(data: bytes) -> tuple[int, bytes, list[_JpegScan], bool] | No
     """
     pos, frame, scans = 2, None, []
     intact, interval = True, 0
-    while pos + 4 <= len(data) and data[pos] == 0xFF:
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:  # garbage between segments: libjpeg skips to the next marker too
+            pos = data.find(b"\xff", pos)
+            if pos < 0:
+                break
+            continue
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte before a marker
             pos += 1
@@ -677,15 +682,18 @@ def _g4_data_unused(pixels: ImageFile.ImageFile) -> bool:
 
     A damaged G4 strip (a run of zero bytes reads as the end-of-data code) makes libtiff stop
     without a word and leave the strip's remaining rows one colour. G4 coding is fixed by the
-    standard (T.6): the same pixels code to the same bits, give or take strip boundaries and
+    standard (T.6): the same pixels in the same strips code to the same bits, give or take
     padding. So a file whose strips hold clearly more data than the decoded pixels re-encode to
     carried data the decoder never used.
     """
     if pixels.info.get("compression") != "group4" or pixels.mode != "1":
         return False
     stored = sum(pixels.tag_v2.get(279) or pixels.tag_v2.get(325) or ())
+    rows_per_strip = pixels.tag_v2.get(278)
+    if not isinstance(rows_per_strip, int) or pixels.tag_v2.get(325) is not None:
+        return False  # tiled, or strips we cannot reproduce: no comparison
     out = io.BytesIO()
-    pixels.save(out, format="TIFF", compression="group4")
+    pixels.save(out, format="TIFF", compression="group4", tiffinfo={278: min(rows_per_strip, pixels.size[1])})
     with Image.open(out) as again:
         needed = sum(again.tag_v2.get(279) or ())
     return stored > needed * 1.05 + 64
