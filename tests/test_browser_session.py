@@ -124,6 +124,21 @@ def _press(page, key: str) -> None:  # noqa: ANN001
     wait_idle(page)
 
 
+def _press_until(page, key: str, shown: str) -> None:  # noqa: ANN001
+    """Press `key` until `shown` appears: on a busy machine a tab that just opened may not have its
+    key handler yet, and the first press is lost (pressing a score again changes nothing)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(5):
+        _press(page, key)
+        try:
+            page.get_by_text(shown).wait_for(timeout=6_000)
+            return
+        except PlaywrightTimeout:
+            continue
+    page.get_by_text(shown).wait_for()
+
+
 def _second_tab(page, url: str):  # noqa: ANN001, ANN202 - Page
     """The same browser's second tab on the Rate page (signed in through the session cookie)."""
     wait_until(lambda: any(c["name"] == COOKIE for c in page.context.cookies()), timeout=15,
@@ -156,8 +171,7 @@ def test_an_ended_session_stores_nothing_from_another_open_tab(chromium, lab, se
             page.set_default_timeout(30_000)
             log_in(page, url, name, PASSWORD)
             other = _second_tab(page, url)
-            _press(other, "3")  # the score is picked (and its draft saved) while the session is live
-            other.get_by_text("Your score: 3 ·").wait_for()
+            _press_until(other, "3", "Your score: 3 ·")  # picked (its draft saved) while the session is live
             if ending == "logout":
                 page.get_by_role("button", name="Log out").click()
                 page.get_by_label("Password", exact=True).wait_for()
@@ -190,7 +204,7 @@ def test_a_second_tab_on_an_item_rated_in_the_first_moves_on(chromium, lab, sett
         _press(page, "2")
         _press(page, "Enter")  # the first tab rates it
         page.get_by_text("Item 2 of 4").wait_for()
-        _press(other, "4")
+        _press_until(other, "4", "Your score: 4 ·")
         _press(other, "Enter")  # the second tab's answer to the same item
         other.get_by_text("already rated this item in another tab").wait_for()
         other.get_by_text("Item 2 of 4").wait_for()  # ... and it moved on
