@@ -99,8 +99,9 @@ def _refuse(user: SessionUser) -> NoReturn:
 
 
 def account_still_valid(lab: Lab, user: SessionUser) -> bool:
-    """Deactivated or deleted accounts, and sessions ended elsewhere (logout in another tab), lose
-    their session on the next full page run; every write checks the account again itself."""
+    """Deactivated or deleted accounts, and sessions ended elsewhere (logout in another tab, a role
+    change, a password reset), lose their session on the next full page run; every write checks
+    the session again in its own transaction (`run_action`, review.sessions.require_session)."""
     with lab.read() as s:
         live = user.session_id is None or is_live(s, user.session_id)
         return live and still_active(s, user.id, user.role)
