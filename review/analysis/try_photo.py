@@ -26,6 +26,8 @@ which could sway their blind ratings.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -234,17 +236,31 @@ def degrade_with(image: Image.Image, spec: BlurSpec, kernel: np.ndarray) -> Imag
     return Image.fromarray(np.round(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8), "RGB")
 
 
-def calibrate(session: Session, study: Study,
-              open_image: Callable[[str], Image.Image]) -> dict[str, Calibration]:
-    """One calibration per blur kind of the study's degraded images with two or more levels, on
-    the study's own sharp photos (up to 4) and BANK_PHOTOS, at the study's image size."""
-    rows = session.execute(
+def _calibration_rows(session: Session, study: Study) -> list[Any]:
+    """(kind, level, params, degraded path, source path, source is a reference) of every blurred
+    image the study rates at a known level."""
+    return list(session.execute(
         select(DegradedImage.kind, DegradedImage.level, DegradedImage.params, DegradedImage.path,
                SourceImage.path, SourceImage.is_reference).distinct()
         .join(SourceImage, SourceImage.id == DegradedImage.source_id)
         .join(Restoration, Restoration.degraded_id == DegradedImage.id)
         .join(StudyItem, StudyItem.restoration_id == Restoration.id)
-        .where(StudyItem.study_id == study.id, DegradedImage.level.is_not(None))).all()
+        .where(StudyItem.study_id == study.id, DegradedImage.level.is_not(None))).all())
+
+
+def calibration_key(session: Session, study: Study) -> str:
+    """What `calibrate` depends on, as a short hash: it changes when the study gains a blur level,
+    recipe or photo (the page caches calibrations by it)."""
+    rows = sorted(json.dumps([r[0], r[1], r[2], r[3], r[4], bool(r[5])], sort_keys=True, default=str)
+                  for r in _calibration_rows(session, study))
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
+
+
+def calibrate(session: Session, study: Study,
+              open_image: Callable[[str], Image.Image]) -> dict[str, Calibration]:
+    """One calibration per blur kind of the study's degraded images with two or more levels, on
+    the study's own sharp photos (up to 4) and BANK_PHOTOS, at the study's image size."""
+    rows = _calibration_rows(session, study)
     if not rows:
         return {}
     side = int(statistics.median(max(open_image(r[3]).size) for r in rows))
