@@ -272,3 +272,33 @@ def test_a_slot_that_reopens_behind_a_reviewers_cursor_is_still_handed_out(sessi
         later = now + timedelta(minutes=21)
         lease = next_assignment(s, s.get(Study, study_id), b, later)
         assert lease is not None and lease.item_id == abandoned
+
+
+@pytest.mark.slow
+def test_a_claim_the_database_refuses_is_a_plain_message_on_the_rate_page(lab):
+    """The Rate page's claim runs outside `run_action`; when the database refuses it (here: another
+    process holds SQLite's write lock past the lab's wait, so `DatabaseBusy`) the reviewer reads
+    the plain message and a button to try again, not a traceback; once the lock is gone the button
+    brings the next item."""
+    import sqlite3
+
+    from tests.support import build_study
+    from tests.support_app import app, login
+
+    sid = build_study(lab, 3)
+    at = login(app().run(), "alice")
+    state = at.session_state[f"rate:{sid}"]
+    assert state["cur"] is not None
+    state["cur"] = None  # as after a submit: the next run claims
+    holder = sqlite3.connect(lab.settings.database_url.database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process writing, for longer than the lab waits
+    try:
+        at.run(timeout=90)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = [e.value for e in at.warning] + [e.value for e in at.error]
+    assert any(text.startswith("The database is busy") for text in shown), shown
+    at.button(key="claim_again").click().run()
+    assert not at.exception and at.session_state[f"rate:{sid}"]["cur"] is not None
