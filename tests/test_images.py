@@ -352,6 +352,110 @@ def test_uncompressed_tiff_with_rows_no_strip_covers_is_truncated(store: ImageSt
     assert_rejected(store, bytes(data), "truncated")
 
 
+# Damage a decoder completes with one colour (issue 21): libtiff stops a G4 strip at a run of
+# zero bytes without a word, libjpeg stops at a stray marker and fills grey, libheif leaves a
+# tile it cannot decode at YUV zero. Each is refused, and nothing the decoders print reaches
+# stderr.
+
+
+def g4_tiff(rows_per_strip: int | None = None) -> bytes:
+    """A dithered gradient as a Group 4 TIFF (one strip unless rows_per_strip)."""
+    info = {278: rows_per_strip} if rows_per_strip else {}
+    return encode(gradient_rgb(200, 160).convert("1"), "TIFF", compression="group4", tiffinfo=info)
+
+
+def strip_span(tiff: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(tiff)) as im:
+        return im.tag_v2[273][0], sum(im.tag_v2[279])
+
+
+def test_g4_tiff_stopped_early_by_zeroed_data_is_refused(store: ImageStore) -> None:
+    data = bytearray(g4_tiff())
+    start, length = strip_span(bytes(data))
+    cut = start + int(length * 0.6)
+    data[cut:start + length] = bytes(start + length - cut)
+    with Image.open(io.BytesIO(bytes(data))) as im:  # libtiff itself decodes it without error
+        im.load()
+        assert np.all(np.asarray(im)[-20:] == np.asarray(im)[-1, 0])
+    err = assert_rejected(store, bytes(data), "corrupt")
+    assert "damaged: the bottom" in str(err) and "% of the picture is missing" in str(err)
+
+
+def test_damaged_g4_tiff_prints_nothing_and_is_refused_plainly(
+    store: ImageStore, capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Regression: damaged TIFFs printed one libtiff line per bad row (117) before the error."""
+    data = bytearray(g4_tiff())
+    start, length = strip_span(bytes(data))
+    rng = np.random.default_rng(7)
+    for at in range(start + length // 5, start + length - 40, length // 5):
+        data[at:at + 40] = rng.integers(0, 256, 40, dtype=np.uint8).tobytes()
+    capfd.readouterr()
+    err = assert_rejected(store, bytes(data), "corrupt")
+    assert "damaged" in str(err) and "libtiff" not in str(err) and "\n" not in str(err)
+    out, errout = capfd.readouterr()
+    assert (out, errout) == ("", "")
+
+
+def test_clean_g4_tiffs_are_accepted() -> None:
+    for data in (g4_tiff(), g4_tiff(rows_per_strip=8)):
+        assert decode_image(data).size == (200, 160)
+
+
+def scan_start(jpeg: bytes) -> int:
+    at = jpeg.find(b"\xff\xda")
+    return at + 2 + int.from_bytes(jpeg[at + 2:at + 4], "big")
+
+
+@pytest.mark.parametrize("marker", [0xD3, 0xE4, 0xC0, 0x51])
+def test_jpeg_with_a_stray_marker_in_its_data_is_refused(store: ImageStore, marker: int) -> None:
+    """A damaged byte pair reading as a marker (a restart marker where no restart interval is
+    defined, an APP4, a frame header, a reserved code) ends libjpeg's data: the rest is grey."""
+    data = bytearray(encode(noise_rgb(128, 96), "JPEG", quality=90))
+    at = scan_start(bytes(data)) + (len(data) - scan_start(bytes(data))) // 2
+    data[at:at + 2] = bytes([0xFF, marker])
+    err = assert_rejected(store, bytes(data), "corrupt")
+    assert "damaged: the bottom" in str(err)
+
+
+def test_progressive_jpeg_with_a_stray_marker_is_refused(store: ImageStore) -> None:
+    data = bytearray(encode(noise_rgb(128, 96), "JPEG", quality=90, progressive=True))
+    at = scan_start(bytes(data)) + 40
+    data[at:at + 2] = b"\xff\xd5"
+    assert_rejected(store, bytes(data), "corrupt")
+
+
+def test_jpeg_with_restart_markers_out_of_order_is_refused(store: ImageStore) -> None:
+    data = bytearray(encode(noise_rgb(128, 96), "JPEG", quality=90, restart_marker_blocks=4))
+    first = data.find(b"\xff\xd0", scan_start(bytes(data)))
+    data[first + 1] = 0xD5  # libjpeg resynchronises and fills the segments it skipped
+    assert_rejected(store, bytes(data), "corrupt")
+
+
+def test_heic_tile_left_undecoded_is_refused(store: ImageStore) -> None:
+    """libheif leaves a grid tile whose data it cannot decode at YUV zero (flat dark green)."""
+    pillow_heif.options.GRID_TILE_SIZE = 64
+    try:
+        clean = encode(gradient_rgb(256, 256), "HEIF", quality=70)
+    finally:
+        pillow_heif.options.GRID_TILE_SIZE = 0
+    mdat = clean.find(b"mdat") + 4
+    for at in range(mdat + 200, len(clean) - 64, 97):  # first damage libheif decodes to green
+        data = clean[:at] + bytes(64) + clean[at + 64:]
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                px = np.asarray(im.convert("RGB"))
+        except Exception:  # noqa: BLE001 - this damage made libheif fail outright: try another
+            continue
+        if np.all(px[-16:, -16:] == (0, 136, 0)) or np.all(px[:16, :16] == (0, 136, 0)):
+            break
+    else:
+        pytest.fail("no damage left a tile at YUV zero")
+    err = assert_rejected(store, data, "corrupt")
+    assert "% of the picture (whole tiles or slices) is missing" in str(err)
+    assert decode_image(clean).size == (256, 256)
+
+
 @pytest.mark.parametrize(
     ("fmt", "kw"),
     [("JPEG", {"quality": 90}), ("PNG", {}), ("WEBP", {"quality": 80}), ("WEBP", {"lossless": True}),

@@ -437,12 +437,12 @@ def _check_jpeg(data: bytes) -> tuple[bytes | None, bool]:
         if ss == 0 and approx >> 4 == 0:  # first scan coding these components' DC
             available_bits = 8 * (end - start - data.count(b"\xff\x00", start, end))
             if available_bits < blocks:
-                raise _truncated()
+                raise _truncated() if intact else _damaged(0, height)
         if approx & 15 == 0:  # this scan leaves the coefficients ss..se exact
             for c in comps:
                 coded[c].update(range(ss, min(se, 63) + 1))
     if _JPEG_HUFFMAN_DCT_FRAMES[marker] and any(len(k) < 64 for k in coded.values()):
-        raise _truncated()
+        raise _truncated() if intact else _damaged(0, height)
     end, next_marker = scans[0].end, scans[0].next_marker
     if lost:
         return None, False
@@ -774,8 +774,9 @@ def decode_image(
                 stray_marker = True  # the data stops at a damaged byte, not at the file's end
             else:
                 stray_marker = False
-        if stray_marker:
-            raise _damaged(_jpeg_fill_rows(data, max_pixels), height)
+        if stray_marker:  # what libjpeg shows: the data up to the marker, then grey
+            closed = unpaddable[:-len(_JPEG_LOOKAHEAD)] + b"\xff\xd9" if unpaddable else data
+            raise _damaged(_jpeg_fill_rows(closed, max_pixels), height)
         assert pixels is not None
         _check_filler(pixels, complaints)
         return _normalise(oriented if oriented is not None else pixels)
