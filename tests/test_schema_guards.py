@@ -581,3 +581,27 @@ def test_sqlite_runs_the_same_race_one_writer_at_a_time(tmp_path, lowering_first
     one.close()
     two.close()
     assert active <= per_item and len(refused) == 1, (active, per_item, refused)
+
+
+@pytest.mark.postgres
+def test_a_study_edit_that_cannot_get_the_study_says_it_is_busy(pg_url, tmp_path, monkeypatch):
+    """A rating in flight holds the study FOR SHARE; an edit of the study waits for it at most
+    EDIT_LOCK_WAIT_S (1 s here), then the admin reads that the study is busy, and nothing changed."""
+    import psycopg
+
+    from review.database import DatabaseBusy
+    from review.labeling import study as study_module
+    from review.labeling.study import StudyEdit, edit_study
+
+    monkeypatch.setattr(study_module, "EDIT_LOCK_WAIT_S", 1)
+    dsn, w = _pg_world(pg_url, raters=3, ratings=0)
+    lab = _lab_on(make_engine(pg_url), tmp_path)
+    with psycopg.connect(dsn) as rater:
+        rater.execute("SELECT 1 FROM studies WHERE id = %s FOR SHARE", (w["study"],))
+        with pytest.raises(DatabaseBusy) as busy:
+            lab.run(lambda s: edit_study(s, w["study"], StudyEdit("", 2, 0.0, None, ())))
+        rater.rollback()
+    assert str(busy.value).startswith("The study is busy")
+    with lab.read() as s:
+        assert s.get(Study, w["study"]).raters_per_item == 3
+    lab.engine.dispose()
