@@ -161,7 +161,7 @@ class Lab:
             refusal = plain_refusal(exc)
             if refusal is None:
                 raise
-            log.info("write refused by the database: %s", exc)
+            log.warning("write refused by the database (%s): %s", type(refusal).__name__, exc)
             raise refusal from exc
 
     def run(self, action: Callable[[Session], T], *, attempts: int = WRITE_ATTEMPTS) -> T:
