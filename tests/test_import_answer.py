@@ -155,3 +155,13 @@ def test_the_answer_page_names_the_one_level_restorer(lab: Lab) -> None:
     assert any("Wiener deconvolution (balance=0.1) stays faithful" in m.value for m in at.markdown)
     [left_out] = [i.value for i in at.info if i.value.startswith("Left out")]
     assert "acme on motion blur (line length) at 5 px only (4 ratings)" in left_out
+
+
+def test_jsonl_flags_as_a_list_of_names_are_read_as_exported_flags(lab: Lab, tmp_path: Path) -> None:
+    path = tmp_path / "flags.jsonl"
+    path.write_text('{"item": "a", "rater": "r", "score": 2, "flags": ["artifacts", "identity"]}\n')
+    df = read_ratings_file(path)
+    assert df["flags"].tolist() == ["artifacts,identity"]
+    with lab.sessions() as s, s.begin():
+        frame = ratings_frame(s, import_ratings(s, df, "flags"))
+    assert frame["flags"].tolist() == ["artifacts,identity"]

@@ -695,7 +695,11 @@ SINGLE_VALUE_COLUMNS = (*ag.REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, "flags", "comme
 
 def _refuse_nested(df: pd.DataFrame, name: str, unit: str) -> None:
     """Refuse the first JSON object or list (or other container) in a single-value column,
-    naming the line (JSON Lines, 1-based) or row and the field."""
+    naming the line (JSON Lines, 1-based) or row and the field. A list of flag names is read as
+    the comma-separated flags an export writes."""
+    if "flags" in df.columns and df["flags"].dtype == object:
+        df["flags"] = df["flags"].map(lambda v: ",".join(v) if isinstance(v, list)
+                                      and all(isinstance(f, str) for f in v) else v)
     for c in (c for c in SINGLE_VALUE_COLUMNS if c in df.columns):
         if df[c].dtype != object:
             continue
