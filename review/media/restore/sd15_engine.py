@@ -58,12 +58,15 @@ SCHEDULER_NAMES = tuple(SCHEDULERS)
 SMOKE_MAX_SIDE = 128
 # What "same seed, same output" holds for (stored with every result). Measured: 1 vs 2 CPU
 # threads change oneDNN's reduction order, tiny model at 96x64 px, up to 13/255 (71 % of
-# pixels) in bf16 and 1/255 (a few pixels) in fp32; the same thread count gave identical bytes
-# in fresh processes, whether the model was just built or loaded, run alone or concurrently on
-# a loaded machine (load average 8 on 2 cores).
+# pixels) in bf16 and 1/255 (a few pixels) in fp32; SD1.5-sized random weights in bf16 at
+# 256 px, up to 12/255 (6 steps, strength 0.5; 69 % of pixels) and 8/255 (25 steps, strength
+# 0.4; 62 %); issue 21 reports up to 32/255 in bf16 with full-size weights. The same thread
+# count gave identical bytes in fresh processes, whether the model was just built or loaded,
+# run alone or concurrently on a loaded machine (load average 8 on 2 cores).
 REPRODUCIBILITY = ("byte-identical for the same seed, parameters, model_identity, library "
                    "versions, device, dtype and cpu_threads; another CPU thread count changes "
-                   "the kernels' summation order and the output by a few levels of 255")
+                   "the kernels' summation order and the output by up to 32/255 in bf16 "
+                   "(1/255 in fp32 on the tiny test model)")
 VERSIONS = ("torch", "diffusers", "transformers", "safetensors", "numpy", "pillow",
             "scikit-image")
 
