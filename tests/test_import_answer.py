@@ -165,3 +165,15 @@ def test_jsonl_flags_as_a_list_of_names_are_read_as_exported_flags(lab: Lab, tmp
     with lab.sessions() as s, s.begin():
         frame = ratings_frame(s, import_ratings(s, df, "flags"))
     assert frame["flags"].tolist() == ["artifacts,identity"]
+
+
+def test_the_html_report_names_the_one_level_restorer_escaped(lab: Lab) -> None:
+    from review.analysis.html_report import html_report
+    from review.analysis.report import build_report
+
+    rows = [{**r, "restorer": "<b>acme</b>"} if r["restorer"] == "acme" else r for r in _rows()]
+    with lab.sessions() as s, s.begin():
+        frame = ratings_frame(s, import_ratings(s, pd.DataFrame(rows), "external"))
+    page = html_report(build_report(frame), [], title="t", answer=study_answer(frame, "external"))
+    assert ("Left out, rated at one blur level only (a curve needs two or more): &lt;b&gt;acme&lt;/b&gt; "
+            "on motion blur (line length) at 5 px only (4 ratings)") in page

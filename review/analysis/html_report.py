@@ -119,7 +119,7 @@ def html_report(report: Mapping[str, Any], views: Sequence[View], *, title: str,
         parts.append("<p class='note'>Method notes:</p><ul class='note'>"
                      + "".join(f"<li>{e(str(n))}</li>" for n in notes) + "</ul>")
     if answer is not None:  # "How far can it go?"; scikit-learn loads only when an answer is given
-        from review.analysis.answer import curves_frame, sentences
+        from review.analysis.answer import curves_frame, one_level_words, sentences
 
         parts.append("<h2 id='answer'>How far can it go?</h2>")
         parts += [f"<p>{e(sentence)}</p>" for c in answer.curves for sentence in sentences(c, answer.options)]
@@ -128,6 +128,8 @@ def html_report(report: Mapping[str, Any], views: Sequence[View], *, title: str,
                          "come from a SIMULATED panel, not from people.</div>")
         parts.append(_html_table(curves_frame(answer)) if answer.curves else
                      "<p class='note'>No answer yet: no restorer has ratings at two or more blur levels.</p>")
+        if (left_out := one_level_words(answer)) is not None:
+            parts.append(f"<p class='note'>{e(left_out)}</p>")
     scripts = []
     for i, v in enumerate(views):
         parts.append(f"<h2 id='{e(v.key)}'>{e(v.title)}</h2>")
