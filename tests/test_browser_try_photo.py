@@ -44,7 +44,7 @@ def test_admin_tries_a_photo_and_adds_it_once(tmp_path, chromium, simulated_demo
         log_in_admin(page, url)
         page.get_by_test_id("stSidebarNav").get_by_text("Try your photo", exact=True).click()
         page.get_by_role("heading", name="Try your photo").wait_for()
-        # the study's calibration (663 images blurred and measured) takes 20-60 s on 2 shared cores
+        # the study's calibration (663 images blurred and measured) takes 15-40 s on 2 shared cores
         page.locator("input[type=file]").wait_for(state="attached", timeout=180_000)
         wait_idle(page)
 

@@ -73,6 +73,7 @@ BANK_STEPS = 12  # blur levels from half the smallest studied level to TOP_FACTO
 TOP_FACTOR = 1.5
 NEIGHBOURS = 60  # calibration images whose measures are nearest the photo's
 COVERAGE = 0.95
+FITTED_KEPT = 8  # calibrations kept in memory (fit_calibration)
 EDGE_RADII = (2, 4, 8, 16)  # px at WORK_SIDE: windows of the local range (edge_sharpness)
 EDGE_CONTRAST = 0.08  # an edge: at least this much range (of 0..1) in its window
 
@@ -184,6 +185,9 @@ class Calibration:
         return Estimate(level, low, high, state, smallest, largest, self.top)
 
 
+_FITTED: dict[str, Calibration] = {}
+
+
 def bank_specs(kind: str, recipe: dict[str, Any], levels: np.ndarray,
                scale: float) -> list[tuple[float, BlurSpec]]:
     """(level in the study's px, the spec at the working size) of every calibration blur."""
@@ -211,8 +215,17 @@ def bank_photos() -> list[Image.Image]:
 def fit_calibration(kind: str, levels: np.ndarray, side: int, recipe: dict[str, Any],
                     photos: list[Image.Image]) -> Calibration:
     """Blur each of `photos` (sharp) by the recipe at every calibration level and shape, at the
-    working size, and measure it (see Calibration)."""
+    working size, and measure it (see Calibration). The last FITTED_KEPT calibrations are kept in
+    memory by their inputs (the photos by content), so a study calibrates once per process."""
     levels = np.asarray(levels, dtype=float)
+    digest = hashlib.sha256(json.dumps([kind, levels.tolist(), side, recipe, WORK_SIDE], sort_keys=True,
+                                       default=str).encode())
+    for photo in photos:
+        digest.update(f"{photo.mode}{photo.size}".encode())
+        digest.update(photo.tobytes())
+    key = digest.hexdigest()
+    if key in _FITTED:
+        return _FITTED[key]
     work_side = min(side, WORK_SIDE)
     scale = work_side / side
     specs = bank_specs(kind, recipe, levels, scale)
@@ -221,10 +234,15 @@ def fit_calibration(kind: str, levels: np.ndarray, side: int, recipe: dict[str, 
     for photo in photos:
         small = at_study_size(photo, work_side)
         for level, spec in specs:
-            kernel = kernels.setdefault(spec.key(), make_kernel(spec))
-            rows.append(features(degrade_with(small, spec, kernel), work_side))
+            if spec.key() not in kernels:  # a camera-shake trajectory takes ~20 ms to draw
+                kernels[spec.key()] = make_kernel(spec)
+            rows.append(features(degrade_with(small, spec, kernels[spec.key()]), work_side))
             at_levels.append(level)
-    return Calibration(kind, levels, side, recipe, np.array(at_levels), np.array(rows), work_side)
+    fitted = Calibration(kind, levels, side, recipe, np.array(at_levels), np.array(rows), work_side)
+    _FITTED[key] = fitted
+    while len(_FITTED) > FITTED_KEPT:
+        _FITTED.pop(next(iter(_FITTED)))
+    return fitted
 
 
 def degrade_with(image: Image.Image, spec: BlurSpec, kernel: np.ndarray) -> Image.Image:
