@@ -30,6 +30,7 @@ from review.analysis.try_photo import (
     features,
     findings_at,
     fit_calibration,
+    gradient_spread,
     open_work,
     restore_levels,
     sd15_recipe,
@@ -125,7 +126,7 @@ def test_study_calibration_is_the_studys_recipe_on_its_photos_and_the_bank(simul
     photo = sample_image("chelsea", 512)
     size = (128, round(photo.height * 128 / photo.width))  # the longer side at the study's 128 px
     small = np.asarray(photo.convert("L").resize(size, Image.Resampling.LANCZOS), dtype=float) / 255
-    assert np.allclose(features(photo, 128), edge_sharpness(small))
+    assert np.allclose(features(photo, 128), np.concatenate([edge_sharpness(small), gradient_spread(small)]))
 
 
 def _demo_frame(lab: Lab) -> tuple[pd.DataFrame, str]:
