@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from review.errors import ReviewError
+from review.errors import ReviewError, regular_file_problem
 
 
 class ReviewCommands(click.Group):
@@ -29,6 +29,13 @@ class ReviewCommands(click.Group):
             return super().invoke(ctx)
         except ReviewError as exc:
             raise click.ClickException(str(exc)) from exc
+
+
+def _regular_file(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """An input file must be a regular file: reading a FIFO given by mistake waits forever."""
+    if value is not None and (problem := regular_file_problem(value)) is not None:
+        raise click.BadParameter(f"{problem}; give the path of the file itself.", param=param)
+    return value
 
 
 @click.group(cls=ReviewCommands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -217,6 +224,7 @@ def _study_frame(study_name: str, include_history: bool = False):  # noqa: ANN20
 @cli.command()
 @click.option("--study", "study_name", default=None, help="Analyse this study's active ratings.")
 @click.option("--input", "input_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              callback=_regular_file,
               help="Analyse a long-format ratings file instead (CSV, JSON Lines or Parquet with "
                    "columns item, rater, score, plus optional breakdown columns).")
 @click.option("--format", "fmt", type=click.Choice(["json", "md"]), default="md", show_default=True)
@@ -309,7 +317,7 @@ def export(study_name: str, out_dir: str, fmts: tuple[str, ...], history: bool) 
 
 
 @cli.command("import")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.argument("path", type=click.Path(exists=True, dir_okay=False), callback=_regular_file)
 @click.option("--study", "study_name", required=True, help="Name of the new study to create.")
 @click.option("--scale", default="1-5", show_default=True, help="Score scale, as MIN-MAX.")
 def import_cmd(path: str, study_name: str, scale: str) -> None:
@@ -376,7 +384,8 @@ def _check_output(output: Path) -> None:
 
 
 @cli.command()
-@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False))
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False),
+                callback=_regular_file)
 @click.argument("output_path", metavar="OUTPUT", type=click.Path(dir_okay=False))
 @click.option("--method", required=True,
               type=click.Choice(["sd15_img2img", "wiener", "unsupervised_wiener",
@@ -446,6 +455,7 @@ def restore(input_path: str, output_path: str, method: str, model: str | None,
 @cli.command()
 @click.argument("study_name", required=False)
 @click.option("--plan", "plan_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              callback=_regular_file,
               help="A JSON generation plan: {source_ids, blurs, restorers, seeds, model}; creates "
                    "a new job for STUDY.")
 @click.option("--job", "job_id", type=int, default=None, help="Run or resume this job id.")

@@ -58,7 +58,7 @@ import numpy as np
 import pillow_heif
 from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 
-from review.errors import ReviewError
+from review.errors import ReviewError, regular_file_problem
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -725,7 +725,8 @@ def decode_image(
     """Decode untrusted image bytes into an 8-bit sRGB RGB image, or raise ImageRejected.
 
     Rejection codes: ``empty``, ``too_large_bytes``, ``too_many_pixels``,
-    ``too_small``, ``unsupported_format``, ``truncated``, ``animated``, ``corrupt``.
+    ``too_small``, ``unsupported_format``, ``truncated``, ``animated``, ``corrupt`` (and, from
+    :func:`decode_file`, ``not_a_file``).
     """
     if not data:
         raise ImageRejected(
@@ -787,7 +788,11 @@ def decode_image(
 
 
 def decode_file(path: Path, **kw: Any) -> Image.Image:
-    """Decode an image file with :func:`decode_image`; checks the size before reading it."""
+    """Decode an image file with :func:`decode_image`; checks the kind of file (a FIFO would
+    block the read forever) and the size before reading it."""
+    problem = regular_file_problem(path)
+    if problem is not None:
+        raise ImageRejected("not_a_file", f"{problem}. Give the path of the image file itself.")
     max_bytes = kw.get("max_bytes", DEFAULT_MAX_BYTES)
     size = Path(path).stat().st_size
     if size > max_bytes:

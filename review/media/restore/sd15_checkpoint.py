@@ -21,6 +21,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+import math
 import os
 import pickle
 import shutil
@@ -181,21 +182,67 @@ class CheckpointInfo:
 _DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
            "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8",
            "BOOL": "bool"}
+# Bytes per element of every dtype the safetensors format defines.
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8,
+                "U64": 8, "I32": 4, "U32": 4, "I16": 2, "U16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 
 
 def _safetensors_header(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str], set[str]]:
-    """Keys -> shapes, metadata and dtypes from the header, without reading any tensor."""
+    """Keys -> shapes, metadata and dtypes from the header, without reading any tensor.
+
+    The header is checked as the safetensors format defines it (an 8-byte length, then a JSON
+    object of tensors, each with a known dtype, a shape and byte offsets that lie in the file
+    and fit the shape), so a damaged or foreign file is refused here with what is wrong, not
+    with a traceback later.
+    """
+    def bad(why: str) -> CheckpointError:
+        return CheckpointError(f"{path.name} is not a readable .safetensors file: {why}. It is damaged "
+                               "or incomplete: download it again (check its size and checksum).")
+
     try:
+        size = path.stat().st_size
         with path.open("rb") as fh:
-            (n,) = struct.unpack("<Q", fh.read(8))
-            if n > 100 * (1 << 20):
-                raise ValueError(f"header length {n} is implausible")
-            header = json.loads(fh.read(n))
-    except (OSError, ValueError, struct.error) as exc:
-        raise CheckpointError(f"{path.name} is not a readable .safetensors file ({exc})") from exc
+            head = fh.read(8)
+            if len(head) < 8:
+                raise bad(f"it holds {size} bytes, fewer than the 8-byte header length")
+            (n,) = struct.unpack("<Q", head)
+            if n > min(100 * (1 << 20), size - 8):
+                raise bad(f"its header length says {n:,} bytes but "
+                          + (f"only {size - 8:,} follow" if n > size - 8 else "100 MiB is the limit"))
+            raw = fh.read(n)
+    except OSError as exc:
+        raise CheckpointError(f"{path.name} cannot be read ({exc.strerror or exc})") from exc
+    try:
+        header = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # bad JSON or bad UTF-8 (a ValueError too)
+        raise bad(f"its header is not valid JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise bad(f"its header is a JSON {type(header).__name__}, not an object of tensors")
     meta = header.pop("__metadata__", None) or {}
-    shapes = {k: tuple(v["shape"]) for k, v in header.items()}
-    return shapes, meta, {_DTYPES.get(v["dtype"], v["dtype"].lower()) for v in header.values()}
+    if not isinstance(meta, dict):
+        raise bad("its __metadata__ is not an object")
+    data_bytes = size - 8 - n
+    shapes: dict[str, tuple[int, ...]] = {}
+    dtypes: set[str] = set()
+    for key, entry in header.items():
+        dtype = entry.get("dtype") if isinstance(entry, dict) else None
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if dtype not in _DTYPE_BYTES:
+            raise bad(f"tensor {key!r} has no known dtype ({dtype!r})")
+        if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+            raise bad(f"tensor {key!r} has no valid shape ({shape!r})")
+        if (not isinstance(offsets, list) or len(offsets) != 2
+                or not all(type(o) is int for o in offsets)
+                or not 0 <= offsets[0] <= offsets[1] <= data_bytes):
+            raise bad(f"tensor {key!r} lies outside the file (data_offsets {offsets!r}; the data "
+                      f"section holds {data_bytes:,} bytes)")
+        if offsets[1] - offsets[0] != math.prod(shape) * _DTYPE_BYTES[dtype]:
+            raise bad(f"tensor {key!r} has {offsets[1] - offsets[0]:,} bytes for shape {shape} "
+                      f"of {dtype}")
+        shapes[key] = tuple(shape)
+        dtypes.add(_DTYPES.get(dtype, dtype.lower()))
+    return shapes, meta, dtypes
 
 
 class LightningCallback:

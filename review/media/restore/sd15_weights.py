@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from review.errors import ReviewError
+from review.errors import ReviewError, regular_file_problem
 from review.media.restore.sd15_checkpoint import (
     CheckpointError,
     CheckpointInfo,
@@ -113,6 +113,10 @@ def resolve_weights(
     if p.is_dir():
         _check_folder(p, need_weights=True)
         return WeightsSource("folder", p.resolve(), smoke_test=(p / MARKER).is_file())
+    problem = regular_file_problem(p)  # before anything opens it: reading a FIFO waits forever
+    if problem is not None:
+        raise WeightsError(f"{SETTING}: {problem}. Point it at the checkpoint file itself or at "
+                           "a diffusers folder. " + LAYOUT_HELP)
     if p.suffix.lower() not in SINGLE_FILE_SUFFIXES:
         raise WeightsError(f"{SETTING}={p} is a {p.suffix or 'suffix-less'} file; expected a "
                            "folder or a .safetensors/.ckpt checkpoint. " + LAYOUT_HELP)
