@@ -9,8 +9,10 @@ trajectories at 0-30 px of the study's pixels, with noise and JPEG, and arrive a
 Before: the estimator this replaced (scikit-image's blur_effect, an isotonic map fitted on the
 study's 16 blurred images, interval +-1.96 residual sd clipped to 3-24 px). After: the calibrated
 neighbours of review.analysis.try_photo (bank of the study's photos and 15 bundled samples).
-Coverage counts an interval that holds the truth; "sharp" holds a truth below 3 px, "too blurred to
-measure" holds a truth above its lower end. Errors are of the point estimate where one is given.
+Coverage counts an interval that holds the truth ("sharp" and "too blurred to measure" included:
+their intervals are shown too; "too blurred" holds a truth above its lower end); "not measurable
+at all" (an interval over the whole calibrated range) holds any truth and is counted apart. Errors
+are of the point estimate where one is given.
 
 Run: .venv/bin/python bench/try_photo.py [--photos 60] [--seed 1]
 """
@@ -63,6 +65,8 @@ def old_estimator(sources: list, levels: tuple[float, ...], side: int):  # noqa:
 
 
 def holds(e: Estimate, truth: float) -> bool:
+    if e.state == "unknown":  # "not measurable" over the whole calibrated range: true, and no answer
+        return True
     if e.state == "too_blurred":
         return truth >= e.low
     return e.low - 1e-9 <= truth <= e.high + 1e-9
@@ -110,7 +114,8 @@ def main() -> None:
           f"{np.mean([e.high - e.low for e, _p in measured]):.1f} px; "
           f"{sum(e.state == 'sharp' for _p, e, _o in rows)} read sharp "
           f"({sum(e.state == 'sharp' for e, _p in sharp)} of {len(sharp)} sharp ones); "
-          f"{sum(e.state == 'too_blurred' for _p, e, _o in rows)} too blurred to measure")
+          f"{sum(e.state == 'too_blurred' for _p, e, _o in rows)} too blurred to measure, "
+          f"{sum(e.state == 'unknown' for _p, e, _o in rows)} not measurable at all")
 
 
 if __name__ == "__main__":

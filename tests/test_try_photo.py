@@ -62,7 +62,7 @@ def demo_calibration() -> Calibration:
                            sources + bank_photos())
 
 
-def test_estimate_is_the_nearest_calibration_images_levels_and_says_sharp_or_too_blurred():
+def test_estimate_is_the_nearest_calibration_images_levels_and_says_when_it_cannot_tell():
     levels = np.repeat(np.arange(0.0, 31.0), 30)  # 0..30 px, 30 images each
     features = levels[:, None] * np.array([[1.0, -2.0]])  # a measure that tells every level apart
     cal = Calibration("camera_shake", np.array([3.0, 24.0]), 128, {}, levels, features, 128)
@@ -78,6 +78,15 @@ def test_estimate_is_the_nearest_calibration_images_levels_and_says_sharp_or_too
     assert beyond.state == "too_blurred" and beyond.headline() == "not measurable"
     assert beyond.sentence().startswith(f"Too blurred to measure: more than about {beyond.low:.0f} px")
     assert restore_levels(sharp) == sorted({round(v, 1) for v in (sharp.level, sharp.high) if v > 0})
+    # A measure that cannot tell sharp from the most blur calibrated: no level, and it says so.
+    levels = np.tile([0.0, 30.0, 15.0], 300)
+    blind = Calibration("camera_shake", np.array([3.0, 24.0]), 128, {}, levels,
+                        (levels != 15).astype(float)[:, None], 128)
+    unknown = blind.estimate_features(np.array([1.0]))
+    assert (unknown.state, unknown.low, unknown.high, unknown.headline()) == ("unknown", 0.0, 30.0,
+                                                                              "not measurable")
+    assert unknown.sentence().startswith("Not measurable: calibration images from 0 px (below the smallest "
+                                         "studied blur, 3 px) to 30 px")
 
 
 def test_large_blur_reads_near_its_level_and_a_sharp_photo_reads_sharp(demo_calibration: Calibration):

@@ -86,8 +86,10 @@ RING_WEIGHT = 0.1
 class Estimate:
     """A photo's blur level in the study's pixels: `level` is the median of the calibration images
     that measure most like it, `low`-`high` their central 95 %. `state`: "measured"; "sharp" (the
-    whole interval below the smallest studied level); "too_blurred" (the interval reaches the top
-    of the calibrated range, so the measure cannot tell how much more: only `low` is meaningful)."""
+    median below the smallest studied level); "too_blurred" (the median above the largest studied
+    level and the interval up to the most blur calibrated, `top`: the measure cannot tell how much
+    more, only `low` is meaningful); "unknown" (the interval runs from below the smallest studied
+    level to `top`: the measure cannot tell this photo's blur at all)."""
 
     level: float
     low: float
@@ -100,7 +102,7 @@ class Estimate:
     def headline(self) -> str:
         if self.state == "sharp":
             return "sharp"
-        if self.state == "too_blurred":
+        if self.state in ("too_blurred", "unknown"):
             return "not measurable"
         return f"about {self.level:.1f} px"
 
@@ -113,6 +115,10 @@ class Estimate:
             return (f"Too blurred to measure: more than about {self.low:.0f} px. Calibration images "
                     f"blurred up to {self.top:.0f} px (the most calibrated) measure like this photo, so "
                     "the measure cannot tell how much blur there is.")
+        if self.state == "unknown":
+            return (f"Not measurable: calibration images from {self.low:.0f} px (below the smallest "
+                    f"studied blur, {self.smallest:g} px) to {self.top:.0f} px (the most calibrated) "
+                    "measure like this photo, so the measure cannot tell its blur.")
         return f"95 % interval {self.low:.1f}-{self.high:.1f} px."
 
 
@@ -214,6 +220,7 @@ class Calibration:
         level, low, high = (float(v) for v in np.quantile(near, [0.5, tail, 1 - tail]))
         smallest, largest = float(self.levels.min()), float(self.levels.max())
         state = ("sharp" if level < smallest else
+                 "unknown" if low < smallest and high >= self.top else
                  "too_blurred" if level > largest and high >= self.top else "measured")
         return Estimate(level, low, high, state, smallest, largest, self.top)
 
