@@ -359,6 +359,8 @@ def _clean_set() -> dict[str, bytes]:
         files[f"{name}.444.jpg"] = _encode(img, "JPEG", quality=95, subsampling=0)
         files[f"{name}.progressive.jpg"] = _encode(img, "JPEG", quality=80, progressive=True, optimize=True)
         files[f"{name}.restart.jpg"] = _encode(img, "JPEG", quality=85, restart_marker_blocks=7)
+        files[f"{name}.progressive_restart.jpg"] = _encode(img, "JPEG", progressive=True,
+                                                           restart_marker_rows=1)
         files[f"{name}.cmyk.jpg"] = _encode(img.convert("CMYK"), "JPEG", quality=85)
         files[f"{name}.grey.jpg"] = _encode(img.convert("L"), "JPEG", quality=85)
         files[f"{name}.png"] = _encode(img, "PNG")

@@ -13,6 +13,7 @@ import io
 import os
 import struct
 import threading
+import warnings
 import zlib
 from pathlib import Path
 
@@ -391,10 +392,28 @@ def test_damaged_g4_tiff_prints_nothing_and_is_refused_plainly(
     for at in range(start + length // 5, start + length - 40, length // 5):
         data[at:at + 40] = rng.integers(0, 256, 40, dtype=np.uint8).tobytes()
     capfd.readouterr()
-    err = assert_rejected(store, bytes(data), "corrupt")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        err = assert_rejected(store, bytes(data), "corrupt")
     assert "damaged" in str(err) and "libtiff" not in str(err) and "\n" not in str(err)
     out, errout = capfd.readouterr()
     assert (out, errout) == ("", "")
+    assert caught == []
+
+
+def test_tiff_with_damaged_exif_warns_nobody(capfd: pytest.CaptureFixture[str]) -> None:
+    """Pillow's "Corrupt EXIF data" warnings are kept from the user; the picture is intact."""
+    exif = Image.Exif()
+    exif[0x010F] = "Camera maker"
+    data = bytearray(encode(noise_rgb(32, 24), "TIFF", exif=exif))
+    entry = next(i for i in range(8, len(data) - 12, 2)  # the Make tag's IFD entry
+                 if struct.unpack_from("<HH", data, i) == (0x010F, 2))
+    struct.pack_into("<I", data, entry + 4, 10_000)  # its value now claims 10,000 bytes
+    capfd.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert decode_image(bytes(data)).size == (32, 24)
+    assert caught == [] and capfd.readouterr() == ("", "")
 
 
 def test_clean_g4_tiffs_are_accepted() -> None:
