@@ -77,11 +77,18 @@ def test_decreasing_fit_is_scikit_learns_isotonic_regression():
         np.testing.assert_allclose(got, want, atol=1e-12)
 
 
-def test_crossing_is_linear_on_a_gradual_decline_and_spread_over_a_cliff_step():
+def test_crossing_is_logit_linear_on_a_gradual_decline_and_spread_over_a_cliff_step():
     levels = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
     gradual = np.array([1.0, 0.9, 0.7, 0.5, 0.3])  # every step falls about as fast
+
+    def g(v: float) -> float:  # the logit scale between this curve's top 1.0 and floor 0.3
+        z = (v - 0.3 + 0.02) / (1.0 - 0.3 + 0.04)
+        return float(np.log(z / (1 - z)))
+
+    want = 1.0 + (g(0.9) - g(0.8)) / (g(0.9) - g(0.7))
     cliff = np.array([0.95, 0.95, 0.95, 0.05, 0.05])  # the whole drop within one step
-    assert crossings(levels, gradual[None, :], 0.8, 0.0)[0] == pytest.approx(1.5)
+    assert crossings(levels, gradual[None, :], 0.8, 0.0)[0] == pytest.approx(want)
+    assert crossings(levels, gradual[None, :], 0.8, 1.0)[0] == pytest.approx(want)  # no cliff: u unused
     assert crossings(levels, cliff[None, :], 0.8, 0.0)[0] == pytest.approx(2.0)
     assert crossings(levels, cliff[None, :], 0.8, 1.0)[0] == pytest.approx(3.0)
     assert crossings(levels, cliff[None, :], 0.8, 0.5)[0] == pytest.approx(2.5)
@@ -284,7 +291,7 @@ def test_two_ratings_never_give_a_definitive_sentence():
         (sentence,) = sentences(curve, Options())
         assert "not enough ratings to tell" in sentence
         assert "is not faithful (" not in sentence and "stays faithful (" not in sentence
-        assert "rate 10 or more ratings of 3 or more restored photos at each of" in sentence
+        assert "rate 10 or more ratings of 2 or more restored photos at each of" in sentence
 
 
 def test_two_levels_say_not_enough_with_what_to_rate_next():
@@ -295,7 +302,7 @@ def test_two_levels_say_not_enough_with_what_to_rate_next():
     assert curve.boundaries[0].status == "not enough ratings"
     (sentence,) = sentences(curve, Options())
     assert sentence.startswith("Wiener deconvolution on motion blur (line length): not enough ratings "
-                               "to tell (only 2 blur levels rated); rate 20 or more ratings of 3 or more "
+                               "to tell (only 2 blur levels rated); rate 20 or more ratings of 2 or more "
                                "restored photos at each of ")
     proposed = [p["level"] for p in curve.proposals]
     assert proposed and all(2.0 < v < 24.0 for v in proposed)

@@ -1,8 +1,8 @@
 """The answer page: "how far can it go?" for one study, in plain words and one plot per blur kind.
 
-Numbers come from review.analysis.answer (the GP level-set estimate of review.analysis.boundary);
+Numbers come from review.analysis.answer (the monotone-curve estimate of review.analysis.boundary);
 this page lays them out: sentences, what they rest on (real and simulated ratings apart), the
-observed faithful share with Wilson bars over the GP mean and band, the threshold, the uncertain
+observed faithful share with Wilson bars over the curve and its band, the threshold, the uncertain
 zone, each boundary with its 95 % interval, the exports, and the Straddle proposals, which an
 admin can turn into a generation job (review.jobs.accept_proposal) whose items join the study.
 """
@@ -86,7 +86,7 @@ def series_label(curve: Curve, strength: float | None) -> str:
 
 
 def chart_frames(answer: Answer, blur_kind: str) -> dict[str, pd.DataFrame]:
-    """The layers of one blur kind's chart as tidy frames: observed points with Wilson bars, the GP
+    """The layers of one blur kind's chart as tidy frames: observed points with Wilson bars, the
     mean and 95 % band, the uncertain zones along the grid, and the boundaries with intervals."""
     o = answer.options
     points, band, zones, bounds = [], [], [], []
@@ -129,7 +129,7 @@ def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
 
 
 def answer_chart(answer: Answer, blur_kind: str) -> alt.LayerChart:
-    """Faithful share against blur level: points with Wilson bars, the GP mean and band, the
+    """Faithful share against blur level: points with Wilson bars, the curve and its band, the
     threshold h, the uncertain zone shaded, and each boundary (dashed) with its 95 % interval."""
     f = chart_frames(answer, blur_kind)
     y = alt.Scale(domain=[0, 1], clamp=True)
@@ -168,10 +168,10 @@ def _options(scale: tuple[int, int]) -> tuple[Options, bool] | None:
     """The threshold, faithful minimum and simulated switch; None (with the reason shown) when
     a value is refused."""
     c = st.columns(3)
-    threshold = c[0].number_input("Threshold h (share rated faithful)", min_value=0.0, max_value=1.0,
+    threshold = c[0].number_input("Threshold h (share of ratings faithful)", min_value=0.0, max_value=1.0,
                                   value=0.8, step=0.05, key=f"{KEY}threshold",
                                   help="A blur level is usable when at least this share of its "
-                                       "restorations is rated faithful.")
+                                       "ratings call the restoration faithful (a share of ratings).")
     faithful_min = int(c[1].number_input(
         "Faithful from score", min_value=scale[0], max_value=scale[1], value=min(4, scale[1]), step=1,
         key=f"{KEY}faithful_min", help="A score at or above this counts as faithful."))
@@ -266,14 +266,15 @@ def render(lab: Lab, user: SessionUser) -> None:
         with st.container(border=True):
             st.markdown(f"**{inert(kind)}**: share rated {options.faithful_min}+ per blur level "
                         "(Wilson 95 % bars), "
-                        f"GP mean and 95 % band, threshold h = {options.threshold:g}, uncertain zone "
-                        "shaded, boundary dashed with its 95 % interval on the threshold line.")
+                        f"monotone curve and 95 % bootstrap band, threshold h = {options.threshold:g}, "
+                        "uncertain zone shaded, boundary dashed with its 95 % interval on the "
+                        "threshold line.")
             st.altair_chart(answer_chart(answer, kind), key=f"{KEY}chart_{kind}", width="stretch")
     c = st.columns(2)
     c[0].download_button("Curves and boundaries (CSV)", lambda: answer_csv(answer),
                          file_name="answer.csv", mime="text/csv", key=f"{KEY}dl_csv", on_click="ignore",
                          icon=":material/download:")
-    c[1].download_button("Curves, GP band and boundaries (JSON)", lambda: answer_json(answer),
+    c[1].download_button("Curves, band and boundaries (JSON)", lambda: answer_json(answer),
                          file_name="answer.json", mime="application/json", key=f"{KEY}dl_json",
                          on_click="ignore", icon=":material/download:")
     _proposals(lab, user, study_id, answer)
