@@ -451,6 +451,15 @@ def test_jpeg_with_restart_markers_out_of_order_is_refused(store: ImageStore) ->
     assert_rejected(store, bytes(data), "corrupt")
 
 
+def test_jpeg_with_a_trailing_restart_marker_is_accepted() -> None:
+    """Some encoders write one restart marker after the last interval too: harmless."""
+    data = encode(noise_rgb(128, 96), "JPEG", quality=90, restart_marker_blocks=4)
+    count = sum(data.count(bytes([0xFF, 0xD0 + i])) for i in range(8))
+    trailing = data[:-2] + bytes([0xFF, 0xD0 + count % 8]) + data[-2:]
+    with Image.open(io.BytesIO(data)) as im:
+        assert np.array_equal(np.asarray(decode_image(trailing)), np.asarray(im.convert("RGB")))
+
+
 def test_heic_tile_left_undecoded_is_refused(store: ImageStore) -> None:
     """libheif leaves a grid tile whose data it cannot decode at YUV zero (flat dark green)."""
     pillow_heif.options.GRID_TILE_SIZE = 64

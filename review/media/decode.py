@@ -432,8 +432,10 @@ def _check_jpeg(data: bytes) -> tuple[bytes | None, bool]:
         else:
             units = _ceil_div(width, 8 * h_max) * _ceil_div(height, 8 * v_max)
             blocks = units * sum(sampling[c][0] * sampling[c][1] for c in comps)
-        if interval and restarts != _ceil_div(units, interval) - 1:
-            lost = True  # restart markers missing, extra or out of order: libjpeg fills segments
+        # One marker after each interval but the last (a trailing one, as some encoders write,
+        # is harmless); fewer, or out of order, and libjpeg fills the segments it skipped.
+        if interval and restarts - (_ceil_div(units, interval) - 1) not in (0, 1):
+            lost = True
         if ss == 0 and approx >> 4 == 0:  # first scan coding these components' DC
             available_bits = 8 * (end - start - data.count(b"\xff\x00", start, end))
             if available_bits < blocks:
