@@ -99,9 +99,10 @@ def render(lab: Lab, user: SessionUser) -> None:
               "and how far its gradients' autocorrelation spreads).")
     st.caption(f"{est.sentence()} In pixels of {kind} on the study's images ({cal.side} px on the "
                f"longer side; your photo is scaled to that size). Calibrated on {len(cal.bank_levels)} "
-               "images of known blur (the study's photos and 15 others). On 80 photos unlike them "
-               "(bench/try_photo.py) the interval held the true blur in 90 %, and a level given was off "
-               "by 5.2 px on average: read it as a rough guide.")
+               "images of known blur (the study's photos and 15 others). Checked on the simulated demo "
+               "study's calibration (bench/try_photo.py): on 80 photos unlike these, the interval held "
+               "the true blur in 90 % and a level given was off by 5.2 px on average: read it as a "
+               "rough guide.")
     st.subheader("What the study found at that blur")
     with lab.read() as s:
         fingerprint = ratings_fingerprint(s, study_id)
