@@ -605,3 +605,26 @@ def test_a_study_edit_that_cannot_get_the_study_says_it_is_busy(pg_url, tmp_path
     with lab.read() as s:
         assert s.get(Study, w["study"]).raters_per_item == 3
     lab.engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("level", ["READ COMMITTED", "REPEATABLE READ"])
+@pytest.mark.parametrize("first_commits_before", [False, True], ids=["overlapping", "one-after-the-other"])
+@pytest.mark.parametrize("narrowing_first", [False, True], ids=["rater-first", "narrowing-first"])
+def test_narrowing_the_scale_while_a_score_is_stored_never_leaves_it_outside(
+        pg_url, level, first_commits_before, narrowing_first):
+    """The same race for the score rule: a rating of 5 on a 1-5 study while the scale becomes 1-4.
+    One of the two must be refused (0007's score trigger locked nothing)."""
+    import psycopg
+
+    dsn, w = _pg_world(pg_url, raters=3, ratings=0)
+    rate = (_THIRD_RATING.replace("'reviewer', 3,", "'reviewer', 5,"),
+            {"item": w["item"], "user": w["users"][0], "gv": w["gv"]})
+    narrow = ("UPDATE studies SET scale_max = 4 WHERE id = %(study)s", {"study": w["study"]})
+    first, second = (narrow, rate) if narrowing_first else (rate, narrow)
+    raised = _race(dsn, level, first, second, first_commits_before=first_commits_before)
+    with psycopg.connect(dsn) as conn:
+        outside = conn.execute(
+            "SELECT count(*) FROM ratings r JOIN study_items i ON i.id = r.item_id "
+            "JOIN studies s ON s.id = i.study_id WHERE r.score > s.scale_max").fetchone()[0]
+    assert outside == 0 and len(raised) <= 1 and set(raised) <= _REFUSALS, (outside, raised)
