@@ -623,14 +623,16 @@ _YUV_ZERO_GREENS = np.array(sorted({g + d for g in (136, 135, 77, 84, 89, 94) fo
 
 
 def _damaged(missing_rows: int, height: int, what: str = "") -> ImageRejected:
+    """The refusal, saying how much is missing where that is known."""
     share = missing_rows / height if height else 0.0
     if share > 0:
-        where = f"the bottom {max(1, round(100 * share))} % of the picture is missing"
+        where = (f"the bottom {max(1, round(100 * share))} % of the picture is missing (a viewer "
+                 "would show it as one flat colour)")
     else:
-        where = what or "part of the picture data is unreadable"
+        where = what or "part of its picture data is unreadable (a viewer would show it wrong)"
     return ImageRejected(
         "corrupt",
-        f"The image file is damaged: {where} (a viewer would show it as one flat colour). "
+        f"The image file is damaged: {where}. "
         "Open it on your device, export or save it again, and upload the new file.",
     )
 
@@ -715,7 +717,7 @@ def _check_filler(pixels: ImageFile.ImageFile, complaints: list[str]) -> None:
         share = _heic_missing_share(np.asarray(pixels))
         if share > 0:
             raise _damaged(0, height, f"{max(1, round(100 * share))} % of the picture (whole tiles "
-                                      "or slices) is missing")
+                                      "or slices) is missing (a viewer would show flat green blocks)")
 
 
 def decode_image(
