@@ -458,6 +458,9 @@ def test_weights_replaced_in_place_are_loaded_again(models_dir: Path, tmp_path: 
     assert changed
     second = load_pipeline(folder, precision="fp32")
     assert second is not first and second.model_identity != first.model_identity
+    from review.media.restore.sd15_weights import _pipelines
+
+    assert first not in _pipelines.values()  # the replaced content's pipeline is let go
     new = load_file(str(unet_file))
     name = changed[0]
     assert torch.equal(second.pipe.unet.state_dict()[name], new[name])

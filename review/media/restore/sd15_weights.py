@@ -190,9 +190,8 @@ _scratch: list[Path] = []
 
 
 def _inspect(p: Path, *, sd15_sizes: bool) -> CheckpointInfo:
-    """inspect_checkpoint, cached per (path, size, mtime): a .ckpt has to be unpickled."""
-    st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns, sd15_sizes)
+    """inspect_checkpoint, cached per (path, size, mtime, ctime): a .ckpt has to be unpickled."""
+    key = (*_stat_key(p), sd15_sizes)
     with _identity_lock:
         if key in _inspected:
             return _inspected[key]
@@ -580,6 +579,8 @@ def load_pipeline(
                 continue  # replaced while it loaded: what was loaded has no known identity
             loaded = SD15Pipeline(pipe=pipe, device=dev, precision=prec, model_identity=ident,
                                   smoke_test=src.smoke_test, source=src, name=model_name(src))
+            for stale in [k for k in _pipelines if k[1] == key[1] and k[0] != ident]:
+                del _pipelines[stale]  # the same path's earlier content: never used again
             _pipelines[key] = loaded
             while len(_pipelines) > MAX_CACHED_PIPELINES:
                 _pipelines.popitem(last=False)
