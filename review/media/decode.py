@@ -330,10 +330,23 @@ class _JpegScan(NamedTuple):
     next_marker: int  # that marker's code, -1 when the data runs to the end of the file
     interval: int  # restart interval in force (0: none)
     restarts: int  # restart markers in order D0, D1, ... inside the data; -1 when out of order
+    shortest: dict[tuple[int, int], int]  # (0 DC / 1 AC, table id) -> its shortest code, in bits
 
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
+
+
+def _huffman_shortest(payload: bytes) -> dict[tuple[int, int], int]:
+    """(class, id) -> length of the shortest code, for each table a DHT segment defines."""
+    found, pos = {}, 0
+    while pos + 17 <= len(payload):
+        counts = payload[pos + 1:pos + 17]
+        lengths = [i + 1 for i, c in enumerate(counts) if c]
+        if lengths:
+            found[(payload[pos] >> 4, payload[pos] & 15)] = lengths[0]
+        pos += 17 + sum(counts)
+    return found
 
 
 def _jpeg_segments(data: bytes) -> tuple[int, bytes, list[_JpegScan], bool] | None:
@@ -348,6 +361,7 @@ def _jpeg_segments(data: bytes) -> tuple[int, bytes, list[_JpegScan], bool] | No
     """
     pos, frame, scans = 2, None, []
     intact, interval = True, 0
+    shortest: dict[tuple[int, int], int] = {}
     while pos + 4 <= len(data):
         if data[pos] != 0xFF:  # garbage between segments: libjpeg skips to the next marker too
             pos = data.find(b"\xff", pos)
@@ -373,6 +387,8 @@ def _jpeg_segments(data: bytes) -> tuple[int, bytes, list[_JpegScan], bool] | No
         pos += 2 + length
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
             frame = (marker, payload)
+        elif marker == 0xC4:  # DHT: one or more Huffman tables
+            shortest.update(_huffman_shortest(payload))
         elif marker == 0xDD and length == 4:  # DRI: restart interval, in MCUs (0: none)
             interval = int.from_bytes(payload, "big")
         elif marker == 0xDA:
@@ -382,7 +398,7 @@ def _jpeg_segments(data: bytes) -> tuple[int, bytes, list[_JpegScan], bool] | No
             restarts = [m.group()[1] - 0xD0 for m in _JPEG_RESTART.finditer(data, pos, end)]
             in_order = all(r == i % 8 for i, r in enumerate(restarts))
             count = len(restarts) if in_order else -1
-            scans.append(_JpegScan(payload, pos, end, next_marker, interval, count))
+            scans.append(_JpegScan(payload, pos, end, next_marker, interval, count, dict(shortest)))
             pos = end
     if frame is None or not scans:
         return None
@@ -394,8 +410,9 @@ def _check_jpeg(data: bytes) -> tuple[bytes | None, bool]:
 
     libjpeg fills the rest of a scan with grey when its data ends early at a marker, so a
     file cut short and closed with an end-of-image marker, or with inflated dimensions in its
-    header, decodes "successfully". Three checks: every block costs at least one bit in the
-    first scan that codes it (a 13.7 kB file cannot hold 6000 x 6666 pixels); a progressive
+    header, decodes "successfully". Four checks: every block costs at least the shortest
+    codes of its Huffman tables in the first scan that codes it (a 13.7 kB file cannot hold
+    6000 x 6666 pixels); restart markers come in order, one per interval; a progressive
     file must refine every coefficient to the last bit (a cut file lacks its later scans); and
     a single-scan file is decoded without the marker that ends its data (end-of-image, or a
     stray marker left by a damaged byte), followed by a few zero bytes of look-ahead, so that
@@ -417,7 +434,7 @@ def _check_jpeg(data: bytes) -> tuple[bytes | None, bool]:
     v_max = max(v for _, v in sampling.values())
     coded: dict[int, set[int]] = {c: set() for c in sampling}
     lost = False
-    for payload, start, end, _next, interval, restarts in scans:
+    for payload, start, end, _next, interval, restarts, shortest in scans:
         if not payload or len(payload) < 1 + 2 * payload[0] + 3:
             return None, intact
         n = payload[0]
@@ -427,18 +444,26 @@ def _check_jpeg(data: bytes) -> tuple[bytes | None, bool]:
             return None, intact
         if n == 1:  # a non-interleaved scan: its units are the component's blocks
             h, v = sampling[comps[0]]
-            units = blocks = (_ceil_div(_ceil_div(width * h, h_max), 8)
-                              * _ceil_div(_ceil_div(height * v, v_max), 8))
+            units = (_ceil_div(_ceil_div(width * h, h_max), 8)
+                     * _ceil_div(_ceil_div(height * v, v_max), 8))
+            blocks = {comps[0]: units}
         else:
             units = _ceil_div(width, 8 * h_max) * _ceil_div(height, 8 * v_max)
-            blocks = units * sum(sampling[c][0] * sampling[c][1] for c in comps)
+            blocks = {c: units * sampling[c][0] * sampling[c][1] for c in comps}
         # One marker after each interval but the last (a trailing one, as some encoders write,
         # is harmless); fewer, or out of order, and libjpeg fills the segments it skipped.
         if interval and restarts - (_ceil_div(units, interval) - 1) not in (0, 1):
             lost = True
         if ss == 0 and approx >> 4 == 0:  # first scan coding these components' DC
-            available_bits = 8 * (end - start - data.count(b"\xff\x00", start, end))
-            if available_bits < blocks:
+            # Every block costs at least the shortest DC code of its table, and in a sequential
+            # scan at least one AC code too (the end-of-block code, or a coefficient's).
+            tables = {payload[1 + 2 * i]: payload[2 + 2 * i] for i in range(n)}
+            needed = sum(count * (shortest.get((0, tables[c] >> 4), 1)
+                                  + (shortest.get((1, tables[c] & 15), 1) if se > 0 else 0))
+                         for c, count in blocks.items())
+            available_bits = 8 * (end - start - data.count(b"\xff\x00", start, end)
+                                  - 2 * max(restarts, 0))
+            if available_bits < needed:
                 raise _truncated() if intact else _damaged(0, height)
         if approx & 15 == 0:  # this scan leaves the coefficients ss..se exact
             for c in comps:
