@@ -405,6 +405,27 @@ def _jpeg_segments(data: bytes) -> tuple[int, bytes, list[_JpegScan], bool] | No
     return frame[0], frame[1], scans, intact
 
 
+def _scan_needs_more(data: bytes, end: int) -> bool:
+    """Would libjpeg read past ``end`` (where a scan's data stops at a marker) to finish it?
+
+    The file is cut there and closed three ways: at once, after 16 zero bytes, after 16 bytes
+    of 0x55. A scan that holds all its blocks never reads those bytes, so the three decode
+    alike; one that is short takes them for data and decodes differently. Decoded at an eighth
+    of the size (DC only), which is what the first scan of each coefficient codes.
+    """
+    pictures = set()
+    for junk in (b"", bytes(16), b"\x55" * 16):
+        try:
+            closed = io.BytesIO(data[:end] + junk + b"\xff\xd9")
+            with _quiet_decoders(), Image.open(closed, formats=["JPEG"]) as im:
+                im.draft(im.mode, (max(1, im.width // 8), max(1, im.height // 8)))
+                im.load()
+                pictures.add(im.tobytes())
+        except Exception:  # noqa: BLE001 - a decoder boundary: no answer, Pillow decides later
+            return False
+    return len(pictures) > 1
+
+
 def _check_jpeg(data: bytes) -> tuple[bytes | None, bool]:
     """Refuse a JPEG whose scans cannot hold the picture; return bytes that cannot be padded.
 
@@ -412,7 +433,9 @@ def _check_jpeg(data: bytes) -> tuple[bytes | None, bool]:
     file cut short and closed with an end-of-image marker, or with inflated dimensions in its
     header, decodes "successfully". Four checks: every block costs at least the shortest
     codes of its Huffman tables in the first scan that codes it (a 13.7 kB file cannot hold
-    6000 x 6666 pixels); restart markers come in order, one per interval; a progressive
+    6000 x 6666 pixels), and in a file of several scans that first scan must not need bytes
+    past its end (:func:`_scan_needs_more`); restart markers come in order, one per interval;
+    a progressive
     file must refine every coefficient to the last bit (a cut file lacks its later scans); and
     a single-scan file is decoded without the marker that ends its data (end-of-image, or a
     stray marker left by a damaged byte), followed by a few zero bytes of look-ahead, so that
@@ -463,7 +486,7 @@ def _check_jpeg(data: bytes) -> tuple[bytes | None, bool]:
                          for c, count in blocks.items())
             available_bits = 8 * (end - start - data.count(b"\xff\x00", start, end)
                                   - 2 * max(restarts, 0))
-            if available_bits < needed:
+            if available_bits < needed or len(scans) > 1 and _scan_needs_more(data, end):
                 raise _truncated() if intact else _damaged(0, height)
         if approx & 15 == 0:  # this scan leaves the coefficients ss..se exact
             for c in comps:
