@@ -318,7 +318,9 @@ def test_jpeg_header_claiming_more_pixels_is_truncated(store: ImageStore, progre
 
 
 @pytest.mark.parametrize("factor", [1.5, 3])
-def test_progressive_jpeg_a_little_wider_than_its_scans_is_truncated(store: ImageStore, factor: float) -> None:
+def test_progressive_jpeg_a_little_wider_than_its_scans_is_truncated(
+    store: ImageStore, factor: float,
+) -> None:
     """Regression: 1.5 to 3 times the width passed the bits-per-block bound, and libjpeg
     padded the second half of the picture with grey (85 of 150 rows at 3 times)."""
     data = bytearray(encode(gradient_rgb(200, 150), "JPEG", quality=90, progressive=True, optimize=True))
