@@ -244,9 +244,10 @@ def _decoding(max_pixels: int) -> Iterator[None]:
         raise _corrupt(str(exc) or type(exc).__name__) from None
 
 
-# libtiff's default error handler writes "Module: message." lines to stderr (Pillow silences its
-# warnings, not its errors); other threads' output caught in the same moment is passed back.
-_LIBTIFF_LINE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*: \S")
+# libtiff's default error handler writes "Module: message." lines to stderr, the module being a
+# function or the file's name ("tempfile.tif" in Pillow); Pillow silences its warnings, not its
+# errors. Other threads' output caught in the same moment is passed back.
+_LIBTIFF_LINE = re.compile(r"^[A-Za-z_][\w.-]*: \S")
 # Serialises the stderr redirection and warnings.catch_warnings below (both process-wide).
 _STDERR_LOCK = threading.Lock()
 
