@@ -460,6 +460,18 @@ def test_progressive_jpeg_with_a_stray_marker_is_refused(store: ImageStore) -> N
     assert_rejected(store, bytes(data), "corrupt")
 
 
+def test_jpeg_compressed_tiff_with_a_damaged_strip_is_refused(store: ImageStore) -> None:
+    """libtiff hands each strip to libjpeg, which pads it with grey at a stray marker."""
+    data = bytearray(encode(noise_rgb(128, 96), "TIFF", compression="jpeg"))
+    with Image.open(io.BytesIO(bytes(data))) as im:
+        offset, count = im.tag_v2[273][0], im.tag_v2[279][0]
+        clean = np.asarray(im.convert("RGB"))
+    data[offset + count // 2:offset + count // 2 + 2] = b"\xff\xd3"
+    with Image.open(io.BytesIO(bytes(data))) as im:  # libtiff decodes it without a word
+        assert np.asarray(im.convert("RGB")).shape == clean.shape
+    assert_rejected(store, bytes(data), "corrupt")
+
+
 def test_jpeg_with_restart_markers_out_of_order_is_refused(store: ImageStore) -> None:
     data = bytearray(encode(noise_rgb(128, 96), "JPEG", quality=90, restart_marker_blocks=4))
     first = data.find(b"\xff\xd0", scan_start(bytes(data)))

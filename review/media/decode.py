@@ -502,6 +502,40 @@ def _check_jpeg(data: bytes) -> tuple[bytes | None, bool]:
     return None, intact
 
 
+def _check_tiff_jpeg(im: ImageFile.ImageFile, data: bytes, max_pixels: int) -> None:
+    """Run the JPEG checks on each strip or tile of a JPEG-compressed TIFF.
+
+    Each holds a JPEG stream whose tables are in the JPEGTables tag; libtiff decodes it with
+    libjpeg, which pads a short or damaged one with grey as it does a JPEG file, and libtiff
+    keeps libjpeg's warnings to itself.
+    """
+    if im.info.get("compression") != "jpeg":
+        return
+    tags = im.tag_v2
+    offsets, counts = tags.get(273) or tags.get(324) or (), tags.get(279) or tags.get(325) or ()
+    tables = tags.get(347)
+    prefix = b"\xff\xd8"
+    if isinstance(tables, bytes) and tables.startswith(b"\xff\xd8") and tables.endswith(b"\xff\xd9"):
+        prefix = tables[:-2]
+    for offset, count in zip(offsets, counts, strict=False):
+        chunk = data[offset:offset + count]
+        if not chunk.startswith(b"\xff\xd8"):
+            continue  # libtiff refuses it itself
+        stream = prefix + chunk[2:]
+        unpaddable, intact = _check_jpeg(stream)
+        if unpaddable is None and intact:
+            continue
+        if unpaddable is not None:
+            try:
+                with _quiet_decoders(), _decoding(max_pixels):
+                    with Image.open(io.BytesIO(unpaddable), formats=["JPEG"]) as part:
+                        part.load()
+                continue
+            except ImageRejected:
+                pass
+        raise _damaged(0, im.size[1])
+
+
 def _check_tiff_tiles(im: ImageFile.ImageFile) -> None:
     """Refuse a TIFF whose strips or tiles do not cover the image.
 
@@ -813,6 +847,7 @@ def decode_image(
             _check_png(data)
         elif im.format == "TIFF":
             _check_tiff_tiles(im)
+            _check_tiff_jpeg(im, data, max_pixels)
         _reset_load_truncated()
         if not intact and unpaddable is None:  # a stray marker in a multi-scan JPEG
             raise _damaged(_jpeg_fill_rows(data, max_pixels), height)
