@@ -20,14 +20,18 @@ the simple baseline measured on the same ratings: a Wilson 95 % interval on each
 (ratings as independent), the boundary where the observed shares first fall below h (linear
 interpolation), the interval from where the Wilson lower and upper bounds first fall below h.
 
-Part 2, active design vs a uniform grid, per rater model, over truths of all five shapes: the
-rating budget at which 90 % of runs land within one level step (2 px) of the true boundary, for
-the uniform grid and for active design (start at the lowest, middle and highest level, then each
-batch goes to the level with the highest Straddle score). A budget counts as "reached" only if
-every larger budget reaches the target too (one unlucky truth at one budget cannot make the
-figure jump). The ratio active / uniform is printed with a 95 % bootstrap interval over truths.
+Part 2, active design vs a uniform grid, per rater model, over truths of all five shapes in turn:
+the mean |error| of the boundary against the item budget for the uniform grid (the budget spread
+evenly over the 15 levels) and for active design (one item at the lowest, middle and highest
+level, then each batch of 3 items goes to the level with the highest Straddle score), both read
+by the same estimator. The figure: the ratings active design needs to reach the mean error the
+uniform grid has at 120 items (8 a level), as a share of the grid's ratings, with a 95 %
+bootstrap interval over truths. (The former figure, the budget at which 90 % of runs land within
+one level step, was not monotone in budget: one truth in 40 moved it; with these truth shapes
+neither design reaches 90 % within 2 px at 180 items.)
 
-Seeds: the estimator's rules (items as the unit, the cliff rule, the bootstrap size) were tuned
+Seeds: the estimator's rules (items as the unit, the logit-scale crossing, the cliff rule, the
+few-item widening T_DF = 2, percentile rather than bias-corrected or basic intervals) were tuned
 on seed 0 (`--seed 0`); the figures in the README are from the default seed 1, which was not
 used for tuning.
 
@@ -38,6 +42,7 @@ Run: .venv/bin/python bench/assurance.py [--runs 200] [--truths 60] [--seed 1] [
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -60,7 +65,6 @@ STEP = 2.0
 RATINGS = 360  # per curve in part 1 (24 a level)
 ITEM_BUDGETS = (15, 30, 45, 60, 90, 120, 180)  # part 2: items per curve (x raters per item = ratings)
 BATCH = 3  # part 2: items per active-design step
-TARGET = 0.9  # share of runs within one level step that counts as "found"
 
 Ratings = dict[str, np.ndarray]
 Estimator = Callable[[Ratings], tuple[float, float, float]]
@@ -152,16 +156,23 @@ def _joined(parts: list[Ratings]) -> Ratings:
     return out
 
 
-def needed(errors: np.ndarray) -> int | None:
-    """errors (truths, budgets): the smallest item budget from which on every budget has TARGET of
-    the runs within one level step; None when the largest budget does not."""
-    ok = (errors <= STEP).mean(axis=0) >= TARGET
-    if not ok[-1]:
-        return None
-    i = len(ok) - 1
-    while i > 0 and ok[i - 1]:
-        i -= 1
-    return ITEM_BUDGETS[i]
+REFERENCE = 120  # part 2: the uniform grid's budget (items) whose mean error active design must match
+
+
+def matched(errors_u: np.ndarray, errors_a: np.ndarray) -> float:
+    """errors (truths, budgets): the item budget at which active design's mean |error| first falls
+    to the uniform grid's at REFERENCE items (linear between budgets), as a share of REFERENCE;
+    inf when it never does within the largest budget."""
+    target = errors_u[:, ITEM_BUDGETS.index(REFERENCE)].mean()
+    mae = errors_a.mean(axis=0)
+    below = np.flatnonzero(mae <= target)
+    if len(below) == 0:
+        return math.inf
+    i = int(below[0])
+    if i == 0:
+        return ITEM_BUDGETS[0] / REFERENCE
+    b0, b1, m0, m1 = ITEM_BUDGETS[i - 1], ITEM_BUDGETS[i], mae[i - 1], mae[i]
+    return (b0 + (m0 - target) / (m0 - m1) * (b1 - b0)) / REFERENCE
 
 
 def _cell_job(args: tuple[str, str, int, int]) -> tuple[str, str, dict[str, np.ndarray]]:
@@ -202,37 +213,36 @@ def part_coverage(runs: int, seed: int, jobs: int) -> None:
 
 def part_active(truths: int, seed: int, jobs: int) -> None:
     print(f"\nPart 2: active design vs uniform grid, {truths} truths per rater model (all five shapes "
-          f"in turn), budgets {ITEM_BUDGETS} items, active batches of {BATCH} items; target {TARGET:.0%} "
-          f"of runs within {STEP:g} px")
+          f"in turn), budgets {ITEM_BUDGETS} items, active batches of {BATCH} items")
     tasks = [(m, i, seed) for m in RATER_MODELS for i in range(truths)]
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         results = list(pool.map(_active_job, tasks))
     rng = np.random.default_rng([seed, 7])
-    print(f"{'rater model':<14} {'ratings/item':>12} | {'uniform needs':>13} {'active needs':>12} | "
-          f"{'ratio':>6} {'95 % interval over truths':>26} {'undecided':>9}")
+    shown = (ITEM_BUDGETS[1], ITEM_BUDGETS[3], REFERENCE)
+    print(f"mean |error| (px) at {', '.join(map(str, shown))} items")
+    print(f"{'rater model':<14} {'ratings/item':>12} | {'uniform':>17} {'active':>17} | "
+          f"{'active/uniform':>14} {'95 % over truths':>16}")
     for m, model in RATER_MODELS.items():
         u = np.array([r["uniform"] for name, r in results if name == m])
         a = np.array([r["active"] for name, r in results if name == m])
-        nu, na = needed(u), needed(a)
-        ratios, undecided = [], 0
+        ratio = matched(u, a)
+        boot = []
         for _ in range(1000):
             idx = rng.integers(0, len(u), len(u))
-            bu, ba = needed(u[idx]), needed(a[idx])
-            if bu is None or ba is None:
-                undecided += 1
-            else:
-                ratios.append(ba / bu)
-        k = model.raters_per_item
-        ratio = f"{na / nu:.0%}" if nu and na else "n/a"
-        spread = (f"{np.percentile(ratios, 2.5):.0%}-{np.percentile(ratios, 97.5):.0%}" if ratios else "n/a")
-        print(f"{m:<14} {k:>12} | {_ratings(nu, k):>13} {_ratings(na, k):>12} | {ratio:>6} {spread:>26} "
-              f"{undecided / 1000:>9.0%}")
-    print("needs = ratings for 90 % of runs within one step at that and every larger budget "
-          "('>' = not reached); undecided = bootstrap resamples where a design never reached it")
+            boot.append(matched(u[idx], a[idx]))
+        lo, hi = np.percentile(np.minimum(boot, 99.0), [2.5, 97.5])  # never reached: 99 (> any budget)
+        cols = [ITEM_BUDGETS.index(b) for b in shown]
+        mu = " ".join(f"{v:5.2f}" for v in u.mean(axis=0)[cols])
+        ma = " ".join(f"{v:5.2f}" for v in a.mean(axis=0)[cols])
+        print(f"{m:<14} {model.raters_per_item:>12} | {mu:>17} {ma:>17} | {_pct(ratio):>14} "
+              f"{_pct(lo) + '-' + _pct(hi):>16}")
+    print(f"active/uniform = the ratings active design needs for the mean error the uniform grid has at "
+          f"{REFERENCE} items ({REFERENCE // len(LEVELS)} a level), as a share of the grid's; '>150%' = "
+          "not reached within the largest budget; the interval is a bootstrap over truths")
 
 
-def _ratings(items: int | None, per_item: int) -> str:
-    return f">{ITEM_BUDGETS[-1] * per_item}" if items is None else str(items * per_item)
+def _pct(v: float) -> str:
+    return f">{ITEM_BUDGETS[-1] / REFERENCE:.0%}" if v > ITEM_BUDGETS[-1] / REFERENCE else f"{v:.0%}"
 
 
 def main() -> None:
