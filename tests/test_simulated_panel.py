@@ -184,3 +184,31 @@ def test_simulate_and_answer_commands(tmp_path, monkeypatch):
     assert bad.exit_code == 2 and "threshold" in bad.output
     gone = runner.invoke(cli, ["simulate", "--remove", "--study", "Portraits"])
     assert gone.exit_code == 0 and "Removed 20 simulated ratings" in gone.output
+
+
+def test_rater_models_rate_with_the_true_share_they_promise():
+    """bench/assurance.py's truth: each rater model's ratings are faithful with Panel.true_share
+    (over the rater population for a crowd, over the panel's own raters for a fixed panel), so
+    the true boundary is the same quantity the estimator estimates."""
+    from review.labeling.simulated_panel import RATER_MODELS, SHAPES, Panel, TruthShape, draw_shape
+
+    rng = np.random.default_rng(21)
+    for name, model in RATER_MODELS.items():
+        panel = Panel.draw(model, rng)
+        shape = TruthShape("logistic", 12.0, width=2.5)
+        truth = panel.true_boundary(shape, 2.0, 30.0)
+        levels = np.array([truth - 3.0, truth, truth + 3.0])
+        r = panel.rate_levels(shape, levels, np.full(3, 6000), rng)
+        observed = r["faithful"].reshape(3, -1).mean(axis=1)
+        np.testing.assert_allclose(observed, panel.true_share(shape, levels), atol=0.02, err_msg=name)
+        assert panel.true_share(shape, truth) == pytest.approx(0.8, abs=0.01)
+        if model.fixed_panel:
+            assert set(r["rater"]) == set(range(model.fixed_panel))  # the same raters rate everything
+        else:  # a crowd answers for the population: its share is the shape's exactly
+            assert truth == pytest.approx(12.0, abs=0.01)
+    assert round(0.1 * RATER_MODELS["spammers_10"].pool) == int(Panel.draw(RATER_MODELS["spammers_10"],
+                                                                          rng).spammer.sum())
+    for kind in SHAPES:  # every shape falls and crosses h at (two-step: about at) its anchor
+        s = draw_shape(kind, rng)
+        x = np.linspace(0, 40, 401)
+        assert np.all(np.diff(s.share(x)) <= 1e-12) and s.share(s.anchor) == pytest.approx(0.8, abs=1e-3)
