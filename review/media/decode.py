@@ -502,6 +502,57 @@ def _check_jpeg(data: bytes) -> tuple[bytes | None, bool]:
     return None, intact
 
 
+def _jpeg_dc_out_of_range(data: bytes, max_pixels: int) -> bool:
+    """Does a block's DC coefficient lie outside what 8-bit samples can give?
+
+    A damaged DC difference shifts the level of every later block of its component (DC is coded
+    as differences), often until the picture clips to black or white: valid-looking data, no
+    filler. Decoded with every quantisation table's DC entry set to 1 and its AC entries to 0,
+    at an eighth of the size (a pixel per block; subsampled chroma's 2 x 2 IDCT then sees DC
+    only too) and without colour conversion, a sound file's blocks stay within 128 +- 128 / q
+    of the real DC quantiser q; a drifted one leaves that range.
+    """
+    pos, q_dc, entries, frame = 2, {}, [], None
+    while pos + 4 <= len(data) and data[pos] == 0xFF and data[pos + 1] != 0xDA:
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        body = data[pos + 4:pos + 2 + length]
+        if data[pos + 1] == 0xDB:  # DQT: one or more tables, 8- or 16-bit entries
+            at = 0
+            while at < len(body):
+                wide, table = body[at] >> 4, body[at] & 15
+                if at + 1 + 64 * (1 + wide) > len(body):
+                    return False
+                q_dc[table] = int.from_bytes(body[at + 1:at + 2 + wide], "big")
+                entries.append((pos + 4 + at + 1, wide))
+                at += 1 + 64 * (1 + wide)
+        elif data[pos + 1] in _JPEG_HUFFMAN_DCT_FRAMES:
+            frame = body
+        pos += 2 + length
+    if frame is None or len(frame) < 6 + 3 * frame[5] or frame[0] != 8 or not entries:
+        return False
+    probe = bytearray(data)
+    for at, wide in entries:  # DC quantiser 1, AC quantisers 0: the scaled IDCTs see DC only
+        probe[at:at + 64 * (1 + wide)] = (1).to_bytes(1 + wide, "big") + bytes(63 * (1 + wide))
+    try:
+        with _quiet_decoders(), _decoding(max_pixels), Image.open(io.BytesIO(probe), formats=["JPEG"]) as im:
+            if im.mode == "RGB" and im.info.get("adobe_transform") == 0:
+                return False  # stored as RGB: no raw components to look at
+            im.draft({"RGB": "YCbCr"}.get(im.mode, im.mode), (max(1, im.width // 8), max(1, im.height // 8)))
+            im.load()
+            blocks = np.asarray(im).reshape(im.size[1], im.size[0], -1)
+    except ImageRejected:
+        return False
+    if blocks.shape[2] != frame[5]:
+        return False
+    for i in range(frame[5]):
+        q = q_dc.get(frame[8 + 3 * i], 0)
+        if q >= 2:
+            reach = 128 / q + 2  # rounding and upsampled chroma
+            if blocks[..., i].min() < 127.5 - reach or blocks[..., i].max() > 127.5 + reach:
+                return True
+    return False
+
+
 def _check_tiff_jpeg(im: ImageFile.ImageFile, data: bytes, max_pixels: int) -> None:
     """Run the JPEG checks on each strip or tile of a JPEG-compressed TIFF.
 
@@ -868,6 +919,8 @@ def decode_image(
             raise _damaged(_jpeg_fill_rows(closed, max_pixels), height)
         assert pixels is not None
         _check_filler(pixels, complaints)
+        if im.format in ("JPEG", "MPO") and _jpeg_dc_out_of_range(data, max_pixels):
+            raise _damaged(_bottom_fill_rows(np.asarray(pixels)), height)
         return _normalise(oriented if oriented is not None else pixels)
     finally:
         if pixels is not None and pixels is not im:
