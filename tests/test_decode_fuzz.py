@@ -363,6 +363,7 @@ def _clean_set() -> dict[str, bytes]:
         files[f"{name}.progressive_restart.jpg"] = _encode(img, "JPEG", progressive=True,
                                                            restart_marker_rows=1)
         files[f"{name}.cmyk.jpg"] = _encode(img.convert("CMYK"), "JPEG", quality=85)
+        files[f"{name}.stored_rgb.jpg"] = _encode(img, "JPEG", quality=85, keep_rgb=True)
         files[f"{name}.grey.jpg"] = _encode(img.convert("L"), "JPEG", quality=85)
         files[f"{name}.png"] = _encode(img, "PNG")
         files[f"{name}.webp"] = _encode(img, "WEBP", quality=80)

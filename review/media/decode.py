@@ -535,8 +535,8 @@ def _jpeg_dc_out_of_range(data: bytes, max_pixels: int) -> bool:
         probe[at:at + 64 * (1 + wide)] = (1).to_bytes(1 + wide, "big") + bytes(63 * (1 + wide))
     try:
         with _quiet_decoders(), _decoding(max_pixels), Image.open(io.BytesIO(probe), formats=["JPEG"]) as im:
-            if im.mode == "RGB" and im.info.get("adobe_transform") == 0:
-                return False  # stored as RGB: no raw components to look at
+            if (im.mode, im.info.get("adobe_transform")) in (("RGB", 0), ("CMYK", 2)):
+                return False  # stored as RGB, or YCCK that libjpeg converts: no raw components
             im.draft({"RGB": "YCbCr"}.get(im.mode, im.mode), (max(1, im.width // 8), max(1, im.height // 8)))
             im.load()
             blocks = np.asarray(im).reshape(im.size[1], im.size[0], -1)
