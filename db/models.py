@@ -122,7 +122,7 @@ class LoginAttempt(Base):
 
 
 class ReviewerSession(Base):
-    """A signed-in browser (review.sessions): only hashes of its secrets are stored. The one-time
+    """A signed-in browser (review.accounts.sessions): only hashes of its secrets are stored. The one-time
     `handoff_hash` is exchanged for the cookie's token, whose hash is `token_hash`."""
 
     __tablename__ = "reviewer_sessions"

@@ -26,9 +26,9 @@ from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import ROLES, LoginAttempt, User, utcnow
+from review.accounts.sessions import revoke_all
 from review.errors import ReviewError
 from review.labeling.audit import record
-from review.sessions import revoke_all
 
 _hasher = PasswordHasher()
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,63}$")

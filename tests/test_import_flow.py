@@ -24,11 +24,15 @@ FOUNDATION = ("review.config", "review.errors")
 ALLOWED: dict[str, tuple[str, ...]] = {
     "db": ("db",),
     "review.media": ("review.media", *FOUNDATION, "db"),
-    "review.labeling": ("review.labeling", "review.media", *FOUNDATION, "db"),
-    "review.analysis": ("review.analysis", "review.labeling", "review.media", *FOUNDATION, "db"),
+    # Accounts sit below labeling: a rating write checks its browser session in its transaction.
+    "review.accounts": ("review.accounts", *FOUNDATION, "db"),
+    "review.labeling": ("review.labeling", "review.accounts", "review.media", *FOUNDATION, "db"),
+    "review.analysis": ("review.analysis", "review.labeling", "review.accounts", "review.media",
+                        *FOUNDATION, "db"),
     # Top-level modules span the groups (jobs add restorations to studies, the demo fills one,
     # the CLI runs everything) but never reach into the UI.
-    "review": ("review.media", "review.labeling", "review.analysis", "review", "db"),
+    "review": ("review.media", "review.accounts", "review.labeling", "review.analysis", "review",
+               "db"),
     # Pages and commands call domain functions: no db models, engine or sessions.
     "review.ui": ("review",),
     "review.cli": ("review",),

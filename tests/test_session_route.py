@@ -11,8 +11,8 @@ from sqlalchemy import select
 from starlette.requests import Request
 
 from db.models import AuditEntry, User
+from review.accounts.sessions import COOKIE, revoke_all, start_session
 from review.labeling.study import closed_at
-from review.sessions import COOKIE, revoke_all, start_session
 from review.ui import server
 from review.ui.common import SessionUser
 from tests.support import build_study

@@ -110,7 +110,7 @@ JOIN degraded_images d ON d.id = r.degraded_id JOIN source_images o ON o.id = d.
 
 #: The whole plain submit: the rating (superseding the one Undo retracted), the assignment done,
 #: the finished-items counter, the draft dropped and the audit entry (as `audit.record` writes it).
-#: With a browser session (`browser_session`, `role`; review.sessions.require_session) only while
+#: With a browser session (`browser_session`, `role`; review.accounts.sessions.require_session) only while
 #: it is live and the account has the role it signed in with; the session row is share-locked
 #: until commit, so a logout waits for this rating, or this rating sees the logout and writes
 #: nothing.

@@ -8,7 +8,7 @@
   of the reviewer's recent items (the history list). A rating QA has judged stays as it is.
 - Every write checks that the reviewer's account is still active (`require_active`) and, for a
   signed-in browser (`signed`), that its session is still live and its role one that rates
-  (`review.sessions.require_session`, in the write's transaction; the hot path's SQL checks the
+  (`review.accounts.sessions.require_session`, in the write's transaction; the hot path's SQL checks the
   same): a tab left open after a logout, role change, password reset or deactivation stores nothing.
 - An item this reviewer already rated in another tab is not rated twice: that tab's submit (or
   skip) moves on to the next item (`AlreadyRated`), and its Undo never withdraws the other tab's
@@ -40,6 +40,7 @@ from db.models import (
     User,
     utcnow,
 )
+from review.accounts.sessions import SIGNED_OUT, SessionEnded, SignedIn, require_session
 from review.errors import ReviewError
 from review.labeling import hotpath
 from review.labeling.assignment import (
@@ -51,7 +52,6 @@ from review.labeling.assignment import (
 )
 from review.labeling.audit import record
 from review.labeling.cohorts import CohortError, add_finished, ensure_enrolled
-from review.sessions import SIGNED_OUT, SessionEnded, SignedIn, require_session
 
 FLAGS = ("identity_changed", "invented_detail", "text_changed", "artifacts", "still_blurry")
 FLAG_LABELS = {

@@ -16,12 +16,7 @@ from typing import Any, Generic, NoReturn, TypeVar
 
 import streamlit as st
 
-from review.addresses import Trust
-from review.addresses import client_address as resolve_client
-from review.config import SETTING_NAMES, ConfigError, load_settings
-from review.database import Lab, SchemaOutOfDate, open_lab
-from review.errors import ReviewError
-from review.sessions import (
+from review.accounts.sessions import (
     COOKIE,
     SIGNED_OUT,
     SessionEnded,
@@ -32,6 +27,11 @@ from review.sessions import (
     revoke_all,
     start_session,
 )
+from review.addresses import Trust
+from review.addresses import client_address as resolve_client
+from review.config import SETTING_NAMES, ConfigError, load_settings
+from review.database import Lab, SchemaOutOfDate, open_lab
+from review.errors import ReviewError
 from review.ui.display import inert
 from review.ui.server import SESSION_PATH
 from review.users import LoginRefused, authenticate, still_active
@@ -48,11 +48,11 @@ class SessionUser:
     username: str
     role: str
     display_name: str
-    session_id: int | None = None  # the server-side session (review.sessions) behind the cookie
+    session_id: int | None = None  # the server-side session (review.accounts.sessions) behind the cookie
 
     @property
     def signed(self) -> SignedIn:
-        """What a domain write checks in its transaction (`review.sessions.require_session`)."""
+        """What a domain write checks in its transaction (`review.accounts.sessions.require_session`)."""
         return SignedIn(self.id, self.role, self.session_id)
 
 
@@ -101,7 +101,7 @@ def _refuse(user: SessionUser) -> NoReturn:
 def account_still_valid(lab: Lab, user: SessionUser) -> bool:
     """Deactivated or deleted accounts, and sessions ended elsewhere (logout in another tab, a role
     change, a password reset), lose their session on the next full page run; every write checks
-    the session again in its own transaction (`run_action`, review.sessions.require_session)."""
+    the session again in its own transaction (`run_action`, review.accounts.sessions.require_session)."""
     with lab.read() as s:
         live = user.session_id is None or is_live(s, user.session_id)
         return live and still_active(s, user.id, user.role)

@@ -20,7 +20,7 @@ Reliability:
 - Undo corrects only the last answer (a rating or a skip), once; "Your recent answers" reopens an
   earlier one; a rating QA has judged stays (review.labeling.ratings says why). With the study's
   QA feedback on, the verdicts and corrections on the reviewer's ratings are listed below.
-- Every write checks this tab's session in its transaction (review.sessions.require_session): after
+- Every write checks this tab's session in its transaction (review.accounts.sessions.require_session): after
   a logout, role change, password reset or deactivation (in any tab) it stores nothing and the app
   asks for a new login.
 - Two tabs on one item: the second tab's submit or skip of an item the first already answered
@@ -42,6 +42,7 @@ from typing import Any
 
 import streamlit as st
 
+from review.accounts.sessions import SessionEnded, require_session
 from review.errors import ReviewError
 from review.labeling import ratings
 from review.labeling.assignment import InactiveAccount, claim_next, remaining_for
@@ -59,7 +60,6 @@ from review.labeling.views import (
     recent_answers,
     reviewer_summary,
 )
-from review.sessions import SessionEnded, require_session
 from review.ui.common import (
     Outcome,
     SessionUser,

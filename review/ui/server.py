@@ -16,9 +16,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from review.accounts.sessions import COOKIE, SESSION_LIFETIME, exchange_handoff
 from review.config import load_settings
 from review.database import DatabaseBusy, Lab, open_lab
-from review.sessions import COOKIE, SESSION_LIFETIME, exchange_handoff
 
 SESSION_PATH = "/_lab/session"
 MAX_BODY = 256
