@@ -67,6 +67,7 @@ NOT_YOURS = "This item is not assigned to you any more. Loading your next item."
 RATER_ROLES = ("reviewer", "admin")  # the roles whose ratings count as a reviewer's
 RATED_ELSEWHERE = ("You already rated this item in another tab, so this answer was not saved. "
                    "Here is your next item.")
+JUDGED = "QA has already judged your rating of this item, so it stays as it is. Ask QA if you disagree."
 UNDO_ELSEWHERE = ("Your last answer was given in another tab (or before this page was reloaded), so "
                   "Undo here leaves it alone. Change it in that tab, or reopen it from "
                   "'Your recent answers'.")
@@ -354,6 +355,8 @@ def undo_last(
     last = session.scalar(_in_study(study, reviewer_id).where(Assignment.status.in_(("done", "skipped")))
                           .order_by(Assignment.completed_at.desc(), Assignment.id.desc()).limit(1))
     if last is not None and answered_here is not None and last.id not in answered_here:
+        if _judged(session, last, reviewer_id):  # the reason that holds in every tab comes first
+            raise RatingError(JUDGED)
         raise RatingError(UNDO_ELSEWHERE)
     return _reopen(session, study, reviewer_id, last, now) if last is not None else None
 
@@ -372,18 +375,21 @@ def reopen(session: Session, study: Study, reviewer_id: int, assignment_id: int,
     return _reopen(session, study, reviewer_id, assignment, now)
 
 
+def _judged(session: Session, assignment: Assignment, reviewer_id: int) -> bool:
+    """Whether QA has judged a rating of the reviewer on the assignment's item."""
+    return bool(assignment.status == "done" and session.scalar(
+        select(func.count()).select_from(QAVerdict).join(Rating, Rating.id == QAVerdict.rating_id)
+        .where(Rating.item_id == assignment.item_id, Rating.reviewer_id == reviewer_id)))
+
+
 def _reopen(session: Session, study: Study, reviewer_id: int, assignment: Assignment,
             now: datetime) -> Assignment:
     """Take back a finished answer: retract the rating (its values become the draft) or the skip,
     and lease the item to the reviewer again, ahead of anything else."""
     if assignment.status == "done":
         last = _active_rating(session, assignment.item_id, reviewer_id)
-        judged = session.scalar(select(func.count()).select_from(QAVerdict).join(
-            Rating, Rating.id == QAVerdict.rating_id).where(
-            Rating.item_id == assignment.item_id, Rating.reviewer_id == reviewer_id))
-        if judged or last is None or last.author_id != reviewer_id:
-            raise RatingError("QA has already judged your rating of this item, so it stays as it is. "
-                              "Ask QA if you disagree.")
+        if _judged(session, assignment, reviewer_id) or last is None or last.author_id != reviewer_id:
+            raise RatingError(JUDGED)
         last.active = False
         record(session, "rating.withdraw", actor_id=reviewer_id, target=f"item {last.item_id}",
                study=study.name, score=last.score, rating=last.id)
