@@ -21,6 +21,7 @@ and a heartbeat in the database so any page or CLI can watch or cancel it.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import os
@@ -43,7 +44,7 @@ from sqlalchemy.orm import Session
 
 from db.models import GenerationJob, JobItemError, SourceImage, Study, utcnow
 from db.models import GenerationWorkItem as WorkItem
-from review.config import settings_env
+from review.config import Settings, settings_env
 from review.database import Lab
 from review.errors import ReviewError
 from review.labeling.study import add_item
@@ -88,17 +89,22 @@ class GenerationPlan:
     restorers: list[dict[str, Any]]
     seeds: list[int] = field(default_factory=lambda: [0])
     model: str | None = None  # a model name of REVIEW_SD15_PATH, "tiny", a path, or None
+    #: The weights' content identity the plan must run with (a proposal extends a curve that those
+    #: weights made); None: whatever `model` names.
+    model_identity: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"source_ids": self.source_ids, "blurs": self.blurs, "restorers": self.restorers,
-                "seeds": self.seeds, "model": self.model}
+                "seeds": self.seeds, "model": self.model,
+                **({"model_identity": self.model_identity} if self.model_identity else {})}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> GenerationPlan:
         try:
             return cls(source_ids=[int(i) for i in data["source_ids"]],
                        blurs=list(data["blurs"]), restorers=list(data["restorers"]),
-                       seeds=[int(s) for s in data.get("seeds", [0])], model=data.get("model"))
+                       seeds=[int(s) for s in data.get("seeds", [0])], model=data.get("model"),
+                       model_identity=data.get("model_identity"))
         except (KeyError, TypeError, ValueError) as exc:
             raise JobError(f"The generation plan is malformed: {exc!r}. Expected keys "
                            "source_ids, blurs, restorers, seeds, model.") from exc
@@ -480,6 +486,31 @@ def _record_error(session: Session, job_id: int, group: list[Unit], exc: BaseExc
         session.add(JobItemError(job_id=job_id, item_key=unit.key()[:200], error=plain_error(exc)))
 
 
+def _with_curve_model(plan: GenerationPlan, method: str, settings: Settings) -> GenerationPlan:
+    """The plan with `model` naming the configured weights whose content is the plan's required
+    `model_identity` (a proposal's curve); JobError when no configured weights have it."""
+    from review.media.restore.runner import model_identity_for
+    from review.media.restore.sd15_weights import SETTING, TINY, list_models
+
+    wanted = plan.model_identity
+    if not wanted:
+        return plan
+    try:
+        if model_identity_for(method, plan.model, settings) in ("", wanted):
+            return plan
+    except ReviewError:  # no default weights configured: look for the curve's among the named ones
+        pass
+    for name in [TINY, *list_models(settings.sd15_path)]:
+        try:
+            if model_identity_for(method, name, settings) == wanted:
+                return dataclasses.replace(plan, model=name)
+        except ReviewError:  # weights named but unreadable: not the ones wanted
+            continue
+    raise JobError(f"This job extends a curve made with the weights {wanted[:15]}..., which are not "
+                   f"among the configured ones ({SETTING}). Configure those weights again, or "
+                   "generate a new curve with the current weights on the Generate page.")
+
+
 def _run_group(lab: Lab, study_id: int, plan: GenerationPlan, group: list[Unit]) -> None:
     """Produce every missing restoration of the group and put all of them in the study. A unit is
     done when a restoration of its input, method and parameters by the plan's model (by content
@@ -487,6 +518,7 @@ def _run_group(lab: Lab, study_id: int, plan: GenerationPlan, group: list[Unit])
     from review.media.restore.runner import model_identity_for, run_grid, run_restorer
 
     first = group[0]
+    plan = _with_curve_model(plan, first.method, lab.settings)
     model = model_identity_for(first.method, plan.model, lab.settings)
     made: dict[int, int] = {}  # unit index -> restoration id
     with lab.write() as s:
@@ -584,28 +616,30 @@ def proposal_plan(session: Session, study_id: int, *, restorer: str, setting: st
     proposals): the study's existing sources of that curve, its blur recipes at the new level, and
     the curve's restorer setting (at the proposed strength), so the new items extend that curve."""
     from db.models import DegradedImage, Restoration, StudyItem
-    from review.analysis.boundary import setting_label
+    from review.analysis.boundary import curve_setting
 
     if not (isinstance(level, int | float) and math.isfinite(level) and level > 0):
         raise JobError(f"A proposed blur level must be a positive number of pixels (got {level!r}).")
     rows = session.execute(
-        select(DegradedImage.source_id, DegradedImage.params, Restoration.params)
+        select(DegradedImage.source_id, DegradedImage.params, Restoration.params,
+               Restoration.model_identity)
         .join(Restoration, Restoration.degraded_id == DegradedImage.id)
         .join(StudyItem, StudyItem.restoration_id == Restoration.id)
         .where(StudyItem.study_id == study_id, Restoration.method == restorer,
                DegradedImage.kind == blur_kind, Restoration.is_smoke_test.is_(False))).all()
-    rows = [r for r in rows if setting_label(restorer, dict(r[2] or {})) == setting]
+    rows = [r for r in rows if curve_setting(restorer, dict(r[2] or {}), r[3]) == setting]
     if not rows:
         raise JobError(f"The study has no {restorer} items on {blur_kind} blur with setting "
                        f"{setting or 'defaults'!r} to extend.")
-    recipes = {tuple(sorted(dict(b, level=float(level)).items())) for _s, b, _p in rows}
+    recipes = {tuple(sorted(dict(b, level=float(level)).items())) for _s, b, _p, _m in rows}
     params = {k: v for k, v in dict(rows[0][2] or {}).items() if k != "seed"}
     if strength is not None:
         params["strength"] = float(strength)
-    seeds = sorted({int((p or {}).get("seed", 0)) for _s, _b, p in rows})
-    return GenerationPlan(source_ids=sorted({s for s, _b, _p in rows}),
+    seeds = sorted({int((p or {}).get("seed", 0)) for _s, _b, p, _m in rows})
+    return GenerationPlan(source_ids=sorted({s for s, _b, _p, _m in rows}),
                           blurs=[dict(r) for r in sorted(recipes, key=str)],
-                          restorers=[{"method": restorer, "params": params}], seeds=seeds)
+                          restorers=[{"method": restorer, "params": params}], seeds=seeds,
+                          model_identity=rows[0][3] or None)
 
 
 def accept_proposal(session: Session, study_id: int, *, restorer: str, setting: str, blur_kind: str,

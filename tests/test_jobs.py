@@ -3,6 +3,7 @@ tiny SD1.5 pipeline through the same path as real weights."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import signal
@@ -312,3 +313,48 @@ def test_a_job_with_other_weights_makes_new_restorations(lab, tmp_path):
     job_again = create_job(lab, "jobs", plan(str(other)))
     assert run_job(lab, job_again) == "done"
     assert _count(lab, Restoration) == 5
+
+
+@pytest.mark.sd15
+def test_two_models_draw_two_curves_and_a_proposal_runs_with_its_curves_weights(lab, tmp_path):
+    """Restorations of one setting by two models are two curves (the setting names the model),
+    and a proposal on one of them plans with that curve's weights: with both models configured
+    (no default), the job finds the curve's weights among them by content."""
+    from review.analysis.boundary import curve_setting
+    from review.jobs import proposal_plan
+    from review.media.restore.sd15_tiny import MARKER
+
+    sid = _source(lab, size=64)
+
+    def plan(model):
+        return GenerationPlan([sid], [{"kind": "gaussian", "level": 1.5}],
+                              [{"method": "sd15_img2img", "params": {"strength": 0.5, "steps": 4}}],
+                              model=model)
+
+    assert run_job(lab, create_job(lab, "jobs", plan("tiny"))) == "done"  # builds the tiny weights
+    tiny = lab.settings.models_dir / "tiny_sd15"
+    models = [_other_tiny_weights(tiny, tmp_path / name, seed) for name, seed in (("b", 1), ("c", 2))]
+    for model in models:  # as if they were real weights: their outputs draw curves
+        (model / MARKER).unlink()
+        job = create_job(lab, "jobs", plan(str(model)))
+        assert run_job(lab, job) == "done", job_errors(lab, job)
+    with lab.sessions() as s:
+        made = s.scalars(select(Restoration).where(Restoration.is_smoke_test.is_(False))
+                         .order_by(Restoration.id)).all()
+        settings = {curve_setting(r.method, r.params, r.model_identity) for r in made}
+        assert len(made) == 2 and len(settings) == 2 and all("model=" in x for x in settings), settings
+        first = made[0].model_identity
+        study_id = s.scalar(select(StudyItem.study_id))
+        plan = proposal_plan(s, study_id, restorer="sd15_img2img",
+                             setting=curve_setting(made[0].method, made[0].params, first),
+                             blur_kind="gaussian", level=3.0)
+    assert plan.model is None and plan.model_identity == first
+    lab.settings = dataclasses.replace(lab.settings, sd15_path=os.pathsep.join(map(str, models)))
+    job = create_job(lab, "jobs", plan)
+    assert run_job(lab, job) == "done", job_errors(lab, job)
+    with lab.sessions() as s:
+        new = s.scalars(select(Restoration).where(Restoration.id > made[-1].id)).all()
+        assert new and {r.model_identity for r in new} == {first}
+    gone = create_job(lab, "jobs", dataclasses.replace(plan, model_identity="sd15-" + "0" * 64))
+    assert run_job(lab, gone) != "done"
+    assert any("not among the configured ones" in e.error for e in job_errors(lab, gone))

@@ -417,6 +417,17 @@ def setting_label(method: str, params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in rest.items())
 
 
+def curve_setting(method: str, params: dict[str, Any], model_identity: str | None = "") -> str:
+    """The setting a curve is drawn for: `setting_label` plus the model (by content identity,
+    shortened) for restorers with weights, so two models' restorations never share a curve."""
+    model = str(model_identity or "")
+    if model and model != "nan":
+        prefix, _, digest = model.partition("-")
+        short = f"{prefix}-{digest[:10]}" if digest else model
+        return ", ".join(p for p in (setting_label(method, params), f"model={short}") if p)
+    return setting_label(method, params)
+
+
 def level_stats(df: pd.DataFrame, faithful_min: int = FAITHFUL_MIN) -> list[LevelStat]:
     """Faithful share (Wilson 95 %) and MOS (normal 95 %) per blur level and strength of `df`
     (one curve's ratings: columns blur_level, strength, score, item)."""
@@ -502,7 +513,7 @@ def _pool_strengths(stats: list[LevelStat], strength: float | None) -> list[Leve
 
 def curve_groups(df: pd.DataFrame, *, include_simulated: bool = True
                  ) -> list[tuple[tuple[str, str, str], pd.DataFrame]]:
-    """The ratings of each (restorer, setting, blur kind) of a study's ratings
+    """The ratings of each (restorer, setting with its model, blur kind) of a study's ratings
     (review.analysis.export.ratings_frame's columns), whatever their number of blur levels; the
     hidden reference, smoke-test outputs and photos without a blur level are left out."""
     if df.empty:
@@ -515,8 +526,11 @@ def curve_groups(df: pd.DataFrame, *, include_simulated: bool = True
     if frame.empty:
         return []
     frame = frame.assign(
-        setting=[setting_label(m, json.loads(p) if isinstance(p, str) else (p or {}))
-                 for m, p in zip(frame["restorer"], frame["restorer_params"], strict=True)],
+        setting=[curve_setting(m, json.loads(p) if isinstance(p, str) else (p or {}), model)
+                 for m, p, model in zip(frame["restorer"], frame["restorer_params"],
+                                        frame.get("model_identity", pd.Series([""] * len(frame),
+                                                                              index=frame.index)),
+                                        strict=True)],
         strength=pd.to_numeric(frame["strength"], errors="coerce"),
         blur_level=frame["blur_level"].astype(float))
     return [((str(r), str(st), str(k)), g)

@@ -4,7 +4,9 @@ files analysts and other tools read (CSV, JSON Lines, Parquet; the report as JSO
 Long format is one row per rating row (active ones by default; `include_history=True` adds the
 superseded rows). Columns: item, rater, score, reviewer_score, flags, comment, guideline_version,
 qa_verdict, qa_cohort, cohort, time_taken_ms, created_at, rating_id, supersedes_id, active, source,
-is_gold, expected_min, expected_max, restorer, restorer_params, strength, seed, blur_kind,
+is_gold, expected_min, expected_max, restorer, restorer_params, model_identity (the content
+identity of the weights that made the restoration, '' for restorers without a model), strength,
+seed, blur_kind,
 blur_level, content, source_title, reference_group, is_hidden_reference, is_smoke_test, study,
 settled_score and settlement_note (the item's settlement, review.labeling.disagreements),
 simulated (the rater belongs to a simulated panel, review.labeling.simulated_panel).
@@ -79,6 +81,7 @@ def ratings_frame(session: Session, study: Study, *, include_history: bool = Fal
             StudyItem.expected_max,
             Restoration.method.label("restorer"),
             Restoration.params.label("restorer_params"),
+            Restoration.model_identity,
             Restoration.is_smoke_test,
             DegradedImage.kind.label("blur_kind"),
             DegradedImage.level.label("blur_level"),
@@ -135,8 +138,8 @@ def ratings_frame(session: Session, study: Study, *, include_history: bool = Fal
 _COLUMNS = [
     "item", "rater", "score", "reviewer_score", "flags", "comment", "guideline_version", "qa_verdict",
     "qa_cohort", "cohort", "time_taken_ms", "created_at", "rating_id", "supersedes_id", "active", "source",
-    "is_gold", "expected_min", "expected_max", "restorer", "restorer_params", "strength", "seed",
-    "blur_kind", "blur_level", "content", "source_title", "reference_group",
+    "is_gold", "expected_min", "expected_max", "restorer", "restorer_params", "model_identity", "strength",
+    "seed", "blur_kind", "blur_level", "content", "source_title", "reference_group",
     "is_hidden_reference", "is_smoke_test", "study", "settled_score", "settlement_note", "simulated",
 ]
 
