@@ -23,7 +23,16 @@ from PIL import Image, ImageFilter
 from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import DegradedImage, GuidelineVersion, Restoration, SourceImage, Study, User
+from db.models import (
+    DegradedImage,
+    GuidelineVersion,
+    Rating,
+    Restoration,
+    SourceImage,
+    Study,
+    StudyReviewer,
+    User,
+)
 from review.database import Lab
 from review.labeling.guidelines.files import sync_all
 from review.labeling.study import StudyConfig, add_item, ensure_study
@@ -271,3 +280,27 @@ def rate_next(sessions: sessionmaker[Session], study_id: int, reviewer_id: int, 
     with sessions() as s, s.begin():
         submit(s, lease.assignment_id, reviewer_id, Submission(score=score, client_token=uuid.uuid4().hex))
     return lease.item_id
+
+
+def plant_user_text(lab: Lab, plant: str, study_name: str) -> int:
+    """A study named `study_name` whose reviewer alice (display name 'Alice <plant>') rated every
+    item, the first rejected by QA with the reason 'Wrong: <plant>', feedback shown: user text in
+    every place a page shows it. Returns the study id."""
+    from review.labeling import qa
+    from review.labeling.assignment import next_assignment
+    from review.labeling.ratings import Submission, submit
+    from review.labeling.study import study_by_id
+
+    sid = build_study(lab, 2, name=study_name, raters_per_item=1)
+    with lab.sessions() as s, s.begin():
+        alice = s.scalar(select(User).where(User.username == "alice"))
+        alice.display_name = f"Alice {plant}"
+        boss = s.scalar(select(User.id).where(User.username == "admin"))
+        study = study_by_id(s, sid)
+        while (lease := next_assignment(s, study, alice.id)) is not None:
+            submit(s, lease.assignment_id, alice.id, Submission(2))
+        s.scalar(select(StudyReviewer).where(StudyReviewer.reviewer_id == alice.id)).qa_enabled = True
+        first = s.scalar(select(Rating.id).where(Rating.reviewer_id == alice.id).order_by(Rating.id))
+        qa.reject(s, first, boss, f"Wrong: {plant}")
+        qa.set_qa_options(s, study, show_feedback=True)
+    return sid

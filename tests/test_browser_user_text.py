@@ -6,15 +6,8 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select
-
-from db.models import Rating, StudyReviewer, User
-from review.labeling import qa
-from review.labeling.assignment import next_assignment
-from review.labeling.ratings import Submission, submit
-from review.labeling.study import study_by_id
 from review.ui.display import WORD_JOINER
-from tests.support import PASSWORD, build_study
+from tests.support import PASSWORD, plant_user_text
 from tests.support_browser import chromium_page, streamlit_server, wait_idle
 
 PLANT = "[click](http://evil.example) **bold** <b>x</b> www.evil.example x@evil.example :red[hi]"
@@ -42,18 +35,7 @@ def _nothing_planted_rendered(page) -> str:  # noqa: ANN001
 
 def test_planted_markdown_shows_as_its_characters_in_chromium(lab, chromium) -> None:
     study_name = f"S {PLANT}"
-    sid = build_study(lab, 2, name=study_name, raters_per_item=1)
-    with lab.sessions() as s, s.begin():
-        alice = s.scalar(select(User).where(User.username == "alice"))
-        alice.display_name = f"Alice {PLANT}"
-        boss = s.scalar(select(User.id).where(User.username == "admin"))
-        study = study_by_id(s, sid)
-        while (lease := next_assignment(s, study, alice.id)) is not None:
-            submit(s, lease.assignment_id, alice.id, Submission(2))
-        s.scalar(select(StudyReviewer).where(StudyReviewer.reviewer_id == alice.id)).qa_enabled = True
-        first = s.scalar(select(Rating.id).where(Rating.reviewer_id == alice.id).order_by(Rating.id))
-        qa.reject(s, first, boss, f"Wrong: {PLANT}")
-        qa.set_qa_options(s, study, show_feedback=True)
+    plant_user_text(lab, PLANT, study_name)
 
     with streamlit_server(lab.settings.data_dir) as url, chromium_page() as page:
         _log_in(page, url, "alice")

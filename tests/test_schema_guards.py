@@ -234,17 +234,24 @@ def _insert(conn, table: str, **values) -> int:  # noqa: ANN001
     return conn.execute(t.insert().values(**values)).inserted_primary_key[0]
 
 
+def _old_study(s: sa.Connection) -> tuple[int, int, int]:
+    """A guideline version, a degraded image and a 2-rater study on 1-5, written through the
+    database's own columns (an old schema): their ids."""
+    gv = _insert(s, "guideline_versions", slug="g", version=1, title="t", body_md="b",
+                 content_sha256="0" * 64)
+    src = _insert(s, "source_images", sha256="a" * 64, path="aa/a.png", width=8, height=8)
+    deg = _insert(s, "degraded_images", source_id=src, recipe_key="k", kind="defocus", level=3.0,
+                  sha256="b" * 64, path="bb/b.png")
+    study = _insert(s, "studies", name="s", raters_per_item=2, guideline_version_id=gv,
+                    scale_min=1, scale_max=5)
+    return gv, deg, study
+
+
 def test_the_migration_numbers_slots_and_names_rows_that_break_a_rule(tmp_path):
     eng = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
     upgrade(eng, "0006")
     with eng.begin() as s:  # rows written by the 0006 schema, through its own columns
-        gv = _insert(s, "guideline_versions", slug="g", version=1, title="t", body_md="b",
-                     content_sha256="0" * 64)
-        src = _insert(s, "source_images", sha256="a" * 64, path="aa/a.png", width=8, height=8)
-        deg = _insert(s, "degraded_images", source_id=src, recipe_key="k", kind="defocus", level=3.0,
-                      sha256="b" * 64, path="bb/b.png")
-        study = _insert(s, "studies", name="s", raters_per_item=2, guideline_version_id=gv,
-                        scale_min=1, scale_max=5)
+        gv, deg, study = _old_study(s)
         item1, item2 = (_insert(s, "study_items", study_id=study, order_key=f"k{i}", restoration_id=_insert(
             s, "restorations", degraded_id=deg, method="wiener", params_key=f"p{i}", sha256="c" * 64,
             path="cc/c.png")) for i in range(2))
@@ -510,13 +517,7 @@ def test_init_over_rows_a_guard_forbids_says_which_and_changes_nothing(tmp_path)
     eng = make_engine(f"sqlite:///{db}")
     upgrade(eng, "0006")
     with eng.begin() as s:
-        gv = _insert(s, "guideline_versions", slug="g", version=1, title="t", body_md="b",
-                     content_sha256="0" * 64)
-        src = _insert(s, "source_images", sha256="a" * 64, path="aa/a.png", width=8, height=8)
-        deg = _insert(s, "degraded_images", source_id=src, recipe_key="k", kind="defocus", level=3.0,
-                      sha256="b" * 64, path="bb/b.png")
-        study = _insert(s, "studies", name="s", raters_per_item=2, guideline_version_id=gv,
-                        scale_min=1, scale_max=5)
+        gv, deg, study = _old_study(s)
         res = _insert(s, "restorations", degraded_id=deg, method="wiener", params_key="p",
                       sha256="c" * 64, path="cc/c.png")
         item = _insert(s, "study_items", study_id=study, order_key=1, restoration_id=res)

@@ -12,15 +12,9 @@ import numpy as np
 import pytest
 from markdown_it import MarkdownIt
 from PIL import Image
-from sqlalchemy import select
 
-from db.models import Rating, StudyReviewer, User
-from review.labeling import qa
-from review.labeling.assignment import next_assignment
-from review.labeling.ratings import Submission, submit
-from review.labeling.study import study_by_id
 from review.ui.display import WORD_JOINER, inert
-from tests.support import build_study
+from tests.support import plant_user_text
 from tests.support_app import app, login, page_app, page_user
 
 PLANT = "[click](http://evil.example) **bold** <b>x</b> www.evil.example x@evil.example :red[hi]"
@@ -103,18 +97,7 @@ def _png(seed: int) -> bytes:
 @pytest.mark.slow
 def test_planted_markdown_in_names_and_reasons_is_shown_as_text(lab) -> None:
     study_name = f"S {PLANT}"
-    sid = build_study(lab, 2, name=study_name, raters_per_item=1)
-    with lab.sessions() as s, s.begin():
-        alice = s.scalar(select(User).where(User.username == "alice"))
-        alice.display_name = f"Alice {PLANT}"
-        boss = s.scalar(select(User.id).where(User.username == "admin"))
-        study = study_by_id(s, sid)
-        while (lease := next_assignment(s, study, alice.id)) is not None:
-            submit(s, lease.assignment_id, alice.id, Submission(2))
-        s.scalar(select(StudyReviewer).where(StudyReviewer.reviewer_id == alice.id)).qa_enabled = True
-        first = s.scalar(select(Rating.id).where(Rating.reviewer_id == alice.id).order_by(Rating.id))
-        qa.reject(s, first, boss, f"Wrong: {PLANT}")
-        qa.set_qa_options(s, study, show_feedback=True)
+    plant_user_text(lab, PLANT, study_name)
 
     # the reviewer: her display name in the sidebar, the study's name at the end of her queue,
     # QA's reason in the feedback

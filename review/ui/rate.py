@@ -37,6 +37,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -250,13 +251,7 @@ def _on_submit(study: StudyChoice, user: SessionUser, aid: int) -> None:
         time_taken_ms=max(0, int((time.time() - cur.shown_at) * 1000)),
         client_token=_token(aid),
     )
-    outcome = _note_inactive(run_action(
-        get_lab(), lambda s: ratings.submit(s, aid, user.id, sub, signed=user.signed), callback=True,
-        checks_session=True))
-    if outcome.refusal is None:
-        _answered().add(aid)
-    if _went_through(outcome):
-        _finish_item(study.id, aid)
+    _send_answer(study.id, aid, lambda s: ratings.submit(s, aid, user.id, sub, signed=user.signed))
 
 
 def _on_skip(study: StudyChoice, user: SessionUser, aid: int) -> None:
@@ -266,13 +261,17 @@ def _on_skip(study: StudyChoice, user: SessionUser, aid: int) -> None:
     if not reason:
         flash("warning", "Pick a reason in 'Skip reason' first, then press S or click Skip.")
         return
-    outcome = _note_inactive(run_action(
-        get_lab(), lambda s: ratings.skip(s, aid, user.id, reason, signed=user.signed), callback=True,
-        checks_session=True))
+    _send_answer(study.id, aid, lambda s: ratings.skip(s, aid, user.id, reason, signed=user.signed))
+
+
+def _send_answer(study_id: int, aid: int, write: Callable[[Any], object]) -> None:
+    """Store one answer of this tab (a rating or a skip; the write checks the session itself),
+    remember it as this tab's (Undo takes back only those) and move on once the item is done."""
+    outcome = _note_inactive(run_action(get_lab(), write, callback=True, checks_session=True))
     if outcome.refusal is None:
         _answered().add(aid)
     if _went_through(outcome):
-        _finish_item(study.id, aid)
+        _finish_item(study_id, aid)
 
 
 def _went_through(outcome: Outcome) -> bool:
