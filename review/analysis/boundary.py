@@ -16,18 +16,25 @@ bench/assurance.py; issue 21):
    (weighted isotonic regression, weights = items per level), linear between levels. No prior
    mean, no hyperparameters: nothing pulls the curve towards "not usable" (the former GP's prior
    mean of 0.5, below h, made the boundary early).
-3. Uncertainty: a cluster bootstrap that resamples the items of each level (with their ratings),
-   refits the monotone curve, and takes the crossing of each replicate; the 95 % interval is the
-   2.5 and 97.5 percentiles of the replicate crossings. With few items a level's bootstrap spread
-   is too small (it is (n-1)/n of the variance, and normal where Student's t is due), so it is
-   widened by sqrt(n/(n-1)) * t(2n-1)/z.
-4. Between two studied levels the curve is unknown. The crossing is read off a straight line on
-   the logit scale between the curve's own top and floor (a sigmoid is straight there, a slow
-   decline nearly so). Where the whole drop happens within one step (a cliff), the ratings cannot
-   tell where inside the step it lies, so the crossing is spread uniformly over that step, in
-   proportion to how much steeper this step is than its neighbours.
-The rules in 3 and 4 were chosen on bench/assurance.py's tuning seed (0); its figures are
-reported on seed 1.
+3. Uncertainty: a parametric bootstrap of each level's share, refitted monotone, and the crossing
+   of each replicate; the 95 % interval is the 2.5 and 97.5 percentiles of the replicate
+   crossings. A level's share varies as if its ratings were independent (p(1-p)/ratings, p from
+   the monotone fit, shrunk as (k+1)/(n+2) so that a level rated all faithful still varies) times
+   ONE design effect D for the whole curve: the variance of the item shares within each level
+   over that binomial variance, pooled over all levels (weights: items - 1). Pooling matters with
+   few items: a level's own 3 items (a fixed panel of 8 rating 24 ratings a level) or a run of 1.0
+   shares near the top gave a level no spread, and resampling items per level under-covered.
+   With no level holding two items, D = 1.
+4. Between two studied levels the curve is unknown. The point estimate reads the crossing off a
+   straight line on the logit scale between the curve's own top and floor (a sigmoid is straight
+   there, a slow decline nearly so); where the whole drop happens within one step (a cliff), the
+   ratings cannot tell where inside the step it lies, so it moves to the middle of the step in
+   proportion to how much steeper this step is than its neighbours. The replicates' crossings
+   are spread over the bracketing step: at least SPREAD (3/4) of the way uniformly, more on a
+   cliff, since a monotone curve may fall anywhere between two levels (the logit line alone
+   under-covered cliffs and plateaus that end in a cliff).
+The rules in 3 and 4 (pooled D, SPREAD) were chosen on bench/assurance.py's tuning seeds (0 and
+2); its figures are reported on seed 1.
 Each studied level is classified as in the LSE classifier (Gotovos et al. 2013): usable when
 mean - beta*sd >= h, not usable when mean + beta*sd < h, uncertain otherwise (mean and sd of the
 bootstrap curves), and the Straddle acquisition a(x) = 1.96*sd(x) - |mean(x) - h| proposes where
@@ -48,7 +55,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import t as student_t
 
 from review.analysis.agreement import wilson_ci
 from review.media.restore import restorer_class
@@ -57,7 +63,7 @@ FAITHFUL_MIN = 4
 THRESHOLD = 0.8
 BETA = 1.96
 GRID_POINTS = 201
-BOOTSTRAP = 400  # cluster-bootstrap replicates
+BOOTSTRAP = 400  # bootstrap replicates
 #: A definitive sentence at an end of the range needs this many ratings on this many items there.
 MIN_RATINGS = 10
 MIN_ITEMS = 2
@@ -125,7 +131,7 @@ def decreasing_fit(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
 @dataclass
 class Fit:
     """A non-increasing curve of the faithful share over the studied levels, with the curves of
-    its cluster-bootstrap replicates; linear between levels."""
+    its bootstrap replicates; linear between levels."""
 
     levels: np.ndarray  # (L,) studied levels, ascending
     items: np.ndarray  # (L,) items per level
@@ -164,14 +170,9 @@ class Fit:
         return (self.boot[:, idx] * (1 - t) + self.boot[:, idx + 1] * t).T
 
 
-#: Few items: the bootstrap spread is widened as Student's t with T_DF * n - 1 degrees of freedom
-#: widens the normal (the crossing rests on about two levels' items). Tuned on bench seed 0.
-T_DF = 2
-
-
-def _t975(df: int) -> float:
-    """Student's t 97.5 % quantile with `df` degrees of freedom."""
-    return float(student_t.ppf(0.975, df))
+#: The bootstrap crossings are spread uniformly over at least this share of their bracketing step
+#: (module docstring, step 4). Chosen on bench/assurance.py seeds 0 and 2 among 0, 1/4, 1/2, 3/4, 1.
+SPREAD = 0.75
 
 
 def fit_share(level: np.ndarray, faithful: np.ndarray, item: np.ndarray | None = None, *,
@@ -195,21 +196,23 @@ def fit_share(level: np.ndarray, faithful: np.ndarray, item: np.ndarray | None =
     hits_per_item = np.bincount(pair_idx, weights=faithful, minlength=len(pairs))
     share = hits_per_item / size
     rng = np.random.default_rng(seed)
-    means = np.empty(len(levels))
-    boot = np.empty((samples, len(levels)))
-    items = np.bincount(pairs[:, 0], minlength=len(levels))
-    ratings = np.bincount(level_idx, minlength=len(levels))
-    hits = np.bincount(level_idx, weights=faithful, minlength=len(levels)).round().astype(int)
-    for i in range(len(levels)):
-        shares = share[pairs[:, 0] == i]
-        means[i] = shares.mean()
-        # The bootstrap variance of a mean of n items is (n - 1) / n of the sample's: scaled back,
-        # and, with few items, widened as Student's t widens the normal (see T_DF).
-        n_i = len(shares)
-        inflate = math.sqrt(n_i / (n_i - 1)) * _t975(T_DF * n_i - 1) / 1.959964 if n_i > 1 else 1.0
-        drawn = shares[rng.integers(0, len(shares), (samples, len(shares)))].mean(axis=1)
-        boot[:, i] = means[i] + inflate * (drawn - means[i])
+    n_lev = len(levels)
+    items = np.bincount(pairs[:, 0], minlength=n_lev)
+    ratings = np.bincount(level_idx, minlength=n_lev)
+    faithful_sum = np.bincount(level_idx, weights=faithful, minlength=n_lev)
+    hits = faithful_sum.round().astype(int)
+    means = np.bincount(pairs[:, 0], weights=share, minlength=n_lev) / items
+    spread = np.bincount(pairs[:, 0], weights=(share - means[pairs[:, 0]]) ** 2, minlength=n_lev)
     curve = decreasing_fit(means[None, :], items)[0]
+    p = (curve * ratings + 1) / (ratings + 2)
+    independent = p * (1 - p) / ratings  # the variance of a level's share if ratings were independent
+    dof = items - 1
+    # The design effect: within-level variance of the level mean (sample variance of the item
+    # shares / items) over the independent-ratings variance, pooled over levels (weights items - 1).
+    design = (float((spread / np.maximum(items, 1)).sum() / max((dof * independent).sum(), 1e-12))
+              if dof.sum() > 0 else 1.0)
+    sd = np.sqrt(max(design, 1e-3) * independent)
+    boot = means + rng.standard_normal((samples, n_lev)) * sd
     return Fit(levels, items, ratings, hits, curve, decreasing_fit(boot, items), seed)
 
 
@@ -244,14 +247,14 @@ def first_crossing(levels: np.ndarray, curves: np.ndarray, threshold: float) -> 
 
 
 def crossings(levels: np.ndarray, curves: np.ndarray, threshold: float,
-              u: np.ndarray | float) -> np.ndarray:
+              u: np.ndarray | float, spread: float = 0.0) -> np.ndarray:
     """Where each non-increasing curve (rows of `curves` (B, L), at the studied `levels`) falls
     below `threshold`: -inf where it starts below, +inf where it never does. Inside the step
     [l_i, l_i+1] that brackets the crossing, the position is (1 - lam) * t + lam * u of the step:
     t from a straight line between the two levels on the logit scale (`_sigmoid_scale`), u (in
     [0, 1], uniform random per replicate, or 0.5 for the point estimate) where the drop is a
     cliff, and lam = 1 - (steepest neighbouring slope / this step's slope) on that scale, clipped
-    to [0, 1] (1 when the step has no neighbours)."""
+    to [0, 1] (1 when the step has no neighbours), and at least `spread`."""
     f = np.atleast_2d(np.asarray(curves, dtype=float))
     levels = np.asarray(levels, dtype=float)
     n_rep, n_lev = f.shape
@@ -274,6 +277,7 @@ def crossings(levels: np.ndarray, curves: np.ndarray, threshold: float,
     right = np.where(i + 1 < n_lev - 1, slopes[rows, np.minimum(i + 1, n_lev - 2)], -np.inf)
     neighbour = np.maximum(left, right)
     lam = np.where(np.isfinite(neighbour), np.clip(1 - neighbour / np.maximum(here, 1e-12), 0.0, 1.0), 1.0)
+    lam = np.maximum(lam, spread)
     uu = np.broadcast_to(np.asarray(u, dtype=float), (n_rep,))[rows]
     out[rows] = levels[i] + step[i] * ((1 - lam) * t + lam * uu)
     return out
@@ -313,11 +317,11 @@ class Boundary:
 
 
 def boundary_of(fit: Fit, threshold: float, *, seed: int = 0) -> Boundary:
-    """The usable boundary of the fitted curve and its 95 % interval (cluster bootstrap, see the
+    """The usable boundary of the fitted curve and its 95 % interval (bootstrap, see the
     module docstring), or "not enough ratings" where the ratings cannot settle a sentence."""
     lv = fit.levels
     rng = np.random.default_rng([seed, 21])
-    reps = crossings(lv, fit.boot, threshold, rng.random(len(fit.boot)))
+    reps = crossings(lv, fit.boot, threshold, rng.random(len(fit.boot)), SPREAD)
     b = float(crossings(lv, fit.curve[None, :], threshold, 0.5)[0])
     clipped = np.clip(reps, lv[0], lv[-1])
     lo, hi = (float(v) for v in np.percentile(clipped, [2.5, 97.5])) if len(lv) > 1 else (lv[0], lv[0])
@@ -386,7 +390,7 @@ class Curve:
     For a strength-varying restorer (SD1.5 img2img) one Curve holds every strength: `strengths`
     lists them, `boundaries` has one entry per strength, and `gp_*` rows are per strength on
     `grid`. `gp_mean` / `gp_sd` (names kept for the exports) are the monotone curve's mean and
-    cluster-bootstrap sd."""
+    bootstrap sd."""
 
     restorer: str
     setting: str  # params other than seed and strength, e.g. "balance=0.1", or "" for defaults
