@@ -190,6 +190,11 @@ def _active_job(args: tuple[str, int, int]) -> tuple[str, dict[str, list[float]]
     return model_name, active_truth(model_name, index, seed)
 
 
+def cover_se(p: float, runs: int) -> float:
+    """The Monte Carlo standard error of a coverage share `p` measured over `runs` runs."""
+    return math.sqrt(p * (1 - p) / max(runs, 1))
+
+
 def part_coverage(runs: int, seed: int, jobs: int) -> None:
     print(f"Part 1: coverage of the 95 % interval and bias, {runs} runs per cell, uniform design "
           f"{LEVELS[0]:g}-{LEVELS[-1]:g} px step {STEP:g}, {RATINGS} ratings per curve, h = {THRESHOLD}")
@@ -197,15 +202,16 @@ def part_coverage(runs: int, seed: int, jobs: int) -> None:
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         results = list(pool.map(_cell_job, tasks))
     print(f"{'truth shape':<14} {'rater model':<14} | {'lab: cover':>10} {'bias':>6} {'MAE':>5} "
-          f"{'width':>6} | {'baseline: cover':>15} {'bias':>6} {'MAE':>5} {'width':>6}")
+          f"{'width':>6} {'se':>5} | {'baseline: cover':>15} {'bias':>6} {'MAE':>5} {'width':>6}")
     cover_all = {"lab": [], "baseline": []}
     for shape_kind, model_name, out in results:
         cells = []
         for e in ("lab", "baseline"):
             a = out[e]
             cover_all[e].append(a[:, 1].mean())
+            se = f" {cover_se(a[:, 1].mean(), runs):>5.1%}" if e == "lab" else ""
             cells.append(f"{a[:, 1].mean():>10.1%} {a[:, 0].mean():>+6.2f} {np.abs(a[:, 0]).mean():>5.2f} "
-                         f"{np.median(a[:, 2]):>6.2f}")
+                         f"{np.median(a[:, 2]):>6.2f}{se}")
         print(f"{shape_kind:<14} {model_name:<14} | {cells[0]} | {cells[1]:>15}")
     for e in ("lab", "baseline"):
         c = np.array(cover_all[e])
@@ -213,7 +219,9 @@ def part_coverage(runs: int, seed: int, jobs: int) -> None:
         print(f"{e}: coverage per cell {c.min():.1%}-{c.max():.1%} (mean {c.mean():.1%}); "
               f"{inside} of {len(c)} cells within 93-97 % (binomial sd of one cell at 95 %: "
               f"{np.sqrt(0.95 * 0.05 / runs):.1%})")
-    print("bias = mean (estimate - true boundary), MAE = mean |error|, width = median interval width (px)")
+    print("bias = mean (estimate - true boundary), MAE = mean |error|, width = median interval width (px), "
+          "se = Monte Carlo standard error of the cell's coverage, sqrt(p (1 - p) / runs):\n"
+          "a cell whose true coverage is 95 % often reads outside 93-97 % by chance when 2 % < 2 se")
 
 
 def part_active(truths: int, seed: int, jobs: int) -> None:

@@ -335,3 +335,24 @@ def test_two_levels_say_not_enough_with_what_to_rate_next():
     assert proposed and all(2.0 < v < 24.0 for v in proposed)
     assert all(f"{v:g}" in sentence for v in proposed)
     assert "not enough ratings to tell" in answer_markdown(study_answer(df, "S"))
+
+
+def test_design_effect_is_measured_where_the_curve_crosses_h():
+    """Photos differ most in mid-curve: an item spread far below h must not widen the bootstrap
+    where the curve crosses h (one design effect pooled evenly over levels did: logistic curves'
+    intervals covered 98-99.5 % on bench/assurance.py)."""
+    levels = np.arange(2.0, 20.0, 2.0)
+    near_h = [[4, 4, 3, 3, 4, 3], [4, 3, 3, 4, 3, 3], [3, 3, 4, 3, 3, 3]]  # faithful of 4, per item
+    fits = []
+    for far in ([1, 1, 1, 1, 1, 1], [4, 2, 0, 0, 0, 0]):  # both a share of 1/4 at the far levels
+        per_level = [[4] * 6, [4] * 6, *near_h, *([far] * 4)]
+        lv, faithful, item = [], [], []
+        for li, counts in enumerate(per_level):
+            for it, k in enumerate(counts):
+                lv += [levels[li]] * 4
+                faithful += [True] * k + [False] * (4 - k)
+                item += [li * 10 + it] * 4
+        fits.append(fit_share(np.array(lv), np.array(faithful), np.array(item)))
+    even, spread_far = fits
+    assert spread_far.boot[:, 5].std() > even.boot[:, 5].std()  # the far items do count a little
+    assert spread_far.boot[:, 3].std() < 1.1 * even.boot[:, 3].std()  # but not where h is crossed
