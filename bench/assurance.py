@@ -13,10 +13,11 @@ Part 1, coverage and bias. Five truth shapes (logistic, steep, shallow, plateau-
 two-step; review.labeling.simulated_panel.draw_shape, boundaries 6-24 px) x five rater models
 (P.910 crowd, scale-use differences, 10 % spammers answering at random, 2 raters per item, a
 fixed panel of 8 raters), rated on a uniform design (15 levels 2-30 px, 360 ratings per curve by
-default). Per cell: how often the 95 % interval holds the true boundary, and the bias (mean error,
-px) and mean absolute error of the point estimate, for the lab's estimator
+default). Per cell: how often the 95 % interval holds the true boundary (with its Monte Carlo
+standard error, sqrt(p (1 - p) / runs)), and the bias (mean error, px) and mean absolute error
+of the point estimate, for the lab's estimator
 (review.analysis.boundary: monotone curve over item shares, bootstrap with a design effect pooled
-over levels, crossings spread over their bracketing step) beside
+over levels near h, crossings spread over their bracketing step) beside
 the simple baseline measured on the same ratings: a Wilson 95 % interval on each level's share
 (ratings as independent), the boundary where the observed shares first fall below h (linear
 interpolation), the interval from where the Wilson lower and upper bounds first fall below h.
@@ -34,8 +35,9 @@ one level step, was not monotone in budget: one truth in 40 moved it; with these
 neither design reaches 90 % within 2 px at 180 items.)
 
 Seeds: the estimator's rules (items as the unit, the logit-scale crossing, the cliff rule, the
-design effect pooled over levels, SPREAD = 3/4, percentile rather than bias-corrected or basic
-intervals) were tuned on seeds 0 and 2 (`--seed 0`, `--seed 2`); the figures in the README are
+design effect pooled over levels weighted towards h (DESIGN_NEAR = 0.15), SPREAD = 3/4,
+percentile rather than bias-corrected or basic intervals) were tuned on seeds 0 and 2 (`--seed 0`,
+`--seed 2`); the figures in the README are
 from the default seed 1, which was not used for tuning. `--part coverage` runs part 1 alone.
 
 Run: .venv/bin/python bench/assurance.py [--runs 200] [--truths 60] [--seed 1] [--jobs N]
