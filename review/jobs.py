@@ -145,7 +145,7 @@ class GenerationPlan:
         """Refuse unknown photos, and photos that arrived blurred under a synthetic blur (blurring
         them again hides their real blur and they have no sharp reference to compare with)."""
         found = dict(session.execute(select(SourceImage.id, SourceImage.is_reference)
-                                     .where(SourceImage.id.in_(self.source_ids))).tuples().all())
+                                     .where(SourceImage.id.in_(self.source_ids))).all())
         missing = set(self.source_ids) - set(found)
         if missing:
             raise JobError(f"Unknown source image ids: {sorted(missing)}.")
