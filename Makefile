@@ -13,7 +13,7 @@ help:
 	@echo "make lock       recompile requirements.lock from pyproject.toml (keeps pins; LOCK_ARGS=--upgrade)"
 	@echo "make run        install, initialise the database with the demo study, start the app on :$(PORT)"
 	@echo "make test       install, then run every test lane"
-	@echo "make test-fast  run the tests outside the browser, postgres, sd15 and slow lanes (< 1 min)"
+	@echo "make test-fast  run the tests outside the browser, postgres, sd15 and slow lanes (about 1.5 min)"
 	@echo "make lint       ruff check"
 	@echo "make bench      run the benchmarks in bench/"
 
