@@ -16,7 +16,7 @@ fixed panel of 8 raters), rated on a uniform design (15 levels 2-30 px, 360 rati
 default). Per cell: how often the 95 % interval holds the true boundary (with its Monte Carlo
 standard error, sqrt(p (1 - p) / runs)), and the bias (mean error, px) and mean absolute error
 of the point estimate, for the lab's estimator
-(review.analysis.boundary: monotone curve over item shares, bootstrap with a design effect pooled
+(review.answer.boundary: monotone curve over item shares, bootstrap with a design effect pooled
 over levels near h, crossings spread over their bracketing step) beside
 the simple baseline measured on the same ratings: a Wilson 95 % interval on each level's share
 (ratings as independent), the boundary where the observed shares first fall below h (linear
@@ -62,7 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from machine import describe  # noqa: E402  (bench/machine.py, beside this script)
 
 from review.analysis.agreement import wilson_ci  # noqa: E402
-from review.analysis.boundary import THRESHOLD, boundary_of, fit_share, propose  # noqa: E402
+from review.answer.boundary import THRESHOLD, boundary_of, fit_share, propose  # noqa: E402
 from review.labeling.simulated_panel import RATER_MODELS, SHAPES, Panel, draw_shape  # noqa: E402
 
 LEVELS = np.arange(2.0, 32.0, 2.0)  # candidate blur levels (px): 15 levels, one step = 2 px

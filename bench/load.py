@@ -315,7 +315,7 @@ def _generation_job(lab: Lab, study_id: int) -> int:
     from PIL import Image
     from skimage import data as skdata
 
-    from review.jobs import GenerationPlan, add_job
+    from review.generation.plan import GenerationPlan, add_job
     from review.media.catalog import add_source
 
     with lab.write() as s:

@@ -72,13 +72,13 @@ from db.models import (  # noqa: E402
     StudyItem,
     User,
 )
+from review.accounts.users import add_user, hash_password  # noqa: E402
 from review.config import load_settings  # noqa: E402
 from review.database import Lab, open_lab  # noqa: E402
 from review.labeling.assignment import next_assignment, remaining_for  # noqa: E402
 from review.labeling.guidelines.files import sync_all  # noqa: E402
 from review.labeling.ratings import Submission, submit  # noqa: E402
 from review.labeling.study import StudyConfig, ensure_study, order_key  # noqa: E402
-from review.users import add_user, hash_password  # noqa: E402
 
 N_IMAGES = 300
 IMAGE_SIDE = 1024  # stored size: the 1024 px display copy is what a 1440 px window gets

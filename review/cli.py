@@ -89,8 +89,8 @@ def users() -> None:
               help="Password (at least 8 characters); prompted for when omitted.")
 def users_add(username: str, role: str, display_name: str, password: str | None) -> None:
     """Add a user."""
+    from review.accounts.users import add_user
     from review.database import open_lab
-    from review.users import add_user
 
     if password is None:
         password = getpass.getpass("Password: ")
@@ -103,8 +103,8 @@ def users_add(username: str, role: str, display_name: str, password: str | None)
 @users.command("list")
 def users_list() -> None:
     """List users with their role and status."""
+    from review.accounts.users import list_users
     from review.database import open_lab
-    from review.users import list_users
 
     lab = open_lab()
     with lab.read() as s:
@@ -115,8 +115,8 @@ def users_list() -> None:
 
 
 def _set_active(username: str, active: bool) -> None:
+    from review.accounts.users import set_active
     from review.database import open_lab
-    from review.users import set_active
 
     lab = open_lab()
     with lab.write() as s:
@@ -143,8 +143,8 @@ def users_activate(username: str) -> None:
 @click.option("--password", default=None, help="New password; prompted for when omitted.")
 def users_reset_password(username: str, password: str | None) -> None:
     """Set a new password for a user."""
+    from review.accounts.users import reset_password
     from review.database import open_lab
-    from review.users import reset_password
 
     if password is None:
         password = getpass.getpass("New password: ")
@@ -158,8 +158,8 @@ def users_reset_password(username: str, password: str | None) -> None:
 @click.argument("username")
 def users_unlock(username: str) -> None:
     """Forget a user's failed logins (login throttling), from every address."""
+    from review.accounts.users import unlock
     from review.database import open_lab
-    from review.users import unlock
 
     with open_lab().write() as s:
         unlock(s, username)
@@ -477,16 +477,8 @@ def generate(study_name: str | None, plan_path: str | None, job_id: int | None,
     from datetime import timedelta
 
     from review.database import open_lab
-    from review.jobs import (
-        BUSY_EXIT,
-        GenerationPlan,
-        JobBusy,
-        JobError,
-        create_job,
-        run_job,
-        run_workers,
-        unfinished_job,
-    )
+    from review.generation.plan import GenerationPlan, JobBusy, JobError, create_job
+    from review.generation.workers import BUSY_EXIT, run_job, run_workers, unfinished_job
 
     lab = open_lab()
     if job_id is None:
@@ -565,9 +557,8 @@ def answer(study_name: str, fmt: str, threshold: float, faithful_min: int, beta:
            include_simulated: bool, csv_path: str | None) -> None:
     """How far can it go: per restorer the blur level up to which restorations stay faithful,
     with its 95 % interval, what it rests on, and the next levels worth rating."""
-    from review.analysis.answer import answer_markdown, study_answer
-    from review.analysis.boundary import Options
-    from review.analysis.export import answer_csv, answer_json
+    from review.answer.boundary import Options
+    from review.answer.sentences import answer_csv, answer_json, answer_markdown, study_answer
 
     try:
         options = Options(faithful_min=faithful_min, threshold=threshold, beta=beta)

@@ -5,7 +5,7 @@ REVIEW_DATABASE_URL  any SQLAlchemy URL (default: SQLite file data/review.db)
 REVIEW_SD15_PATH     local Stable Diffusion 1.5 weights; unset means SD1.5 is unavailable
 REVIEW_TRUSTED_PROXIES  reverse proxies whose X-Forwarded-For is believed (addresses or networks,
                      comma-separated; default none: login throttling counts by the connection's
-                     own address, see review/addresses.py)
+                     own address, see review/accounts/addresses.py)
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from review.addresses import Network, parse_networks
+from review.accounts.addresses import Network, parse_networks
 from review.errors import ReviewError
 
 SETTING_NAMES = ("REVIEW_DATA_DIR", "REVIEW_DATABASE_URL", "REVIEW_SD15_PATH",

@@ -18,6 +18,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from db.models import DegradedImage, GuidelineVersion, Restoration, Study, StudyReviewer, User
+from review.accounts.users import add_user
 from review.database import Lab
 from review.labeling.cohorts import joined_counts
 from review.labeling.guidelines.files import GUIDELINES_DIR, authored_dir, sync_all
@@ -27,7 +28,6 @@ from review.labeling.study import StudyConfig, add_item, count_items, ensure_stu
 from review.media import catalog
 from review.media.degrade import BlurSpec
 from review.media.restore.runner import resolve_params, run_restorer
-from review.users import add_user
 
 DEMO_STUDY = "Demo: how far can restoration go?"
 DEMO_MAX_SIDE = 384

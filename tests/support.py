@@ -33,10 +33,10 @@ from db.models import (
     StudyReviewer,
     User,
 )
+from review.accounts.users import add_user
 from review.database import Lab
 from review.labeling.guidelines.files import sync_all
 from review.labeling.study import StudyConfig, add_item, ensure_study
-from review.users import add_user
 
 T = TypeVar("T")
 PASSWORD = "secret-pass"

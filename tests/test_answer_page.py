@@ -1,5 +1,5 @@
 """The answer page ("how far can it go?") on the demo's simulated study, through AppTest, and
-accepting a proposal into a generation job (review.jobs.accept_proposal)."""
+accepting a proposal into a generation job (review.generation.proposals.accept_proposal)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import pytest
 from sqlalchemy import select
 
 from db.models import GenerationJob, SourceImage
-from review.analysis.answer import study_answer
 from review.analysis.export import ratings_frame
+from review.answer.sentences import study_answer
 from review.database import Lab
 from review.demo import SIMULATED_LEVELS, SIMULATED_STUDY
-from review.jobs import GenerationPlan, JobError, accept_proposal
+from review.generation.plan import GenerationPlan, JobError
+from review.generation.proposals import accept_proposal
 from review.labeling.study import get_study
 from review.ui.answer_page import chart_frames
 from tests.support import wait_until

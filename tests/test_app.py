@@ -31,11 +31,11 @@ from db.models import (
     StudyItem,
     utcnow,
 )
+from review.accounts.users import add_user
 from review.database import Lab
 from review.labeling.assignment import next_assignment
 from review.labeling.guidelines.render import html_or_unsafe_links
 from review.labeling.ratings import Submission, submit
-from review.users import add_user
 from tests.support import PASSWORD, build_study
 from tests.support_app import APP, TIMEOUT, app, login, texts, viewer_data
 
@@ -424,7 +424,7 @@ def test_admin_manages_users(lab):
 
 def test_admin_changes_roles_and_sees_deactivated_reviewers(lab):
     from db.models import Study, User
-    from review.users import set_active
+    from review.accounts.users import set_active
 
     sid = build_study(lab, 2)
     with lab.sessions() as s, s.begin():

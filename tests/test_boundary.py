@@ -1,4 +1,4 @@
-"""The usable-blur boundary (review.analysis.boundary) and its plain-words answer: the monotone
+"""The usable-blur boundary (review.answer.boundary) and its plain-words answer: the monotone
 fit against scikit-learn's isotonic regression, the boundary against analytic curves, its 95 %
 interval's coverage on independent simulated panels (items, raters, spammers), the sentences
 that must not overstate, and a study's long-format ratings."""
@@ -13,8 +13,7 @@ import pytest
 from sklearn.isotonic import IsotonicRegression
 
 from review.analysis.agreement import wilson_ci
-from review.analysis.answer import answer_dict, answer_markdown, curves_frame, sentences, study_answer
-from review.analysis.boundary import (
+from review.answer.boundary import (
     Options,
     boundary_of,
     classify,
@@ -26,7 +25,16 @@ from review.analysis.boundary import (
     propose,
     straddle,
 )
-from review.analysis.export import answer_csv, answer_json
+from review.answer.sentences import (
+    answer_csv,
+    answer_dict,
+    answer_html,
+    answer_json,
+    answer_markdown,
+    curves_frame,
+    sentences,
+    study_answer,
+)
 from review.labeling.simulated_panel import (
     RATER_MODELS,
     Panel,
@@ -296,7 +304,7 @@ def test_html_report_states_the_answer_and_flags_simulated_ratings():
     rng = np.random.default_rng(5)
     df = _frame(_panel_rows("wiener", {}, TrueCurve(12.0), LEVELS, 6, rng))
     answer = study_answer(df, "S")
-    page = html_report(build_report(df), [], title="R", answer=answer)
+    page = html_report(build_report(df), [], title="R", answer_sections=answer_html(answer))
     assert "<h2 id='answer'>How far can it go?</h2>" in page
     assert "Wiener deconvolution stays faithful" in page
     assert f"{answer.ratings} of these {answer.ratings} ratings come from a SIMULATED panel" in page

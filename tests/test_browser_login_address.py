@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 
 from db.models import LoginAttempt
-from review.users import FREE_FAILURES, add_user, unlock
+from review.accounts.users import FREE_FAILURES, add_user, unlock
 from tests.support import PASSWORD, free_port
 from tests.support_browser import chromium_page, streamlit_server, wait_idle
 

@@ -9,8 +9,8 @@ from sqlalchemy import func, select
 
 from db.models import Rating, StudyReviewer, User
 from review.accounts.sessions import COOKIE
+from review.accounts.users import reset_password, set_active, set_role
 from review.labeling import qa
-from review.users import reset_password, set_active, set_role
 from tests.support import PASSWORD, build_study, sample_pictures, wait_until
 from tests.support_browser import chromium_page, log_in, restoration_src, streamlit_server, wait_idle
 

@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import func, select
 
 from db.models import SourceImage
+from review.accounts.users import add_user
 from review.database import Lab
 from review.demo import sample_image
 from review.media.degrade import BlurSpec, degrade
-from review.users import add_user
 from tests.support import PASSWORD
 from tests.support_browser import chromium_page, log_in_admin, streamlit_server, wait_idle
 

@@ -62,7 +62,7 @@ def test_users_add_list_deactivate(runner):
 
 
 def test_users_unlock_clears_failed_logins(runner):
-    from review.users import FREE_FAILURES, LoginRefused, authenticate
+    from review.accounts.users import FREE_FAILURES, LoginRefused, authenticate
 
     added = runner.invoke(cli, ["users", "add", "ivy", "--role", "qa", "--password", "eight chars"])
     assert added.exit_code == 0

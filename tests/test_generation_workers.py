@@ -19,11 +19,12 @@ from sqlalchemy import delete, func, select
 
 from db.models import GenerationJob, JobItemError, Restoration, StudyItem, utcnow
 from db.models import GenerationWorkItem as WorkItem
-from review import jobs
 from review.cli import cli
 from review.config import SETTING_NAMES, load_settings, settings_env
 from review.database import Lab, open_lab
-from review.jobs import BUSY_EXIT, GenerationPlan, create_job
+from review.generation import workers as jobs
+from review.generation.plan import GenerationPlan, create_job, work_groups
+from review.generation.workers import BUSY_EXIT
 from review.labeling.study import StudyConfig, ensure_study
 from review.media import catalog
 
@@ -36,7 +37,7 @@ LEASE_S = 2
 HANG_IN_FIRST_ITEM = """
 import sys
 
-import review.jobs
+import review.generation.workers
 from review.cli import main
 
 
@@ -45,8 +46,8 @@ def announce_then_hang(lab, study_id, plan, group):
     sys.stdin.read()
 
 
-review.jobs._worker_name = lambda: "otherhost:4242"
-review.jobs._run_group = announce_then_hang
+review.generation.workers._worker_name = lambda: "otherhost:4242"
+review.generation.workers._run_group = announce_then_hang
 sys.argv = ["review", "generate", "--job", sys.argv[1], "--quiet", "--lease", sys.argv[2]]
 main()
 """
@@ -171,7 +172,7 @@ def test_a_worker_whose_lease_ran_out_mid_item_changes_nothing(shared_lab):
     assert jobs.run_job(lab, job) == "done"  # this worker does both items, the stalled one again
     with lab.sessions() as s:
         position = s.get(WorkItem, stalled).position
-    group = jobs._groups(plan.units())[position]
+    group = work_groups(plan.units())[position]
     jobs._run_group(lab, study_id, plan, group)  # the stalled worker wakes and finishes its item
     assert jobs._finish_item(lab, job, stalled, "stalled:1", group, RuntimeError("late")) == 2
     with lab.sessions() as s:

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from db.models import Rating, Study, StudyItem, User
+from review.accounts.users import add_user
 from review.analysis.export import ratings_frame
 from review.analysis.qa_stats import gold_accuracy
 from review.analysis.report import build_report
@@ -24,7 +25,6 @@ from review.labeling import qa
 from review.labeling.assignment import next_assignment
 from review.labeling.ratings import Submission, submit
 from review.labeling.settings import update_settings
-from review.users import add_user
 from tests.support import PASSWORD, build_study
 from tests.support_app import app, login
 

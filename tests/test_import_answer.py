@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from review.analysis.answer import answer_markdown, study_answer
 from review.analysis.export import ratings_frame
 from review.analysis.ratings_import import import_ratings
 from review.analysis.report import RatingsFileError, read_ratings_file
+from review.answer.sentences import answer_html, answer_markdown, study_answer
 from review.cli import cli
 from review.database import Lab
 
@@ -174,6 +174,7 @@ def test_the_html_report_names_the_one_level_restorer_escaped(lab: Lab) -> None:
     rows = [{**r, "restorer": "<b>acme</b>"} if r["restorer"] == "acme" else r for r in _rows()]
     with lab.sessions() as s, s.begin():
         frame = ratings_frame(s, import_ratings(s, pd.DataFrame(rows), "external"))
-    page = html_report(build_report(frame), [], title="t", answer=study_answer(frame, "external"))
+    page = html_report(build_report(frame), [], title="t",
+                       answer_sections=answer_html(study_answer(frame, "external")))
     assert ("Left out, rated at one blur level only (a curve needs two or more): &lt;b&gt;acme&lt;/b&gt; "
             "on motion blur (line length) at 5 px only (4 ratings)") in page

@@ -19,16 +19,8 @@ from sqlalchemy import func, select
 
 from db.models import GenerationJob, Restoration, StudyItem, utcnow
 from db.models import GenerationWorkItem as WorkItem
-from review.jobs import (
-    LEASE,
-    GenerationPlan,
-    JobBusy,
-    JobError,
-    cancel,
-    create_job,
-    job_errors,
-    run_job,
-)
+from review.generation.plan import GenerationPlan, JobBusy, JobError, create_job
+from review.generation.workers import LEASE, cancel, job_errors, run_job
 from review.labeling.study import StudyConfig, ensure_study
 from review.media import catalog
 
@@ -198,10 +190,10 @@ def test_a_job_whose_worker_ended_on_this_host_is_taken_over_at_once(lab):
 HANG_AFTER_FIRST_UNIT = """
 import sys
 
-import review.jobs
+import review.generation.workers
 from review.cli import main
 
-real_finish_item = review.jobs._finish_item
+real_finish_item = review.generation.workers._finish_item
 
 
 def finish_item_then_hang(*args):
@@ -210,7 +202,7 @@ def finish_item_then_hang(*args):
     sys.stdin.read()  # until the test kills this process
 
 
-review.jobs._finish_item = finish_item_then_hang
+review.generation.workers._finish_item = finish_item_then_hang
 sys.argv = ["review", "generate", "--job", sys.argv[1], "--quiet"]
 main()
 """
@@ -320,8 +312,8 @@ def test_two_models_draw_two_curves_and_a_proposal_runs_with_its_curves_weights(
     """Restorations of one setting by two models are two curves (the setting names the model),
     and a proposal on one of them plans with that curve's weights: with both models configured
     (no default), the job finds the curve's weights among them by content."""
-    from review.analysis.boundary import curve_setting
-    from review.jobs import proposal_plan
+    from review.answer.boundary import curve_setting
+    from review.generation.proposals import proposal_plan
     from review.media.restore.sd15_tiny import MARKER
 
     sid = _source(lab, size=64)

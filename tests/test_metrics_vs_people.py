@@ -1,4 +1,4 @@
-"""Objective metrics against people (review.analysis.metrics_vs_people), checked against
+"""Objective metrics against people (review.answer.metrics_vs_people), checked against
 scikit-image and scipy called directly, on the demo's simulated study and on a known frame."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from skimage.measure import blur_effect
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from review.analysis.export import ratings_frame
-from review.analysis.metrics_vs_people import compare, metrics_vs_people, spearman_ci
+from review.answer.metrics_vs_people import compare, metrics_vs_people, spearman_ci
 from review.database import Lab
 from review.demo import SIMULATED_STUDY, seed_simulated_demo
 from review.labeling.guidelines.files import GUIDELINES_DIR, authored_dir, sync_all

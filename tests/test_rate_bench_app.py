@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import select
 
 from db.models import Rating, StudyReviewer, User
+from review.accounts.users import set_active
 from review.labeling import qa
 from review.labeling.study import study_by_id
-from review.users import set_active
 from tests.support import build_study
 from tests.support_app import app, login, texts
 

@@ -15,6 +15,7 @@ from db.engine import make_engine, make_session_factory
 from db.migrate import upgrade
 from db.models import Assignment, Rating, Study, User, utcnow
 from review.accounts.sessions import SessionEnded, SignedIn, revoke_all, start_session
+from review.accounts.users import reset_password, set_active, set_role
 from review.labeling.assignment import next_assignment
 from review.labeling.ratings import (
     AlreadyRated,
@@ -27,7 +28,6 @@ from review.labeling.ratings import (
     submit,
     undo_last,
 )
-from review.users import reset_password, set_active, set_role
 from tests.support import make_study, rate_next, statements
 
 

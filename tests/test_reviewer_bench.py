@@ -14,11 +14,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from db.engine import make_session_factory
 from db.models import Assignment, LoginAttempt, QAVerdict, Rating, RatingDraft, Study, User, utcnow
 from review.accounts.sessions import exchange_handoff, is_live, resume, start_session
-from review.labeling.assignment import InactiveAccount, next_assignment
-from review.labeling.drafts import Draft, load_draft, save_draft
-from review.labeling.ratings import RatingError, Submission, reopen, skip, submit, undo_last
-from review.labeling.views import recent_answers
-from review.users import (
+from review.accounts.users import (
     BACKOFF_START,
     FREE_FAILURES,
     LoginRefused,
@@ -30,6 +26,10 @@ from review.users import (
     set_active,
     unlock,
 )
+from review.labeling.assignment import InactiveAccount, next_assignment
+from review.labeling.drafts import Draft, load_draft, save_draft
+from review.labeling.ratings import RatingError, Submission, reopen, skip, submit, undo_last
+from review.labeling.views import recent_answers
 from tests.support import make_study
 
 

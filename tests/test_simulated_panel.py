@@ -24,8 +24,8 @@ from db.models import (
     User,
 )
 from review.analysis.agreement import krippendorff_alpha
-from review.analysis.answer import study_answer
 from review.analysis.export import ratings_frame
+from review.answer.sentences import study_answer
 from review.cli import cli
 from review.labeling.settings import update_settings
 from review.labeling.simulated_panel import (

@@ -13,11 +13,12 @@ import pytest
 from sqlalchemy import func, select
 
 from db.models import AuditEntry, ItemSettlement, Study, StudyItem, User
+from review.accounts.audit import AuditError, audit_csv, audit_entries, count_entries, record
+from review.accounts.users import LoginRefused, add_user, authenticate, reset_password, set_active
 from review.analysis.export import ratings_frame
 from review.errors import ReviewError
 from review.labeling import qa
 from review.labeling.assignment import next_assignment
-from review.labeling.audit import AuditError, audit_csv, audit_entries, count_entries, record
 from review.labeling.disagreements import SettlementError, disagreements, settle_item
 from review.labeling.ratings import Submission, submit, undo_last
 from review.labeling.settings import StudySettings, update_settings
@@ -31,7 +32,6 @@ from review.labeling.study import (
     edit_study,
 )
 from review.labeling.views import ratable_studies
-from review.users import LoginRefused, add_user, authenticate, reset_password, set_active
 from tests.support import PASSWORD, build_study
 
 

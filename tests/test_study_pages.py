@@ -8,12 +8,12 @@ import pytest
 from sqlalchemy import func, select
 
 from db.models import AuditEntry, GenerationJob, ItemSettlement, Study, StudyItem, User
+from review.accounts.users import add_user
 from review.labeling.assignment import next_assignment
 from review.labeling.ratings import Submission, submit
 from review.labeling.settings import StudySettings
 from review.labeling.study import closed_at
 from review.media import catalog
-from review.users import add_user
 from tests.support import PASSWORD, build_study, wait_until
 from tests.support_app import page_app, page_user, texts
 
@@ -212,7 +212,7 @@ def test_audit_page_filters_and_downloads_csv(lab, one_item):
 
 
 def test_audit_page_pages_through_a_long_log(lab):
-    from review.labeling.audit import PAGE_ROWS, record
+    from review.accounts.audit import PAGE_ROWS, record
 
     with lab.sessions() as s, s.begin():
         add_user(s, "admin", PASSWORD, "admin")  # recorded as the oldest entry ("user.create admin")

@@ -1,4 +1,4 @@
-"""Try your photo: the blur estimate (review.analysis.try_photo: the calibration images that
+"""Try your photo: the blur estimate (review.answer.try_photo: the calibration images that
 measure most like a photo) on a known measure, on large blur and sharp photos, on photos unlike
 the calibration's, and on the demo's simulated study; findings that say whose ratings they rest
 on; and the page with a real upload."""
@@ -16,9 +16,9 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from db.models import DegradedImage, SourceImage, User
-from review.analysis.answer import study_answer
 from review.analysis.export import ratings_frame
-from review.analysis.try_photo import (
+from review.answer.sentences import study_answer
+from review.answer.try_photo import (
     DEFAULT_SD15_STRENGTHS,
     NEIGHBOURS,
     Calibration,
@@ -38,7 +38,8 @@ from review.analysis.try_photo import (
 )
 from review.database import Lab
 from review.demo import SIMULATED_LEVELS, SIMULATED_SIDE, SIMULATED_SOURCES, SIMULATED_STUDY, sample_image
-from review.jobs import GenerationPlan, create_job, run_job
+from review.generation.plan import GenerationPlan, create_job
+from review.generation.workers import run_job
 from review.labeling.assignment import next_assignment
 from review.labeling.settings import update_settings
 from review.labeling.study import add_item, close_study, get_study

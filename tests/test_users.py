@@ -12,7 +12,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from db.engine import make_session_factory
 from db.models import LoginAttempt, User, utcnow
-from review.addresses import (
+from review.accounts.addresses import (
     SERVER_DEFAULT_TRUST,
     UNVERIFIED,
     Trust,
@@ -21,7 +21,7 @@ from review.addresses import (
     forwarded_client,
     parse_networks,
 )
-from review.users import (
+from review.accounts.users import (
     ACCOUNT_FREE_FAILURES,
     BACKOFF_MAX,
     BACKOFF_START,
@@ -95,7 +95,7 @@ def test_failed_logins_are_rate_limited_even_with_the_right_password(lab):
 
 
 def test_role_changes_keep_one_active_admin(lab):
-    from review.users import UserError, add_user, set_active, set_role
+    from review.accounts.users import UserError, add_user, set_active, set_role
 
     with lab.sessions() as s, s.begin():
         add_user(s, "root", "root-pass-1", "admin")
@@ -214,7 +214,7 @@ REMOTE_PROXY = Trust.of_app(parse_networks("10.0.0.5"))  # nginx on another mach
 def _as_served(peer: str, forwarded_for: list[str], trusted: Trust) -> str:
     """What the login page counts a try under: the request goes through uvicorn's own
     ProxyHeadersMiddleware (default trust, as under `streamlit run`), Streamlit reports the
-    address it leaves (None for loopback), and review.addresses resolves it."""
+    address it leaves (None for loopback), and review.accounts.addresses resolves it."""
     seen: list[str | None] = []
 
     async def app(scope, receive, send) -> None:  # noqa: ANN001

@@ -3,5 +3,6 @@
 Agreement statistics on long-format rating tables (`agreement`), the report built from them
 (`report`) and its Markdown and HTML renderings (`markdown_report`, `html_report`, sharing
 `formatting`), tables and charts for the Analyst page (`tables`, `charts`), QA and gold-accuracy
-statistics (`qa_stats`), exports and imports (`export`, `ratings_import`).
+statistics (`qa_stats`), exports and imports (`export`, `ratings_import`). The answer to "how far
+can it go?" builds on these in review.answer.
 """

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 from sqlalchemy import and_, case, func, select
@@ -48,9 +47,6 @@ from review.analysis.formatting import neutralise_cell
 from review.labeling.disagreements import latest_settlements
 from review.labeling.guidelines.files import GUIDELINE_LABEL
 from review.media.restore.controls import HiddenReference
-
-if TYPE_CHECKING:
-    from review.analysis.answer import Answer
 
 FORMATS = ("csv", "jsonl", "parquet")
 MIME = {"csv": "text/csv", "jsonl": "application/x-ndjson", "parquet": "application/vnd.apache.parquet",
@@ -206,20 +202,6 @@ def frame_csv(frame: pd.DataFrame, *, index: bool = False) -> bytes:
 def matrix_csv(df: pd.DataFrame) -> bytes:
     """The wide item x rater score matrix as CSV (empty cell = not rated)."""
     return frame_csv(wide_matrix(df), index=True)
-
-
-def answer_json(answer: Answer) -> str:
-    """The study's answer (curves, GP band, boundaries, proposals) as JSON."""
-    from review.analysis.answer import answer_dict  # scikit-learn loads only when an answer is asked for
-
-    return json.dumps(answer_dict(answer), indent=2, ensure_ascii=False, allow_nan=False)
-
-
-def answer_csv(answer: Answer) -> bytes:
-    """The study's curves and boundaries, one row per observed blur level, as CSV."""
-    from review.analysis.answer import curves_frame
-
-    return frame_csv(curves_frame(answer))
 
 
 def ratings_fingerprint(session: Session, study_id: int) -> tuple[int, ...]:

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import altair as alt
 import pandas as pd
@@ -23,9 +23,6 @@ import pandas as pd
 from review.analysis.charts import View
 from review.analysis.formatting import MISSING, format_number
 from review.analysis.tables import has_chance_corrected, headline_frame, icc_frame
-
-if TYPE_CHECKING:
-    from review.analysis.answer import Answer
 
 #: The embedded scripts, in load order, and the pinned versions (review/analysis/vendor/README.md).
 VENDORED = {"vega.min.js": "vega 6.4.0", "vega-lite.min.js": "vega-lite 6.4.1",
@@ -43,7 +40,7 @@ th{background:#f3f3f3}.scroll{overflow-x:auto}
 """
 
 
-def _html_table(frame: pd.DataFrame, digits: int = 3) -> str:
+def html_table(frame: pd.DataFrame, digits: int = 3) -> str:
     if frame.empty:
         return "<p class='note'>No rows.</p>"
     out = frame.copy()
@@ -75,11 +72,12 @@ def vendored_scripts() -> str:
 
 
 def html_report(report: Mapping[str, Any], views: Sequence[View], *, title: str,
-                context: Sequence[str] = (), answer: Answer | None = None) -> str:
+                context: Sequence[str] = (), answer_sections: Sequence[str] = ()) -> str:
     """A standalone HTML report: headline, warnings, every chart and the numbers behind it.
 
     Charts are Vega-Lite specs drawn by the embedded vega-embed (no network needed); every figure
-    is also an HTML table. All text is escaped.
+    is also an HTML table. All text is escaped. `answer_sections` are HTML parts the answer
+    renders itself (review.answer.sentences.answer_html), placed after the agreement tables.
     """
     e = html.escape
     parts = ["<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
@@ -108,28 +106,17 @@ def html_report(report: Mapping[str, Any], views: Sequence[View], *, title: str,
         parts.append("<h2>Warnings</h2>")
         parts += [f"<div class='warn'>{e(str(w))}</div>" for w in warnings]
     parts.append("<h2>Agreement</h2>")
-    parts.append(_html_table(headline_frame(report)))
+    parts.append(html_table(headline_frame(report)))
     if not has_chance_corrected(report):
         parts.append("<p class='note'>Percent agreement is not shown: no chance-corrected "
                      "coefficient could be computed to read it beside.</p>")
     parts.append("<h3>Intraclass correlation (Shrout &amp; Fleiss)</h3>")
-    parts.append(_html_table(icc_frame(report)))
+    parts.append(html_table(icc_frame(report)))
     notes = report.get("notes") or []
     if notes:
         parts.append("<p class='note'>Method notes:</p><ul class='note'>"
                      + "".join(f"<li>{e(str(n))}</li>" for n in notes) + "</ul>")
-    if answer is not None:  # "How far can it go?"; scikit-learn loads only when an answer is given
-        from review.analysis.answer import curves_frame, one_level_words, sentences
-
-        parts.append("<h2 id='answer'>How far can it go?</h2>")
-        parts += [f"<p>{e(sentence)}</p>" for c in answer.curves for sentence in sentences(c, answer.options)]
-        if answer.simulated_ratings:
-            parts.append(f"<div class='warn'>{answer.simulated_ratings} of these {answer.ratings} ratings "
-                         "come from a SIMULATED panel, not from people.</div>")
-        parts.append(_html_table(curves_frame(answer)) if answer.curves else
-                     "<p class='note'>No answer yet: no restorer has ratings at two or more blur levels.</p>")
-        if (left_out := one_level_words(answer)) is not None:
-            parts.append(f"<p class='note'>{e(left_out)}</p>")
+    parts += answer_sections
     scripts = []
     for i, v in enumerate(views):
         parts.append(f"<h2 id='{e(v.key)}'>{e(v.title)}</h2>")
@@ -141,7 +128,7 @@ def html_report(report: Mapping[str, Any], views: Sequence[View], *, title: str,
                            ".catch(function () {});")
         elif v.empty:
             parts.append(f"<p class='note'>{e(v.empty)}</p>")
-        parts.append(_html_table(v.frame))
+        parts.append(html_table(v.frame))
     if scripts:
         parts.append("<script>if (typeof vegaEmbed !== 'undefined') {\n" + "\n".join(scripts)
                      + "\n}</script>")

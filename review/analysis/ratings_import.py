@@ -10,7 +10,7 @@ Importing into an existing study name is refused, so nothing is ever merged by a
 
 An imported restoration's parameters are the file's `restorer_params` (plus `strength` and
 `seed` where given as columns), never the item's key: items of one restorer at one setting and
-blur kind form one curve across blur levels in the answer (review.analysis.boundary.curves_of),
+blur kind form one curve across blur levels in the answer (review.answer.boundary.curves_of),
 as generated ones do.
 """
 

@@ -15,8 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import ItemSettlement, Rating, StudyItem, User
+from review.accounts.audit import record
 from review.errors import ReviewError
-from review.labeling.audit import record
 from review.labeling.study import study_by_id
 
 SETTLER_ROLES = ("admin", "qa")

@@ -40,8 +40,8 @@ from db.models import (
     StudyReviewer,
     User,
 )
+from review.accounts.audit import record
 from review.errors import ReviewError
-from review.labeling.audit import record
 from review.labeling.guidelines.files import GUIDELINE_LABEL
 from review.labeling.ratings import FLAGS, MAX_COMMENT
 from review.labeling.settings import StudySettings, update_settings

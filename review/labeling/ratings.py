@@ -40,6 +40,7 @@ from db.models import (
     User,
     utcnow,
 )
+from review.accounts.audit import record
 from review.accounts.sessions import SIGNED_OUT, SessionEnded, SignedIn, require_session
 from review.errors import ReviewError
 from review.labeling import hotpath
@@ -50,7 +51,6 @@ from review.labeling.assignment import (
     reclaim_slot,
     require_active,
 )
-from review.labeling.audit import record
 from review.labeling.cohorts import CohortError, add_finished, ensure_enrolled
 
 FLAGS = ("identity_changed", "invented_detail", "text_changed", "artifacts", "still_blurry")

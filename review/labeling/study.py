@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 
 from db.models import Assignment, GuidelineVersion, Rating, Restoration, Study, StudyClosure, StudyItem, User
 from db.rows import get_or_create
+from review.accounts.audit import record
 from review.errors import ReviewError
-from review.labeling.audit import record
 from review.labeling.settings import StudySettings, update_settings
 from review.media.restore import CONTROL_EXPECTATIONS
 

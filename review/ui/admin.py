@@ -7,13 +7,13 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from review.accounts.users import ROLES, add_user, list_users, reset_password, set_active, set_role, unlock
 from review.analysis.qa_stats import gold_accuracy
 from review.labeling.views import guideline_versions, reviewer_progress, study_progress
 from review.media.restore.runner import sd15_status
 from review.ui.common import get_lab, require_role, run_action, show_flashes
 from review.ui.display import inert
 from review.ui.guideline import render_guideline
-from review.users import ROLES, add_user, list_users, reset_password, set_active, set_role, unlock
 
 
 def users_page() -> None:

@@ -197,11 +197,11 @@ def _view(v: View, stem: str) -> None:
 
 
 def _answer(filtered: pd.DataFrame, name: str) -> Any:
-    """The study's "how far can it go?" answer for the HTML report (scikit-learn loads only when
-    the report is downloaded)."""
-    from review.analysis.answer import study_answer
+    """The HTML sections of the study's "how far can it go?" answer for the report (scikit-learn
+    loads only when the report is downloaded)."""
+    from review.answer.sentences import answer_html, study_answer
 
-    return study_answer(filtered, name)
+    return answer_html(study_answer(filtered, name))
 
 
 def _slug(name: str) -> str:
@@ -242,7 +242,7 @@ def _exports(lab: Lab, study_id: int, name: str, fingerprint: tuple[int, ...],
                   f"{stem}-report.md", key=f"{KEY}dl_md", mime="text/markdown")
         _download("Readable report with charts (HTML)",
                   lambda: html_report(report, views, title=f"Agreement report: {name}",
-                                         context=context, answer=_answer(filtered, name)),
+                                         context=context, answer_sections=_answer(filtered, name)),
                   f"{stem}-report.html", key=f"{KEY}dl_html", mime="text/html")
     st.caption("The HTML report draws its charts with Vega from a CDN when opened online; every "
                "figure is also in its tables, so it reads offline too.")

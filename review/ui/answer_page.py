@@ -1,10 +1,10 @@
 """The answer page: "how far can it go?" for one study, in plain words and one plot per blur kind.
 
-Numbers come from review.analysis.answer (the monotone-curve estimate of review.analysis.boundary);
+Numbers come from review.answer.sentences (the monotone-curve estimate of review.answer.boundary);
 this page lays them out: sentences, what they rest on (real and simulated ratings apart), the
 observed faithful share with Wilson bars over the curve and its band, the threshold, the uncertain
 zone, each boundary with its 95 % interval, the exports, and the Straddle proposals, which an
-admin can turn into a generation job (review.jobs.accept_proposal) whose items join the study.
+admin can turn into a generation job (review.generation.proposals.accept_proposal) whose items join the study.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from review.analysis.answer import Answer, one_level_words, sentences, study_answer
-from review.analysis.boundary import Curve, Options, classify
-from review.analysis.export import answer_csv, answer_json, ratings_fingerprint, ratings_frame
-from review.analysis.metrics_vs_people import MetricsVsPeople, metrics_vs_people
+from review.analysis.export import ratings_fingerprint, ratings_frame
+from review.answer.boundary import Curve, Options, classify
+from review.answer.metrics_vs_people import MetricsVsPeople, metrics_vs_people
+from review.answer.sentences import Answer, answer_csv, answer_json, one_level_words, sentences, study_answer
 from review.database import Lab
-from review.jobs import accept_proposal
+from review.generation.proposals import accept_proposal
 from review.labeling.study import list_studies, study_by_id
 from review.labeling.views import ImageRef
 from review.ui.common import SessionUser, run_action, show_flashes

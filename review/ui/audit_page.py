@@ -1,6 +1,6 @@
 """The audit log (admins): who did what and when, filtered by actor, action and day, and
 downloadable as CSV. The entries are written by the domain in the same transaction as each
-action (review.labeling.audit); this page only reads them.
+action (review.accounts.audit); this page only reads them.
 """
 
 from __future__ import annotations
@@ -10,8 +10,7 @@ from datetime import date
 import pandas as pd
 import streamlit as st
 
-from review.database import Lab
-from review.labeling.audit import (
+from review.accounts.audit import (
     ACTIONS,
     MAX_ROWS,
     PAGE_ROWS,
@@ -21,6 +20,7 @@ from review.labeling.audit import (
     audit_entries,
     count_entries,
 )
+from review.database import Lab
 from review.ui.common import SessionUser
 from review.ui.display import inert
 

@@ -16,6 +16,8 @@ from typing import Any, Generic, NoReturn, TypeVar
 
 import streamlit as st
 
+from review.accounts.addresses import Trust
+from review.accounts.addresses import client_address as resolve_client
 from review.accounts.sessions import (
     COOKIE,
     SIGNED_OUT,
@@ -27,14 +29,12 @@ from review.accounts.sessions import (
     revoke_all,
     start_session,
 )
-from review.addresses import Trust
-from review.addresses import client_address as resolve_client
+from review.accounts.users import LoginRefused, authenticate, still_active
 from review.config import SETTING_NAMES, ConfigError, load_settings
 from review.database import Lab, SchemaOutOfDate, open_lab
 from review.errors import ReviewError
 from review.ui.display import inert
 from review.ui.server import SESSION_PATH
-from review.users import LoginRefused, authenticate, still_active
 
 USER_KEY = "user"
 
@@ -132,7 +132,7 @@ def resume_session(lab: Lab) -> SessionUser | None:
 def client_address(lab: Lab | None = None) -> str:
     """The address logins are throttled by (per account and address): the connection's own
     ("local" on localhost), or the client a trusted proxy (REVIEW_TRUSTED_PROXIES) forwarded for;
-    review.addresses decides, from what Streamlit reports and the request's headers."""
+    review.accounts.addresses decides, from what Streamlit reports and the request's headers."""
     lab = lab or get_lab()
     ip = st.context.ip_address
     return resolve_client(ip if isinstance(ip, str) else None,
@@ -162,7 +162,7 @@ def logout(lab: Lab | None = None) -> None:
 
 def login_page() -> None:
     """The only page an anonymous visitor can reach. Throttled per account and client address
-    (review.users); over-long fields are refused before anything is hashed."""
+    (review.accounts.users); over-long fields are refused before anything is hashed."""
     lab = get_lab_or_stop()
     st.title("Fidelity review lab")
     st.caption("Rate how faithfully AI restorations keep what the original photo showed.")

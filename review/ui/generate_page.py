@@ -9,8 +9,9 @@ from typing import Any
 
 import streamlit as st
 
-from review import jobs
 from review.database import Lab
+from review.generation import workers
+from review.generation.plan import add_job
 from review.labeling.study import list_studies
 from review.labeling.views import study_outputs
 from review.media import catalog
@@ -75,17 +76,17 @@ def _plan_form(lab: Lab, study: Any) -> None:
     if plan is None:  # refuse the whole plan before anything is stored or started
         st.error("The plan cannot run; nothing was started.\n\n" + "\n\n".join(f"- {e}" for e in errors))
         return
-    job_id = run_action(lab, lambda s: jobs.add_job(s, study.id, plan), about="The plan cannot run").value
+    job_id = run_action(lab, lambda s: add_job(s, study.id, plan), about="The plan cannot run").value
     if job_id is None:
         return
-    jobs.start_background(lab, job_id)
+    workers.start_background(lab, job_id)
     st.success(f"Job {job_id} started in the background: {len(plan.units())} restorations. "
                "Watch it in the 'Jobs' tab; you can leave this page.")
 
 
 @st.fragment(run_every=2.0)
 def _jobs_panel(lab: Lab, study: Any) -> None:
-    rows = jobs.jobs_of(lab, study.id)
+    rows = workers.jobs_of(lab, study.id)
     if not rows:
         st.caption("No generation job for this study yet.")
         return
@@ -99,19 +100,19 @@ def _jobs_panel(lab: Lab, study: Any) -> None:
             box.warning(inert(job.error))
         c1, c2 = box.columns(2)
         if job.status in ("queued", "running") and c1.button("Cancel", key=f"cancel_{job.id}"):
-            jobs.cancel(lab, job.id)
+            workers.cancel(lab, job.id)
             st.rerun(scope="fragment")
         # a queued job has no worker at work (an accepted proposal's job, one queued by the CLI):
         # start one here; a second worker on a job just started only shares its items
         if job.status == "queued":
-            c2.button("Start", key=f"start_{job.id}", type="primary", on_click=jobs.start_background,
+            c2.button("Start", key=f"start_{job.id}", type="primary", on_click=workers.start_background,
                       args=(lab, job.id),
                       help="Run this job in a background worker (it goes on if you leave the page).")
         if job.status in ("failed", "cancelled") and c2.button("Resume", key=f"resume_{job.id}"):
-            jobs.requeue(lab, job.id)
-            jobs.start_background(lab, job.id)
+            workers.requeue(lab, job.id)
+            workers.start_background(lab, job.id)
             st.rerun(scope="fragment")
-        errors = jobs.job_errors(lab, job.id)
+        errors = workers.job_errors(lab, job.id)
         if errors:
             with box.expander(f"{len(errors)} item errors"):
                 for err in errors[:200]:

@@ -12,7 +12,7 @@ from typing import Any
 import streamlit as st
 
 from review.config import Settings
-from review.jobs import GenerationPlan, JobError
+from review.generation.plan import GenerationPlan, JobError
 from review.media.degrade import KINDS
 from review.media.restore import CONTROLS, RESTORERS, list_models
 from review.media.restore.runner import sd15_unavailable

@@ -11,8 +11,10 @@ from typing import Any
 
 import streamlit as st
 
-from review import jobs
+from review.accounts.users import list_users
 from review.database import Lab
+from review.generation import workers
+from review.generation.plan import add_job
 from review.labeling.cohorts import joined_counts
 from review.labeling.settings import StudySettings
 from review.labeling.study import (
@@ -31,7 +33,6 @@ from review.media import catalog
 from review.ui.common import SessionUser, flash, run_action, show_flashes
 from review.ui.display import inert
 from review.ui.plan_form import plan_fields
-from review.users import list_users
 
 KEY = "studies_"
 FROM_STUDIES, FROM_PLAN = "existing studies", "a generation plan"
@@ -91,7 +92,7 @@ def _create(lab: Lab, user: SessionUser, studies: dict[int, str], versions: dict
                 study = create_study(s, config, arms[0], int(cap) or None, arms=arms[1:],
                                      qa_share=float(qa_share), reviewer_ids=who, source_study_ids=sources,
                                      actor_id=user.id)
-                return study.name, None if plan is None else jobs.add_job(s, study.id, plan)
+                return study.name, None if plan is None else add_job(s, study.id, plan)
 
             if plan is None:
                 run_action(lab, create, lambda made: f"Study '{inert(made[0])}' created.")
@@ -100,7 +101,7 @@ def _create(lab: Lab, user: SessionUser, studies: dict[int, str], versions: dict
             if made is None:
                 return
             study_name, job_id = made
-            jobs.start_background(lab, job_id)
+            workers.start_background(lab, job_id)
             flash("success", f"Study '{inert(study_name)}' created; job {job_id} started in the background "
                   f"({len(plan.units())} restorations): watch it on the Generate page (tab 'Jobs'), or "
                   f"resume it with `python -m review generate --job {job_id}`.")

@@ -3,7 +3,7 @@
 baselines at once, SD1.5 img2img on request), and what the study found at that level, saying
 whose ratings those are (people's or a simulated panel's; people's only on request). The photo
 is decoded as every upload is (review.media.decode) and stored only when an admin adds it to the
-catalog. Who may open the page: review.analysis.try_photo.access_refusal."""
+catalog. Who may open the page: review.answer.try_photo.access_refusal."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from review.analysis.answer import Answer, study_answer
 from review.analysis.export import ratings_fingerprint, ratings_frame
-from review.analysis.try_photo import (
+from review.answer.sentences import Answer, study_answer
+from review.answer.try_photo import (
     ADD_ROLES,
     Calibration,
     access_refusal,

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db.models import GuidelineVersion, Rating, Study, StudyReviewer
-from review.labeling.audit import record
+from review.accounts.audit import record
 from review.labeling.guidelines.files import (
     GUIDELINES_DIR,
     GuidelineError,

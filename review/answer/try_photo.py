@@ -42,8 +42,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import DegradedImage, Restoration, SourceImage, Study, StudyItem, utcnow
-from review.analysis.answer import KIND_WORDS, RESTORER_WORDS, Answer
-from review.analysis.boundary import curve_groups
+from review.answer.boundary import curve_groups
+from review.answer.sentences import KIND_WORDS, RESTORER_WORDS, Answer
 from review.config import Settings
 from review.labeling.assignment import current_lease, remaining_for
 from review.labeling.study import closed_at, list_studies, listed

@@ -1,6 +1,6 @@
-"""Generation jobs: a study's plan (images x blur specs x restorers x parameter grid x seeds)
-runs outside the Streamlit script run, in its own process, and records progress, per-item errors
-and a heartbeat in the database so any page or CLI can watch or cancel it.
+"""Generation workers: a study's plan (review.generation.plan) runs outside the Streamlit script
+run, in its own process, and records progress, per-item errors and a heartbeat in the database
+so any page or CLI can watch or cancel it.
 
 - Several workers: the plan is stored as work items (one per unit, or per grid below), and any
   number of worker processes, on this machine or others sharing the database, claim them one at
@@ -21,8 +21,6 @@ and a heartbeat in the database so any page or CLI can watch or cancel it.
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
 import math
 import os
 import socket
@@ -33,10 +31,8 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -44,148 +40,24 @@ from sqlalchemy.orm import Session
 
 from db.models import GenerationJob, JobItemError, SourceImage, Study, utcnow
 from db.models import GenerationWorkItem as WorkItem
-from review.config import Settings, settings_env
+from review.config import settings_env
 from review.database import Lab
-from review.errors import ReviewError
+from review.generation.plan import (
+    GenerationPlan,
+    JobBusy,
+    JobError,
+    Unit,
+    add_work_items,
+    with_curve_model,
+    work_groups,
+)
 from review.labeling.study import add_item
 from review.media import catalog
-from review.media.degrade import BlurSpec
 
 LEASE = timedelta(minutes=2)  # how long a claim outlives its worker's last renewal
-GRID_KEYS = ("strength", "seed")
 IDLE_POLL_S = 1.0  # how often a worker with nothing to claim looks again while others work
 BUSY_EXIT = 75  # EX_TEMPFAIL: `generate --job` found nothing to claim now; try again later
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class JobError(ReviewError):
-    """A job cannot be created, started or resumed; the message says why."""
-
-
-class JobBusy(JobError):
-    """Every unfinished item of the job is leased by a live worker: nothing to claim now."""
-
-
-@dataclass(frozen=True)
-class Unit:
-    """One restoration to produce: a source image, a blur recipe, a method and its parameters."""
-
-    source_id: int
-    blur: BlurSpec
-    method: str
-    params: dict[str, Any]
-
-    def key(self) -> str:
-        return f"source {self.source_id} / {self.blur.kind} {self.blur.level} / {self.method} " + \
-            catalog.params_key(self.params)[:8]
-
-
-@dataclass
-class GenerationPlan:
-    """What to generate for a study. Parameter values given as lists are expanded as a grid."""
-
-    source_ids: list[int]
-    blurs: list[dict[str, Any]]
-    restorers: list[dict[str, Any]]
-    seeds: list[int] = field(default_factory=lambda: [0])
-    model: str | None = None  # a model name of REVIEW_SD15_PATH, "tiny", a path, or None
-    #: The weights' content identity the plan must run with (a proposal extends a curve that those
-    #: weights made); None: whatever `model` names.
-    model_identity: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"source_ids": self.source_ids, "blurs": self.blurs, "restorers": self.restorers,
-                "seeds": self.seeds, "model": self.model,
-                **({"model_identity": self.model_identity} if self.model_identity else {})}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> GenerationPlan:
-        try:
-            return cls(source_ids=[int(i) for i in data["source_ids"]],
-                       blurs=list(data["blurs"]), restorers=list(data["restorers"]),
-                       seeds=[int(s) for s in data.get("seeds", [0])], model=data.get("model"),
-                       model_identity=data.get("model_identity"))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise JobError(f"The generation plan is malformed: {exc!r}. Expected keys "
-                           "source_ids, blurs, restorers, seeds, model.") from exc
-
-    def units(self) -> list[Unit]:
-        from review.media.restore import NEEDS_KERNEL
-        from review.media.restore.runner import resolve_params
-
-        if not self.source_ids or not self.blurs or not self.restorers:
-            raise JobError("A plan needs at least one source image, one blur and one restorer.")
-        try:  # a bad blur or restorer parameter refuses the plan, with the checker's message
-            blur_specs = [BlurSpec(**b) for b in self.blurs]
-            out: list[Unit] = []
-            for source_id, spec, restorer in itertools.product(self.source_ids, blur_specs,
-                                                               self.restorers):
-                method = restorer["method"]
-                grid = {k: v if isinstance(v, list) else [v]
-                        for k, v in (restorer.get("params") or {}).items()}
-                stochastic = method.startswith("sd15")
-                if stochastic:
-                    grid.setdefault("seed", list(self.seeds))
-                for values in itertools.product(*grid.values()) if grid else [()]:
-                    raw = dict(zip(grid.keys(), values, strict=True))
-                    out.append(Unit(source_id, spec, method, resolve_params(method, raw)))
-        except TypeError as exc:  # a blur entry without kind or level, or with an unknown key
-            raise JobError(f"A blur entry of the plan is malformed ({exc}); each needs a kind and a "
-                           "level, e.g. {\"kind\": \"defocus\", \"level\": 4}.") from exc
-        except ValueError as exc:
-            raise JobError(str(exc)) from exc
-        kernel_free = [u.method for u in out if u.blur.kind == "real" and u.method in NEEDS_KERNEL]
-        if kernel_free:
-            raise JobError(f"{', '.join(sorted(set(kernel_free)))} needs the blur kernel, and a photo used "
-                           "as it arrived (kind 'real') has none: restore such photos with sd15_img2img "
-                           "or the controls, in a plan of their own.")
-        return out
-
-    def check_sources(self, session: Session) -> None:
-        """Refuse unknown photos, and photos that arrived blurred under a synthetic blur (blurring
-        them again hides their real blur and they have no sharp reference to compare with)."""
-        found = dict(session.execute(select(SourceImage.id, SourceImage.is_reference)
-                                     .where(SourceImage.id.in_(self.source_ids))).all())
-        missing = set(self.source_ids) - set(found)
-        if missing:
-            raise JobError(f"Unknown source image ids: {sorted(missing)}.")
-        blurred = sorted(i for i, sharp in found.items() if not sharp)
-        synthetic = sorted({b.get("kind") for b in self.blurs} - {"real"})
-        if blurred and synthetic:
-            raise JobError(f"Source photo(s) {', '.join(f'#{i}' for i in blurred)} arrived blurred: use "
-                           f"them as they are (blur kind 'real'), in a plan without "
-                           f"{', '.join(map(str, synthetic))}.")
-
-
-def create_job(lab: Lab, study_name: str, plan: GenerationPlan) -> int:
-    """Validate the plan, store it on a new queued job of the named study, and return the job id."""
-    with lab.write() as s:
-        study_id = s.scalar(select(Study.id).where(Study.name == study_name))
-        if study_id is None:
-            raise JobError(f"No study named {study_name!r}.")
-        return add_job(s, study_id, plan)
-
-
-def add_job(session: Session, study_id: int, plan: GenerationPlan) -> int:
-    """Validate the plan, store it on a new queued job of the study (in the caller's
-    transaction), and return the job id."""
-    units = plan.units()
-    plan.check_sources(session)
-    job = GenerationJob(study_id=study_id, plan=plan.to_json(), status="queued",
-                        progress_total=len(units))
-    session.add(job)
-    session.flush()
-    _add_items(session, job.id, units)
-    return job.id
-
-
-def _add_items(session: Session, job_id: int, units: list[Unit]) -> None:
-    """One work item per group of units that run together (see `_groups`)."""
-    for position, group in enumerate(_groups(units)):
-        more = f" (+{len(group) - 1} in its grid)" if len(group) > 1 else ""
-        session.add(WorkItem(job_id=job_id, position=position, item_key=(group[0].key() + more)[:200],
-                             units=len(group)))
-    session.flush()
 
 
 def cancel(lab: Lab, job_id: int) -> None:
@@ -269,7 +141,7 @@ def _join(lab: Lab, job_id: int, me: str, lease: timedelta) -> tuple[GenerationP
             raise JobError(f"Job {job_id} is {job.status}; nothing to do.")
         plan = GenerationPlan.from_json(job.plan)
         if s.scalar(select(func.count()).where(WorkItem.job_id == job_id)) == 0:
-            _add_items(s, job_id, plan.units())  # a job created before work items existed
+            add_work_items(s, job_id, plan.units())  # a job created before work items existed
         if job.status != "running":
             s.execute(update(WorkItem)
                       .where(WorkItem.job_id == job_id, WorkItem.state == "failed")
@@ -373,23 +245,6 @@ def _renewing(lab: Lab, job_id: int, me: str, lease: timedelta) -> Iterator[None
         thread.join()
 
 
-def _groups(units: list[Unit]) -> list[list[Unit]]:
-    """Units that can share one Stable Diffusion grid run; every other unit stands alone."""
-    groups: dict[tuple, list[Unit]] = {}
-    order: list[tuple] = []
-    for i, u in enumerate(units):
-        if u.method == "sd15_img2img":
-            rest = {k: v for k, v in u.params.items() if k not in GRID_KEYS}
-            key = (u.source_id, u.blur.key(), catalog.params_key(rest))
-        else:
-            key = ("single", i)
-        if key not in groups:
-            groups[key] = []
-            order.append(key)
-        groups[key].append(u)
-    return [groups[k] for k in order]
-
-
 def run_job(lab: Lab, job_id: int, progress: Callable[[int, int], None] | None = None, *,
             lease: timedelta = LEASE) -> str:
     """Work on a job in this process, with any other workers on it, until every item is finished
@@ -397,7 +252,7 @@ def run_job(lab: Lab, job_id: int, progress: Callable[[int, int], None] | None =
     of every worker."""
     me = _worker_name()
     plan, study_id, item_id = _join(lab, job_id, me, lease)
-    groups = _groups(plan.units())
+    groups = work_groups(plan.units())
     total = sum(len(g) for g in groups)
     cancelled = False
     with _renewing(lab, job_id, me, lease):
@@ -486,31 +341,6 @@ def _record_error(session: Session, job_id: int, group: list[Unit], exc: BaseExc
         session.add(JobItemError(job_id=job_id, item_key=unit.key()[:200], error=plain_error(exc)))
 
 
-def _with_curve_model(plan: GenerationPlan, method: str, settings: Settings) -> GenerationPlan:
-    """The plan with `model` naming the configured weights whose content is the plan's required
-    `model_identity` (a proposal's curve); JobError when no configured weights have it."""
-    from review.media.restore.runner import model_identity_for
-    from review.media.restore.sd15_weights import SETTING, TINY, list_models
-
-    wanted = plan.model_identity
-    if not wanted:
-        return plan
-    try:
-        if model_identity_for(method, plan.model, settings) in ("", wanted):
-            return plan
-    except ReviewError:  # no default weights configured: look for the curve's among the named ones
-        pass
-    for name in [TINY, *list_models(settings.sd15_path)]:
-        try:
-            if model_identity_for(method, name, settings) == wanted:
-                return dataclasses.replace(plan, model=name)
-        except ReviewError:  # weights named but unreadable: not the ones wanted
-            continue
-    raise JobError(f"This job extends a curve made with the weights {wanted[:15]}..., which are not "
-                   f"among the configured ones ({SETTING}). Configure those weights again, or "
-                   "generate a new curve with the current weights on the Generate page.")
-
-
 def _run_group(lab: Lab, study_id: int, plan: GenerationPlan, group: list[Unit]) -> None:
     """Produce every missing restoration of the group and put all of them in the study. A unit is
     done when a restoration of its input, method and parameters by the plan's model (by content
@@ -518,7 +348,7 @@ def _run_group(lab: Lab, study_id: int, plan: GenerationPlan, group: list[Unit])
     from review.media.restore.runner import model_identity_for, run_grid, run_restorer
 
     first = group[0]
-    plan = _with_curve_model(plan, first.method, lab.settings)
+    plan = with_curve_model(plan, first.method, lab.settings)
     model = model_identity_for(first.method, plan.model, lab.settings)
     made: dict[int, int] = {}  # unit index -> restoration id
     with lab.write() as s:
@@ -610,42 +440,3 @@ def count_running(lab: Lab) -> int:
                         .where(GenerationJob.status == "running")) or 0
 
 
-def proposal_plan(session: Session, study_id: int, *, restorer: str, setting: str, blur_kind: str,
-                  level: float, strength: float | None = None) -> GenerationPlan:
-    """The generation plan that rates a proposed blur level (review.analysis.boundary's Straddle
-    proposals): the study's existing sources of that curve, its blur recipes at the new level, and
-    the curve's restorer setting (at the proposed strength), so the new items extend that curve."""
-    from db.models import DegradedImage, Restoration, StudyItem
-    from review.analysis.boundary import curve_setting
-
-    if not (isinstance(level, int | float) and math.isfinite(level) and level > 0):
-        raise JobError(f"A proposed blur level must be a positive number of pixels (got {level!r}).")
-    rows = session.execute(
-        select(DegradedImage.source_id, DegradedImage.params, Restoration.params,
-               Restoration.model_identity)
-        .join(Restoration, Restoration.degraded_id == DegradedImage.id)
-        .join(StudyItem, StudyItem.restoration_id == Restoration.id)
-        .where(StudyItem.study_id == study_id, Restoration.method == restorer,
-               DegradedImage.kind == blur_kind, Restoration.is_smoke_test.is_(False))).all()
-    rows = [r for r in rows if curve_setting(restorer, dict(r[2] or {}), r[3]) == setting]
-    if not rows:
-        raise JobError(f"The study has no {restorer} items on {blur_kind} blur with setting "
-                       f"{setting or 'defaults'!r} to extend.")
-    recipes = {tuple(sorted(dict(b, level=float(level)).items())) for _s, b, _p, _m in rows}
-    params = {k: v for k, v in dict(rows[0][2] or {}).items() if k != "seed"}
-    if strength is not None:
-        params["strength"] = float(strength)
-    seeds = sorted({int((p or {}).get("seed", 0)) for _s, _b, p, _m in rows})
-    return GenerationPlan(source_ids=sorted({s for s, _b, _p, _m in rows}),
-                          blurs=[dict(r) for r in sorted(recipes, key=str)],
-                          restorers=[{"method": restorer, "params": params}], seeds=seeds,
-                          model_identity=rows[0][3] or None)
-
-
-def accept_proposal(session: Session, study_id: int, *, restorer: str, setting: str, blur_kind: str,
-                    level: float, strength: float | None = None) -> int:
-    """Turn a proposed blur level (and strength) into a queued generation job of the study (in the
-    caller's transaction) whose items join it when the job runs; returns the job id."""
-    plan = proposal_plan(session, study_id, restorer=restorer, setting=setting, blur_kind=blur_kind,
-                         level=level, strength=strength)
-    return add_job(session, study_id, plan)

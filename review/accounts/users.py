@@ -9,7 +9,7 @@ attacker can keep one account's logins paused (for at most BACKOFF_MAX at a time
 good); an admin's unlock or password reset clears both counts. The count and the record of a try
 are one transaction serialised per account (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory
 lock on the account name), so a burst of parallel guesses reaches the password check exactly
-the allowed number of times. The client address is resolved by review.addresses. Every field
+the allowed number of times. The client address is resolved by review.accounts.addresses. Every field
 has a length limit, checked before anything is hashed or written (a 1 MB password would cost
 seconds of argon2).
 """
@@ -26,9 +26,9 @@ from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import ROLES, LoginAttempt, User, utcnow
+from review.accounts.audit import record
 from review.accounts.sessions import revoke_all
 from review.errors import ReviewError
-from review.labeling.audit import record
 
 _hasher = PasswordHasher()
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,63}$")
@@ -241,7 +241,7 @@ def authenticate(sessions: sessionmaker[Session], username: str, password: str, 
                  now: datetime | None = None) -> User:
     """Return the user or raise LoginRefused; every try is committed for rate limiting, per
     (account, client address) and per account (module docstring). `client` is the address
-    review.addresses resolved."""
+    review.accounts.addresses resolved."""
     username = username.strip().lower()
     if len(username) > MAX_USERNAME or len(password) > MAX_PASSWORD:
         raise LoginRefused(f"Usernames have at most {MAX_USERNAME} characters and passwords at most "

@@ -45,7 +45,7 @@ the next ratings settle the most.
 
 A definitive sentence is never the model's guess: with fewer than three studied levels, with too
 few ratings at the level a sentence rests on, or with an interval wider than half the studied
-range, the status is "not enough ratings" (review.analysis.answer says what to rate next).
+range, the status is "not enough ratings" (review.answer.sentences says what to rate next).
 bench/assurance.py measures the interval's coverage and the bias per truth shape and panel kind.
 """
 
@@ -559,7 +559,7 @@ def curve_groups(df: pd.DataFrame, *, include_simulated: bool = True
 def curves_of(df: pd.DataFrame, options: Options = Options(), *,
               include_simulated: bool = True) -> list[Curve]:
     """Every curve of a study's ratings (`curve_groups`) with at least two rated blur levels
-    (review.analysis.answer names the others)."""
+    (review.answer.sentences names the others)."""
     return [analyse_curve(g, restorer, setting, kind, options)
             for (restorer, setting, kind), g in curve_groups(df, include_simulated=include_simulated)
             if g["blur_level"].nunique() >= 2]

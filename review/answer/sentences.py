@@ -1,5 +1,5 @@
 """The study's answer to "how far can it go?", in plain words and as data: one sentence per
-restorer, setting and blur kind from review.analysis.boundary, how many ratings it rests on (and
+restorer, setting and blur kind from review.answer.boundary, how many ratings it rests on (and
 how many of them are simulated), and the next blur levels worth rating. Renderings: a JSON-safe
 dict (curves, the monotone curve's band, boundary, proposals), Markdown (CLI `answer`, the HTML
 report), and a tidy table for CSV export.
@@ -7,13 +7,16 @@ report), and a tidy table for CSV export.
 
 from __future__ import annotations
 
+import html
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from review.analysis.boundary import MIN_ITEMS, MIN_RATINGS, Curve, Options, curve_groups, curves_of
+from review.analysis.export import frame_csv
+from review.answer.boundary import MIN_ITEMS, MIN_RATINGS, Curve, Options, curve_groups, curves_of
 
 #: How each blur kind's level reads in a sentence.
 KIND_WORDS = {"motion_line": "motion blur (line length)", "camera_shake": "camera shake",
@@ -234,3 +237,30 @@ def curves_frame(answer: Answer) -> pd.DataFrame:
                 "simulated_in_curve": c.simulated_ratings,
             })
     return pd.DataFrame(rows)
+
+
+def answer_html(answer: Answer) -> list[str]:
+    """The answer's sections of the HTML report (escaped), for review.analysis.html_report."""
+    from review.analysis.html_report import html_table
+
+    parts = ["<h2 id='answer'>How far can it go?</h2>"]
+    parts += [f"<p>{html.escape(sentence)}</p>"
+              for c in answer.curves for sentence in sentences(c, answer.options)]
+    if answer.simulated_ratings:
+        parts.append(f"<div class='warn'>{answer.simulated_ratings} of these {answer.ratings} ratings "
+                     "come from a SIMULATED panel, not from people.</div>")
+    parts.append(html_table(curves_frame(answer)) if answer.curves else
+                 "<p class='note'>No answer yet: no restorer has ratings at two or more blur levels.</p>")
+    if (left_out := one_level_words(answer)) is not None:
+        parts.append(f"<p class='note'>{html.escape(left_out)}</p>")
+    return parts
+
+
+def answer_json(answer: Answer) -> str:
+    """The study's answer (curves, fitted band, boundaries, proposals) as JSON."""
+    return json.dumps(answer_dict(answer), indent=2, ensure_ascii=False, allow_nan=False)
+
+
+def answer_csv(answer: Answer) -> bytes:
+    """The study's curves and boundaries, one row per observed blur level, as CSV."""
+    return frame_csv(curves_frame(answer))

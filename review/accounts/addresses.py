@@ -1,4 +1,4 @@
-"""The client address that login throttling counts by (review.users), from the connection and
+"""The client address that login throttling counts by (review.accounts.users), from the connection and
 its `X-Forwarded-For` header.
 
 A forwarded address is believed only from a trusted proxy (REVIEW_TRUSTED_PROXIES, addresses or
