@@ -497,7 +497,7 @@ class StudyClosure(Base):
 
 
 class AuditEntry(Base):
-    """Who did what and when (review.labeling.audit): written in the same transaction as the action
+    """Who did what and when (review.accounts.audit): written in the same transaction as the action
     it records, so the log never shows something that did not happen. Rows are only ever added."""
 
     __tablename__ = "audit_log"
