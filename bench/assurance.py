@@ -37,7 +37,7 @@ neither design reaches 90 % within 2 px at 180 items.)
 Seeds: the estimator's rules (items as the unit, the logit-scale crossing, the cliff rule, the
 design effect pooled over levels weighted towards h (DESIGN_NEAR = 0.15), SPREAD = 3/4,
 percentile rather than bias-corrected or basic intervals) were tuned on seeds 0 and 2 (`--seed 0`,
-`--seed 2`); the figures in the README are
+`--seed 2`); the figures in docs/benchmarks.md are
 from the default seed 1, which was not used for tuning. `--part coverage` runs part 1 alone.
 
 Run: .venv/bin/python bench/assurance.py [--runs 200] [--truths 60] [--seed 1] [--jobs N]

@@ -193,7 +193,7 @@ def _busy_message(holder: str) -> str:
     waited = SQLITE_BUSY_TIMEOUT_MS * SQLITE_BEGIN_ATTEMPTS // 1000
     return (f"The database is busy: {holder} kept it locked for more than {waited} s, so nothing "
             "was saved. Try again in a moment; if this keeps happening, look for a stuck "
-            "`python -m review` process or move the lab to PostgreSQL (README, Team deployment).")
+            "`python -m review` process or move the lab to PostgreSQL (docs/operations.md, Team deployment).")
 
 
 def open_lab(settings: Settings | None = None, *, migrate: bool = False) -> Lab:
@@ -207,8 +207,8 @@ def open_lab(settings: Settings | None = None, *, migrate: bool = False) -> Lab:
         except MigrationRefused as exc:
             raise SchemaUpgradeRefused(
                 f"{exc}\nThe database at {settings.database_url.render_as_string()} stays at schema "
-                f"revision {before or 'none'}. Once those rows are fixed (README, \"Data guarantees\", "
-                "says what each rule asks), run `python -m review init` again.") from exc
+                f"revision {before or 'none'}. Once those rows are fixed (docs/architecture.md, "
+                "\"Data guarantees\", says what each rule asks), run `python -m review init` again.") from exc
     else:
         current = current_revision(engine)
         if current != head_revision():

@@ -41,8 +41,8 @@ def test_reviewer_rates_five_items_with_the_keyboard(tmp_path, chromium, lab, se
             page.get_by_text(f"Your score: {score} ·").wait_for()
             wait_idle(page)
             if k == 2:
-                # The README's screenshot is refreshed only on request, so a test run leaves
-                # the working tree clean: REVIEW_UPDATE_SCREENSHOT=1 make test.
+                # The README's screenshot (docs/rating_page.png) is refreshed only on request, so a test
+                # run leaves the working tree clean: REVIEW_UPDATE_SCREENSHOT=1 make test.
                 shot = SCREENSHOT if os.environ.get("REVIEW_UPDATE_SCREENSHOT") == "1" \
                     else tmp_path / "rating_page.png"
                 shot.parent.mkdir(exist_ok=True)

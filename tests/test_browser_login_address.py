@@ -90,7 +90,7 @@ def test_forged_addresses_buy_no_guesses_and_a_trusted_proxy_names_the_client(ch
         add_user(s, "eve", PASSWORD, "reviewer")
     header = [""]
 
-    # No trusted proxy: a proxy that passes on what each client claims (the README's old nginx
+    # No trusted proxy: a proxy that passes on what each client claims (docs/operations.md's old nginx
     # example) lets every try claim a new address; they are all counted as "local".
     with streamlit_server(settings.data_dir) as app, forwarding_proxy(app, header) as url, \
             chromium_page() as page:

@@ -3,7 +3,7 @@ blurry photo, reads the estimated blur and the study's finding (said to rest on 
 ratings, issue 21), sees the restorations as one row of equal panels without a horizontal scroll,
 and adds the photo to the catalog once (the second add says it is already there). `streamlit run`
 in a subprocess, Debian's Chromium driven by Playwright; never skipped. REVIEW_UPDATE_SCREENSHOT=1
-refreshes the README's docs/try_photo.png.
+refreshes docs/try_photo.png (shown in docs/analysis.md).
 """
 
 from __future__ import annotations

@@ -207,7 +207,7 @@ def test_the_ceiling_counts_unknown_names_too(lab):
 # ----------------------------------------------------------------------------- client addresses
 
 NO_PROXIES = Trust.of_app(())
-LOCAL_PROXY = Trust.of_app(parse_networks("127.0.0.1"))  # the README's nginx on the same machine
+LOCAL_PROXY = Trust.of_app(parse_networks("127.0.0.1"))  # docs/operations.md's nginx on the same machine
 REMOTE_PROXY = Trust.of_app(parse_networks("10.0.0.5"))  # nginx on another machine
 
 
