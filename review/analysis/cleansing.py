@@ -1,0 +1,183 @@
+"""Data cleansing of crowd submissions, in the style of the P.808 and P.910 crowd toolkits.
+
+A submission is one participant's session of items. Each criterion is computed per submission
+and reported with its value and reason, so an admin can read why a submission was left out and
+override it. The outcome follows the P.808 toolkit's split between paying and using:
+
+- **reject**: an attention check (trapping question) was failed; the platform is told why
+  (`rules.rejection_feedback`) and the participant goes on the block list.
+- **accept, do not use**: paid, but its ratings stay out of the analysis: gold accuracy below
+  `gold_min`, straight-lining (score variance below `min_variance`), speeding (median seconds per
+  item below `min_median_seconds`), ITU-R BT.500 observer screening, or (when set) Dawid-Skene accuracy
+  below `ds_min`.
+- **accept and use**: every criterion passed.
+
+Single ratings with |z| >= 3.29 against their item's other ratings (P.808's outlier removal) are
+left out of a used submission one by one and counted. Nothing is deleted: cleansing decides which
+ratings an analysis uses, never which are kept.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+import pandas as pd
+
+from review.analysis.agreement import bt500_screening, dawid_skene, encode_ratings
+
+#: The outcomes a submission can have, from the participant's and the analysis' side.
+ACCEPT_USE = "accept_use"
+ACCEPT_NO_USE = "accept_no_use"
+REJECT = "reject"
+OUTCOMES = (ACCEPT_USE, ACCEPT_NO_USE, REJECT)
+
+#: Item kinds in a submission: live items are analysed; gold items have a known range of right
+#: answers; traps state their right answer in the item itself ("select 2").
+LIVE, GOLD, TRAP = "live", "gold", "trap"
+
+#: The columns a submission table needs (one row per rating).
+COLUMNS = ("submission", "rater", "item", "score", "seconds", "kind", "expected_min", "expected_max")
+
+
+class CleansingError(ValueError):
+    """The ratings cannot be cleansed as given (a missing column, a score off the scale)."""
+
+
+@dataclass(frozen=True)
+class CleansingRules:
+    """Each criterion's threshold; `None` turns a criterion off. Defaults follow P.808's toolkit
+    (gold within one step, every trap right; see each line) and P.910's crowd guidance."""
+
+    max_trap_failures: int | None = 0
+    gold_min: float | None = 0.8  # share of gold items answered within `gold_tolerance`
+    gold_tolerance: int = 1  # scale steps a gold answer may miss its expected range by
+    # straight-lining: variance of a session's live scores. P.808's toolkit uses 0.1; honest sessions
+    # spanning the blur levels vary by well over 1, and 0.25 caught every straight-liner who slips
+    # in a random answer now and then (bench/cleansing.py tuning seeds 200-211).
+    min_variance: float | None = 0.25
+    min_median_seconds: float | None = 2.0  # speeding: median seconds per live item
+    outlier_z: float | None = 3.29  # per rating, |z| against the item's ratings (P.808)
+    bt500: bool = True  # ITU-R BT.500 observer screening over live items
+    # Dawid-Skene accuracy (prior-weighted, 5-point scale): always reported, off by default. With
+    # 20 ratings a participant it does not separate spammers (about 0.25) from careful raters
+    # (about 0.47) well enough: at 0.35 it left 13 % of honest participants out (bench/cleansing.py).
+    ds_min: float | None = None
+    rejection_feedback: str = ("Your answers did not pass the study's attention checks. Please read "
+                               "each item and answer it as the instructions say.")
+
+    def as_dict(self) -> dict[str, object]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class Cleansing:
+    """Per-submission criteria and outcomes, and per-rating use flags."""
+
+    submissions: pd.DataFrame  # one row per submission, every criterion with its value and reason
+    used: pd.Series  # per input row (live ratings only): True when the analysis uses it
+    rules: CleansingRules
+
+    def outcome_counts(self) -> dict[str, int]:
+        counts = self.submissions["outcome"].value_counts()
+        return {o: int(counts.get(o, 0)) for o in OUTCOMES}
+
+    def block_list(self) -> list[str]:
+        """Raters with a rejected submission: not to be invited again."""
+        rejected = self.submissions[self.submissions["outcome"] == REJECT]
+        return sorted(map(str, rejected["rater"].unique()))
+
+
+def _check(df: pd.DataFrame) -> pd.DataFrame:
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise CleansingError(f"The ratings lack the column(s) {', '.join(missing)} that cleansing needs.")
+    bad_kind = sorted(set(df["kind"]) - {LIVE, GOLD, TRAP})
+    if bad_kind:
+        raise CleansingError(f"Unknown item kind(s) {bad_kind}: use {LIVE!r}, {GOLD!r} or {TRAP!r}.")
+    return df.reset_index(drop=True)
+
+
+def _within(score: pd.Series, lo: pd.Series, hi: pd.Series, tolerance: int) -> pd.Series:
+    return (score >= lo - tolerance) & (score <= hi + tolerance)
+
+
+def _outliers(live: pd.DataFrame, z: float) -> pd.Series:
+    """Per live rating: |score - item mean| / item sd >= z, with the item's sd over its ratings
+    (items with fewer than three ratings or no spread hold no outlier)."""
+    grouped = live.groupby("item")["score"]
+    mean, sd, n = grouped.transform("mean"), grouped.transform("std"), grouped.transform("size")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        zscore = (live["score"] - mean).abs() / sd
+    return (n >= 3) & (sd > 0) & (zscore >= z)
+
+
+def _rater_screens(live: pd.DataFrame, rules: CleansingRules) -> pd.DataFrame:
+    """BT.500 rejection and Dawid-Skene accuracy per rater, over every live rating."""
+    out = pd.DataFrame(index=pd.Index(sorted(live["rater"].unique(), key=str), name="rater"))
+    out["bt500_rejected"], out["ds_accuracy"] = False, math.nan
+    if live.empty:
+        return out
+    r = encode_ratings(live[["item", "rater", "score"]])
+    if rules.bt500:
+        screen = bt500_screening(r)
+        out.loc[list(r.raters), "bt500_rejected"] = screen["bt500_rejected"].to_numpy()
+    if r.n_items >= 2:
+        out.loc[list(r.raters), "ds_accuracy"] = dawid_skene(r).rater_accuracy()
+    return out
+
+
+def cleanse(ratings: pd.DataFrame, rules: CleansingRules = CleansingRules()) -> Cleansing:
+    """Every criterion per submission, its outcome and reasons, and which live ratings are used."""
+    df = _check(ratings)
+    live_mask = df["kind"] == LIVE
+    screens = _rater_screens(df[live_mask], rules)
+    rows = []
+    for submission, sub in df.groupby("submission", sort=True):
+        rater = sub["rater"].iloc[0]
+        traps, gold, own = sub[sub["kind"] == TRAP], sub[sub["kind"] == GOLD], sub[sub["kind"] == LIVE]
+        trap_failures = int((~_within(traps["score"], traps["expected_min"], traps["expected_max"], 0)).sum())
+        gold_right = _within(gold["score"], gold["expected_min"], gold["expected_max"], rules.gold_tolerance)
+        gold_accuracy = float(gold_right.mean()) if len(gold) else math.nan
+        variance = float(own["score"].var(ddof=0)) if len(own) else math.nan
+        median_s = float(own["seconds"].median()) if len(own) else math.nan
+        screen = screens.loc[rater] if rater in screens.index else None
+        bt500 = bool(screen["bt500_rejected"]) if screen is not None else False
+        ds = float(screen["ds_accuracy"]) if screen is not None else math.nan
+        reasons: list[str] = []
+        reject = rules.max_trap_failures is not None and trap_failures > rules.max_trap_failures
+        if reject:
+            reasons.append(f"failed {trap_failures} of {len(traps)} attention checks")
+        if rules.gold_min is not None and len(gold) and gold_accuracy < rules.gold_min:
+            reasons.append(f"gold accuracy {gold_accuracy:.0%} below {rules.gold_min:.0%}")
+        if rules.min_variance is not None and len(own) > 1 and variance < rules.min_variance:
+            reasons.append(f"straight-lining: score variance {variance:.2f} below {rules.min_variance}")
+        if rules.min_median_seconds is not None and len(own) and median_s < rules.min_median_seconds:
+            reasons.append(f"speeding: median {median_s:.1f} s per item, below {rules.min_median_seconds} s")
+        if bt500:
+            reasons.append("rejected by ITU-R BT.500 observer screening")
+        if rules.ds_min is not None and not math.isnan(ds) and ds < rules.ds_min:
+            reasons.append(f"Dawid-Skene accuracy {ds:.2f} below {rules.ds_min}")
+        outcome = REJECT if reject else ACCEPT_NO_USE if reasons else ACCEPT_USE
+        rows.append({"submission": submission, "rater": rater, "live_items": len(own),
+                     "traps": len(traps), "trap_failures": trap_failures, "gold_items": len(gold),
+                     "gold_accuracy": gold_accuracy, "score_variance": variance,
+                     "median_seconds": median_s, "bt500_rejected": bt500, "ds_accuracy": ds,
+                     "outcome": outcome,
+                     "reasons": "; ".join(reasons),
+                     "platform_feedback": rules.rejection_feedback if reject else ""})
+    submissions = pd.DataFrame(rows, columns=[
+        "submission", "rater", "live_items", "traps", "trap_failures", "gold_items", "gold_accuracy",
+        "score_variance", "median_seconds", "bt500_rejected", "ds_accuracy",
+        "outcome", "reasons", "platform_feedback"])
+    # P.808 removes outlying ratings among the used submissions only (a spammer's scores would
+    # otherwise widen every item's spread and hide them).
+    use_sub = set(submissions.loc[submissions["outcome"] == ACCEPT_USE, "submission"])
+    used = live_mask & df["submission"].isin(use_sub)
+    outlier = pd.Series(False, index=df.index)
+    if rules.outlier_z is not None and used.any():
+        outlier.loc[used[used].index] = _outliers(df[used], rules.outlier_z)
+    counts = outlier.groupby(df["submission"]).sum()
+    submissions.insert(11, "outlier_ratings", submissions["submission"].map(counts).fillna(0).astype(int))
+    return Cleansing(submissions, used & ~outlier, rules)
