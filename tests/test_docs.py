@@ -311,3 +311,46 @@ def test_the_link_check_sees_a_missing_file_and_a_missing_heading():
             "[d](docs/cli.md#no-such-heading) [e](#here) [f](#there) [g](https://example.org/x)\n"
             "## Here\n")
     assert broken_links(README, text) == ["docs/nope.md", "docs/cli.md#no-such-heading", "#there"]
+
+
+FILE_SUFFIXES = {"db", "dump", "json", "csv", "log", "md", "png", "py"}
+
+
+def dead_references(markdown: str) -> list[str]:
+    """Paths (`review/...`, `db/...`, `bench/...`, `tests/...`, `guidelines/...`, globs allowed)
+    and dotted names (`review.answer.sentences.answer_csv`) the Markdown names that do not exist;
+    a dotted name is found in its module's source, without importing it."""
+    dead = []
+    for ref in re.findall(r"(?<![\w/.$<-])((?:review|db|bench|tests|guidelines)/[\w/.*-]*)", markdown):
+        ref = ref.rstrip(".,/")
+        if not list(ROOT.glob(ref)):
+            dead.append(ref)
+    for dotted in re.findall(r"(?<![\w./])(review(?:\.\w+)+)", markdown):
+        parts = dotted.split(".")
+        if parts[-1] in FILE_SUFFIXES:  # a file name such as review.dump, not a module
+            continue
+        for cut in range(len(parts), 0, -1):
+            base = ROOT.joinpath(*parts[:cut])
+            source = base.with_suffix(".py") if base.with_suffix(".py").is_file() else base / "__init__.py"
+            if source.is_file() or base.is_dir():
+                break
+        rest = parts[cut:]
+        if len(rest) > 1 or (rest and not (source.is_file() and re.search(
+                rf"^\s*(?:def|class|async def)\s+{rest[0]}\b|^{rest[0]}\s*[:=]",
+                source.read_text(encoding="utf-8"), re.M))):
+            dead.append(dotted)
+    return dead
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=doc_id)
+def test_every_path_and_name_a_page_names_exists(doc):
+    assert dead_references(doc.read_text(encoding="utf-8")) == []
+
+
+def test_the_reference_check_sees_a_moved_module_and_a_renamed_function():
+    assert dead_references("`review/answer/boundary.py`, `tests/support*.py`, `review.dump`, "
+                           "`review.answer.sentences.answer_csv`, `review.accounts.sessions`") == []
+    assert dead_references("`review/analysis/boundary.py` and `review.analysis.export.answer_csv`, "
+                           "`review.answer.sentences.answer_tsv`") == [
+        "review/analysis/boundary.py", "review.analysis.export.answer_csv",
+        "review.answer.sentences.answer_tsv"]
