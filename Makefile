@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 8501
 LANES_SKIPPED_BY_TEST_FAST := not browser and not postgres and not sd15 and not slow
 
-.PHONY: help install lock run test test-fast lint bench browser-deps clean
+.PHONY: help install lock run test test-fast test-db lint bench browser-deps clean
 
 help:
 	@echo "make install    create .venv, install requirements.lock (hash-checked), then this project (editable)"
@@ -14,6 +14,7 @@ help:
 	@echo "make run        install, initialise the database with the demo study, start the app on :$(PORT)"
 	@echo "make test       install, then run every test lane"
 	@echo "make test-fast  run the tests outside the browser, postgres, sd15 and slow lanes (about 1.5 min)"
+	@echo "make test-db    run the postgres lane alone: PostgreSQL's hot path against the ORM path, row for row"
 	@echo "make lint       ruff check"
 	@echo "make bench      run the benchmarks in bench/"
 
@@ -57,8 +58,14 @@ test-fast: install
 	$(BIN)/python -m pytest -q -n 2 -m "$(LANES_SKIPPED_BY_TEST_FAST)" --ignore-glob='tests/test_sd15*' \
 	  --ignore=tests/test_browser.py
 
+# The postgres lane alone, on a throwaway cluster: the only lane that compares the hot path's SQL
+# (review/labeling/hotpath.py) with the ORM path; run it after changing either.
+test-db: install
+	$(BIN)/python -m pytest -q -m postgres
+
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: install
 	@for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
