@@ -1,5 +1,6 @@
 """The data model, as it flows: source image -> degraded image -> restoration -> study item ->
-assignment -> rating -> QA sample -> QA verdict; plus users, guideline versions and generation jobs.
+assignment -> rating -> QA sample -> QA verdict; plus users, guideline versions, generation jobs and
+rater pools with their crowd participants.
 
 Invariants live in the schema, not only in Python: foreign keys, check constraints on enums, score
 ranges, counters and booleans, and a partial unique index that allows one *active* rating per (item,
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import numbers
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -37,6 +39,24 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from db.vocabulary import (
+    SLOT_FREE,
+    SLOT_HOLDING,
+    AssignmentStatus,
+    BlurKind,
+    CleansingOutcome,
+    JobStatus,
+    ParticipantStage,
+    PoolKind,
+    PoolStatus,
+    ProbePhase,
+    RatingSource,
+    Role,
+    Verdict,
+    WorkItemState,
+    sql_list,
+)
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -45,21 +65,14 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-ROLES = ("admin", "reviewer", "qa")
-BLUR_KINDS = ("motion_line", "camera_shake", "defocus", "gaussian", "real", "none")
-JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
-WORK_ITEM_STATES = ("pending", "claimed", "done", "failed")
-ASSIGNMENT_STATUSES = ("leased", "done", "skipped", "expired")
-QA_VERDICTS = ("accept", "reject", "correct")
-RATING_SOURCES = ("reviewer", "qa")
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+def _in(column: str, values: type[StrEnum]) -> str:
+    return f"{column} IN ({sql_list(values)})"
 
 
 class Base(DeclarativeBase):
@@ -91,7 +104,7 @@ class WholeNumber(TypeDecorator[int]):
 
 class User(Base):
     __tablename__ = "users"
-    __table_args__ = (CheckConstraint(_in("role", ROLES), name="role"),)
+    __table_args__ = (CheckConstraint(_in("role", Role), name="role"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
@@ -175,7 +188,7 @@ class DegradedImage(Base):
 
     __tablename__ = "degraded_images"
     __table_args__ = (
-        CheckConstraint(_in("kind", BLUR_KINDS), name="kind"),
+        CheckConstraint(_in("kind", BlurKind), name="kind"),
         CheckConstraint("level IS NULL OR level >= 0", name="level_nonneg"),
         UniqueConstraint("source_id", "recipe_key", name="uq_degraded_recipe"),
     )
@@ -291,6 +304,8 @@ class StudyReviewer(Base):
     # Where the reviewer's next scan of the study order begins (review.labeling.assignment); NULL =
     # their starting offset.
     queue_cursor: Mapped[int | None] = mapped_column(Integer)
+    # The rater pool the reviewer rates for (migration 0014); NULL = the study's in-house team.
+    pool_id: Mapped[int | None] = mapped_column(ForeignKey("rater_pools.id"), index=True)
 
 
 class StudyItem(Base):
@@ -317,6 +332,10 @@ class StudyItem(Base):
     expected_min: Mapped[int | None] = mapped_column(Integer)
     expected_max: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+    # A training example for crowd participants (migration 0014): shown before live items with its
+    # expected range and the guideline's reason, never handed out as a live item.
+    is_training: Mapped[bool] = mapped_column(_bool("is_training"), default=False, server_default=false())
+    training_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
 
     study: Mapped[Study] = relationship()
     restoration: Mapped[Restoration] = relationship()
@@ -328,21 +347,21 @@ class Assignment(Base):
     __tablename__ = "assignments"
     __table_args__ = (
         UniqueConstraint("item_id", "reviewer_id", name="uq_assignment_item_reviewer"),
-        CheckConstraint(_in("status", ASSIGNMENT_STATUSES), name="status"),
+        CheckConstraint(_in("status", AssignmentStatus), name="status"),
         # The reviewer's live lease is found without reading their whole history.
         Index("ix_assignments_reviewer_status", "reviewer_id", "status"),
         # An item has raters_per_item slots (0, 1, ...; a trigger keeps them below it), each held by
         # at most one leased or finished assignment: the schema itself refuses an over-filled item.
         Index("uq_assignments_item_slot", "item_id", "slot", unique=True),
         CheckConstraint("slot IS NULL OR slot >= 0", name="slot_nonneg"),
-        CheckConstraint("(status IN ('leased', 'done') AND slot IS NOT NULL) OR "
-                        "(status IN ('skipped', 'expired') AND slot IS NULL)", name="slot_when_live"),
+        CheckConstraint(f"(status IN ({sql_list(SLOT_HOLDING)}) AND slot IS NOT NULL) OR "
+                        f"(status IN ({sql_list(SLOT_FREE)}) AND slot IS NULL)", name="slot_when_live"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("study_items.id", ondelete="CASCADE"))
     reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-    status: Mapped[str] = mapped_column(String(16), default="leased")
+    status: Mapped[str] = mapped_column(String(16), default=AssignmentStatus.LEASED.value)
     leased_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
     lease_expires_at: Mapped[datetime | None] = mapped_column(TS)
     completed_at: Mapped[datetime | None] = mapped_column(TS)
@@ -359,7 +378,7 @@ class Rating(Base):
     __tablename__ = "ratings"
     __table_args__ = (
         CheckConstraint("score >= 1 AND score <= 10", name="score_range"),
-        CheckConstraint(_in("source", RATING_SOURCES), name="source"),
+        CheckConstraint(_in("source", RatingSource), name="source"),
         CheckConstraint("time_taken_ms IS NULL OR time_taken_ms >= 0", name="time_nonneg"),
         Index(
             "uq_ratings_one_active",
@@ -375,7 +394,7 @@ class Rating(Base):
     item_id: Mapped[int] = mapped_column(ForeignKey("study_items.id", ondelete="CASCADE"), index=True)
     reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-    source: Mapped[str] = mapped_column(String(16), default="reviewer")
+    source: Mapped[str] = mapped_column(String(16), default=RatingSource.REVIEWER.value)
     score: Mapped[int] = mapped_column(WholeNumber)
     flags: Mapped[list[Any]] = mapped_column(default=list)
     comment: Mapped[str] = mapped_column(Text, default="")
@@ -393,9 +412,9 @@ class Rating(Base):
 class QAVerdict(Base):
     __tablename__ = "qa_verdicts"
     __table_args__ = (
-        CheckConstraint(_in("verdict", QA_VERDICTS), name="verdict"),
+        CheckConstraint(_in("verdict", Verdict), name="verdict"),
         CheckConstraint(
-            "verdict != 'correct' OR corrected_rating_id IS NOT NULL", name="correct_has_rating"
+            f"verdict != '{Verdict.CORRECT}' OR corrected_rating_id IS NOT NULL", name="correct_has_rating"
         ),
     )
 
@@ -428,14 +447,14 @@ class GenerationJob(Base):
 
     __tablename__ = "generation_jobs"
     __table_args__ = (
-        CheckConstraint(_in("status", JOB_STATUSES), name="status"),
+        CheckConstraint(_in("status", JobStatus), name="status"),
         CheckConstraint("progress_done >= 0 AND progress_done <= progress_total", name="progress"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id", ondelete="SET NULL"))
     plan: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED.value)
     progress_done: Mapped[int] = mapped_column(Integer, default=0)
     progress_total: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
@@ -464,9 +483,10 @@ class GenerationWorkItem(Base):
 
     __tablename__ = "generation_work_items"
     __table_args__ = (
-        CheckConstraint(_in("state", WORK_ITEM_STATES), name="state"),
+        CheckConstraint(_in("state", WorkItemState), name="state"),
         CheckConstraint("units >= 1 AND attempts >= 0", name="counts"),
-        CheckConstraint("state <> 'claimed' OR (lease_owner IS NOT NULL AND lease_expires_at IS NOT NULL)",
+        CheckConstraint(f"state <> '{WorkItemState.CLAIMED}' OR "
+                        "(lease_owner IS NOT NULL AND lease_expires_at IS NOT NULL)",
                         name="claimed_has_lease"),
         UniqueConstraint("job_id", "position", name="uq_work_item_position"),
     )
@@ -476,7 +496,7 @@ class GenerationWorkItem(Base):
     position: Mapped[int] = mapped_column(Integer)  # index of the unit group in the expanded plan
     item_key: Mapped[str] = mapped_column(String(200))
     units: Mapped[int] = mapped_column(Integer, default=1)
-    state: Mapped[str] = mapped_column(String(16), default="pending")
+    state: Mapped[str] = mapped_column(String(16), default=WorkItemState.PENDING.value)
     lease_owner: Mapped[str | None] = mapped_column(String(128))  # host:pid@start; kept once finished
     lease_expires_at: Mapped[datetime | None] = mapped_column(TS)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -529,3 +549,139 @@ class ItemSettlement(Base):
     consensus_score: Mapped[int | None] = mapped_column(WholeNumber)
     note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+
+
+# --------------------------------------------------------------------------------------------
+# Rater pools and crowd studies (migration 0014)
+# --------------------------------------------------------------------------------------------
+
+
+class RaterPool(Base):
+    """A study's group of raters from one provider (in-house team, annotation company, crowd
+    platform), with what its link, flow and pay need. Crowd settings (viewing check, training,
+    qualification, traps, session length) are in `settings` (review.labeling.pools.PoolSettings)."""
+
+    __tablename__ = "rater_pools"
+    __table_args__ = (
+        UniqueConstraint("study_id", "name", name="uq_rater_pool_study_name"),
+        CheckConstraint(_in("kind", PoolKind), name="kind"),
+        CheckConstraint(_in("status", PoolStatus), name="status"),
+        CheckConstraint("quota IS NULL OR quota >= 1", name="quota_pos"),
+        CheckConstraint("pay_per_item >= 0 AND pay_per_session >= 0", name="pay_nonneg"),
+        CheckConstraint("link_version >= 1", name="link_version_pos"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(16), default=PoolKind.IN_HOUSE.value)
+    status: Mapped[str] = mapped_column(String(16), default=PoolStatus.OPEN.value)
+    # The platform whose participant parameters the link reads (review.labeling.pools.PLATFORMS).
+    platform: Mapped[str] = mapped_column(String(32), default="plain")
+    quota: Mapped[int | None] = mapped_column(Integer)  # participants admitted; NULL = no limit
+    pay_per_item: Mapped[float] = mapped_column(Float, default=0.0)
+    pay_per_session: Mapped[float] = mapped_column(Float, default=0.0)
+    currency: Mapped[str] = mapped_column(String(8), default="USD")
+    completion_code: Mapped[str] = mapped_column(String(64), default="")
+    screened_out_code: Mapped[str] = mapped_column(String(64), default="")
+    no_places_code: Mapped[str] = mapped_column(String(64), default="")
+    return_url: Mapped[str] = mapped_column(String(500), default="")
+    # Raised to void every link given out so far (a leaked link).
+    link_version: Mapped[int] = mapped_column(Integer, default=1)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+
+
+class Participant(Base):
+    """A pseudonymous crowd participant: their account (role participant, no password), their pool,
+    the platform id as a keyed hash (the same id returning finds this row), the ids the platform's
+    approve/reject export needs, and where they are in the flow."""
+
+    __tablename__ = "participants"
+    __table_args__ = (
+        UniqueConstraint("pool_id", "platform_id_hash", name="uq_participant_pool_platform_id"),
+        CheckConstraint(_in("stage", ParticipantStage), name="stage"),
+        CheckConstraint("viewing_attempts >= 0", name="viewing_attempts_nonneg"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), unique=True)
+    pool_id: Mapped[int] = mapped_column(ForeignKey("rater_pools.id"), index=True)
+    platform_id_hash: Mapped[str] = mapped_column(String(64))
+    export_ids: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    stage: Mapped[str] = mapped_column(String(16), default=ParticipantStage.CONSENT.value)
+    consent_at: Mapped[datetime | None] = mapped_column(TS)
+    viewing_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The code shown at the end (completion or screened out): shown again, never a second one.
+    end_code: Mapped[str] = mapped_column(String(64), default="")
+    joined_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(TS)
+
+
+class ParticipantProbe(Base):
+    """An answer that is not a rating (viewing check, training, qualification, trap): kept to score
+    the participant and to explain a decision, never part of the analysis."""
+
+    __tablename__ = "participant_probes"
+    __table_args__ = (
+        UniqueConstraint("participant_id", "phase", "probe_key", name="uq_probe_participant_phase_key"),
+        CheckConstraint(_in("phase", ProbePhase), name="phase"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id", ondelete="CASCADE"), index=True)
+    phase: Mapped[str] = mapped_column(String(16))
+    probe_key: Mapped[str] = mapped_column(String(100))  # a study item id, a trap's key, a check's name
+    position: Mapped[int] = mapped_column(Integer, default=0)  # where in the live queue (traps)
+    answer: Mapped[int | None] = mapped_column(Integer)
+    expected_min: Mapped[int | None] = mapped_column(Integer)
+    expected_max: Mapped[int | None] = mapped_column(Integer)
+    correct: Mapped[bool | None] = mapped_column(Boolean(create_constraint=True, name="correct_bool"))
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    shown_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+    answered_at: Mapped[datetime | None] = mapped_column(TS)
+
+
+class CleansingDecision(Base):
+    """Data cleansing's outcome for one participant's submission, automatic or an admin's override.
+    Rows are only added: the newest one is the decision, earlier ones are its history."""
+
+    __tablename__ = "cleansing_decisions"
+    __table_args__ = (CheckConstraint(_in("outcome", CleansingOutcome), name="outcome"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+    reasons: Mapped[str] = mapped_column(Text, default="")
+    criteria: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # NULL = automatic
+    created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+
+
+class BlockedParticipant(Base):
+    """A platform id (keyed hash) not to admit again, in any pool of the lab."""
+
+    __tablename__ = "blocked_participants"
+    __table_args__ = (UniqueConstraint("platform", "platform_id_hash", name="uq_blocked_platform_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    platform_id_hash: Mapped[str] = mapped_column(String(64))
+    participant_id: Mapped[int | None] = mapped_column(ForeignKey("participants.id"))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    blocked_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
+
+
+class LinkOpen(Base):
+    """Each opening of a recruitment link, kept to slow one browser or address opening it with new
+    ids faster than the pool allows (code farming)."""
+
+    __tablename__ = "link_opens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pool_id: Mapped[int] = mapped_column(ForeignKey("rater_pools.id", ondelete="CASCADE"))
+    address: Mapped[str] = mapped_column(String(64), index=True)
+    admitted: Mapped[bool] = mapped_column(Boolean(create_constraint=True, name="admitted_bool"))
+    created_at: Mapped[datetime] = mapped_column(TS, default=utcnow, index=True)
+
