@@ -28,7 +28,17 @@ ACTIONS = (
     "study.create", "study.edit", "study.close", "study.reopen", "study.settle",
     "settings.change", "guideline.assign", "guideline.experiment",
     "user.create", "user.deactivate", "user.activate", "user.role", "user.password_reset",
+    "pool.create", "pool.edit", "pool.open", "pool.close", "pool.void_links",
+    "participant.join", "cleansing.decide", "cleansing.override", "participant.block",
 )
+#: The log's column limits (db/models.py): `record` cuts an entry's actor and target to them, and
+#: so does the hot path's SQL (review/labeling/hotpath.py).
+ACTOR_MAX: int = AuditEntry.__table__.c.actor.type.length
+TARGET_MAX: int = AuditEntry.__table__.c.target.type.length
+#: A rating's entry (submit, supersede, withdraw): its target names the item, its details are
+#: these keys in this order (`rating_details`); the hot path's SQL writes the same JSON text.
+ITEM_TARGET = "item "
+RATING_DETAILS = ("study", "score", "rating")
 MAX_ROWS = 10_000  # per CSV download: narrow the filters for older entries
 PAGE_ROWS = 200  # per page on screen
 #: A spreadsheet runs a cell that starts with one of these as a formula (OWASP CSV injection).
@@ -48,10 +58,16 @@ def record(session: Session, action: str, *, actor_id: int | None = None, actor:
     if not actor:
         user = session.get(User, actor_id) if actor_id is not None else None
         actor = user.username if user is not None else "system"
-    entry = AuditEntry(actor_id=actor_id, actor=actor[:64], action=action, target=target[:200],
-                       details=details)
+    entry = AuditEntry(actor_id=actor_id, actor=actor[:ACTOR_MAX], action=action,
+                       target=target[:TARGET_MAX], details=details)
     session.add(entry)
     return entry
+
+
+def rating_details(item_id: int, study: str, score: int, rating_id: int) -> dict[str, Any]:
+    """The target and details of a rating's entry, as `record` takes them (RATING_DETAILS)."""
+    return {"target": f"{ITEM_TARGET}{item_id}",
+            **dict(zip(RATING_DETAILS, (study, score, rating_id), strict=True))}
 
 
 @dataclass(frozen=True)
