@@ -121,12 +121,10 @@ class Trust:
         return any(ip in n for n in self.networks)
 
     def covers(self, network: Network) -> bool:
-        return any(network.version == n.version and network.subnet_of(n)  # type: ignore[arg-type]
-                   for n in self.networks)
+        return any(_subnet_of(network, n) for n in self.networks)
 
     def overlaps(self, network: Network) -> bool:
-        return any(network.version == n.version and network.overlaps(n)  # type: ignore[arg-type]
-                   for n in self.networks)
+        return any(network.version == n.version and network.overlaps(n) for n in self.networks)
 
 
 def forwarded_client(peer: str, chain: Sequence[str], trusted: Trust) -> str:
@@ -189,5 +187,11 @@ def _from_server_trusted(chain: Sequence[str], trusted: Trust, server: Trust) ->
 
 
 def _is_loopback(network: Network) -> bool:
-    return any(network.version == n.version and network.subnet_of(n)  # type: ignore[arg-type]
-               for n in LOOPBACK)
+    return any(_subnet_of(network, n) for n in LOOPBACK)
+
+
+def _subnet_of(inner: Network, outer: Network) -> bool:
+    """Whether ``inner`` lies in ``outer``; False across IP versions, where subnet_of raises."""
+    if isinstance(inner, ipaddress.IPv4Network):
+        return isinstance(outer, ipaddress.IPv4Network) and inner.subnet_of(outer)
+    return isinstance(outer, ipaddress.IPv6Network) and inner.subnet_of(outer)

@@ -114,7 +114,7 @@ class Coef:
 
     def to_dict(self) -> dict[str, Any]:
         """The report form: ``{value, ci95, n_items}`` or ``{value: None, reason}``."""
-        if not self.ok:
+        if self.value is None or not self.ok:
             return {"value": None, "reason": self.reason or "not computable from these data"}
         ci = None
         if self.ci95 is not None and all(math.isfinite(x) for x in self.ci95):
@@ -1133,12 +1133,12 @@ def gold_of(df: pd.DataFrame, r: Ratings) -> GoldResult | None:
     if "is_gold" not in df.columns or not {"expected_min", "expected_max"} & set(df.columns):
         return None
     unbounded = np.full(r.n_ratings, np.nan)
-    bounds = [r.column(df, c) if c in df.columns else unbounded for c in ("expected_min", "expected_max")]
+    lo, hi = (r.column(df, c) if c in df.columns else unbounded for c in ("expected_min", "expected_max"))
     score = r.score
     if OWN_SCORE in df.columns:
         own = pd.to_numeric(pd.Series(r.column(df, OWN_SCORE)), errors="coerce").to_numpy(np.float64)
         score = np.where(np.isnan(own), score, own)
-    return gold_correct(r, r.column(df, "is_gold"), *bounds, score)
+    return gold_correct(r, r.column(df, "is_gold"), lo, hi, score)
 
 
 #: scipy.stats.norm.isf(0.025), as statsmodels' Wilson interval takes it (one ulp above Z95)
@@ -1148,8 +1148,13 @@ _WILSON_Z = float(-special.ndtri(0.025))
 def wilson_ci(successes: int, n: int) -> tuple[float, float] | None:
     """Wilson score 95% interval of a proportion (as statsmodels computes it); None for n = 0,
     where a share is undefined (callers show "—", JSON gets null, never NaN)."""
+    return wilson_interval(successes, n) if n > 0 else None
+
+
+def wilson_interval(successes: int, n: int) -> tuple[float, float]:
+    """`wilson_ci` where the caller knows ``n >= 1``, so the interval always exists."""
     if n <= 0:
-        return None
+        raise ValueError(f"a Wilson interval needs at least one trial, got n = {n}")
     # statsmodels' proportion_confint(successes, n, alpha=0.05, method="wilson"), step for step
     q, crit2 = successes / n, _WILSON_Z**2
     denom = 1 + crit2 / n
@@ -1168,7 +1173,7 @@ def compare_proportions(success_a: int, n_a: int, success_b: int, n_b: int) -> C
     # statsmodels' confint_proportions_2indep(..., method="newcomb", compare="diff")
     p1, p2 = success_a / n_a, success_b / n_b
     diff = p1 - p2
-    (low1, upp1), (low2, upp2) = wilson_ci(success_a, n_a), wilson_ci(success_b, n_b)
+    (low1, upp1), (low2, upp2) = wilson_interval(success_a, n_a), wilson_interval(success_b, n_b)
     lo = diff - math.sqrt((p1 - low1) ** 2 + (upp2 - p2) ** 2)
     hi = diff + math.sqrt((p2 - low2) ** 2 + (upp1 - p1) ** 2)
     return Coef(float(diff), n_a + n_b, (float(lo), float(hi)))

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from db.models import GuidelineVersion, QAVerdict, Rating, Study, StudyItem, StudyReviewer
 from review.analysis import agreement as ag
 from review.analysis.export import GUIDELINE_LABEL, ratings_frame
+from review.enums import RatingSource
 from review.labeling.qa import live_sample
 
 #: What gold accuracy can be broken down by (the ratings table calls a reviewer its "rater").
@@ -45,7 +46,7 @@ def gold_accuracy_frame(df: pd.DataFrame, by: str, scale: Sequence[int] = (1, 5)
     rows = []
     for key, group in frame.groupby(by, sort=True):
         n, k = len(group), int(group["within"].sum())
-        lo, hi = ag.wilson_ci(k, n)  # a group has at least one rating
+        lo, hi = ag.wilson_interval(k, n)  # a group has at least one rating
         rows.append({by: key, "n": n, "within": k, "accuracy": k / n, "ci_low": lo, "ci_high": hi})
     return pd.DataFrame(rows, columns=columns)
 
@@ -54,7 +55,7 @@ def gold_accuracy(session: Session, study_id: int, by: str) -> pd.DataFrame:
     """Gold accuracy of a study's active ratings per reviewer, guideline version or QA cohort
     (see gold_accuracy_frame): what the Studies page (per reviewer) and the QA page (per cohort)
     show, and what the Analysis page's report gives per rater."""
-    study = session.get(Study, study_id)
+    study = session.get_one(Study, study_id)
     df = ratings_frame(session, study, gold_only=True)
     return gold_accuracy_frame(df, by, (study.scale_min, study.scale_max))
 
@@ -77,9 +78,10 @@ def qa_summary(session: Session, study_id: int) -> pd.DataFrame:
         stats[key]["reviewers"] += 1
     reviewer_ratings = session.execute(
         select(Rating.id, Rating.reviewer_id, Rating.active).join(StudyItem, StudyItem.id == Rating.item_id)
-        .where(StudyItem.study_id == study_id, Rating.source == "reviewer")
+        .where(StudyItem.study_id == study_id, Rating.source == RatingSource.REVIEWER)
     ).all()
-    owner = {rid: reviewer for rid, reviewer, _active in reviewer_ratings}
+    cohort_of_rating = {rid: cohort_of[reviewer] for rid, reviewer, _active in reviewer_ratings
+                        if reviewer in cohort_of}
     for _rid, reviewer, active in reviewer_ratings:
         if active and reviewer in cohort_of:
             stats[cohort_of[reviewer]]["ratings"] += 1
@@ -90,19 +92,19 @@ def qa_summary(session: Session, study_id: int) -> pd.DataFrame:
     ).all()
     corrected_scores = dict(session.execute(select(Rating.id, Rating.score).where(
         Rating.id.in_([v.corrected_rating_id for v in verdicts if v.corrected_rating_id is not None]))).all())
-    sampled, _judged = live_sample(session, session.get(Study, study_id))
+    sampled, _judged = live_sample(session, session.get_one(Study, study_id))
     for rid in sampled:
-        key = cohort_of.get(owner.get(rid))
-        if key is not None:
-            stats[key]["sampled"] += 1
+        cohort = cohort_of_rating.get(rid)
+        if cohort is not None:
+            stats[cohort]["sampled"] += 1
     names = {"accept": "accepted", "reject": "rejected", "correct": "corrected"}
     for rating_id, verdict, score, corrected_id in verdicts:
-        key = cohort_of.get(owner.get(rating_id))
-        if key is None:
+        cohort = cohort_of_rating.get(rating_id)
+        if cohort is None:
             continue
-        stats[key][names[verdict]] += 1
+        stats[cohort][names[verdict]] += 1
         if corrected_id is not None:
-            stats[key]["_corrections"].append(abs(corrected_scores[corrected_id] - score))
+            stats[cohort]["_corrections"].append(abs(corrected_scores[corrected_id] - score))
     rows = []
     for row in stats.values():
         corrections = row.pop("_corrections")

@@ -56,7 +56,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pillow_heif
-from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageFile, ImageOps, TiffImagePlugin, UnidentifiedImageError
 
 from review.errors import ReviewError, regular_file_problem
 
@@ -282,7 +282,7 @@ def _quiet_decoders() -> Iterator[list[str]]:
                     os.dup2(saved, 2)
                     os.close(saved)
                 sink.seek(0)
-                passed_back = []
+                passed_back: list[str] = []
                 for line in sink.read().decode("utf-8", "replace").splitlines():
                     (messages if _LIBTIFF_LINE.match(line) else passed_back).append(line)
                 if passed_back and saved >= 0:
@@ -360,7 +360,8 @@ def _jpeg_segments(data: bytes) -> tuple[int, bytes, list[_JpegScan], bool] | No
     at it just the same). None when the marker structure before the first scan cannot be
     followed; Pillow then has the last word.
     """
-    pos, frame, scans = 2, None, []
+    pos, frame = 2, None
+    scans: list[_JpegScan] = []
     intact, interval = True, 0
     shortest: dict[tuple[int, int], int] = {}
     while pos + 4 <= len(data):
@@ -553,7 +554,7 @@ def _jpeg_dc_out_of_range(data: bytes, max_pixels: int) -> bool:
     return False
 
 
-def _check_tiff_jpeg(im: ImageFile.ImageFile, data: bytes, max_pixels: int) -> None:
+def _check_tiff_jpeg(im: TiffImagePlugin.TiffImageFile, data: bytes, max_pixels: int) -> None:
     """Run the JPEG checks on each strip or tile of a JPEG-compressed TIFF.
 
     Each holds a JPEG stream whose tables are in the JPEGTables tag; libtiff decodes it with
@@ -587,7 +588,7 @@ def _check_tiff_jpeg(im: ImageFile.ImageFile, data: bytes, max_pixels: int) -> N
         raise _damaged(0, im.size[1])
 
 
-def _check_tiff_tiles(im: ImageFile.ImageFile) -> None:
+def _check_tiff_tiles(im: TiffImagePlugin.TiffImageFile) -> None:
     """Refuse a TIFF whose strips or tiles do not cover the image.
 
     Uncompressed TIFFs are decoded strip by strip; rows no strip covers (a header edited to
@@ -596,6 +597,8 @@ def _check_tiff_tiles(im: ImageFile.ImageFile) -> None:
     width, height = im.size
     covered = 0
     for tile in im.tile:
+        if tile.extents is None:  # a tile without a box covers nothing
+            continue
         x0, y0, x1, y1 = tile.extents
         covered += max(0, min(x1, width) - max(x0, 0)) * max(0, min(y1, height) - max(y0, 0))
     if covered < width * height:
@@ -815,7 +818,7 @@ def _heic_missing_share(pixels: np.ndarray) -> float:
     return missing * n * n / (pixels.shape[0] * pixels.shape[1])
 
 
-def _g4_data_unused(pixels: ImageFile.ImageFile) -> bool:
+def _g4_data_unused(pixels: TiffImagePlugin.TiffImageFile) -> bool:
     """Did libtiff stop decoding a Group 4 (fax) TIFF before the end of its data?
 
     A damaged G4 strip (a run of zero bytes reads as the end-of-data code) makes libtiff stop
@@ -832,7 +835,8 @@ def _g4_data_unused(pixels: ImageFile.ImageFile) -> bool:
         return False  # tiled, or strips we cannot reproduce: no comparison
     out = io.BytesIO()
     pixels.save(out, format="TIFF", compression="group4", tiffinfo={278: min(rows_per_strip, pixels.size[1])})
-    with Image.open(out) as again:
+    out.seek(0)
+    with TiffImagePlugin.TiffImageFile(out) as again:
         needed = sum(again.tag_v2.get(279) or ())
     return stored > needed * 1.05 + 64
 
@@ -840,7 +844,7 @@ def _g4_data_unused(pixels: ImageFile.ImageFile) -> bool:
 def _check_filler(pixels: ImageFile.ImageFile, complaints: list[str]) -> None:
     """Refuse a decoded image the decoder completed with filler (see the module docstring)."""
     height = pixels.size[1]
-    if pixels.format == "TIFF":
+    if isinstance(pixels, TiffImagePlugin.TiffImageFile):  # format TIFF
         damage = [m for m in complaints if m.split(":", 1)[0] not in _LIBTIFF_METADATA]
         if damage:
             log.info("refusing a damaged TIFF; libtiff said: %s", damage[:3])
@@ -896,7 +900,7 @@ def decode_image(
             unpaddable, intact = _check_jpeg(data)
         elif im.format == "PNG":
             _check_png(data)
-        elif im.format == "TIFF":
+        elif isinstance(im, TiffImagePlugin.TiffImageFile):  # format TIFF (the only TIFF allowed)
             _check_tiff_tiles(im)
             _check_tiff_jpeg(im, data, max_pixels)
         _reset_load_truncated()

@@ -39,7 +39,7 @@ import io
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 from PIL import Image
@@ -140,7 +140,8 @@ class Degraded:
     spec: BlurSpec
 
 
-def _is_number(x: object) -> bool:
+def _is_number(x: object) -> TypeGuard[int | float | np.integer | np.floating]:
+    """A real number (a numpy scalar included), never a bool."""
     return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool)
 
 

@@ -66,11 +66,16 @@ def _escape_text(line: str) -> str:
     return "".join(out)
 
 
+class _SeeAllLinks(MarkdownIt):
+    """A CommonMark parser that keeps every link, including ones it would drop, so nothing hides."""
+
+    def validateLink(self, url: str) -> bool:
+        return True
+
+
 def _audit_parser() -> MarkdownIt:
     """A CommonMark parser that recognises raw HTML and keeps every link, so nothing hides."""
-    parser = MarkdownIt("commonmark", {"html": True})
-    parser.validateLink = lambda url: True  # see all links, including ones it would drop
-    return parser
+    return _SeeAllLinks("commonmark", {"html": True})
 
 
 def html_or_unsafe_links(md: str) -> list[str]:
@@ -145,7 +150,8 @@ def check_image_link(link: str) -> None:
 class HasAssetsDir(Protocol):
     """A guideline version as stored (GuidelineVersion) or as a page holds it (GuidelineView)."""
 
-    assets_dir: str
+    @property
+    def assets_dir(self) -> str: ...
 
 
 def guideline_folder(gv: HasAssetsDir | GuidelineFile, root: Path = GUIDELINES_DIR,
