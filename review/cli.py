@@ -7,7 +7,6 @@ inside `ReviewCommands.invoke`, the one place a `ReviewError` becomes that line.
 
 from __future__ import annotations
 
-import gc
 import getpass
 import os
 import sys
@@ -16,7 +15,10 @@ from typing import Any
 
 import click
 
+from review.enums import JobStatus
 from review.errors import ReviewError, regular_file_problem
+from review.performance import exit_without_teardown, without_gc
+from review.policy import typed_roles
 
 
 class ReviewCommands(click.Group):
@@ -83,7 +85,7 @@ def users() -> None:
 
 @users.command("add")
 @click.argument("username")
-@click.option("--role", type=click.Choice(["admin", "reviewer", "qa"]), required=True)
+@click.option("--role", type=click.Choice(typed_roles()), required=True)
 @click.option("--name", "display_name", default="", help="Display name.")
 @click.option("--password", default=None,
               help="Password (at least 8 characters); prompted for when omitted.")
@@ -228,7 +230,7 @@ def _study_frame(study_name: str, include_history: bool = False):  # noqa: ANN20
               help="Analyse a long-format ratings file instead (CSV, JSON Lines or Parquet with "
                    "columns item, rater, score, plus optional breakdown columns).")
 @click.option("--format", "fmt", type=click.Choice(["json", "md"]), default="md", show_default=True)
-@click.option("--bootstrap", type=int, default=0, show_default=True,
+@click.option("--bootstrap", type=click.IntRange(min=0), default=0, show_default=True,
               help="Bootstrap resamples over items for confidence intervals (0 = none).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
 @click.option("--scale", default="1-5", show_default=True, help="Score scale for --input, as MIN-MAX.")
@@ -241,10 +243,14 @@ def stats(study_name: str | None, input_path: str | None, fmt: str, bootstrap: i
           scale: str, output: str | None, all_pairs: bool) -> None:
     """Agreement statistics: Krippendorff's alpha, Fleiss' kappa, pairwise Cohen's kappa, ICC,
     MOS/DMOS per item, rater bias/inconsistency, BT.500 screening, Dawid-Skene, breakdowns."""
+    # Only the options are checked here; a ratings file that does not fit and a missing study are
+    # ReviewErrors (one line, from the command group), anything else is a bug and keeps its
+    # traceback.
     from review.analysis.agreement import check_scale
-    from review.analysis.formatting import report_json
     from review.analysis.markdown_report import report_to_markdown
-    from review.analysis.report import build_report, read_ratings_file
+    from review.analysis.ratings_file import read_ratings_file
+    from review.analysis.report import build_report
+    from review.analysis.report_json import report_json
 
     if (study_name is None) == (input_path is None):
         raise click.UsageError("Give exactly one of --study NAME or --input FILE.")
@@ -256,34 +262,24 @@ def stats(study_name: str | None, input_path: str | None, fmt: str, bootstrap: i
         check_scale((lo, hi))
     except ValueError as exc:
         raise click.ClickException(f"--scale {scale}: {exc}.") from exc
-    # the report is millions of short-lived, acyclic lists and dicts: the cyclic collector's
-    # rescans of them cost ~0.4 s of 1M ratings and free nothing
-    gc_was_on = gc.isenabled()
-    gc.disable()
-    try:
+    with without_gc():
+        missing_scores = None
         if input_path:
-            df, rng = read_ratings_file(input_path, scale=(lo, hi)), (lo, hi)
+            read = read_ratings_file(input_path, scale=(lo, hi))
+            df, rng, missing_scores = read.frame, (lo, hi), read.missing_scores
         else:
             df, rng = _study_frame(study_name)
-        report = build_report(df, bootstrap=bootstrap, seed=seed, scale=rng, all_pairs=all_pairs)
+        report = build_report(df, bootstrap=bootstrap, seed=seed, scale=rng, all_pairs=all_pairs,
+                              missing_scores=missing_scores)
         text = report_json(report) if fmt == "json" else report_to_markdown(report)
-    except ValueError as exc:  # the ratings do not fit the scale or the file format
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        if gc_was_on:
-            gc.enable()
     if output:
         Path(output).write_text(text + "\n", encoding="utf-8")
         click.echo(f"Wrote {output}.")
     else:
         click.echo(text)
     if _process_is_ours and input_path:
-        # the report and its frame are millions of small objects: freeing them one by one at exit
-        # costs ~0.4 s of 1M ratings and returns nothing the OS would not take back anyway (a
-        # study's report leaves normally: its database connection is closed properly)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+        # a study's report leaves normally: its database connection is closed properly
+        exit_without_teardown()
 
 
 @cli.command()
@@ -299,9 +295,9 @@ def export(study_name: str, out_dir: str, fmts: tuple[str, ...], history: bool) 
     """Export a study: long-format ratings, the wide item x rater matrix, and the statistics
     report as JSON and Markdown."""
     from review.analysis.export import matrix_csv, write_frame
-    from review.analysis.formatting import report_json
     from review.analysis.markdown_report import report_to_markdown
     from review.analysis.report import build_report
+    from review.analysis.report_json import report_json
 
     df, rng = _study_frame(study_name, include_history=history)
     out = Path(out_dir)
@@ -322,13 +318,13 @@ def export(study_name: str, out_dir: str, fmts: tuple[str, ...], history: bool) 
 @click.option("--scale", default="1-5", show_default=True, help="Score scale, as MIN-MAX.")
 def import_cmd(path: str, study_name: str, scale: str) -> None:
     """Import long-format ratings (CSV, JSON Lines, Parquet) as a new study of external items."""
+    from review.analysis.ratings_file import read_ratings_file
     from review.analysis.ratings_import import import_ratings
-    from review.analysis.report import read_ratings_file
     from review.database import open_lab
 
     lo, hi = (int(x) for x in scale.split("-"))
     try:
-        df = read_ratings_file(path, scale=(lo, hi))
+        df = read_ratings_file(path, scale=(lo, hi)).frame
     except ValueError as exc:  # the file does not fit the format or the scale
         raise click.ClickException(str(exc)) from exc
     lab = open_lab()
@@ -383,13 +379,30 @@ def _check_output(output: Path) -> None:
                                  "in .png (lossless), or e.g. .jpg or .webp.", param_hint="OUTPUT")
 
 
+class RestorerChoice(click.Choice):
+    """The restorers `restore` runs on a file, read from the registry when the option is used (the
+    CLI starts without importing numpy, and a registered restorer is a choice at once)."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        from review.media.restore.registry import runnable_on_a_file
+
+        return runnable_on_a_file()
+
+    @choices.setter
+    def choices(self, _value: tuple[str, ...]) -> None:
+        """Click sets its own list on construction; the registry's is the one used."""
+
+
 @cli.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False),
                 callback=_regular_file)
 @click.argument("output_path", metavar="OUTPUT", type=click.Path(dir_okay=False))
 @click.option("--method", required=True,
-              type=click.Choice(["sd15_img2img", "wiener", "unsupervised_wiener",
-                                 "richardson_lucy", "blurred"]),
+              type=RestorerChoice(),
               help="Restorer to run.")
 @click.option("--model", default=None,
               help="SD1.5 weights: a model NAME from --list-models, a diffusers folder or a "
@@ -513,8 +526,8 @@ def generate(study_name: str | None, plan_path: str | None, job_id: int | None,
         click.echo(str(exc), err=True)
         sys.exit(BUSY_EXIT)
     click.echo(f"Job {job_id}: {status}.")
-    if status != "done":
-        sys.exit(1 if status == "failed" else 0)
+    if status != JobStatus.DONE:
+        sys.exit(1 if status == JobStatus.FAILED else 0)
 
 
 @cli.command()

@@ -6,9 +6,7 @@ is found by content or recipe before it is created.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from sqlalchemy import select
 from db.models import DegradedImage, GuidelineVersion, Restoration, Study, StudyReviewer, User
 from review.accounts.users import add_user
 from review.database import Lab
+from review.enums import Role
 from review.labeling.cohorts import joined_counts
 from review.labeling.guidelines.files import GUIDELINES_DIR, authored_dir, sync_all
 from review.labeling.settings import StudySettings, update_settings
@@ -27,19 +26,23 @@ from review.labeling.simulated_panel import simulate_study
 from review.labeling.study import StudyConfig, add_item, count_items, ensure_study
 from review.media import catalog
 from review.media.degrade import BlurSpec
+from review.media.restore.classical import RichardsonLucy, Wiener
+from review.media.restore.controls import Blurred, HiddenReference
 from review.media.restore.runner import resolve_params, run_restorer
+from review.performance import threads_per_core
 
 DEMO_STUDY = "Demo: how far can restoration go?"
 DEMO_MAX_SIDE = 384
 DEMO_GUIDELINE = ("fidelity", 1)
 DEMO_USERS = [
-    ("admin", "admin", "Ada Admin"),
-    ("alice", "reviewer", "Alice Reviewer"),
-    ("bob", "reviewer", "Bob Reviewer"),
-    ("carol", "reviewer", "Carol Reviewer"),
-    ("quinn", "qa", "Quinn QA"),
+    ("admin", Role.ADMIN, "Ada Admin"),
+    ("alice", Role.REVIEWER, "Alice Reviewer"),
+    ("bob", Role.REVIEWER, "Bob Reviewer"),
+    ("carol", Role.REVIEWER, "Carol Reviewer"),
+    ("quinn", Role.QA, "Quinn QA"),
 ]
-DEMO_METHODS = ("wiener", "richardson_lucy", "blurred")
+#: The demo shows classical deblurring and a control (the registry's classes, named by their class).
+DEMO_METHODS = (Wiener.name, RichardsonLucy.name, Blurred.name)
 DEMO_QA_SHARE = 0.5
 
 
@@ -165,7 +168,7 @@ def _fill_study(lab: Lab, study_id: int, photos: list[_Photo]) -> None:
             units = []
             for i, spec in enumerate(photo.blurs):
                 degraded = catalog.add_degraded(s, lab.store, source, spec)
-                for method in photo.methods + (("hidden_reference",) if i == 0 else ()):
+                for method in photo.methods + ((HiddenReference.name,) if i == 0 else ()):
                     params = resolve_params(method)
                     found = catalog.find_restoration(s, degraded.id, method, params)
                     unit = _Unit(degraded.id, method, params, found.id if found is not None else None)
@@ -179,7 +182,7 @@ def _fill_study(lab: Lab, study_id: int, photos: list[_Photo]) -> None:
         unit.out = run_restorer(unit.method, unit.blurred, kernel=unit.kernel, reference=photo.image,
                                 params=unit.params)
 
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # the restorers release the GIL
+    with threads_per_core() as pool:
         running = [[pool.submit(restore, photo, u) for u in units if u.restoration_id is None]
                    for photo, units in zip(photos, per_photo, strict=True)]
         for units, futures in zip(per_photo, running, strict=True):
@@ -200,7 +203,7 @@ SIMULATED_STUDY = "Demo (SIMULATED ratings): how far can Wiener go on camera sha
 SIMULATED_SOURCES = ("astronaut", "coffee")
 SIMULATED_SIDE = 128  # small: the point is the ratings, and the demo must stay fast
 SIMULATED_LEVELS = (3.0, 6.0, 9.0, 12.0, 15.0, 18.0, 21.0, 24.0)
-SIMULATED_METHODS = ("wiener", "blurred")
+SIMULATED_METHODS = (Wiener.name, Blurred.name)
 SIMULATED_RATERS = 12
 #: Guideline arms: v1 (minimal text) against v3 (with example pictures), QA on for half the raters.
 SIMULATED_GUIDELINES = (("fidelity", 1), ("fidelity", 3))

@@ -19,8 +19,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: Top-level modules every layer may use: settings, errors, the database handle.
-FOUNDATION = ("review.config", "review.errors")
+#: Top-level modules every layer may use: settings, errors, the roles and states (review.enums,
+#: read from db/vocabulary.py), who may do what (review.policy) and the performance tricks, each
+#: behind one named function (review.performance).
+FOUNDATION = ("review.config", "review.errors", "review.enums", "review.policy", "review.performance")
 
 #: What each part of the code may import from the project (prefixes; anything else is refused).
 ALLOWED: dict[str, tuple[str, ...]] = {
@@ -42,6 +44,10 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     # the CLI runs everything) but never reach into the UI.
     "review": ("review.media", "review.accounts", "review.labeling", "review.analysis", "review.answer",
                "review.generation", "review", "db"),
+    # The floor's vocabulary and policy import nothing above them (every layer imports them).
+    "review.enums": ("db.vocabulary",),
+    "review.policy": ("review.enums",),
+    "review.performance": (),
     # Pages and commands call domain functions: no db models, engine or sessions.
     "review.ui": ("review",),
     "review.cli": ("review",),
@@ -147,6 +153,8 @@ def test_every_import_follows_the_data_flow() -> None:
     ("review/accounts/users.py", "from review.labeling.study import add_item\n"),
     ("review/media/catalog.py", "from review.generation.plan import GenerationPlan\n"),
     ("db/models.py", "from review.config import Settings\n"),
+    ("db/vocabulary.py", "from review.enums import Role\n"),
+    ("review/policy.py", "from review.labeling.qa import QA_ROLES\n"),
     ("review/ui/rate.py", "def f():\n    from db.models import Study\n"),
     ("review/ui/admin.py", "import sqlalchemy.orm\n"),
     ("review/cli.py", "def f():\n    from db.models import Study\n"),

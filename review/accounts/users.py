@@ -1,4 +1,6 @@
-"""Accounts: argon2 password hashes, roles, deactivation, and login rate limiting.
+"""Accounts: argon2 password hashes, roles, deactivation, and login rate limiting. Every account
+is made here, under one set of limits and name rules: a person's by `add_user`, a rater's who never
+signs in (a simulated panel's, an imported file's) by `rater_account`.
 
 Throttling has two levels. Per (account, client address): after FREE_FAILURES wrong passwords
 from one address, that address waits BACKOFF_START, doubling with each further failure up to
@@ -25,9 +27,12 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import ROLES, LoginAttempt, User, utcnow
+from db.models import LoginAttempt, User, utcnow
+from db.rows import get_or_create
 from review.accounts.audit import record
+from review.accounts.check import AccountRefused, require_account
 from review.accounts.sessions import revoke_all
+from review.enums import Role
 from review.errors import ReviewError
 
 _hasher = PasswordHasher()
@@ -64,11 +69,9 @@ def _check_password(password: str) -> None:
         raise UserError(f"The password must have at least {MIN_PASSWORD} characters.")
 
 
-def add_user(
-    session: Session, username: str, password: str, role: str, display_name: str = "",
-    *, actor_id: int | None = None, actor: str = "",
-) -> User:
-    """Create an account (audited; `actor_id` is the admin who did it, None from the CLI)."""
+def _checked(username: str, role: str, display_name: str) -> str:
+    """The username as stored (trimmed, lower case), once it, the display name and the role pass
+    the limits every account has, whatever its kind."""
     username = username.strip().lower()
     check_length(username, MAX_USERNAME, "username")
     check_length(display_name, MAX_DISPLAY_NAME, "display name")
@@ -76,21 +79,90 @@ def add_user(
         raise UserError(
             f"Username {username!r} is not valid: use 2-64 lowercase letters, digits, '.', '_' or '-'."
         )
-    if role not in ROLES:
-        raise UserError(f"Role {role!r} is not one of: {', '.join(ROLES)}.")
+    if role not in tuple(Role):
+        raise UserError(f"Role {role!r} is not one of: {', '.join(Role)}.")
+    return username
+
+
+def _new(username: str, role: str, display_name: str, password_hash: str, *, active: bool,
+         simulated: bool = False) -> User:
+    """The one place a `User` row is built (tests/test_account_check.py keeps it so)."""
+    return User(username=username, role=role, display_name=display_name or username,
+                password_hash=password_hash, active=active, simulated=simulated)
+
+
+def add_user(
+    session: Session, username: str, password: str, role: str, display_name: str = "",
+    *, actor_id: int | None = None, actor: str = "",
+) -> User:
+    """Create a person's account (audited; `actor_id` is the admin who did it, None from the CLI)."""
+    username = _checked(username, role, display_name)
+    _no_typed_participants(role)
     _check_password(password)
     if session.scalar(select(User).where(User.username == username)) is not None:
         raise UserError(f"User {username!r} already exists.")
-    user = User(
-        username=username,
-        role=role,
-        display_name=display_name or username,
-        password_hash=hash_password(password),
-        active=True,
-    )
+    user = _new(username, role, display_name, hash_password(password), active=True)
     session.add(user)
     session.flush()
     record(session, "user.create", actor_id=actor_id, actor=actor, target=username, role=role)
+    return user
+
+
+#: The password hash of an account that never signs in: not a valid argon2 hash, so no password
+#: matches it (authenticate also refuses the account as inactive).
+NO_LOGIN = "!"
+#: Who an account stands for: a person who signs in (`add_user`), a simulated panel's rater
+#: (review.labeling.simulated_panel) or the rater of an imported ratings file
+#: (review.analysis.ratings_import); the last two never sign in (`rater_account`); a crowd
+#: participant signs in only through a pool's link (`participant_account`).
+ACCOUNT_KINDS = ("person", "simulated", "imported", "participant")
+_KIND_WORDS = {"person": "a person's account", "simulated": "a simulated rater",
+               "imported": "an imported file's rater", "participant": "a crowd participant"}
+
+
+def account_kind(user: User) -> str:
+    """Which of ACCOUNT_KINDS the account is (told from its row: no column needed)."""
+    if user.simulated:
+        return "simulated"
+    if user.role == Role.PARTICIPANT:
+        return "participant"
+    return "imported" if user.password_hash == NO_LOGIN else "person"
+
+
+def rater_account(session: Session, username: str, display_name: str, *, kind: str,
+                  role: str = Role.REVIEWER) -> User:
+    """The account of a rater who never signs in (`kind` "simulated" or "imported"): the existing
+    one of that name and kind, or a new, inactive one with NO_LOGIN, under the limits and name
+    rules of every account. An account of that name and another kind is refused (its ratings
+    would mix). Not audited: no person can act through it. The insert runs in a savepoint, so two
+    imports racing for one name share the winner's row."""
+    if kind not in ACCOUNT_KINDS[1:]:
+        raise UserError(f"Kind {kind!r} is not one of: {', '.join(ACCOUNT_KINDS[1:])}.")
+    username = _checked(username, role, display_name)
+    user, _created = get_or_create(session, User, {"username": username}, lambda: _new(
+        username, role, display_name, NO_LOGIN, active=False, simulated=kind == "simulated"))
+    if account_kind(user) != kind:
+        raise UserError(f"Account {username!r} exists and is {_KIND_WORDS[account_kind(user)]}, not "
+                        f"{_KIND_WORDS[kind]}; rename it first.")
+    return user
+
+
+def _no_typed_participants(role: str) -> None:
+    if role == Role.PARTICIPANT:
+        raise UserError("Crowd participants join through a rater pool's link (Study setup, Pools); "
+                        "they are not typed in or made from another account.")
+
+
+def participant_account(session: Session, username: str, *, simulated: bool = False) -> User:
+    """A new crowd participant's account (review.labeling.participants): role participant, active,
+    no password (NO_LOGIN: only a pool's link signs it in, through a browser session), under the
+    name rules of every account. `simulated` marks a simulated crowd's participant (the demo)."""
+    username = _checked(username, Role.PARTICIPANT, "")
+    if session.scalar(select(User.id).where(User.username == username)) is not None:
+        raise UserError(f"User {username!r} already exists.")
+    user = _new(username, Role.PARTICIPANT, "", NO_LOGIN, active=True, simulated=simulated)
+    session.add(user)
+    session.flush()
     return user
 
 
@@ -107,9 +179,13 @@ def list_users(session: Session) -> list[User]:
 
 
 def still_active(session: Session, user_id: int, role: str) -> bool:
-    """Whether a signed-in account still exists, is active and has the role it signed in with."""
-    user = session.get(User, user_id)
-    return user is not None and user.active and user.role == role
+    """Whether a signed-in account still exists, is active and has the role it signed in with
+    (review.accounts.check's rule)."""
+    try:
+        require_account(session, user_id, (role,))
+    except AccountRefused:
+        return False
+    return True
 
 
 def set_active(session: Session, username: str, active: bool, *, actor_id: int | None = None,
@@ -129,14 +205,15 @@ def set_role(session: Session, username: str, role: str, *, actor_id: int | None
     """Change an account's role (audited). The last active admin keeps the role, so the lab is
     never left without anyone who can manage it; the account's open sessions end, so the new
     role applies from its next sign-in."""
-    if role not in ROLES:
-        raise UserError(f"Role {role!r} is not one of: {', '.join(ROLES)}.")
+    _no_typed_participants(role)
+    if role not in tuple(Role):
+        raise UserError(f"Role {role!r} is not one of: {', '.join(Role)}.")
     user = get_user(session, username)
     if user.role == role:
         return user
-    if user.role == "admin" and user.active and not session.scalar(
+    if user.role == Role.ADMIN and user.active and not session.scalar(
             select(func.count()).select_from(User)
-            .where(User.role == "admin", User.active.is_(True), User.id != user.id)):
+            .where(User.role == Role.ADMIN, User.active.is_(True), User.id != user.id)):
         raise UserError(f"{user.username!r} is the last active admin and stays one; make another "
                         "account admin first.")
     old, user.role = user.role, role

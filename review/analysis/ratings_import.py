@@ -2,7 +2,8 @@
 study of external items, so they can be analysed, compared and exported like native ratings.
 
 Each distinct `item` becomes a study item backed by a placeholder catalog entry (no image:
-`origin` says "imported"); each `rater` becomes an inactive reviewer account that cannot log in.
+`origin` says "imported"); each `rater` becomes an inactive reviewer account that cannot log in
+(review.accounts.users.rater_account, under every account's name and length rules).
 Optional columns carried over: flags, comment, guideline_version ("slug vN"), time_taken_ms,
 created_at, is_gold, expected_min, expected_max, restorer, restorer_params (a JSON object, as
 exports write it), strength, seed, blur_kind, blur_level, content.
@@ -28,7 +29,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import (
-    BLUR_KINDS,
     DegradedImage,
     GuidelineVersion,
     Rating,
@@ -40,6 +40,8 @@ from db.models import (
     User,
 )
 from db.rows import get_or_create
+from review.accounts.users import UserError, rater_account
+from review.enums import BlurKind, RatingSource
 from review.labeling.study import StudyConfig, StudyError, ensure_study, order_key
 from review.media.catalog import CONTENT_TYPES
 
@@ -106,7 +108,7 @@ def import_ratings(session: Session, df: pd.DataFrame, study_name: str,
             previous.active = False
             session.flush()
         session.add(Rating(
-            item_id=items[item_key].id, reviewer_id=user.id, author_id=user.id, source="reviewer",
+            item_id=items[item_key].id, reviewer_id=user.id, author_id=user.id, source=RatingSource.REVIEWER,
             score=int(row["score"]),
             flags=[f for f in str(flags).split(",") if f] if flags else [],
             comment=str(_val(row, "comment", "")),
@@ -137,7 +139,7 @@ def _external_item(session: Session, study: Study, key: str, row: dict[str, Any]
             raise StudyError(f"Item {key!r}: blur_level {level!r} is not a number; give the blur "
                              "level in pixels or leave it empty.") from None
     degraded = DegradedImage(source_id=source.id, recipe_key="imported",
-                             kind=kind if kind in BLUR_KINDS else "none",
+                             kind=kind if kind in tuple(BlurKind) else BlurKind.NONE,
                              level=float(level) if level is not None else None,
                              sha256=ident, path="")
     session.add(degraded)
@@ -192,7 +194,7 @@ def _params(row: dict[str, Any]) -> dict[str, Any]:
 def _external_user(session: Session, study: Study, rater: str) -> User:
     name = re.sub(r"[^a-z0-9_.-]", "-", rater.lower())[:40] or "rater"
     username = f"ext-{study.id}-{name}"
-    # "!" is not a valid argon2 hash: the account can never log in.
-    user, _new = get_or_create(session, User, {"username": username}, lambda: User(
-        username=username, display_name=rater, role="reviewer", password_hash="!", active=False))
-    return user
+    try:  # inactive, without a password: it can never log in
+        return rater_account(session, username, rater, kind="imported")
+    except UserError as exc:
+        raise StudyError(f"Rater {rater!r}: {exc}") from exc

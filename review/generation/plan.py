@@ -17,13 +17,11 @@ from db.models import GenerationJob, SourceImage, Study
 from db.models import GenerationWorkItem as WorkItem
 from review.config import Settings
 from review.database import Lab
+from review.enums import JobStatus
 from review.errors import ReviewError
 from review.media import catalog
 from review.media.degrade import BlurSpec
-
-GRID_KEYS = ("strength", "seed")
-
-
+from review.media.restore.registry import names, restorer_class
 
 
 class JobError(ReviewError):
@@ -79,7 +77,6 @@ class GenerationPlan:
                            "source_ids, blurs, restorers, seeds, model.") from exc
 
     def units(self) -> list[Unit]:
-        from review.media.restore import NEEDS_KERNEL
         from review.media.restore.runner import resolve_params
 
         if not self.source_ids or not self.blurs or not self.restorers:
@@ -90,10 +87,12 @@ class GenerationPlan:
             for source_id, spec, restorer in itertools.product(self.source_ids, blur_specs,
                                                                self.restorers):
                 method = restorer["method"]
+                if not restorer_class(method).takes_input:
+                    raise ValueError(f"{method} generates sharp references and restores no photo: "
+                                     f"choose among {', '.join(names(takes_input=True))}.")
                 grid = {k: v if isinstance(v, list) else [v]
                         for k, v in (restorer.get("params") or {}).items()}
-                stochastic = method.startswith("sd15")
-                if stochastic:
+                if restorer_class(method).stochastic:
                     grid.setdefault("seed", list(self.seeds))
                 for values in itertools.product(*grid.values()) if grid else [()]:
                     raw = dict(zip(grid.keys(), values, strict=True))
@@ -103,11 +102,12 @@ class GenerationPlan:
                            "level, e.g. {\"kind\": \"defocus\", \"level\": 4}.") from exc
         except ValueError as exc:
             raise JobError(str(exc)) from exc
-        kernel_free = [u.method for u in out if u.blur.kind == "real" and u.method in NEEDS_KERNEL]
-        if kernel_free:
-            raise JobError(f"{', '.join(sorted(set(kernel_free)))} needs the blur kernel, and a photo used "
-                           "as it arrived (kind 'real') has none: restore such photos with sd15_img2img "
-                           "or the controls, in a plan of their own.")
+        needs = [u.method for u in out if u.blur.kind == "real" and restorer_class(u.method).needs_kernel]
+        if needs:
+            free = ", ".join(names(takes_input=True, needs_kernel=False, needs_reference=False))
+            raise JobError(f"{', '.join(sorted(set(needs)))} needs the blur kernel, and a photo used "
+                           f"as it arrived (kind 'real') has none: restore such photos with a restorer that "
+                           f"needs none ({free}), in a plan of their own.")
         return out
 
     def check_sources(self, session: Session) -> None:
@@ -140,7 +140,7 @@ def add_job(session: Session, study_id: int, plan: GenerationPlan) -> int:
     transaction), and return the job id."""
     units = plan.units()
     plan.check_sources(session)
-    job = GenerationJob(study_id=study_id, plan=plan.to_json(), status="queued",
+    job = GenerationJob(study_id=study_id, plan=plan.to_json(), status=JobStatus.QUEUED,
                         progress_total=len(units))
     session.add(job)
     session.flush()
@@ -159,12 +159,14 @@ def add_work_items(session: Session, job_id: int, units: list[Unit]) -> None:
 
 
 def work_groups(units: list[Unit]) -> list[list[Unit]]:
-    """Units that can share one Stable Diffusion grid run; every other unit stands alone."""
+    """Units that can share one grid run (a restorer's `grid_keys`: Stable Diffusion's strengths
+    and seeds of one input); every other unit stands alone."""
     groups: dict[tuple, list[Unit]] = {}
     order: list[tuple] = []
     for i, u in enumerate(units):
-        if u.method == "sd15_img2img":
-            rest = {k: v for k, v in u.params.items() if k not in GRID_KEYS}
+        grid_keys = restorer_class(u.method).grid_keys
+        if grid_keys:
+            rest = {k: v for k, v in u.params.items() if k not in grid_keys}
             key = (u.source_id, u.blur.key(), catalog.params_key(rest))
         else:
             key = ("single", i)

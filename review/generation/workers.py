@@ -42,6 +42,7 @@ from db.models import GenerationJob, JobItemError, SourceImage, Study, utcnow
 from db.models import GenerationWorkItem as WorkItem
 from review.config import settings_env
 from review.database import Lab
+from review.enums import JobStatus, WorkItemState
 from review.generation.plan import (
     GenerationPlan,
     JobBusy,
@@ -53,6 +54,7 @@ from review.generation.plan import (
 )
 from review.labeling.study import add_item
 from review.media import catalog
+from review.media.restore.registry import restorer_class
 
 LEASE = timedelta(minutes=2)  # how long a claim outlives its worker's last renewal
 IDLE_POLL_S = 1.0  # how often a worker with nothing to claim looks again while others work
@@ -65,8 +67,8 @@ def cancel(lab: Lab, job_id: int) -> None:
         job = s.get(GenerationJob, job_id)
         if job is None:
             raise JobError(f"No job {job_id}.")
-        if job.status in ("queued",):
-            job.status, job.finished_at = "cancelled", utcnow()
+        if job.status in (JobStatus.QUEUED,):
+            job.status, job.finished_at = JobStatus.CANCELLED, utcnow()
         job.cancel_requested = True
 
 
@@ -76,7 +78,7 @@ def requeue(lab: Lab, job_id: int) -> None:
         job = s.get(GenerationJob, job_id)
         if job is None:
             raise JobError(f"No job {job_id}.")
-        job.status = "queued"
+        job.status = JobStatus.QUEUED
 
 
 def job_errors(lab: Lab, job_id: int) -> list[JobItemError]:
@@ -137,16 +139,16 @@ def _join(lab: Lab, job_id: int, me: str, lease: timedelta) -> tuple[GenerationP
         job = s.scalar(select(GenerationJob).where(GenerationJob.id == job_id).with_for_update())
         if job is None:
             raise JobError(f"No job {job_id}.")
-        if job.status in ("done", "cancelled"):
+        if job.status in (JobStatus.DONE, JobStatus.CANCELLED):
             raise JobError(f"Job {job_id} is {job.status}; nothing to do.")
         plan = GenerationPlan.from_json(job.plan)
         if s.scalar(select(func.count()).where(WorkItem.job_id == job_id)) == 0:
             add_work_items(s, job_id, plan.units())  # a job created before work items existed
-        if job.status != "running":
+        if job.status != JobStatus.RUNNING:
             s.execute(update(WorkItem)
-                      .where(WorkItem.job_id == job_id, WorkItem.state == "failed")
-                      .values(state="pending", finished_at=None))
-            job.status, job.started_at, job.finished_at = "running", now, None
+                      .where(WorkItem.job_id == job_id, WorkItem.state == WorkItemState.FAILED)
+                      .values(state=WorkItemState.PENDING, finished_at=None))
+            job.status, job.started_at, job.finished_at = JobStatus.RUNNING, now, None
             job.error, job.cancel_requested = None, False
             job.progress_done = _processed(s, job)
         job.worker, job.heartbeat_at = me, now
@@ -156,7 +158,7 @@ def _join(lab: Lab, job_id: int, me: str, lease: timedelta) -> tuple[GenerationP
         if item is not None:
             return plan, job.study_id, item.id
         leases = s.execute(select(WorkItem.lease_owner, func.min(WorkItem.lease_expires_at))
-                           .where(WorkItem.job_id == job_id, WorkItem.state == "claimed")
+                           .where(WorkItem.job_id == job_id, WorkItem.state == WorkItemState.CLAIMED)
                            .group_by(WorkItem.lease_owner)).all()
         if leases:
             raise JobBusy(_running_elsewhere(job_id, [(o, _aware(t)) for o, t in leases], now))
@@ -169,18 +171,18 @@ def _claim_item(session: Session, job_id: int, me: str, lease: timedelta,
     or one whose lease ran out, or whose worker process has ended on this host (or is this very
     process, from an earlier run that stopped). Rows another transaction is claiming are skipped."""
     live = session.scalars(select(WorkItem.lease_owner).distinct().where(
-        WorkItem.job_id == job_id, WorkItem.state == "claimed"))
+        WorkItem.job_id == job_id, WorkItem.state == WorkItemState.CLAIMED))
     gone = [owner for owner in live if owner == me or _worker_gone(owner)]
     item = session.scalar(
         select(WorkItem)
         .where(WorkItem.job_id == job_id,
-               or_(WorkItem.state == "pending",
-                   (WorkItem.state == "claimed")
+               or_(WorkItem.state == WorkItemState.PENDING,
+                   (WorkItem.state == WorkItemState.CLAIMED)
                    & or_(WorkItem.lease_expires_at < now,
                          WorkItem.lease_owner.in_(gone))))
         .order_by(WorkItem.position).limit(1).with_for_update(skip_locked=True))
     if item is not None:
-        item.state, item.lease_owner, item.lease_expires_at = "claimed", me, now + lease
+        item.state, item.lease_owner, item.lease_expires_at = WorkItemState.CLAIMED, me, now + lease
         item.attempts = WorkItem.attempts + 1  # in SQL: two claims of one item would both count
     return item
 
@@ -196,7 +198,7 @@ def _claim_next(lab: Lab, job_id: int, me: str, lease: timedelta) -> tuple[int |
         if item is not None:
             return item.id, None
         soonest = s.scalar(select(func.min(WorkItem.lease_expires_at)).where(
-            WorkItem.job_id == job_id, WorkItem.state == "claimed"))
+            WorkItem.job_id == job_id, WorkItem.state == WorkItemState.CLAIMED))
     if soonest is None:
         return None, None
     until = (_aware(soonest) - now).total_seconds() + 0.05
@@ -229,7 +231,7 @@ def _renewing(lab: Lab, job_id: int, me: str, lease: timedelta) -> Iterator[None
                     now = utcnow()
                     s.execute(update(WorkItem)
                               .where(WorkItem.job_id == job_id, WorkItem.lease_owner == me,
-                                     WorkItem.state == "claimed")
+                                     WorkItem.state == WorkItemState.CLAIMED)
                               .values(lease_expires_at=now + lease))
                     s.execute(update(GenerationJob).where(GenerationJob.id == job_id)
                               .values(heartbeat_at=now))
@@ -284,7 +286,7 @@ def run_job(lab: Lab, job_id: int, progress: Callable[[int, int], None] | None =
 def _processed(session: Session, job: GenerationJob) -> int:
     """Units of the job's finished items: the progress every page and worker shows."""
     units = session.scalar(select(func.coalesce(func.sum(WorkItem.units), 0)).where(
-        WorkItem.job_id == job.id, WorkItem.state.in_(("done", "failed"))))
+        WorkItem.job_id == job.id, WorkItem.state.in_((WorkItemState.DONE, WorkItemState.FAILED))))
     return min(units, job.progress_total)
 
 
@@ -296,9 +298,9 @@ def _finish_item(lab: Lab, job_id: int, item_id: int, me: str, group: list[Unit]
     with lab.write() as s:
         owned = s.execute(
             update(WorkItem)
-            .where(WorkItem.id == item_id, WorkItem.state == "claimed",
+            .where(WorkItem.id == item_id, WorkItem.state == WorkItemState.CLAIMED,
                    WorkItem.lease_owner == me)
-            .values(state="done" if error is None else "failed", finished_at=utcnow(),
+            .values(state=WorkItemState.DONE if error is None else WorkItemState.FAILED, finished_at=utcnow(),
                     lease_expires_at=None)).rowcount == 1
         if owned and error is not None:
             _record_error(s, job_id, group, error)
@@ -312,13 +314,14 @@ def _finish_job(lab: Lab, job_id: int, cancelled: bool) -> str:
     it, the others return it."""
     with lab.write() as s:
         job = s.scalar(select(GenerationJob).where(GenerationJob.id == job_id).with_for_update())
-        if job.status != "running":
+        if job.status != JobStatus.RUNNING:
             return job.status
         units = dict(s.execute(select(WorkItem.state, func.sum(WorkItem.units))
                                .where(WorkItem.job_id == job_id)
                                .group_by(WorkItem.state)).all())
-        done, failed = units.get("done", 0), units.get("failed", 0)
-        job.status = "cancelled" if cancelled else "failed" if failed and not done else "done"
+        done, failed = units.get(WorkItemState.DONE, 0), units.get(WorkItemState.FAILED, 0)
+        job.status = (JobStatus.CANCELLED if cancelled else JobStatus.FAILED if failed and not done
+                      else JobStatus.DONE)
         job.finished_at, job.progress_done = utcnow(), _processed(s, job)
         if failed:
             job.error = f"{failed} of {job.progress_total} items failed; see the item errors."
@@ -364,8 +367,8 @@ def _run_group(lab: Lab, study_id: int, plan: GenerationPlan, group: list[Unit])
         reference = lab.store.open_image(source.path) if source.is_reference else None
     if pending:
         blurred = lab.store.open_image(degraded_path)
-        if first.method == "sd15_img2img" and len(pending) > 1:
-            results = run_grid(blurred, [u.params for u in pending], reference=reference,
+        if restorer_class(first.method).grid_keys and len(pending) > 1:
+            results = run_grid(first.method, blurred, [u.params for u in pending], reference=reference,
                                model=plan.model, settings=lab.settings)
         else:
             results = [run_restorer(u.method, blurred, kernel=kernel, reference=reference,
@@ -421,8 +424,8 @@ def unfinished_job(lab: Lab, study_name: str) -> int | None:
     with lab.read() as s:
         return s.scalar(
             select(GenerationJob.id).join(Study, Study.id == GenerationJob.study_id)
-            .where(Study.name == study_name, GenerationJob.status.in_(("queued", "running",
-                                                                       "failed")))
+            .where(Study.name == study_name, GenerationJob.status.in_((JobStatus.QUEUED, JobStatus.RUNNING,
+                                                                       JobStatus.FAILED)))
             .order_by(GenerationJob.id.desc()).limit(1))
 
 
@@ -437,6 +440,6 @@ def jobs_of(lab: Lab, study_id: int | None = None) -> list[GenerationJob]:
 def count_running(lab: Lab) -> int:
     with lab.read() as s:
         return s.scalar(select(func.count()).select_from(GenerationJob)
-                        .where(GenerationJob.status == "running")) or 0
+                        .where(GenerationJob.status == JobStatus.RUNNING)) or 0
 
 

@@ -38,7 +38,8 @@ from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from db.models import Assignment, Study, StudyClosure, StudyItem, StudyReviewer, User, utcnow
-from review.errors import ReviewError
+from review.accounts.check import check_account, require_account
+from review.enums import ANSWERED, AssignmentStatus
 from review.labeling import hotpath
 from review.labeling.cohorts import ensure_enrolled
 from review.labeling.settings import StudySettings
@@ -48,20 +49,6 @@ from review.labeling.views import ItemView, item_view_of
 WINDOW = 24  # open items read per claim
 PICK = 8  # of which the oldest PICK are drawn from
 ORDER_SPACE = 2**31
-
-
-INACTIVE = "Your account is deactivated, so nothing was recorded. Ask an admin."
-
-
-class InactiveAccount(ReviewError):
-    """The account was deactivated (or removed) while its browser was still open."""
-
-
-def require_active(session: Session, reviewer_id: int) -> None:
-    """Every write on a reviewer's behalf checks the account first, not only the page: a browser
-    left open after deactivation can neither claim, rate, skip nor undo."""
-    if not session.scalar(select(User.active).where(User.id == reviewer_id)):
-        raise InactiveAccount(INACTIVE)
 
 
 def _hash01(*parts: object) -> float:
@@ -78,8 +65,8 @@ def _as_aware(ts: datetime | None) -> datetime | None:
 def live_assignment_filter(now: datetime):  # noqa: ANN201 - SQL expression
     """Assignments that occupy a slot: finished, or leased and not yet expired."""
     return or_(
-        Assignment.status == "done",
-        and_(Assignment.status == "leased", Assignment.lease_expires_at > now),
+        Assignment.status == AssignmentStatus.DONE,
+        and_(Assignment.status == AssignmentStatus.LEASED, Assignment.lease_expires_at > now),
     )
 
 
@@ -108,7 +95,7 @@ def _lease_id(study: Study, reviewer_id: int, now: datetime):  # noqa: ANN202 - 
     return (select(Assignment.id)
             .join(StudyItem, StudyItem.id == Assignment.item_id)
             .where(StudyItem.study_id == study.id, Assignment.reviewer_id == reviewer_id,
-                   Assignment.status == "leased", Assignment.lease_expires_at > now)
+                   Assignment.status == AssignmentStatus.LEASED, Assignment.lease_expires_at > now)
             .order_by(Assignment.leased_at).limit(1).scalar_subquery())
 
 
@@ -121,17 +108,18 @@ def current_lease(session: Session, study: Study, reviewer_id: int, now: datetim
 def _member_and_lease(session: Session, study: Study, reviewer_id: int,
                       now: datetime) -> tuple[StudyReviewer, Assignment | None]:
     """The active reviewer's cohort row and live lease in one round trip (the claim's hot path,
-    which `require_active` would cost one more); the lease row is loaded only when there is one
-    (a reload), enrolment only on first use."""
+    which `require_account` would cost one more: the account's flag is read here and judged by
+    `check_account`); the lease row is loaded only when there is one (a reload), enrolment only
+    on first use. Every claim checks the account first, not only the page: a browser left open
+    after deactivation claims nothing."""
     active = select(User.active).where(User.id == reviewer_id).scalar_subquery()
     row = session.execute(select(StudyReviewer, _lease_id(study, reviewer_id, now), active).where(
         StudyReviewer.study_id == study.id, StudyReviewer.reviewer_id == reviewer_id)).first()
     if row is None:
-        require_active(session, reviewer_id)
+        require_account(session, reviewer_id)
         return ensure_enrolled(session, study, reviewer_id), current_lease(session, study, reviewer_id, now)
     member, lease_id, is_active = row
-    if not is_active:
-        raise InactiveAccount(INACTIVE)
+    check_account(is_active, None)
     return member, session.get(Assignment, lease_id) if lease_id is not None else None
 
 
@@ -144,7 +132,7 @@ def _candidates(session: Session, study: Study, reviewer_id: int, gold: bool, no
                 cursor: int) -> list[tuple[int, int]]:
     """Up to WINDOW open items as (id, order_key), in circular order from ``cursor``."""
     mine = exists().where(Assignment.item_id == StudyItem.id, Assignment.reviewer_id == reviewer_id,
-                          or_(Assignment.status.in_(("done", "skipped")), live_assignment_filter(now)))
+                          or_(Assignment.status.in_(ANSWERED), live_assignment_filter(now)))
     base = select(StudyItem.id, StudyItem.order_key).where(
         StudyItem.study_id == study.id,
         ~exists().where(StudyClosure.study_id == study.id),  # a closed study hands out nothing new
@@ -269,8 +257,7 @@ def _claim_fast(session: Session, study_id: int, reviewer_id: int, now: datetime
         return None  # not among the reviewers the study lists, as `listed` says
     if settings.max_items_per_reviewer is not None or member_id is None:
         return _ORM_PATH  # a quota needs the fill counts; a reviewer joining is enrolled there
-    if not active:
-        raise InactiveAccount(INACTIVE)
+    check_account(active, None)
     if lease_id is not None:
         return Lease(lease_id, lease_item, _as_aware(lease_expires), position)
     plain, gold_window = _joined(parts[0], parts[1]), _joined(parts[2], parts[3])
@@ -336,7 +323,7 @@ def _claim(
         return None
     held = _item_assignments(session, item_id)
     existing = next((h for h in held if h.reviewer_id == reviewer_id), None)
-    if existing is not None and (existing.status in ("done", "skipped")
+    if existing is not None and (existing.status in ANSWERED
                                  or _holds_slot(existing.status, existing.expires, now)):
         return None  # already theirs: only an expired or run-out lease is taken up again
     slot = take_slot(session, study, item_id, now, held)
@@ -345,9 +332,9 @@ def _claim(
     expires = now + timedelta(minutes=study.lease_minutes)
     if existing is not None:  # the reviewer's own run-out lease: taken up again
         session.execute(update(Assignment).where(Assignment.id == existing.id).values(
-            status="leased", leased_at=now, lease_expires_at=expires, slot=slot))
+            status=AssignmentStatus.LEASED, leased_at=now, lease_expires_at=expires, slot=slot))
         return existing.id, expires
-    assignment = Assignment(item_id=item_id, reviewer_id=reviewer_id, status="leased",
+    assignment = Assignment(item_id=item_id, reviewer_id=reviewer_id, status=AssignmentStatus.LEASED,
                             leased_at=now, lease_expires_at=expires, slot=slot)
     session.add(assignment)
     session.flush()
@@ -356,7 +343,8 @@ def _claim(
 
 def _holds_slot(status: str, expires: datetime | None, now: datetime) -> bool:
     """Finished, or leased and not yet run out: the Python form of `live_assignment_filter`."""
-    return status == "done" or (status == "leased" and expires is not None and _as_aware(expires) > now)
+    return status == AssignmentStatus.DONE or (status == AssignmentStatus.LEASED and expires is not None
+                                               and _as_aware(expires) > now)
 
 
 def take_slot(session: Session, study: Study, item_id: int, now: datetime,
@@ -380,7 +368,7 @@ def take_slot(session: Session, study: Study, item_id: int, now: datetime,
             Assignment.item_id == item_id, Assignment.slot == slot).with_for_update(skip_locked=True))
         if holder is not None:
             session.execute(update(Assignment).where(Assignment.id == holder)
-                            .values(status="expired", slot=None))
+                            .values(status=AssignmentStatus.EXPIRED, slot=None))
             return slot
     return None
 
@@ -394,7 +382,7 @@ def reclaim_slot(session: Session, study: Study, assignment: Assignment, now: da
     slot = take_slot(session, study, assignment.item_id, now)
     if slot is None:
         return False
-    assignment.status, assignment.slot = "leased", slot  # a live assignment holds a slot
+    assignment.status, assignment.slot = AssignmentStatus.LEASED, slot  # a live assignment holds a slot
     return True
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from db.models import Assignment, Study, StudyItem, StudyReviewer
 from db.rows import get_or_create
+from review.enums import ANSWERED
 from review.errors import ReviewError
 from review.labeling.settings import StudySettings
 from review.labeling.study import draw
@@ -57,7 +58,7 @@ def finished_count(session: Session, study: Study, reviewer_id: int) -> int:
         .select_from(Assignment)
         .join(StudyItem, StudyItem.id == Assignment.item_id)
         .where(StudyItem.study_id == study.id, Assignment.reviewer_id == reviewer_id,
-               Assignment.status.in_(("done", "skipped")))
+               Assignment.status.in_(ANSWERED))
     ) or 0
 
 

@@ -16,10 +16,12 @@ from sqlalchemy.orm import Session
 
 from db.models import ItemSettlement, Rating, StudyItem, User
 from review.accounts.audit import record
+from review.accounts.check import require_account
 from review.errors import ReviewError
 from review.labeling.study import study_by_id
+from review.policy import Action, roles_for
 
-SETTLER_ROLES = ("admin", "qa")
+SETTLER_ROLES = roles_for(Action.DISAGREEMENTS_SETTLE)
 MAX_NOTE = 2000
 
 
@@ -97,9 +99,7 @@ def settle_item(session: Session, item_id: int, user_id: int, *, note: str,
                 consensus_score: int | None = None) -> ItemSettlement:
     """Record an admin's or QA reviewer's settlement of an item: a note (required, it says why)
     and optionally the consensus score the study should use; the ratings stay as they are."""
-    user = session.get(User, user_id)
-    if user is None or user.role not in SETTLER_ROLES or not user.active:
-        raise SettlementError("Only admins and QA reviewers can settle items.")
+    require_account(session, user_id, SETTLER_ROLES, action="settle items")
     item = session.get(StudyItem, item_id)
     if item is None:
         raise SettlementError(f"There is no item {item_id}.")

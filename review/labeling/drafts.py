@@ -13,7 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import Assignment, RatingDraft, Study, StudyItem, utcnow
-from review.labeling.assignment import require_active
+from review.accounts.check import require_account
+from review.enums import AssignmentStatus
 from review.labeling.ratings import FLAGS, MAX_COMMENT, RatingError
 
 
@@ -37,9 +38,10 @@ def save_draft(session: Session, assignment_id: int, reviewer_id: int, draft: Dr
                now: datetime | None = None) -> None:
     """Keep the reviewer's answer so far for their current (leased) item, whole: a comment over
     the limit is refused with its length, never cut."""
-    require_active(session, reviewer_id)
+    require_account(session, reviewer_id)
     assignment = session.get(Assignment, assignment_id)
-    if assignment is None or assignment.reviewer_id != reviewer_id or assignment.status != "leased":
+    if (assignment is None or assignment.reviewer_id != reviewer_id
+            or assignment.status != AssignmentStatus.LEASED):
         raise RatingError("This item is not yours to rate any more; the draft was not kept.")
     study = session.scalar(select(Study).join(StudyItem, StudyItem.study_id == Study.id)
                            .where(StudyItem.id == assignment.item_id))

@@ -9,6 +9,9 @@ returns no row when its case is not plain (a run-out lease holds the slot, the i
 meanwhile, a retried token, another tab changed the row); `review.labeling.assignment` and
 `review.labeling.ratings` then run their ORM path in the same transaction, which gives the answer
 or the refusal. The writes are the ORM path's, row for row: tests/test_hotpath.py compares them.
+The account check (`u.active`, and the submit's `u.role` and session row) mirrors
+review.accounts.check.require_account and review.accounts.sessions.require_session: when it
+fails nothing is written and the caller refuses with their `AccountRefused`.
 
 Concurrency, PostgreSQL READ COMMITTED:
 - claim: the item row is taken with SKIP LOCKED (never waits), and the insert runs `ON CONFLICT DO
@@ -30,26 +33,43 @@ from sqlalchemy import inspect
 from sqlalchemy.orm import Session
 
 from db.models import RatingDraft
+from review.accounts.audit import ACTOR_MAX, ITEM_TARGET, RATING_DETAILS, TARGET_MAX
+from review.enums import ANSWERED, AssignmentStatus, RatingSource, sql_list
 
-# A live assignment holds its slot: finished, or leased and not run out (`live_assignment_filter`).
-_LIVE = "({a}.status = 'done' OR ({a}.status = 'leased' AND {a}.lease_expires_at > %(now)s))"
+# The states and words below are the ORM path's (review/enums.py, review.accounts.audit): formatted
+# in, never spelt out (tests/test_policy.py), and tests/test_hotpath_columns.py asks for a review of
+# this module whenever a table it writes changes.
+_LEASED, _DONE, _REVIEWER = AssignmentStatus.LEASED, AssignmentStatus.DONE, RatingSource.REVIEWER
 
-# Open items of one kind (gold or not) in the order from the reviewer's cursor on, as an array of
-# [item id, order key] pairs: `review.labeling.assignment._candidates`, whose wrap-around (the items
-# before the cursor) is read only when the part after it holds fewer than a window.
-_OPEN = ("i.study_id = %(study)s AND i.is_gold = {gold} AND l.id IS NULL AND u.active AND m.id IS NOT NULL"
-         " AND NOT EXISTS (SELECT 1 FROM study_closures c WHERE c.study_id = %(study)s)"
-         " AND NOT EXISTS (SELECT 1 FROM assignments a WHERE a.item_id = i.id AND a.reviewer_id = u.id"
-         "   AND (a.status IN ('done', 'skipped') OR (a.status = 'leased' AND a.lease_expires_at > %(now)s)))"
-         f" AND (SELECT count(*) FROM assignments a WHERE a.item_id = i.id AND {_LIVE.format(a='a')})"
-         " < s.raters_per_item")
+
+def _live(a: str) -> str:
+    """A live assignment holds its slot: finished, or leased and not run out
+    (`review.labeling.assignment.live_assignment_filter`)."""
+    return f"({a}.status = '{_DONE}' OR ({a}.status = '{_LEASED}' AND {a}.lease_expires_at > %(now)s))"
+
+
+def _open(gold: str) -> str:
+    """Open items of one kind (gold or not): `review.labeling.assignment._candidates`' filter."""
+    return (f"i.study_id = %(study)s AND i.is_gold = {gold} AND l.id IS NULL AND u.active"
+            " AND m.id IS NOT NULL"
+            " AND NOT EXISTS (SELECT 1 FROM study_closures c WHERE c.study_id = %(study)s)"
+            " AND NOT EXISTS (SELECT 1 FROM assignments a WHERE a.item_id = i.id AND a.reviewer_id = u.id"
+            f"   AND (a.status IN ({sql_list(ANSWERED)}) OR (a.status = '{_LEASED}'"
+            " AND a.lease_expires_at > %(now)s)))"
+            f" AND (SELECT count(*) FROM assignments a WHERE a.item_id = i.id AND {_live('a')})"
+            " < s.raters_per_item")
+
+
+# Open items in the order from the reviewer's cursor on, as an array of [item id, order key]
+# pairs; the wrap-around (the items before the cursor) is read only when the part after it holds
+# fewer than a window.
 _PART = ("ARRAY(SELECT ARRAY[i.id, i.order_key] FROM study_items i WHERE {open}"
          " AND i.order_key {side} COALESCE(m.queue_cursor, %(start)s) ORDER BY i.order_key LIMIT %(window)s)")
 
 
 def _window(gold: str, read: str) -> str:
     """The LATERAL join giving one kind's window as `{gold}_ahead` and `{gold}_behind` columns."""
-    where = _OPEN.format(gold=gold)
+    where = _open(gold)
     return (f"LEFT JOIN LATERAL (SELECT CASE WHEN {read} THEN {_PART.format(open=where, side='>=')} END"
             f" AS ahead OFFSET 0) {gold}_a ON true"  # OFFSET 0: read once, not once per use
             f" LEFT JOIN LATERAL (SELECT CASE WHEN cardinality({gold}_a.ahead) < %(window)s THEN"
@@ -71,7 +91,7 @@ JOIN studies s ON s.id = %(study)s
 LEFT JOIN study_reviewers m ON m.study_id = %(study)s AND m.reviewer_id = u.id
 LEFT JOIN LATERAL (
   SELECT a.id, a.item_id, a.lease_expires_at FROM assignments a JOIN study_items i ON i.id = a.item_id
-  WHERE i.study_id = %(study)s AND a.reviewer_id = u.id AND a.status = 'leased'
+  WHERE i.study_id = %(study)s AND a.reviewer_id = u.id AND a.status = '{_LEASED}'
     AND a.lease_expires_at > %(now)s
   ORDER BY a.leased_at LIMIT 1) l ON true
 {_window('false', 'true')}
@@ -90,12 +110,12 @@ WITH item AS (
 ), free AS MATERIALIZED (
   SELECT item.id AS item_id, (SELECT min(s) FROM unnest(CAST(%(slots)s AS integer[])) s
     WHERE NOT EXISTS (SELECT 1 FROM assignments h WHERE h.item_id = item.id AND h.slot = s
-                      AND {_LIVE.format(a='h')})) AS slot
+                      AND {_live('h')})) AS slot
   FROM item
 ), leased AS (
   INSERT INTO assignments (item_id, reviewer_id, status, leased_at, lease_expires_at, completed_at,
                            skip_reason, slot)
-  SELECT free.item_id, %(reviewer)s, 'leased', %(now)s, %(expires)s, NULL, NULL, free.slot FROM free
+  SELECT free.item_id, %(reviewer)s, '{_LEASED}', %(now)s, %(expires)s, NULL, NULL, free.slot FROM free
   WHERE free.slot IS NOT NULL AND NOT EXISTS (SELECT 1 FROM assignments h
     WHERE h.item_id = free.item_id AND (h.reviewer_id = %(reviewer)s OR h.slot = free.slot))
   ON CONFLICT DO NOTHING
@@ -108,17 +128,26 @@ SELECT leased.id, leased.item_id, r.path, r.sha256, d.path, d.sha256, o.path, o.
 FROM leased JOIN study_items i ON i.id = leased.item_id JOIN restorations r ON r.id = i.restoration_id
 JOIN degraded_images d ON d.id = r.degraded_id JOIN source_images o ON o.id = d.source_id"""
 
+def _json_object(keys: tuple[str, ...], values: tuple[str, ...]) -> str:
+    """SQL building the JSON text `json.dumps` writes for a dict of these keys (in this order) and
+    values (SQL expressions giving JSON: numbers, or `to_json(...)` for text): the ORM path's
+    audit details, byte for byte."""
+    pairs = [f"'{sep}\"{key}\": ', {value}"
+             for sep, key, value in zip(["{", *[", "] * len(keys)], keys, values, strict=False)]
+    return f"CAST(concat({', '.join(pairs)}, '}}') AS json)"
+
+
 #: The whole plain submit: the rating (superseding the one Undo retracted), the assignment done,
 #: the finished-items counter, the draft dropped and the audit entry (as `audit.record` writes it).
 #: With a browser session (`browser_session`, `role`; review.accounts.sessions.require_session) only while
 #: it is live and the account has the role it signed in with; the session row is share-locked
 #: until commit, so a logout waits for this rating, or this rating sees the logout and writes
 #: nothing.
-SUBMIT = """
+SUBMIT = f"""
 WITH a AS (
   SELECT a.id, a.item_id, m.id AS member_id, m.guideline_version_id, u.username, s.name AS study_name,
     (SELECT r.id FROM ratings r WHERE r.item_id = a.item_id AND r.reviewer_id = a.reviewer_id
-       AND NOT r.active AND r.source = 'reviewer'
+       AND NOT r.active AND r.source = '{_REVIEWER}'
        AND NOT EXISTS (SELECT 1 FROM ratings n WHERE n.supersedes_id = r.id)
      ORDER BY r.id DESC LIMIT 1) AS retracted_id
   FROM assignments a
@@ -126,8 +155,8 @@ WITH a AS (
   JOIN studies s ON s.id = i.study_id
   JOIN users u ON u.id = a.reviewer_id
   JOIN study_reviewers m ON m.study_id = i.study_id AND m.reviewer_id = a.reviewer_id
-  WHERE a.id = %(assignment)s AND a.reviewer_id = %(reviewer)s AND a.status = 'leased' AND a.slot IS NOT NULL
-    AND a.lease_expires_at > %(now)s AND u.active
+  WHERE a.id = %(assignment)s AND a.reviewer_id = %(reviewer)s AND a.status = '{_LEASED}'
+    AND a.slot IS NOT NULL AND a.lease_expires_at > %(now)s AND u.active
     AND (CAST(%(role)s AS text) IS NULL OR u.role = %(role)s)
     AND (CAST(%(browser_session)s AS integer) IS NULL OR EXISTS (
       SELECT 1 FROM reviewer_sessions x WHERE x.id = CAST(%(browser_session)s AS integer)
@@ -139,14 +168,14 @@ WITH a AS (
 ), r AS (
   INSERT INTO ratings (item_id, reviewer_id, author_id, source, score, flags, comment,
                        guideline_version_id, time_taken_ms, active, supersedes_id, client_token, created_at)
-  SELECT a.item_id, %(reviewer)s, %(reviewer)s, 'reviewer', CAST(%(score)s AS integer),
+  SELECT a.item_id, %(reviewer)s, %(reviewer)s, '{_REVIEWER}', CAST(%(score)s AS integer),
          CAST(%(flags)s AS json), %(comment)s, a.guideline_version_id, CAST(%(time_taken_ms)s AS integer),
          true, a.retracted_id, %(token)s, %(now)s
   FROM a
   ON CONFLICT DO NOTHING
   RETURNING id, item_id, supersedes_id, guideline_version_id
 ), done AS (
-  UPDATE assignments SET status = 'done', completed_at = %(now)s, skip_reason = NULL
+  UPDATE assignments SET status = '{_DONE}', completed_at = %(now)s, skip_reason = NULL
   FROM r WHERE assignments.id = %(assignment)s
 ), counted AS (
   UPDATE study_reviewers SET finished_items = study_reviewers.finished_items + 1
@@ -156,11 +185,10 @@ WITH a AS (
   WHERE rating_drafts.assignment_id = %(assignment)s AND rating_drafts.reviewer_id = %(reviewer)s
 ), logged AS (
   INSERT INTO audit_log (at, actor_id, actor, action, target, details)
-  SELECT %(at)s, %(reviewer)s, left(a.username, 64),
+  SELECT %(at)s, %(reviewer)s, left(a.username, {ACTOR_MAX}),
          CASE WHEN r.supersedes_id IS NULL THEN 'rating.submit' ELSE 'rating.supersede' END,
-         left('item ' || r.item_id, 200),
-         CAST(concat('{"study": ', to_json(a.study_name), ', "score": ', CAST(%(score)s AS integer),
-                     ', "rating": ', r.id, '}') AS json)
+         left('{ITEM_TARGET}' || r.item_id, {TARGET_MAX}),
+         {_json_object(RATING_DETAILS, ("to_json(a.study_name)", "CAST(%(score)s AS integer)", "r.id"))}
   FROM a, r
 )
 SELECT r.id, r.item_id, r.supersedes_id, r.guideline_version_id, a.member_id FROM r, a

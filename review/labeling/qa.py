@@ -38,17 +38,19 @@ from db.models import (
     Study,
     StudyItem,
     StudyReviewer,
-    User,
 )
 from review.accounts.audit import record
+from review.accounts.check import require_account
+from review.enums import RatingSource, Verdict
 from review.errors import ReviewError
 from review.labeling.guidelines.files import GUIDELINE_LABEL
 from review.labeling.ratings import FLAGS, MAX_COMMENT
 from review.labeling.settings import StudySettings, update_settings
 from review.labeling.study import draw
 from review.labeling.views import ImageRef
+from review.policy import Action, roles_for
 
-QA_ROLES = ("qa", "admin")
+QA_ROLES = roles_for(Action.QA_REVIEW)
 
 
 class QAError(ReviewError):
@@ -112,7 +114,7 @@ def _eligible(session: Session, study: Study) -> list[tuple[int, int, str, str]]
         .join(SourceImage, SourceImage.id == DegradedImage.source_id)
         .join(StudyReviewer, (StudyReviewer.study_id == StudyItem.study_id)
               & (StudyReviewer.reviewer_id == Rating.reviewer_id))
-        .where(StudyItem.study_id == study.id, Rating.source == "reviewer",
+        .where(StudyItem.study_id == study.id, Rating.source == RatingSource.REVIEWER,
                StudyReviewer.qa_enabled.is_(True),
                or_(Rating.active.is_(True), exists().where(QAVerdict.rating_id == Rating.id)))
     )
@@ -272,13 +274,11 @@ def qa_progress(session: Session, study: Study, qa_user_id: int) -> QAProgress:
 
 
 def _load_for_verdict(session: Session, rating_id: int, qa_user_id: int) -> tuple[Rating, Study]:
-    user = session.get(User, qa_user_id)
-    if user is None or not user.active or user.role not in QA_ROLES:
-        raise QAError("Only active QA reviewers and admins can give QA verdicts.")
+    require_account(session, qa_user_id, QA_ROLES, action="give QA verdicts")
     rating = session.get(Rating, rating_id, with_for_update=True)  # serialises verdicts per rating
     if rating is None:
         raise QAError(f"There is no rating {rating_id}.")
-    if rating.source != "reviewer":
+    if rating.source != RatingSource.REVIEWER:
         raise QAError("Only reviewers' ratings go through QA; this one is itself a QA correction.")
     if qa_user_id in (rating.author_id, rating.reviewer_id):
         raise QAError("You cannot QA your own rating.")
@@ -367,13 +367,13 @@ def correct(session: Session, rating_id: int, qa_user_id: int, new_score: int, r
     rating.active = False
     session.flush()  # the one-active-rating index must see the old row inactive first
     fixed = Rating(
-        item_id=rating.item_id, reviewer_id=rating.reviewer_id, author_id=qa_user_id, source="qa",
+        item_id=rating.item_id, reviewer_id=rating.reviewer_id, author_id=qa_user_id, source=RatingSource.QA,
         score=new_score, flags=new_flags, comment=reason,
         guideline_version_id=rating.guideline_version_id, active=True, supersedes_id=rating.id,
     )
     session.add(fixed)
     session.flush()
-    verdict = QAVerdict(rating_id=rating.id, qa_user_id=qa_user_id, verdict="correct", reason=reason,
+    verdict = QAVerdict(rating_id=rating.id, qa_user_id=qa_user_id, verdict=Verdict.CORRECT, reason=reason,
                         corrected_rating_id=fixed.id)
     session.add(verdict)
     session.flush()

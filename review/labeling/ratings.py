@@ -6,7 +6,7 @@
   of that item supersedes the retracted one, so history is auditable. Pressing it again while that
   item is reopened changes nothing (no walk back through history). `reopen` does the same for one
   of the reviewer's recent items (the history list). A rating QA has judged stays as it is.
-- Every write checks that the reviewer's account is still active (`require_active`) and, for a
+- Every write checks that the reviewer's account is still active (review.accounts.check) and, for a
   signed-in browser (`signed`), that its session is still live and its role one that rates
   (`review.accounts.sessions.require_session`, in the write's transaction; the hot path's SQL checks the
   same): a tab left open after a logout, role change, password reset or deactivation stores nothing.
@@ -40,8 +40,10 @@ from db.models import (
     User,
     utcnow,
 )
-from review.accounts.audit import record
+from review.accounts.audit import rating_details, record
+from review.accounts.check import check_account, require_account
 from review.accounts.sessions import SIGNED_OUT, SessionEnded, SignedIn, require_session
+from review.enums import ANSWERED, AssignmentStatus, RatingSource
 from review.errors import ReviewError
 from review.labeling import hotpath
 from review.labeling.assignment import (
@@ -49,9 +51,9 @@ from review.labeling.assignment import (
     live_assignment_filter,
     lock_row,
     reclaim_slot,
-    require_active,
 )
 from review.labeling.cohorts import CohortError, add_finished, ensure_enrolled
+from review.policy import Action, roles_for
 
 FLAGS = ("identity_changed", "invented_detail", "text_changed", "artifacts", "still_blurry")
 FLAG_LABELS = {
@@ -64,7 +66,7 @@ FLAG_LABELS = {
 SKIP_REASONS = ("image did not load", "cannot judge", "offensive or private content", "other")
 MAX_COMMENT = 2000
 NOT_YOURS = "This item is not assigned to you any more. Loading your next item."
-RATER_ROLES = ("reviewer", "admin")  # the roles whose ratings count as a reviewer's
+RATER_ROLES = roles_for(Action.RATE)  # the roles whose ratings count as a reviewer's
 RATED_ELSEWHERE = ("You already rated this item in another tab, so this answer was not saved. "
                    "Here is your next item.")
 JUDGED = "QA has already judged your rating of this item, so it stays as it is. Ask QA if you disagree."
@@ -94,7 +96,7 @@ def require_rater(session: Session, reviewer_id: int, signed: SignedIn | None) -
     account active and a rater's (`signed`), or, for a caller without a browser session, the
     account is active."""
     if signed is None:
-        require_active(session, reviewer_id)
+        require_account(session, reviewer_id)
         return
     if signed.user_id != reviewer_id:
         raise SessionEnded(SIGNED_OUT)
@@ -139,7 +141,7 @@ def _context(session: Session, assignment_id: int, reviewer_id: int, token: str 
     comes as an entity, so the audit entry's actor name is found in the session, not queried."""
     retracted = (select(Rating.id).where(
         Rating.item_id == Assignment.item_id, Rating.reviewer_id == reviewer_id, Rating.active.is_(False),
-        Rating.source == "reviewer", ~exists().where(_NEWER.supersedes_id == Rating.id))
+        Rating.source == RatingSource.REVIEWER, ~exists().where(_NEWER.supersedes_id == Rating.id))
         .order_by(Rating.id.desc()).limit(1).scalar_subquery())
     earlier = (select(Rating.id).where(Rating.client_token == token).scalar_subquery() if token
                else null())
@@ -197,20 +199,22 @@ def submit(session: Session, assignment_id: int, reviewer_id: int, sub: Submissi
             if earlier.reviewer_id != reviewer_id:
                 raise RatingError("This submission token belongs to another reviewer.")
             return earlier
-    if found is None or not found.user.active:
-        require_active(session, reviewer_id)
+    if found is None:
+        require_account(session, reviewer_id)
+    else:
+        check_account(found.user.active, found.user.role)
     if found is None or found.assignment.reviewer_id != reviewer_id:
         raise StaleAssignment(NOT_YOURS)
     assignment, study = found.assignment, found.study
     _validate(study, sub)
-    if assignment.status == "done":
+    if assignment.status == AssignmentStatus.DONE:
         active = _active_rating(session, assignment.item_id, reviewer_id)
         if active is not None:  # another tab's submit (a retry of this one returned above)
             raise AlreadyRated(RATED_ELSEWHERE)
-    if assignment.status == "skipped":
+    if assignment.status == AssignmentStatus.SKIPPED:
         raise StaleAssignment("You skipped this item. Loading your next item.")
     expires = _as_aware(assignment.lease_expires_at)
-    if assignment.status == "expired" or (expires is not None and expires <= now):
+    if assignment.status == AssignmentStatus.EXPIRED or (expires is not None and expires <= now):
         others = session.scalar(
             select(func.count()).select_from(Assignment).where(
                 Assignment.item_id == assignment.item_id, Assignment.id != assignment.id,
@@ -227,7 +231,7 @@ def submit(session: Session, assignment_id: int, reviewer_id: int, sub: Submissi
         item_id=assignment.item_id,
         reviewer_id=reviewer_id,
         author_id=reviewer_id,
-        source="reviewer",
+        source=RatingSource.REVIEWER,
         score=sub.score,
         flags=sorted(set(sub.flags)),
         comment=sub.comment.strip(),
@@ -239,14 +243,14 @@ def submit(session: Session, assignment_id: int, reviewer_id: int, sub: Submissi
         created_at=now,
     )
     session.add(rating)
-    if assignment.status != "done":
+    if assignment.status != AssignmentStatus.DONE:
         add_finished(member, +1)
-    assignment.status, assignment.completed_at = "done", now
+    assignment.status, assignment.completed_at = AssignmentStatus.DONE, now
     assignment.skip_reason = None  # a skip taken back and now rated
     _drop_draft(session, assignment.id, reviewer_id)
     session.flush()
     record(session, "rating.supersede" if rating.supersedes_id else "rating.submit", actor_id=reviewer_id,
-           target=f"item {rating.item_id}", study=study.name, score=rating.score, rating=rating.id)
+           **rating_details(rating.item_id, study.name, rating.score, rating.id))
     return rating
 
 
@@ -276,7 +280,7 @@ def _submit_fast(session: Session, assignment_id: int, reviewer_id: int, sub: Su
         hotpath.forget(session, model, row_id)
     hotpath.drop_cached_drafts(session, assignment_id)
     rating = Rating(id=rating_id, item_id=item_id, reviewer_id=reviewer_id, author_id=reviewer_id,
-                    source="reviewer", score=sub.score, flags=flags, comment=comment,
+                    source=RatingSource.REVIEWER, score=sub.score, flags=flags, comment=comment,
                     guideline_version_id=guideline_version_id, time_taken_ms=sub.time_taken_ms,
                     active=True, supersedes_id=supersedes_id, client_token=sub.client_token, created_at=now)
     make_transient_to_detached(rating)  # the row exists: the session holds it as if loaded
@@ -303,12 +307,13 @@ def skip(session: Session, assignment_id: int, reviewer_id: int, reason: str,
     if not reason.strip():
         raise RatingError("Say why you skip (pick a reason).")
     assignment, study = _load_assignment(session, assignment_id, reviewer_id, signed)
-    if assignment.status == "skipped":
+    if assignment.status == AssignmentStatus.SKIPPED:
         return assignment
-    if assignment.status == "done":
+    if assignment.status == AssignmentStatus.DONE:
         raise AlreadyRated(RATED_ELSEWHERE)
     add_finished(_member(session, study, reviewer_id), +1)
-    assignment.status, assignment.skip_reason, assignment.slot = "skipped", reason.strip()[:200], None
+    assignment.status, assignment.skip_reason, assignment.slot = (AssignmentStatus.SKIPPED,
+                                                                  reason.strip()[:200], None)
     assignment.completed_at = now or utcnow()
     _drop_draft(session, assignment.id, reviewer_id)
     session.flush()
@@ -333,7 +338,7 @@ def _reopened(session: Session, study: Study, reviewer_id: int, now: datetime) -
         Rating.author_id == reviewer_id, Rating.active.is_(False),
         ~exists().where(_NEWER.supersedes_id == Rating.id))
     return session.scalar(_in_study(study, reviewer_id).where(
-        Assignment.status == "leased", Assignment.lease_expires_at > now,
+        Assignment.status == AssignmentStatus.LEASED, Assignment.lease_expires_at > now,
         retracted | Assignment.skip_reason.is_not(None)).limit(1))
 
 
@@ -352,7 +357,7 @@ def undo_last(
         if answered_here is not None and pending.id not in answered_here:
             raise RatingError(UNDO_ELSEWHERE)
         return pending
-    last = session.scalar(_in_study(study, reviewer_id).where(Assignment.status.in_(("done", "skipped")))
+    last = session.scalar(_in_study(study, reviewer_id).where(Assignment.status.in_(ANSWERED))
                           .order_by(Assignment.completed_at.desc(), Assignment.id.desc()).limit(1))
     if last is not None and answered_here is not None and last.id not in answered_here:
         if _judged(session, last, reviewer_id):  # the reason that holds in every tab comes first
@@ -367,7 +372,7 @@ def reopen(session: Session, study: Study, reviewer_id: int, assignment_id: int,
     now = now or utcnow()
     require_rater(session, reviewer_id, signed)
     assignment = session.scalar(_in_study(study, reviewer_id).where(Assignment.id == assignment_id))
-    if assignment is None or assignment.status not in ("done", "skipped"):
+    if assignment is None or assignment.status not in ANSWERED:
         raise RatingError("That item is not one of your finished items in this study.")
     pending = _reopened(session, study, reviewer_id, now)
     if pending is not None and pending.id != assignment.id:
@@ -377,7 +382,7 @@ def reopen(session: Session, study: Study, reviewer_id: int, assignment_id: int,
 
 def _judged(session: Session, assignment: Assignment, reviewer_id: int) -> bool:
     """Whether QA has judged a rating of the reviewer on the assignment's item."""
-    return bool(assignment.status == "done" and session.scalar(
+    return bool(assignment.status == AssignmentStatus.DONE and session.scalar(
         select(func.count()).select_from(QAVerdict).join(Rating, Rating.id == QAVerdict.rating_id)
         .where(Rating.item_id == assignment.item_id, Rating.reviewer_id == reviewer_id)))
 
@@ -386,26 +391,26 @@ def _reopen(session: Session, study: Study, reviewer_id: int, assignment: Assign
             now: datetime) -> Assignment:
     """Take back a finished answer: retract the rating (its values become the draft) or the skip,
     and lease the item to the reviewer again, ahead of anything else."""
-    if assignment.status == "done":
+    if assignment.status == AssignmentStatus.DONE:
         last = _active_rating(session, assignment.item_id, reviewer_id)
         if _judged(session, assignment, reviewer_id) or last is None or last.author_id != reviewer_id:
             raise RatingError(JUDGED)
         last.active = False
-        record(session, "rating.withdraw", actor_id=reviewer_id, target=f"item {last.item_id}",
-               study=study.name, score=last.score, rating=last.id)
+        record(session, "rating.withdraw", actor_id=reviewer_id,
+               **rating_details(last.item_id, study.name, last.score, last.id))
         _drop_draft(session, assignment.id, reviewer_id)
         session.add(RatingDraft(assignment_id=assignment.id, reviewer_id=reviewer_id, score=last.score,
                                 flags=list(last.flags or []), comment=last.comment or "", updated_at=now))
     # Release any other lease the reviewer holds so the reopened item comes back first.
     for other in session.scalars(_in_study(study, reviewer_id).where(
-            Assignment.status == "leased", Assignment.id != assignment.id)):
-        other.status, other.slot = "expired", None
+            Assignment.status == AssignmentStatus.LEASED, Assignment.id != assignment.id)):
+        other.status, other.slot = AssignmentStatus.EXPIRED, None
     add_finished(_member(session, study, reviewer_id), -1)
     # A skipped item given back needs a slot again. Its skip_reason stays until it is answered: it
     # marks the item as reopened.
     if assignment.slot is None and not reclaim_slot(session, study, assignment, now):
         raise RatingError("This item went to other reviewers meanwhile; it cannot be rated again.")
-    assignment.status, assignment.completed_at = "leased", None
+    assignment.status, assignment.completed_at = AssignmentStatus.LEASED, None
     assignment.leased_at = now
     assignment.lease_expires_at = now + timedelta(minutes=study.lease_minutes)
     session.flush()

@@ -10,7 +10,8 @@ O >= 3.5 at a level is the curve's share for a rater of the reference inconsiste
 guideline multiplies each rater's inconsistency by its clarity factor (< 1); QA (on for a rater
 in a QA arm) corrects a share of ratings that miss the item's true score to that score.
 
-Ratings written to a study come from accounts marked `simulated` (they cannot log in), so
+Ratings written to a study come from accounts marked `simulated`, made as every account is
+(review.accounts.users.rater_account: they cannot log in), so
 analysis can include or exclude them, and `remove_simulated` takes them out again.
 """
 
@@ -38,8 +39,11 @@ from db.models import (
     StudyReviewer,
     User,
 )
+from review.accounts.users import UserError, rater_account
+from review.enums import AssignmentStatus, RatingSource
 from review.errors import ReviewError
 from review.labeling.cohorts import guideline_arms, qa_arms
+from review.media.restore import restorer_class
 
 FAITHFUL_CUT = 3.5  # a continuous opinion at or above this rounds to 4 or 5: "faithful"
 
@@ -79,23 +83,26 @@ class TrueCurve:
         return self.floor + (self.top - self.floor) * expit(z)
 
 
-#: Ground truths for the lab's restorers on motion blur (px of line length / shake extent);
-#: other kinds scale the boundary by KIND_SCALE (a defocus radius of r blurs like ~3r px of shake).
-DEFAULT_TRUTHS: dict[str, TrueCurve] = {
-    "wiener": TrueCurve(12.0, width=2.5),
-    "unsupervised_wiener": TrueCurve(10.0, width=2.5),
-    "richardson_lucy": TrueCurve(15.0, width=3.0),
-    "sd15_img2img": TrueCurve(20.0, width=3.0, strength_slope=25.0, reference_strength=0.2),
-    "blurred": TrueCurve(4.0, width=1.5),
-    "hidden_reference": TrueCurve(math.inf),
-}
+#: The truth of a restorer that declares none (its class's ``simulated_truth``).
 UNKNOWN_TRUTH = TrueCurve(10.0, width=2.5)
 KIND_SCALE = {"motion_line": 1.0, "camera_shake": 1.0, "defocus": 0.35, "gaussian": 0.25}
 
 
+def default_truth(method: str) -> TrueCurve:
+    """The ground truth of `method` on motion blur (px of line length / shake extent), as its
+    restorer class declares it (``simulated_truth``); UNKNOWN_TRUTH for one that declares none or a
+    restorer this lab does not know."""
+    try:
+        declared = restorer_class(method).simulated_truth
+    except ValueError:
+        declared = None
+    return UNKNOWN_TRUTH if declared is None else TrueCurve(**declared)
+
+
 def truth_for(method: str, kind: str) -> TrueCurve:
-    """The ground truth of `method` on blur `kind` (scaled from the motion-blur truth)."""
-    base = DEFAULT_TRUTHS.get(method, UNKNOWN_TRUTH)
+    """The ground truth of `method` on blur `kind`, scaled from the motion-blur truth by KIND_SCALE
+    (a defocus radius of r blurs like ~3r px of shake)."""
+    base = default_truth(method)
     s = KIND_SCALE.get(kind, 1.0)
     return TrueCurve(base.boundary * s, base.width * s, base.threshold, base.top, base.floor,
                      base.strength_slope * s, base.reference_strength)
@@ -242,15 +249,10 @@ def simulate_study(session: Session, study: Study, *, raters: int = 8, seed: int
         cohort = f"sim-g{g_arms[g]}-{'qa' if qa else 'noqa'}"
         rater = draw_raters(spec, 1, rng, clarity=_clarity(g, len(g_arms)), qa=qa)[0]
         username = f"sim-{study.id}-{i + 1:03d}"
-        user = session.scalar(select(User).where(User.username == username))
-        if user is None:
-            # "!" is not a valid argon2 hash and the account is inactive: it can never log in.
-            user = User(username=username, display_name=f"Simulated rater {i + 1}", role="reviewer",
-                        password_hash="!", active=False, simulated=True)
-            session.add(user)
-            session.flush()
-        elif not user.simulated:
-            raise SimulationError(f"Account {username!r} exists and is a real reviewer; rename it first.")
+        try:  # inactive, without a password: it can never log in
+            user = rater_account(session, username, f"Simulated rater {i + 1}", kind="simulated")
+        except UserError as exc:
+            raise SimulationError(str(exc)) from exc
         session.add(StudyReviewer(study_id=study.id, reviewer_id=user.id, guideline_version_id=g_arms[g],
                                   qa_enabled=qa, cohort=cohort, finished_items=len(rows)))
         cohorts[cohort] = cohorts.get(cohort, 0) + 1
@@ -266,10 +268,11 @@ def simulate_study(session: Session, study: Study, *, raters: int = 8, seed: int
         scores = rate(psi, [r for _u, r, _g in members], spec, rng)[0]
         free_slots = (slot for slot in range(study.raters_per_item) if slot not in taken[row.id])
         for (user, _r, gv), score, slot in zip(members, scores, free_slots, strict=False):
-            session.add(Assignment(item_id=row.id, reviewer_id=user.id, status="done", slot=slot,
-                                   completed_at=now))
-            session.add(Rating(item_id=row.id, reviewer_id=user.id, author_id=user.id, source="reviewer",
-                               score=int(score), comment="simulated", guideline_version_id=gv))
+            session.add(Assignment(item_id=row.id, reviewer_id=user.id, status=AssignmentStatus.DONE,
+                                   slot=slot, completed_at=now))
+            session.add(Rating(item_id=row.id, reviewer_id=user.id, author_id=user.id,
+                               source=RatingSource.REVIEWER, score=int(score), comment="simulated",
+                               guideline_version_id=gv))
             n += 1
     session.flush()
     return SimulationSummary(study.name, raters, n, cohorts)

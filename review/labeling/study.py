@@ -18,7 +18,8 @@ from db.rows import get_or_create
 from review.accounts.audit import record
 from review.errors import ReviewError
 from review.labeling.settings import StudySettings, update_settings
-from review.media.restore import CONTROL_EXPECTATIONS
+from review.media.restore import controls
+from review.policy import Action, may
 
 #: How long a study's edit waits for the study's row while ratings are being saved (PostgreSQL).
 EDIT_LOCK_WAIT_S = 10
@@ -119,7 +120,7 @@ def _check_reviewers(session: Session, reviewer_ids: Sequence[int]) -> tuple[int
     missing = [i for i in ids if i not in found]
     if missing:
         raise StudyError(f"No user with id(s) {missing}; pick reviewers from the list.")
-    wrong = [u.username for u in found.values() if u.role not in ("reviewer", "admin")]
+    wrong = [u.username for u in found.values() if not may(u.role, Action.RATE)]
     if wrong:
         raise StudyError(f"{', '.join(sorted(wrong))} cannot rate (QA accounts do not rate); "
                          "pick reviewers or admins.")
@@ -275,9 +276,9 @@ def add_item(
 ) -> StudyItem:
     """Put a restoration in a study (idempotent). Controls become gold with their expected range."""
     if expected is None:
-        expected = CONTROL_EXPECTATIONS.get(restoration.method)
+        expected = controls().get(restoration.method)
     if is_gold is None:
-        is_gold = restoration.method in CONTROL_EXPECTATIONS
+        is_gold = restoration.method in controls()
 
     def build() -> StudyItem:
         if expected is not None:

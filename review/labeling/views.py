@@ -25,6 +25,7 @@ from db.models import (
     StudyReviewer,
     User,
 )
+from review.enums import ANSWERED, AssignmentStatus, RatingSource
 from review.labeling.cohorts import CohortError
 from review.labeling.settings import StudySettings
 from review.labeling.study import may_join
@@ -165,7 +166,7 @@ def reviewer_summary(session: Session, study_id: int, reviewer_id: int) -> Revie
         select(func.count()).select_from(Assignment)
         .join(StudyItem, StudyItem.id == Assignment.item_id)
         .where(StudyItem.study_id == study_id, Assignment.reviewer_id == reviewer_id,
-               Assignment.status == "skipped")
+               Assignment.status == AssignmentStatus.SKIPPED)
     ) or 0
     return ReviewerSummary(rated or 0, skipped, float(mean_ms) if mean_ms is not None else None)
 
@@ -229,7 +230,7 @@ def study_progress(session: Session) -> list[StudyProgress]:
     """Items, ratings done and completed items per study (admins only)."""
     per_item = (
         select(Rating.item_id, func.count().label("n"))
-        .where(Rating.active.is_(True), Rating.source == "reviewer")
+        .where(Rating.active.is_(True), Rating.source == RatingSource.REVIEWER)
         .group_by(Rating.item_id).subquery())
     out = []
     for study in session.scalars(select(Study).order_by(Study.name)):
@@ -244,7 +245,7 @@ def study_progress(session: Session) -> list[StudyProgress]:
         skipped = session.scalar(
             select(func.count()).select_from(Assignment)
             .join(StudyItem, StudyItem.id == Assignment.item_id)
-            .where(StudyItem.study_id == study.id, Assignment.status == "skipped")) or 0
+            .where(StudyItem.study_id == study.id, Assignment.status == AssignmentStatus.SKIPPED)) or 0
         out.append(StudyProgress(study.id, study.name, items, int(gold), study.raters_per_item,
                                  int(ratings), int(complete), skipped))
     return out
@@ -269,12 +270,13 @@ def reviewer_progress(session: Session, study_id: int) -> list[ReviewerProgress]
     rated = {uid: (n, t) for uid, n, t in session.execute(
         select(Rating.reviewer_id, func.count(), func.avg(Rating.time_taken_ms))
         .join(StudyItem, StudyItem.id == Rating.item_id)
-        .where(StudyItem.study_id == study_id, Rating.active.is_(True), Rating.source == "reviewer")
+        .where(StudyItem.study_id == study_id, Rating.active.is_(True),
+               Rating.source == RatingSource.REVIEWER)
         .group_by(Rating.reviewer_id))}
     skipped = dict(session.execute(
         select(Assignment.reviewer_id, func.count())
         .join(StudyItem, StudyItem.id == Assignment.item_id)
-        .where(StudyItem.study_id == study_id, Assignment.status == "skipped")
+        .where(StudyItem.study_id == study_id, Assignment.status == AssignmentStatus.SKIPPED)
         .group_by(Assignment.reviewer_id)).all())
     ids = set(rated) | set(skipped)
     if not ids:
@@ -315,7 +317,7 @@ def recent_answers(session: Session, study_id: int, reviewer_id: int, limit: int
         select(Assignment.id, Assignment.item_id, Assignment.status)
         .join(StudyItem, StudyItem.id == Assignment.item_id)
         .where(StudyItem.study_id == study_id, Assignment.reviewer_id == reviewer_id,
-               Assignment.status.in_(("done", "skipped")))
+               Assignment.status.in_(ANSWERED))
         .order_by(Assignment.completed_at.desc(), Assignment.id.desc()).limit(limit)).all()
     items = [item_id for _aid, item_id, _status in rows]
     own = {r.item_id: r for r in session.scalars(select(Rating).where(
@@ -326,9 +328,10 @@ def recent_answers(session: Session, study_id: int, reviewer_id: int, limit: int
         Rating.item_id.in_(items), Rating.reviewer_id == reviewer_id)).all())
     out = []
     for aid, item_id, status in rows:
-        rating = own.get(item_id) if status == "done" else None
+        rating = own.get(item_id) if status == AssignmentStatus.DONE else None
         verdict = verdicts.get(item_id) if rating is not None else None
-        out.append(AnswerView(aid, item_id, status == "skipped", rating.score if rating else None,
+        out.append(AnswerView(aid, item_id, status == AssignmentStatus.SKIPPED,
+                              rating.score if rating else None,
                               tuple(rating.flags or []) if rating else (), rating.comment if rating else "",
                               verdict if show_qa else None, verdict is not None))
     return out

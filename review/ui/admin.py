@@ -7,18 +7,22 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from review.accounts.users import ROLES, add_user, list_users, reset_password, set_active, set_role, unlock
+from review.accounts.users import add_user, list_users, reset_password, set_active, set_role, unlock
 from review.analysis.qa_stats import gold_accuracy
+from review.enums import Role
 from review.labeling.views import guideline_versions, reviewer_progress, study_progress
 from review.media.restore.runner import sd15_status
-from review.ui.common import get_lab, require_role, run_action, show_flashes
+from review.policy import Action, typed_roles
+from review.ui.common import get_lab, require, run_action, show_flashes
 from review.ui.display import inert
 from review.ui.guideline import render_guideline
+
+ROLES = list(typed_roles())  # the role choices an admin may give, as stored
 
 
 def users_page() -> None:
     """Add users, reset passwords, change roles, deactivate and reactivate accounts."""
-    me = require_role("admin")
+    me = require(Action.USERS_MANAGE)
     lab = get_lab()
     st.title("Users")
     show_flashes()
@@ -27,7 +31,7 @@ def users_page() -> None:
         c1, c2, c3 = st.columns(3)
         username = c1.text_input("Username", key="new_username")
         display = c2.text_input("Display name", key="new_display")
-        role = c3.selectbox("Role", ROLES, index=ROLES.index("reviewer"), key="new_role")
+        role = c3.selectbox("Role", ROLES, index=ROLES.index(Role.REVIEWER), key="new_role")
         password = st.text_input("Initial password (at least 8 characters)", type="password",
                                  key="new_password")
         if st.form_submit_button("Add user", type="primary"):
@@ -99,7 +103,7 @@ def _gold_cells(gold: pd.DataFrame, username: str) -> dict[str, int | str]:
 
 def study_page() -> None:
     """Progress per study, per-reviewer counts and gold accuracy (admins only)."""
-    require_role("admin")
+    require(Action.STUDY_VIEW)
     lab = get_lab()
     st.title("Studies")
     st.caption(sd15_status(lab.settings))
@@ -137,7 +141,7 @@ def study_page() -> None:
 
 def guidelines_page() -> None:
     """Every guideline version loaded, newest first, as reviewers see it."""
-    require_role("admin", "qa")
+    require(Action.GUIDELINE_VIEW)
     st.title("Guidelines")
     with get_lab().read() as s:
         views = sorted(guideline_versions(s), key=lambda v: (v.slug, -v.version))

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from review.analysis.agreement import Coef
 from review.analysis.charts import View, build_views
 from review.analysis.export import (
     MIME,
@@ -25,10 +26,12 @@ from review.analysis.export import (
     ratings_fingerprint,
     ratings_frame,
 )
-from review.analysis.formatting import coef_ci, coef_value, format_ci, report_json
+from review.analysis.formatting import format_ci
 from review.analysis.html_report import html_report
 from review.analysis.markdown_report import report_to_markdown
 from review.analysis.report import ICC_LABELS, build_report
+from review.analysis.report_json import report_json
+from review.analysis.report_types import Report
 from review.analysis.tables import (
     FILTER_LABELS,
     Filters,
@@ -42,6 +45,7 @@ from review.analysis.tables import (
 )
 from review.database import Lab
 from review.labeling.study import list_studies, study_by_id
+from review.policy import Action, may
 from review.ui.common import SessionUser
 from review.ui.display import inert
 
@@ -68,7 +72,7 @@ def _frame(db: str, study_id: int, fingerprint: tuple[int, ...], history: bool,
 
 @st.cache_data(show_spinner="Computing agreement statistics…", max_entries=32)
 def _report(db: str, study_id: int, fingerprint: tuple[int, ...], filters: Filters,
-            bootstrap: int, seed: int, scale: tuple[int, int], _lab: Lab) -> dict[str, Any]:
+            bootstrap: int, seed: int, scale: tuple[int, int], _lab: Lab) -> Report:
     df = apply_filters(_frame(db, study_id, fingerprint, False, _lab), filters)
     return build_report(report_input(df), bootstrap=bootstrap, seed=seed, scale=scale)
 
@@ -113,28 +117,26 @@ def _filters(df: pd.DataFrame, study_id: int) -> tuple[Filters, int, int]:
     return Filters.of(chosen, level, exclude), boot, seed
 
 
-def _coef_metric(container: Any, label: str, c: dict[str, Any] | None, digits: int = 3,
+def _coef_metric(container: Any, label: str, c: Coef, digits: int = 3,
                  help: str | None = None) -> None:
     """One coefficient: the value (or "—"), its 95% CI and items below, or the plain reason."""
-    value = coef_value(c)
-    container.metric(label, "—" if value is None else f"{value:.{digits}f}", help=help)
-    if value is None:
-        container.caption("Not computed: " + _md_text((c or {}).get("reason", "not computable")))
+    container.metric(label, "—" if c.value is None else f"{c.value:.{digits}f}", help=help)
+    if c.value is None:
+        container.caption("Not computed: " + _md_text(c.reason or "not computable"))
         return
-    ci = coef_ci(c)
-    ci_text = f"95% CI {format_ci(ci, digits)}" if ci else "no interval (bootstrap off)"
-    container.caption(f"{ci_text} · {c.get('n_items', 0)} items")
+    ci_text = f"95% CI {format_ci(c.ci95, digits)}" if c.ci95 else "no interval (bootstrap off)"
+    container.caption(f"{ci_text} · {c.n_items} items")
 
 
-def _headline(report: dict[str, Any]) -> None:
+def _headline(report: Report) -> None:
     c = st.columns(4)
-    c[0].metric("Items", report["n_items"])
-    c[1].metric("Raters", report["n_raters"])
-    c[2].metric("Ratings", report["n_ratings"])
-    c[3].metric("Items rated ≥ 2 times", report.get("n_multiply_rated_items", 0),
+    c[0].metric("Items", report.n_items)
+    c[1].metric("Raters", report.n_raters)
+    c[2].metric("Ratings", report.n_ratings)
+    c[3].metric("Items rated ≥ 2 times", report.n_multiply_rated_items,
                 help="Only these items carry information about agreement.")
 
-    groups = group_warnings(report.get("warnings") or [])
+    groups = group_warnings(report.warnings)
     if groups:  # one collapsed note with counts, not a stack of boxes above the first figure
         with st.expander(warnings_summary(groups), icon=":material/warning:"):
             for kind, items in groups:
@@ -142,15 +144,15 @@ def _headline(report: dict[str, Any]) -> None:
                 st.markdown("\n".join(f"- {_md_text(w)}" for w in items))
 
     st.subheader("Agreement")
-    ka = report.get("krippendorff_alpha") or {}
+    ka = report.krippendorff_alpha
     row = st.columns(5)
-    _coef_metric(row[0], "Alpha (ordinal)", ka.get("ordinal"),
+    _coef_metric(row[0], "Alpha (ordinal)", ka.ordinal,
                  help="Krippendorff's alpha with ordinal distances: the main figure for a 1..5 scale.")
-    _coef_metric(row[1], "Alpha (interval)", ka.get("interval"))
-    _coef_metric(row[2], "Alpha (nominal)", ka.get("nominal"))
-    _coef_metric(row[3], "Fleiss' kappa", report.get("fleiss_kappa"))
+    _coef_metric(row[1], "Alpha (interval)", ka.interval)
+    _coef_metric(row[2], "Alpha (nominal)", ka.nominal)
+    _coef_metric(row[3], "Fleiss' kappa", report.fleiss_kappa)
     if has_chance_corrected(report):
-        _coef_metric(row[4], "Percent agreement", report.get("percent_agreement"),
+        _coef_metric(row[4], "Percent agreement", report.percent_agreement,
                      help="Share of agreeing rater pairs per item. Not chance-corrected: inflated "
                           "when one score dominates; read it beside alpha and kappa.")
     else:
@@ -158,14 +160,12 @@ def _headline(report: dict[str, Any]) -> None:
                        "computed to read it beside.")
 
     st.markdown("**Intraclass correlation** (Shrout & Fleiss; 95% intervals from the F distribution)")
-    icc = report.get("icc") or {}
-    row = st.columns(6)
-    for i, (form, c) in enumerate(icc.items()):
-        _coef_metric(row[i % 6], form, c, help=ICC_LABELS.get(form, form))
-    notes = report.get("notes") or []
-    if notes:
+    icc_cols = st.columns(6)
+    for i, (form, coef) in enumerate(report.icc.items()):
+        _coef_metric(icc_cols[i % 6], form, coef, help=ICC_LABELS.get(form, form))
+    if report.notes:
         with st.expander("How these figures were computed"):
-            for n in notes:
+            for n in report.notes:
                 st.markdown(f"- {_md_text(n)}")
 
 
@@ -210,7 +210,7 @@ def _slug(name: str) -> str:
 
 
 def _exports(lab: Lab, study_id: int, name: str, fingerprint: tuple[int, ...],
-             filtered: pd.DataFrame, report: dict[str, Any], views: list[View],
+             filtered: pd.DataFrame, report: Report, views: list[View],
              context: list[str]) -> None:
     st.subheader("Exports")
     stem = _slug(name)
@@ -255,7 +255,7 @@ def _exports(lab: Lab, study_id: int, name: str, fingerprint: tuple[int, ...],
 
 def render(lab: Lab, user: SessionUser) -> None:
     """The Analyst page (admins only)."""
-    if user.role != "admin":
+    if not may(user.role, Action.ANALYSIS_VIEW):
         st.error("The Analysis page is only available to admins.")
         st.stop()
     st.title("Analysis")

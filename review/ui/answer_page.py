@@ -24,11 +24,11 @@ from review.database import Lab
 from review.generation.proposals import accept_proposal
 from review.labeling.study import list_studies, study_by_id
 from review.labeling.views import ImageRef
+from review.policy import Action, may
 from review.ui.common import SessionUser, run_action, show_flashes
 from review.ui.display import inert, show_images
 
 KEY = "answer_"
-ROLES = ("admin", "qa")
 CHART_HEIGHT = 380
 
 
@@ -202,7 +202,7 @@ def _proposals(lab: Lab, user: SessionUser, study_id: int, answer: Answer) -> No
                            "level (px)": p["level"], "strength": p.get("strength"), "score": p["score"]}
                           for c, p in rows])
     st.dataframe(table, hide_index=True, key=f"{KEY}proposal_table")
-    if user.role != "admin":
+    if not may(user.role, Action.ANSWER_ACCEPT):
         st.caption("An admin can accept a proposal.")
         return
     choice = st.selectbox("Proposal", range(len(rows)), key=f"{KEY}proposal",
@@ -219,7 +219,7 @@ def _proposals(lab: Lab, user: SessionUser, study_id: int, answer: Answer) -> No
 
 def render(lab: Lab, user: SessionUser) -> None:
     """The answer page (admins and QA)."""
-    if user.role not in ROLES:
+    if not may(user.role, Action.ANSWER_VIEW):
         st.error("The answer page is only available to admins and QA.")
         st.stop()
     st.title("How far can it go?")

@@ -6,12 +6,15 @@ neither listed nor reachable by URL; every page also re-checks the role itself.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
 
 from review.database import DatabaseBusy
 from review.media.restore.runner import sd15_status
+from review.policy import HOME, POLICY, Action, may
 from review.ui.common import (
     account_still_valid,
     deliver_session_cookie,
@@ -24,35 +27,57 @@ from review.ui.display import inert
 
 PAGES = Path(__file__).resolve().parent / "pages"
 
-# role -> pages in menu order; the first is the landing page.
-ROLE_PAGES: dict[str, tuple[str, ...]] = {
-    "reviewer": ("rate", "try_photo"),  # try_photo explains itself until their work is done
-    "admin": ("study", "study_setup", "generate", "guideline_admin", "qa", "disagreements", "analysis",
-              "answer", "try_photo", "users", "audit", "rate"),
-    "qa": ("qa", "disagreements", "answer", "try_photo", "guidelines"),
+
+@dataclass(frozen=True)
+class PageInfo:
+    """A page of the menu: its menu title, icon and URL path, and the action (review/policy.py)
+    its roles may take; its script in pages/ checks the same action (tests/test_policy.py)."""
+
+    title: str
+    icon: str
+    url_path: str
+    action: Action
+
+
+#: file in pages/ -> its page, in menu order. A role sees the pages whose action it may take, its
+#: landing page (`policy.HOME`) first; where two pages share a URL path, the earlier one is shown
+#: (an admin's guideline editor, not the read-only list).
+PAGE_INFO = {
+    "study": PageInfo("Studies", ":material/monitoring:", "studies", Action.STUDY_VIEW),
+    "study_setup": PageInfo("Study setup", ":material/tune:", "study-setup", Action.STUDY_EDIT),
+    "generate": PageInfo("Generate", ":material/auto_fix_high:", "generate", Action.GENERATE),
+    "guideline_admin": PageInfo("Guidelines", ":material/menu_book:", "guidelines", Action.GUIDELINE_EDIT),
+    "qa": PageInfo("QA review", ":material/fact_check:", "qa", Action.QA_REVIEW),
+    "disagreements": PageInfo("Disagreements", ":material/compare_arrows:", "disagreements",
+                              Action.DISAGREEMENTS_SETTLE),
+    "analysis": PageInfo("Analysis", ":material/query_stats:", "analysis", Action.ANALYSIS_VIEW),
+    "answer": PageInfo("How far can it go?", ":material/straighten:", "answer", Action.ANSWER_VIEW),
+    # try_photo explains itself to a reviewer until their rating work is done
+    "try_photo": PageInfo("Try your photo", ":material/add_photo_alternate:", "try-photo", Action.TRY_PHOTO),
+    "guidelines": PageInfo("Guidelines", ":material/menu_book:", "guidelines", Action.GUIDELINE_VIEW),
+    "users": PageInfo("Users", ":material/group:", "users", Action.USERS_MANAGE),
+    "audit": PageInfo("Audit log", ":material/history:", "audit", Action.AUDIT_VIEW),
+    "rate": PageInfo("Rate", ":material/star_rate:", "rate", Action.RATE),
 }
-PAGE_INFO = {  # file in pages/ -> (menu title, icon, URL path)
-    "rate": ("Rate", ":material/star_rate:", "rate"),
-    "study": ("Studies", ":material/monitoring:", "studies"),
-    "study_setup": ("Study setup", ":material/tune:", "study-setup"),
-    "disagreements": ("Disagreements", ":material/compare_arrows:", "disagreements"),
-    "audit": ("Audit log", ":material/history:", "audit"),
-    "generate": ("Generate", ":material/auto_fix_high:", "generate"),
-    "guideline_admin": ("Guidelines", ":material/menu_book:", "guidelines"),
-    "guidelines": ("Guidelines", ":material/menu_book:", "guidelines"),
-    "qa": ("QA review", ":material/fact_check:", "qa"),
-    "analysis": ("Analysis", ":material/query_stats:", "analysis"),
-    "answer": ("How far can it go?", ":material/straighten:", "answer"),
-    "try_photo": ("Try your photo", ":material/add_photo_alternate:", "try-photo"),
-    "users": ("Users", ":material/group:", "users"),
-}
+
+
+def menu(role: str, policy: Mapping[Action, frozenset[str]] = POLICY,
+         home: Mapping[str, Action] = HOME) -> tuple[str, ...]:
+    """The pages (files in pages/) a role sees, in menu order, its landing page first."""
+    names: list[str] = []
+    for name, info in PAGE_INFO.items():
+        if may(role, info.action, policy) and all(PAGE_INFO[n].url_path != info.url_path for n in names):
+            names.append(name)
+    landing = [n for n in names if role in home and PAGE_INFO[n].action == home[role]][:1]
+    return (*landing, *(n for n in names if n not in landing))
 
 
 def pages_for(role: str) -> list[st.Page]:
     out = []
-    for i, name in enumerate(ROLE_PAGES.get(role, ())):
-        title, icon, url_path = PAGE_INFO[name]
-        out.append(st.Page(PAGES / f"{name}.py", title=title, icon=icon, url_path=url_path, default=i == 0))
+    for i, name in enumerate(menu(role)):
+        info = PAGE_INFO[name]
+        out.append(st.Page(PAGES / f"{name}.py", title=info.title, icon=info.icon, url_path=info.url_path,
+                           default=i == 0))
     return out
 
 
@@ -81,7 +106,7 @@ def main() -> None:
                      help="Ends your session in every browser and tab."):
             logout(lab)
             st.rerun()
-        if user.role == "admin":
+        if may(user.role, Action.GENERATE):
             st.caption(sd15_status(lab.settings))
     try:
         nav.run()

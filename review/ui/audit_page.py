@@ -21,6 +21,7 @@ from review.accounts.audit import (
     count_entries,
 )
 from review.database import Lab
+from review.policy import Action, may
 from review.ui.common import SessionUser
 from review.ui.display import inert
 
@@ -30,7 +31,7 @@ EVERYONE = "everyone"
 
 def render(lab: Lab, user: SessionUser) -> None:
     """The Audit log page."""
-    if user.role != "admin":
+    if not may(user.role, Action.AUDIT_VIEW):
         st.error("The audit log is only available to admins.")
         st.stop()
     st.title("Audit log")

@@ -33,6 +33,7 @@ from review.accounts.users import LoginRefused, authenticate, still_active
 from review.config import SETTING_NAMES, ConfigError, load_settings
 from review.database import Lab, SchemaOutOfDate, open_lab
 from review.errors import ReviewError
+from review.policy import Action, may
 from review.ui.display import inert
 from review.ui.server import SESSION_PATH
 
@@ -81,14 +82,14 @@ def current_user() -> SessionUser | None:
     return st.session_state.get(USER_KEY)
 
 
-def require_role(*roles: str) -> SessionUser:
-    """Stop the page unless the signed-in user has one of `roles` (each page checks again, even
-    though the navigation only lists the pages a role may use)."""
+def require(action: Action) -> SessionUser:
+    """Stop the page unless the signed-in user's role may take `action` (review/policy.py; each
+    page checks again, even though the navigation only lists the pages a role may use)."""
     user = current_user()
     if user is None:
         st.error("Please log in.")
         st.stop()
-    if user.role not in roles:
+    if not may(user.role, action):
         _refuse(user)
     return user
 

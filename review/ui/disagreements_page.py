@@ -14,6 +14,7 @@ from review.database import Lab
 from review.labeling.disagreements import Disagreement, disagreements, settle_item
 from review.labeling.study import list_studies, study_by_id
 from review.labeling.views import item_view
+from review.policy import Action, may
 from review.ui.common import SessionUser, run_action, show_flashes
 from review.ui.display import display_jpeg, inert
 
@@ -53,7 +54,7 @@ def _item(lab: Lab, user: SessionUser, d: Disagreement, scale: tuple[int, int]) 
 
 def render(lab: Lab, user: SessionUser) -> None:
     """The Disagreements page."""
-    if user.role not in ("admin", "qa"):
+    if not may(user.role, Action.DISAGREEMENTS_SETTLE):
         st.error("The Disagreements page is only available to admins and QA reviewers.")
         st.stop()
     st.title("Disagreements")
@@ -71,7 +72,7 @@ def render(lab: Lab, user: SessionUser) -> None:
         study = study_by_id(s, study_id)
         scale = (study.scale_min, study.scale_max)
         found = disagreements(s, study_id, min_spread=int(min_spread), limit=int(limit),
-                              pseudonymise=user.role != "admin")
+                              pseudonymise=not may(user.role, Action.RATERS_NAMED))
     if not found:
         st.info(f"No item of '{inert(studies[study_id])}' has two active ratings that differ by "
                 f"{int(min_spread)} or more yet.")

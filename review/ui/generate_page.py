@@ -10,6 +10,7 @@ from typing import Any
 import streamlit as st
 
 from review.database import Lab
+from review.enums import JobStatus
 from review.generation import workers
 from review.generation.plan import add_job
 from review.labeling.study import list_studies
@@ -17,13 +18,14 @@ from review.labeling.views import study_outputs
 from review.media import catalog
 from review.media.decode import decode_image
 from review.media.restore import list_models
+from review.policy import Action, may
 from review.ui.common import SessionUser, run_action
 from review.ui.display import inert, show_images
 from review.ui.plan_form import plan_fields
 
 
 def render(lab: Lab, user: SessionUser) -> None:
-    if user.role != "admin":
+    if not may(user.role, Action.GENERATE):
         st.error("Generation is only available to admins.")
         st.stop()
     st.title("Generate restorations")
@@ -99,16 +101,18 @@ def _jobs_panel(lab: Lab, study: Any) -> None:
         if job.error:
             box.warning(inert(job.error))
         c1, c2 = box.columns(2)
-        if job.status in ("queued", "running") and c1.button("Cancel", key=f"cancel_{job.id}"):
+        if job.status in (JobStatus.QUEUED, JobStatus.RUNNING) and c1.button("Cancel",
+                                                                             key=f"cancel_{job.id}"):
             workers.cancel(lab, job.id)
             st.rerun(scope="fragment")
         # a queued job has no worker at work (an accepted proposal's job, one queued by the CLI):
         # start one here; a second worker on a job just started only shares its items
-        if job.status == "queued":
+        if job.status == JobStatus.QUEUED:
             c2.button("Start", key=f"start_{job.id}", type="primary", on_click=workers.start_background,
                       args=(lab, job.id),
                       help="Run this job in a background worker (it goes on if you leave the page).")
-        if job.status in ("failed", "cancelled") and c2.button("Resume", key=f"resume_{job.id}"):
+        if job.status in (JobStatus.FAILED, JobStatus.CANCELLED) and c2.button("Resume",
+                                                                               key=f"resume_{job.id}"):
             workers.requeue(lab, job.id)
             workers.start_background(lab, job.id)
             st.rerun(scope="fragment")

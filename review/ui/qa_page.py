@@ -22,6 +22,7 @@ from review.labeling.settings import StudySettings
 from review.labeling.study import list_studies, study_by_id
 from review.labeling.views import ImageRef, scale_labels
 from review.media.store import ImageStore
+from review.policy import Action, may
 from review.ui.common import SessionUser, run_action, show_flashes
 from review.ui.display import display_jpeg, inert
 
@@ -135,7 +136,7 @@ def _task_view(lab: Lab, user: SessionUser, study_id: int, task: qa.QATask, labe
         if st.form_submit_button("Correct"):
             run_action(lab, lambda s: qa.correct(s, rid, user.id, int(new_score), why, flags=new_flags),
                        f"Corrected to {new_score}.")
-    if user.role == "admin":
+    if may(user.role, Action.QA_SAMPLE):
         with st.expander("Make this item a gold item (admin)"):
             lo, hi = st.select_slider("Expected score range", options=scores,
                                       value=(task.scale_min, task.scale_max), key=f"{KEY}gold_{rid}")
@@ -151,7 +152,7 @@ def _queue(lab: Lab, user: SessionUser, study_id: int) -> None:
         task = qa.next_qa_task(s, study, user.id)
         labels = scale_labels(study)
     if progress.sampled == 0:
-        hint = "Use “Sample now” above." if user.role == "admin" else "An admin draws the sample."
+        hint = "Use “Sample now” above." if may(user.role, Action.QA_SAMPLE) else "An admin draws the sample."
         st.info(f"No ratings of this study are sampled for QA yet. {hint}")
         return
     st.progress(progress.judged / progress.sampled)
@@ -165,7 +166,7 @@ def _queue(lab: Lab, user: SessionUser, study_id: int) -> None:
 
 def render(lab: Lab, user: SessionUser) -> None:
     """The QA page for QA reviewers and admins."""
-    if user.role not in qa.QA_ROLES:
+    if not may(user.role, Action.QA_REVIEW):
         st.error("The QA page is only available to QA reviewers and admins.")
         st.stop()
     st.title("QA review")
@@ -177,7 +178,7 @@ def render(lab: Lab, user: SessionUser) -> None:
         return
     names = dict(studies)
     study_id = st.selectbox("Study", list(names), format_func=names.get, key=f"{KEY}study")
-    if user.role == "admin":
+    if may(user.role, Action.QA_SAMPLE):
         _admin_panel(lab, study_id, user.id)
     _queue(lab, user, study_id)
 

@@ -43,10 +43,11 @@ from typing import Any
 
 import streamlit as st
 
-from review.accounts.sessions import SessionEnded, require_session
+from review.accounts.check import AccountRefused
+from review.accounts.sessions import require_session
 from review.errors import ReviewError
 from review.labeling import ratings
-from review.labeling.assignment import InactiveAccount, claim_next, remaining_for
+from review.labeling.assignment import claim_next, remaining_for
 from review.labeling.drafts import Draft, load_draft, save_draft
 from review.labeling.qa import feedback_for
 from review.labeling.ratings import FLAG_LABELS, FLAGS, SKIP_REASONS, StaleAssignment, Submission
@@ -61,13 +62,14 @@ from review.labeling.views import (
     recent_answers,
     reviewer_summary,
 )
+from review.policy import Action
 from review.ui.common import (
     Outcome,
     SessionUser,
     current_user,
     flash,
     get_lab,
-    require_role,
+    require,
     run_action,
     show_flashes,
 )
@@ -150,7 +152,7 @@ def _save_draft(aid: int) -> None:
 def _note_inactive(outcome: Outcome) -> Outcome:
     """After a refusal for a deactivated account or an ended session, the next run goes back to
     the app (a new login)."""
-    if isinstance(outcome.refusal, InactiveAccount | SessionEnded):
+    if isinstance(outcome.refusal, AccountRefused):  # an ended session is one too
         st.session_state["account_check"] = True
     return outcome
 
@@ -189,7 +191,7 @@ def _load_current(study: StudyChoice, user: SessionUser) -> Current | None:
                 state["counted_at"] = time.time()
             aid = lease.assignment_id
             saved = load_draft(s, aid, user_id) if aid not in st.session_state.get("drafts", {}) else None
-    except (SessionEnded, InactiveAccount):
+    except AccountRefused:  # a deactivated account or an ended session
         st.session_state["account_check"] = True
         st.rerun(scope="app")
     except ReviewError as exc:  # the claim was refused (a concurrent write, a busy database): say so
@@ -373,7 +375,7 @@ def _keys(scores: list[int], item: ItemView) -> dict[str, str]:
 
 def rating_area(study: StudyChoice) -> None:
     """Everything that changes from item to item; a fragment unless REVIEW_UI_NO_FRAGMENT=1."""
-    user = require_role("reviewer", "admin")
+    user = require(Action.RATE)
     if st.session_state.pop("account_check", False):
         st.rerun(scope="app")  # the app re-checks the account and asks for a new login
     show_flashes()
@@ -458,7 +460,7 @@ def _choose_study(studies: list[StudyChoice]) -> StudyChoice:
 
 def page() -> None:
     """The Rate page (reviewers and admins)."""
-    user = require_role("reviewer", "admin")
+    user = require(Action.RATE)
     with get_lab().read() as s:
         studies = ratable_studies(s, user.id)
     if not studies:

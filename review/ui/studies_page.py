@@ -30,6 +30,7 @@ from review.labeling.study import (
 )
 from review.labeling.views import guideline_versions
 from review.media import catalog
+from review.policy import Action, may
 from review.ui.common import SessionUser, flash, run_action, show_flashes
 from review.ui.display import inert
 from review.ui.plan_form import plan_fields
@@ -150,7 +151,7 @@ def _edit(lab: Lab, user: SessionUser, raters: dict[int, str]) -> None:
 
 def render(lab: Lab, user: SessionUser) -> None:
     """The Study setup page."""
-    if user.role != "admin":
+    if not may(user.role, Action.STUDY_EDIT):
         st.error("Study setup is only available to admins.")
         st.stop()
     st.title("Study setup")
@@ -160,7 +161,7 @@ def render(lab: Lab, user: SessionUser) -> None:
         versions = {f"{v.slug}:{v.version}": f"{v.label}: {v.title}"
                     for v in sorted(guideline_versions(s), key=lambda v: (v.slug, v.version))}
         raters = {u.id: u.username + ("" if u.active else " (deactivated)")
-                  for u in list_users(s) if u.role in ("reviewer", "admin")}
+                  for u in list_users(s) if may(u.role, Action.RATE)}
     if not versions:
         st.info("No guideline loaded yet: `python -m review init` loads guidelines/.")
         return

@@ -14,14 +14,11 @@ import streamlit as st
 from PIL import Image
 
 from review.analysis.export import ratings_fingerprint, ratings_frame
+from review.answer.blur_estimate import Calibration, calibrate, calibration_key
 from review.answer.sentences import Answer, study_answer
 from review.answer.try_photo import (
-    ADD_ROLES,
-    Calibration,
     access_refusal,
     add_to_catalog,
-    calibrate,
-    calibration_key,
     findings_at,
     restore_levels,
     restore_photo,
@@ -34,11 +31,11 @@ from review.labeling.study import list_studies, study_by_id
 from review.media.catalog import CONTENT_TYPES
 from review.media.decode import decode_image
 from review.media.restore.runner import plain_error, sd15_unavailable
+from review.policy import Action, may
 from review.ui.common import SessionUser, run_action
 from review.ui.display import inert
 
 KEY = "try_"
-ROLES = ("admin", "qa", "reviewer")
 PANELS_PER_ROW = 4  # ~210 px each in the main column at 1366 px
 SD15_CACHE = f"{KEY}sd15_results"  # (photo sha256, study id, strength) -> (caption, image)
 
@@ -160,7 +157,7 @@ def _sd15_panels(lab: Lab, study_id: int, side: int, photo: Image.Image,
 def _add_to_catalog(lab: Lab, user: SessionUser, photo: Image.Image, name: str) -> None:
     """Store the photo as a blurred source, only when an admin asks (others are told why not)."""
     st.subheader("Add this photo to the catalog")
-    if user.role not in ADD_ROLES:
+    if not may(user.role, Action.TRY_PHOTO_ADD):
         st.caption("Only admins add photos to the catalog (where a generation plan can use them): "
                    "ask an admin if this photo should join a study.")
         return

@@ -1,6 +1,7 @@
 """Page script: How far can it go? The study's answer (admins and QA)."""
 
-from review.ui.answer_page import ROLES, render
-from review.ui.common import get_lab, require_role
+from review.policy import Action
+from review.ui.answer_page import render
+from review.ui.common import get_lab, require
 
-render(get_lab(), require_role(*ROLES))
+render(get_lab(), require(Action.ANSWER_VIEW))

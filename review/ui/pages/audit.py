@@ -1,6 +1,7 @@
 """Page script: Audit log (admins)."""
 
+from review.policy import Action
 from review.ui.audit_page import render
-from review.ui.common import get_lab, require_role
+from review.ui.common import get_lab, require
 
-render(get_lab(), require_role("admin"))
+render(get_lab(), require(Action.AUDIT_VIEW))

@@ -1,6 +1,7 @@
 """Page script: QA review (QA reviewers, admins)."""
 
-from review.ui.common import get_lab, require_role
+from review.policy import Action
+from review.ui.common import get_lab, require
 from review.ui.qa_page import render
 
-render(get_lab(), require_role("qa", "admin"))
+render(get_lab(), require(Action.QA_REVIEW))

@@ -1,6 +1,7 @@
 """Page script: Try your photo (admins, QA, and reviewers with no open rating work)."""
 
-from review.ui.common import get_lab, require_role
-from review.ui.try_photo_page import ROLES, render
+from review.policy import Action
+from review.ui.common import get_lab, require
+from review.ui.try_photo_page import render
 
-render(get_lab(), require_role(*ROLES))
+render(get_lab(), require(Action.TRY_PHOTO))
