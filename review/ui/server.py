@@ -1,5 +1,6 @@
-"""The one HTTP route the app adds to Streamlit's server (see serve.py): it turns a login's
-one-time handoff code into the HttpOnly session cookie, which a script on the page cannot set.
+"""The HTTP routes the app adds to Streamlit's server (see serve.py): one turns a login's
+one-time handoff code into the HttpOnly session cookie, which a script on the page cannot set; the
+other admits a crowd participant by a rater pool's link (`/_lab/join`) and sets the same cookie.
 
 Streamlit runs pages over a websocket, so a page can read cookies (`st.context.cookies`) but never
 send a Set-Cookie header; `st.App` lets the app add this Starlette route next to Streamlit's own.
@@ -9,19 +10,27 @@ SameSite=Strict, and Secure when the request came over HTTPS (directly or via a 
 
 from __future__ import annotations
 
+import html
 from functools import cache
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from review.accounts.addresses import Trust, client_address
+from review.accounts.links import lab_secret
 from review.accounts.sessions import COOKIE, SESSION_LIFETIME, exchange_handoff
 from review.config import load_settings
 from review.database import DatabaseBusy, Lab, open_lab
+from review.errors import ReviewError
+from review.labeling.participants import Joined, JoinRefused, join
 
 SESSION_PATH = "/_lab/session"
+JOIN_PATH = "/_lab/join"
+PARTICIPANT_PAGE = "/participate"  # the participant page's url_path (review/ui/app.py)
 MAX_BODY = 256
+MAX_QUERY = 2048  # a recruitment link with its platform parameters is far shorter
 
 
 def _exchange(code: str) -> str | None:
@@ -49,11 +58,51 @@ async def _session(request: Request) -> Response:
         return Response(str(exc), status_code=503)
     if token is None:
         return Response("This login link expired; log in again.", status_code=403)
+    return _with_cookie(Response(status_code=204), request, token)
+
+
+def _with_cookie(response: Response, request: Request, token: str, samesite: str = "strict") -> Response:
     secure = request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
-    response = Response(status_code=204)
     response.set_cookie(COOKIE, token, max_age=int(SESSION_LIFETIME.total_seconds()), path="/",
-                        httponly=True, samesite="strict", secure=secure)
+                        httponly=True, samesite=samesite, secure=secure)  # type: ignore[arg-type]
     return response
 
 
-ROUTES = [Route(SESSION_PATH, _session, methods=["POST"])]
+def _refusal(message: str, code: str = "", status: int = 403) -> HTMLResponse:
+    """A small page with one plain line (escaped) and the platform code to enter, if any."""
+    code_line = (f"<p>Enter this code on your platform: <strong>{html.escape(code)}</strong></p>"
+                 if code else "")
+    return HTMLResponse("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Study link"
+                        "</title></head><body style='font-family:sans-serif;margin:3rem'>"
+                        f"<p>{html.escape(message)}</p>{code_line}</body></html>", status_code=status)
+
+
+def _join(token: str, params: dict[str, str], address: str) -> Joined:
+    lab = _lab()
+    with lab.write() as s:
+        return join(s, lab_secret(lab.settings), token, params, address)
+
+
+async def _join_route(request: Request) -> Response:
+    """Open a pool's link: admit or resume the participant, set the session cookie, go to the
+    participant page. The cookie is SameSite=Lax here: the link arrives from another site (the
+    platform), and a Strict cookie set on that navigation would not be sent on the redirect."""
+    if len(request.url.query) > MAX_QUERY:
+        return _refusal("This study link is not valid. Open the link exactly as the study page gave it.",
+                        status=414)
+    params = {k: v for k, v in request.query_params.items() if k != "t"}
+    address = client_address(request.client.host if request.client else None,
+                             request.headers.getlist("x-forwarded-for"),
+                             Trust.of_app(_lab().settings.trusted_proxies))
+    try:
+        joined = await run_in_threadpool(_join, request.query_params.get("t", ""), params, address)
+    except JoinRefused as exc:
+        return _refusal(str(exc), exc.code)
+    except DatabaseBusy as exc:
+        return _refusal(str(exc), status=503)
+    except ReviewError as exc:  # LinkRefused and other plain refusals
+        return _refusal(str(exc))
+    return _with_cookie(RedirectResponse(PARTICIPANT_PAGE, status_code=303), request, joined.token, "lax")
+
+
+ROUTES = [Route(SESSION_PATH, _session, methods=["POST"]), Route(JOIN_PATH, _join_route, methods=["GET"])]
