@@ -27,6 +27,7 @@ from machine import describe  # noqa: E402  (bench/machine.py, beside this scrip
 
 from review.analysis.agreement import krippendorff_alpha  # noqa: E402
 from review.analysis.report import build_report  # noqa: E402
+from review.analysis.report_json import report_dict  # noqa: E402
 
 
 def make_study(n_items: int = 100_000, n_raters: int = 10, missing: float = 0.1,
@@ -113,15 +114,14 @@ def main() -> None:
           f"(goal <= 1e-9)")
 
     report_s, report = _time(lambda: build_report(df), args.report_repeat)
-    text = json.dumps(report, allow_nan=False)
+    text = json.dumps(report_dict(report), allow_nan=False)
     print(f"build_report (no bootstrap), median of {args.report_repeat}: {report_s:.2f}s "
           f"(goal <= 10 s); JSON {len(text) / 1e6:.1f} MB; "
-          f"{len(report['pairwise_kappa'])} rater pairs")
-    a = report["krippendorff_alpha"]
-    print(f"  alpha nominal/ordinal/interval: {a['nominal']['value']:.4f} / "
-          f"{a['ordinal']['value']:.4f} / {a['interval']['value']:.4f}; "
-          f"Fleiss {report['fleiss_kappa']['value']:.4f}; "
-          f"ICC2 {report['icc']['ICC2']['value']:.4f}")
+          f"{len(report.pairwise_kappa)} rater pairs")
+    a = report.krippendorff_alpha
+    print(f"  alpha nominal/ordinal/interval: {a.nominal.value:.4f} / "
+          f"{a.ordinal.value:.4f} / {a.interval.value:.4f}; "
+          f"Fleiss {report.fleiss_kappa.value:.4f}; ICC2 {report.icc.icc2.value:.4f}")
     ok = diff <= 1e-9 and ratio <= 1.5 and report_s <= 10
     print("RESULT:", "PASS" if ok else "FAIL")
 

@@ -1,12 +1,6 @@
-"""The Analyst page: its tables, charts and exports (review.analysis) on a really rated study, checked
-against independent pandas / statsmodels computations, and the page itself through AppTest.
-
-The study: 3 source images (face, text, face) x 2 blur kinds x 3 blur levels x 3 restorers
-(wiener; sd15_img2img at strengths 0.3 and 0.6) plus a hidden-reference gold item per source and
-kind; 8 reviewers randomised over 2 guideline versions x QA on/off, 4 ratings per item, rated
-through the real assignment and submit functions with a known quality per item plus rater bias
-and noise.
-"""
+"""The Analyst page: its tables, charts and exports (review.analysis) on a really rated study
+(tests/support_analysis.py), checked against independent pandas / statsmodels computations, and
+the page itself through AppTest."""
 
 from __future__ import annotations
 
@@ -14,7 +8,6 @@ import html
 import io
 import json
 import math
-import random
 import re
 from dataclasses import dataclass
 
@@ -24,76 +17,21 @@ import pytest
 from statsmodels.stats.inter_rater import cohens_kappa
 from streamlit.testing.v1 import AppTest
 
-from db.models import DegradedImage, GuidelineVersion, Restoration, SourceImage, User
+from db.models import User
 from review.analysis import charts, export, formatting, html_report, tables
 from review.analysis.export import ratings_frame
 from review.analysis.report import build_report
+from review.analysis.report_json import report_json
+from review.analysis.report_types import rows
 from review.config import load_settings
 from review.database import Lab, open_lab
 from review.labeling.assignment import next_assignment
 from review.labeling.ratings import Submission, submit
-from review.labeling.settings import update_settings
-from review.labeling.study import StudyConfig, add_item, ensure_study, get_study
-from review.media.restore import CONTROL_EXPECTATIONS, CONTROLS, RESTORERS
+from review.labeling.study import StudyConfig, ensure_study, get_study
+from review.media.restore import RESTORERS, controls
 from tests.support import make_study
+from tests.support_analysis import N_REVIEWERS, RATERS_PER_ITEM, STUDY, rated_study
 from tests.support_app import page_app, page_user
-
-STUDY = "Blur <study> & co"
-N_REVIEWERS = 8
-RATERS_PER_ITEM = 4
-
-
-def _rated_study(lab: Lab, *, seed: int = 3) -> None:
-    rng = random.Random(seed)
-    with lab.sessions() as s, s.begin():
-        gvs = [GuidelineVersion(slug="fid", version=v, title=f"v{v}", body_md="b",
-                                content_sha256=str(v) * 64) for v in (1, 3)]
-        s.add_all(gvs)
-        s.flush()
-        study = ensure_study(s, StudyConfig(name=STUDY, raters_per_item=RATERS_PER_ITEM,
-                                            gold_rate=0.15), gvs[0])
-        update_settings(study, guideline_version_ids=tuple(g.id for g in gvs), qa_share=0.5)
-        s.flush()
-        quality: dict[int, float] = {}
-        k = 0
-        for si, content in enumerate(("face", "text", "face")):
-            src = SourceImage(sha256=f"{si:064d}", path=f"s{si}.png", width=8, height=8,
-                              content=content, title=f"source {si}")
-            s.add(src)
-            s.flush()
-            for kind in ("defocus", "motion_line"):
-                for level in (2.0, 6.0, 12.0):
-                    deg = DegradedImage(source_id=src.id, recipe_key=f"{kind}{level}", kind=kind,
-                                        level=level, sha256="b" * 64, path="b.png")
-                    s.add(deg)
-                    s.flush()
-                    methods = [("wiener", {}), ("sd15_img2img", {"strength": 0.3, "seed": 1}),
-                               ("sd15_img2img", {"strength": 0.6, "seed": 1})]
-                    if level == 2.0:
-                        methods.append(("hidden_reference", {}))
-                    for method, params in methods:
-                        res = Restoration(degraded_id=deg.id, method=method, params=params,
-                                          params_key=f"p{k}", sha256="c" * 64, path="c.png")
-                        k += 1
-                        s.add(res)
-                        s.flush()
-                        item = add_item(s, study, res)  # hidden_reference -> gold, expects 4-5
-                        quality[item.id] = 5.0 if method == "hidden_reference" else \
-                            5.2 - level / 4 - params.get("strength", 0.5)
-        users = [User(username=f"rater<{i}>", role="reviewer", password_hash="x")
-                 for i in range(N_REVIEWERS)]
-        s.add_all(users)
-        s.flush()
-        bias = {u.id: rng.choice([-0.5, 0.0, 0.0, 0.5]) for u in users}
-        active = [u.id for u in users]
-        while active:  # round robin, so every reviewer (and cohort) rates
-            for uid in list(active):
-                lease = next_assignment(s, study, uid)
-                if lease is None:
-                    active.remove(uid)
-                    continue
-                score = round(quality[lease.item_id] + bias[uid] + rng.gauss(0, 0.6))
-                submit(s, lease.assignment_id, uid, Submission(min(5, max(1, score))))
 
 
 def _frame(lab: Lab) -> pd.DataFrame:
@@ -106,7 +44,7 @@ def ratings(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
     """The study's ratings, built once for the tests that only read them."""
     lab = open_lab(load_settings({"REVIEW_DATA_DIR": str(tmp_path_factory.mktemp("analyst"))}),
                    migrate=True)
-    _rated_study(lab)
+    rated_study(lab)
     df = _frame(lab)
     lab.engine.dispose()
     return df
@@ -122,7 +60,7 @@ class RatedLab:
 
 @pytest.fixture
 def rated(lab: Lab) -> RatedLab:
-    _rated_study(lab)
+    rated_study(lab)
     return RatedLab(lab, _frame(lab))
 
 
@@ -206,13 +144,13 @@ def test_kappa_heatmap_frame_has_one_row_per_pair_with_report_values(ratings):
     df = ratings
     report = build_report(df, bootstrap=50, seed=1)
     frame = tables.kappa_pairs(report, "quadratic")
-    pairs = {(p["rater_a"], p["rater_b"]): p for p in report["pairwise_kappa"]}
+    pairs = {(p.rater_a, p.rater_b): p for p in report.pairwise_kappa}
     assert len(frame) == len(pairs) == math.comb(N_REVIEWERS, 2)
     assert not frame.duplicated(["rater_a", "rater_b"]).any()
     for row in frame.itertuples():
         p = pairs[(row.rater_a, row.rater_b)]
-        assert row.kappa == p["quadratic"]["value"] and row.n_items == p["n_items"]
-        assert (row.kappa_ci_low, row.kappa_ci_high) == tuple(p["quadratic"]["ci95"])
+        assert row.kappa == p.quadratic.value and row.n_items == p.n_items
+        assert (row.kappa_ci_low, row.kappa_ci_high) == p.quadratic.ci95
     # one pair against statsmodels' weighted kappa on the 5 x 5 table of the shared items
     a, b = frame.iloc[0]["rater_a"], frame.iloc[0]["rater_b"]
     wide = df.pivot_table(index="item", columns="rater", values="score")[[a, b]].dropna()
@@ -229,17 +167,17 @@ def test_breakdowns_and_comparisons_follow_the_report(ratings):
     report = build_report(df, bootstrap=100, seed=2)
     gv = tables.breakdown_frame(report, "guideline_version")
     assert list(gv["group"]) == ["fid v1", "fid v3"]
-    for row, g in zip(gv.itertuples(), report["breakdowns"]["guideline_version"], strict=True):
-        assert row.alpha_ordinal == g["alpha_ordinal"]["value"]
-        assert [row.alpha_ordinal_ci_low, row.alpha_ordinal_ci_high] == g["alpha_ordinal"]["ci95"]
-        assert row.n_ratings == g["n_ratings"]
-        assert row.n_multiply_rated == g["alpha_ordinal"]["n_items"]
+    for row, g in zip(gv.itertuples(), report.breakdowns["guideline_version"], strict=True):
+        assert row.alpha_ordinal == g.alpha_ordinal.value
+        assert (row.alpha_ordinal_ci_low, row.alpha_ordinal_ci_high) == g.alpha_ordinal.ci95
+        assert row.n_ratings == g.n_ratings
+        assert row.n_multiply_rated == g.alpha_ordinal.n_items
     # the group's ratings really are the guideline's ratings
     assert gv["n_ratings"].tolist() == df.groupby("guideline_version").size().tolist()
     cmp = tables.comparison_frame(report, "qa_cohort")
-    (c,) = [c for c in report["comparisons"] if c["column"] == "qa_cohort"]
-    assert cmp.iloc[0]["alpha_diff"] == c["alpha_ordinal_diff"]["value"]
-    assert cmp.iloc[0]["comparison"] == f"{c['group_a']} − {c['group_b']}"
+    (c,) = [c for c in report.comparisons if c.column == "qa_cohort"]
+    assert cmp.iloc[0]["alpha_diff"] == c.alpha_ordinal_diff.value
+    assert cmp.iloc[0]["comparison"] == f"{c.group_a} − {c.group_b}"
     assert cmp.iloc[0]["alpha_diff_ci_low"] < cmp.iloc[0]["alpha_diff"] < cmp.iloc[0]["alpha_diff_ci_high"]
     views = {v.key: v for v in charts.build_views(report, df)}
     keys = list(views)
@@ -258,7 +196,7 @@ def test_rater_and_gold_frames(ratings):
     report = build_report(df)
     raters = tables.rater_frame(report)
     assert len(raters) == N_REVIEWERS
-    for row, p in zip(raters.itertuples(), report["per_rater"], strict=True):
+    for row, p in zip(raters.itertuples(), rows(report.per_rater), strict=True):
         assert row.bias == pytest.approx(p["bias"]) and row.bt500_rejected == p["bt500_rejected"]
         assert (row.status != "not flagged") == (p["bt500_rejected"] or p["inconsistency_at_floor"])
     gold = tables.gold_by_rater(report).set_index("rater")
@@ -288,11 +226,13 @@ def test_filters(ratings):
 
 
 def test_controls_come_from_the_restorer_registry():
-    """One list of controls (review.media.restore.CONTROL_EXPECTATIONS): the filter that leaves
-    them out and the study that makes them gold read it."""
-    assert set(CONTROLS) == set(CONTROL_EXPECTATIONS) and set(CONTROLS) <= set(RESTORERS)
-    df = pd.DataFrame({"restorer": [*CONTROLS, "wiener"], "is_gold": [False] * (len(CONTROLS) + 1)})
-    assert tables.is_control(df).tolist() == [True] * len(CONTROLS) + [False]
+    """One list of controls (each restorer class's `control`, read through
+    review.media.restore.controls()): the filter that leaves them out and the study that makes them
+    gold read it."""
+    names = list(controls())
+    assert set(names) == {"blurred", "hidden_reference"} and set(names) <= set(RESTORERS)
+    df = pd.DataFrame({"restorer": [*names, "wiener"], "is_gold": [False] * (len(names) + 1)})
+    assert tables.is_control(df).tolist() == [True] * len(names) + [False]
 
 
 def test_percent_agreement_only_beside_a_chance_corrected_coefficient(ratings):
@@ -305,7 +245,7 @@ def test_percent_agreement_only_beside_a_chance_corrected_coefficient(ratings):
     assert not tables.has_chance_corrected(report)
     assert not any("Percent" in f for f in frame["figure"])
     assert frame["value"].isna().all() and frame["reason"].notna().all()
-    assert formatting.format_coef(report["fleiss_kappa"]).startswith("— (")
+    assert formatting.format_coef(report.fleiss_kappa).startswith("— (")
     assert formatting.format_number(float("nan")) == "—"
 
 
@@ -320,7 +260,7 @@ def test_exports_round_trip(ratings):
     matrix = pd.read_csv(io.BytesIO(export.matrix_csv(df)), index_col=0)
     assert matrix.shape == (60, N_REVIEWERS) and int(matrix.notna().sum().sum()) == len(df)
     report = build_report(df)
-    assert json.loads(formatting.report_json(report))["n_ratings"] == len(df)
+    assert json.loads(report_json(report))["n_ratings"] == len(df)
 
 
 def test_html_report_is_escaped_and_carries_the_tables(ratings):
@@ -341,7 +281,7 @@ def test_html_report_is_escaped_and_carries_the_tables(ratings):
     assert not re.search(r"<script[^>]*\bsrc\s*=", page, re.I)
     assert "cdn.jsdelivr" not in page and "vega-embed 7.3.0" in page
     # the numbers are in the tables as text (offline reading); no NaN anywhere
-    alpha = report["krippendorff_alpha"]["ordinal"]["value"]
+    alpha = report.krippendorff_alpha.ordinal.value
     assert f"{alpha:.3f}" in page
     specs_and_markup = markup + re.findall(r"<script>(.*?)</script>", page, re.S)[-1]
     assert not re.search(r">\s*nan\s*<", markup, re.I) and "NaN" not in specs_and_markup
@@ -374,10 +314,10 @@ def test_page_shows_headline_charts_and_follows_new_ratings(rated):
     assert at.selectbox(key="analyst_study").value is not None
     assert _metric(at, "Ratings") == str(len(df)) and _metric(at, "Raters") == str(N_REVIEWERS)
     report = build_report(df)
-    assert _metric(at, "Alpha (ordinal)") == f"{report['krippendorff_alpha']['ordinal']['value']:.3f}"
-    assert _metric(at, "Fleiss' kappa") == f"{report['fleiss_kappa']['value']:.3f}"
-    for form in ("ICC1", "ICC2", "ICC3", "ICC1k", "ICC2k", "ICC3k"):
-        assert _metric(at, form) == f"{report['icc'][form]['value']:.3f}"
+    assert _metric(at, "Alpha (ordinal)") == f"{report.krippendorff_alpha.ordinal.value:.3f}"
+    assert _metric(at, "Fleiss' kappa") == f"{report.fleiss_kappa.value:.3f}"
+    for form, c in report.icc.items():
+        assert _metric(at, form) == f"{c.value:.3f}"
     assert "Percent agreement" in [m.label for m in at.metric]
     assert not any("nan" in m.value.lower() for m in at.metric)
     warnings = " ".join(m.value for e in at.expander if "warning" in e.label
@@ -454,11 +394,11 @@ def test_page_with_too_few_items_and_no_gold_says_figures_are_noise(lab):
     # no gold item: expected_min/max are empty and the gold columns are left out of the report
     assert df["expected_min"].isna().all()
     assert {"is_gold", "expected_min", "expected_max"}.isdisjoint(tables.report_input(df).columns)
-    assert "gold_accuracy" not in build_report(tables.report_input(df))["per_rater"][0]
+    assert build_report(tables.report_input(df)).per_rater.gold is None
     at = page_app("analyst_page", page_user("admin")).run()
     assert not at.exception, at.exception
     # the report's warnings: one collapsed note with a count per kind, not boxes above the figures
-    groups = tables.group_warnings(build_report(tables.report_input(df))["warnings"])
+    groups = tables.group_warnings(build_report(tables.report_input(df)).warnings)
     (note,) = [e for e in at.expander if e.label == tables.warnings_summary(groups)]
     assert note.proto.expanded is False
     # inert text: Markdown escapes and character references, read back as the page shows them

@@ -150,13 +150,14 @@ def test_stats_input_errors_are_one_clear_line(runner, tmp_path):
 def test_stats_as_its_own_process_writes_the_whole_report(tmp_path):
     """`python -m review stats` leaves its process without the interpreter's teardown: the report
     on a pipe and in a file is still complete, and the same text as the library's."""
-    from review.analysis.formatting import report_json
-    from review.analysis.report import build_report, read_ratings_file
+    from review.analysis.ratings_file import read_ratings_file
+    from review.analysis.report import build_report
+    from review.analysis.report_json import report_json
 
     path = tmp_path / "many.csv"
     rows = [f"i{i},r{(i + k) % 7},{1 + (i * 3 + k) % 5}" for i in range(10_007) for k in (0, 1)]
     path.write_text("item,rater,score\n" + "\n".join(rows) + "\n")
-    want = report_json(build_report(read_ratings_file(path)))
+    want = report_json(build_report(read_ratings_file(path).frame))
     command = [sys.executable, "-m", "review", "stats", "--input", str(path), "--format", "json"]
     piped = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
     assert piped.stdout == want + "\n" and len(piped.stdout) > 1 << 20  # far past a pipe's buffer

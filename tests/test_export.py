@@ -10,7 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from review.analysis.export import ratings_frame, wide_matrix, write_frame
-from review.analysis.report import build_report, read_ratings_file
+from review.analysis.ratings_file import read_ratings_file
+from review.analysis.report import build_report
+from review.analysis.report_json import report_dict
 from review.cli import cli
 from review.config import load_settings
 from review.database import open_lab
@@ -41,9 +43,10 @@ def _rated_study(lab, n_items=25, n_reviewers=4, rpi=3, seed=1):
 def _core(report):
     keep = ("n_items", "n_raters", "n_ratings", "krippendorff_alpha", "fleiss_kappa", "icc",
             "percent_agreement")
-    out = {k: report[k] for k in keep}
-    out["kappas"] = sorted(round(p["quadratic"]["value"], 12) for p in report["pairwise_kappa"]
-                           if p["quadratic"].get("value") is not None)
+    data = report_dict(report)
+    out = {k: data[k] for k in keep}
+    out["kappas"] = sorted(round(p.quadratic.value, 12) for p in report.pairwise_kappa
+                           if p.quadratic.value is not None)
     return json.loads(json.dumps(out))
 
 
@@ -79,7 +82,7 @@ def test_round_trip_gives_identical_statistics(lab, tmp_path, monkeypatch, fmt):
     with lab2.sessions() as s:
         again = ratings_frame(s, get_study(s, "copy"))
     assert _core(build_report(again)) == _core(original)
-    assert _core(build_report(read_ratings_file(path))) == _core(original)
+    assert _core(build_report(read_ratings_file(path).frame)) == _core(original)
 
 
 def test_cli_export_writes_every_file(lab, tmp_path, monkeypatch):
@@ -122,7 +125,7 @@ def test_csv_neutralises_formulas_but_not_numbers(tmp_path):
     assert cells["rater"].iloc[0] == "'=evil" and cells["blur_level"].tolist() == [-1.5] * 10
     assert "\n=" not in raw and ",=" not in raw and ",-1.5" in raw
     # reading the export back takes the quotes off: the round trip is exact
-    back = read_ratings_file(tmp_path / "r.csv")
+    back = read_ratings_file(tmp_path / "r.csv").frame
     assert back["comment"].tolist() == FORMULAS and back["rater"].iloc[0] == "=evil"
     # the wide matrix: a rater named like a formula is a header cell; scores stay numbers
     matrix = matrix_csv(df.assign(score=[-1] + [2] * 9)).decode()

@@ -20,6 +20,7 @@ from review.accounts.users import add_user
 from review.analysis.export import ratings_frame
 from review.analysis.qa_stats import gold_accuracy
 from review.analysis.report import build_report
+from review.analysis.report_types import rows
 from review.analysis.tables import gold_by_rater, report_input
 from review.labeling import qa
 from review.labeling.assignment import next_assignment
@@ -80,7 +81,7 @@ def test_studies_qa_and_analysis_figures_agree(lab, corrected):
         qa_page = gold_accuracy(s, corrected.study_id, "qa_cohort").set_index("qa_cohort")
         report = build_report(report_input(ratings_frame(s, study)),
                               scale=(study.scale_min, study.scale_max))
-    per_rater = {p["rater"]: p for p in report["per_rater"]}
+    per_rater = {p["rater"]: p for p in rows(report.per_rater)}
     # alice: 3 of her own 4 gold scores in range, whatever QA did afterwards
     assert studies_page.loc["alice", ["n", "within"]].tolist() == [4, 3]
     assert (per_rater["alice"]["gold_n"], per_rater["alice"]["gold_correct"]) == (4, 3)
@@ -89,9 +90,10 @@ def test_studies_qa_and_analysis_figures_agree(lab, corrected):
     assert per_rater["alice"]["gold_accuracy_ci95"] == pytest.approx(
         studies_page.loc["alice", ["ci_low", "ci_high"]].tolist(), abs=1e-12)
     # the QA page's cohort is alice and bob: 7 of 8, as the report's breakdown by cohort
-    (cohort,) = report["breakdowns"]["qa_cohort"]
+    (cohort,) = report.breakdowns["qa_cohort"]
     assert qa_page.loc["qa", ["n", "within"]].tolist() == [8, 7]
-    assert cohort["gold_accuracy"]["value"] == qa_page.loc["qa", "accuracy"] == 7 / 8
+    assert cohort.gold_accuracy is not None
+    assert cohort.gold_accuracy.value == qa_page.loc["qa", "accuracy"] == 7 / 8
     # and the Analysis page's gold table reads the same report
     assert gold_by_rater(report).set_index("rater").loc["alice", "gold_accuracy"] == 0.75
 

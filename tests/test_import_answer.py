@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from review.analysis.export import ratings_frame
+from review.analysis.ratings_file import RatingsFileError, read_ratings_file
 from review.analysis.ratings_import import import_ratings
-from review.analysis.report import RatingsFileError, read_ratings_file
 from review.answer.sentences import answer_html, answer_markdown, study_answer
 from review.cli import cli
 from review.database import Lab
@@ -141,7 +141,7 @@ def test_jsonl_restorer_params_object_and_extra_nested_fields_are_read(tmp_path:
     path = tmp_path / "ok.jsonl"
     path.write_text('{"item": "a", "rater": "r", "score": 3, "restorer_params": {"balance": 0.1}, '
                     '"meta": {"platform": "x"}}\n')
-    df = read_ratings_file(path)
+    df = read_ratings_file(path).frame
     assert df["restorer_params"].iloc[0] == {"balance": 0.1} and len(df) == 1
 
 
@@ -160,7 +160,7 @@ def test_the_answer_page_names_the_one_level_restorer(lab: Lab) -> None:
 def test_jsonl_flags_as_a_list_of_names_are_read_as_exported_flags(lab: Lab, tmp_path: Path) -> None:
     path = tmp_path / "flags.jsonl"
     path.write_text('{"item": "a", "rater": "r", "score": 2, "flags": ["artifacts", "identity"]}\n')
-    df = read_ratings_file(path)
+    df = read_ratings_file(path).frame
     assert df["flags"].tolist() == ["artifacts,identity"]
     with lab.sessions() as s, s.begin():
         frame = ratings_frame(s, import_ratings(s, df, "flags"))

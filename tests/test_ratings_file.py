@@ -15,7 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from review.analysis import agreement as ag
-from review.analysis.report import RatingsFileError, build_report, read_ratings_file
+from review.analysis.ratings_file import MissingScores, RatingsFileError, read_ratings_file
+from review.analysis.report import build_report
 from review.cli import cli
 
 ROWS = [("i1", "a", 4), ("i1", "b", 5), ("i2", "a", 2), ("i2", "b", 2)]
@@ -34,14 +35,14 @@ def _same_ratings(df) -> None:  # noqa: ANN001
 def test_other_delimiters_are_sniffed(tmp_path: Path, sep: str) -> None:
     path = tmp_path / "r.csv"
     path.write_text(_csv(sep))
-    _same_ratings(read_ratings_file(path))
+    _same_ratings(read_ratings_file(path).frame)
 
 
 def test_excel_export_bom_semicolons_crlf_and_trailing_empty_rows(tmp_path: Path) -> None:
     text = _csv(";").replace("\n", "\r\n").replace(";4\r\n", ";4,0\r\n") + ";;\r\n;;\r\n\r\n"
     path = tmp_path / "excel.csv"
     path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
-    df = read_ratings_file(path, scale=(1, 5))
+    df = read_ratings_file(path, scale=(1, 5)).frame
     _same_ratings(df)
     assert len(df) == 4 and list(df.columns) == ["item", "rater", "score"]
 
@@ -49,10 +50,10 @@ def test_excel_export_bom_semicolons_crlf_and_trailing_empty_rows(tmp_path: Path
 def test_ids_with_surrounding_spaces_are_one_id(tmp_path: Path) -> None:
     path = tmp_path / "r.csv"
     path.write_text('item,rater,score\ni1, a,4\n"i1 ",b ,5\n i2,a,2\ni2,b, 2\n')
-    df = read_ratings_file(path)
+    df = read_ratings_file(path).frame
     _same_ratings(df)
     rep = build_report(df)
-    assert (rep["n_items"], rep["n_raters"]) == (2, 2)
+    assert (rep.n_items, rep.n_raters) == (2, 2)
 
 
 @pytest.mark.parametrize("codec,prefix", [("cp1252", b""), ("utf-16", b""),
@@ -60,7 +61,7 @@ def test_ids_with_surrounding_spaces_are_one_id(tmp_path: Path) -> None:
 def test_windows_1252_and_utf16_files(tmp_path: Path, codec: str, prefix: bytes) -> None:
     path = tmp_path / "r.csv"
     path.write_bytes(prefix + "item,rater,score\ni1,Zoë,4\ni1,José,5\n".encode(codec))
-    assert sorted(read_ratings_file(path)["rater"]) == ["José", "Zoë"]
+    assert sorted(read_ratings_file(path).frame["rater"]) == ["José", "Zoë"]
 
 
 def test_undecodable_file_is_refused_naming_it(tmp_path: Path) -> None:
@@ -74,12 +75,15 @@ def test_undecodable_file_is_refused_naming_it(tmp_path: Path) -> None:
 def test_empty_score_rows_are_dropped_with_a_warning(tmp_path: Path) -> None:
     path = tmp_path / "r.csv"
     path.write_text("item,rater,score\ni1,a,4\ni1,b,\ni2,a,2\ni2,b,  \ni3,a,3\n")
-    df = read_ratings_file(path, scale=(1, 5))
-    assert len(df) == 3 and df.attrs["missing_score_rows"] == [3, 5]
-    rep = build_report(df)
-    assert rep["n_ratings"] == 3
-    assert any("2 rows of the file without a score were dropped (rows 3, 5)" in w
-               for w in rep["warnings"])
+    read = read_ratings_file(path, scale=(1, 5))
+    assert len(read.frame) == 3 and read.missing_scores == MissingScores(2, (3, 5))
+    assert not read.frame.attrs  # what was dropped travels beside the frame, not in it
+    rep = build_report(read.frame, missing_scores=read.missing_scores)
+    assert rep.n_ratings == 3
+    warning = "2 rows of the file without a score were dropped (rows 3, 5)."
+    assert warning in rep.warnings
+    res = CliRunner().invoke(cli, ["stats", "--input", str(path), "--format", "json"])
+    assert res.exit_code == 0 and warning in json.loads(res.output)["warnings"]
 
 
 def test_scale_has_a_maximum_number_of_categories() -> None:
@@ -113,12 +117,13 @@ _MANY_RATERS = textwrap.dedent("""
     import json, resource, sys, time
     import numpy as np, pandas as pd
     from review.analysis.report import build_report
+    from review.analysis.report_json import report_dict
     n = int(sys.argv[1])
     df = pd.DataFrame({"item": ["only"] * n, "rater": [f"r{i:05d}" for i in range(n)],
                        "score": np.random.default_rng(0).integers(1, 6, n)})
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t = time.perf_counter()
-    rep = build_report(df)
+    rep = report_dict(build_report(df))
     text = json.dumps(rep, allow_nan=False)
     print(json.dumps({"s": time.perf_counter() - t, "base_kb": base,
                       "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,

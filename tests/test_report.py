@@ -14,9 +14,13 @@ import pytest
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
 
 from review.analysis import agreement as ag
+from review.analysis.agreement import Coef
 from review.analysis.formatting import format_ci, format_coef, format_number
 from review.analysis.markdown_report import report_to_markdown
-from review.analysis.report import RatingsFileError, build_report, read_ratings_file
+from review.analysis.ratings_file import RatingsFileError, read_ratings_file
+from review.analysis.report import build_report
+from review.analysis.report_json import report_dict, report_json
+from review.analysis.report_types import Report, rows
 
 TOP_KEYS = {"n_items", "n_raters", "n_ratings", "krippendorff_alpha", "fleiss_kappa", "icc",
             "pairwise_kappa", "percent_agreement", "warnings", "per_item", "per_rater",
@@ -61,27 +65,28 @@ def wide(df: pd.DataFrame) -> np.ndarray:
     return df.pivot(index="rater", columns="item", values="score").to_numpy(dtype=float)
 
 
-def assert_coef(c: dict) -> None:
-    if c["value"] is None:
-        assert set(c) == {"value", "reason"} and isinstance(c["reason"], str) and c["reason"]
+def assert_coef(c: Coef) -> None:
+    """A report's coefficient: a finite value (and interval), or no value and a reason; its JSON
+    form has exactly the schema's keys."""
+    if c.value is None:
+        assert isinstance(c.reason, str) and c.reason and c.ci95 is None
+        assert set(c.to_dict()) == {"value", "reason"}
     else:
-        assert set(c) == {"value", "ci95", "n_items"}
-        assert math.isfinite(c["value"]) and isinstance(c["n_items"], int)
-        assert c["ci95"] is None or (len(c["ci95"]) == 2 and c["ci95"][0] <= c["ci95"][1])
+        assert c.reason is None and math.isfinite(c.value) and isinstance(c.n_items, int)
+        assert c.ci95 is None or (len(c.ci95) == 2 and c.ci95[0] <= c.ci95[1])
+        assert set(c.to_dict()) == {"value", "ci95", "n_items"}
 
 
-def all_coefs(report: dict) -> list[dict]:
-    out = list(report["krippendorff_alpha"].values()) + list(report["icc"].values())
-    out += [report["fleiss_kappa"], report["percent_agreement"]]
-    for p in report["pairwise_kappa"]:
-        out += [p["unweighted"], p["linear"], p["quadratic"]]
-    for rows in report["breakdowns"].values():
-        for row in rows:
-            out += [row["alpha_ordinal"], row["mos"]] + (
-                [row["gold_accuracy"]] if "gold_accuracy" in row else [])
-    for c in report.get("comparisons", []):
-        out += [c["alpha_ordinal_diff"]] + (
-            [c["gold_accuracy_diff"]] if "gold_accuracy_diff" in c else [])
+def all_coefs(report: Report) -> list[Coef]:
+    out = [c for _, c in report.krippendorff_alpha.items()] + [c for _, c in report.icc.items()]
+    out += [report.fleiss_kappa, report.percent_agreement]
+    for p in report.pairwise_kappa:
+        out += [p.unweighted, p.linear, p.quadratic]
+    for groups in report.breakdowns.values():
+        for g in groups:
+            out += [g.alpha_ordinal, g.mos] + ([g.gold_accuracy] if g.gold_accuracy else [])
+    for c in report.comparisons:
+        out += [c.alpha_ordinal_diff] + ([c.gold_accuracy_diff] if c.gold_accuracy_diff else [])
     return out
 
 
@@ -91,46 +96,46 @@ def df() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def report(df: pd.DataFrame) -> dict:
+def report(df: pd.DataFrame) -> Report:
     return build_report(df)
 
 
-def test_report_shape_and_strict_json(report: dict) -> None:
-    assert TOP_KEYS <= set(report)
-    assert set(report["krippendorff_alpha"]) == {"nominal", "ordinal", "interval"}
-    assert set(report["icc"]) == {"ICC1", "ICC2", "ICC3", "ICC1k", "ICC2k", "ICC3k"}
-    assert len(report["pairwise_kappa"]) == 15  # 6 raters
+def test_report_shape_and_strict_json(report: Report) -> None:
+    data = report_dict(report)
+    assert TOP_KEYS <= set(data)
+    assert set(data["krippendorff_alpha"]) == {"nominal", "ordinal", "interval"}
+    assert set(data["icc"]) == {"ICC1", "ICC2", "ICC3", "ICC1k", "ICC2k", "ICC3k"}
+    assert len(report.pairwise_kappa) == 15  # 6 raters
     assert {"rater_a", "rater_b", "unweighted", "linear", "quadratic"} <= set(
-        report["pairwise_kappa"][0])
+        data["pairwise_kappa"][0])
     for c in all_coefs(report):
         assert_coef(c)
-    text = json.dumps(report, allow_nan=False)
-    assert json.loads(text) == report
-    assert set(report["breakdowns"]) == {"guideline_version", "qa_cohort", "restorer",
-                                         "blur_level"}
+    text = json.dumps(data, allow_nan=False)
+    assert json.loads(text) == json.loads(report_json(report))
+    assert set(report.breakdowns) == {"guideline_version", "qa_cohort", "restorer", "blur_level"}
 
 
-def test_report_values_equal_reference_libraries(df: pd.DataFrame, report: dict) -> None:
+def test_report_values_equal_reference_libraries(df: pd.DataFrame, report: Report) -> None:
     x = wide(df)
     for level in ("nominal", "ordinal", "interval"):
         ref = krippendorff.alpha(reliability_data=x, level_of_measurement=level)
-        assert report["krippendorff_alpha"][level]["value"] == pytest.approx(ref, abs=1e-12)
-    assert report["n_items"] == 80 and report["n_raters"] == 6 and report["n_ratings"] == len(df)
+        assert report.krippendorff_alpha.level(level).value == pytest.approx(ref, abs=1e-12)
+    assert report.n_items == 80 and report.n_raters == 6 and report.n_ratings == len(df)
     # Fleiss on the modal-count items, from the pivot
     counts = np.stack([(x == v).sum(axis=0) for v in range(1, 6)], axis=1)
     m = counts.sum(axis=1)
     freq = np.bincount(m[m >= 2])
     modal = np.flatnonzero(freq == freq.max()).max()  # documented rule: ties -> larger count
     ref_f = sm_fleiss_kappa(counts[m == modal])
-    assert report["fleiss_kappa"]["value"] == pytest.approx(ref_f)
-    assert report["fleiss_kappa"]["n_items"] == int((m == modal).sum())
+    assert report.fleiss_kappa.value == pytest.approx(ref_f)
+    assert report.fleiss_kappa.n_items == int((m == modal).sum())
     # one rater pair
-    row = next(p for p in report["pairwise_kappa"] if (p["rater_a"], p["rater_b"]) == ("r0", "r3"))
+    row = next(p for p in report.pairwise_kappa if (p.rater_a, p.rater_b) == ("r0", "r3"))
     both = ~np.isnan(x[0]) & ~np.isnan(x[3])
     for wt in ("unweighted", "linear", "quadratic"):
         ref = ag.cohen_kappa(x[0][both], x[3][both], wt, categories=[1, 2, 3, 4, 5])
-        assert row[wt]["value"] == pytest.approx(ref)
-        assert row[wt]["n_items"] == int(both.sum())
+        assert row.weighted(wt).value == pytest.approx(ref)
+        assert row.weighted(wt).n_items == int(both.sum())
     # ICC on the complete table of the top-k raters (by number of ratings) that has the most
     # cells, rebuilt here by brute force from the pivot
     order = np.argsort(-(~np.isnan(x)).sum(axis=1), kind="stable")
@@ -139,28 +144,31 @@ def test_report_values_equal_reference_libraries(df: pd.DataFrame, report: dict)
     top = x[order[:best[1]]]
     table = top[:, ~np.isnan(top).any(axis=0)].T
     icc = ag.icc(table)
+    reported = dict(report.icc.items())
     for form in ("ICC1", "ICC2", "ICC3k"):
-        assert report["icc"][form]["value"] == pytest.approx(icc[form].value)
-        assert report["icc"][form]["ci95"] == pytest.approx(list(icc[form].ci95))
-    assert report["icc"]["ICC2"]["n_items"] == table.shape[0]
-    assert any(f"x {best[1]} of 6 raters" in n for n in report["notes"])
+        assert reported[form].value == pytest.approx(icc[form].value)
+        assert reported[form].ci95 == pytest.approx(icc[form].ci95)
+    assert report.icc.icc2.n_items == table.shape[0]
+    assert any(f"x {best[1]} of 6 raters" in n for n in report.notes)
     # per item MOS with the 1.96 std / sqrt(n) interval
     g = df.groupby("item")["score"]
-    first = report["per_item"][0]
-    assert first["item"] == "img000"
-    assert first["mos"] == pytest.approx(g.mean()["img000"])
+    items = report.per_item
+    assert items.item[0] == "img000"
+    assert items.mos[0] == pytest.approx(g.mean()["img000"])
     half = 1.96 * g.std()["img000"] / math.sqrt(g.size()["img000"])
-    assert first["mos_ci95"] == pytest.approx([first["mos"] - half, first["mos"] + half])
+    assert items.mos_ci95[0] == pytest.approx([items.mos[0] - half, items.mos[0] + half])
     # per rater
-    r0 = report["per_rater"][0]
-    assert r0["rater"] == "r0" and r0["n_ratings"] == int((df["rater"] == "r0").sum())
-    assert r0["bias"] < 0 < report["per_rater"][-1]["bias"]  # generated bias -0.4 .. +0.4
-    assert len(r0["ds_confusion"]) == 5 and len(r0["ds_confusion"][0]) == 5
-    assert r0["gold_n"] > 0 and 0 <= r0["gold_accuracy"] <= 1
+    raters = report.per_rater
+    assert raters.dawid_skene is not None and raters.gold is not None
+    assert raters.rater[0] == "r0" and raters.n_ratings[0] == int((df["rater"] == "r0").sum())
+    assert raters.bias[0] < 0 < raters.bias[-1]  # generated bias -0.4 .. +0.4
+    confusion = raters.dawid_skene.confusion[0]
+    assert len(confusion) == 5 and len(confusion[0]) == 5
+    assert raters.gold.n[0] > 0 and 0 <= raters.gold.accuracy[0] <= 1
 
 
-def test_report_dmos_and_gold_columns(report: dict) -> None:
-    items = {it["item"]: it for it in report["per_item"]}
+def test_report_dmos_and_gold_columns(report: Report) -> None:
+    items = {it["item"]: it for it in rows(report.per_item)}
     ref, pvs = items["img000"], items["img001"]
     assert ref["is_hidden_reference"] is True and ref["dmos"] is None
     assert pvs["dmos"] is not None and pvs["dmos_n"] >= 1
@@ -171,40 +179,41 @@ def test_report_dmos_and_gold_columns(report: dict) -> None:
 
 def test_breakdowns_and_comparisons(df: pd.DataFrame) -> None:
     rep = build_report(df, bootstrap=200, seed=4)
-    rows = {row["group"]: row for row in rep["breakdowns"]["restorer"]}
-    assert set(rows) == {"sd15", "wiener"}
+    groups = {g.group: g for g in rep.breakdowns["restorer"]}
+    assert set(groups) == {"sd15", "wiener"}
     sub = df[df["restorer"] == "sd15"]
     ref = krippendorff.alpha(reliability_data=wide(sub), level_of_measurement="ordinal")
-    assert rows["sd15"]["alpha_ordinal"]["value"] == pytest.approx(ref)
-    lo, hi = rows["sd15"]["alpha_ordinal"]["ci95"]
-    assert lo < ref < hi
-    assert rows["sd15"]["n_items"] + rows["wiener"]["n_items"] == 80
-    assert rows["sd15"]["mos"]["n_items"] == 40
-    cmp = [c for c in rep["comparisons"] if c["column"] == "guideline_version"]
-    assert len(cmp) == 1 and (cmp[0]["group_a"], cmp[0]["group_b"]) == ("v1", "v2")
+    assert groups["sd15"].alpha_ordinal.value == pytest.approx(ref)
+    ci = groups["sd15"].alpha_ordinal.ci95
+    assert ci is not None and ci[0] < ref < ci[1]
+    assert groups["sd15"].n_items + groups["wiener"].n_items == 80
+    assert groups["sd15"].mos.n_items == 40
+    cmp = [c for c in rep.comparisons if c.column == "guideline_version"]
+    assert len(cmp) == 1 and (cmp[0].group_a, cmp[0].group_b) == ("v1", "v2")
     a = krippendorff.alpha(reliability_data=wide(df[df["guideline_version"] == "v1"]),
                            level_of_measurement="ordinal")
     b = krippendorff.alpha(reliability_data=wide(df[df["guideline_version"] == "v2"]),
                            level_of_measurement="ordinal")
-    diff = cmp[0]["alpha_ordinal_diff"]
-    assert diff["value"] == pytest.approx(a - b)
-    assert diff["ci95"][0] < diff["value"] < diff["ci95"][1]
-    assert cmp[0]["gold_accuracy_diff"]["ci95"] is not None
-    assert {c["column"] for c in rep["comparisons"]} == {"guideline_version", "qa_cohort"}
+    diff = cmp[0].alpha_ordinal_diff
+    assert diff.value == pytest.approx(a - b)
+    assert diff.ci95 is not None and diff.ci95[0] < diff.value < diff.ci95[1]
+    gold_diff = cmp[0].gold_accuracy_diff
+    assert gold_diff is not None and gold_diff.ci95 is not None
+    assert {c.column for c in rep.comparisons} == {"guideline_version", "qa_cohort"}
 
 
 def test_bootstrap_cis_are_seeded(df: pd.DataFrame) -> None:
     a = build_report(df, bootstrap=150, seed=1)
     b = build_report(df, bootstrap=150, seed=1)
     c = build_report(df, bootstrap=150, seed=2)
-    assert a["krippendorff_alpha"] == b["krippendorff_alpha"]
-    assert a["krippendorff_alpha"]["ordinal"]["ci95"] != c["krippendorff_alpha"]["ordinal"]["ci95"]
-    for coef in (a["krippendorff_alpha"]["ordinal"], a["fleiss_kappa"], a["percent_agreement"],
-                 a["pairwise_kappa"][0]["linear"]):
-        lo, hi = coef["ci95"]
-        assert lo <= coef["value"] <= hi
-    assert a["icc"]["ICC2"]["ci95"] is not None  # F-distribution interval, always there
-    assert build_report(df)["krippendorff_alpha"]["ordinal"]["ci95"] is None
+    assert a.krippendorff_alpha == b.krippendorff_alpha
+    assert a.krippendorff_alpha.ordinal.ci95 != c.krippendorff_alpha.ordinal.ci95
+    for coef in (a.krippendorff_alpha.ordinal, a.fleiss_kappa, a.percent_agreement,
+                 a.pairwise_kappa[0].linear):
+        assert coef.ci95 is not None and coef.value is not None
+        assert coef.ci95[0] <= coef.value <= coef.ci95[1]
+    assert a.icc.icc2.ci95 is not None  # F-distribution interval, always there
+    assert build_report(df).krippendorff_alpha.ordinal.ci95 is None
 
 
 EDGE_CASES = {
@@ -228,46 +237,46 @@ EDGE_CASES = {
 @pytest.mark.parametrize("name", list(EDGE_CASES))
 def test_report_never_crashes_or_shows_nan(name: str) -> None:
     rep = build_report(EDGE_CASES[name], bootstrap=20)
-    json.dumps(rep, allow_nan=False)
+    json.dumps(report_dict(rep), allow_nan=False)
     for c in all_coefs(rep):
         assert_coef(c)
     md = report_to_markdown(rep)
     assert "nan" not in md.lower().replace("nominal", "")
-    if rep["n_ratings"] == 0:
-        assert rep["krippendorff_alpha"]["ordinal"]["value"] is None
-        assert rep["per_item"] == [] and rep["pairwise_kappa"] == []
+    if rep.n_ratings == 0:
+        assert rep.krippendorff_alpha.ordinal.value is None
+        assert len(rep.per_item) == 0 and rep.pairwise_kappa == ()
     else:
-        assert any("noise" in w for w in rep["warnings"])  # < 20 multiply-rated items
+        assert any("noise" in w for w in rep.warnings)  # < 20 multiply-rated items
 
 
 def test_edge_case_reasons() -> None:
     rep = build_report(EDGE_CASES["all scores equal"])
-    assert "no variation" in rep["krippendorff_alpha"]["ordinal"]["reason"]
-    assert "no variation" in rep["fleiss_kappa"]["reason"]
-    assert "no variance" in rep["icc"]["ICC1"]["reason"]
-    assert rep["percent_agreement"]["value"] == 1.0
-    assert rep["pairwise_kappa"] == []  # the pair shares 3 items (< MIN_PAIR_ITEMS)
-    assert rep["pairwise_kappa_summary"]["skipped"]["fewer_shared_items"] == 1
+    assert "no variation" in (rep.krippendorff_alpha.ordinal.reason or "")
+    assert "no variation" in (rep.fleiss_kappa.reason or "")
+    assert "no variance" in (rep.icc.icc1.reason or "")
+    assert rep.percent_agreement.value == 1.0
+    assert rep.pairwise_kappa == ()  # the pair shares 3 items (< MIN_PAIR_ITEMS)
+    assert rep.pairwise_kappa_summary.skipped.fewer_shared_items == 1
     rep = build_report(EDGE_CASES["all scores equal"], all_pairs=True)
-    assert "undefined" in rep["pairwise_kappa"][0]["unweighted"]["reason"]
-    assert rep["pairwise_kappa_summary"]["skipped"]["kappa_undefined"] == 1
+    assert "undefined" in (rep.pairwise_kappa[0].unweighted.reason or "")
+    assert rep.pairwise_kappa_summary.skipped.kappa_undefined == 1
     rep = build_report(EDGE_CASES["every item rated once"])
-    assert "two or more ratings" in rep["krippendorff_alpha"]["nominal"]["reason"]
+    assert "two or more ratings" in (rep.krippendorff_alpha.nominal.reason or "")
     rep = build_report(EDGE_CASES["rater with one rating and missing scores"])
-    assert any("without a score" in w for w in rep["warnings"])
-    assert any("single rating" in w for w in rep["warnings"])
-    c = next(p for p in rep["per_rater"] if p["rater"] == "c")
+    assert any("without a score" in w for w in rep.warnings)
+    assert any("single rating" in w for w in rep.warnings)
+    c = next(p for p in rows(rep.per_rater) if p["rater"] == "c")
     assert c["bias"] is None and c["inconsistency"] is None and c["n_ratings"] == 1
     rep = build_report(EDGE_CASES["gold without ranges"])
-    assert any("expected_min" in w for w in rep["warnings"])
+    assert any("expected_min" in w for w in rep.warnings)
 
 
 def test_duplicates_and_validation() -> None:
     df = pd.DataFrame({"item": [1, 1, 1, 2, 2], "rater": ["a", "b", "a", "a", "b"],
                        "score": [1, 2, 2, 3, 3]})
     rep = build_report(df)
-    assert rep["n_ratings"] == 4 and any("repeated" in w for w in rep["warnings"])
-    assert rep["percent_agreement"]["value"] == 1.0  # the superseded 1 is gone
+    assert rep.n_ratings == 4 and any("repeated" in w for w in rep.warnings)
+    assert rep.percent_agreement.value == 1.0  # the superseded 1 is gone
     with pytest.raises(ValueError, match=r"column 'score', row 2: score outside the scale 1\.\.5"):
         build_report(pd.DataFrame({"item": [1, 2], "rater": ["a", "a"], "score": [3, 7]}))
     with pytest.raises(ValueError, match=r"column 'score', row 1: not an integer"):
@@ -278,7 +287,7 @@ def test_duplicates_and_validation() -> None:
         build_report(pd.DataFrame({"item": [1, 2], "rater": ["a", None], "score": [2, 3]}))
     seven = build_report(pd.DataFrame({"item": [1, 1], "rater": ["a", "b"], "score": [7, 6]}),
                          scale=(1, 7))
-    assert seven["scale"] == [1, 7]
+    assert seven.scale == (1, 7)
 
 
 def test_floor_is_flagged_in_report_and_markdown() -> None:
@@ -289,8 +298,8 @@ def test_floor_is_flagged_in_report_and_markdown() -> None:
     df = pd.DataFrame([(u, f"r{o}", int(x[o, u])) for o in range(4) for u in range(150)],
                       columns=["item", "rater", "score"])
     rep = build_report(df)
-    assert [p["inconsistency_at_floor"] for p in rep["per_rater"]] == [True, False, False, False]
-    assert any("sits at the floor" in w for w in rep["warnings"])
+    assert rep.per_rater.inconsistency_at_floor == [True, False, False, False]
+    assert any("sits at the floor" in w for w in rep.warnings)
     assert "| r0 | 150 |" in report_to_markdown(rep) and " (floor) |" in report_to_markdown(rep)
 
 
@@ -299,14 +308,15 @@ def test_one_formatter_for_every_rendering() -> None:
     assert [format_number(x) for x in (None, float("nan"), np.float64("inf"), True, np.int64(3),
                                        0.71234, "r<0>")] == ["—", "—", "—", "yes", "3", "0.712", "r<0>"]
     assert format_ci([0.6, 0.8]) == "[0.60, 0.80]" and format_ci([0.6, None]) == format_ci(None) == "—"
-    assert format_coef({"value": 0.71234, "ci95": [0.6, 0.8], "n_items": 30}) == "0.712 [0.600, 0.800]"
-    assert format_coef({"value": 0.5, "ci95": None}) == "0.500"
-    assert format_coef({"value": None, "reason": "too few items"}) == "— (too few items)"
+    assert format_coef(Coef(0.71234, 30, (0.6, 0.8))) == "0.712 [0.600, 0.800]"
+    assert format_coef(Coef(0.5, 30)) == "0.500"
+    assert format_coef(Coef.missing("too few items")) == "— (too few items)"
+    assert format_coef(None) == "—"
 
 
-def test_markdown_rendering(report: dict) -> None:
+def test_markdown_rendering(report: Report) -> None:
     md = report_to_markdown(report)
-    alpha = report["krippendorff_alpha"]["ordinal"]["value"]
+    alpha = report.krippendorff_alpha.ordinal.value
     assert md.startswith("# Rating agreement report")
     assert f"| Krippendorff's alpha (ordinal) | {alpha:.3f} |" in md
     assert "| Percent agreement (not chance-corrected) |" in md
@@ -329,12 +339,14 @@ def test_read_ratings_file_formats(tmp_path: Path, df: pd.DataFrame) -> None:
     small.to_json(tmp_path / "r.jsonl", orient="records", lines=True)
     small.to_parquet(tmp_path / "r.parquet")
     for name in ("r.csv", "r.jsonl", "r.parquet"):
-        got = read_ratings_file(tmp_path / name)
+        read = read_ratings_file(tmp_path / name)
+        got = read.frame
+        assert read.missing_scores is None
         assert got["score"].tolist() == small["score"].tolist()
         assert got["item"].tolist() == small["item"].tolist()
         assert got["score"].dtype == np.int64
         rep = build_report(got)
-        assert rep["n_ratings"] == 30
+        assert rep.n_ratings == 30
 
 
 @pytest.mark.parametrize("content,message", [
@@ -356,7 +368,7 @@ def test_read_ratings_file_accepts_integral_floats_and_checks_scale(tmp_path: Pa
     path = tmp_path / "r.jsonl"
     path.write_text('{"item": 1, "rater": "a", "score": 4.0}\n'
                     '{"item": 1, "rater": "b", "score": 6}\n')
-    assert read_ratings_file(path)["score"].tolist() == [4, 6]
+    assert read_ratings_file(path).frame["score"].tolist() == [4, 6]
     with pytest.raises(RatingsFileError, match=r"r.jsonl, row 2, column 'score': outside the scale"):
         read_ratings_file(path, scale=(1, 5))
     with pytest.raises(RatingsFileError, match="unknown ratings file type"):
@@ -372,23 +384,21 @@ def test_optional_columns_without_any_value_are_ignored_not_a_crash():
                        "expected_min": [None] * 6, "expected_max": [None] * 6,
                        "blur_level": [None] * 6, "blur_kind": ["real"] * 6})
     report = build_report(df)
-    assert report["n_ratings"] == 6
-    assert report["krippendorff_alpha"]["ordinal"]["value"] is not None
+    assert report.n_ratings == 6
+    assert report.krippendorff_alpha.ordinal.value is not None
 
 
-def test_big_reports_are_written_compact_with_the_same_content(report: dict, monkeypatch) -> None:
+def test_big_reports_are_written_compact_with_the_same_content(report: Report, monkeypatch) -> None:
     """A report over the size limit is written compact (1M ratings: 58 MB, 86 MB indented); both
-    hold what the standard library's encoder writes, numbers as keys included."""
-    from review.analysis import formatting
+    hold what the standard library's encoder writes."""
+    from review.analysis import report_json as rendering
 
-    small = formatting.report_json(report)
+    small = rendering.report_json(report)
     assert small.startswith("{\n  ")
-    monkeypatch.setattr(formatting, "INDENT_MAX_CHARS", len(small) // 4)
-    big = formatting.report_json(report)
+    monkeypatch.setattr(rendering, "INDENT_MAX_CHARS", len(small) // 4)
+    big = rendering.report_json(report)
     assert "\n" not in big and len(big) < len(small)
-    assert json.loads(big) == json.loads(small) == json.loads(json.dumps(report))
-    keyed = {"by_level": {3: {"mos": 4.25}, 7.5: {"mos": None}}, "label": "Wiener — 5 px"}
-    assert json.loads(formatting.report_json(keyed)) == json.loads(json.dumps(keyed))
+    assert json.loads(big) == json.loads(small) == json.loads(json.dumps(report_dict(report)))
 
 
 def test_formula_like_cells_come_back_from_an_exported_csv(tmp_path: Path) -> None:
@@ -400,7 +410,7 @@ def test_formula_like_cells_come_back_from_an_exported_csv(tmp_path: Path) -> No
                        "score": [3, 4, 5, 2], "restorer": ["-x", "'", None, "w"]})
     path = write_frame(df, tmp_path / "out.csv")
     assert "'=1+2" in path.read_text("utf-8")
-    back = read_ratings_file(path)
+    back = read_ratings_file(path).frame
     assert back["item"].tolist() == df["item"].tolist()
     assert back["rater"].tolist() == df["rater"].tolist()
     assert back["restorer"].tolist()[:2] == ["-x", "'"] and back["restorer"].tolist()[3] == "w"

@@ -24,9 +24,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from review.analysis.formatting import report_json
 from review.analysis.markdown_report import report_to_markdown
 from review.analysis.report import build_report
+from review.analysis.report_json import report_json
 from review.analysis.tables import report_input
 from review.cli import cli
 from review.demo import DEMO_STUDY, SIMULATED_STUDY

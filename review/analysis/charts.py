@@ -12,14 +12,14 @@ that a point at 5.0 is not drawn on the axis edge.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import altair as alt
 import pandas as pd
 
 from review.analysis.agreement import MIN_RELIABLE_ITEMS
+from review.analysis.report_types import Report
 from review.analysis.tables import (
     COLUMN_TITLES,
     breakdown_frame,
@@ -192,13 +192,13 @@ class View:
     notes: list[str] = field(default_factory=list)
 
 
-def build_views(report: Mapping[str, Any], ratings: pd.DataFrame) -> list[View]:
-    """Every chart of the Analyst page, from a build_report dict and the (filtered) ratings it
+def build_views(report: Report, ratings: pd.DataFrame) -> list[View]:
+    """Every chart of the Analyst page, from a build_report report and the (filtered) ratings it
     was computed from."""
     views: list[View] = []
-    boot = (report.get("bootstrap") or {}).get("resamples", 0)
-    no_ci = "" if boot else " No bootstrap resamples were requested, so alpha has no interval."
-    breakdowns = report.get("breakdowns") or {}
+    no_ci = "" if report.bootstrap.resamples else \
+        " No bootstrap resamples were requested, so alpha has no interval."
+    breakdowns = report.breakdowns
     ordered = [c for c in ("guideline_version", "qa_cohort") if c in breakdowns]
     ordered += [c for c in breakdowns if c not in ordered and c != "blur_level"]
     for col in ordered:
@@ -231,7 +231,7 @@ def build_views(report: Mapping[str, Any], ratings: pd.DataFrame) -> list[View]:
         "mos_by_level", "MOS by blur level and restorer",
         "Mean opinion score per restorer over blur level, one line per restorer (and strength), "
         "the band is the 95% interval 1.96·sd/√items of item MOS; each item counts once.",
-        mos, mos_chart(mos, report.get("scale") or (1, 5)),
+        mos, mos_chart(mos, report.scale),
         "" if not mos.empty and mos[["blur_level", "mos"]].notna().all(axis=1).any()
         else "No rating has a blur level."))
     raters = rater_frame(report)

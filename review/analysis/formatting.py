@@ -1,20 +1,21 @@
-"""Reading report coefficients and writing numbers for people.
+"""Writing numbers for people.
 
 Why one module: the Markdown report, the HTML report and the Analyst page print the same figures,
 so they share these rules and a figure reads the same everywhere: "—" for a missing or non-finite
-number, never "nan"; a coefficient as "0.712 [0.60, 0.80]". The report's JSON and the CSV
-formula-cell quoting live here too, not in `export`, so `python -m review stats` does not
-import the database layer (~0.4 s).
+number, never "nan"; a coefficient as "0.712 [0.60, 0.80]". The CSV formula-cell quoting lives
+here too, not in `export`, so `python -m review stats` does not import the database layer (~0.4 s).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import orjson
+
+if TYPE_CHECKING:
+    from review.analysis.agreement import Coef
 
 MISSING = "—"
 
@@ -28,20 +29,6 @@ def finite(x: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return v if math.isfinite(v) else None
-
-
-def coef_value(c: Mapping[str, Any] | None) -> float | None:
-    """The value of a report coefficient ({"value", "ci95", ...}), None when not computable."""
-    return finite((c or {}).get("value"))
-
-
-def coef_ci(c: Mapping[str, Any] | None) -> tuple[float, float] | None:
-    """The coefficient's 95% interval, None when it has none."""
-    ci = (c or {}).get("ci95")
-    if not ci:
-        return None
-    lo, hi = finite(ci[0]), finite(ci[1])
-    return None if lo is None or hi is None else (lo, hi)
 
 
 def format_number(x: Any, digits: int = 3) -> str:
@@ -66,15 +53,14 @@ def format_ci(ci: Sequence[Any] | None, digits: int = 2) -> str:
     return f"[{float(ci[0]):.{digits}f}, {float(ci[1]):.{digits}f}]"
 
 
-def format_coef(c: Mapping[str, Any] | None, digits: int = 3) -> str:
+def format_coef(c: Coef | None, digits: int = 3) -> str:
     """"0.712 [0.60, 0.80]", "0.712" without an interval, "— (reason)" when not computable."""
-    if not c:
+    if c is None:
         return MISSING
-    v = coef_value(c)
-    if v is None:
-        return f"{MISSING} ({c.get('reason', 'not computable')})"
-    ci = coef_ci(c)
-    return f"{v:.{digits}f}" + (f" {format_ci(ci, digits)}" if ci else "")
+    if c.value is None or not c.ok:
+        return f"{MISSING} ({c.reason or 'not computable'})"
+    ci = c.ci95
+    return f"{c.value:.{digits}f}" + (f" {format_ci(ci, digits)}" if ci else "")
 
 
 #: First characters that make a spreadsheet read a CSV cell as a formula (OWASP, CSV injection).
@@ -96,20 +82,3 @@ def restore_cell(value: Any) -> Any:
     if isinstance(value, str) and value.startswith("'") and value.lstrip("'").startswith(FORMULA_START):
         return value[1:]
     return value
-
-
-#: Reports whose JSON is longer than this are written compact (1M ratings: 58 MB instead of
-#: 86 MB indented); same content.
-INDENT_MAX_CHARS = 1_000_000
-
-#: Keys as `json` writes them (a breakdown by blur level has numbers as keys).
-_ORJSON = orjson.OPT_NON_STR_KEYS
-
-
-def report_json(report: Mapping[str, Any]) -> str:
-    """The report as strict JSON (a NaN becomes null), by orjson (1M ratings: 0.16 s where the standard
-    library's encoder took 1.2-1.6 s): indented for reading, compact when it is big."""
-    text = orjson.dumps(report, option=_ORJSON)
-    if len(text) <= INDENT_MAX_CHARS:
-        text = orjson.dumps(report, option=_ORJSON | orjson.OPT_INDENT_2)
-    return text.decode("utf-8")

@@ -11,17 +11,17 @@ from __future__ import annotations
 import html
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
-from typing import Any
 
 import altair as alt
 import pandas as pd
 
 from review.analysis.charts import View
 from review.analysis.formatting import MISSING, format_number
+from review.analysis.report_types import Report
 from review.analysis.tables import has_chance_corrected, headline_frame, icc_frame
 
 #: The embedded scripts, in load order, and the pinned versions (review/analysis/vendor/README.md).
@@ -71,7 +71,7 @@ def vendored_scripts() -> str:
     return "\n".join(parts)
 
 
-def html_report(report: Mapping[str, Any], views: Sequence[View], *, title: str,
+def html_report(report: Report, views: Sequence[View], *, title: str,
                 context: Sequence[str] = (), answer_sections: Sequence[str] = ()) -> str:
     """A standalone HTML report: headline, warnings, every chart and the numbers behind it.
 
@@ -90,21 +90,19 @@ def html_report(report: Mapping[str, Any], views: Sequence[View], *, title: str,
                  f"chart holds the same numbers.</p>")
     if context:
         parts.append("<ul>" + "".join(f"<li>{e(str(c))}</li>" for c in context) + "</ul>")
-    n_multi = report.get("n_multiply_rated_items", 0)
-    parts.append(f"<p>{e(str(report.get('n_ratings', 0)))} ratings of {e(str(report.get('n_items', 0)))} "
-                 f"items by {e(str(report.get('n_raters', 0)))} raters; {e(str(n_multi))} items rated "
-                 f"two or more times; scale {e(str((report.get('scale') or [1, 5])[0]))}.."
-                 f"{e(str((report.get('scale') or [1, 5])[1]))}.</p>")
-    boot = (report.get("bootstrap") or {})
+    lo, hi = report.scale
+    parts.append(f"<p>{report.n_ratings} ratings of {report.n_items} items by {report.n_raters} "
+                 f"raters; {report.n_multiply_rated_items} items rated two or more times; scale "
+                 f"{lo}..{hi}.</p>")
+    boot = report.bootstrap
     parts.append("<p class='note'>" + e(
-        f"95% intervals: percentile bootstrap over items, {boot.get('resamples')} resamples, seed "
-        f"{boot.get('seed')}; ICC intervals from the F distribution." if boot.get("resamples")
+        f"95% intervals: percentile bootstrap over items, {boot.resamples} resamples, seed "
+        f"{boot.seed}; ICC intervals from the F distribution." if boot.resamples
         else "No bootstrap resamples: alpha, kappa and percent agreement have no interval; ICC "
              "intervals come from the F distribution.") + "</p>")
-    warnings = list(report.get("warnings") or [])
-    if warnings:
+    if report.warnings:
         parts.append("<h2>Warnings</h2>")
-        parts += [f"<div class='warn'>{e(str(w))}</div>" for w in warnings]
+        parts += [f"<div class='warn'>{e(w)}</div>" for w in report.warnings]
     parts.append("<h2>Agreement</h2>")
     parts.append(html_table(headline_frame(report)))
     if not has_chance_corrected(report):
@@ -112,10 +110,9 @@ def html_report(report: Mapping[str, Any], views: Sequence[View], *, title: str,
                      "coefficient could be computed to read it beside.</p>")
     parts.append("<h3>Intraclass correlation (Shrout &amp; Fleiss)</h3>")
     parts.append(html_table(icc_frame(report)))
-    notes = report.get("notes") or []
-    if notes:
+    if report.notes:
         parts.append("<p class='note'>Method notes:</p><ul class='note'>"
-                     + "".join(f"<li>{e(str(n))}</li>" for n in notes) + "</ul>")
+                     + "".join(f"<li>{e(n)}</li>" for n in report.notes) + "</ul>")
     parts += answer_sections
     scripts = []
     for i, v in enumerate(views):

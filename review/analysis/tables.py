@@ -16,9 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from review.analysis.formatting import coef_ci, coef_value, finite
+from review.analysis.agreement import Coef
+from review.analysis.formatting import finite
 from review.analysis.report import GOLD_COLUMNS, ICC_LABELS, OPTIONAL_COLUMNS
-from review.media.restore import CONTROLS
+from review.analysis.report_types import Report
+from review.media.restore import controls
 
 #: Columns the page offers as multiselect filters (blur_level gets a range instead).
 FILTER_COLUMNS = ("guideline_version", "qa_cohort", "blur_kind", "restorer", "content")
@@ -101,7 +103,7 @@ def is_control(df: pd.DataFrame) -> pd.Series:
     if "is_gold" in df.columns:
         mask |= df["is_gold"].fillna(False).astype(bool)
     if "restorer" in df.columns:
-        mask |= df["restorer"].isin(CONTROLS)
+        mask |= df["restorer"].isin(list(controls()))
     return mask
 
 
@@ -136,79 +138,81 @@ def report_input(df: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 
 
-def _coef_cols(c: Mapping[str, Any] | None, prefix: str) -> dict[str, Any]:
-    ci = coef_ci(c)
-    return {prefix: coef_value(c), f"{prefix}_ci_low": ci[0] if ci else None,
+def _coef_cols(c: Coef | None, prefix: str) -> dict[str, Any]:
+    """A coefficient as columns `prefix`, `prefix`_ci_low/_ci_high and `prefix`_reason."""
+    value = None if c is None else c.value
+    ci = None if c is None else c.ci95
+    return {prefix: value, f"{prefix}_ci_low": ci[0] if ci else None,
             f"{prefix}_ci_high": ci[1] if ci else None,
-            f"{prefix}_reason": (c or {}).get("reason") if coef_value(c) is None else None}
+            f"{prefix}_reason": c.reason if c is not None and value is None else None}
 
 
-def has_chance_corrected(report: Mapping[str, Any]) -> bool:
+def has_chance_corrected(report: Report) -> bool:
     """Whether a chance-corrected coefficient (alpha or Fleiss' kappa) has a value: percent
     agreement is shown only then (it is inflated when one score dominates)."""
-    ka = report.get("krippendorff_alpha") or {}
-    return any(coef_value(ka.get(lvl)) is not None for lvl, _ in ALPHA_LEVELS) or \
-        coef_value(report.get("fleiss_kappa")) is not None
+    ka = report.krippendorff_alpha
+    return any(c.value is not None for c in (ka.ordinal, ka.interval, ka.nominal)) or \
+        report.fleiss_kappa.value is not None
 
 
-def headline_frame(report: Mapping[str, Any]) -> pd.DataFrame:
+def headline_frame(report: Report) -> pd.DataFrame:
     """Agreement coefficients, one row each: figure, value, 95% CI, items, reason when missing.
     Percent agreement is included only beside a chance-corrected coefficient."""
     rows: list[dict[str, Any]] = []
-    ka = report.get("krippendorff_alpha") or {}
     for lvl, label in ALPHA_LEVELS:
-        rows.append({"figure": label, "chance_corrected": True, **_flat(ka.get(lvl))})
+        rows.append({"figure": label, "chance_corrected": True,
+                     **_flat(report.krippendorff_alpha.level(lvl))})
     rows.append({"figure": "Fleiss' kappa", "chance_corrected": True,
-                 **_flat(report.get("fleiss_kappa"))})
+                 **_flat(report.fleiss_kappa)})
     if has_chance_corrected(report):
         rows.append({"figure": "Percent agreement (not chance-corrected)",
-                     "chance_corrected": False, **_flat(report.get("percent_agreement"))})
+                     "chance_corrected": False, **_flat(report.percent_agreement)})
     return pd.DataFrame(rows)
 
 
-def icc_frame(report: Mapping[str, Any]) -> pd.DataFrame:
+def icc_frame(report: Report) -> pd.DataFrame:
     """The six Shrout & Fleiss ICC forms with what each means, value, F-distribution CI."""
     return pd.DataFrame([{"form": f, "meaning": ICC_LABELS.get(f, f), **_flat(c)}
-                         for f, c in (report.get("icc") or {}).items()])
+                         for f, c in report.icc.items()])
 
 
-def _flat(c: Mapping[str, Any] | None) -> dict[str, Any]:
-    ci = coef_ci(c)
-    v = coef_value(c)
-    return {"value": v, "ci_low": ci[0] if ci else None, "ci_high": ci[1] if ci else None,
-            "n_items": (c or {}).get("n_items") if v is not None else None,
-            "reason": None if v is not None else (c or {}).get("reason", "not computable")}
+def _flat(c: Coef) -> dict[str, Any]:
+    ci = c.ci95
+    ok = c.value is not None
+    return {"value": c.value, "ci_low": ci[0] if ci else None, "ci_high": ci[1] if ci else None,
+            "n_items": c.n_items if ok else None,
+            "reason": None if ok else (c.reason or "not computable")}
 
 
-def breakdown_frame(report: Mapping[str, Any], column: str) -> pd.DataFrame:
+def breakdown_frame(report: Report, column: str) -> pd.DataFrame:
     """Agreement, MOS (and gold accuracy) per group of a characteristic column."""
     rows = []
-    for g in (report.get("breakdowns") or {}).get(column, []):
-        alpha = g.get("alpha_ordinal") or {}
-        row = {"group": MISSING_LABEL if g["group"] is None else str(g["group"]),
-               "n_items": g["n_items"], "n_raters": g["n_raters"], "n_ratings": g["n_ratings"],
-               "n_multiply_rated": alpha.get("n_items") if coef_value(alpha) is not None else None,
-               **_coef_cols(g.get("alpha_ordinal"), "alpha_ordinal"),
-               **{k: v for k, v in _coef_cols(g.get("mos"), "mos").items() if k != "mos_reason"}}
-        if "gold_accuracy" in g:
-            row.update({k: v for k, v in _coef_cols(g["gold_accuracy"], "gold_accuracy").items()
+    for g in report.breakdowns[column]:
+        alpha = g.alpha_ordinal
+        row = {"group": MISSING_LABEL if g.group is None else str(g.group),
+               "n_items": g.n_items, "n_raters": g.n_raters, "n_ratings": g.n_ratings,
+               "n_multiply_rated": alpha.n_items if alpha.value is not None else None,
+               **_coef_cols(alpha, "alpha_ordinal"),
+               **{k: v for k, v in _coef_cols(g.mos, "mos").items() if k != "mos_reason"}}
+        if g.gold_accuracy is not None:
+            gold = g.gold_accuracy
+            row.update({k: v for k, v in _coef_cols(gold, "gold_accuracy").items()
                         if k != "gold_accuracy_reason"})
-            row["gold_n"] = (g["gold_accuracy"] or {}).get("n_items") if \
-                coef_value(g["gold_accuracy"]) is not None else 0
+            row["gold_n"] = gold.n_items if gold.value is not None else 0
         rows.append(row)
     return _numeric(pd.DataFrame(rows))
 
 
-def comparison_frame(report: Mapping[str, Any], column: str) -> pd.DataFrame:
+def comparison_frame(report: Report, column: str) -> pd.DataFrame:
     """A minus B for every pair of groups of `column` (alpha ordinal, gold accuracy) with CIs."""
     rows = []
-    for c in report.get("comparisons") or []:
-        if c["column"] != column:
+    for c in report.comparisons:
+        if c.column != column:
             continue
-        row = {"comparison": f"{c['group_a']} − {c['group_b']}", "group_a": str(c["group_a"]),
-               "group_b": str(c["group_b"]), **_coef_cols(c.get("alpha_ordinal_diff"), "alpha_diff")}
-        if "gold_accuracy_diff" in c:
-            row.update(_coef_cols(c["gold_accuracy_diff"], "gold_accuracy_diff"))
+        row = {"comparison": f"{c.group_a} − {c.group_b}", "group_a": str(c.group_a),
+               "group_b": str(c.group_b), **_coef_cols(c.alpha_ordinal_diff, "alpha_diff")}
+        if c.gold_accuracy_diff is not None:
+            row.update(_coef_cols(c.gold_accuracy_diff, "gold_accuracy_diff"))
         rows.append(row)
     return _numeric(pd.DataFrame(rows))
 
@@ -279,47 +283,51 @@ def rater_status(rejected: bool, at_floor: bool) -> str:
     return "not flagged"
 
 
-def rater_frame(report: Mapping[str, Any]) -> pd.DataFrame:
+def rater_frame(report: Report) -> pd.DataFrame:
     """Per rater: P.910 bias and inconsistency with CIs, BT.500 screening, the flag to mark."""
+    pr = report.per_rater
     rows = []
-    for p in report.get("per_rater") or []:
-        b_ci, i_ci = p.get("bias_ci95"), p.get("inconsistency_ci95")
+    for i in range(len(pr)):
+        b_ci, i_ci = pr.bias_ci95[i], pr.inconsistency_ci95[i]
+        rejected, at_floor = bool(pr.bt500_rejected[i]), bool(pr.inconsistency_at_floor[i])
         rows.append({
-            "rater": str(p["rater"]), "n_ratings": p["n_ratings"], "mean_score": finite(p.get("mean_score")),
-            "bias": finite(p.get("bias")), "bias_ci_low": finite(b_ci[0]) if b_ci else None,
+            "rater": str(pr.rater[i]), "n_ratings": pr.n_ratings[i],
+            "mean_score": finite(pr.mean_score[i]),
+            "bias": finite(pr.bias[i]), "bias_ci_low": finite(b_ci[0]) if b_ci else None,
             "bias_ci_high": finite(b_ci[1]) if b_ci else None,
-            "inconsistency": finite(p.get("inconsistency")),
+            "inconsistency": finite(pr.inconsistency[i]),
             "inconsistency_ci_low": finite(i_ci[0]) if i_ci else None,
             "inconsistency_ci_high": finite(i_ci[1]) if i_ci else None,
-            "inconsistency_at_floor": bool(p.get("inconsistency_at_floor")),
-            "bt500_p": p.get("bt500_p"), "bt500_q": p.get("bt500_q"),
-            "bt500_rejected": bool(p.get("bt500_rejected")),
-            "ds_accuracy": finite(p.get("ds_accuracy")),
-            "status": rater_status(bool(p.get("bt500_rejected")), bool(p.get("inconsistency_at_floor"))),
+            "inconsistency_at_floor": at_floor,
+            "bt500_p": pr.bt500_p[i], "bt500_q": pr.bt500_q[i],
+            "bt500_rejected": rejected,
+            "ds_accuracy": finite(pr.dawid_skene.accuracy[i]) if pr.dawid_skene else None,
+            "status": rater_status(rejected, at_floor),
         })
     return _numeric(pd.DataFrame(rows))
 
 
-def kappa_pairs(report: Mapping[str, Any], weight: str = "quadratic") -> pd.DataFrame:
+def kappa_pairs(report: Report, weight: str = "quadratic") -> pd.DataFrame:
     """One row per rater pair: Cohen's kappa with the given weights (CI with bootstrap)."""
     cols = ["rater_a", "rater_b", "n_items", "kappa", "kappa_ci_low", "kappa_ci_high", "kappa_reason"]
-    rows = [{"rater_a": str(p["rater_a"]), "rater_b": str(p["rater_b"]), "n_items": p["n_items"],
-             **_coef_cols(p.get(weight), "kappa")} for p in report.get("pairwise_kappa") or []]
+    rows = [{"rater_a": str(p.rater_a), "rater_b": str(p.rater_b), "n_items": p.n_items,
+             **_coef_cols(p.weighted(weight), "kappa")} for p in report.pairwise_kappa]
     return _numeric(pd.DataFrame(rows, columns=cols))
 
 
-def gold_by_rater(report: Mapping[str, Any]) -> pd.DataFrame:
+def gold_by_rater(report: Report) -> pd.DataFrame:
     """Per rater: gold ratings judged, how many fell in the expected range, accuracy with its
     Wilson 95% CI. Empty when the data have no gold items."""
     cols = ["rater", "gold_n", "gold_correct", "gold_accuracy", "gold_accuracy_ci_low",
             "gold_accuracy_ci_high"]
+    pr, gold = report.per_rater, report.per_rater.gold
+    if gold is None:
+        return pd.DataFrame(columns=cols)
     rows = []
-    for p in report.get("per_rater") or []:
-        if "gold_accuracy" not in p:
-            continue
-        ci = p.get("gold_accuracy_ci95")
-        rows.append({"rater": str(p["rater"]), "gold_n": p["gold_n"], "gold_correct": p["gold_correct"],
-                     "gold_accuracy": finite(p["gold_accuracy"]),
+    for i in range(len(pr)):
+        ci = gold.accuracy_ci95[i]
+        rows.append({"rater": str(pr.rater[i]), "gold_n": gold.n[i], "gold_correct": gold.correct[i],
+                     "gold_accuracy": finite(gold.accuracy[i]),
                      "gold_accuracy_ci_low": finite(ci[0]) if ci else None,
                      "gold_accuracy_ci_high": finite(ci[1]) if ci else None})
     return _numeric(pd.DataFrame(rows, columns=cols))
