@@ -11,13 +11,13 @@ from review.analysis.export import ratings_frame
 from review.analysis.html_report import html_report
 from review.analysis.report import build_report
 from review.labeling.study import get_study
+from tests.support_analysis import STUDY, rated_study
 from tests.support_browser import chromium_page
-from tests.test_analyst_page import STUDY, _rated_study
 
 
 @pytest.mark.parametrize("width", [1366, 1920])
 def test_report_draws_every_chart_offline_and_each_fits(tmp_path, width, chromium, lab):
-    _rated_study(lab)
+    rated_study(lab)
     with lab.sessions() as s:
         df = ratings_frame(s, get_study(s, STUDY))
     lab.engine.dispose()
