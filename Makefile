@@ -20,7 +20,7 @@ help:
 	@echo "make test       install, then run every test lane"
 	@echo "make test-fast  run the tests outside the browser, postgres, sd15 and slow lanes (about 1.5 min)"
 	@echo "make test-db    run the postgres lane alone: PostgreSQL's hot path against the ORM path, row for row"
-	@echo "make lint       ruff check, the locks against pyproject.toml, mypy"
+	@echo "make lint       ruff check, the locks against pyproject.toml, then mypy over review/ and db/"
 	@echo "make bench      run the benchmarks in bench/"
 
 # Two locks pin every package with its hashes. requirements.lock is the base install: the app, the
