@@ -115,6 +115,24 @@ def test_report_shape_and_strict_json(report: Report) -> None:
     assert set(report.breakdowns) == {"guideline_version", "qa_cohort", "restorer", "blur_level"}
 
 
+def test_report_is_frozen_survives_the_page_cache_and_a_misspelt_name_fails(report: Report) -> None:
+    """Readers take attributes: a wrong name raises instead of showing an empty table; the page's
+    st.cache_data pickles the report."""
+    import dataclasses
+    import pickle
+
+    from review.analysis.tables import breakdown_frame
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        report.n_items = 0
+    with pytest.raises(AttributeError):
+        _ = report.krippendorf_alpha
+    with pytest.raises(KeyError):
+        breakdown_frame(report, "guideline")
+    assert pickle.loads(pickle.dumps(report)) == report
+    assert report_json(pickle.loads(pickle.dumps(report))) == report_json(report)
+
+
 def test_report_values_equal_reference_libraries(df: pd.DataFrame, report: Report) -> None:
     x = wide(df)
     for level in ("nominal", "ordinal", "interval"):
