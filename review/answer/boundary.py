@@ -60,7 +60,7 @@ import numpy as np
 import pandas as pd
 
 from review.analysis.agreement import wilson_ci
-from review.media.restore import restorer_class
+from review.media.restore import names, restorer_class, with_strength
 
 FAITHFUL_MIN = 4
 THRESHOLD = 0.8
@@ -73,10 +73,6 @@ MIN_ITEMS = 2
 MIN_LEVELS = 3
 CLASSES = ("usable", "uncertain", "not usable")
 STATUSES = ("crosses", "usable throughout", "not usable even at the smallest level", "not enough ratings")
-#: Restorers whose settings vary in strength: one curve per strength.
-STRENGTH_METHODS = ("sd15_img2img",)
-#: Rows that are no restoration of a blurred input (the sharp original shown as a control).
-NOT_A_RESTORER = ("hidden_reference",)
 
 
 @dataclass(frozen=True)
@@ -474,7 +470,7 @@ def analyse_curve(df: pd.DataFrame, restorer: str, setting: str, blur_kind: str,
     stats = level_stats(df, options.faithful_min)
     levels = sorted({s.level for s in stats})
     strengths: list[float | None] = sorted({s.strength for s in stats if s.strength is not None}) or [None]
-    two_d = restorer in STRENGTH_METHODS and len(strengths) > 1
+    two_d = restorer in with_strength() and len(strengths) > 1  # one curve per strength
     if not two_d:  # one curve: strength (if any) is a constant of the setting
         strengths = [strengths[0]] if len(strengths) == 1 else [None]
         stats = _pool_strengths(stats, strengths[0]) if len({s.strength for s in stats}) > 1 else stats
@@ -537,7 +533,7 @@ def curve_groups(df: pd.DataFrame, *, include_simulated: bool = True
     hidden reference, smoke-test outputs and photos without a blur level are left out."""
     if df.empty:
         return []
-    frame = df[df["blur_level"].notna() & ~df["restorer"].isin(NOT_A_RESTORER)]
+    frame = df[df["blur_level"].notna() & ~df["restorer"].isin(names(is_restoration=False))]
     if "is_smoke_test" in frame:
         frame = frame[~frame["is_smoke_test"].astype(bool)]
     if not include_simulated and "simulated" in frame:

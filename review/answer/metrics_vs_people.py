@@ -22,11 +22,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import DegradedImage, Restoration, SourceImage, Study, StudyItem
+from review.media.restore import names
 
 #: Metric -> does a larger value mean a better (sharper, closer) restoration?
 METRICS = {"psnr": True, "ssim": True, "blur_effect": False}
-#: Restorations that are no restoration of a blurred input.
-NOT_A_RESTORER = ("hidden_reference",)
 
 
 @dataclass
@@ -60,7 +59,8 @@ def item_paths(session: Session, study: Study) -> pd.DataFrame:
         .join(DegradedImage, DegradedImage.id == Restoration.degraded_id)
         .join(SourceImage, SourceImage.id == DegradedImage.source_id)
         .where(StudyItem.study_id == study.id, SourceImage.is_reference.is_(True),
-               DegradedImage.level.is_not(None), Restoration.method.not_in(NOT_A_RESTORER))).all()
+               DegradedImage.level.is_not(None),
+               Restoration.method.not_in(names(is_restoration=False)))).all()
     return pd.DataFrame(rows, columns=["item", "restorer", "blur_kind", "blur_level", "restored_path",
                                        "restored_sha256", "source_path", "source_sha256"])
 

@@ -17,14 +17,11 @@ import pandas as pd
 
 from review.analysis.export import frame_csv
 from review.answer.boundary import MIN_ITEMS, MIN_RATINGS, Curve, Options, curve_groups, curves_of
+from review.media.restore import title
 
 #: How each blur kind's level reads in a sentence.
 KIND_WORDS = {"motion_line": "motion blur (line length)", "camera_shake": "camera shake",
               "defocus": "defocus (disk radius)", "gaussian": "Gaussian blur (sigma)"}
-RESTORER_WORDS = {"wiener": "Wiener deconvolution",
-                  "unsupervised_wiener": "unsupervised Wiener deconvolution",
-                  "richardson_lucy": "Richardson-Lucy deconvolution", "sd15_img2img": "SD1.5 img2img",
-                  "blurred": "the blurred input itself (control)"}
 
 
 @dataclass(frozen=True)
@@ -79,7 +76,7 @@ def _px(v: float) -> str:
 
 
 def _name(curve: Curve, strength: float | None) -> str:
-    name = RESTORER_WORDS.get(curve.restorer, curve.restorer)
+    name = title(curve.restorer)
     if strength is not None:
         name += f" at strength {strength:g}"
     return name + (f" ({curve.setting})" if curve.setting else "")

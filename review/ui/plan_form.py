@@ -14,7 +14,7 @@ import streamlit as st
 from review.config import Settings
 from review.generation.plan import GenerationPlan, JobError
 from review.media.degrade import KINDS
-from review.media.restore import CONTROLS, RESTORERS, list_models
+from review.media.restore import list_models, names, restorer_class
 from review.media.restore.runner import sd15_unavailable
 from review.ui.display import inert
 
@@ -68,13 +68,13 @@ class PlanFields:
         seed_list = _numbers(self.seeds, "Seeds", int, errors)
         plan_model = "tiny" if self.model == TINY_LABEL else (
             self.model if self.model in self.named else None)
-        wants_sd15 = any(m.startswith("sd15") for m in self.methods)
-        if wants_sd15 and (why := sd15_unavailable(settings, plan_model)):
-            errors.append(f"sd15_img2img cannot run: {why}")
+        with_weights = [m for m in self.methods if restorer_class(m).uses_weights]
+        if with_weights and (why := sd15_unavailable(settings, plan_model)):
+            errors.append(f"{', '.join(with_weights)} cannot run: {why}")
         if errors:
             return None, errors
-        restorers = [{"method": m, "params": {"strength": strength_list, "steps": int(self.steps)}
-                      if m == "sd15_img2img" else {}} for m in self.methods]
+        restorers = [{"method": m, "params": grid_params(m, strength_list, int(self.steps))}
+                     for m in self.methods]
         plan = GenerationPlan(source_ids=list(self.source_ids), blurs=blurs, restorers=restorers,
                               seeds=seed_list or [0], model=plan_model)
         try:
@@ -82,6 +82,23 @@ class PlanFields:
         except JobError as exc:
             return None, [str(exc)]
         return plan, []
+
+
+def restorer_choices(weights_run: bool) -> tuple[list[str], list[str]]:
+    """The restorers a plan may run (registry order) and those chosen by default: the featured ones,
+    less those that use weights when no weights can run here."""
+    offered = list(names(takes_input=True))
+    default = [m for m in names(takes_input=True, featured=True)
+               if weights_run or not restorer_class(m).uses_weights]
+    return offered, default
+
+
+def grid_params(method: str, strengths: list[float], steps: int) -> dict[str, Any]:
+    """The form's grid for one restorer: its strengths (when it has a strength) and the SD1.5 steps
+    (when it uses weights); nothing for the others, which run with their defaults."""
+    cls = restorer_class(method)
+    return {**({"strength": strengths} if cls.has_strength else {}),
+            **({"steps": steps} if cls.uses_weights else {})}
 
 
 def plan_fields(settings: Settings, sources: Sequence[Any], key: str = "") -> PlanFields:
@@ -92,11 +109,11 @@ def plan_fields(settings: Settings, sources: Sequence[Any], key: str = "") -> Pl
     named = list(list_models(settings.sd15_path))
     no_weights = sd15_unavailable(settings)
     sd15_off = "none (SD1.5 cannot run here: see the note above)"
-    offered = [r for r in RESTORERS if r != "sd15_txt2img"]
+    offered, default = restorer_choices(no_weights is None)
 
     def restorer_label(method: str) -> str:
         return f"{method} (needs SD1.5 weights or the tiny smoke test)" if (
-            no_weights and method.startswith("sd15")) else method
+            no_weights and restorer_class(method).uses_weights) else method
 
     chosen = st.multiselect("Source photos", list(labels), format_func=labels.get,
                             default=[sources[0].id], key=f"{key}plan_sources")
@@ -110,7 +127,7 @@ def plan_fields(settings: Settings, sources: Sequence[Any], key: str = "") -> Pl
                              "as they are; Wiener needs a kernel, so use SD1.5 img2img or the controls",
                              key=f"{key}lv_real")
     methods = st.multiselect("Restorers", offered, format_func=restorer_label, key=f"{key}plan_restorers",
-                             default=[*(["sd15_img2img"] if not no_weights else []), "wiener", *CONTROLS])
+                             default=default)
     if no_weights:
         st.caption(f"SD1.5 img2img is not offered by default: {inert(no_weights)}")
     strengths = st.text_input("SD1.5 strengths (comma separated)", "0.3, 0.5, 0.7",

@@ -1,9 +1,11 @@
 """The one interface every restorer implements, and what they share.
 
-A restorer has a ``name``, a frozen parameter dataclass (``Params``) whose fields carry their
-default and allowed range, and ``restore(inp, params) -> RestoreResult``. Validation lives in
-:class:`Params` so that a bad parameter never reaches a model: unknown names and out-of-range
-values raise ``ValueError`` naming the parameter and what is allowed.
+A restorer has a ``name``, a ``title``, declared capabilities (class attributes of
+:class:`Restorer`, read through :mod:`review.media.restore.registry`), a frozen parameter
+dataclass (``Params``) whose fields carry their default and allowed range, and
+``restore(inp, params) -> RestoreResult``. Validation lives in :class:`Params` so that a bad
+parameter never reaches a model: unknown names and out-of-range values raise ``ValueError``
+naming the parameter and what is allowed.
 
 Every result carries a provenance dict (method, all parameters including defaults, seed, model
 identity, library versions, device, dtype, wall time) so a rating can always be traced back to
@@ -23,6 +25,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -243,13 +246,54 @@ def compute_metrics(
 
 
 class Restorer(ABC):
-    """Base class: validates parameters, times the run, fills provenance and metrics."""
+    """Base class: validates parameters, times the run, fills provenance and metrics.
 
+    A restorer's identity and capabilities are class attributes, declared once here and read by
+    every list of the lab (the plan form, the CLI, the generation plan, the answer's words, the
+    simulated panel) through :mod:`review.media.restore.registry`."""
+
+    #: The name it is stored, planned and exported under.
     name: ClassVar[str]
+    #: Human words for it, as the answer's sentences and the forms show it.
+    title: ClassVar[str]
     Params: ClassVar[type[Params]]
+    #: Deconvolves with the known blur kernel: refuses an input without one (a real photo).
     needs_kernel: ClassVar[bool] = False
+    #: Shows the sharp reference: refuses an input without one.
     needs_reference: ClassVar[bool] = False
+    #: Restores a degraded input; False for a generator of sharp references (never in a plan).
+    takes_input: ClassVar[bool] = True
+    #: Its output is a restoration of the blurred input; False for the sharp original shown as a
+    #: control, which the answer's curves and the metrics against people leave out.
+    is_restoration: ClassVar[bool] = True
+    #: Has a ``strength`` parameter: a plan runs a grid of strengths, the answer draws one curve
+    #: per strength.
+    has_strength: ClassVar[bool] = False
+    #: A different ``seed`` gives a different image (same seed, same image): a plan runs it once
+    #: per seed. False: the same parameters give the same image.
+    stochastic: ClassVar[bool] = False
+    #: Runs on model weights (SD1.5): built with a weights path, its restorations are stored and
+    #: found under the weights' content identity.
+    uses_weights: ClassVar[bool] = False
+    #: Parameters whose variants of one input run together as one grid (``restore_grid``,
+    #: sharing work); empty: each variant runs alone.
+    grid_keys: ClassVar[tuple[str, ...]] = ()
+    #: A control: the score range (on the 1..5 scale) a careful rater gives it; it doubles as a
+    #: gold item. None for a restorer.
+    control: ClassVar[tuple[int, int] | None] = None
+    #: One of the lab's main restorers: chosen by default in a new plan, and shown beside a tried
+    #: photo (Try your photo).
+    featured: ClassVar[bool] = False
+    #: How the simulated panel's raters see it on motion blur (``TrueCurve`` fields: boundary in
+    #: px, width, ...); None: the panel's default truth.
+    simulated_truth: ClassVar[Mapping[str, float] | None] = None
     versions: ClassVar[tuple[str, ...]] = ("numpy", "pillow")
+
+    @classmethod
+    def build(cls, weights: Path | str | None = None, *, models_dir: Path | None = None,
+              config_dir: Path | None = None) -> Restorer:
+        """A ready restorer; the weights arguments matter only where ``uses_weights``."""
+        return cls()
 
     def params(self, raw: Params | Mapping[str, Any] | None = None, **overrides: Any) -> Params:
         """Validated parameters from a Params instance, a mapping, or keyword overrides."""

@@ -87,7 +87,10 @@ class Wiener(Deconvolution):
     """skimage.restoration.wiener with a fixed balance."""
 
     name = "wiener"
+    title = "Wiener deconvolution"
     Params = WienerParams
+    featured = True
+    simulated_truth = {"boundary": 12.0, "width": 2.5}
 
     def _run(self, inp: RestoreInput, params: WienerParams) -> tuple[Image.Image, dict]:
         from skimage.restoration import wiener
@@ -123,7 +126,11 @@ class UnsupervisedWiener(Deconvolution):
     """
 
     name = "unsupervised_wiener"
+    title = "unsupervised Wiener deconvolution"
     Params = UnsupervisedWienerParams
+    # the sampler's seed is a parameter, but the floored balance makes most outputs seed-free:
+    # not stochastic, so a plan's seeds do not multiply it
+    simulated_truth = {"boundary": 10.0, "width": 2.5}
 
     def _run(self, inp: RestoreInput, params: UnsupervisedWienerParams) -> tuple[Image.Image, dict]:
         from skimage.restoration import unsupervised_wiener, wiener
@@ -160,7 +167,9 @@ class RichardsonLucy(Deconvolution):
     """skimage.restoration.richardson_lucy (Poisson maximum likelihood, iterative)."""
 
     name = "richardson_lucy"
+    title = "Richardson-Lucy deconvolution"
     Params = RichardsonLucyParams
+    simulated_truth = {"boundary": 15.0, "width": 3.0}
 
     def _run(self, inp: RestoreInput, params: RichardsonLucyParams) -> tuple[Image.Image, dict]:
         from skimage.restoration import richardson_lucy

@@ -48,10 +48,9 @@ def model_identity_for(method: str, model: str | None, settings: Settings | None
     `run_restorer`), which a restoration is stored and found under; '' for restorers without a
     model. Hashes the weights once (then cached by file stat); loads nothing into memory.
     Raises WeightsError when the weights are missing."""
-    from review.media.restore.sd15 import _SD15Base
     from review.media.restore.sd15_weights import weights_identity
 
-    if not issubclass(restorer_class(method), _SD15Base):
+    if not restorer_class(method).uses_weights:
         return ""
     return weights_identity(_weights(model, settings),
                             models_dir=settings.models_dir if settings is not None else None)
@@ -137,12 +136,13 @@ def run_restorer(method: str, image: Image.Image, *, kernel: Any = None,
     return restorer.restore(RestoreInput(image, kernel=kernel, reference=reference), params or {})
 
 
-def run_grid(image: Image.Image, params_list: list[dict[str, Any]], *,
+def run_grid(method: str, image: Image.Image, params_list: list[dict[str, Any]], *,
              reference: Image.Image | None = None, model: str | None = None,
              settings: Settings | None = None) -> list[RestoreResult]:
-    """SD1.5 img2img variants of one input that differ only in strength and seed: when they form
-    a full strengths x seeds grid they run as one shared-work grid, otherwise one by one."""
-    restorer = _restorer("sd15_img2img", model, settings)
+    """Variants of one input by a restorer with grid keys (SD1.5 img2img: strength and seed) that
+    differ only in those: when they form a full strengths x seeds grid they run as one
+    shared-work grid, otherwise one by one."""
+    restorer = _restorer(method, model, settings)
     inp = RestoreInput(image, reference=reference)
     strengths = sorted({p["strength"] for p in params_list})
     seeds = sorted({p["seed"] for p in params_list})

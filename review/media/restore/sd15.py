@@ -79,6 +79,8 @@ class SD15Txt2ImgParams(Params):
 
 
 class _SD15Base(Restorer):
+    stochastic = True
+    uses_weights = True
     versions = ("torch", "diffusers", "transformers", "numpy", "pillow")
 
     def __init__(self, weights: Path | str | None, *, models_dir: Path | None = None,
@@ -86,6 +88,11 @@ class _SD15Base(Restorer):
         self.weights = weights
         self.models_dir = models_dir
         self.config_dir = config_dir
+
+    @classmethod
+    def build(cls, weights: Path | str | None = None, *, models_dir: Path | None = None,
+              config_dir: Path | None = None) -> Restorer:
+        return cls(weights, models_dir=models_dir, config_dir=config_dir)
 
     def pipeline(self, device: str = "auto", precision: str = "auto") -> Any:
         """The loaded (cached) :class:`SD15Pipeline`; raises WeightsError with the fix."""
@@ -99,7 +106,13 @@ class SD15Img2Img(_SD15Base):
     """diffusers StableDiffusionImg2ImgPipeline on local weights."""
 
     name = "sd15_img2img"
+    title = "SD1.5 img2img"
     Params = SD15Img2ImgParams
+    has_strength = True
+    grid_keys = ("strength", "seed")
+    featured = True
+    simulated_truth = {"boundary": 20.0, "width": 3.0, "strength_slope": 25.0,
+                       "reference_strength": 0.2}
 
     def restore(self, inp: RestoreInput,
                 params: Params | Mapping[str, Any] | None = None) -> RestoreResult:
@@ -131,7 +144,9 @@ class SD15Txt2Img(_SD15Base):
     """Generates sharp synthetic references; it takes no degraded input."""
 
     name = "sd15_txt2img"
+    title = "SD1.5 text-to-image (synthetic references)"
     Params = SD15Txt2ImgParams
+    takes_input = False
 
     def restore(self, inp: RestoreInput,
                 params: Params | Mapping[str, Any] | None = None) -> RestoreResult:
