@@ -137,6 +137,7 @@ def _candidates(session: Session, study: Study, reviewer_id: int, gold: bool, no
         StudyItem.study_id == study.id,
         ~exists().where(StudyClosure.study_id == study.id),  # a closed study hands out nothing new
         StudyItem.is_gold.is_(gold),
+        StudyItem.is_training.is_(False),  # a crowd pool's training example is never a live item
         ~mine,
         _occupied(StudyItem.id, now) < study.raters_per_item,
     )

@@ -51,7 +51,7 @@ def _live(a: str) -> str:
 def _open(gold: str) -> str:
     """Open items of one kind (gold or not): `review.labeling.assignment._candidates`' filter."""
     return (f"i.study_id = %(study)s AND i.is_gold = {gold} AND l.id IS NULL AND u.active"
-            " AND m.id IS NOT NULL"
+            " AND NOT i.is_training AND m.id IS NOT NULL"
             " AND NOT EXISTS (SELECT 1 FROM study_closures c WHERE c.study_id = %(study)s)"
             " AND NOT EXISTS (SELECT 1 FROM assignments a WHERE a.item_id = i.id AND a.reviewer_id = u.id"
             f"   AND (a.status IN ({sql_list(ANSWERED)}) OR (a.status = '{_LEASED}'"

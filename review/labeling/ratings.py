@@ -66,7 +66,8 @@ FLAG_LABELS = {
 SKIP_REASONS = ("image did not load", "cannot judge", "offensive or private content", "other")
 MAX_COMMENT = 2000
 NOT_YOURS = "This item is not assigned to you any more. Loading your next item."
-RATER_ROLES = roles_for(Action.RATE)  # the roles whose ratings count as a reviewer's
+#: The roles whose ratings count: reviewers' (the Rate page) and crowd participants' live items.
+RATER_ROLES = (*roles_for(Action.RATE), *roles_for(Action.PARTICIPATE))
 RATED_ELSEWHERE = ("You already rated this item in another tab, so this answer was not saved. "
                    "Here is your next item.")
 JUDGED = "QA has already judged your rating of this item, so it stays as it is. Ask QA if you disagree."

@@ -21,6 +21,7 @@ from db.models import Study
 from review.errors import ReviewError
 
 DEFAULT_QA_RATE = 0.2
+MAX_CONSENT = 20_000
 
 
 class SettingsError(ReviewError):
@@ -69,6 +70,8 @@ class StudySettings:
     - reviewer_ids: the reviewers (user ids) who may join; empty = every reviewer.
     - scale_labels: (score, label) pairs in score order, overriding the default labels
       (review.labeling.views); a mapping is accepted too. Pairs keep the settings immutable.
+    - consent_text: what crowd participants must accept before anything else (review.labeling
+      .crowd_flow); shown as plain text, at most MAX_CONSENT characters.
     """
 
     guideline_version_ids: tuple[int, ...] = ()
@@ -78,8 +81,11 @@ class StudySettings:
     max_items_per_reviewer: int | None = None
     scale_labels: tuple[tuple[int, str], ...] = ()
     reviewer_ids: tuple[int, ...] = ()
+    consent_text: str = ""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.consent_text, str) or len(self.consent_text) > MAX_CONSENT:
+            raise SettingsError(f"consent_text must be text of at most {MAX_CONSENT:,} characters.")
         for name, noun in (("guideline_version_ids", "version"), ("reviewer_ids", "reviewer")):
             ids = getattr(self, name)
             if isinstance(ids, str | bytes) or not isinstance(ids, list | tuple) or any(
