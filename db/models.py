@@ -96,7 +96,7 @@ class WholeNumber(TypeDecorator[int]):
     impl = Integer
     cache_ok = True
 
-    def process_bind_param(self, value: Any, dialect: Dialect) -> int | None:
+    def process_bind_param(self, value: Any, dialect: Dialect) -> numbers.Integral | None:
         if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
             raise ValueError(f"{value!r} is not a whole number")
         return value
@@ -559,7 +559,7 @@ class ItemSettlement(Base):
 class RaterPool(Base):
     """A study's group of raters from one provider (in-house team, annotation company, crowd
     platform), with what its link, flow and pay need. Crowd settings (viewing check, training,
-    qualification, traps, session length) are in `settings` (review.labeling.pools.PoolSettings)."""
+    qualification, traps, session length) are in `flow` (review.labeling.pools.PoolSettings)."""
 
     __tablename__ = "rater_pools"
     __table_args__ = (
@@ -588,7 +588,9 @@ class RaterPool(Base):
     return_url: Mapped[str] = mapped_column(String(500), default="")
     # Raised to void every link given out so far (a leaked link).
     link_version: Mapped[int] = mapped_column(Integer, default=1)
-    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # review.labeling.pools.PoolSettings; not named `settings` in Python, which is a study's typed
+    # settings everywhere else (tests/test_study_settings.py).
+    flow: Mapped[dict[str, Any]] = mapped_column("settings", JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(TS, default=utcnow)
 
 

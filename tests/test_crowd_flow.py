@@ -36,7 +36,7 @@ def _setup(lab: Lab, settings: PoolSettings) -> tuple[int, str]:
         update_settings(s.get(Study, study_id), consent_text="I agree to take part.")
         pool = add_pool(s, study_id, PoolSpec(name="crowd", completion_code="DONE-77",
                                               screened_out_code="OUT-13",
-                                              return_url="https://example.org/back", settings=settings))
+                                              return_url="https://example.org/back", flow=settings))
         return pool.id, sign_link(SECRET, study_id, pool.id, pool.link_version)
 
 

@@ -19,7 +19,7 @@ from tests.support import make_study
 
 SECRET = b"s" * 48
 SPEC = PoolSpec(name="crowd", platform="prolific", completion_code="DONE1", no_places_code="FULL9",
-                settings=PoolSettings(max_joins_per_hour=3))
+                flow=PoolSettings(max_joins_per_hour=3))
 
 
 def _pool(lab: Lab, spec: PoolSpec = SPEC) -> tuple[int, int, str]:

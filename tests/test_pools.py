@@ -61,10 +61,10 @@ def test_a_crowd_pool_is_made_with_its_platform_and_audited(lab: Lab) -> None:
     ({"completion_code": "x" * 65}, "at most 64"),
     ({"return_url": "javascript:alert(1)"}, "https://"),
     ({"return_url": "http://example.org"}, "https://"),
-    ({"settings": PoolSettings(trap_rate=0.9)}, "at most 0.5"),
-    ({"settings": PoolSettings(pass_share=1.5)}, "share from 0 to 1"),
-    ({"settings": PoolSettings(items_per_session=0)}, "from 1 to 500"),
-    ({"settings": PoolSettings(id_param="pid<script>")}, "letters, digits"),
+    ({"flow": PoolSettings(trap_rate=0.9)}, "at most 0.5"),
+    ({"flow": PoolSettings(pass_share=1.5)}, "share from 0 to 1"),
+    ({"flow": PoolSettings(items_per_session=0)}, "from 1 to 500"),
+    ({"flow": PoolSettings(id_param="pid<script>")}, "letters, digits"),
 ])
 def test_bad_pool_settings_are_refused_when_set(lab: Lab, change: dict, message: str) -> None:
     study_id = _study(lab)
@@ -83,7 +83,7 @@ def test_names_are_unique_per_study_and_edits_are_checked_too(lab: Lab) -> None:
     with pytest.raises(PoolError, match="https://"), lab.write() as s:
         edit_pool(s, pool_id, dataclasses.replace(CROWD, return_url="ftp://x"))
     with lab.write() as s:
-        edit_pool(s, pool_id, dataclasses.replace(CROWD, settings=PoolSettings(trap_rate=0.2)))
+        edit_pool(s, pool_id, dataclasses.replace(CROWD, flow=PoolSettings(trap_rate=0.2)))
     with lab.read() as s:
         assert pool_settings(pools_of(s, study_id)[0]).trap_rate == 0.2
 

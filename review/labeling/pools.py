@@ -100,7 +100,7 @@ class PoolSettings:
 
 
 def pool_settings(pool: RaterPool) -> PoolSettings:
-    return PoolSettings.from_json(pool.settings)
+    return PoolSettings.from_json(pool.flow)
 
 
 def platform_params(pool: RaterPool) -> tuple[str, tuple[str, ...]]:
@@ -140,7 +140,7 @@ class PoolSpec:
     screened_out_code: str = ""
     no_places_code: str = ""
     return_url: str = ""
-    settings: PoolSettings = PoolSettings()
+    flow: PoolSettings = PoolSettings()
 
 
 def _apply(pool: RaterPool, spec: PoolSpec) -> None:
@@ -148,7 +148,7 @@ def _apply(pool: RaterPool, spec: PoolSpec) -> None:
         raise PoolError(f"A pool's kind is one of {', '.join(PoolKind)} (got {spec.kind!r}).")
     if spec.platform not in (*PLATFORMS, CUSTOM):
         raise PoolError(f"Unknown platform {spec.platform!r}: use one of {', '.join((*PLATFORMS, CUSTOM))}.")
-    settings = spec.settings.check()
+    settings = spec.flow.check()
     if spec.platform == CUSTOM and not settings.id_param:
         raise PoolError("A custom platform needs the name of its participant id parameter.")
     if spec.quota is not None and (isinstance(spec.quota, bool) or spec.quota < 1):
@@ -166,7 +166,7 @@ def _apply(pool: RaterPool, spec: PoolSpec) -> None:
     pool.screened_out_code = _check_text("The screened-out code", spec.screened_out_code, MAX_CODE)
     pool.no_places_code = _check_text("The no-places code", spec.no_places_code, MAX_CODE)
     pool.return_url = _check_url(spec.return_url)
-    pool.settings = settings.to_json()
+    pool.flow = settings.to_json()
     if pool.kind == PoolKind.CROWD and not pool.completion_code:
         raise PoolError("A crowd pool needs the completion code its platform expects.")
 

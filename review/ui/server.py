@@ -91,9 +91,10 @@ async def _join_route(request: Request) -> Response:
         return _refusal("This study link is not valid. Open the link exactly as the study page gave it.",
                         status=414)
     params = {k: v for k, v in request.query_params.items() if k != "t"}
+    lab = _lab()
     address = client_address(request.client.host if request.client else None,
                              request.headers.getlist("x-forwarded-for"),
-                             Trust.of_app(_lab().settings.trusted_proxies))
+                             Trust.of_app(lab.settings.trusted_proxies))
     try:
         joined = await run_in_threadpool(_join, request.query_params.get("t", ""), params, address)
     except JoinRefused as exc:
