@@ -2,13 +2,13 @@
 
 The study is the simulated demo's (review.demo): camera shake of trajectory seed 7 at 3-24 px on
 128-px images of the astronaut and the coffee cup. The validation photos
-(review.answer.try_photo.unlike_photos) show other things (faces, text, flat shapes, textures,
+(review.answer.blur_estimate.unlike_photos) show other things (faces, text, flat shapes, textures,
 blobs, scikit-image samples outside the calibration bank), are blurred by other camera-shake
 trajectories at 0-30 px of the study's pixels, with noise and JPEG, and arrive at other sizes.
 
 Before: the estimator this replaced (scikit-image's blur_effect, an isotonic map fitted on the
 study's 16 blurred images, interval +-1.96 residual sd clipped to 3-24 px). After: the calibrated
-neighbours of review.answer.try_photo (bank of the study's photos and 15 bundled samples).
+neighbours of review.answer.blur_estimate (bank of the study's photos and 15 bundled samples).
 Coverage counts an interval that holds the truth ("sharp" and "too blurred to measure" included:
 their intervals are shown too; "too blurred" holds a truth above its lower end); "not measurable
 at all" (an interval over the whole calibrated range) holds any truth and is counted apart. Errors
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from machine import describe  # noqa: E402  (bench/machine.py, beside this script)
 
-from review.answer.try_photo import (  # noqa: E402
+from review.answer.blur_estimate import (  # noqa: E402
     Estimate,
     at_study_size,
     bank_photos,

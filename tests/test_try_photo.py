@@ -1,4 +1,4 @@
-"""Try your photo: the blur estimate (review.answer.try_photo: the calibration images that
+"""Try your photo: the blur estimate (review.answer.blur_estimate: the calibration images that
 measure most like a photo) on a known measure, on large blur and sharp photos, on photos unlike
 the calibration's, and on the demo's simulated study; findings that say whose ratings they rest
 on; and the page with a real upload."""
@@ -17,24 +17,26 @@ from sqlalchemy import func, select
 
 from db.models import DegradedImage, SourceImage, User
 from review.analysis.export import ratings_frame
-from review.answer.sentences import study_answer
-from review.answer.try_photo import (
-    DEFAULT_SD15_STRENGTHS,
+from review.answer.blur_estimate import (
     NEIGHBOURS,
     Calibration,
-    access_refusal,
-    add_to_catalog,
     bank_photos,
     calibrate,
     edge_sharpness,
     features,
-    findings_at,
     fit_calibration,
     gradient_spread,
+    unlike_photos,
+)
+from review.answer.sentences import study_answer
+from review.answer.try_photo import (
+    DEFAULT_SD15_STRENGTHS,
+    access_refusal,
+    add_to_catalog,
+    findings_at,
     open_work,
     restore_levels,
     sd15_recipe,
-    unlike_photos,
 )
 from review.database import Lab
 from review.demo import SIMULATED_LEVELS, SIMULATED_SIDE, SIMULATED_SOURCES, SIMULATED_STUDY, sample_image

@@ -91,6 +91,16 @@ def add_photo(session: Session, store: ImageStore, image: Image.Image, *, title:
                content=content), True
 
 
+def add_tried_photo(session: Session, store: ImageStore, image: Image.Image, *, title: str, licence: str,
+                    content: str) -> tuple[SourceImage, bool]:
+    """A photo someone tried on the Try your photo page (review.answer.try_photo, which decides who
+    may add it): stored as it arrived, a blurred source with no reference, under `add_photo`'s
+    rules (consent note and content type required; the same pixels return the existing row and
+    False). It joins no study until an admin puts it in a generation plan."""
+    return add_photo(session, store, image, title=title, licence=licence, content=content,
+                     already_blurred=True)
+
+
 def add_blurred_photo(session: Session, store: ImageStore, image: Image.Image, **fields: str) -> SourceImage:
     """Store a photo that is blurred already: a source with no sharp reference, recorded as its
     own 'real' degraded input so restorers can take it. `fields` as for `add_source`."""
