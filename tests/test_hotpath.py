@@ -18,10 +18,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.engine import make_engine, make_session_factory
 from db.migrate import upgrade
 from db.models import Assignment, Rating, Study, User, utcnow
+from review.accounts.check import AccountRefused
 from review.config import load_settings
 from review.database import Lab
 from review.errors import ReviewError
-from review.labeling.assignment import InactiveAccount, claim_next, next_assignment
+from review.labeling.assignment import claim_next, next_assignment
 from review.labeling.drafts import Draft, load_draft, save_draft
 from review.labeling.ratings import RatingError, Submission, skip, submit, undo_last
 from review.labeling.settings import update_settings
@@ -155,9 +156,9 @@ def test_a_deactivated_account_is_refused_by_claim_and_submit(pg_engine):
     with sessions() as s, s.begin():
         aid = next_assignment(s, s.get(Study, study_id), uid).assignment_id
         s.execute(update(User).where(User.id == uid).values(active=False))
-    with pytest.raises(InactiveAccount), sessions() as s, s.begin():
+    with pytest.raises(AccountRefused), sessions() as s, s.begin():
         submit(s, aid, uid, Submission(3, client_token="x"))
-    with pytest.raises(InactiveAccount), sessions() as s, s.begin():
+    with pytest.raises(AccountRefused), sessions() as s, s.begin():
         next_assignment(s, s.get(Study, study_id), uid)
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Rating)) == 1

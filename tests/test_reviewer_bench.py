@@ -13,6 +13,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from db.engine import make_session_factory
 from db.models import Assignment, LoginAttempt, QAVerdict, Rating, RatingDraft, Study, User, utcnow
+from review.accounts.check import AccountRefused
 from review.accounts.sessions import exchange_handoff, is_live, resume, start_session
 from review.accounts.users import (
     BACKOFF_START,
@@ -26,7 +27,7 @@ from review.accounts.users import (
     set_active,
     unlock,
 )
-from review.labeling.assignment import InactiveAccount, next_assignment
+from review.labeling.assignment import next_assignment
 from review.labeling.drafts import Draft, load_draft, save_draft
 from review.labeling.ratings import RatingError, Submission, reopen, skip, submit, undo_last
 from review.labeling.views import recent_answers
@@ -297,7 +298,7 @@ def test_a_deactivated_reviewer_can_no_longer_write(world):
         lambda s: next_assignment(s, s.get(Study, study_id), a),
         lambda s: save_draft(s, lease.assignment_id, a, Draft(4, (), "")),
     ):
-        with pytest.raises(InactiveAccount, match="deactivated"), sessions() as s, s.begin():
+        with pytest.raises(AccountRefused, match="deactivated"), sessions() as s, s.begin():
             action(s)
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Rating)) == 0

@@ -165,7 +165,6 @@ def test_disagreements_widest_first_and_settlement_kept_beside_the_ratings(lab):
     with lab.sessions() as s, s.begin():
         add_user(s, "quinn", PASSWORD, "qa")
     for who, kwargs, message in [
-        ("alice", {"note": "x"}, "Only admins and QA reviewers"),
         ("quinn", {"note": "  "}, "Write a note"),
         ("quinn", {"note": "x", "consensus_score": 6}, "Pick a consensus score from 1 to 5"),
     ]:
