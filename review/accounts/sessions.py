@@ -25,7 +25,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from db.models import ReviewerSession, User, utcnow
-from review.errors import ReviewError
+from review.accounts.check import AccountRefused
 
 COOKIE = "lab_session"
 SESSION_LIFETIME = timedelta(days=7)
@@ -35,9 +35,10 @@ SIGNED_OUT = ("You were signed out (logout in another tab, or an admin changed y
               "nothing was saved. Sign in again.")
 
 
-class SessionEnded(ReviewError):
+class SessionEnded(AccountRefused):
     """The write's session was ended (logout, role change, password reset, deactivation) or
-    expired, or the account lost the role the write needs: nothing was written."""
+    expired, or the account lost the role the write needs: nothing was written (an account
+    refusal, caught as one: review.accounts.check)."""
 
     level = "warning"
 
@@ -111,7 +112,8 @@ def require_session(session: Session, who: SignedIn, roles: Collection[str] | No
                     now: datetime | None = None) -> None:
     """Refuse (`SessionEnded`) unless `who`'s session is live and belongs to the account, the
     account is active, its role is still the one it signed in with and one of `roles` (when
-    given). One statement, at the start of the write's transaction; on PostgreSQL it share-locks
+    given): review.accounts.check.require_account's rule, joined to the session's row. One
+    statement, at the start of the write's transaction; on PostgreSQL it share-locks
     the session row until the write commits, so a concurrent revocation waits for it (SQLite's
     BEGIN IMMEDIATE serialises writers already)."""
     if roles is not None and who.role not in roles:
