@@ -32,6 +32,9 @@ SQL_WORD = re.compile(r"(?:=|<>|IN \(|, )\s*'(\w+)'")
 
 
 def _named(node: ast.AST) -> bool:
+    """`x.status`, `status` or a frame's `df["status"]`."""
+    if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
+        return node.slice.value in VOCABULARY
     name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else ""
     return name in VOCABULARY
 
@@ -95,6 +98,7 @@ def test_no_code_spells_a_role_or_a_state_out() -> None:
     'add(Rating(source="qa"))\n',
     'SQL = "UPDATE assignments SET status = \'done\'"\n',
     'ok = role not in ("reviewer", "admin")\n',
+    'corrected = df["source"] == "qa"\n',
 ])
 def test_the_check_sees_a_planted_literal(source: str) -> None:
     assert spelt_out(source) != []

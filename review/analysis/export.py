@@ -44,6 +44,7 @@ from db.models import (
     User,
 )
 from review.analysis.formatting import neutralise_cell
+from review.enums import RatingSource
 from review.labeling.disagreements import latest_settlements
 from review.labeling.guidelines.files import GUIDELINE_LABEL
 from review.media.restore.controls import HiddenReference
@@ -105,7 +106,7 @@ def ratings_frame(session: Session, study: Study, *, include_history: bool = Fal
     df = pd.DataFrame(session.execute(q).mappings().all())
     if df.empty:
         return pd.DataFrame(columns=_COLUMNS)
-    replaced = pd.to_numeric(df["supersedes_id"].where(df["source"] == "qa"), errors="coerce")
+    replaced = pd.to_numeric(df["supersedes_id"].where(df["source"] == RatingSource.QA), errors="coerce")
     own = dict(session.execute(select(Rating.id, Rating.score)
                                .where(Rating.id.in_(replaced.dropna().astype(int).tolist()))).all())
     df["reviewer_score"] = replaced.map(own).fillna(df["score"]).astype(int)
