@@ -31,6 +31,7 @@ so weights replaced in place are loaded again.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -499,7 +500,12 @@ def silence_unactionable_warnings() -> None:
 @contextmanager
 def _quiet_loading() -> Iterator[None]:
     """No diffusers/transformers progress bars or "install accelerate" notes while loading;
-    the previous settings come back afterwards."""
+    the previous settings come back afterwards. Without the sd15 extra (`make install-base`)
+    there is nothing to quiet: the body runs as it is, so what needs no torch (an unset
+    REVIEW_SD15_PATH, a weights file's identity) is still answered."""
+    if not all(importlib.util.find_spec(name) for name in ("diffusers", "transformers")):
+        yield
+        return
     silence_unactionable_warnings()
     from diffusers.utils import logging as dlogging
     from transformers.utils import logging as tlogging
@@ -649,9 +655,10 @@ def pipeline_from_components(
     with _quiet_loading():
         from diffusers import StableDiffusionImg2ImgPipeline
 
-        pipe = StableDiffusionImg2ImgPipeline(**components, safety_checker=None,
-                                              feature_extractor=None,
-                                              requires_safety_checker=False)
+        # Any: a type checker sees diffusers' top-level name as its torch-less placeholder
+        pipe: Any = StableDiffusionImg2ImgPipeline(**components, safety_checker=None,
+                                                   feature_extractor=None,
+                                                   requires_safety_checker=False)
         if prec == "fp16":
             import torch
 
