@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from db.models import Assignment, Study, StudyClosure, StudyItem, StudyReviewer, User, utcnow
+from db.models import Assignment, Rating, Study, StudyClosure, StudyItem, StudyReviewer, User, utcnow
 from review.accounts.check import check_account, require_account
 from review.enums import ANSWERED, AssignmentStatus
 from review.labeling import hotpath
@@ -396,3 +396,58 @@ def remaining_for(session: Session, study: Study, reviewer_id: int, now: datetim
             StudyItem.study_id == study.id, ~mine,
             _occupied(StudyItem.id, now) < study.raters_per_item)
     ) or 0
+
+
+SET_ASIDE = "set aside by data cleansing"
+
+
+def set_aside_assignments(session: Session, study_id: int, reviewer_id: int) -> list[int]:
+    """Free the slots of a rater's finished items in the study for other raters (data cleansing
+    reopening a submission it does not use): their done assignments become skipped with the
+    reason SET_ASIDE, their active ratings inactive (kept). Returns the ratings set aside."""
+    done = list(session.scalars(
+        select(Assignment).join(StudyItem, StudyItem.id == Assignment.item_id)
+        .where(StudyItem.study_id == study_id, Assignment.reviewer_id == reviewer_id,
+               Assignment.status == AssignmentStatus.DONE).with_for_update()))
+    if not done:
+        return []
+    items = [a.item_id for a in done]
+    ratings = list(session.scalars(select(Rating).where(
+        Rating.item_id.in_(items), Rating.reviewer_id == reviewer_id, Rating.active.is_(True))))
+    for r in ratings:
+        r.active = False
+    for a in done:
+        a.status, a.slot, a.skip_reason = AssignmentStatus.SKIPPED.value, None, SET_ASIDE
+    session.flush()
+    return sorted(r.id for r in ratings)
+
+
+def restore_set_aside(session: Session, rating_ids: list[int]) -> list[int]:
+    """Take set-aside ratings back where their item still has room (a free slot and fewer active
+    ratings than raters per item); returns the ids that stay aside."""
+    left = []
+    for rid in rating_ids:
+        rating = session.get(Rating, rid)
+        if rating is None or rating.active:
+            continue
+        item = session.get(StudyItem, rating.item_id)
+        assert item is not None
+        study = session.get(Study, item.study_id)
+        assert study is not None
+        hold_study(session, study)
+        assignment = session.scalar(select(Assignment).where(Assignment.item_id == item.id,
+                                                             Assignment.reviewer_id == rating.reviewer_id))
+        taken = set(session.scalars(select(Assignment.slot).where(
+            Assignment.item_id == item.id, live_assignment_filter(utcnow()), Assignment.slot.is_not(None))))
+        active = session.scalar(select(func.count()).select_from(Rating).where(
+            Rating.item_id == item.id, Rating.active.is_(True))) or 0
+        free = [k for k in range(study.raters_per_item) if k not in taken]
+        if (assignment is None or assignment.skip_reason != SET_ASIDE or not free
+                or active >= study.raters_per_item):
+            left.append(rid)
+            continue
+        assignment.status, assignment.slot = AssignmentStatus.DONE.value, free[0]
+        assignment.skip_reason = None
+        rating.active = True
+        session.flush()
+    return left
