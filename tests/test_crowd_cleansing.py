@@ -17,10 +17,12 @@ from db.models import (
     Participant,
     ParticipantProbe,
     Rating,
+    Study,
     User,
 )
 from review.accounts.links import sign_link
 from review.analysis import crowd_cleansing as cc
+from review.analysis.export import default_ratings, ratings_frame, ratings_in_use
 from review.database import Lab
 from review.labeling import crowd_flow as flow
 from review.labeling.participants import JoinRefused, join
@@ -97,6 +99,14 @@ def test_decisions_overrides_reopening_and_blocking(lab: Lab) -> None:
         spam_user = s.get(Participant, spam).user_id
         kept = s.scalars(select(Rating).where(Rating.reviewer_id == spam_user)).all()
         assert len(kept) == 6 and not any(r.active for r in kept)  # kept, set aside
+        frame = ratings_frame(s, s.get(Study, study_id))
+    # the analyses' table: every rating with its pool; set-aside ones present but not used
+    assert set(frame["pool"]) == {"crowd"}
+    spam_rows = frame[frame["rating_id"].isin([r.id for r in kept])]
+    assert len(spam_rows) == 6 and not spam_rows["used"].any()
+    assert default_ratings(frame) == "used"
+    assert set(ratings_in_use(frame, "used")["rating_id"]) == set(frame.loc[frame["used"], "rating_id"])
+    assert len(ratings_in_use(frame, "all")) == len(frame)
     newer = _session(lab, token, "newer", honest)
     with lab.read() as s:
         new_user = s.get(Participant, newer).user_id

@@ -225,3 +225,9 @@ def unused_rating_ids(session: Session, study_id: int) -> set[int]:
         if d.outcome == CleansingOutcome.ACCEPT_USE:
             out |= {int(i) for i in (d.criteria or {}).get("outlier_rating_ids") or []}
     return out
+
+
+def set_aside_rating_ids(session: Session, study_id: int) -> set[int]:
+    """Ratings set aside to reopen their items (inactive, still the study's ratings)."""
+    return {int(i) for d in current_decisions(session, study_id).values()
+            for i in (d.criteria or {}).get("set_aside") or []}

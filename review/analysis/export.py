@@ -28,13 +28,14 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from db.models import (
     DegradedImage,
     GuidelineVersion,
     QAVerdict,
+    RaterPool,
     Rating,
     Restoration,
     SourceImage,
@@ -43,10 +44,12 @@ from db.models import (
     StudyReviewer,
     User,
 )
+from review.analysis.crowd_cleansing import set_aside_rating_ids, unused_rating_ids
 from review.analysis.formatting import neutralise_cell
 from review.enums import RatingSource
 from review.labeling.disagreements import latest_settlements
 from review.labeling.guidelines.files import GUIDELINE_LABEL
+from review.labeling.pools import IN_HOUSE_NAME
 from review.media.restore.controls import HiddenReference
 
 FORMATS = ("csv", "jsonl", "parquet")
@@ -57,12 +60,15 @@ MIME = {"csv": "text/csv", "jsonl": "application/x-ndjson", "parquet": "applicat
 def ratings_frame(session: Session, study: Study, *, include_history: bool = False,
                   gold_only: bool = False) -> pd.DataFrame:
     """All ratings of a study (of its gold items only with `gold_only`) with item, rater,
-    guideline, QA and image characteristics."""
+    guideline, QA and image characteristics, the rater's pool and whether data cleansing uses
+    the rating (`used`; review.analysis.crowd_cleansing). Ratings cleansing set aside to reopen
+    their items are inactive but still the study's: they are here, not used."""
     q = (
         select(
             Rating.id.label("rating_id"),
             StudyItem.id.label("item"),
             User.username.label("rater"),
+            User.id.label("reviewer_id"),
             User.simulated,
             Rating.score,
             Rating.flags,
@@ -99,8 +105,9 @@ def ratings_frame(session: Session, study: Study, *, include_history: bool = Fal
         .where(StudyItem.study_id == study.id)
         .order_by(Rating.id)
     )
+    unused = unused_rating_ids(session, study.id)
     if not include_history:
-        q = q.where(Rating.active.is_(True))
+        q = q.where(or_(Rating.active.is_(True), Rating.id.in_(set_aside_rating_ids(session, study.id))))
     if gold_only:
         q = q.where(StudyItem.is_gold.is_(True))
     df = pd.DataFrame(session.execute(q).mappings().all())
@@ -129,7 +136,29 @@ def ratings_frame(session: Session, study: Study, *, include_history: bool = Fal
     df["settled_score"] = pd.array([getattr(settled.get(i), "consensus_score", None) for i in df["item"]],
                                    dtype="Int64")
     df["settlement_note"] = [getattr(settled.get(i), "note", "") for i in df["item"]]
+    pools = dict(session.execute(select(StudyReviewer.reviewer_id, RaterPool.name)
+                                 .join(RaterPool, RaterPool.id == StudyReviewer.pool_id)
+                                 .where(StudyReviewer.study_id == study.id)).all())
+    df["pool"] = [pools.get(u, IN_HOUSE_NAME) for u in df["reviewer_id"]]
+    df["used"] = ~df["rating_id"].isin(unused)
     return df[_COLUMNS]
+
+
+#: Which ratings an analysis reads: those data cleansing uses, or every one.
+RATINGS_CHOICES = ("used", "all")
+RATINGS_WORDS = {"used": "used ratings only (data cleansing applied)", "all": "all ratings"}
+
+
+def default_ratings(df: pd.DataFrame) -> str:
+    """"used" once the study has cleansing decisions that leave ratings out, else "all"."""
+    return "used" if "used" in df and not df["used"].all() else "all"
+
+
+def ratings_in_use(df: pd.DataFrame, which: str) -> pd.DataFrame:
+    """The frame an analysis reads: the used ratings, or all of them."""
+    if which not in RATINGS_CHOICES:
+        raise ValueError(f"ratings must be one of {', '.join(RATINGS_CHOICES)} (got {which!r})")
+    return df[df["used"]].reset_index(drop=True) if which == "used" and "used" in df else df
 
 
 _COLUMNS = [
@@ -138,6 +167,7 @@ _COLUMNS = [
     "is_gold", "expected_min", "expected_max", "restorer", "restorer_params", "model_identity", "strength",
     "seed", "blur_kind", "blur_level", "content", "source_title", "reference_group",
     "is_hidden_reference", "is_smoke_test", "study", "settled_score", "settlement_note", "simulated",
+    "pool", "used",
 ]
 
 
