@@ -20,13 +20,15 @@ COMMITTED even where the server's default is stricter.
 from __future__ import annotations
 
 import random
+import sqlite3
 import time
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import URL, CursorResult, Result, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 #: How long one `BEGIN IMMEDIATE` waits inside SQLite for another process's write to end.
 SQLITE_BUSY_TIMEOUT_MS = 5_000
@@ -61,7 +63,7 @@ def make_engine(url: str | URL, *, role: EngineRole = "write", echo: bool = Fals
 
 def _configure_sqlite(engine: Engine, role: EngineRole, *, wal: bool) -> None:
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API objects
+    def _on_connect(dbapi_conn: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
         # Let SQLAlchemy, not pysqlite, decide when transactions begin.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
@@ -75,7 +77,7 @@ def _configure_sqlite(engine: Engine, role: EngineRole, *, wal: bool) -> None:
         cur.close()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(conn) -> None:  # noqa: ANN001
+    def _on_begin(conn: Connection) -> None:
         if role == "read":
             conn.exec_driver_sql("BEGIN")
             return
@@ -100,3 +102,11 @@ def is_lock_timeout(exc: BaseException) -> bool:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def rows_changed(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE run through ``Session.execute`` changed. The session types
+    its result as a plain Result; a DML statement's is a CursorResult, which has the count."""
+    if not isinstance(result, CursorResult):
+        raise TypeError(f"a {type(result).__name__} is not the result of an UPDATE or DELETE")
+    return result.rowcount

@@ -20,10 +20,12 @@ import secrets
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeGuard
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from db.engine import rows_changed
 from db.models import ReviewerSession, User, utcnow
 from review.accounts.check import AccountRefused
 
@@ -79,7 +81,8 @@ def exchange_handoff(session: Session, code: str, now: datetime | None = None) -
     if not code or len(code) > MAX_TOKEN:
         return None
     row = session.scalar(select(ReviewerSession).where(ReviewerSession.handoff_hash == _digest(code)))
-    if row is None or row.revoked_at is not None or _aware(row.handoff_expires_at) <= now:
+    if (row is None or row.revoked_at is not None or row.handoff_expires_at is None
+            or _aware(row.handoff_expires_at) <= now):
         return None
     token = secrets.token_urlsafe(32)
     row.token_hash, row.handoff_hash, row.handoff_expires_at = _digest(token), None, None
@@ -87,7 +90,7 @@ def exchange_handoff(session: Session, code: str, now: datetime | None = None) -
     return token
 
 
-def _live(row: ReviewerSession | None, now: datetime) -> bool:
+def _live(row: ReviewerSession | None, now: datetime) -> TypeGuard[ReviewerSession]:
     return row is not None and row.revoked_at is None and _aware(row.expires_at) > now
 
 
@@ -154,4 +157,4 @@ def revoke_all(session: Session, user_id: int) -> int:
     result = session.execute(update(ReviewerSession).where(ReviewerSession.user_id == user_id,
                                                            ReviewerSession.revoked_at.is_(None))
                              .values(revoked_at=utcnow()))
-    return result.rowcount or 0
+    return rows_changed(result)

@@ -38,6 +38,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from db.engine import rows_changed
 from db.models import GenerationJob, JobItemError, SourceImage, Study, utcnow
 from db.models import GenerationWorkItem as WorkItem
 from review.config import settings_env
@@ -296,12 +297,12 @@ def _finish_item(lab: Lab, job_id: int, item_id: int, me: str, group: list[Unit]
     worker whose lease ran out meanwhile changes nothing (the new holder finishes the item).
     Returns the job's progress."""
     with lab.write() as s:
-        owned = s.execute(
+        owned = rows_changed(s.execute(
             update(WorkItem)
             .where(WorkItem.id == item_id, WorkItem.state == WorkItemState.CLAIMED,
                    WorkItem.lease_owner == me)
             .values(state=WorkItemState.DONE if error is None else WorkItemState.FAILED, finished_at=utcnow(),
-                    lease_expires_at=None)).rowcount == 1
+                    lease_expires_at=None))) == 1
         if owned and error is not None:
             _record_error(s, job_id, group, error)
         job = s.scalar(select(GenerationJob).where(GenerationJob.id == job_id).with_for_update())

@@ -58,7 +58,8 @@ def honest_share(shape: TruthShape, level: np.ndarray | float, mix: CrowdMix) ->
     centre = HONEST_MODELS["careful"].centre_for(shape.share(level))
     w = {k: mix.shares.get(k, 0.0) for k in HONEST}
     total = sum(w.values()) or 1.0
-    return sum(w[k] / total * HONEST_MODELS[k].population_share(centre) for k in HONEST)
+    return sum((w[k] / total * HONEST_MODELS[k].population_share(centre) for k in HONEST),
+               start=np.zeros(np.shape(centre)))
 
 
 def true_boundary(shape: TruthShape, mix: CrowdMix, lo: float, hi: float, threshold: float = 0.8) -> float:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 from PIL import Image
@@ -69,7 +70,7 @@ def compare_viewer(store: ImageStore, panels: list[Panel], *, item: str, keys: d
     seconds on the item's and the session's clock now.
     """
     side = served_side(store, panels)
-    shown = []
+    shown: list[dict[str, Any]] = []  # the viewer's JSON: one object per panel
     for p in panels:
         copy = display_copy(store, p.image, side)
         full = _stored_long_side(p.image.sha256, store, p.image.relpath)

@@ -27,6 +27,7 @@ import pickle
 import shutil
 import struct
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -273,15 +274,19 @@ def _codecs_encode(text: Any, encoding: str = "utf-8") -> bytes:
     return text.encode(encoding)
 
 
-def ckpt_safe_globals() -> list[tuple[Any, str]]:
+#: What torch.serialization.safe_globals takes: an allowed object, alone or with the name a file uses.
+SafeGlobal = Callable[..., Any] | tuple[Callable[..., Any], str]
+
+
+def ckpt_safe_globals() -> list[SafeGlobal]:
     """What ``.ckpt`` files may name besides tensors and plain containers, as ComfyUI and the
     AUTOMATIC1111 web UI allow: Lightning's ModelCheckpoint callback (as inert data), numpy
     scalars and dtypes (a saved best score), protocol-2 bytes and sets. All build plain data;
     anything else (os.system, eval, other classes) is still refused."""
     import numpy as np
 
-    out: list[tuple[Any, str]] = [(LightningCallback, f"{ns}.callbacks.model_checkpoint.ModelCheckpoint")
-                                  for ns in ("pytorch_lightning", "lightning.pytorch")]
+    out: list[SafeGlobal] = [(LightningCallback, f"{ns}.callbacks.model_checkpoint.ModelCheckpoint")
+                             for ns in ("pytorch_lightning", "lightning.pytorch")]
     out += [(_numpy_scalar, f"{mod}.multiarray.scalar") for mod in ("numpy.core", "numpy._core")]
     out += [(np.dtype, "numpy.dtype"), (_codecs_encode, "_codecs.encode"), (set, "__builtin__.set"),
             (set, "builtins.set")]

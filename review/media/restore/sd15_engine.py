@@ -310,11 +310,9 @@ def restore_grid(
         sf = vae.config.scaling_factor
 
         groups: list[_Group] = []
-        timesteps = None
         for strength, plist in variants.items():
             sched = make_scheduler(params.scheduler, pipe.scheduler.config)
             sched.set_timesteps(params.steps, device=device)
-            timesteps = sched.timesteps
             # diffusers' StableDiffusionImg2ImgPipeline.get_timesteps
             init_t = min(int(params.steps * strength), params.steps)
             start = max(params.steps - init_t, 0) * sched.order
@@ -331,6 +329,7 @@ def restore_grid(
                 lats.append(sched.add_noise(init, noise, sched.timesteps[start:start + 1]))
             groups.append(_Group(strength, [p.seed for p in plist], sched, start, gens,
                                  torch.cat(lats), _step_kwargs(sched, gens)))
+        timesteps = groups[-1].scheduler.timesteps  # one schedule: every group starts within it
         _denoise(pipeline, groups, timesteps, cond, uncond, params.guidance_scale, max_batch,
                  progress, cancel)
         # batched decoding helps a GPU; on CPU it is slower per image (1.57 s at batch 1 vs

@@ -107,7 +107,8 @@ def build_tiny_sd15(folder: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".tiny_sd15-", dir=folder.parent))
     try:
         comps = tiny_components(tmp / "_tok")
-        pipe = StableDiffusionImg2ImgPipeline(
+        # Any: a type checker sees diffusers' top-level name as its torch-less placeholder
+        pipe: Any = StableDiffusionImg2ImgPipeline(
             **comps, safety_checker=None, feature_extractor=None,
             requires_safety_checker=False,
         )
