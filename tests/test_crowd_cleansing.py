@@ -79,6 +79,9 @@ def test_decisions_overrides_reopening_and_blocking(lab: Lab) -> None:
     assert decisions[flat][0] == "accept_no_use" and "straight-lining" in decisions[flat][1]
     assert decisions[spam][0] == "reject" and "attention checks" in decisions[spam][1]
     with lab.read() as s:
+        costs = cc.pool_costs(s, study_id)["crowd"]
+    assert (costs.submissions, costs.used_submissions, costs.paid_submissions) == (4, 2, 3)
+    with lab.read() as s:
         flat_user = s.get(Participant, flat).user_id
         flat_ratings = set(s.scalars(select(Rating.id).where(Rating.reviewer_id == flat_user)))
         assert len(flat_ratings) == 6 and flat_ratings <= cc.unused_rating_ids(s, study_id)

@@ -33,6 +33,7 @@ from db.models import (
 )
 from review.accounts.audit import record
 from review.analysis.cleansing import GOLD, LIVE, TRAP, Cleansing, CleansingRules, cleanse
+from review.analysis.pools_compared import PoolCosts
 from review.enums import CleansingOutcome, ParticipantStage, ProbePhase
 from review.errors import ReviewError
 from review.labeling.assignment import restore_set_aside, set_aside_assignments
@@ -231,3 +232,18 @@ def set_aside_rating_ids(session: Session, study_id: int) -> set[int]:
     """Ratings set aside to reopen their items (inactive, still the study's ratings)."""
     return {int(i) for d in current_decisions(session, study_id).values()
             for i in (d.criteria or {}).get("set_aside") or []}
+
+
+def pool_costs(session: Session, study_id: int) -> dict[str, PoolCosts]:
+    """Each of the study's pools' pay and how its finished submissions fared, by pool name."""
+    decisions = current_decisions(session, study_id)
+    out: dict[str, PoolCosts] = {}
+    for pool in session.scalars(select(RaterPool).where(RaterPool.study_id == study_id)):
+        finished = [p for p in session.scalars(select(Participant).where(Participant.pool_id == pool.id))
+                    if p.stage == ParticipantStage.COMPLETED]
+        outcomes = [decisions[p.id].outcome for p in finished if p.id in decisions]
+        out[pool.name] = PoolCosts(
+            pay_per_item=pool.pay_per_item, pay_per_session=pool.pay_per_session, currency=pool.currency,
+            submissions=len(finished), used_submissions=outcomes.count(CleansingOutcome.ACCEPT_USE),
+            paid_submissions=sum(o != CleansingOutcome.REJECT for o in outcomes))
+    return out
