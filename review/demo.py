@@ -17,11 +17,14 @@ from sqlalchemy import select
 
 from db.models import DegradedImage, GuidelineVersion, Restoration, Study, StudyReviewer, User
 from review.accounts.users import add_user
+from review.analysis.crowd_cleansing import current_decisions, run_cleansing
 from review.database import Lab
-from review.enums import Role
+from review.enums import CleansingOutcome, PoolKind, Role
 from review.labeling.cohorts import joined_counts
 from review.labeling.guidelines.files import GUIDELINES_DIR, authored_dir, sync_all
+from review.labeling.pools import PoolSettings, PoolSpec, add_pool, pools_of
 from review.labeling.settings import StudySettings, update_settings
+from review.labeling.simulated_crowd import simulate_pool
 from review.labeling.simulated_panel import simulate_study
 from review.labeling.study import StudyConfig, add_item, count_items, ensure_study
 from review.media import catalog
@@ -128,8 +131,9 @@ def seed_demo(lab: Lab, *, password: str = "demo-pass",
                                   origin="skimage clock_motion.png", licence="scikit-image sample data")
         n_items = count_items(s, s.get(Study, study_id))
     simulated = seed_simulated_demo(lab, echo=echo)
+    crowd = seed_crowd_demo(lab, echo=echo)
     return (f"Demo study {DEMO_STUDY!r}: {n_items} items. Demo logins (password {password!r}): "
-            + ", ".join(f"{u} ({r})" for u, r, _ in DEMO_USERS) + f"\n{simulated}")
+            + ", ".join(f"{u} ({r})" for u, r, _ in DEMO_USERS) + f"\n{simulated}\n{crowd}")
 
 
 @dataclass(frozen=True)
@@ -244,3 +248,55 @@ def seed_simulated_demo(lab: Lab, *, echo: Callable[[str], None] = lambda _m: No
                 StudyReviewer.study_id == study_id, User.simulated.is_(True)).limit(1)) is not None:
             return f"Simulated demo study {SIMULATED_STUDY!r}: already holds its simulated panel."
         return simulate_study(s, study, raters=SIMULATED_RATERS, seed=15).line()
+
+
+CROWD_STUDY = "Demo (SIMULATED crowd): in-house team vs a crowd pool"
+CROWD_POOL = "Crowd (SIMULATED)"
+CROWD_INHOUSE = 4  # simulated in-house raters who rate every item
+CROWD_PARTICIPANTS = 30
+CROWD_SESSION = 12  # items per participant's session
+
+
+def seed_crowd_demo(lab: Lab, *, echo: Callable[[str], None] = lambda _m: None) -> str:
+    """A third demo study with a SIMULATED in-house team and a SIMULATED crowd pool (careful, noisy,
+    spamming, straight-lining and speeding participants; review.labeling.simulated_crowd) whose
+    sessions data cleansing has already judged, so the Crowd page's cleansing report and the
+    pools comparison show on a fresh install. Nobody in it is a person; it says so everywhere."""
+    echo(f"  simulated crowd: {CROWD_INHOUSE} in-house raters and {CROWD_PARTICIPANTS} crowd participants")
+    with lab.write() as s:
+        version = s.scalar(select(GuidelineVersion).where(GuidelineVersion.slug == "fidelity",
+                                                          GuidelineVersion.version == 3))
+        study = ensure_study(s, StudyConfig(
+            name=CROWD_STUDY,
+            description="SIMULATED ratings: a simulated in-house team and a simulated crowd pool, for "
+                        "exploring data cleansing and the pools comparison. No person rated this study.",
+            raters_per_item=CROWD_INHOUSE + CROWD_SESSION, gold_rate=0.0), version)
+        study_id = study.id
+        if pools_of(s, study_id):
+            return f"Simulated crowd study {CROWD_STUDY!r}: already seeded."
+    photos = []
+    for name in SIMULATED_SOURCES:
+        src = next(d for d in DEMO_SOURCES if d.name == name)
+        photos.append(_Photo(sample_image(name, SIMULATED_SIDE),
+                             dict(title=f"{src.title} (small)", content=src.content,
+                                  origin=f"skimage.data.{name}", licence=src.licence),
+                             tuple(BlurSpec("camera_shake", level, seed=7) for level in SIMULATED_LEVELS),
+                             SIMULATED_METHODS))
+    _fill_study(lab, study_id, photos)
+    with lab.write() as s:
+        study = s.get(Study, study_id)
+        simulate_study(s, study, raters=CROWD_INHOUSE, seed=23)
+        update_settings(study, consent_text="SIMULATED study: no consent was given by anyone.")
+        pool = add_pool(s, study_id, PoolSpec(
+            name=CROWD_POOL, kind=PoolKind.CROWD, platform="prolific", pay_per_item=0.05, pay_per_session=0.5,
+            currency="GBP", completion_code="SIMULATED-DONE", screened_out_code="SIMULATED-OUT",
+            flow=PoolSettings(items_per_session=CROWD_SESSION)))
+        crowd = simulate_pool(s, study, pool, participants=CROWD_PARTICIPANTS, seed=29)
+        run_cleansing(s, study_id)
+        counts = {o: 0 for o in CleansingOutcome}
+        for d in current_decisions(s, study_id).values():
+            counts[CleansingOutcome(d.outcome)] += 1
+    return (f"Simulated crowd study {CROWD_STUDY!r}: {crowd.participants} SIMULATED participants, "
+            f"{crowd.ratings} ratings; cleansing: {counts[CleansingOutcome.ACCEPT_USE]} used, "
+            f"{counts[CleansingOutcome.ACCEPT_NO_USE]} paid but not used, "
+            f"{counts[CleansingOutcome.REJECT]} rejected.")

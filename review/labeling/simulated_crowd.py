@@ -12,11 +12,29 @@ a benchmark can score cleansing against it. Everything here is SIMULATED, never 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from review.labeling.simulated_panel import RaterModel, TruthShape
+from db.models import (
+    Assignment,
+    DegradedImage,
+    Participant,
+    ParticipantProbe,
+    RaterPool,
+    Rating,
+    Restoration,
+    Study,
+    StudyItem,
+)
+from review.accounts.users import participant_account
+from review.enums import AssignmentStatus, ParticipantStage, ProbePhase, RatingSource
+from review.labeling.cohorts import ensure_enrolled
+from review.labeling.pools import pool_settings
+from review.labeling.simulated_panel import PanelSpec, RaterModel, TruthShape, item_quality, truth_for
 
 BEHAVIOURS = ("careful", "noisy", "spammer", "straight_liner", "speeder")
 HONEST = ("careful", "noisy")
@@ -119,3 +137,86 @@ def simulate_crowd(shape: TruthShape, levels: np.ndarray, rng: np.random.Generat
                                             trap_answer]),
         }))
     return pd.concat(rows, ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------
+# A simulated crowd pool in a study (the demo)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CrowdSummary:
+    participants: int
+    ratings: int
+    behaviours: dict[str, int]
+
+
+def simulate_pool(session: Session, study: Study, pool: RaterPool, *, participants: int, seed: int = 0,
+                  mix: CrowdMix = CrowdMix(), traps: int = 2) -> CrowdSummary:
+    """Finished sessions of `participants` SIMULATED crowd participants in `pool` (accounts marked
+    simulated, never able to sign in): each rates up to the pool's session length of the study's
+    items with free slots (gold controls among them), as its behaviour dictates, with seconds per
+    item, and answers `traps` trapping questions. The pool's cleansing then has real rows to judge."""
+    rng = np.random.default_rng(seed)
+    per_session = pool_settings(pool).items_per_session
+    rows = session.execute(
+        select(StudyItem.id, StudyItem.is_gold, Restoration.method, Restoration.params, DegradedImage.kind,
+               DegradedImage.level)
+        .join(Restoration, Restoration.id == StudyItem.restoration_id)
+        .join(DegradedImage, DegradedImage.id == Restoration.degraded_id)
+        .where(StudyItem.study_id == study.id, StudyItem.is_training.is_(False)).order_by(StudyItem.id)).all()
+    taken: dict[int, set[int]] = {r.id: set() for r in rows}
+    for item_id, slot in session.execute(
+            select(Assignment.item_id, Assignment.slot).join(StudyItem, StudyItem.id == Assignment.item_id)
+            .where(StudyItem.study_id == study.id, Assignment.slot.is_not(None))):
+        if slot is not None:
+            taken.setdefault(item_id, set()).add(slot)
+    spec = PanelSpec()
+    psi = {}
+    for r in rows:
+        level = r.level if r.level is not None else 0.0
+        strength = (r.params or {}).get("strength")
+        psi[r.id] = float(item_quality(truth_for(r.method, r.kind), spec, np.array([level]), rng,
+                                       None if strength is None else float(strength))[0])
+    now = datetime.now(UTC)
+    kinds = mix.draw(participants, rng)
+    n = 0
+    for k, kind in enumerate(kinds):
+        model = HONEST_MODELS.get(kind, HONEST_MODELS["careful"])
+        bias = float(rng.normal(0.0, model.bias_sd))
+        inconsistency = float(model.inconsistency * rng.lognormal(0.0, model.inconsistency_spread))
+        constant = int(rng.choice([3, 4, 5]))
+        user = participant_account(session, f"simcrowd-{pool.id}-{k + 1:03d}", simulated=True)
+        p = Participant(user_id=user.id, pool_id=pool.id, platform_id_hash=f"simulated-{pool.id}-{k + 1}",
+                        export_ids={"pid": f"SIMULATED{k + 1:03d}"}, stage=ParticipantStage.COMPLETED.value,
+                        viewing_attempts=1, end_code=pool.completion_code, consent_at=now, finished_at=now)
+        session.add(p)
+        member = ensure_enrolled(session, study, user.id)
+        member.pool_id = pool.id
+        session.flush()
+        free = [r for r in rows if len(taken[r.id]) < study.raters_per_item]
+        chosen = [free[i] for i in rng.permutation(len(free))[:per_session]]
+        scores = _scores(kind, np.array([psi[r.id] for r in chosen]), rng, constant, bias, inconsistency)
+        for r, score in zip(chosen, scores, strict=True):
+            slot = min(set(range(study.raters_per_item)) - taken[r.id])
+            taken[r.id].add(slot)
+            session.add(Assignment(item_id=r.id, reviewer_id=user.id, status=AssignmentStatus.DONE, slot=slot,
+                                   completed_at=now))
+            seconds = SECONDS[kind] * float(rng.lognormal(0.0, 0.4))
+            session.add(Rating(item_id=r.id, reviewer_id=user.id, author_id=user.id,
+                               source=RatingSource.REVIEWER, comment="simulated",
+                               score=int(np.clip(score, study.scale_min, study.scale_max)),
+                               guideline_version_id=member.guideline_version_id,
+                               time_taken_ms=int(seconds * 1000)))
+            n += 1
+        member.finished_items = len(chosen)
+        for t in range(traps):
+            answer = int(rng.integers(1, 6))
+            given = answer if rng.random() < TRAP_RIGHT[kind] else int(rng.integers(1, 6))
+            session.add(ParticipantProbe(participant_id=p.id, phase=ProbePhase.TRAP.value,
+                                         probe_key=f"trap-{t}",
+                                         position=t, answer=given, expected_min=answer, expected_max=answer,
+                                         correct=given == answer, answered_at=now,
+                                         details={"simulated": True, "seconds": SECONDS[kind]}))
+    session.flush()
+    return CrowdSummary(len(kinds), n, {b: kinds.count(b) for b in BEHAVIOURS if b in kinds})
