@@ -58,6 +58,7 @@ PAGE_INFO = {
     "users": PageInfo("Users", ":material/group:", "users", Action.USERS_MANAGE),
     "audit": PageInfo("Audit log", ":material/history:", "audit", Action.AUDIT_VIEW),
     "rate": PageInfo("Rate", ":material/star_rate:", "rate", Action.RATE),
+    "participate": PageInfo("Your study", ":material/assignment:", "participate", Action.PARTICIPATE),
 }
 
 

@@ -1,6 +1,7 @@
 """The HTTP routes the app adds to Streamlit's server (see serve.py): one turns a login's
 one-time handoff code into the HttpOnly session cookie, which a script on the page cannot set; the
-other admits a crowd participant by a rater pool's link (`/_lab/join`) and sets the same cookie.
+other admits a crowd participant by a rater pool's link (`/_lab/join`) and sets the same cookie;
+a third takes the participant page's measure of the browser window (`/_lab/viewing`).
 
 Streamlit runs pages over a websocket, so a page can read cookies (`st.context.cookies`) but never
 send a Set-Cookie header; `st.App` lets the app add this Starlette route next to Streamlit's own.
@@ -11,6 +12,7 @@ SameSite=Strict, and Secure when the request came over HTTPS (directly or via a 
 from __future__ import annotations
 
 import html
+import json
 from functools import cache
 
 from starlette.concurrency import run_in_threadpool
@@ -20,14 +22,16 @@ from starlette.routing import Route
 
 from review.accounts.addresses import Trust, client_address
 from review.accounts.links import lab_secret
-from review.accounts.sessions import COOKIE, SESSION_LIFETIME, exchange_handoff
+from review.accounts.sessions import COOKIE, SESSION_LIFETIME, exchange_handoff, resume
 from review.config import load_settings
 from review.database import DatabaseBusy, Lab, open_lab
 from review.errors import ReviewError
 from review.labeling.participants import Joined, JoinRefused, join
+from review.labeling.viewing_report import WindowReport, parse_report, store_report
 
 SESSION_PATH = "/_lab/session"
 JOIN_PATH = "/_lab/join"
+VIEWING_PATH = "/_lab/viewing"
 PARTICIPANT_PAGE = "/participate"  # the participant page's url_path (review/ui/app.py)
 MAX_BODY = 256
 MAX_QUERY = 2048  # a recruitment link with its platform parameters is far shorter
@@ -106,4 +110,40 @@ async def _join_route(request: Request) -> Response:
     return _with_cookie(RedirectResponse(PARTICIPANT_PAGE, status_code=303), request, joined.token, "lax")
 
 
-ROUTES = [Route(SESSION_PATH, _session, methods=["POST"]), Route(JOIN_PATH, _join_route, methods=["GET"])]
+def _store_viewing(token: str, report: WindowReport) -> bool:
+    with _lab().write() as s:
+        found = resume(s, token)
+        return found is not None and store_report(s, found[1].id, report)
+
+
+async def _viewing_route(request: Request) -> Response:
+    """The participant page's measure of the browser window (review/ui/participant_page.py), kept
+    for the viewing check. Only JSON (a cross-site form cannot send it without the browser asking
+    first), only with a live session cookie of a participant at the viewing check, at most
+    MAX_BODY bytes."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        return Response("Send the measures as JSON.", status_code=415)
+    token = request.cookies.get(COOKIE, "")
+    if not token:
+        return Response("Open the study link first.", status_code=403)
+    body = b""
+    async for chunk in request.stream():  # read at most MAX_BODY bytes, whatever the header said
+        body += chunk
+        if len(body) > MAX_BODY:
+            return Response("The measures are short; this request is not one.", status_code=413)
+    try:
+        report = parse_report(json.loads(body.decode("utf-8")))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        report = None
+    if report is None:
+        return Response("These are not a window's measures.", status_code=400)
+    try:
+        kept = await run_in_threadpool(_store_viewing, token, report)
+    except DatabaseBusy as exc:
+        return Response(str(exc), status_code=503)
+    return Response(status_code=204) if kept else Response("No viewing check is waiting for this session.",
+                                                           status_code=403)
+
+
+ROUTES = [Route(SESSION_PATH, _session, methods=["POST"]), Route(JOIN_PATH, _join_route, methods=["GET"]),
+          Route(VIEWING_PATH, _viewing_route, methods=["POST"])]
