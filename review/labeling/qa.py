@@ -28,6 +28,7 @@ from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
 from db.models import (
+    Assignment,
     DegradedImage,
     GuidelineVersion,
     QASample,
@@ -118,7 +119,7 @@ def _eligible(session: Session, study: Study) -> list[tuple[int, int, str, str]]
                StudyReviewer.qa_enabled.is_(True),
                or_(Rating.active.is_(True), exists().where(QAVerdict.rating_id == Rating.id)))
     )
-    return [tuple(row) for row in session.execute(q).all()]
+    return [(rid, reviewer, kind, content) for rid, reviewer, kind, content in session.execute(q).all()]
 
 
 def _verdict_rating_ids(session: Session, study: Study) -> set[int]:
@@ -282,8 +283,8 @@ def _load_for_verdict(session: Session, rating_id: int, qa_user_id: int) -> tupl
         raise QAError("Only reviewers' ratings go through QA; this one is itself a QA correction.")
     if qa_user_id in (rating.author_id, rating.reviewer_id):
         raise QAError("You cannot QA your own rating.")
-    item = session.get(StudyItem, rating.item_id)
-    study = session.get(Study, item.study_id)
+    item = session.get_one(StudyItem, rating.item_id)
+    study = session.get_one(Study, item.study_id)
     member = session.scalar(select(StudyReviewer).where(
         StudyReviewer.study_id == study.id, StudyReviewer.reviewer_id == rating.reviewer_id))
     if member is None or not member.qa_enabled:
@@ -431,7 +432,7 @@ def promote_to_gold(session: Session, item_id: int, expected_min: int, expected_
     item = session.get(StudyItem, item_id)
     if item is None:
         raise QAError(f"There is no study item {item_id}.")
-    study = session.get(Study, item.study_id)
+    study = session.get_one(Study, item.study_id)
     for value in (expected_min, expected_max):
         if isinstance(value, bool) or not isinstance(value, int):
             raise QAError("The expected range must be whole scores.")
@@ -441,3 +442,55 @@ def promote_to_gold(session: Session, item_id: int, expected_min: int, expected_
     item.is_gold, item.expected_min, item.expected_max = True, expected_min, expected_max
     session.flush()
     return item
+
+
+MAX_TRAINING_REASON = 1000
+
+
+def mark_training(session: Session, item_id: int, expected_min: int, expected_max: int, reason: str, *,
+                  actor_id: int | None = None) -> StudyItem:
+    """Make an item a crowd pool's training example: shown before live items with its expected
+    range and the guideline's reason, never handed out as a live item. An item someone has
+    already rated stays a live item (its ratings would otherwise vanish from the study)."""
+    item = session.get(StudyItem, item_id)
+    if item is None:
+        raise QAError(f"There is no study item {item_id}.")
+    study = session.get_one(Study, item.study_id)
+    assert study is not None
+    for value in (expected_min, expected_max):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise QAError("The expected range must be whole scores.")
+    if not study.scale_min <= expected_min <= expected_max <= study.scale_max:
+        raise QAError(f"The expected range {expected_min}-{expected_max} must satisfy "
+                      f"{study.scale_min} <= min <= max <= {study.scale_max}.")
+    reason = reason.strip()
+    if not reason or len(reason) > MAX_TRAINING_REASON:
+        raise QAError(f"Give the guideline's reason for the expected answer (1-{MAX_TRAINING_REASON} "
+                      "characters): participants read it after answering.")
+    if session.scalar(select(Assignment.id).where(Assignment.item_id == item.id).limit(1)) is not None:
+        raise QAError(f"Item {item.id} has already been given to raters; choose an item nobody has rated "
+                      "as a training example.")
+    item.is_training, item.expected_min, item.expected_max = True, expected_min, expected_max
+    item.training_reason = reason
+    session.flush()
+    record(session, "study.edit", actor_id=actor_id, target=f"study {study.id}", training_item=item.id,
+           expected=f"{expected_min}-{expected_max}")
+    return item
+
+
+def unmark_training(session: Session, item_id: int, *, actor_id: int | None = None) -> StudyItem:
+    """Return a training example to the live items (its expected range stays, as for gold)."""
+    item = session.get(StudyItem, item_id)
+    if item is None:
+        raise QAError(f"There is no study item {item_id}.")
+    item.is_training, item.training_reason = False, ""
+    session.flush()
+    record(session, "study.edit", actor_id=actor_id, target=f"study {item.study_id}", live_item=item.id)
+    return item
+
+
+def training_examples(session: Session, study_id: int) -> list[StudyItem]:
+    """The study's training examples, by id."""
+    return list(session.scalars(select(StudyItem).where(StudyItem.study_id == study_id,
+                                                        StudyItem.is_training.is_(True))
+                                .order_by(StudyItem.id)))
