@@ -113,6 +113,17 @@ def test_only_live_ratings_of_used_submissions_are_used() -> None:
     assert c.used.sum() == 6 * 10
 
 
+def test_agreement_with_the_crowd_is_reported_and_judged_when_asked() -> None:
+    """consensus_r: a session that scores the items against everyone else's is far below r = 0.3."""
+    contrary = [6 - s for s in LIVE_SCORES]
+    df = crowd(session("contrary", contrary))
+    row = outcome(df, "contrary")
+    assert row["consensus_r"] < -0.5 and row["outcome"] == ACCEPT_USE  # reported, off by default
+    judged = outcome(df, "contrary", CleansingRules(min_consensus_r=0.3))
+    assert judged["outcome"] == ACCEPT_NO_USE and "unrelated to the other participants'" in judged["reasons"]
+    assert outcome(df, "good0")["consensus_r"] > 0.5
+
+
 def test_missing_columns_and_unknown_kinds_are_refused_plainly() -> None:
     df = crowd()
     with pytest.raises(CleansingError, match="seconds"):

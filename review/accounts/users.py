@@ -136,8 +136,8 @@ def rater_account(session: Session, username: str, display_name: str, *, kind: s
     rules of every account. An account of that name and another kind is refused (its ratings
     would mix). Not audited: no person can act through it. The insert runs in a savepoint, so two
     imports racing for one name share the winner's row."""
-    if kind not in ACCOUNT_KINDS[1:]:
-        raise UserError(f"Kind {kind!r} is not one of: {', '.join(ACCOUNT_KINDS[1:])}.")
+    if kind not in ("simulated", "imported"):
+        raise UserError(f"Kind {kind!r} is not one of: simulated, imported.")
     username = _checked(username, role, display_name)
     user, _created = get_or_create(session, User, {"username": username}, lambda: _new(
         username, role, display_name, NO_LOGIN, active=False, simulated=kind == "simulated"))
