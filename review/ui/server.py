@@ -32,7 +32,10 @@ from review.labeling.viewing_report import WindowReport, parse_report, store_rep
 SESSION_PATH = "/_lab/session"
 JOIN_PATH = "/_lab/join"
 VIEWING_PATH = "/_lab/viewing"
-PARTICIPANT_PAGE = "/participate"  # the participant page's url_path (review/ui/app.py)
+#: Where a link sends the participant: the app's root. Their one page ("participate",
+#: review/ui/app.py) is their landing page, which Streamlit serves at the root; its own path would
+#: first show Streamlit's "Page not found" dialog over the page.
+PARTICIPANT_PAGE = "/"
 MAX_BODY = 256
 MAX_QUERY = 2048  # a recruitment link with its platform parameters is far shorter
 
