@@ -36,6 +36,7 @@ from tests.support_app import TIMEOUT, page_app, texts
 pytestmark = pytest.mark.slow  # AppTest runs the page's script: a second or more each
 
 ROOT = Path(__file__).resolve().parent.parent
+PAGES = ROOT / "review" / "ui" / "pages"
 CONSENT = "I agree to take part. <b>not bold</b> **not strong**"
 REASON = "The face changed: a different person is not faithful."
 
@@ -51,8 +52,9 @@ def _setup(lab: Lab, flow: PoolSettings) -> str:
             item.is_training, item.expected_min, item.expected_max = True, 2, 3
             item.training_reason = REASON
         update_settings(s.get(Study, study_id), consent_text=CONSENT)
-        pool = add_pool(s, study_id, PoolSpec(name="crowd", completion_code="DONE-77", screened_out_code="OUT-13",
-                                              return_url="https://example.org/back", flow=flow))
+        pool = add_pool(s, study_id, PoolSpec(name="crowd", completion_code="DONE-77",
+                                              screened_out_code="OUT-13", return_url="https://example.org/back",
+                                              flow=flow))
         return sign_link(lab_secret(lab.settings), study_id, pool.id, pool.link_version)
 
 
@@ -60,7 +62,8 @@ def _participant(lab: Lab, token: str, pid: str) -> tuple[int, SessionUser, str]
     """(participant id, the page's user, the session cookie's token)."""
     with lab.write() as s:
         joined = join(s, lab_secret(lab.settings), token, {"pid": pid}, f"addr-{pid}")
-    return joined.participant_id, SessionUser(joined.user_id, f"p-{pid}", Role.PARTICIPANT, f"p-{pid}"), joined.token
+    user = SessionUser(joined.user_id, f"p-{pid}", Role.PARTICIPANT, f"p-{pid}")
+    return joined.participant_id, user, joined.token
 
 
 def _stage(lab: Lab, pid: int) -> str:
@@ -97,7 +100,7 @@ def test_a_participant_sees_this_page_alone_and_every_other_page_refuses_them(la
     for name in PAGE_INFO:
         if name == "participate":
             continue
-        page = AppTest.from_file(str(ROOT / "review" / "ui" / "pages" / f"{name}.py"), default_timeout=TIMEOUT)
+        page = AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=TIMEOUT)
         page.session_state["user"] = user
         page.run()
         assert [e.value for e in page.error] == ["This page is not available to the participant role."], name
@@ -139,7 +142,8 @@ def test_consent_viewing_check_training_and_a_failed_qualification(lab: Lab) -> 
     _run(at)
     assert "Pick a score first" in at.warning[0].value
     _answer(at, 5)
-    assert "The guideline expects **2 to 3**" in at.warning[0].value and REASON in [t.value for t in at.text]
+    assert "the guideline expects **2 · Annoying to 3 · Slightly annoying**" in at.warning[0].value
+    assert f"Why: {REASON}" in [t.value for t in at.text]
     at.button(key="p_next").click()
     _run(at)
     assert "Training: example 2 of 2" in texts(at)
@@ -179,7 +183,7 @@ def test_live_items_with_a_trap_then_one_completion_code(lab: Lab) -> None:
     with lab.read() as s:
         assert len(s.scalars(select(Rating).where(Rating.reviewer_id == user.id)).all()) == 4
         trap = s.scalars(select(ParticipantProbe).where(ParticipantProbe.participant_id == pid,
-                                                        ParticipantProbe.phase == ProbePhase.TRAP.value)).one()
+                                                        ParticipantProbe.phase == ProbePhase.TRAP)).one()
         assert trap.answered_at is not None and trap.answer == 4
     again = _run(page_app("participant_page", user))  # coming back: the same code, not a second one
     assert again.title[0].value == "DONE-77"
@@ -219,4 +223,5 @@ def test_the_viewing_route_keeps_a_participants_measure_and_refuses_anything_els
     assert _post(json.dumps({"inner_width": 1500, "pixel_ratio": 1.25}).encode(), cookie).status_code == 204
     with lab.read() as s:
         assert reported(s, pid) == WindowReport(1500, 1.25, None)  # the newest, one row
-        assert len(s.scalars(select(ParticipantProbe).where(ParticipantProbe.participant_id == pid)).all()) == 1
+        rows = s.scalars(select(ParticipantProbe).where(ParticipantProbe.participant_id == pid)).all()
+        assert len(rows) == 1

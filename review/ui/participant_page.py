@@ -53,7 +53,7 @@ from review.ui.viewer import Panel, compare_viewer
 
 STEP_KEY, FEEDBACK_KEY, VERDICT_KEY, SCORE_KEY = "p_step", "p_feedback", "p_verdict", "p_score"
 ANSWER_ROW_KEY, SUBMIT_KEY, CONTRAST_KEY, CONSENT_KEY = "p_answer_row", "p_submit", "p_contrast", "p_consent"
-BLURRED_KEY = "p_show_blurred"
+BLURRED_KEY, NEXT_KEY, NEXT_ROW_KEY = "p_show_blurred", "p_next", "p_next_row"
 MEASURE_WAIT_S = 3.0  # how long Check waits for the window's measure the page's script posts
 CONTRAST_SQUARE, CONTRAST_BACKGROUND = 120, 128
 
@@ -114,7 +114,7 @@ def render(lab: Any, user: SessionUser) -> None:
         return
     show_flashes()
     if FEEDBACK_KEY in st.session_state:  # a training answer's feedback comes before anything next
-        _feedback()
+        _feedback(lab, here)
         return
     {ParticipantStage.CONSENT: _consent, ParticipantStage.VIEWING: _viewing,
      ParticipantStage.TRAINING: _probe, ParticipantStage.QUALIFICATION: _probe,
@@ -334,10 +334,12 @@ def _probe(lab: Any, user: SessionUser, here: Where) -> None:
                    "guideline expects")
     else:
         heading = f"**Qualification: item {k} of {len(items)}** · answer as the guideline asks"
-    _item(lab, user, here, view, token, heading, _on_probe_answer, (here, item_id, token, shown, training))
+    _item(lab, user, here, view, token, heading, _on_probe_answer,
+          (here, item_id, view, token, shown, training))
 
 
-def _on_probe_answer(here: Where, item_id: int, token: str, shown: float, training: bool) -> None:
+def _on_probe_answer(here: Where, item_id: int, view: ItemView, token: str, shown: float,
+                     training: bool) -> None:
     score = _need_score(token)
     if score is None:
         return
@@ -346,25 +348,32 @@ def _on_probe_answer(here: Where, item_id: int, token: str, shown: float, traini
         outcome = run_action(get_lab(), lambda s: crowd_flow.answer_training(s, pid, item_id, score, seconds),
                              callback=True)
         if outcome.value is not None:
-            st.session_state[FEEDBACK_KEY] = (score, outcome.value)
+            st.session_state[FEEDBACK_KEY] = (score, outcome.value, view, token)
     else:
         run_action(get_lab(), lambda s: crowd_flow.answer_qualification(s, pid, item_id, score, seconds),
                    callback=True)
     st.session_state.pop(SCORE_KEY, None)
 
 
-def _feedback() -> None:
-    score, fb = st.session_state[FEEDBACK_KEY]
-    expected = str(fb.expected_min) if fb.expected_min == fb.expected_max else \
-        f"{fb.expected_min} to {fb.expected_max}"
-    st.header("Training: the guideline's answer")
+def _feedback(lab: Any, here: Where) -> None:
+    """The guideline's answer to the training example just answered, with its images again."""
+    score, fb, view, token = st.session_state[FEEDBACK_KEY]
+
+    def named(v: int) -> str:
+        return _score_label(v, here.labels)
+
+    expected = named(fb.expected_min) if fb.expected_min == fb.expected_max else \
+        f"{named(fb.expected_min)} to {named(fb.expected_max)}"
     verdict = st.success if fb.right else st.warning
-    verdict(f"You answered **{score}**. The guideline expects **{expected}**."
-            + (" Right." if fb.right else " Compare the images again with this in mind."))
+    verdict(f"**Training: the guideline's answer.** You answered **{named(score)}**; the guideline expects "
+            f"**{expected}**." + (" Right." if fb.right else " Compare the images again with this in mind."))
     if fb.reason:
-        st.markdown("**Why:**")
-        st.text(fb.reason)  # the study's own words, as plain text
-    st.button("Next", key="p_next", type="primary", on_click=lambda: st.session_state.pop(FEEDBACK_KEY, None))
+        st.text(f"Why: {fb.reason}")  # the study's own words, as plain text
+    compare_viewer(lab.store, _panels(view), item=token, keys={"enter": NEXT_KEY}, streamlit_keys=["enter"],
+                   leave_on_enter="", below=NEXT_ROW_KEY)
+    with st.container(horizontal=True, key=NEXT_ROW_KEY):
+        st.button("Next", key=NEXT_KEY, shortcut="Enter", type="primary", icon=":material/arrow_forward:",
+                  on_click=lambda: st.session_state.pop(FEEDBACK_KEY, None))
 
 
 # ----------------------------------------------------------------------------- live items
@@ -414,8 +423,9 @@ def _on_live_answer(here: Where, user: SessionUser, step: Step) -> None:
     else:
         probe = step.probe_id
         assert probe is not None
-        answered = run_action(get_lab(), lambda s: crowd_flow.answer_trap(s, here.participant_id, probe, score,
-                                                                          seconds), callback=True)
+        pid = here.participant_id
+        answered = run_action(get_lab(), lambda s: crowd_flow.answer_trap(s, pid, probe, score, seconds),
+                              callback=True)
         gone = answered.refusal is None or isinstance(answered.refusal, crowd_flow.FlowError)
     if gone:
         st.session_state.pop(STEP_KEY, None)
