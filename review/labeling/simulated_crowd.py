@@ -48,7 +48,7 @@ HONEST_MODELS = {"careful": RaterModel("careful"),
 SECONDS = {"careful": 9.0, "noisy": 7.0, "spammer": 3.5, "straight_liner": 2.5, "speeder": 1.2}
 TRAP_RIGHT = {"careful": 0.99, "noisy": 0.97, "spammer": 0.2, "straight_liner": 0.5, "speeder": 0.6}
 
-GOLD_ITEMS = ((4.7, 4, 5), (1.3, 1, 2))  # (true quality, expected min, expected max)
+GOLD_ITEMS = ((4.7, 4, 5), (1.3, 1, 3))  # (true quality, expected range): the controls' own (registry)
 
 
 @dataclass(frozen=True)
