@@ -11,7 +11,7 @@ import getpass
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
 
@@ -211,16 +211,41 @@ def studies_list() -> None:
                        f"{study.raters_per_item} raters per item)")
 
 
-def _study_frame(study_name: str, include_history: bool = False):  # noqa: ANN202 - DataFrame
-    from review.analysis.export import ratings_frame
+class _StudyRatings(NamedTuple):
+    frame: Any  # the study's whole ratings frame (review.analysis.export.ratings_frame)
+    which: str  # "used" or "all": the ratings an analysis reads
+    scale: tuple[int, int]
+    costs: dict[str, Any]  # pool name -> PoolCosts (review.analysis.crowd_cleansing.pool_costs)
+
+    @property
+    def in_use(self) -> Any:
+        from review.analysis.export import ratings_in_use
+
+        return ratings_in_use(self.frame, self.which)
+
+
+def _study_ratings(study_name: str, which: str | None, include_history: bool = False) -> _StudyRatings:
+    """A study's ratings and which of them to read (`--ratings`; by default the used ones once
+    data cleansing leaves some out)."""
+    from review.analysis.crowd_cleansing import pool_costs
+    from review.analysis.export import default_ratings, ratings_frame
     from review.database import open_lab
     from review.labeling.study import get_study
 
     lab = open_lab()
     with lab.read() as s:
         study = get_study(s, study_name)
-        return ratings_frame(s, study, include_history=include_history), (study.scale_min,
-                                                                         study.scale_max)
+        frame = ratings_frame(s, study, include_history=include_history)
+        costs = pool_costs(s, study.id)
+        return _StudyRatings(frame, which or default_ratings(frame), (study.scale_min, study.scale_max),
+                             costs)
+
+
+#: --ratings for the commands that analyse a study (review.analysis.export.RATINGS_CHOICES).
+_ratings_option = click.option(
+    "--ratings", "which", type=click.Choice(["used", "all"]), default=None,
+    help="Read only the ratings data cleansing uses, or all of them (default: used ones once "
+         "cleansing leaves any out, else all).")
 
 
 @cli.command()
@@ -239,8 +264,9 @@ def _study_frame(study_name: str, include_history: bool = False):  # noqa: ANN20
 @click.option("--all-pairs", is_flag=True,
               help="List Cohen's kappa for every rater pair sharing an item (default: the pairs "
                    "sharing at least 5 items, at most 1,000 of them; both within a memory budget).")
+@_ratings_option
 def stats(study_name: str | None, input_path: str | None, fmt: str, bootstrap: int, seed: int,
-          scale: str, output: str | None, all_pairs: bool) -> None:
+          scale: str, output: str | None, all_pairs: bool, which: str | None) -> None:
     """Agreement statistics: Krippendorff's alpha, Fleiss' kappa, pairwise Cohen's kappa, ICC,
     MOS/DMOS per item, rater bias/inconsistency, BT.500 screening, Dawid-Skene, breakdowns."""
     # Only the options are checked here; a ratings file that does not fit and a missing study are
@@ -254,6 +280,8 @@ def stats(study_name: str | None, input_path: str | None, fmt: str, bootstrap: i
 
     if (study_name is None) == (input_path is None):
         raise click.UsageError("Give exactly one of --study NAME or --input FILE.")
+    if input_path and which:
+        raise click.UsageError("--ratings applies to --study: a ratings file is read as it is.")
     try:
         lo, hi = (int(x) for x in scale.split("-"))
     except ValueError as exc:
@@ -268,9 +296,16 @@ def stats(study_name: str | None, input_path: str | None, fmt: str, bootstrap: i
             read = read_ratings_file(input_path, scale=(lo, hi))
             df, rng, missing_scores = read.frame, (lo, hi), read.missing_scores
         else:
-            df, rng = _study_frame(study_name)
+            assert study_name is not None  # exactly one of the two, checked above
+            study = _study_ratings(study_name, which)
+            df, rng = study.in_use, study.scale
         report = build_report(df, bootstrap=bootstrap, seed=seed, scale=rng, all_pairs=all_pairs,
                               missing_scores=missing_scores)
+        if not input_path:
+            from review.analysis.pools_report import with_crowd_parts
+
+            report = with_crowd_parts(report, study.frame, study.which, study.costs, bootstrap=bootstrap,
+                                      seed=seed)
         text = report_json(report) if fmt == "json" else report_to_markdown(report)
     if output:
         Path(output).write_text(text + "\n", encoding="utf-8")
@@ -291,21 +326,25 @@ def stats(study_name: str | None, input_path: str | None, fmt: str, bootstrap: i
               help="Long-format file types (repeat the option for several).")
 @click.option("--history/--active-only", default=False, show_default=True,
               help="Include superseded and retracted rating rows (the audit trail).")
-def export(study_name: str, out_dir: str, fmts: tuple[str, ...], history: bool) -> None:
+@_ratings_option
+def export(study_name: str, out_dir: str, fmts: tuple[str, ...], history: bool, which: str | None) -> None:
     """Export a study: long-format ratings, the wide item x rater matrix, and the statistics
-    report as JSON and Markdown."""
+    report as JSON and Markdown (each of the used ratings or all, --ratings)."""
     from review.analysis.export import matrix_csv, write_frame
     from review.analysis.markdown_report import report_to_markdown
+    from review.analysis.pools_report import with_crowd_parts
     from review.analysis.report import build_report
     from review.analysis.report_json import report_json
 
-    df, rng = _study_frame(study_name, include_history=history)
+    study = _study_ratings(study_name, which, include_history=history)
+    df = study.in_use
     out = Path(out_dir)
     written = [write_frame(df, out / f"ratings.{fmt}", fmt) for fmt in fmts]
+    whole = study.frame[study.frame["active"].astype(bool)] if history and not df.empty else study.frame
     active = df[df["active"].astype(bool)] if history and not df.empty else df
     matrix = out / "matrix.csv"
     matrix.write_bytes(matrix_csv(active))
-    report = build_report(active, scale=rng)
+    report = with_crowd_parts(build_report(active, scale=study.scale), whole, study.which, study.costs)
     (out / "report.json").write_text(report_json(report), "utf-8")
     (out / "report.md").write_text(report_to_markdown(report), "utf-8")
     for path in [*written, matrix, out / "report.json", out / "report.md"]:
@@ -566,8 +605,9 @@ def simulate(study_name: str, raters: int, seed: int, remove: bool) -> None:
               help="Include the ratings of a simulated panel.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the curves and boundaries as CSV to this file.")
+@_ratings_option
 def answer(study_name: str, fmt: str, threshold: float, faithful_min: int, beta: float,
-           include_simulated: bool, csv_path: str | None) -> None:
+           include_simulated: bool, csv_path: str | None, which: str | None) -> None:
     """How far can it go: per restorer the blur level up to which restorations stay faithful,
     with its 95 % interval, what it rests on, and the next levels worth rating."""
     from review.answer.boundary import Options

@@ -32,6 +32,7 @@ from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from db.models import (
+    CleansingDecision,
     DegradedImage,
     GuidelineVersion,
     QAVerdict,
@@ -46,6 +47,7 @@ from db.models import (
 )
 from review.analysis.crowd_cleansing import set_aside_rating_ids, unused_rating_ids
 from review.analysis.formatting import neutralise_cell
+from review.analysis.report_types import RatingsRead
 from review.enums import RatingSource
 from review.labeling.disagreements import latest_settlements
 from review.labeling.guidelines.files import GUIDELINE_LABEL
@@ -154,6 +156,17 @@ def default_ratings(df: pd.DataFrame) -> str:
     return "used" if "used" in df and not df["used"].all() else "all"
 
 
+def ratings_read(df: pd.DataFrame, which: str) -> RatingsRead | None:
+    """What a page, report or answer says about the ratings it read from `df` (a study's whole
+    ratings frame): None where data cleansing leaves nothing out (nothing to say then)."""
+    if which not in RATINGS_CHOICES:
+        raise ValueError(f"ratings must be one of {', '.join(RATINGS_CHOICES)} (got {which!r})")
+    if "used" not in df or df["used"].all():
+        return None
+    out = df[~df["used"].astype(bool)]
+    return RatingsRead(which, len(out), int(out["rater"].nunique()))
+
+
 def ratings_in_use(df: pd.DataFrame, which: str) -> pd.DataFrame:
     """The frame an analysis reads: the used ratings, or all of them."""
     if which not in RATINGS_CHOICES:
@@ -237,7 +250,8 @@ def matrix_csv(df: pd.DataFrame) -> bytes:
 
 def ratings_fingerprint(session: Session, study_id: int) -> tuple[int, ...]:
     """Changes whenever a rating of the study is added, undone or superseded, a QA verdict is
-    given, or a reviewer joins (their cohort is part of `ratings_frame`): a cache key for it."""
+    given, a reviewer joins (their cohort is part of `ratings_frame`) or a cleansing decision is
+    made (it decides `used`): a cache key for it."""
     n, max_id, n_active = session.execute(
         select(func.count(Rating.id), func.max(Rating.id),
                func.sum(case((Rating.active.is_(True), 1), else_=0)))
@@ -246,4 +260,6 @@ def ratings_fingerprint(session: Session, study_id: int) -> tuple[int, ...]:
     qa = session.scalar(select(func.max(QAVerdict.id)))
     members = session.scalar(select(func.count(StudyReviewer.id))
                              .where(StudyReviewer.study_id == study_id))
-    return (int(n or 0), int(max_id or 0), int(n_active or 0), int(qa or 0), int(members or 0))
+    decided = session.scalar(select(func.max(CleansingDecision.id)))
+    return (int(n or 0), int(max_id or 0), int(n_active or 0), int(qa or 0), int(members or 0),
+            int(decided or 0))

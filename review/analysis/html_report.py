@@ -94,6 +94,8 @@ def html_report(report: Report, views: Sequence[View], *, title: str,
     parts.append(f"<p>{report.n_ratings} ratings of {report.n_items} items by {report.n_raters} "
                  f"raters; {report.n_multiply_rated_items} items rated two or more times; scale "
                  f"{lo}..{hi}.</p>")
+    if report.ratings_read is not None:
+        parts.append(f"<p><strong>{e(report.ratings_read.sentence())}</strong></p>")
     boot = report.bootstrap
     parts.append("<p class='note'>" + e(
         f"95% intervals: percentile bootstrap over items, {boot.resamples} resamples, seed "
@@ -114,8 +116,13 @@ def html_report(report: Report, views: Sequence[View], *, title: str,
         parts.append("<p class='note'>Method notes:</p><ul class='note'>"
                      + "".join(f"<li>{e(n)}</li>" for n in report.notes) + "</ul>")
     parts += answer_sections
+    shown = list(views)
+    if report.pools:  # a crowd study's pools compared come first (review.analysis.pools_report)
+        from review.analysis.pools_report import pools_views
+
+        shown = pools_views(report.pools) + shown
     scripts = []
-    for i, v in enumerate(views):
+    for i, v in enumerate(shown):
         parts.append(f"<h2 id='{e(v.key)}'>{e(v.title)}</h2>")
         parts.append(f"<p class='note'>{e(v.caption)}</p>")
         parts += [f"<div class='warn'>{e(n)}</div>" for n in v.notes]

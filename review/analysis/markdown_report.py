@@ -5,11 +5,15 @@ page's Markdown download); long tables are truncated, the JSON report keeps ever
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from review.analysis.agreement import Coef
 from review.analysis.formatting import format_ci, format_coef, format_number
 from review.analysis.report import ICC_LABELS
-from review.analysis.report_types import Report
+from review.analysis.report_types import BreakdownGroup, Report
+
+if TYPE_CHECKING:
+    from review.analysis.pools_compared import PoolFigures, Share
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -40,6 +44,8 @@ def report_to_markdown(report: Report, *, max_item_rows: int = 50, max_pair_rows
     else:
         out.append("No bootstrap intervals were requested (ICC intervals use the F "
                    "distribution).")
+    if report.ratings_read is not None:
+        out.append(report.ratings_read.sentence())
     out.append("")
     if report.warnings:
         out += ["## Warnings", ""] + [f"- {w}" for w in report.warnings] + [""]
@@ -148,6 +154,9 @@ def report_to_markdown(report: Report, *, max_item_rows: int = 50, max_pair_rows
         if not boot.resamples:
             out += ["Alpha differences have no interval without bootstrap resamples.", ""]
 
+    if report.pools:
+        out += _pools(report.pools, bool(boot.resamples))
+
     items = report.per_item
     if len(items):
         out += ["## Items", ""]
@@ -171,3 +180,44 @@ def report_to_markdown(report: Report, *, max_item_rows: int = 50, max_pair_rows
             out.append("")
         out += _table(header, rows) + [""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def _share(s: Share | None) -> str:
+    """"0.83 [0.70, 0.91] (25/30)", "—" without a value."""
+    if s is None or s.value is None:
+        return format_number(None)
+    return f"{s.value:.2f} {format_ci(s.ci95)} ({s.right}/{s.n})"
+
+
+def _pool_groups(figures: Sequence[PoolFigures], title: str,
+                 groups: Sequence[Sequence[BreakdownGroup]]) -> list[str]:
+    rows = [[f.pool, format_number(g.group), str(g.n_items), str(g.n_raters), format_coef(g.alpha_ordinal),
+             format_coef(g.mos, 2), format_coef(g.gold_accuracy, 2)]
+            for f, of_pool in zip(figures, groups, strict=True) for g in of_pool]
+    if not rows:
+        return []
+    return [f"### {title} by pool", ""] + _table(
+        ["Pool", title, "Items", "Raters", "Alpha (ordinal) [95% CI]", "MOS [95% CI]",
+         "Gold accuracy [95% CI]"], rows) + [""]
+
+
+def _pools(figures: Sequence[PoolFigures], bootstrap: bool) -> list[str]:
+    """The pools compared (review.analysis.pools_compared), as "Quality Assured" compares providers."""
+    out = ["## Pools compared", "",
+           "Per pool, on the same ratings as above: Krippendorff's alpha (ordinal) within the pool"
+           + (" with its item-bootstrap 95% interval" if bootstrap else " (no interval: no bootstrap)")
+           + "; gold accuracy (live gold controls within their expected range) and accuracy against "
+           "the study's consensus (within one scale step of the item's median over every pool), with "
+           "Wilson 95% intervals and counts; the share of finished submissions data cleansing uses; "
+           "the median seconds per item; the cost per used rating.", ""]
+    rows = [[f.pool, str(f.raters), str(f.items), str(f.ratings), format_coef(f.alpha),
+             _share(f.gold_accuracy), _share(f.consensus_accuracy), _share(f.used_share),
+             format_number(f.median_seconds, 1),
+             format_number(None) if f.cost_per_used_rating is None
+             else f"{f.cost_per_used_rating:.3f} {f.currency}"] for f in figures]
+    out += _table(["Pool", "Raters", "Items", "Ratings", "Alpha (ordinal) [95% CI]", "Gold accuracy",
+                   "Consensus accuracy", "Submissions used", "Median s/item", "Cost per used rating"],
+                  rows) + [""]
+    out += _pool_groups(figures, "Guideline version", [f.by_guideline for f in figures])
+    out += _pool_groups(figures, "QA cohort", [f.by_qa for f in figures])
+    return out

@@ -122,6 +122,8 @@ def pools_frame(figures: list[PoolFigures]) -> pd.DataFrame:
             "consensus_accuracy": f.consensus_accuracy.value, "consensus_lo": ci(f.consensus_accuracy, 0),
             "consensus_hi": ci(f.consensus_accuracy, 1),
             "submissions_used": None if f.used_share is None else f.used_share.value,
+            "submissions_used_lo": ci(f.used_share, 0), "submissions_used_hi": ci(f.used_share, 1),
+            "submissions": None if f.used_share is None else f.used_share.n,
             "median_seconds": f.median_seconds, "cost_per_used_rating": f.cost_per_used_rating,
             "currency": f.currency,
         })

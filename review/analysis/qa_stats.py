@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from db.models import GuidelineVersion, QAVerdict, Rating, Study, StudyItem, StudyReviewer
 from review.analysis import agreement as ag
-from review.analysis.export import GUIDELINE_LABEL, ratings_frame
+from review.analysis.export import GUIDELINE_LABEL, default_ratings, ratings_frame, ratings_in_use
 from review.enums import RatingSource
 from review.labeling.qa import live_sample
 
@@ -51,12 +51,14 @@ def gold_accuracy_frame(df: pd.DataFrame, by: str, scale: Sequence[int] = (1, 5)
     return pd.DataFrame(rows, columns=columns)
 
 
-def gold_accuracy(session: Session, study_id: int, by: str) -> pd.DataFrame:
+def gold_accuracy(session: Session, study_id: int, by: str, which: str | None = None) -> pd.DataFrame:
     """Gold accuracy of a study's active ratings per reviewer, guideline version or QA cohort
     (see gold_accuracy_frame): what the Studies page (per reviewer) and the QA page (per cohort)
-    show, and what the Analysis page's report gives per rater."""
+    show, and what the Analysis page's report gives per rater. `which`: the ratings data
+    cleansing uses ("used", the default once it leaves any out) or "all"."""
     study = session.get_one(Study, study_id)
     df = ratings_frame(session, study, gold_only=True)
+    df = ratings_in_use(df, which or default_ratings(df))
     return gold_accuracy_frame(df, by, (study.scale_min, study.scale_max))
 
 

@@ -5,7 +5,9 @@ The JSON's keys and order are the report's schema for scripts and notebooks (tes
 it byte for byte). Top level: ``n_items, n_raters, n_ratings, n_multiply_rated_items,
 pairwise_kappa, pairwise_kappa_summary, krippendorff_alpha, fleiss_kappa, icc,
 percent_agreement, breakdowns, comparisons, warnings, notes, scale, bootstrap, per_item,
-per_rater``. A coefficient is ``{"value": float, "ci95": [low, high] or null, "n_items": int}``
+per_rater`` (a crowd study's report adds ``ratings_read`` where data cleansing leaves ratings out
+and ``pools`` where it has more than one rater pool, before ``per_item``). A coefficient is
+``{"value": float, "ci95": [low, high] or null, "n_items": int}``
 or ``{"value": null, "reason": str}``; a pair, group, comparison, item or rater is an object with
 the fields of its part (an item's and a rater's optional columns only when present). All values
 are strict JSON: a NaN is null.
@@ -13,7 +15,7 @@ are strict JSON: a NaN is null.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -24,10 +26,14 @@ from review.analysis.report_types import (
     KappaDistribution,
     PairKappa,
     PairwiseSummary,
+    RatingsRead,
     Report,
     json_safe,
     rows,
 )
+
+if TYPE_CHECKING:
+    from review.analysis.pools_compared import PoolFigures, Share
 
 #: Reports whose JSON is longer than this are written compact (1M ratings: 58 MB instead of
 #: 86 MB indented); same content.
@@ -86,6 +92,27 @@ def _comparison(c: Comparison) -> dict[str, Any]:
     return out
 
 
+def _ratings_read(r: RatingsRead) -> dict[str, Any]:
+    return {"which": r.which, "left_out_ratings": r.left_out, "left_out_participants": r.participants,
+            "sentence": r.sentence()}
+
+
+def _share(s: Share | None) -> dict[str, Any] | None:
+    if s is None:
+        return None
+    return {"value": s.value, "ci95": list(s.ci95) if s.ci95 else None, "right": s.right, "n": s.n}
+
+
+def _pool(f: PoolFigures) -> dict[str, Any]:
+    return {"pool": f.pool, "raters": f.raters, "items": f.items, "ratings": f.ratings,
+            "alpha_ordinal": f.alpha.to_dict(), "gold_accuracy": _share(f.gold_accuracy),
+            "consensus_accuracy": _share(f.consensus_accuracy),
+            "submissions_used": _share(f.used_share), "median_seconds": f.median_seconds,
+            "cost_per_used_rating": f.cost_per_used_rating, "currency": f.currency,
+            "by_guideline_version": [_group(g) for g in f.by_guideline],
+            "by_qa_cohort": [_group(g) for g in f.by_qa]}
+
+
 def report_dict(report: Report) -> dict[str, Any]:
     """The report as plain JSON-safe dicts and lists, in the schema's key order."""
     out: dict[str, Any] = {
@@ -103,6 +130,10 @@ def report_dict(report: Report) -> dict[str, Any]:
         "scale": list(report.scale),
         "bootstrap": {"resamples": report.bootstrap.resamples, "seed": report.bootstrap.seed},
     }
+    if report.ratings_read is not None:
+        out["ratings_read"] = _ratings_read(report.ratings_read)
+    if report.pools:
+        out["pools"] = [_pool(f) for f in report.pools]
     out = _clean(out)
     # the two big tables hold native, JSON-safe values already: a recursive clean of per_rater
     # took ~3 s for one item rated by 20,000 raters

@@ -16,12 +16,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from review.analysis.agreement import Coef
+
+if TYPE_CHECKING:  # pools_compared builds its figures with this module's parts
+    from review.analysis.pools_compared import PoolFigures
 
 #: A column of a per-item or per-rater table: one JSON-safe value per row.
 Column = Sequence[Any]
@@ -307,6 +310,28 @@ class BootstrapSettings:
     seed: int
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+@dataclass(frozen=True)
+class RatingsRead:
+    """Which ratings a study's figures come from, where data cleansing leaves some out: the used
+    ones (the default then) or all of them, and how many ratings of how many participants
+    cleansing leaves out (review.analysis.export.ratings_read)."""
+
+    which: str  # "used" or "all" (review.analysis.export.RATINGS_CHOICES)
+    left_out: int
+    participants: int
+
+    def sentence(self) -> str:
+        """The caption every page, report and answer shows."""
+        out = f"{_count(self.left_out, 'rating')} of {_count(self.participants, 'participant')}"
+        if self.which == "used":
+            return f"Figures from used ratings only: data cleansing left {out} out."
+        return f"Figures from all ratings, including the {out} that data cleansing leaves out."
+
+
 @dataclass(frozen=True)
 class Report:
     """All agreement statistics of a rating table (see :mod:`review.analysis.report`).
@@ -314,7 +339,10 @@ class Report:
     Counts are after dropping rows without a score and keeping the last of repeated (item, rater)
     rows. ``breakdowns`` maps each breakdown column to its groups (sorted, missing last as None);
     ``warnings`` say where a figure is weak or rows were left out, ``notes`` how a figure was
-    computed (subsets used).
+    computed (subsets used). The last two parts are a crowd study's, set by the caller
+    (review.analysis.pools_report.with_crowd_parts) and absent otherwise: ``ratings_read`` where
+    data cleansing leaves ratings out, ``pools`` (review.analysis.pools_compared) where the study
+    has more than one rater pool.
     """
 
     n_items: int
@@ -335,3 +363,5 @@ class Report:
     bootstrap: BootstrapSettings
     per_item: PerItem
     per_rater: PerRater
+    ratings_read: RatingsRead | None = None
+    pools: tuple[PoolFigures, ...] = ()

@@ -15,7 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from review.analysis.export import frame_csv
+from review.analysis.export import default_ratings, frame_csv, ratings_in_use, ratings_read
+from review.analysis.report_types import RatingsRead
 from review.answer.boundary import MIN_ITEMS, MIN_RATINGS, Curve, Options, curve_groups, curves_of
 from review.media.restore import title
 
@@ -46,18 +47,29 @@ class Answer:
     ratings: int  # ratings the curves rest on
     simulated_ratings: int
     one_level: list[OneLevel] = field(default_factory=list)  # left out: a single blur level
+    ratings_read: RatingsRead | None = None  # where data cleansing leaves ratings out
 
 
 def study_answer(df: pd.DataFrame, study: str, options: Options | None = None, *,
-                 include_simulated: bool = True) -> Answer:
-    """The answer from a study's long-format ratings (review.analysis.export.ratings_frame)."""
+                 include_simulated: bool = True, which: str | None = None) -> Answer:
+    """The answer from a study's long-format ratings (review.analysis.export.ratings_frame), on
+    its used ratings or all of them (`which`; by default used ones once data cleansing leaves
+    some out, review.analysis.export.default_ratings)."""
     options = options or Options()
+    which = which or default_ratings(df)
+    read = ratings_read(df, which)
+    df = ratings_in_use(df, which)
     curves = curves_of(df, options, include_simulated=include_simulated)
     one_level = [OneLevel(restorer, setting, kind, float(g["blur_level"].iloc[0]), len(g))
                  for (restorer, setting, kind), g in curve_groups(df, include_simulated=include_simulated)
                  if g["blur_level"].nunique() < 2]
     return Answer(study, options, curves, include_simulated, sum(c.ratings for c in curves),
-                  sum(c.simulated_ratings for c in curves), one_level)
+                  sum(c.simulated_ratings for c in curves), one_level, read)
+
+
+def ratings_words(answer: Answer) -> str | None:
+    """Which ratings the answer rests on, where data cleansing leaves some out (else None)."""
+    return None if answer.ratings_read is None else answer.ratings_read.sentence()
 
 
 def one_level_words(answer: Answer) -> str | None:
@@ -144,6 +156,10 @@ def answer_dict(answer: Answer) -> dict[str, Any]:
                     "include_simulated": answer.include_simulated},
         "ratings": answer.ratings,
         "simulated_ratings": answer.simulated_ratings,
+        **({} if answer.ratings_read is None else {"ratings_read": {
+            "which": answer.ratings_read.which, "left_out_ratings": answer.ratings_read.left_out,
+            "left_out_participants": answer.ratings_read.participants,
+            "sentence": answer.ratings_read.sentence()}}),
         "one_level": [{"restorer": o.restorer, "setting": o.setting, "blur_kind": o.blur_kind,
                        "blur_level": o.level, "ratings": o.ratings} for o in answer.one_level],
         "curves": [{
@@ -171,6 +187,8 @@ def answer_markdown(answer: Answer) -> str:
     """The answer as Markdown: sentences, what they rest on, and the next levels to rate."""
     o = answer.options
     lines = [f"# How far can it go? Study {answer.study!r}", ""]
+    if (read := ratings_words(answer)) is not None:
+        lines += [read, ""]
     left_out = one_level_words(answer)
     if not answer.curves:
         lines.append("No answer yet: no restorer has ratings at two or more blur levels.")
@@ -241,6 +259,8 @@ def answer_html(answer: Answer) -> list[str]:
     from review.analysis.html_report import html_table
 
     parts = ["<h2 id='answer'>How far can it go?</h2>"]
+    if (read := ratings_words(answer)) is not None:
+        parts.append(f"<p class='note'>{html.escape(read)}</p>")
     parts += [f"<p>{html.escape(sentence)}</p>"
               for c in answer.curves for sentence in sentences(c, answer.options)]
     if answer.simulated_ratings:
