@@ -130,7 +130,7 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _join(lab: Lab, job_id: int, me: str, lease: timedelta) -> tuple[GenerationPlan, int | None, int | None]:
+def _join(lab: Lab, job_id: int, me: str, lease: timedelta) -> tuple[GenerationPlan, int, int | None]:
     """Start the job (queued, or failed and run again: its failed items are retried) or join it
     while it runs, and claim a first item; returns the plan, the study id and that item's id
     (None when every item is finished). Refused with `JobBusy` when every unfinished item is
@@ -142,6 +142,8 @@ def _join(lab: Lab, job_id: int, me: str, lease: timedelta) -> tuple[GenerationP
             raise JobError(f"No job {job_id}.")
         if job.status in (JobStatus.DONE, JobStatus.CANCELLED):
             raise JobError(f"Job {job_id} is {job.status}; nothing to do.")
+        if job.study_id is None:  # its study was deleted (the foreign key sets it to NULL)
+            raise JobError(f"Job {job_id}'s study was deleted; nothing to do.")
         plan = GenerationPlan.from_json(job.plan)
         if s.scalar(select(func.count()).where(WorkItem.job_id == job_id)) == 0:
             add_work_items(s, job_id, plan.units())  # a job created before work items existed
@@ -162,7 +164,8 @@ def _join(lab: Lab, job_id: int, me: str, lease: timedelta) -> tuple[GenerationP
                            .where(WorkItem.job_id == job_id, WorkItem.state == WorkItemState.CLAIMED)
                            .group_by(WorkItem.lease_owner)).all()
         if leases:
-            raise JobBusy(_running_elsewhere(job_id, [(o, _aware(t)) for o, t in leases], now))
+            raise JobBusy(_running_elsewhere(job_id, [(o, _aware(t)) for o, t in leases  # a claim has both
+                                                      if o is not None and t is not None], now))
         return plan, job.study_id, None
 
 
@@ -271,7 +274,7 @@ def run_job(lab: Lab, job_id: int, progress: Callable[[int, int], None] | None =
                     time.sleep(wait)
                     continue
             with lab.read() as s:
-                group = groups[s.get(WorkItem, item_id).position]
+                group = groups[s.get_one(WorkItem, item_id).position]
             error = None
             try:
                 _run_group(lab, study_id, plan, group)
@@ -286,8 +289,9 @@ def run_job(lab: Lab, job_id: int, progress: Callable[[int, int], None] | None =
 
 def _processed(session: Session, job: GenerationJob) -> int:
     """Units of the job's finished items: the progress every page and worker shows."""
-    units = session.scalar(select(func.coalesce(func.sum(WorkItem.units), 0)).where(
-        WorkItem.job_id == job.id, WorkItem.state.in_((WorkItemState.DONE, WorkItemState.FAILED))))
+    units = session.execute(select(func.coalesce(func.sum(WorkItem.units), 0)).where(
+        WorkItem.job_id == job.id, WorkItem.state.in_((WorkItemState.DONE, WorkItemState.FAILED)))
+    ).scalar_one()
     return min(units, job.progress_total)
 
 
@@ -305,7 +309,8 @@ def _finish_item(lab: Lab, job_id: int, item_id: int, me: str, group: list[Unit]
                     lease_expires_at=None))) == 1
         if owned and error is not None:
             _record_error(s, job_id, group, error)
-        job = s.scalar(select(GenerationJob).where(GenerationJob.id == job_id).with_for_update())
+        job = s.execute(select(GenerationJob).where(GenerationJob.id == job_id)
+                        .with_for_update()).scalar_one()
         job.progress_done = _processed(s, job)
         return job.progress_done
 
@@ -314,7 +319,8 @@ def _finish_job(lab: Lab, job_id: int, cancelled: bool) -> str:
     """Record the outcome once no item is left (or on cancel): the first worker to get here sets
     it, the others return it."""
     with lab.write() as s:
-        job = s.scalar(select(GenerationJob).where(GenerationJob.id == job_id).with_for_update())
+        job = s.execute(select(GenerationJob).where(GenerationJob.id == job_id)
+                        .with_for_update()).scalar_one()
         if job.status != JobStatus.RUNNING:
             return job.status
         units = dict(s.execute(select(WorkItem.state, func.sum(WorkItem.units))
@@ -356,7 +362,7 @@ def _run_group(lab: Lab, study_id: int, plan: GenerationPlan, group: list[Unit])
     model = model_identity_for(first.method, plan.model, lab.settings)
     made: dict[int, int] = {}  # unit index -> restoration id
     with lab.write() as s:
-        source = s.get(SourceImage, first.source_id)
+        source = s.get_one(SourceImage, first.source_id)
         degraded = catalog.add_degraded(s, lab.store, source, first.blur)
         for i, u in enumerate(group):
             found = catalog.find_restoration(s, degraded.id, u.method, u.params, model)
@@ -376,7 +382,7 @@ def _run_group(lab: Lab, study_id: int, plan: GenerationPlan, group: list[Unit])
                                     params=u.params, model=plan.model, settings=lab.settings)
                        for u in pending]
         with lab.write() as s:
-            degraded = s.get(catalog.DegradedImage, degraded_id)
+            degraded = s.get_one(catalog.DegradedImage, degraded_id)
             todo = [i for i in range(len(group)) if i not in made]
             for i, out in zip(todo, results, strict=True):
                 unit = group[i]
@@ -384,9 +390,9 @@ def _run_group(lab: Lab, study_id: int, plan: GenerationPlan, group: list[Unit])
                 made[i] = catalog.add_restoration(s, lab.store, degraded, unit.method, unit.params,
                                                   out.image, out.provenance, out.metrics).id
     with lab.write() as s:
-        study = s.get(Study, study_id)
+        study = s.get_one(Study, study_id)
         for i in range(len(group)):
-            add_item(s, study, s.get(catalog.Restoration, made[i]))
+            add_item(s, study, s.get_one(catalog.Restoration, made[i]))
 
 
 def start_background(lab: Lab, job_id: int) -> subprocess.Popen:
@@ -417,7 +423,7 @@ def run_workers(lab: Lab, job_id: int, count: int, lease: timedelta = LEASE,
             said = "found nothing left to claim."
         echo(f"worker {number}: {said}" if said else f"worker {number}: exit status {worker.returncode}")
     with lab.read() as s:
-        return s.get(GenerationJob, job_id).status
+        return s.get_one(GenerationJob, job_id).status
 
 
 def unfinished_job(lab: Lab, study_name: str) -> int | None:

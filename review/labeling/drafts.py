@@ -43,8 +43,8 @@ def save_draft(session: Session, assignment_id: int, reviewer_id: int, draft: Dr
     if (assignment is None or assignment.reviewer_id != reviewer_id
             or assignment.status != AssignmentStatus.LEASED):
         raise RatingError("This item is not yours to rate any more; the draft was not kept.")
-    study = session.scalar(select(Study).join(StudyItem, StudyItem.study_id == Study.id)
-                           .where(StudyItem.id == assignment.item_id))
+    study = session.execute(select(Study).join(StudyItem, StudyItem.study_id == Study.id)
+                            .where(StudyItem.id == assignment.item_id)).scalar_one()
     if draft.score is not None and not study.scale_min <= draft.score <= study.scale_max:
         raise RatingError(f"Pick a score from {study.scale_min} to {study.scale_max}.")
     if set(draft.flags) - set(FLAGS):

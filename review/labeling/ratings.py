@@ -119,8 +119,8 @@ def _load_assignment(session: Session, assignment_id: int, reviewer_id: int,
     assignment = session.get(Assignment, assignment_id, with_for_update=True)
     if assignment is None or assignment.reviewer_id != reviewer_id:
         raise StaleAssignment(NOT_YOURS)
-    item = session.get(StudyItem, assignment.item_id)
-    return assignment, session.get(Study, item.study_id)
+    item = session.get_one(StudyItem, assignment.item_id)
+    return assignment, session.get_one(Study, item.study_id)
 
 
 @dataclass(frozen=True)
@@ -216,10 +216,10 @@ def submit(session: Session, assignment_id: int, reviewer_id: int, sub: Submissi
         raise StaleAssignment("You skipped this item. Loading your next item.")
     expires = _as_aware(assignment.lease_expires_at)
     if assignment.status == AssignmentStatus.EXPIRED or (expires is not None and expires <= now):
-        others = session.scalar(
+        others = session.execute(
             select(func.count()).select_from(Assignment).where(
                 Assignment.item_id == assignment.item_id, Assignment.id != assignment.id,
-                live_assignment_filter(now)))
+                live_assignment_filter(now))).scalar_one()
         if others >= study.raters_per_item:
             raise StaleAssignment(
                 "Your time on this item ran out and it went to another reviewer, so this rating "

@@ -9,6 +9,7 @@ import hashlib
 import json
 from typing import Any
 
+import numpy as np
 from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -128,7 +129,8 @@ def add_degraded(
         else:
             result: Degraded = degrade(store.open_image(source.path), spec)
             stored = store.put_image(result.image)
-            kernel_path = store.put_bytes(kernel_to_bytes(result.kernel), "npy").relpath
+            kernel_path = (None if result.kernel is None
+                           else store.put_bytes(kernel_to_bytes(result.kernel), "npy").relpath)
         return DegradedImage(
             source_id=source.id,
             recipe_key=key,
@@ -145,7 +147,7 @@ def add_degraded(
     return row
 
 
-def load_kernel(store: ImageStore, degraded: DegradedImage):  # noqa: ANN201 - ndarray | None
+def load_kernel(store: ImageStore, degraded: DegradedImage) -> np.ndarray | None:
     if degraded.kernel_path is None:
         return None
     return kernel_from_bytes(store.read_bytes(degraded.kernel_path))

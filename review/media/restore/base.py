@@ -23,7 +23,7 @@ import math
 import platform
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -137,6 +137,11 @@ class Params:
                         "allowed": _allowed(f.name, f.metadata, type(f.default)),
                         "doc": f.metadata.get("doc", "")})
         return out
+
+
+#: ``Params`` under a second name, for the methods of :class:`Restorer`: inside a restorer's class
+#: body ``Params`` is its own parameters class.
+AnyParams = Params
 
 
 # ----------------------------------------------------------------------------- input / result
@@ -295,7 +300,7 @@ class Restorer(ABC):
         """A ready restorer; the weights arguments matter only where ``uses_weights``."""
         return cls()
 
-    def params(self, raw: Params | Mapping[str, Any] | None = None, **overrides: Any) -> Params:
+    def params(self, raw: AnyParams | Mapping[str, Any] | None = None, **overrides: Any) -> AnyParams:
         """Validated parameters from a Params instance, a mapping, or keyword overrides."""
         if isinstance(raw, Params):
             if not isinstance(raw, self.Params):
@@ -305,7 +310,7 @@ class Restorer(ABC):
         return self.Params.from_dict({**dict(raw or {}), **overrides})
 
     def restore(
-        self, inp: RestoreInput, params: Params | Mapping[str, Any] | None = None
+        self, inp: RestoreInput, params: AnyParams | Mapping[str, Any] | None = None
     ) -> RestoreResult:
         """Restore ``inp.degraded``; the output has the input's size."""
         p = self.params(params)
@@ -320,6 +325,20 @@ class Restorer(ABC):
         image, extra = self._run(inp, p)
         wall = time.perf_counter() - t0
         return finish_result(self.name, p, image, inp, wall, extra, self.versions)
+
+    def restore_grid(
+        self,
+        inp: RestoreInput,
+        strengths: Sequence[float],
+        seeds: Sequence[int],
+        params: AnyParams | Mapping[str, Any] | None = None,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
+    ) -> list[RestoreResult]:
+        """All (strength, seed) variants of one input, sharing work: only a restorer whose
+        ``grid_keys`` are strength and seed has them."""
+        raise NotImplementedError(f"{self.name} runs no strength x seed grid")
 
     @abstractmethod
     def _run(self, inp: RestoreInput, params: Any) -> tuple[Image.Image, dict[str, Any]]:

@@ -20,7 +20,7 @@ sigma=2 25.0 -> 28.3; defocus r=4 + noise 2/255 24.0 -> 27.6 (wiener, balance 0.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -28,7 +28,8 @@ from PIL import Image
 from review.media.decode import from_array, to_array
 from review.media.restore.base import Params, RestoreInput, Restorer, param
 
-PAD_MODES = ("reflect", "symmetric", "edge")
+PadMode = Literal["reflect", "symmetric", "edge"]
+PAD_MODES: tuple[PadMode, ...] = ("reflect", "symmetric", "edge")
 
 
 def edgetaper(channel: np.ndarray, psf: np.ndarray) -> np.ndarray:
@@ -53,13 +54,16 @@ def edgetaper(channel: np.ndarray, psf: np.ndarray) -> np.ndarray:
     return alpha * channel + (1.0 - alpha) * blurred
 
 
-def _per_channel(img: Image.Image, psf: np.ndarray, pad_mode: str, deconv: Any) -> np.ndarray:
+def _per_channel(img: Image.Image, psf: np.ndarray | None, pad_mode: str, deconv: Any) -> np.ndarray:
     """Pad, taper, deconvolve and crop each RGB channel; returns float (H, W, 3) in [0, 1]."""
+    if psf is None:  # Restorer.restore refuses such an input before it gets here
+        raise ValueError("deconvolution needs the blur kernel")
+    mode = PAD_MODES[PAD_MODES.index(pad_mode)]  # the validated choice, as numpy's literal type
     arr = to_array(img)
     pad = int(max(psf.shape))
     out = np.empty_like(arr)
     for c in range(arr.shape[2]):
-        ch = edgetaper(np.pad(arr[..., c], pad, mode=pad_mode), psf)
+        ch = edgetaper(np.pad(arr[..., c], pad, mode=mode), psf)
         out[..., c] = deconv(ch)[pad:-pad, pad:-pad]
     return np.clip(out, 0.0, 1.0)
 

@@ -15,6 +15,7 @@ from review.config import Settings
 from review.errors import ReviewError
 from review.media.restore import (
     RestoreInput,
+    Restorer,
     RestoreResult,
     WeightsError,
     get_restorer,
@@ -123,7 +124,7 @@ def plain_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-def _restorer(method: str, model: str | None, settings: Settings | None):  # noqa: ANN202
+def _restorer(method: str, model: str | None, settings: Settings | None) -> Restorer:
     return get_restorer(method, sd15_path=_weights(model, settings),
                         models_dir=settings.models_dir if settings is not None else None)
 

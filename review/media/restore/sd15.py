@@ -16,7 +16,7 @@ from typing import Any
 
 from PIL import Image
 
-from review.media.restore.base import Params, RestoreInput, Restorer, RestoreResult, param
+from review.media.restore.base import AnyParams, Params, RestoreInput, Restorer, RestoreResult, param
 
 SCHEDULER_NAMES = ("ddim", "dpmpp_2m", "euler_a", "euler", "pndm", "lms")  # sd15_engine's keys
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -115,8 +115,9 @@ class SD15Img2Img(_SD15Base):
                        "reference_strength": 0.2}
 
     def restore(self, inp: RestoreInput,
-                params: Params | Mapping[str, Any] | None = None) -> RestoreResult:
+                params: AnyParams | Mapping[str, Any] | None = None) -> RestoreResult:
         p = self.params(params)
+        assert isinstance(p, SD15Img2ImgParams)  # self.params makes this class's Params
         return self.restore_grid(inp, [p.strength], [p.seed], p)[0]
 
     def restore_grid(
@@ -124,7 +125,7 @@ class SD15Img2Img(_SD15Base):
         inp: RestoreInput,
         strengths: Sequence[float],
         seeds: Sequence[int],
-        params: Params | Mapping[str, Any] | None = None,
+        params: AnyParams | Mapping[str, Any] | None = None,
         *,
         progress: Callable[[int, int], None] | None = None,
         cancel: Callable[[], bool] | None = None,
@@ -133,6 +134,7 @@ class SD15Img2Img(_SD15Base):
         from review.media.restore.sd15_engine import restore_grid
 
         p = self.params(params)
+        assert isinstance(p, SD15Img2ImgParams)  # self.params makes this class's Params
         pipe = self.pipeline(p.device, p.precision)
         return restore_grid(pipe, inp, strengths, seeds, p, progress=progress, cancel=cancel)
 
@@ -149,17 +151,18 @@ class SD15Txt2Img(_SD15Base):
     takes_input = False
 
     def restore(self, inp: RestoreInput,
-                params: Params | Mapping[str, Any] | None = None) -> RestoreResult:
+                params: AnyParams | Mapping[str, Any] | None = None) -> RestoreResult:
         raise ValueError("sd15_txt2img generates references and takes no degraded input: "
                          "call generate(params) (or review.media.restore.generate_reference)")
 
-    def generate(self, params: Params | Mapping[str, Any] | None = None, *,
+    def generate(self, params: SD15Txt2ImgParams | Mapping[str, Any] | None = None, *,
                  progress: Callable[[int, int], None] | None = None,
                  cancel: Callable[[], bool] | None = None) -> RestoreResult:
         """One text-to-image reference."""
         from review.media.restore.sd15_engine import generate_reference
 
         p = self.params(params)
+        assert isinstance(p, SD15Txt2ImgParams)  # self.params makes this class's Params
         return generate_reference(self.pipeline(p.device, p.precision), p, progress=progress,
                                   cancel=cancel)
 
