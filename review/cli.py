@@ -194,8 +194,10 @@ def studies_create(name: str, guideline: str, raters_per_item: int, gold_rate: f
         study = create_study(s, StudyConfig(name=name, description=description,
                                             raters_per_item=raters_per_item, gold_rate=gold_rate),
                              guideline, max_items_per_reviewer=max_per_reviewer)
+        guideline_version = study.guideline_version
+        assert guideline_version is not None  # create_study gives every study its guideline
         click.echo(f"Created study {name!r} (id {study.id}) under "
-                   f"{study.guideline_version.slug} v{study.guideline_version.version}.")
+                   f"{guideline_version.slug} v{guideline_version.version}.")
 
 
 @studies.command("list")
@@ -617,12 +619,207 @@ def answer(study_name: str, fmt: str, threshold: float, faithful_min: int, beta:
         options = Options(faithful_min=faithful_min, threshold=threshold, beta=beta)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    df, _scale = _study_frame(study_name)
-    result = study_answer(df, study_name, options, include_simulated=include_simulated)
+    study = _study_ratings(study_name, which)
+    result = study_answer(study.frame, study_name, options, include_simulated=include_simulated,
+                          which=study.which)
     click.echo(answer_json(result) if fmt == "json" else answer_markdown(result))
     if csv_path:
         Path(csv_path).write_bytes(answer_csv(result))
         click.echo(f"Wrote {csv_path}", err=True)
+
+
+def _pool_line(s: Any, pool: Any) -> str:
+    from review.labeling.pools import participant_count, places_left
+
+    left = places_left(s, pool)
+    pay = f", {pool.pay_per_item:g} {pool.currency}/item" if pool.pay_per_item else ""
+    return (f"{pool.id:>4}  {pool.name}  [{pool.kind}, {pool.platform}, {pool.status}] "
+            f"{participant_count(s, pool.id)} participants"
+            + (f", {left} places left" if left is not None else "") + pay)
+
+
+@cli.group()
+def pool() -> None:
+    """Rater pools of a study: add, list, give out the recruitment link, close, open, void links."""
+
+
+@pool.command("add")
+@click.option("--study", "study_name", required=True, help="The study the pool recruits for.")
+@click.option("--name", required=True, help="The pool's name (unique in the study).")
+@click.option("--kind", type=click.Choice(["crowd", "company", "in_house"]), default="crowd",
+              show_default=True)
+@click.option("--platform", type=click.Choice(["prolific", "mturk", "plain", "custom"]), default="plain",
+              show_default=True, help="Whose participant parameters the link reads.")
+@click.option("--id-param", default="", help="custom platform: the participant id's parameter name.")
+@click.option("--completion-code", default="", help="The code shown at the end (crowd pools need one).")
+@click.option("--screened-out-code", default="", help="Shown to those screened out.")
+@click.option("--no-places-code", default="", help="Shown when the pool is closed or full.")
+@click.option("--return-url", default="", help="https:// link back to the platform after the code.")
+@click.option("--quota", type=click.IntRange(min=1), default=None,
+              help="Participants admitted (none = no limit).")
+@click.option("--pay-per-item", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option("--pay-per-session", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option("--currency", default="USD", show_default=True)
+@click.option("--items-per-session", type=int, default=20, show_default=True)
+@click.option("--training-items", type=int, default=3, show_default=True)
+@click.option("--qualification-items", type=int, default=4, show_default=True)
+@click.option("--pass-share", type=float, default=0.8, show_default=True,
+              help="Qualification: share of gold items right (within the tolerance) to pass.")
+@click.option("--pass-tolerance", type=int, default=1, show_default=True)
+@click.option("--trap-rate", type=float, default=0.1, show_default=True)
+@click.option("--viewing-check/--no-viewing-check", default=True, show_default=True)
+@click.option("--min-width", type=int, default=1024, show_default=True)
+def pool_add(study_name: str, name: str, kind: str, platform: str, id_param: str, completion_code: str,
+             screened_out_code: str, no_places_code: str, return_url: str, quota: int | None,
+             pay_per_item: float, pay_per_session: float, currency: str, items_per_session: int,
+             training_items: int, qualification_items: int, pass_share: float, pass_tolerance: int,
+             trap_rate: float, viewing_check: bool, min_width: int) -> None:
+    """Add an open pool to a study."""
+    from review.database import open_lab
+    from review.labeling.pools import PoolSettings, PoolSpec, add_pool
+    from review.labeling.study import get_study
+
+    flow = PoolSettings(items_per_session=items_per_session, viewing_check=viewing_check, min_width=min_width,
+                        contrast_check=viewing_check, training_items=training_items,
+                        qualification_items=qualification_items, pass_share=pass_share,
+                        pass_tolerance=pass_tolerance, trap_rate=trap_rate, id_param=id_param)
+    spec = PoolSpec(name=name, kind=kind, platform=platform, quota=quota, pay_per_item=pay_per_item,
+                    pay_per_session=pay_per_session, currency=currency, completion_code=completion_code,
+                    screened_out_code=screened_out_code, no_places_code=no_places_code,
+                    return_url=return_url, flow=flow)
+    lab = open_lab()
+    with lab.write() as s:
+        made = add_pool(s, get_study(s, study_name).id, spec)
+        click.echo(f"Added pool {made.name!r} (id {made.id}); give out its link with "
+                   f"`python -m review pool link {made.id} --base-url https://...`.")
+
+
+@pool.command("list")
+@click.option("--study", "study_name", required=True)
+def pool_list(study_name: str) -> None:
+    """List a study's pools with their participants and places left."""
+    from review.database import open_lab
+    from review.labeling.pools import pools_of
+    from review.labeling.study import get_study
+
+    lab = open_lab()
+    with lab.read() as s:
+        for p in pools_of(s, get_study(s, study_name).id):
+            click.echo(_pool_line(s, p))
+
+
+@pool.command("link")
+@click.argument("pool_id", type=int)
+@click.option("--base-url", required=True, help="The lab's address as participants reach it.")
+@click.option("--days", type=click.IntRange(1, 3650), default=30, show_default=True, help="Valid for.")
+def pool_link_cmd(pool_id: int, base_url: str, days: int) -> None:
+    """Print the pool's recruitment link with its platform's parameter placeholders."""
+    from datetime import timedelta
+
+    from review.accounts.links import lab_secret
+    from review.analysis.crowd_exports import link_note, pool_link
+    from review.database import open_lab
+    from review.labeling.pools import get_pool
+
+    lab = open_lab()
+    with lab.read() as s:
+        click.echo(pool_link(s, lab_secret(lab.settings), pool_id, base_url, timedelta(days=days)))
+        click.echo(link_note(get_pool(s, pool_id)), err=True)
+
+
+def _pool_change(pool_id: int, what: str) -> None:
+    from review.database import open_lab
+    from review.labeling.pools import set_open, void_links
+
+    lab = open_lab()
+    with lab.write() as s:
+        if what == "void":
+            p = void_links(s, pool_id)
+            click.echo(f"Voided every link of pool {p.name!r} given out so far "
+                       f"(now version {p.link_version}).")
+        else:
+            p = set_open(s, pool_id, what == "open")
+            click.echo(f"Pool {p.name!r} is {p.status}.")
+
+
+@pool.command("close")
+@click.argument("pool_id", type=int)
+def pool_close(pool_id: int) -> None:
+    """Close a pool to new participants (those in it go on)."""
+    _pool_change(pool_id, "close")
+
+
+@pool.command("open")
+@click.argument("pool_id", type=int)
+def pool_open(pool_id: int) -> None:
+    """Open a closed pool again."""
+    _pool_change(pool_id, "open")
+
+
+@pool.command("void")
+@click.argument("pool_id", type=int)
+def pool_void(pool_id: int) -> None:
+    """Void every link of the pool given out so far (a leaked link); make a new one with `link`."""
+    _pool_change(pool_id, "void")
+
+
+@cli.command()
+@click.option("--study", "study_name", required=True)
+@click.option("--override", "participant", type=int, default=None,
+              help="Decide this participant's submission.")
+@click.option("--outcome", type=click.Choice(["accept_use", "accept_no_use", "reject"]), default=None)
+@click.option("--reason", default="", help="Why (required with --override).")
+@click.option("--by", "admin", default=None, help="The admin deciding (username; required with --override).")
+@click.option("--reopen", is_flag=True, help="Free the items of not-used submissions for new participants.")
+@click.option("--export", "which", type=click.Choice(["report", "approve", "bonus", "blocklist"]),
+              default=None, help="Write this file (CSV) instead of cleansing.")
+@click.option("--platform", type=click.Choice(["prolific", "mturk", "plain"]), default="plain",
+              show_default=True, help="The export's shape.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
+              help="Write the export here (default: standard output).")
+def cleanse(study_name: str, participant: int | None, outcome: str | None, reason: str, admin: str | None,
+            reopen: bool, which: str | None, platform: str, output: str | None) -> None:
+    """Data cleansing of a study's finished crowd submissions: run it (default), override one
+    decision, reopen not-used submissions' items, or export what goes back to the platform."""
+    from review.accounts.users import get_user
+    from review.analysis import crowd_cleansing as cc
+    from review.analysis import crowd_exports as ce
+    from review.database import open_lab
+    from review.enums import Role
+    from review.labeling.study import get_study
+
+    lab = open_lab()
+    if which is not None:
+        with lab.read() as s:
+            data = ce.export_csv(s, get_study(s, study_name).id, which, platform)
+        if output:
+            Path(output).write_bytes(data)
+            click.echo(f"Wrote {output}", err=True)
+        else:
+            click.echo(data.decode("utf-8"), nl=False)
+        return
+    if participant is not None:
+        if outcome is None or not reason.strip() or not admin:
+            raise click.UsageError("--override needs --outcome, --reason and --by ADMIN.")
+        with lab.write() as s:
+            user = get_user(s, admin)
+            if user.role != Role.ADMIN:
+                raise click.UsageError(f"{admin!r} is not an admin.")
+            cc.override(s, participant, outcome, reason, actor_id=user.id)
+        click.echo(f"Participant {participant}: {outcome} ({reason.strip()}).")
+        return
+    with lab.write() as s:
+        study_id = get_study(s, study_name).id
+        if reopen:
+            click.echo(ce.reopen_items(s, study_id).line())
+            return
+        result = cc.run_cleansing(s, study_id)
+    if result is None:
+        click.echo("No finished crowd submissions to cleanse yet.")
+        return
+    counts = result.outcome_counts()
+    click.echo(f"{len(result.submissions)} submissions: {counts['accept_use']} accept and use, "
+               f"{counts['accept_no_use']} accept but do not use, {counts['reject']} reject.")
 
 
 @cli.command("backup")

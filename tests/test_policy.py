@@ -130,7 +130,7 @@ def test_the_menus_as_they_were() -> None:
     assert menu(Role.REVIEWER) == ("rate", "try_photo")
     assert menu(Role.QA) == ("qa", "disagreements", "answer", "try_photo", "guidelines")
     assert menu(Role.ADMIN) == ("study", "study_setup", "generate", "guideline_admin", "qa", "disagreements",
-                                "analysis", "answer", "try_photo", "users", "audit", "rate")
+                                "analysis", "answer", "try_photo", "crowd", "users", "audit", "rate")
 
 
 def test_a_new_role_is_one_row() -> None:

@@ -332,7 +332,8 @@ class Reopening:
     needed: RatingsNeeded
 
     def line(self) -> str:
-        return (f"{self.items} items reopened ({self.submissions} submissions set aside); "
+        subs = "submission" if self.submissions == 1 else "submissions"
+        return (f"{self.items} items reopened ({self.submissions} {subs} set aside); "
                 f"{self.needed.ratings_short} more ratings needed on {self.needed.items_short} items.")
 
 

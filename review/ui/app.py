@@ -55,6 +55,7 @@ PAGE_INFO = {
     # try_photo explains itself to a reviewer until their rating work is done
     "try_photo": PageInfo("Try your photo", ":material/add_photo_alternate:", "try-photo", Action.TRY_PHOTO),
     "guidelines": PageInfo("Guidelines", ":material/menu_book:", "guidelines", Action.GUIDELINE_VIEW),
+    "crowd": PageInfo("Crowd", ":material/groups:", "crowd", Action.POOLS_MANAGE),
     "users": PageInfo("Users", ":material/group:", "users", Action.USERS_MANAGE),
     "audit": PageInfo("Audit log", ":material/history:", "audit", Action.AUDIT_VIEW),
     "rate": PageInfo("Rate", ":material/star_rate:", "rate", Action.RATE),
