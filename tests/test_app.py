@@ -125,7 +125,7 @@ def test_navigation_per_role(lab):
     admin = login(app().run(), "admin")
     assert registered_pages(admin) == {"study.py", "study_setup.py", "generate.py", "guideline_admin.py",
                                        "qa.py", "disagreements.py", "analysis.py", "users.py", "audit.py",
-                                       "rate.py", "answer.py", "try_photo.py"}
+                                       "rate.py", "answer.py", "try_photo.py", "crowd.py"}
     assert "SD1.5 weights: not configured (set REVIEW_SD15_PATH)" in texts(admin)
     admin.switch_page("review/ui/pages/users.py").run()
     assert admin.title[0].value == "Users"
@@ -138,7 +138,7 @@ def test_every_page_of_each_role_renders(lab):
         add_user(s, "quinn", PASSWORD, "qa", "Quinn QA")
     expected = {"admin": {"Studies", "Study setup", "Generate restorations", "Guidelines", "QA review",
                           "Disagreements", "Analysis", "Users", "Audit log", "How far can it go?",
-                          "Try your photo"},
+                          "Try your photo", "Crowd"},
                 "qa": {"QA review", "Disagreements", "Guidelines", "How far can it go?", "Try your photo"}}
     for username, titles in (("admin", expected["admin"]), ("quinn", expected["qa"])):
         at = login(app().run(), username)
@@ -161,7 +161,7 @@ def test_pages_recheck_the_role(lab):
     user = at.session_state["user"]
     for page in ("users.py", "study.py", "guidelines.py", "qa.py", "analysis.py", "generate.py",
                  "guideline_admin.py", "study_setup.py", "disagreements.py", "audit.py",
-                 "answer.py"):
+                 "answer.py", "crowd.py"):
         direct = AppTest.from_file(str(ROOT / "review/ui/pages" / page), default_timeout=TIMEOUT)
         direct.session_state["user"] = user
         direct.run()
