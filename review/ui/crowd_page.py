@@ -256,9 +256,9 @@ def _threshold(col: Any, label: str, default: float | None, key: str, *, whole: 
     """A criterion's threshold with an on/off switch (off = None)."""
     on = col.checkbox(label, value=default is not None, key=f"{key}_on")
     base = default if default is not None else 0.0
+    # not disabled when off: inside a form the switch takes effect only on submit
     value = col.number_input(f"{label}: threshold", value=int(base) if whole else float(base),
-                             step=1 if whole else step, key=key, label_visibility="collapsed",
-                             disabled=not on)
+                             step=1 if whole else step, key=key, label_visibility="collapsed")
     return (int(value) if whole else float(value)) if on else None
 
 
@@ -342,7 +342,9 @@ def _cleansing(lab: Lab, user: SessionUser, study_id: int, study_name: str) -> N
     else:
         counts = report["outcome"].map(OUTCOME_WORDS).value_counts()
         st.caption(" · ".join(f"{n} {word}" for word, n in counts.items()))
+        first = ["participant", "pool", "platform_id", "outcome", "reasons", "decided_by"]
         shown = report.assign(outcome=report["outcome"].map(OUTCOME_WORDS))
+        shown = shown[first + [c for c in shown.columns if c not in first]]  # the decision first
         st.dataframe(shown, hide_index=True, width="stretch",
                      column_config={"gold_accuracy": st.column_config.NumberColumn(format="percent"),
                                     "score_variance": st.column_config.NumberColumn(format="%.2f"),
