@@ -11,7 +11,7 @@ import getpass
 import os
 import sys
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 
@@ -19,6 +19,9 @@ from review.enums import JobStatus
 from review.errors import ReviewError, regular_file_problem
 from review.performance import exit_without_teardown, without_gc
 from review.policy import typed_roles
+
+if TYPE_CHECKING:  # imported where used: the CLI starts without numpy and scipy
+    from review.media.degrade import BlurSpec
 
 
 class ReviewCommands(click.Group):
@@ -374,7 +377,7 @@ def import_cmd(path: str, study_name: str, scale: str) -> None:
         click.echo(f"Imported {len(df)} ratings into study {study.name!r}.")
 
 
-def _parse_blur(text: str):  # noqa: ANN202 - BlurSpec
+def _parse_blur(text: str) -> BlurSpec:
     from review.media.degrade import BlurSpec
 
     parts = text.split(":")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 from PIL import Image
@@ -85,7 +85,7 @@ def sample_image(name: str, max_side: int = DEMO_MAX_SIDE) -> Image.Image:
     img = Image.fromarray(arr).convert("RGB")
     scale = max_side / max(img.size)
     if scale < 1:
-        img = img.resize((round(img.width * scale), round(img.height * scale)), Image.LANCZOS)
+        img = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.LANCZOS)
     return img
 
 
@@ -120,8 +120,8 @@ def seed_demo(lab: Lab, *, password: str = "demo-pass",
     photos = []
     for src in DEMO_SOURCES:
         echo(f"  {src.name}: {len(src.blurs)} blur levels x {len(DEMO_METHODS)} restorers")
-        fields = dict(title=src.title, content=src.content, origin=f"skimage.data.{src.name}",
-                      licence=src.licence)
+        fields = _SourceFields(title=src.title, content=src.content, origin=f"skimage.data.{src.name}",
+                               licence=src.licence)
         photos.append(_Photo(sample_image(src.name), fields, src.blurs, DEMO_METHODS))
     _fill_study(lab, study_id, photos)
 
@@ -129,11 +129,20 @@ def seed_demo(lab: Lab, *, password: str = "demo-pass",
         real = real_blurred_sample()
         catalog.add_blurred_photo(s, lab.store, real, title="Clock (real motion blur)", content="object",
                                   origin="skimage clock_motion.png", licence="scikit-image sample data")
-        n_items = count_items(s, s.get(Study, study_id))
+        n_items = count_items(s, s.get_one(Study, study_id))
     simulated = seed_simulated_demo(lab, echo=echo)
     crowd = seed_crowd_demo(lab, echo=echo)
     return (f"Demo study {DEMO_STUDY!r}: {n_items} items. Demo logins (password {password!r}): "
             + ", ".join(f"{u} ({r})" for u, r, _ in DEMO_USERS) + f"\n{simulated}\n{crowd}")
+
+
+class _SourceFields(TypedDict):
+    """A demo photo's catalog fields (catalog.add_source's keywords)."""
+
+    title: str
+    content: str
+    origin: str
+    licence: str
 
 
 @dataclass(frozen=True)
@@ -141,7 +150,7 @@ class _Photo:
     """A demo photo, its catalog fields, the blurs it gets and the restorers run on each."""
 
     image: Image.Image
-    fields: dict[str, str]
+    fields: _SourceFields
     blurs: tuple[BlurSpec, ...]
     methods: tuple[str, ...]
 
@@ -183,6 +192,7 @@ def _fill_study(lab: Lab, study_id: int, photos: list[_Photo]) -> None:
             per_photo.append(units)
 
     def restore(photo: _Photo, unit: _Unit) -> None:
+        assert unit.blurred is not None  # opened for every unit without a stored restoration
         unit.out = run_restorer(unit.method, unit.blurred, kernel=unit.kernel, reference=photo.image,
                                 params=unit.params)
 
@@ -193,14 +203,14 @@ def _fill_study(lab: Lab, study_id: int, photos: list[_Photo]) -> None:
             for future in futures:
                 future.result()
             with lab.write() as s:
-                study = s.get(Study, study_id)
+                study = s.get_one(Study, study_id)
                 for u in units:
                     if u.restoration_id is None:
                         restoration = catalog.add_restoration(
-                            s, lab.store, s.get(DegradedImage, u.degraded_id), u.method, u.params,
+                            s, lab.store, s.get_one(DegradedImage, u.degraded_id), u.method, u.params,
                             u.out.image, u.out.provenance, u.out.metrics)
                     else:
-                        restoration = s.get(Restoration, u.restoration_id)
+                        restoration = s.get_one(Restoration, u.restoration_id)
                     add_item(s, study, restoration)
 
 SIMULATED_STUDY = "Demo (SIMULATED ratings): how far can Wiener go on camera shake?"
@@ -221,8 +231,8 @@ def seed_simulated_demo(lab: Lab, *, echo: Callable[[str], None] = lambda _m: No
     echo(f"  simulated panel: {len(SIMULATED_SOURCES)} photos x {len(SIMULATED_LEVELS)} camera-shake "
          f"levels x {len(SIMULATED_METHODS)} restorers, {SIMULATED_RATERS} simulated raters")
     with lab.write() as s:
-        versions = [s.scalar(select(GuidelineVersion).where(GuidelineVersion.slug == slug,
-                                                            GuidelineVersion.version == v))
+        versions = [s.execute(select(GuidelineVersion).where(GuidelineVersion.slug == slug,
+                                                             GuidelineVersion.version == v)).scalar_one()
                     for slug, v in SIMULATED_GUIDELINES]
         study = ensure_study(s, StudyConfig(
             name=SIMULATED_STUDY,
@@ -237,13 +247,13 @@ def seed_simulated_demo(lab: Lab, *, echo: Callable[[str], None] = lambda _m: No
     for name in SIMULATED_SOURCES:
         src = next(d for d in DEMO_SOURCES if d.name == name)
         photos.append(_Photo(sample_image(name, SIMULATED_SIDE),
-                             dict(title=f"{src.title} (small)", content=src.content,
-                                  origin=f"skimage.data.{name}", licence=src.licence),
+                             _SourceFields(title=f"{src.title} (small)", content=src.content,
+                                           origin=f"skimage.data.{name}", licence=src.licence),
                              tuple(BlurSpec("camera_shake", level, seed=7) for level in SIMULATED_LEVELS),
                              SIMULATED_METHODS))
     _fill_study(lab, study_id, photos)
     with lab.write() as s:
-        study = s.get(Study, study_id)
+        study = s.get_one(Study, study_id)
         if s.scalar(select(User.id).join(StudyReviewer, StudyReviewer.reviewer_id == User.id).where(
                 StudyReviewer.study_id == study_id, User.simulated.is_(True)).limit(1)) is not None:
             return f"Simulated demo study {SIMULATED_STUDY!r}: already holds its simulated panel."
@@ -278,13 +288,13 @@ def seed_crowd_demo(lab: Lab, *, echo: Callable[[str], None] = lambda _m: None) 
     for name in SIMULATED_SOURCES:
         src = next(d for d in DEMO_SOURCES if d.name == name)
         photos.append(_Photo(sample_image(name, SIMULATED_SIDE),
-                             dict(title=f"{src.title} (small)", content=src.content,
-                                  origin=f"skimage.data.{name}", licence=src.licence),
+                             _SourceFields(title=f"{src.title} (small)", content=src.content,
+                                           origin=f"skimage.data.{name}", licence=src.licence),
                              tuple(BlurSpec("camera_shake", level, seed=7) for level in SIMULATED_LEVELS),
                              SIMULATED_METHODS))
     _fill_study(lab, study_id, photos)
     with lab.write() as s:
-        study = s.get(Study, study_id)
+        study = s.get_one(Study, study_id)
         simulate_study(s, study, raters=CROWD_INHOUSE, seed=23)
         update_settings(study, consent_text="SIMULATED study: no consent was given by anyone.")
         pool = add_pool(s, study_id, PoolSpec(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, String, func, select
 from sqlalchemy.orm import Session
 
 from db.models import AuditEntry, User
@@ -31,10 +31,19 @@ ACTIONS = (
     "pool.create", "pool.edit", "pool.open", "pool.close", "pool.void_links",
     "participant.join", "cleansing.decide", "cleansing.override", "participant.block",
 )
+
+
+def _max_length(column: str) -> int:
+    kind = AuditEntry.__table__.c[column].type
+    if not isinstance(kind, String) or kind.length is None:
+        raise TypeError(f"audit_log.{column} is not a string column of bounded length")
+    return kind.length
+
+
 #: The log's column limits (db/models.py): `record` cuts an entry's actor and target to them, and
 #: so does the hot path's SQL (review/labeling/hotpath.py).
-ACTOR_MAX: int = AuditEntry.__table__.c.actor.type.length
-TARGET_MAX: int = AuditEntry.__table__.c.target.type.length
+ACTOR_MAX: int = _max_length("actor")
+TARGET_MAX: int = _max_length("target")
 #: A rating's entry (submit, supersede, withdraw): its target names the item, its details are
 #: these keys in this order (`rating_details`); the hot path's SQL writes the same JSON text.
 ITEM_TARGET = "item "

@@ -348,8 +348,8 @@ def authenticate(sessions: sessionmaker[Session], username: str, password: str, 
     with sessions() as session, session.begin():
         record(session, "login" if ok else "login_failed", actor_id=user_id, actor=username)
         if ok:
-            session.get(LoginAttempt, attempt_id).succeeded = True
-            user = session.get(User, user_id)
+            session.get_one(LoginAttempt, attempt_id).succeeded = True
+            user = session.get_one(User, user_id)
             if _hasher.check_needs_rehash(user.password_hash):
                 user.password_hash = hash_password(password)
             user.last_login_at = now

@@ -119,7 +119,7 @@ class GenerationPlan:
         if missing:
             raise JobError(f"Unknown source image ids: {sorted(missing)}.")
         blurred = sorted(i for i, sharp in found.items() if not sharp)
-        synthetic = sorted({b.get("kind") for b in self.blurs} - {"real"})
+        synthetic = sorted({str(b.get("kind")) for b in self.blurs} - {"real"})
         if blurred and synthetic:
             raise JobError(f"Source photo(s) {', '.join(f'#{i}' for i in blurred)} arrived blurred: use "
                            f"them as they are (blur kind 'real'), in a plan without "
@@ -165,6 +165,7 @@ def work_groups(units: list[Unit]) -> list[list[Unit]]:
     order: list[tuple] = []
     for i, u in enumerate(units):
         grid_keys = restorer_class(u.method).grid_keys
+        key: tuple[object, ...]
         if grid_keys:
             rest = {k: v for k, v in u.params.items() if k not in grid_keys}
             key = (u.source_id, u.blur.key(), catalog.params_key(rest))

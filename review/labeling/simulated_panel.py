@@ -227,8 +227,9 @@ def simulate_study(session: Session, study: Study, *, raters: int = 8, seed: int
     taken: dict[int, set[int]] = {r.id: set() for r in rows}
     for item_id, slot in session.execute(
             select(Assignment.item_id, Assignment.slot).join(StudyItem, StudyItem.id == Assignment.item_id)
-            .where(StudyItem.study_id == study.id, Assignment.slot.is_not(None))):
-        taken.setdefault(item_id, set()).add(slot)
+            .where(StudyItem.study_id == study.id)):
+        if slot is not None:
+            taken.setdefault(item_id, set()).add(slot)
     active = dict(session.execute(
         select(Rating.item_id, func.count()).join(StudyItem, StudyItem.id == Rating.item_id)
         .where(StudyItem.study_id == study.id, Rating.active.is_(True)).group_by(Rating.item_id)).all())

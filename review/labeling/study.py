@@ -9,6 +9,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
@@ -166,7 +167,8 @@ def copy_items(session: Session, study: Study, source_study_ids: Sequence[int]) 
         study_by_id(session, source_id)
         for item in session.scalars(select(StudyItem).where(StudyItem.study_id == source_id)
                                     .order_by(StudyItem.id)):
-            expected = (item.expected_min, item.expected_max) if item.expected_min is not None else None
+            expected = ((item.expected_min, item.expected_max)
+                        if item.expected_min is not None and item.expected_max is not None else None)
             add_item(session, study, item.restoration, is_gold=item.is_gold, expected=expected)
     session.flush()
     return count_items(session, study)
@@ -225,8 +227,8 @@ def edit_study(session: Session, study_id: int, edit: StudyEdit, *, actor_id: in
     update_settings(study, max_items_per_reviewer=edit.max_items_per_reviewer, reviewer_ids=reviewers)
     study.description = edit.description.strip()
     study.raters_per_item, study.gold_rate = edit.raters_per_item, float(edit.gold_rate)
-    changed = {k: [v, getattr(edit, k)] for k, v in dataclasses.asdict(before).items()
-               if v != dataclasses.asdict(edit)[k]}
+    changed: dict[str, Any] = {k: [v, getattr(edit, k)] for k, v in dataclasses.asdict(before).items()
+                               if v != dataclasses.asdict(edit)[k]}
     session.flush()
     if changed:
         record(session, "study.edit", actor_id=actor_id, target=study.name, **changed)

@@ -311,7 +311,7 @@ class AnswerView:
 
 def recent_answers(session: Session, study_id: int, reviewer_id: int, limit: int = 8) -> list[AnswerView]:
     """The reviewer's latest finished items in the study, newest first."""
-    study = session.get(Study, study_id)
+    study = session.get_one(Study, study_id)
     show_qa = StudySettings.of(study).show_qa_feedback
     rows = session.execute(
         select(Assignment.id, Assignment.item_id, Assignment.status)

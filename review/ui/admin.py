@@ -50,30 +50,32 @@ def users_page() -> None:
     left, right = st.columns(2)
     with left.form("reset_password", clear_on_submit=True):
         st.markdown("**Reset a password**")
-        who = st.selectbox("User", names, index=None, key="reset_user", placeholder="Choose a user")
+        reset_user = st.selectbox("User", names, index=None, key="reset_user", placeholder="Choose a user")
         new = st.text_input("New password", type="password", key="reset_password_value")
         if st.form_submit_button("Reset password"):
-            if who is None:
+            if reset_user is None:
                 st.error("Choose a user.")
             else:
-                run_action(lab, lambda s: reset_password(s, who, new, actor_id=me.id),
-                           f"Password of '{inert(who)}' reset.")
+                run_action(lab, lambda s: reset_password(s, reset_user, new, actor_id=me.id),
+                           f"Password of '{inert(reset_user)}' reset.")
     with right.form("activation"):
         st.markdown("**Deactivate, reactivate or unlock**")
-        who = st.selectbox("User", names, index=None, key="active_user", placeholder="Choose a user")
+        account = st.selectbox("User", names, index=None, key="active_user", placeholder="Choose a user")
         c1, c2, c3 = st.columns(3)
         deactivate = c1.form_submit_button("Deactivate", help="Also ends the account's open sessions.")
         activate = c2.form_submit_button("Reactivate")
         unlocked = c3.form_submit_button("Unlock logins", help="Forget the account's failed logins.")
-        if (deactivate or activate or unlocked) and who is None:
+        if not (deactivate or activate or unlocked):
+            pass  # nothing pressed
+        elif account is None:
             st.error("Choose a user.")
         elif unlocked:
-            run_action(lab, lambda s: unlock(s, who), f"Failed logins of '{inert(who)}' cleared.")
-        elif deactivate and who == me.username:
+            run_action(lab, lambda s: unlock(s, account), f"Failed logins of '{inert(account)}' cleared.")
+        elif deactivate and account == me.username:
             st.error("You cannot deactivate your own account.")
-        elif deactivate or activate:
-            run_action(lab, lambda s: set_active(s, who, bool(activate), actor_id=me.id),
-                       f"User '{inert(who)}' {'reactivated' if activate else 'deactivated'}.")
+        else:
+            run_action(lab, lambda s: set_active(s, account, bool(activate), actor_id=me.id),
+                       f"User '{inert(account)}' {'reactivated' if activate else 'deactivated'}.")
     with st.form("change_role"):
         st.markdown("**Change a role** (the account's open sessions end; the new role applies "
                     "from its next sign-in)")
@@ -96,7 +98,7 @@ def _gold_cells(gold: pd.DataFrame, username: str) -> dict[str, int | str]:
     """A reviewer's gold columns from review.analysis.qa_stats.gold_accuracy (indexed by reviewer)."""
     if username not in gold.index:
         return {"gold rated": 0, "gold within expected range": 0, "gold accuracy": _pct(None)}
-    row = gold.loc[username]
+    row = gold.to_dict("index")[username]
     return {"gold rated": int(row["n"]), "gold within expected range": int(row["within"]),
             "gold accuracy": _pct(float(row["accuracy"]))}
 

@@ -65,7 +65,7 @@ def render(lab: Lab, user: SessionUser) -> None:
         st.info("No studies yet.")
         return
     c1, c2, c3 = st.columns([2, 1, 1])
-    study_id = c1.selectbox("Study", list(studies), format_func=studies.get, key=f"{KEY}study")
+    study_id = c1.selectbox("Study", list(studies), format_func=studies.__getitem__, key=f"{KEY}study")
     min_spread = c2.number_input("Least spread (max - min score)", 1, 9, 1, key=f"{KEY}spread")
     limit = c3.number_input("Items shown", 1, 200, 20, key=f"{KEY}limit")
     with lab.read() as s:

@@ -108,7 +108,7 @@ def _jobs_panel(lab: Lab, study: Any) -> None:
         # a queued job has no worker at work (an accepted proposal's job, one queued by the CLI):
         # start one here; a second worker on a job just started only shares its items
         if job.status == JobStatus.QUEUED:
-            c2.button("Start", key=f"start_{job.id}", type="primary", on_click=workers.start_background,
+            c2.button("Start", key=f"start_{job.id}", type="primary", on_click=_start_worker,
                       args=(lab, job.id),
                       help="Run this job in a background worker (it goes on if you leave the page).")
         if job.status in (JobStatus.FAILED, JobStatus.CANCELLED) and c2.button("Resume",
@@ -121,6 +121,11 @@ def _jobs_panel(lab: Lab, study: Any) -> None:
             with box.expander(f"{len(errors)} item errors"):
                 for err in errors[:200]:
                     st.text(f"{err.item_key}: {err.error}")
+
+
+def _start_worker(lab: Lab, job_id: int) -> None:
+    """The Start button's callback: a background worker on the job (a callback returns nothing)."""
+    workers.start_background(lab, job_id)
 
 
 def _browse(lab: Lab, study: Any) -> None:
@@ -166,6 +171,7 @@ def _upload(lab: Lab) -> None:
         st.error("Write the source / consent note; nothing was added.")
         return
     for f, content in zip(files, contents, strict=True):
+        assert content is not None  # refused above as `missing`
         data = f.getvalue()
 
         def add(s: Any, data: bytes = data, name: str = f.name, content: str = content) -> tuple:

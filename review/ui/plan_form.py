@@ -115,7 +115,7 @@ def plan_fields(settings: Settings, sources: Sequence[Any], key: str = "") -> Pl
         return f"{method} (needs SD1.5 weights or the tiny smoke test)" if (
             no_weights and restorer_class(method).uses_weights) else method
 
-    chosen = st.multiselect("Source photos", list(labels), format_func=labels.get,
+    chosen = st.multiselect("Source photos", list(labels), format_func=labels.__getitem__,
                             default=[sources[0].id], key=f"{key}plan_sources")
     st.markdown("**Blur** (comma-separated levels in pixels, for each kind you want)")
     level_text: dict[str, str] = {}

@@ -177,7 +177,7 @@ def render(lab: Lab, user: SessionUser) -> None:
         st.info("No studies yet.")
         return
     names = dict(studies)
-    study_id = st.selectbox("Study", list(names), format_func=names.get, key=f"{KEY}study")
+    study_id = st.selectbox("Study", list(names), format_func=names.__getitem__, key=f"{KEY}study")
     if may(user.role, Action.QA_SAMPLE):
         _admin_panel(lab, study_id, user.id)
     _queue(lab, user, study_id)

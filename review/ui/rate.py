@@ -499,9 +499,9 @@ def _history_and_feedback(study: StudyChoice, user: SessionUser) -> None:
                 what += f" ({', '.join(FLAG_LABELS.get(f, f) for f in answer.flags)})"
             if answer.qa_verdict:
                 what += f" · QA: {answer.qa_verdict}"
-            row = st.container(horizontal=True, vertical_alignment="center")
-            row.markdown(f"Item {answer.item_id}: {what}", width="content")
-            row.button("Reopen", key=f"reopen:{answer.assignment_id}", disabled=answer.judged,
-                       help="QA has judged this rating; it stays as it is." if answer.judged else
-                       "Change this answer (your new answer supersedes it).",
-                       on_click=_on_undo, args=(study, user, answer.assignment_id))
+            answer_row = st.container(horizontal=True, vertical_alignment="center")
+            answer_row.markdown(f"Item {answer.item_id}: {what}", width="content")
+            answer_row.button("Reopen", key=f"reopen:{answer.assignment_id}", disabled=answer.judged,
+                              help="QA has judged this rating; it stays as it is." if answer.judged else
+                              "Change this answer (your new answer supersedes it).",
+                              on_click=_on_undo, args=(study, user, answer.assignment_id))

@@ -62,11 +62,11 @@ def _create(lab: Lab, user: SessionUser, studies: dict[int, str], versions: dict
         else:
             sources = st.multiselect("Items: copy the restorations of these studies (gold controls stay "
                                      "gold); or leave empty and generate into the new study later",
-                                     list(studies), format_func=studies.get, key=f"{KEY}sources")
+                                     list(studies), format_func=studies.__getitem__, key=f"{KEY}sources")
         labels = list(versions)
         arms = st.multiselect("Guideline version(s): one for everyone, or several to randomise "
-                              "reviewers across them", labels, default=labels[-1:], format_func=versions.get,
-                              key=f"{KEY}guidelines")
+                              "reviewers across them", labels, default=labels[-1:],
+                              format_func=versions.__getitem__, key=f"{KEY}guidelines")
         c1, c2, c3, c4 = st.columns(4)
         qa_share = c1.number_input("QA share (reviewers whose ratings go through QA)", 0.0, 1.0, 0.5,
                                    step=0.05, key=f"{KEY}qa_share")
@@ -74,7 +74,7 @@ def _create(lab: Lab, user: SessionUser, studies: dict[int, str], versions: dict
         gold = c3.number_input("Gold rate", 0.0, 1.0, 0.1, step=0.05, key=f"{KEY}gold")
         cap = c4.number_input("Items per reviewer (0 = no cap)", 0, 100_000, 0, step=1, key=f"{KEY}cap")
         who = st.multiselect("Reviewers who may join (none chosen = everyone)", list(raters),
-                             format_func=raters.get, key=f"{KEY}reviewers")
+                             format_func=raters.__getitem__, key=f"{KEY}reviewers")
         if st.form_submit_button("Create study", type="primary"):
             if not arms:
                 st.error("Pick at least one guideline version.")
@@ -102,6 +102,7 @@ def _create(lab: Lab, user: SessionUser, studies: dict[int, str], versions: dict
             if made is None:
                 return
             study_name, job_id = made
+            assert job_id is not None  # there is a plan, so `create` added its job
             workers.start_background(lab, job_id)
             flash("success", f"Study '{inert(study_name)}' created; job {job_id} started in the background "
                   f"({len(plan.units())} restorations): watch it on the Generate page (tab 'Jobs'), or "
@@ -133,8 +134,8 @@ def _edit(lab: Lab, user: SessionUser, raters: dict[int, str]) -> None:
         cap = c3.number_input("Items per reviewer (0 = no cap)", 0, 100_000,
                               current.max_items_per_reviewer or 0, step=1, key=f"{KEY}edit_cap_{study_id}")
         who = st.multiselect("Reviewers who may join (none chosen = everyone)", list(raters),
-                             default=[i for i in current.reviewer_ids if i in raters], format_func=raters.get,
-                             key=f"{KEY}edit_reviewers_{study_id}")
+                             default=[i for i in current.reviewer_ids if i in raters],
+                             format_func=raters.__getitem__, key=f"{KEY}edit_reviewers_{study_id}")
         if st.form_submit_button("Save changes"):
             edit = StudyEdit(description, int(per_item), float(gold), int(cap) or None, tuple(who))
             run_action(lab, lambda s: edit_study(s, study_id, edit, actor_id=user.id),
