@@ -18,6 +18,7 @@ import streamlit as st
 
 from review.analysis.agreement import Coef
 from review.analysis.charts import View, build_views
+from review.analysis.crowd_cleansing import pool_costs
 from review.analysis.export import (
     MIME,
     frame_csv,
@@ -25,10 +26,12 @@ from review.analysis.export import (
     ratings_bytes,
     ratings_fingerprint,
     ratings_frame,
+    ratings_in_use,
 )
 from review.analysis.formatting import format_ci
 from review.analysis.html_report import html_report
 from review.analysis.markdown_report import report_to_markdown
+from review.analysis.pools_report import pools_views, with_crowd_parts
 from review.analysis.report import ICC_LABELS, build_report
 from review.analysis.report_json import report_json
 from review.analysis.report_types import Report
@@ -48,6 +51,7 @@ from review.labeling.study import list_studies, study_by_id
 from review.policy import Action, may
 from review.ui.common import SessionUser
 from review.ui.display import inert
+from review.ui.ratings_choice import ratings_choice
 
 KEY = "analyst_"
 MAX_BOOTSTRAP = 5000
@@ -71,10 +75,16 @@ def _frame(db: str, study_id: int, fingerprint: tuple[int, ...], history: bool,
 
 
 @st.cache_data(show_spinner="Computing agreement statistics…", max_entries=32)
-def _report(db: str, study_id: int, fingerprint: tuple[int, ...], filters: Filters,
+def _report(db: str, study_id: int, fingerprint: tuple[int, ...], filters: Filters, which: str,
             bootstrap: int, seed: int, scale: tuple[int, int], _lab: Lab) -> Report:
-    df = apply_filters(_frame(db, study_id, fingerprint, False, _lab), filters)
-    return build_report(report_input(df), bootstrap=bootstrap, seed=seed, scale=scale)
+    """The report of the filtered ratings in use, with the crowd study's parts (which ratings it
+    read; the pools compared over all the study's ratings in use, since pay is per submission)."""
+    full = _frame(db, study_id, fingerprint, False, _lab)
+    df = apply_filters(ratings_in_use(full, which), filters)
+    with _lab.read() as s:
+        costs = pool_costs(s, study_id)
+    return with_crowd_parts(build_report(report_input(df), bootstrap=bootstrap, seed=seed, scale=scale),
+                            full, which, costs, bootstrap=bootstrap, seed=seed)
 
 
 def _studies(lab: Lab) -> list[tuple[int, str, int, int]]:
@@ -196,12 +206,12 @@ def _view(v: View, stem: str) -> None:
               key=f"{KEY}dl_{v.key}", mime="text/csv")
 
 
-def _answer(filtered: pd.DataFrame, name: str) -> Any:
+def _answer(filtered: pd.DataFrame, name: str, which: str) -> Any:
     """The HTML sections of the study's "how far can it go?" answer for the report (scikit-learn
-    loads only when the report is downloaded)."""
+    loads only when the report is downloaded), from the filtered ratings, used ones or all."""
     from review.answer.sentences import answer_html, study_answer
 
-    return answer_html(study_answer(filtered, name))
+    return answer_html(study_answer(filtered, name, which=which))
 
 
 def _slug(name: str) -> str:
@@ -209,9 +219,31 @@ def _slug(name: str) -> str:
     return "-".join(p for p in keep.split("-") if p) or "study"
 
 
+def _pools(report: Report, stem: str) -> None:
+    """Pools compared, as "Quality Assured" compares providers (only with more than one pool)."""
+    if not report.pools:
+        return
+    with st.container(border=True):
+        st.header("Pools compared", divider="gray")
+        st.caption("Each pool's figures come from its own ratings of those the radio above chooses, "
+                   "over the whole study (the filters do not apply: pay is per submission). "
+                   + ("" if report.bootstrap.resamples else
+                      "Bootstrap resamples are 0, so alpha has no interval."))
+        for v in pools_views(report.pools):  # the tables are the figures here: shown, not folded
+            st.subheader(v.title)
+            st.caption(v.caption)
+            if v.chart is not None:
+                st.altair_chart(v.chart, key=f"{KEY}chart_{v.key}", width="stretch")
+            elif v.empty:
+                st.info(v.empty)
+            st.dataframe(v.frame, hide_index=True, placeholder="—", key=f"{KEY}table_{v.key}")
+            _download("CSV of this table", frame_csv(v.frame), f"{stem}-{v.key}.csv",
+                      key=f"{KEY}dl_{v.key}", mime="text/csv")
+
+
 def _exports(lab: Lab, study_id: int, name: str, fingerprint: tuple[int, ...],
              filtered: pd.DataFrame, report: Report, views: list[View],
-             context: list[str]) -> None:
+             context: list[str], which: str, answer_rows: pd.DataFrame) -> None:
     st.subheader("Exports")
     stem = _slug(name)
     scope = st.radio(
@@ -242,7 +274,8 @@ def _exports(lab: Lab, study_id: int, name: str, fingerprint: tuple[int, ...],
                   f"{stem}-report.md", key=f"{KEY}dl_md", mime="text/markdown")
         _download("Readable report with charts (HTML)",
                   lambda: html_report(report, views, title=f"Agreement report: {name}",
-                                         context=context, answer_sections=_answer(filtered, name)),
+                                         context=context,
+                                         answer_sections=_answer(answer_rows, name, which)),
                   f"{stem}-report.html", key=f"{KEY}dl_html", mime="text/html")
     st.caption("The HTML report draws its charts with Vega from a CDN when opened online; every "
                "figure is also in its tables, so it reads offline too.")
@@ -274,13 +307,15 @@ def render(lab: Lab, user: SessionUser) -> None:
     if full.empty:
         st.info(f"Study {_md_text(repr(name))} has no ratings yet.")
         return
+    which = ratings_choice(full, f"{KEY}ratings_{study_id}")
     filters, boot, seed = _filters(full, study_id)
-    filtered = apply_filters(full, filters)
+    answer_rows = apply_filters(full, filters)  # the answer says itself what cleansing left out
+    filtered = ratings_in_use(answer_rows, which)
     st.caption("Filters: " + _md_text("; ".join(filters.describe())))
     if filtered.empty:
         st.warning("No ratings match these filters.")
         return
-    report = _report(db, study_id, fingerprint, filters, boot, seed, scale, lab)
+    report = _report(db, study_id, fingerprint, filters, which, boot, seed, scale, lab)
     if not boot:
         st.info("Bootstrap resamples are 0: alpha, kappa and the A − B comparisons have no "
                 "intervals. Set e.g. 200 above to get 95% intervals.", icon=":material/info:")
@@ -291,8 +326,11 @@ def render(lab: Lab, user: SessionUser) -> None:
     for v in views:
         with st.container(border=True):
             _view(v, stem)
+    _pools(report, stem)
 
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     context = [f"Study: {name}", f"Filters: {'; '.join(filters.describe())}",
                f"Bootstrap: {boot} resamples, seed {seed}", f"Exported by {user.username} at {generated}"]
-    _exports(lab, study_id, name, fingerprint, filtered, report, views, context)
+    if report.ratings_read is not None:
+        context.insert(2, report.ratings_read.sentence())
+    _exports(lab, study_id, name, fingerprint, filtered, report, views, context, which, answer_rows)

@@ -16,10 +16,18 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from review.analysis.export import ratings_fingerprint, ratings_frame
+from review.analysis.export import ratings_fingerprint, ratings_frame, ratings_in_use
 from review.answer.boundary import Curve, Options, classify
 from review.answer.metrics_vs_people import MetricsVsPeople, metrics_vs_people
-from review.answer.sentences import Answer, answer_csv, answer_json, one_level_words, sentences, study_answer
+from review.answer.sentences import (
+    Answer,
+    answer_csv,
+    answer_json,
+    one_level_words,
+    ratings_words,
+    sentences,
+    study_answer,
+)
 from review.database import Lab
 from review.generation.proposals import accept_proposal
 from review.labeling.study import list_studies, study_by_id
@@ -27,6 +35,7 @@ from review.labeling.views import ImageRef
 from review.policy import Action, may
 from review.ui.common import SessionUser, run_action, show_flashes
 from review.ui.display import inert, show_images
+from review.ui.ratings_choice import ratings_choice
 
 KEY = "answer_"
 CHART_HEIGHT = 380
@@ -40,25 +49,25 @@ def _frame(db: str, study_id: int, fingerprint: tuple[int, ...], _lab: Lab) -> p
 
 @st.cache_data(show_spinner="Fitting the boundary…", max_entries=32)
 def _answer(db: str, study_id: int, name: str, fingerprint: tuple[int, ...], options: Options,
-            include_simulated: bool, _lab: Lab) -> Answer:
+            include_simulated: bool, which: str, _lab: Lab) -> Answer:
     df = _frame(db, study_id, fingerprint, _lab)
-    return study_answer(df, name, options, include_simulated=include_simulated)
+    return study_answer(df, name, options, include_simulated=include_simulated, which=which)
 
 
 @st.cache_data(show_spinner="Measuring PSNR, SSIM and blur_effect…", max_entries=8)
-def _metrics(db: str, study_id: int, fingerprint: tuple[int, ...], _lab: Lab) -> MetricsVsPeople:
-    df = _frame(db, study_id, fingerprint, _lab)
+def _metrics(db: str, study_id: int, fingerprint: tuple[int, ...], which: str, _lab: Lab) -> MetricsVsPeople:
+    df = ratings_in_use(_frame(db, study_id, fingerprint, _lab), which)
     with _lab.read() as s:
         return metrics_vs_people(s, study_by_id(s, study_id), df, _lab.store.open_image)
 
 
-def _metrics_section(lab: Lab, db: str, study_id: int, fingerprint: tuple[int, ...]) -> None:
+def _metrics_section(lab: Lab, db: str, study_id: int, fingerprint: tuple[int, ...], which: str) -> None:
     st.subheader("Objective metrics against people")
     if not st.toggle("Compare PSNR, SSIM and blur_effect with the ratings", key=f"{KEY}metrics",
                      help="Reads every rated restoration and its sharp source once per change of "
                           "the ratings (cached)."):
         return
-    m = _metrics(db, study_id, fingerprint, lab)
+    m = _metrics(db, study_id, fingerprint, which, lab)
     if m.items.empty:
         st.info("No rated restoration of a sharp source with a blur level to measure.")
         return
@@ -239,7 +248,8 @@ def render(lab: Lab, user: SessionUser) -> None:
     db = lab.engine.url.render_as_string(hide_password=True)
     with lab.read() as s:
         fingerprint = ratings_fingerprint(s, study_id)
-    answer = _answer(db, study_id, name, fingerprint, options, include, lab)
+    which = ratings_choice(_frame(db, study_id, fingerprint, lab), f"{KEY}ratings_{study_id}")
+    answer = _answer(db, study_id, name, fingerprint, options, include, which, lab)
     real = answer.ratings - answer.simulated_ratings
     c = st.columns(3)
     c[0].metric("Ratings the answer rests on", answer.ratings)
@@ -257,6 +267,8 @@ def render(lab: Lab, user: SessionUser) -> None:
             st.info(inert(left_out), icon=":material/info:")
         return
     st.subheader("The answer")
+    if (read := ratings_words(answer)) is not None:
+        st.markdown(f"- {inert(read)}")
     for curve in answer.curves:
         for sentence in sentences(curve, options):
             st.markdown(f"- {inert(sentence)}")  # restorer and setting names may come from a file
@@ -278,4 +290,4 @@ def render(lab: Lab, user: SessionUser) -> None:
                          file_name="answer.json", mime="application/json", key=f"{KEY}dl_json",
                          on_click="ignore", icon=":material/download:")
     _proposals(lab, user, study_id, answer)
-    _metrics_section(lab, db, study_id, fingerprint)
+    _metrics_section(lab, db, study_id, fingerprint, which)

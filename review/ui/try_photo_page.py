@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from review.analysis.export import ratings_fingerprint, ratings_frame
+from review.analysis.export import ratings_fingerprint, ratings_frame, ratings_in_use
 from review.answer.blur_estimate import Calibration, calibrate, calibration_key
 from review.answer.sentences import Answer, study_answer
 from review.answer.try_photo import (
@@ -34,6 +34,7 @@ from review.media.restore.runner import plain_error, sd15_unavailable
 from review.policy import Action, may
 from review.ui.common import SessionUser, run_action
 from review.ui.display import inert
+from review.ui.ratings_choice import ratings_choice
 
 KEY = "try_"
 PANELS_PER_ROW = 4  # ~210 px each in the main column at 1366 px
@@ -49,12 +50,18 @@ def _calibration(db: str, study_id: int, key: str, _lab: Lab) -> dict[str, Calib
 
 
 @st.cache_data(show_spinner="Fitting the study's answer…", max_entries=8)
-def _answer(db: str, study_id: int, fingerprint: tuple[int, ...], include_simulated: bool,
-            _lab: Lab) -> tuple[Answer, pd.DataFrame]:
+def _answer(db: str, study_id: int, name: str, fingerprint: tuple[int, ...], include_simulated: bool,
+            which: str, _lab: Lab) -> tuple[Answer, pd.DataFrame]:
+    """The study's answer and the ratings it was fitted to (used ones or all, `which`)."""
+    frame = _frame(db, study_id, fingerprint, _lab)
+    return (study_answer(frame, name, include_simulated=include_simulated, which=which),
+            ratings_in_use(frame, which))
+
+
+@st.cache_data(show_spinner="Loading ratings…", max_entries=8)
+def _frame(db: str, study_id: int, fingerprint: tuple[int, ...], _lab: Lab) -> pd.DataFrame:
     with _lab.read() as s:
-        study = study_by_id(s, study_id)
-        frame = ratings_frame(s, study)
-    return study_answer(frame, study.name, include_simulated=include_simulated), frame
+        return ratings_frame(s, study_by_id(s, study_id))
 
 
 def render(lab: Lab, user: SessionUser) -> None:
@@ -103,14 +110,15 @@ def render(lab: Lab, user: SessionUser) -> None:
     st.subheader("What the study found at that blur")
     with lab.read() as s:
         fingerprint = ratings_fingerprint(s, study_id)
-    answer, frame = _answer(db, study_id, fingerprint, True, lab)
+    which = ratings_choice(_frame(db, study_id, fingerprint, lab), f"{KEY}ratings_{study_id}")
+    answer, frame = _answer(db, study_id, studies[study_id], fingerprint, True, which, lab)
     simulated = int(frame["simulated"].astype(bool).sum()) if "simulated" in frame else 0
     if simulated:
         st.caption(f"{simulated} of this study's {len(frame)} ratings come from a simulated panel "
                    "(simulated raters, not people); each finding below says whose ratings it rests on.")
         if st.toggle("Only people's ratings", key=f"{KEY}people_only",
                      help="Leave the simulated panel's ratings out of the findings below."):
-            answer, frame = _answer(db, study_id, fingerprint, False, lab)
+            answer, frame = _answer(db, study_id, studies[study_id], fingerprint, False, which, lab)
     found = findings_at(answer, kind, est.level, frame)
     empty = ("No restorer of this study has people's ratings at two or more levels of this blur yet."
              if not answer.include_simulated else
