@@ -3,7 +3,10 @@ Prolific's parameters, fails the viewing check once (a narrow window, wrong digi
 window wider and passes, trains, fails qualification and gets the screened-out code with nothing
 rated; another passes, rates with a trap in the queue, gets the completion code, and coming back
 by the same link with the same id gets the same code, not a second one. Neither reaches another
-page by URL, and nothing needs sideways scrolling."""
+page by URL, and nothing needs sideways scrolling. And the admin's side: the Crowd page shows the
+Prolific pool's recruitment link with Prolific's placeholders, runs cleansing on participants who
+went through the real flow, reads each decision, and nothing runs off the side of the window.
+`streamlit run` in a subprocess, Debian's Chromium driven by Playwright; never skipped."""
 
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ from review.labeling.pools import PoolSettings, PoolSpec, add_pool
 from review.labeling.settings import update_settings
 from review.labeling.viewing_report import reported
 from tests.support import build_study, sample_pictures, wait_until
-from tests.support_browser import chromium_page, streamlit_server, wait_idle
+from tests.support_browser import chromium_page, log_in_admin, streamlit_server, wait_idle
+from tests.support_crowd import QUICK_FLOW, crowd_session
 
 LAPTOP = (1366, 768)
 CONSENT = "You rate how faithful restored photos are. <b>Your answers</b> are kept under a pseudonym."
@@ -258,3 +262,32 @@ def _answers(lab: Lab, pid: int, user_id: int) -> int:
             ParticipantProbe.participant_id == pid, ParticipantProbe.phase == ProbePhase.TRAP.value,
             ParticipantProbe.answered_at.is_not(None))) or 0
         return rated + trapped
+
+
+def test_the_crowd_page_at_1366x768(chromium, lab, settings) -> None:  # noqa: ANN001
+    study_id = build_study(lab, 12, raters_per_item=2)
+    secret = lab_secret(settings)
+    with lab.write() as s:
+        pool = add_pool(s, study_id, PoolSpec(name="Prolific wave 1", platform="prolific",
+                                              completion_code="C1", flow=PoolSettings(**QUICK_FLOW)))
+        token = sign_link(secret, study_id, pool.id, pool.link_version)
+    for who, kwargs in (("a1", {}), ("a2", {"score": lambda _i: 4}), ("a3", {"trap_right": False})):
+        crowd_session(lab, secret, token, {"PROLIFIC_PID": who, "STUDY_ID": "s1", "SESSION_ID": f"x{who}"},
+                      **kwargs)
+    with streamlit_server(settings.data_dir) as url, chromium_page((1366, 768)) as page:
+        log_in_admin(page, url)
+        page.get_by_test_id("stSidebarNav").get_by_text("Crowd", exact=True).click()
+        page.get_by_role("heading", name="Crowd").wait_for()
+        wait_idle(page)
+        link = page.get_by_test_id("stCode").first.inner_text()
+        assert link.replace("\n", "").startswith(f"{url}/_lab/join?t=")
+        assert "PROLIFIC_PID={{%PROLIFIC_PID%}}" in link.replace("\n", "")
+        page.get_by_text("Data cleansing", exact=True).click()
+        wait_idle(page)
+        page.get_by_role("button", name="Run cleansing").click()
+        page.get_by_text("3 submissions cleansed: 1 accept and use, 1 accept but do not use, "
+                         "1 reject.").wait_for()
+        wait_idle(page)
+        # the page stays on its section after the action
+        assert page.get_by_text("1 accept and use · 1 accept, do not use · 1 reject").is_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1366

@@ -71,6 +71,7 @@ def test_an_admin_creates_a_pool_and_copies_its_link(lab: Lab) -> None:
 def test_training_examples_and_the_consent_text(lab: Lab) -> None:
     study_id = build_study(lab, 4)
     at = page_app("crowd_page", _admin(lab)).run()
+    at.radio(key="crowd_section").set_value("Training and consent").run()
     at.number_input(key="crowd_train_item").set_value(1)
     at.number_input(key="crowd_train_min").set_value(2)
     at.number_input(key="crowd_train_max").set_value(3)
@@ -79,6 +80,7 @@ def test_training_examples_and_the_consent_text(lab: Lab) -> None:
     at.text_area(key="crowd_consent_text").input("I agree to rate images.")
     at = _click(at, "Save consent text")
     assert not at.exception, [e.value for e in at.exception]
+    assert at.radio(key="crowd_section").value == "Training and consent"  # still there after saving
     with lab.read() as s:
         [example] = qa.training_examples(s, study_id)
         assert (example.id, example.expected_min, example.expected_max) == (1, 2, 3)
@@ -96,6 +98,7 @@ def test_running_cleansing_and_overriding_a_decision(lab: Lab) -> None:
     flat = crowd_session(lab, secret, token, {"pid": "flat"}, score=lambda _i: 4)
     crowd_session(lab, secret, token, {"pid": "spam"}, trap_right=False)
     at = page_app("crowd_page", _admin(lab)).run()
+    at.radio(key="crowd_section").set_value("Data cleansing").run()
     assert "No cleansing decisions yet" in texts(at)
     at = _click(at, "Run cleansing")
     assert not at.exception, [e.value for e in at.exception]

@@ -49,6 +49,7 @@ OUTCOME_WORDS = {CleansingOutcome.ACCEPT_USE.value: "accept and use",
                  CleansingOutcome.ACCEPT_NO_USE.value: "accept, do not use",
                  CleansingOutcome.REJECT.value: "reject"}
 PLATFORM_CHOICES = (*PLATFORMS, CUSTOM)
+SECTIONS = ("Pools and links", "Training and consent", "Data cleansing")
 
 
 def _base_url() -> str:
@@ -340,8 +341,8 @@ def _cleansing(lab: Lab, user: SessionUser, study_id: int, study_name: str) -> N
     if report.empty:
         st.info("No cleansing decisions yet: run cleansing once participants have finished.")
     else:
-        counts = report["outcome"].map(OUTCOME_WORDS).value_counts()
-        st.caption(" · ".join(f"{n} {word}" for word, n in counts.items()))
+        counts = report["outcome"].value_counts()
+        st.caption(" · ".join(f"{counts[o]} {word}" for o, word in OUTCOME_WORDS.items() if o in counts))
         first = ["participant", "pool", "platform_id", "outcome", "reasons", "decided_by"]
         shown = report.assign(outcome=report["outcome"].map(OUTCOME_WORDS))
         shown = shown[first + [c for c in shown.columns if c not in first]]  # the decision first
@@ -375,13 +376,14 @@ def render(lab: Lab, user: SessionUser) -> None:
     names = dict(studies)
     study_id = int(st.selectbox("Study", [i for i, _n in studies], format_func=lambda i: names[i],
                                 key=f"{KEY}study"))
-    pools_tab, training_tab, cleansing_tab = st.tabs(["Pools and links", "Training and consent",
-                                                      "Data cleansing"])
-    with pools_tab:
+    # a radio, not st.tabs: a tab goes back to the first one when a flash message appears above it
+    section = st.radio("Section", SECTIONS, horizontal=True, key=f"{KEY}section",
+                       label_visibility="collapsed")
+    if section == SECTIONS[0]:
         _pools(lab, user, study_id)
-    with training_tab:
+    elif section == SECTIONS[1]:
         _training_and_consent(lab, user, study_id)
-    with cleansing_tab:
+    else:
         _cleansing(lab, user, study_id, names[study_id])
 
 
