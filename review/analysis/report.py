@@ -274,16 +274,9 @@ def _pairwise(r: Ratings, pairs: ag.PairTables | None, kappas: dict[str, np.ndar
     return tuple(rows), summary
 
 
-@dataclass(frozen=True)
-class _Agreement:
-    """The agreement section of a report, in the making."""
-
-    pairwise_kappa: tuple[PairKappa, ...]
-    pairwise_kappa_summary: PairwiseSummary
-    krippendorff_alpha: AlphaLevels
-    fleiss_kappa: Coef
-    icc: IccForms
-    percent_agreement: Coef
+#: The agreement section of a report, in the making: pairwise kappas and their summary, alpha,
+#: Fleiss' kappa, the ICC forms, percent agreement (Report's fields of those names).
+_Agreement = tuple[tuple[PairKappa, ...], PairwiseSummary, AlphaLevels, Coef, IccForms, Coef]
 
 
 def _agreement_section(r: Ratings, bootstrap: int, seed: int, all_pairs: bool,
@@ -338,11 +331,10 @@ def _agreement_section(r: Ratings, bootstrap: int, seed: int, all_pairs: bool,
     elif f_n and f_n < ag.MIN_RELIABLE_ITEMS <= n_multi:
         warnings.append(f"Fleiss' kappa rests on only {f_n} items (< {ag.MIN_RELIABLE_ITEMS}).")
 
-    return _Agreement(
-        pair_rows, pair_summary,
-        AlphaLevels(reported(alpha["nominal"]), reported(alpha["ordinal"]),
-                    reported(alpha["interval"])),
-        reported(fleiss), IccForms.of({f: reported(c) for f, c in icc.items()}), reported(percent))
+    return (pair_rows, pair_summary,
+            AlphaLevels(reported(alpha["nominal"]), reported(alpha["ordinal"]),
+                        reported(alpha["interval"])),
+            reported(fleiss), IccForms.of({f: reported(c) for f, c in icc.items()}), reported(percent))
 
 
 def _per_item(df: pd.DataFrame, cols_in: _Columns, r: Ratings, scale: tuple[int, int],
@@ -506,16 +498,15 @@ def build_report(df: pd.DataFrame, *, bootstrap: int = 0, seed: int = 0,
 
     # Dawid-Skene's EM runs on a second core while the rest is computed (running_beside says why)
     with running_beside(ag.dawid_skene, r) if r.n_ratings else nullcontext() as ds_running:
-        agreement = _agreement_section(r, bootstrap, seed, all_pairs, warnings, notes)
+        pairs, pair_summary, alpha, fleiss, icc, percent = _agreement_section(
+            r, bootstrap, seed, all_pairs, warnings, notes)
         rest = _after_agreement(df, r, (lo, hi), ds_running, bootstrap, seed, breakdown_by,
                                 warnings, notes)
     return Report(
         n_items=r.n_items, n_raters=r.n_raters, n_ratings=r.n_ratings,
         n_multiply_rated_items=r.n_pairable_items,
-        pairwise_kappa=agreement.pairwise_kappa,
-        pairwise_kappa_summary=agreement.pairwise_kappa_summary,
-        krippendorff_alpha=agreement.krippendorff_alpha, fleiss_kappa=agreement.fleiss_kappa,
-        icc=agreement.icc, percent_agreement=agreement.percent_agreement,
+        pairwise_kappa=pairs, pairwise_kappa_summary=pair_summary, krippendorff_alpha=alpha,
+        fleiss_kappa=fleiss, icc=icc, percent_agreement=percent,
         breakdowns=rest.breakdowns, comparisons=rest.comparisons,
         warnings=tuple(warnings), notes=tuple(notes), scale=(lo, hi),
         bootstrap=BootstrapSettings(bootstrap, int(seed)),
