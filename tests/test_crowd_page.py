@@ -42,6 +42,7 @@ def test_an_admin_creates_a_pool_and_copies_its_link(lab: Lab) -> None:
     at.number_input(key="crowd_new_per_item").set_value(0.1)
     at = _click(at, "Save pool")
     assert not at.exception, [e.value for e in at.exception]
+    assert [e.value for e in at.success] == ["Pool Prolific \\*wave\\* 1 added; its link is below."]
     with lab.read() as s:
         [pool] = pools_of(s, study_id)
         assert (pool.name, pool.platform, pool.completion_code, pool.pay_per_item) == \

@@ -189,7 +189,7 @@ def _pools(lab: Lab, user: SessionUser, study_id: int) -> None:
         spec = _pool_form(f"{KEY}new", PoolSpec(name="", completion_code=""))
         if spec is not None:
             run_action(lab, lambda s: add_pool(s, study_id, spec, actor_id=user.id),
-                       lambda p: f"Pool {p.name} added; its link is below.")
+                       lambda p: f"Pool {inert(p.name)} added; its link is below.")
     with lab.read() as s:
         pools = pools_of(s, study_id)
     if not pools:
