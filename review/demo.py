@@ -223,6 +223,19 @@ SIMULATED_RATERS = 12
 SIMULATED_GUIDELINES = (("fidelity", 1), ("fidelity", 3))
 
 
+def _simulated_photos() -> list[_Photo]:
+    """The small photos, camera-shake levels and restorers of the simulated demo studies."""
+    photos = []
+    for name in SIMULATED_SOURCES:
+        src = next(d for d in DEMO_SOURCES if d.name == name)
+        photos.append(_Photo(sample_image(name, SIMULATED_SIDE),
+                             _SourceFields(title=f"{src.title} (small)", content=src.content,
+                                           origin=f"skimage.data.{name}", licence=src.licence),
+                             tuple(BlurSpec("camera_shake", level, seed=7) for level in SIMULATED_LEVELS),
+                             SIMULATED_METHODS))
+    return photos
+
+
 def seed_simulated_demo(lab: Lab, *, echo: Callable[[str], None] = lambda _m: None) -> str:
     """A second demo study that already holds a simulated panel's ratings (review.labeling.
     simulated_panel), so Analysis and the answer are populated on a fresh install: Wiener and the
@@ -243,15 +256,7 @@ def seed_simulated_demo(lab: Lab, *, echo: Callable[[str], None] = lambda _m: No
         if not joined_counts(s).get(study.id):
             update_settings(study, guideline_version_ids=[v.id for v in versions], qa_share=0.5)
         study_id = study.id
-    photos = []
-    for name in SIMULATED_SOURCES:
-        src = next(d for d in DEMO_SOURCES if d.name == name)
-        photos.append(_Photo(sample_image(name, SIMULATED_SIDE),
-                             _SourceFields(title=f"{src.title} (small)", content=src.content,
-                                           origin=f"skimage.data.{name}", licence=src.licence),
-                             tuple(BlurSpec("camera_shake", level, seed=7) for level in SIMULATED_LEVELS),
-                             SIMULATED_METHODS))
-    _fill_study(lab, study_id, photos)
+    _fill_study(lab, study_id, _simulated_photos())
     with lab.write() as s:
         study = s.get_one(Study, study_id)
         if s.scalar(select(User.id).join(StudyReviewer, StudyReviewer.reviewer_id == User.id).where(
@@ -284,15 +289,7 @@ def seed_crowd_demo(lab: Lab, *, echo: Callable[[str], None] = lambda _m: None) 
         study_id = study.id
         if pools_of(s, study_id):
             return f"Simulated crowd study {CROWD_STUDY!r}: already seeded."
-    photos = []
-    for name in SIMULATED_SOURCES:
-        src = next(d for d in DEMO_SOURCES if d.name == name)
-        photos.append(_Photo(sample_image(name, SIMULATED_SIDE),
-                             _SourceFields(title=f"{src.title} (small)", content=src.content,
-                                           origin=f"skimage.data.{name}", licence=src.licence),
-                             tuple(BlurSpec("camera_shake", level, seed=7) for level in SIMULATED_LEVELS),
-                             SIMULATED_METHODS))
-    _fill_study(lab, study_id, photos)
+    _fill_study(lab, study_id, _simulated_photos())
     with lab.write() as s:
         study = s.get_one(Study, study_id)
         simulate_study(s, study, raters=CROWD_INHOUSE, seed=23)

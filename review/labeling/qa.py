@@ -427,8 +427,8 @@ def feedback_for(session: Session, study: Study, reviewer_id: int) -> list[dict[
 # Gold items
 
 
-def promote_to_gold(session: Session, item_id: int, expected_min: int, expected_max: int) -> StudyItem:
-    """Make an item a gold item with the expected score range (inside the study's scale)."""
+def _item_with_range(session: Session, item_id: int, expected_min: int, expected_max: int) -> StudyItem:
+    """The study item, once the expected range is whole scores inside its study's scale."""
     item = session.get(StudyItem, item_id)
     if item is None:
         raise QAError(f"There is no study item {item_id}.")
@@ -439,6 +439,12 @@ def promote_to_gold(session: Session, item_id: int, expected_min: int, expected_
     if not study.scale_min <= expected_min <= expected_max <= study.scale_max:
         raise QAError(f"The expected range {expected_min}-{expected_max} must satisfy "
                       f"{study.scale_min} <= min <= max <= {study.scale_max}.")
+    return item
+
+
+def promote_to_gold(session: Session, item_id: int, expected_min: int, expected_max: int) -> StudyItem:
+    """Make an item a gold item with the expected score range (inside the study's scale)."""
+    item = _item_with_range(session, item_id, expected_min, expected_max)
     item.is_gold, item.expected_min, item.expected_max = True, expected_min, expected_max
     session.flush()
     return item
@@ -452,17 +458,7 @@ def mark_training(session: Session, item_id: int, expected_min: int, expected_ma
     """Make an item a crowd pool's training example: shown before live items with its expected
     range and the guideline's reason, never handed out as a live item. An item someone has
     already rated stays a live item (its ratings would otherwise vanish from the study)."""
-    item = session.get(StudyItem, item_id)
-    if item is None:
-        raise QAError(f"There is no study item {item_id}.")
-    study = session.get_one(Study, item.study_id)
-    assert study is not None
-    for value in (expected_min, expected_max):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise QAError("The expected range must be whole scores.")
-    if not study.scale_min <= expected_min <= expected_max <= study.scale_max:
-        raise QAError(f"The expected range {expected_min}-{expected_max} must satisfy "
-                      f"{study.scale_min} <= min <= max <= {study.scale_max}.")
+    item = _item_with_range(session, item_id, expected_min, expected_max)
     reason = reason.strip()
     if not reason or len(reason) > MAX_TRAINING_REASON:
         raise QAError(f"Give the guideline's reason for the expected answer (1-{MAX_TRAINING_REASON} "
@@ -473,7 +469,7 @@ def mark_training(session: Session, item_id: int, expected_min: int, expected_ma
     item.is_training, item.expected_min, item.expected_max = True, expected_min, expected_max
     item.training_reason = reason
     session.flush()
-    record(session, "study.edit", actor_id=actor_id, target=f"study {study.id}", training_item=item.id,
+    record(session, "study.edit", actor_id=actor_id, target=f"study {item.study_id}", training_item=item.id,
            expected=f"{expected_min}-{expected_max}")
     return item
 
