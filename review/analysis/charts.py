@@ -38,6 +38,11 @@ FACET_WIDTH = 300
 #: Pixels between the rating scale's ends and the plot's edges.
 EDGE_PADDING = 10
 
+#: What a chart function returns: one of altair's top-level chart kinds, as st.altair_chart and the
+#: HTML report take them.
+TopChart = (alt.Chart | alt.LayerChart | alt.FacetChart | alt.HConcatChart | alt.VConcatChart
+            | alt.ConcatChart | alt.RepeatChart)
+
 
 def score_scale(scale: Sequence[int]) -> alt.Scale:
     """A y scale that is the rating scale (1..5): clamped, never rounded past it, padded."""
@@ -45,7 +50,7 @@ def score_scale(scale: Sequence[int]) -> alt.Scale:
                      padding=EDGE_PADDING)
 
 
-def agreement_chart(frame: pd.DataFrame, column: str) -> alt.TopLevelMixin | None:
+def agreement_chart(frame: pd.DataFrame, column: str) -> TopChart | None:
     """Ordinal alpha per group: points with 95% CI error bars and the zero line."""
     d = frame.dropna(subset=["alpha_ordinal"]) if "alpha_ordinal" in frame else frame.iloc[0:0]
     if d.empty:
@@ -64,7 +69,7 @@ def agreement_chart(frame: pd.DataFrame, column: str) -> alt.TopLevelMixin | Non
     return alt.layer(zero, bars, points).properties(width="container", height=260)
 
 
-def comparison_chart(frame: pd.DataFrame) -> alt.TopLevelMixin | None:
+def comparison_chart(frame: pd.DataFrame) -> TopChart | None:
     """Alpha(A) - alpha(B) per pair of groups with its bootstrap 95% CI; zero = no difference."""
     d = frame.dropna(subset=["alpha_diff"]) if "alpha_diff" in frame else frame.iloc[0:0]
     if d.empty:
@@ -81,7 +86,7 @@ def comparison_chart(frame: pd.DataFrame) -> alt.TopLevelMixin | None:
     return alt.layer(zero, bars, points).properties(width="container", height=alt.Step(40))
 
 
-def mos_chart(frame: pd.DataFrame, scale: Sequence[int] = (1, 5)) -> alt.TopLevelMixin | None:
+def mos_chart(frame: pd.DataFrame, scale: Sequence[int] = (1, 5)) -> TopChart | None:
     """MOS over blur level, one line per restorer with its 95% CI band, faceted by blur kind."""
     d = frame.dropna(subset=["blur_level", "mos"]).copy()
     if d.empty:
@@ -110,7 +115,7 @@ def mos_chart(frame: pd.DataFrame, scale: Sequence[int] = (1, 5)) -> alt.TopLeve
     return alt.layer(band, line, data=d).properties(width="container", height=260)
 
 
-def rater_chart(frame: pd.DataFrame) -> alt.TopLevelMixin | None:
+def rater_chart(frame: pd.DataFrame) -> TopChart | None:
     """Bias against inconsistency per rater; BT.500-rejected and floor raters stand out."""
     d = frame.dropna(subset=["bias", "inconsistency"]) if not frame.empty else frame
     if d.empty:
@@ -130,7 +135,7 @@ def rater_chart(frame: pd.DataFrame) -> alt.TopLevelMixin | None:
     return alt.layer(points, labels).properties(width="container", height=320)
 
 
-def kappa_heatmap(frame: pd.DataFrame) -> alt.TopLevelMixin | None:
+def kappa_heatmap(frame: pd.DataFrame) -> TopChart | None:
     """Symmetric rater x rater heatmap of weighted kappa (pairs without shared items blank)."""
     d = frame.dropna(subset=["kappa"]) if not frame.empty else frame
     if d.empty:
@@ -156,7 +161,7 @@ def kappa_heatmap(frame: pd.DataFrame) -> alt.TopLevelMixin | None:
     return chart.properties(width=side, height=side)
 
 
-def gold_chart(frame: pd.DataFrame) -> alt.TopLevelMixin | None:
+def gold_chart(frame: pd.DataFrame) -> TopChart | None:
     """Gold accuracy per rater with its Wilson 95% CI."""
     d = frame.dropna(subset=["gold_accuracy"]) if not frame.empty else frame
     if d.empty:
@@ -187,7 +192,7 @@ class View:
     title: str
     caption: str
     frame: pd.DataFrame
-    chart: alt.TopLevelMixin | None = None
+    chart: TopChart | None = None
     empty: str = ""
     notes: list[str] = field(default_factory=list)
 

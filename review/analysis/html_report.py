@@ -16,10 +16,9 @@ from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 
-import altair as alt
 import pandas as pd
 
-from review.analysis.charts import View
+from review.analysis.charts import TopChart, View
 from review.analysis.formatting import MISSING, format_number
 from review.analysis.report_types import Report
 from review.analysis.tables import has_chance_corrected, headline_frame, icc_frame
@@ -53,7 +52,7 @@ def html_table(frame: pd.DataFrame, digits: int = 3) -> str:
     return "<div class='scroll'>" + out.to_html(index=False, escape=True, border=0, na_rep=MISSING) + "</div>"
 
 
-def _spec_json(chart: alt.TopLevelMixin) -> str:
+def _spec_json(chart: TopChart) -> str:
     """The chart's Vega-Lite spec as JSON safe inside a <script> element."""
     s = json.dumps(chart.to_dict(), allow_nan=False)
     return s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")

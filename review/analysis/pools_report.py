@@ -18,7 +18,7 @@ import altair as alt
 import pandas as pd
 
 from review.analysis.agreement import Coef
-from review.analysis.charts import View
+from review.analysis.charts import TopChart, View
 from review.analysis.export import ratings_in_use, ratings_read
 from review.analysis.pools_compared import PoolCosts, PoolFigures, Share, compare_pools, pools_frame
 from review.analysis.report_types import BreakdownGroup, Report
@@ -70,7 +70,7 @@ def measures_frame(figures: Sequence[PoolFigures]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["pool", "measure", "value", "ci_low", "ci_high"])
 
 
-def pools_chart(frame: pd.DataFrame) -> alt.TopLevelMixin | None:
+def pools_chart(frame: pd.DataFrame) -> TopChart | None:
     """Per measure, one point per pool with its 95 % interval as error bars."""
     if frame.empty:
         return None

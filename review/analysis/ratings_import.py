@@ -73,7 +73,7 @@ def import_ratings(session: Session, df: pd.DataFrame, study_name: str,
     """Create study `study_name` holding the ratings of `df` (validated long format)."""
     if session.scalar(select(Study).where(Study.name == study_name)) is not None:
         raise StudyError(f"A study named {study_name!r} already exists; import under a new name.")
-    rows = df.to_dict("records")
+    rows = [{str(k): v for k, v in r.items()} for r in df.to_dict("records")]  # keyed by column name
     if not rows:
         raise StudyError("The ratings file has no rows.")
     per_item = df.groupby("item")["rater"].nunique()

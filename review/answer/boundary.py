@@ -449,6 +449,8 @@ def level_stats(df: pd.DataFrame, faithful_min: int = FAITHFUL_MIN) -> list[Leve
     out = []
     keys = ["blur_level", "strength"]
     frame = df.assign(strength=df["strength"].astype(float))
+    level: Any  # a group's key parts: pandas types them only as Hashable
+    strength: Any
     for (level, strength), g in frame.groupby(keys, dropna=False, sort=True):
         scores = g["score"].to_numpy(dtype=float)
         n = len(scores)
@@ -469,7 +471,8 @@ def analyse_curve(df: pd.DataFrame, restorer: str, setting: str, blur_kind: str,
     curve per strength for a strength-varying restorer rated at several strengths)."""
     stats = level_stats(df, options.faithful_min)
     levels = sorted({s.level for s in stats})
-    strengths: list[float | None] = sorted({s.strength for s in stats if s.strength is not None}) or [None]
+    rated_strengths = sorted({s.strength for s in stats if s.strength is not None})
+    strengths: list[float | None] = list(rated_strengths) if rated_strengths else [None]
     two_d = restorer in with_strength() and len(strengths) > 1  # one curve per strength
     if not two_d:  # one curve: strength (if any) is a constant of the setting
         strengths = [strengths[0]] if len(strengths) == 1 else [None]
@@ -484,7 +487,8 @@ def analyse_curve(df: pd.DataFrame, restorer: str, setting: str, blur_kind: str,
     cand_levels = np.arange(lo, hi + cand / 2, cand)
     means, sds, bounds, classes, scored = [], [], [], [], []
     for strength in strengths:
-        part = frame[np.isclose(frame["strength"], strength)] if two_d else frame
+        curve_strength = strength if two_d else None  # one curve per rated strength, or one for all
+        part = frame[np.isclose(frame["strength"], curve_strength)] if curve_strength is not None else frame
         fit = fit_share(part["blur_level"].to_numpy(float), part["faithful"].to_numpy(),
                         part["item"].to_numpy(), seed=options.seed, threshold=options.threshold)
         m, s = fit.predict(grid)
@@ -501,7 +505,8 @@ def analyse_curve(df: pd.DataFrame, restorer: str, setting: str, blur_kind: str,
         open_levels = np.array([v for v in cand_levels if float(v) not in settled])
         for c, sc in propose(fit, open_levels[:, None], options.threshold, options.proposals,
                              min_gap=0.5 * cand / max(hi - lo, 1e-9)):
-            scored.append({"level": float(c[0]), **({"strength": float(strength)} if two_d else {}),
+            scored.append({"level": float(c[0]),
+                           **({"strength": float(curve_strength)} if curve_strength is not None else {}),
                            "score": sc})
     proposals = sorted(scored, key=lambda p: -p["score"])[:options.proposals]
     sim = int(df["simulated"].astype(bool).sum()) if "simulated" in df else 0

@@ -105,8 +105,9 @@ def metrics_vs_people(session: Session, study: Study, ratings: pd.DataFrame,
     rated = paths.merge(mos, on="item")
     refs: dict[str, Image.Image] = {}
     measured = []
-    for row in rated.itertuples():
-        ref = refs.setdefault(row.source_path, open_image(row.source_path))
-        measured.append(image_metrics(ref, open_image(row.restored_path)))
+    for source_path, restored_path in zip(rated["source_path"].tolist(), rated["restored_path"].tolist(),
+                                          strict=True):
+        ref = refs.setdefault(source_path, open_image(source_path))
+        measured.append(image_metrics(ref, open_image(restored_path)))
     items = pd.concat([rated.reset_index(drop=True), pd.DataFrame(measured, columns=list(METRICS))], axis=1)
     return compare(items, k)

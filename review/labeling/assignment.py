@@ -33,9 +33,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import overload
 
-from sqlalchemy import and_, exists, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, ScalarSelect, and_, exists, func, or_, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from db.models import Assignment, Rating, Study, StudyClosure, StudyItem, StudyReviewer, User, utcnow
 from review.accounts.check import check_account, require_account
@@ -55,6 +57,10 @@ def _hash01(*parts: object) -> float:
     return int.from_bytes(draw(*parts)[:8], "big") / 2**64
 
 
+@overload
+def _as_aware(ts: datetime) -> datetime: ...
+@overload
+def _as_aware(ts: None) -> None: ...
 def _as_aware(ts: datetime | None) -> datetime | None:
     """SQLite returns naive datetimes even for timezone columns; they are stored in UTC."""
     if ts is not None and ts.tzinfo is None:
@@ -62,7 +68,14 @@ def _as_aware(ts: datetime | None) -> datetime | None:
     return ts
 
 
-def live_assignment_filter(now: datetime):  # noqa: ANN201 - SQL expression
+def _lease_end(ts: datetime | None) -> datetime:
+    """A lease's expiry, timezone-aware: a leased assignment always has one."""
+    if ts is None:
+        raise ValueError("a leased assignment without an expiry")
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
+def live_assignment_filter(now: datetime) -> ColumnElement[bool]:
     """Assignments that occupy a slot: finished, or leased and not yet expired."""
     return or_(
         Assignment.status == AssignmentStatus.DONE,
@@ -70,7 +83,7 @@ def live_assignment_filter(now: datetime):  # noqa: ANN201 - SQL expression
     )
 
 
-def _occupied(item_id, now: datetime):  # noqa: ANN001, ANN202
+def _occupied(item_id: InstrumentedAttribute[int], now: datetime) -> ScalarSelect[int]:
     return (
         select(func.count())
         .select_from(Assignment)
@@ -90,7 +103,7 @@ class Lease:
     view: ItemView | None = None
 
 
-def _lease_id(study: Study, reviewer_id: int, now: datetime):  # noqa: ANN202 - SQL expression
+def _lease_id(study: Study, reviewer_id: int, now: datetime) -> ScalarSelect[int]:
     """The id of the reviewer's oldest unexpired lease in this study, as a scalar subquery."""
     return (select(Assignment.id)
             .join(StudyItem, StudyItem.id == Assignment.item_id)
@@ -141,10 +154,10 @@ def _candidates(session: Session, study: Study, reviewer_id: int, gold: bool, no
         ~mine,
         _occupied(StudyItem.id, now) < study.raters_per_item,
     )
-    found = [tuple(r) for r in session.execute(
+    found = [(item_id, key) for item_id, key in session.execute(
         base.where(StudyItem.order_key >= cursor).order_by(StudyItem.order_key).limit(WINDOW))]
     if len(found) < WINDOW:  # wrap around the circular order
-        found += [tuple(r) for r in session.execute(
+        found += [(item_id, key) for item_id, key in session.execute(
             base.where(StudyItem.order_key < cursor).order_by(StudyItem.order_key)
             .limit(WINDOW - len(found)))]
     return found
@@ -165,7 +178,7 @@ def claim_next(session: Session, study_id: int, reviewer_id: int,
     now = now or utcnow()
     if hotpath.applies(session):
         fast = _claim_fast(session, study_id, reviewer_id, now)
-        if fast is not _ORM_PATH:
+        if not isinstance(fast, _Path):
             return fast
     return _claim_orm(session, study_by_id(session, study_id), reviewer_id, now)
 
@@ -192,7 +205,7 @@ def _claim_orm(session: Session, study: Study, reviewer_id: int, now: datetime) 
     member, lease = _member_and_lease(session, study, reviewer_id, now)
     position = member.finished_items
     if lease is not None:
-        return Lease(lease.id, lease.item_id, _as_aware(lease.lease_expires_at), position)
+        return Lease(lease.id, lease.item_id, _lease_end(lease.lease_expires_at), position)
     if quota is not None and position >= quota:
         return None  # this reviewer has done their share; the rest goes to others
 
@@ -231,7 +244,8 @@ def _draw_order(study_id: int, reviewer_id: int, position: int, candidates: list
     return sorted(candidates, key=key)
 
 
-_ORM_PATH = object()  # the hot path's answer when its case is not plain: the ORM path decides
+class _Path(Enum):
+    ORM = "orm"  # the hot path's answer when its case is not plain: the ORM path decides
 
 
 def _joined(ahead: list[list[int]] | None, behind: list[list[int]] | None) -> list[list[int]] | None:
@@ -241,15 +255,15 @@ def _joined(ahead: list[list[int]] | None, behind: list[list[int]] | None) -> li
     return ahead + (behind or [])[:WINDOW - len(ahead)]
 
 
-def _claim_fast(session: Session, study_id: int, reviewer_id: int, now: datetime) -> Lease | None | object:
+def _claim_fast(session: Session, study_id: int, reviewer_id: int, now: datetime) -> Lease | None | _Path:
     """`next_assignment` in two statements (PostgreSQL): the study's settings, the reviewer's state
-    and the open windows in one, the lease in the other. `_ORM_PATH` when the study or account is
+    and the open windows in one, the lease in the other. `_Path.ORM` when the study or account is
     gone, the study caps each reviewer's share, before enrolment, at the end of the queue without
     a gold window read, and when the drawn item cannot be leased as it stands."""
     state = hotpath.run(session, hotpath.CLAIM_STATE, study=study_id, reviewer=reviewer_id, now=now,
                         start=start_offset(study_id, reviewer_id), window=WINDOW)
     if state is None:
-        return _ORM_PATH
+        return _Path.ORM
     (raw_settings, scale_min, scale_max, gold_rate, per_item, lease_minutes, member_id, position,
      queue_cursor, active, lease_id, lease_item, lease_expires, *parts) = state
     settings = StudySettings.from_json(raw_settings)  # as StudySettings.of(study) reads them
@@ -257,16 +271,16 @@ def _claim_fast(session: Session, study_id: int, reviewer_id: int, now: datetime
     if settings.reviewer_ids and reviewer_id not in settings.reviewer_ids:
         return None  # not among the reviewers the study lists, as `listed` says
     if settings.max_items_per_reviewer is not None or member_id is None:
-        return _ORM_PATH  # a quota needs the fill counts; a reviewer joining is enrolled there
+        return _Path.ORM  # a quota needs the fill counts; a reviewer joining is enrolled there
     check_account(active, None)
     if lease_id is not None:
-        return Lease(lease_id, lease_item, _as_aware(lease_expires), position)
+        return Lease(lease_id, lease_item, _lease_end(lease_expires), position)
     plain, gold_window = _joined(parts[0], parts[1]), _joined(parts[2], parts[3])
     want_gold = _hash01("gold", study_id, reviewer_id, position) < gold_rate
     for gold in (want_gold, not want_gold):
         found = gold_window if gold else plain
         if found is None:
-            return _ORM_PATH  # the gold window was not read (a study without gold rate)
+            return _Path.ORM  # the gold window was not read (a study without gold rate)
         if not found:
             continue
         moved = found[0][1] if not gold and found[0][1] != queue_cursor else None
@@ -275,7 +289,7 @@ def _claim_fast(session: Session, study_id: int, reviewer_id: int, now: datetime
         leased = hotpath.run(session, hotpath.LEASE_FIRST, ids=order, reviewer=reviewer_id, now=now,
                              expires=expires, slots=list(range(per_item)), member=member_id, cursor=moved)
         if leased is None:
-            return _ORM_PATH
+            return _Path.ORM
         if moved is not None:
             hotpath.forget(session, StudyReviewer, member_id)
         return Lease(leased[0], leased[1], expires, position, item_view_of(*leased[1:]))

@@ -26,7 +26,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, exists, func, null, select
+from sqlalchemy import Select, and_, delete, exists, func, null, select
 from sqlalchemy.orm import Session, aliased, make_transient_to_detached
 
 from db.models import (
@@ -326,7 +326,7 @@ def _drop_draft(session: Session, assignment_id: int, reviewer_id: int) -> None:
                                               RatingDraft.reviewer_id == reviewer_id))
 
 
-def _in_study(study: Study, reviewer_id: int):  # noqa: ANN202 - SQL expression
+def _in_study(study: Study, reviewer_id: int) -> Select[Assignment]:
     return select(Assignment).join(StudyItem, StudyItem.id == Assignment.item_id).where(
         StudyItem.study_id == study.id, Assignment.reviewer_id == reviewer_id)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -262,7 +263,7 @@ def _exports(lab: Lab, study_id: int, name: str, fingerprint: tuple[int, ...],
     with c[0]:
         for fmt, label in (("csv", "Ratings (CSV)"), ("jsonl", "Ratings (JSON Lines)"),
                            ("parquet", "Ratings (Parquet)")):
-            _download(label, lambda fmt=fmt: ratings_bytes(rows, fmt),
+            _download(label, partial(ratings_bytes, rows, fmt),
                       f"{stem}-ratings{suffix}.{fmt}", key=f"{KEY}dl_ratings_{fmt}", mime=MIME[fmt])
     with c[1]:
         _download("Item × rater matrix (CSV)", lambda: matrix_csv(filtered),

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from review.analysis.charts import TopChart
 from review.analysis.export import ratings_fingerprint, ratings_frame, ratings_in_use
 from review.answer.boundary import Curve, Options, classify
 from review.answer.metrics_vs_people import MetricsVsPeople, metrics_vs_people
@@ -77,15 +78,15 @@ def _metrics_section(lab: Lab, db: str, study_id: int, fingerprint: tuple[int, .
     st.dataframe(m.correlations, hide_index=True, key=f"{KEY}corr_table")
     st.markdown("**Where a metric and people disagree most** (largest gap between the item's rank "
                 "by the metric and by MOS)")
-    items = m.items.set_index("item")
-    for row in m.disagreements.itertuples():
-        it = items.loc[row.item]
-        st.caption(f"Item {row.item}: {inert(row.restorer)} at {it['blur_level']:g} px of "
+    items = m.items.set_index("item").to_dict("index")
+    for row in m.disagreements.to_dict("records"):
+        it = items[row["item"]]
+        st.caption(f"Item {row['item']}: {inert(row['restorer'])} at {it['blur_level']:g} px of "
                    f"{inert(it['blur_kind'])}; "
-                   f"{row.metric} = {row.value:.3g}, MOS {row.mos:.2f}, rank gap {row.gap:.2f}")
+                   f"{row['metric']} = {row['value']:.3g}, MOS {row['mos']:.2f}, rank gap {row['gap']:.2f}")
         show_images(lab.store, [
             ("Reference (sharp source)", ImageRef(it["source_path"], it["source_sha256"])),
-            (f"Restoration ({row.restorer})", ImageRef(it["restored_path"], it["restored_sha256"]))])
+            (f"Restoration ({row['restorer']})", ImageRef(it["restored_path"], it["restored_sha256"]))])
 
 
 def series_label(curve: Curve, strength: float | None) -> str:
@@ -137,7 +138,7 @@ def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
     return out
 
 
-def answer_chart(answer: Answer, blur_kind: str) -> alt.LayerChart:
+def answer_chart(answer: Answer, blur_kind: str) -> TopChart:
     """Faithful share against blur level: points with Wilson bars, the curve and its band, the
     threshold h, the uncertain zone shaded, and each boundary (dashed) with its 95 % interval."""
     f = chart_frames(answer, blur_kind)
@@ -215,7 +216,7 @@ def _proposals(lab: Lab, user: SessionUser, study_id: int, answer: Answer) -> No
         st.caption("An admin can accept a proposal.")
         return
     choice = st.selectbox("Proposal", range(len(rows)), key=f"{KEY}proposal",
-                          format_func=lambda i: f"{table.iloc[i]['restorer']}, {rows[i][0].blur_kind} "
+                          format_func=lambda i: f"{table['restorer'].iloc[i]}, {rows[i][0].blur_kind} "
                                                 f"at {rows[i][1]['level']:g} px")
     if st.button("Accept: queue a generation job", key=f"{KEY}accept", icon=":material/add_task:"):
         curve, p = rows[choice]
@@ -282,11 +283,11 @@ def render(lab: Lab, user: SessionUser) -> None:
                         "uncertain zone shaded, boundary dashed with its 95 % interval on the "
                         "threshold line.")
             st.altair_chart(answer_chart(answer, kind), key=f"{KEY}chart_{kind}", width="stretch")
-    c = st.columns(2)
-    c[0].download_button("Curves and boundaries (CSV)", lambda: answer_csv(answer),
+    downloads = st.columns(2)
+    downloads[0].download_button("Curves and boundaries (CSV)", lambda: answer_csv(answer),
                          file_name="answer.csv", mime="text/csv", key=f"{KEY}dl_csv", on_click="ignore",
                          icon=":material/download:")
-    c[1].download_button("Curves, band and boundaries (JSON)", lambda: answer_json(answer),
+    downloads[1].download_button("Curves, band and boundaries (JSON)", lambda: answer_json(answer),
                          file_name="answer.json", mime="application/json", key=f"{KEY}dl_json",
                          on_click="ignore", icon=":material/download:")
     _proposals(lab, user, study_id, answer)

@@ -6,6 +6,7 @@ action (review.accounts.audit); this page only reads them.
 from __future__ import annotations
 
 from datetime import date
+from typing import TypedDict
 
 import pandas as pd
 import streamlit as st
@@ -29,6 +30,15 @@ KEY = "audit_"
 EVERYONE = "everyone"
 
 
+class _Filters(TypedDict):
+    """The page's filters, as count_entries and audit_entries take them."""
+
+    actor: str | None
+    actions: tuple[str, ...]
+    since: date | None
+    until: date | None
+
+
 def render(lab: Lab, user: SessionUser) -> None:
     """The Audit log page."""
     if not may(user.role, Action.AUDIT_VIEW):
@@ -42,8 +52,8 @@ def render(lab: Lab, user: SessionUser) -> None:
     actions = c2.multiselect("Actions (none chosen = all)", ACTIONS, key=f"{KEY}actions")
     since: date | None = c3.date_input("From (UTC day)", value=None, key=f"{KEY}since")
     until: date | None = c4.date_input("To (UTC day)", value=None, key=f"{KEY}until")
-    filters = {"actor": None if actor == EVERYONE else actor, "actions": tuple(actions),
-               "since": since, "until": until}
+    filters: _Filters = {"actor": None if actor == EVERYONE else actor, "actions": tuple(actions),
+                         "since": since, "until": until}
     try:
         with lab.read() as s:  # a read: no write transaction, so no run_action
             total = count_entries(s, **filters)

@@ -8,6 +8,7 @@ catalog. Who may open the page: review.answer.try_photo.access_refusal."""
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -79,7 +80,8 @@ def render(lab: Lab, user: SessionUser) -> None:
     if not studies:
         st.info("No studies yet: the blur level is measured in a study's units.")
         return
-    study_id = st.selectbox("Compare with study", list(studies), format_func=studies.get, key=f"{KEY}study")
+    study_id = st.selectbox("Compare with study", list(studies), format_func=studies.__getitem__,
+                            key=f"{KEY}study")
     db = lab.engine.url.render_as_string(hide_password=True)
     with lab.read() as s:
         key = calibration_key(s, study_by_id(s, study_id))
@@ -190,7 +192,7 @@ def _add_to_catalog(lab: Lab, user: SessionUser, photo: Image.Image, name: str) 
                     f"({inert(title or 'untitled')}); nothing added.")
 
 
-def _add(s, lab: Lab, user: SessionUser, photo: Image.Image, name: str, licence: str,  # noqa: ANN001
+def _add(s: Any, lab: Lab, user: SessionUser, photo: Image.Image, name: str, licence: str,
          content: str) -> tuple[int, str, bool]:
     row, new = add_to_catalog(s, lab.store, photo, role=user.role, title=name, licence=licence,
                               content=content)
