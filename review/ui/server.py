@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 import json
 from functools import cache
+from typing import Literal
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -68,10 +69,11 @@ async def _session(request: Request) -> Response:
     return _with_cookie(Response(status_code=204), request, token)
 
 
-def _with_cookie(response: Response, request: Request, token: str, samesite: str = "strict") -> Response:
+def _with_cookie(response: Response, request: Request, token: str,
+                 samesite: Literal["strict", "lax"] = "strict") -> Response:
     secure = request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
     response.set_cookie(COOKIE, token, max_age=int(SESSION_LIFETIME.total_seconds()), path="/",
-                        httponly=True, samesite=samesite, secure=secure)  # type: ignore[arg-type]
+                        httponly=True, samesite=samesite, secure=secure)
     return response
 
 
