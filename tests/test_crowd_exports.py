@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -79,6 +80,10 @@ def test_links_carry_each_platforms_placeholders(lab: Lab) -> None:
     token = links["plain"][len(prefix):].split("&")[0]
     claims = read_link(SECRET, token)
     assert (claims.study_id, claims.pool_id) == (study_id, pools["plain"].id)
+    with lab.read() as s:  # the page's link stays the same all day: its lifetime counts from midnight
+        shown = ce.pool_link(s, SECRET, pools["plain"].id, "https://lab.example.org", today=True)
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    assert read_link(SECRET, shown.split("t=")[1].split("&")[0]).expires == midnight + timedelta(days=30)
 
 
 def test_the_cleansing_report_has_every_criterion_and_who_decided(cleansed) -> None:  # noqa: ANN001

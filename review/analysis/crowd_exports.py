@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -110,11 +110,14 @@ def recruitment_link(base_url: str, token: str, pool: RaterPool) -> str:
 
 
 def pool_link(session: Session, secret: bytes, pool_id: int, base_url: str,
-              lifetime: timedelta = DEFAULT_LIFETIME) -> str:
-    """A fresh signed link for the pool (valid for `lifetime`, until its links are voided)."""
+              lifetime: timedelta = DEFAULT_LIFETIME, *, today: bool = False) -> str:
+    """A signed link for the pool, valid for `lifetime` (until its links are voided). With
+    `today`, the lifetime counts from the start of the UTC day, so the link a page shows stays
+    the same all day instead of changing at every rerun."""
     pool = get_pool(session, pool_id)
+    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) if today else None
     return recruitment_link(base_url, sign_link(secret, pool.study_id, pool.id, pool.link_version,
-                                                lifetime), pool)
+                                                lifetime, now=start), pool)
 
 
 def link_note(pool: RaterPool) -> str:

@@ -156,7 +156,7 @@ def _live_table(lab: Lab, pool_id: int) -> None:
 def _pool_panel(lab: Lab, user: SessionUser, pool: Any, base_url: str, secret: bytes) -> None:
     with lab.read() as s:
         count, left = participant_count(s, pool.id), places_left(s, pool)
-        link = ce.pool_link(s, secret, pool.id, base_url) if base_url else ""
+        link = ce.pool_link(s, secret, pool.id, base_url, today=True) if base_url else ""
     is_open = pool.status == PoolStatus.OPEN
     label = (f"{inert(pool.name)} · {pool.kind} · {pool.platform} · {pool.status} · {count} participants"
              + (f", {left} places left" if left is not None else ""))
