@@ -15,7 +15,14 @@ from db.models import DegradedImage, Restoration, SourceImage, StudyItem, User
 from review.cli import ReviewCommands, cli
 from review.config import load_settings
 from review.database import open_lab
-from review.demo import SIMULATED_LEVELS, SIMULATED_RATERS, SIMULATED_SOURCES, SIMULATED_STUDY
+from review.demo import (
+    CROWD_INHOUSE,
+    CROWD_PARTICIPANTS,
+    SIMULATED_LEVELS,
+    SIMULATED_RATERS,
+    SIMULATED_SOURCES,
+    SIMULATED_STUDY,
+)
 from review.labeling.cohorts import CohortError
 
 
@@ -90,8 +97,10 @@ def test_demo_is_idempotent_and_ratable_without_weights(runner):
     first = runner.invoke(cli, ["demo"])
     assert first.exit_code == 0, first.output
     counts = _counts()
-    # 5 demo accounts + the simulated panel's raters; 7 photos + 2 small ones for the simulated study.
-    assert counts[0] == 5 + SIMULATED_RATERS and counts[1] == 7 + len(SIMULATED_SOURCES) and counts[4] >= 50
+    # 5 demo accounts + the simulated panel's raters + the simulated crowd study's in-house raters
+    # and participants; 7 photos + 2 small ones shared by the two simulated studies.
+    assert counts[0] == 5 + SIMULATED_RATERS + CROWD_INHOUSE + CROWD_PARTICIPANTS
+    assert counts[1] == 7 + len(SIMULATED_SOURCES) and counts[4] >= 50
     again = runner.invoke(cli, ["demo"])
     assert again.exit_code == 0 and _counts() == counts
     lab = open_lab(load_settings())

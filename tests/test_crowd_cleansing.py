@@ -82,6 +82,9 @@ def test_decisions_overrides_reopening_and_blocking(lab: Lab) -> None:
         costs = cc.pool_costs(s, study_id)["crowd"]
     assert (costs.submissions, costs.used_submissions, costs.paid_submissions) == (4, 2, 3)
     with lab.read() as s:
+        paid = [s.get(Participant, p).user_id for p in (good, flat, late)]
+        assert costs.paid_items == len(s.scalars(select(Rating).where(Rating.reviewer_id.in_(paid))).all())
+    with lab.read() as s:
         flat_user = s.get(Participant, flat).user_id
         flat_ratings = set(s.scalars(select(Rating.id).where(Rating.reviewer_id == flat_user)))
         assert len(flat_ratings) == 6 and flat_ratings <= cc.unused_rating_ids(s, study_id)

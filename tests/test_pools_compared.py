@@ -52,6 +52,11 @@ def test_each_pool_is_measured_on_its_own_ratings() -> None:
     assert crowd.median_seconds == 2.5 and inhouse.cost_per_used_rating is None
     crowd_ratings = int((df["pool"] == "Prolific").sum())
     assert crowd.cost_per_used_rating == pytest.approx((0.10 * crowd_ratings + 1.00 * 6) / crowd_ratings)
+    # paid items of submissions left out still cost: they count over the ratings in use
+    paid = {"Prolific": PoolCosts(pay_per_item=0.10, pay_per_session=1.00, submissions=6, used_submissions=5,
+                                  paid_submissions=6, paid_items=crowd_ratings + 30)}
+    (_, crowd_paid) = compare_pools(df, paid, bootstrap=0)
+    assert crowd_paid.cost_per_used_rating == pytest.approx((0.10 * (crowd_ratings + 30) + 6) / crowd_ratings)
     assert [g.group for g in crowd.by_guideline] == ["v1", "v2"]
     assert [g.group for g in crowd.by_qa] == ["no_qa", "qa"]
     table = pools_frame([inhouse, crowd])

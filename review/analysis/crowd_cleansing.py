@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db.models import (
@@ -242,8 +242,16 @@ def pool_costs(session: Session, study_id: int) -> dict[str, PoolCosts]:
         finished = [p for p in session.scalars(select(Participant).where(Participant.pool_id == pool.id))
                     if p.stage == ParticipantStage.COMPLETED]
         outcomes = [decisions[p.id].outcome for p in finished if p.id in decisions]
+        paid_users = [p.user_id for p in finished
+                      if p.id in decisions and decisions[p.id].outcome != CleansingOutcome.REJECT]
+        # Every item they rated is paid, set aside or not; a QA correction is not another item.
+        paid_items = session.scalar(
+            select(func.count(Rating.id)).join(StudyItem, StudyItem.id == Rating.item_id)
+            .where(StudyItem.study_id == study_id, Rating.reviewer_id.in_(paid_users),
+                   Rating.supersedes_id.is_(None))) if paid_users else 0
         out[pool.name] = PoolCosts(
             pay_per_item=pool.pay_per_item, pay_per_session=pool.pay_per_session, currency=pool.currency,
             submissions=len(finished), used_submissions=outcomes.count(CleansingOutcome.ACCEPT_USE),
-            paid_submissions=sum(o != CleansingOutcome.REJECT for o in outcomes))
+            paid_submissions=sum(o != CleansingOutcome.REJECT for o in outcomes),
+            paid_items=int(paid_items or 0))
     return out

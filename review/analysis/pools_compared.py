@@ -33,6 +33,7 @@ class PoolCosts:
     submissions: int = 0  # finished crowd sessions (0 for an in-house team)
     used_submissions: int = 0
     paid_submissions: int = 0  # accepted, used or not
+    paid_items: int | None = None  # live items rated in paid submissions; None: count the ratings given
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,9 @@ def compare_pools(df: pd.DataFrame, costs: Mapping[str, PoolCosts] | None = None
         near = (own_live["score"] - own_live["item"].map(centre)).abs() <= 1
         seconds = own_live["time_taken_ms"].dropna() / 1000
         c = costs.get(str(pool), PoolCosts())
-        spent = c.pay_per_item * len(sub) + c.pay_per_session * c.paid_submissions
+        # What the pool was paid (every paid submission's items, used or not) over the ratings in use.
+        items_paid = len(sub) if c.paid_items is None else c.paid_items
+        spent = c.pay_per_item * items_paid + c.pay_per_session * c.paid_submissions
         cost = spent / len(sub) if len(sub) and (c.pay_per_item or c.pay_per_session) else None
         out.append(PoolFigures(
             pool=str(pool), raters=int(sub["rater"].nunique()), items=int(sub["item"].nunique()),
