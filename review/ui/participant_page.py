@@ -48,8 +48,9 @@ from review.policy import Action
 from review.ui.common import SessionUser, flash, get_lab, require, run_action, show_flashes
 from review.ui.display import inert
 from review.ui.guideline import render_guideline
+from review.ui.rate import item_panels
 from review.ui.server import VIEWING_PATH
-from review.ui.viewer import Panel, compare_viewer
+from review.ui.viewer import compare_viewer
 
 STEP_KEY, FEEDBACK_KEY, VERDICT_KEY, SCORE_KEY = "p_step", "p_feedback", "p_verdict", "p_score"
 ANSWER_ROW_KEY, SUBMIT_KEY, CONTRAST_KEY, CONSENT_KEY = "p_answer_row", "p_submit", "p_contrast", "p_consent"
@@ -67,7 +68,7 @@ class Where:
     study_id: int
     scale: tuple[int, int]
     labels: dict[int, str]
-    settings: PoolSettings
+    flow: PoolSettings
     done: int  # live items finished
     end_code: str
     return_url: str
@@ -192,7 +193,7 @@ def contrast_png(digits: tuple[int, ...], steps: tuple[int, ...]) -> bytes:
 
 
 def _viewing(lab: Any, user: SessionUser, here: Where) -> None:
-    s = here.settings
+    s = here.flow
     st.header("Check your screen")
     st.markdown("This study shows images at their own size and asks about fine detail, so your screen "
                 "must show them as they are.")
@@ -226,7 +227,7 @@ def _window_report(participant_id: int, wait: bool) -> Any:
 
 
 def _on_check(here: Where) -> None:
-    found = _window_report(here.participant_id, here.settings.viewing_check)
+    found = _window_report(here.participant_id, here.flow.viewing_check)
     measures = crowd_flow.ViewingMeasures(
         found.inner_width if found else None, found.pixel_ratio if found else None,
         found.viewport_scale if found else None, str(st.session_state.get(CONTRAST_KEY) or ""))
@@ -238,16 +239,6 @@ def _on_check(here: Where) -> None:
 
 
 # ----------------------------------------------------------------------------- the item and its answer
-
-
-def _panels(view: ItemView) -> list[Panel]:
-    if view.reference is None:
-        return [Panel("blurred", "Blurred input (no sharp original exists)", view.blurred),
-                Panel("restoration", "Restoration", view.restoration)]
-    panels = [Panel("reference", "Reference", view.reference)]
-    if st.session_state.get(BLURRED_KEY, False):
-        panels.append(Panel("blurred", "Blurred input", view.blurred))
-    return [*panels, Panel("restoration", "Restoration", view.restoration)]
 
 
 def _score_label(score: int, labels: dict[int, str]) -> str:
@@ -285,7 +276,8 @@ def _item(lab: Any, user: SessionUser, here: Where, view: ItemView, token: str, 
     keys = {str(v % 10): f"p_score:{v}" for v in scores} | {"enter": SUBMIT_KEY}
     if view.reference is not None:
         keys["b"] = BLURRED_KEY
-    compare_viewer(lab.store, _panels(view), item=token, keys=keys,
+    panels = item_panels(view, st.session_state.get(BLURRED_KEY, False))
+    compare_viewer(lab.store, panels, item=token, keys=keys,
                    streamlit_keys=[str(v % 10) for v in scores] + ["enter"], leave_on_enter="",
                    below=ANSWER_ROW_KEY)
     picked = _picked(token)
@@ -369,7 +361,8 @@ def _feedback(lab: Any, here: Where) -> None:
             f"**{expected}**." + (" Right." if fb.right else " Compare the images again with this in mind."))
     if fb.reason:
         st.text(f"Why: {fb.reason}")  # the study's own words, as plain text
-    compare_viewer(lab.store, _panels(view), item=token, keys={"enter": NEXT_KEY}, streamlit_keys=["enter"],
+    panels = item_panels(view, st.session_state.get(BLURRED_KEY, False))
+    compare_viewer(lab.store, panels, item=token, keys={"enter": NEXT_KEY}, streamlit_keys=["enter"],
                    leave_on_enter="", below=NEXT_ROW_KEY)
     with st.container(horizontal=True, key=NEXT_ROW_KEY):
         st.button("Next", key=NEXT_KEY, shortcut="Enter", type="primary", icon=":material/arrow_forward:",
@@ -400,7 +393,7 @@ def _live(lab: Any, user: SessionUser, here: Where) -> None:
             st.rerun()
         step = outcome.value
         st.session_state[STEP_KEY] = step
-    total = here.settings.items_per_session
+    total = here.flow.items_per_session
     st.progress(min(here.done / total, 1.0), text=f"{here.done} of {total} items done")
     _item(lab, user, here, step.view, step.token, "**Rate how faithful the restoration is**",
           _on_live_answer, (here, user, step))

@@ -354,12 +354,15 @@ STREAMLIT_KEYS = {"enter": "submit", "s": "skip", "u": "undo", "g": "guideline"}
 BLURRED_KEY, SCORE_ROW_KEY, ACTION_ROW_KEY = "show_blurred", "score_row", "action_row"
 
 
-def _panels(item: ItemView) -> list[Panel]:
+def item_panels(item: ItemView, show_blurred: bool) -> list[Panel]:
+    """An item's viewer panels, as raters see them: the reference (or the blurred input where no
+    sharp original exists), the blurred input when asked for, the restoration (also the
+    participant page's, so items and traps look the same everywhere)."""
     if item.reference is None:
         return [Panel("blurred", "Blurred input (no sharp original exists)", item.blurred),
                 Panel("restoration", "Restoration", item.restoration)]
     panels = [Panel("reference", "Reference", item.reference)]
-    if st.session_state.get(BLURRED_KEY, False):
+    if show_blurred:
         panels.append(Panel("blurred", "Blurred input", item.blurred))
     return [*panels, Panel("restoration", "Restoration", item.restoration)]
 
@@ -406,7 +409,8 @@ def rating_area(study: StudyChoice) -> None:
 
     labels = study.labels
     scores = list(range(study.scale_min, study.scale_max + 1))
-    compare_viewer(lab.store, _panels(item), item=str(aid), keys=_keys(scores, item),
+    panels = item_panels(item, st.session_state.get(BLURRED_KEY, False))
+    compare_viewer(lab.store, panels, item=str(aid), keys=_keys(scores, item),
                    streamlit_keys=[str(v % 10) for v in scores] + list(STREAMLIT_KEYS),
                    leave_on_enter=COMMENT_KEY, below=ACTION_ROW_KEY,
                    clock=(now - cur.shown_at, now - started))
