@@ -15,7 +15,6 @@ from db.models import (
     BlockedParticipant,
     CleansingDecision,
     Participant,
-    ParticipantProbe,
     Rating,
     Study,
     User,
@@ -24,11 +23,10 @@ from review.accounts.links import sign_link
 from review.analysis import crowd_cleansing as cc
 from review.analysis.export import default_ratings, ratings_frame, ratings_in_use
 from review.database import Lab
-from review.labeling import crowd_flow as flow
 from review.labeling.participants import JoinRefused, join
 from review.labeling.pools import PoolSettings, PoolSpec, add_pool
-from review.labeling.ratings import Submission, submit
 from tests.support import build_study
+from tests.support_crowd import crowd_session, honest
 
 SECRET = b"c" * 48
 FLOW = PoolSettings(viewing_check=False, contrast_check=False, training_items=0, qualification_items=0,
@@ -43,26 +41,8 @@ def _study(lab: Lab) -> tuple[int, str]:
 
 
 def _session(lab: Lab, token: str, pid: str, score: Callable[[int], int], trap_right: bool = True) -> int:
-    """A participant through the real flow: `score(item_id)` for live items, traps as told."""
-    with lab.write() as s:
-        joined = join(s, SECRET, token, {"pid": pid}, pid)
-        flow.give_consent(s, joined.participant_id)
-    while True:
-        with lab.write() as s:
-            step = flow.next_live(s, joined.participant_id, lab.store)
-            if isinstance(step, flow.Done):
-                return joined.participant_id
-            if isinstance(step, flow.Trap):
-                expected = s.get(ParticipantProbe, step.probe_id).expected_min
-                flow.answer_trap(s, joined.participant_id, step.probe_id,
-                                 expected if trap_right else expected % 5 + 1, seconds=4.0)
-            else:
-                submit(s, step.assignment_id, joined.user_id,
-                       Submission(score=score(step.item_id), time_taken_ms=7000))
-
-
-def honest(item_id: int) -> int:
-    return 1 + item_id % 5
+    """A participant through the real flow (tests/support_crowd.py): `score(item_id)` for live items."""
+    return crowd_session(lab, SECRET, token, {"pid": pid}, score, trap_right)
 
 
 def test_decisions_overrides_reopening_and_blocking(lab: Lab) -> None:
