@@ -185,3 +185,18 @@ def test_image_file_still_decodes(tmp_path: Path) -> None:
     Image.new("RGB", (16, 12), (10, 20, 30)).save(buf, format="PNG")
     path.write_bytes(buf.getvalue())
     assert decode_file(path).size == (16, 12)
+
+
+def test_a_base_install_is_told_to_run_make_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the sd15 packages (`make install-base`), SD1.5 says what to run instead of failing
+    with "No module named torch"; with them it says nothing."""
+    import importlib.util
+
+    from review.media.restore import sd15_weights
+
+    sd15_weights.require_sd15_packages()  # this install has them
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("torch", "diffusers") else real(name, *a))
+    with pytest.raises(sd15_weights.WeightsError, match=r"needs torch, diffusers.*Run `make install`"):
+        sd15_weights.require_sd15_packages()

@@ -555,6 +555,19 @@ _pipelines_lock = threading.Lock()
 MAX_CACHED_PIPELINES = 2
 
 
+#: What running SD1.5 needs beyond the base install (requirements-sd15.lock).
+SD15_PACKAGES = ("torch", "diffusers", "transformers")
+
+
+def require_sd15_packages() -> None:
+    """Refuse plainly when this install lacks SD1.5's packages (`make install-base` alone)."""
+    missing = [name for name in SD15_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise WeightsError(f"Stable Diffusion 1.5 needs {', '.join(missing)}, which this install lacks "
+                           "(the base install leaves them out). Run `make install` to add them "
+                           "(requirements-sd15.lock), then try again.")
+
+
 def load_pipeline(
     path: Path | str | None,
     *,
@@ -570,6 +583,7 @@ def load_pipeline(
     never served from the old copy. A file that changes while it loads is loaded again."""
     with _quiet_loading():
         src = resolve_weights(path, models_dir=models_dir, config_dir=config_dir)
+    require_sd15_packages()
     dev = pick_device(device)
     prec = pick_precision(precision, dev)
     for _ in range(3):
