@@ -12,6 +12,7 @@ from db.models import Participant, Study, User
 from review.analysis import crowd_cleansing as cc
 from review.analysis.export import default_ratings, ratings_frame, ratings_in_use
 from review.analysis.pools_compared import compare_pools
+from review.analysis.qa_stats import gold_accuracy, gold_accuracy_read
 from review.database import Lab
 from review.demo import CROWD_POOL, CROWD_STUDY, seed_crowd_demo
 from review.labeling.guidelines.files import GUIDELINES_DIR, authored_dir, sync_all
@@ -29,9 +30,13 @@ def test_the_crowd_demo_is_simulated_cleansed_and_compared(lab: Lab) -> None:
         users = s.scalars(select(User).join(Participant, Participant.user_id == User.id)).all()
         assert len(users) == 30 and all(u.simulated and u.password_hash == "!" for u in users)
         decisions = cc.current_decisions(s, study.id)
+        gold_used, read = gold_accuracy_read(s, study.id, "reviewer")
+        gold_all = gold_accuracy(s, study.id, "reviewer", "all")
         frame = ratings_frame(s, study)
         costs = cc.pool_costs(s, study.id)
     assert len(decisions) == 30
+    # gold accuracy reads used ratings by default and says so; per rater "all" keeps everyone's record
+    assert read == "used" and len(gold_all) > len(gold_used)
     assert {d.outcome for d in decisions.values()} == {"accept_use", "accept_no_use", "reject"}
     assert default_ratings(frame) == "used"
     crowd_all = next(f for f in compare_pools(frame, costs, bootstrap=0) if f.pool == CROWD_POOL)

@@ -56,10 +56,16 @@ def gold_accuracy(session: Session, study_id: int, by: str, which: str | None = 
     (see gold_accuracy_frame): what the Studies page (per reviewer) and the QA page (per cohort)
     show, and what the Analysis page's report gives per rater. `which`: the ratings data
     cleansing uses ("used", the default once it leaves any out) or "all"."""
+    return gold_accuracy_read(session, study_id, by, which)[0]
+
+
+def gold_accuracy_read(session: Session, study_id: int, by: str,
+                       which: str | None = None) -> tuple[pd.DataFrame, str]:
+    """`gold_accuracy` and which ratings it read ("used" or "all"), for the page to say so."""
     study = session.get_one(Study, study_id)
     df = ratings_frame(session, study, gold_only=True)
-    df = ratings_in_use(df, which or default_ratings(df))
-    return gold_accuracy_frame(df, by, (study.scale_min, study.scale_max))
+    which = which or default_ratings(df)
+    return gold_accuracy_frame(ratings_in_use(df, which), by, (study.scale_min, study.scale_max)), which
 
 
 def qa_summary(session: Session, study_id: int) -> pd.DataFrame:

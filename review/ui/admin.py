@@ -112,7 +112,8 @@ def study_page() -> None:
     with lab.read() as s:
         studies = study_progress(s)
         per_reviewer = {p.id: reviewer_progress(s, p.id) for p in studies}
-        gold = {p.id: gold_accuracy(s, p.id, "reviewer").set_index("reviewer") for p in studies}
+        # every reviewer's and participant's own record, whatever data cleansing decided of it
+        gold = {p.id: gold_accuracy(s, p.id, "reviewer", "all").set_index("reviewer") for p in studies}
     if not studies:
         st.info("No studies yet. Create one on the Study setup page (or `python -m review demo`).")
         return

@@ -14,7 +14,8 @@ from typing import Any
 
 import streamlit as st
 
-from review.analysis.qa_stats import gold_accuracy, qa_summary
+from review.analysis.export import RATINGS_WORDS
+from review.analysis.qa_stats import gold_accuracy_read, qa_summary
 from review.database import Lab
 from review.labeling import qa
 from review.labeling.ratings import FLAG_LABELS, FLAGS
@@ -44,7 +45,7 @@ def _admin_panel(lab: Lab, study_id: int, actor_id: int) -> None:
         settings = StudySettings.of(study)
         rate, show = settings.qa_rate, settings.show_qa_feedback
         summary = qa_summary(s, study_id)
-        gold = gold_accuracy(s, study_id, "qa_cohort")
+        gold, gold_read = gold_accuracy_read(s, study_id, "qa_cohort")
     with st.expander("QA settings, sampling and summary (admin)", expanded=False):
         with st.form(f"{KEY}settings_{study_id}"):
             c1, c2 = st.columns(2)
@@ -69,6 +70,7 @@ def _admin_panel(lab: Lab, study_id: int, actor_id: int) -> None:
             st.markdown("**Gold accuracy by QA cohort** (the reviewers' own scores on gold items, "
                         "before any QA correction; Wilson 95% CI)")
             st.dataframe(gold, hide_index=True, width="stretch")
+            st.caption(f"From {RATINGS_WORDS[gold_read]}.")
 
 
 def _sample_now(study_id: int, actor_id: int) -> Callable[[Any], str]:
