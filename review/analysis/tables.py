@@ -76,7 +76,7 @@ class Filters:
             lines.append(f"blur level: {self.blur_level[0]:g} to {self.blur_level[1]:g}")
         if self.exclude_gold:
             lines.append("gold and control items excluded")
-        return lines or ["none (all ratings)"]
+        return lines or ["none (every rating the choice above reads)"]
 
 
 def _labels(s: pd.Series) -> pd.Series:
