@@ -16,6 +16,7 @@ criteria as `set_aside`, still in the "all ratings" table) and frees their assig
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pandas as pd
@@ -188,11 +189,12 @@ def block(session: Session, participant_id: int, reason: str, *, actor_id: int |
 class Reopened:
     submissions: int
     ratings_set_aside: int
+    rating_ids: frozenset[int] = frozenset()  # the ratings this reopening set aside
 
 
 def reopen(session: Session, study_id: int, *, actor_id: int | None = None) -> Reopened:
     """Free the items of every not-used submission for other participants (see the module note)."""
-    submissions = ratings = 0
+    submissions, ratings = 0, set[int]()
     for pid, d in current_decisions(session, study_id).items():
         if d.outcome == CleansingOutcome.ACCEPT_USE:
             continue
@@ -205,18 +207,20 @@ def reopen(session: Session, study_id: int, *, actor_id: int | None = None) -> R
         criteria["set_aside"] = sorted({*criteria.get("set_aside", []), *aside})
         session.add(CleansingDecision(participant_id=pid, outcome=d.outcome, reasons=d.reasons,
                                       criteria=criteria, decided_by=d.decided_by))
-        submissions, ratings = submissions + 1, ratings + len(aside)
+        submissions, ratings = submissions + 1, ratings | set(aside)
     session.flush()
     record(session, "cleansing.decide", actor_id=actor_id, target=f"study {study_id}", reopened=submissions,
-           set_aside=ratings)
-    return Reopened(submissions, ratings)
+           set_aside=len(ratings))
+    return Reopened(submissions, len(ratings), frozenset(ratings))
 
 
-def unused_rating_ids(session: Session, study_id: int) -> set[int]:
+def unused_rating_ids(session: Session, study_id: int,
+                      decisions: Mapping[int, CleansingDecision] | None = None) -> set[int]:
     """Ratings the "used ratings only" analyses leave out: every rating of a submission whose
-    decision is not accept-and-use, and the outlier ratings of used ones."""
+    decision is not accept-and-use, and the outlier ratings of used ones (`decisions`: the
+    study's current decisions when the caller has read them already)."""
     out: set[int] = set()
-    decisions = current_decisions(session, study_id)
+    decisions = current_decisions(session, study_id) if decisions is None else decisions
     not_used = [pid for pid, d in decisions.items() if d.outcome != CleansingOutcome.ACCEPT_USE]
     if not_used:
         users = list(session.scalars(select(Participant.user_id).where(Participant.id.in_(not_used))))
@@ -228,10 +232,11 @@ def unused_rating_ids(session: Session, study_id: int) -> set[int]:
     return out
 
 
-def set_aside_rating_ids(session: Session, study_id: int) -> set[int]:
+def set_aside_rating_ids(session: Session, study_id: int,
+                         decisions: Mapping[int, CleansingDecision] | None = None) -> set[int]:
     """Ratings set aside to reopen their items (inactive, still the study's ratings)."""
-    return {int(i) for d in current_decisions(session, study_id).values()
-            for i in (d.criteria or {}).get("set_aside") or []}
+    decisions = current_decisions(session, study_id) if decisions is None else decisions
+    return {int(i) for d in decisions.values() for i in (d.criteria or {}).get("set_aside") or []}
 
 
 def pool_costs(session: Session, study_id: int) -> dict[str, PoolCosts]:

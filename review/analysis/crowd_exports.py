@@ -46,7 +46,6 @@ from review.analysis.cleansing import CleansingRules
 from review.analysis.crowd_cleansing import (
     current_decisions,
     reopen,
-    set_aside_rating_ids,
     unused_rating_ids,
 )
 from review.analysis.export import frame_csv, neutralise_frame
@@ -343,8 +342,7 @@ class Reopening:
 def reopen_items(session: Session, study_id: int, *, actor_id: int | None = None) -> Reopening:
     """Reopen the items of every not-used submission (crowd_cleansing.reopen) and say how many
     items that freed and how many more ratings the study needs."""
-    before = set_aside_rating_ids(session, study_id)
     done = reopen(session, study_id, actor_id=actor_id)
-    new = set_aside_rating_ids(session, study_id) - before
+    new = done.rating_ids
     items = set(session.scalars(select(Rating.item_id).where(Rating.id.in_(new)))) if new else set()
     return Reopening(done.submissions, len(items), ratings_needed(session, study_id))

@@ -45,7 +45,7 @@ from db.models import (
     StudyReviewer,
     User,
 )
-from review.analysis.crowd_cleansing import set_aside_rating_ids, unused_rating_ids
+from review.analysis.crowd_cleansing import current_decisions, set_aside_rating_ids, unused_rating_ids
 from review.analysis.formatting import neutralise_cell
 from review.analysis.report_types import RatingsRead
 from review.enums import RatingSource
@@ -107,9 +107,11 @@ def ratings_frame(session: Session, study: Study, *, include_history: bool = Fal
         .where(StudyItem.study_id == study.id)
         .order_by(Rating.id)
     )
-    unused = unused_rating_ids(session, study.id)
+    decisions = current_decisions(session, study.id)  # read once for both sets
+    unused = unused_rating_ids(session, study.id, decisions)
     if not include_history:
-        q = q.where(or_(Rating.active.is_(True), Rating.id.in_(set_aside_rating_ids(session, study.id))))
+        q = q.where(or_(Rating.active.is_(True),
+                        Rating.id.in_(set_aside_rating_ids(session, study.id, decisions))))
     if gold_only:
         q = q.where(StudyItem.is_gold.is_(True))
     df = pd.DataFrame(session.execute(q).mappings().all())

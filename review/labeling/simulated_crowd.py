@@ -34,7 +34,14 @@ from review.accounts.users import participant_account
 from review.enums import AssignmentStatus, ParticipantStage, ProbePhase, RatingSource
 from review.labeling.cohorts import ensure_enrolled
 from review.labeling.pools import pool_settings
-from review.labeling.simulated_panel import PanelSpec, RaterModel, TruthShape, item_quality, truth_for
+from review.labeling.simulated_panel import (
+    PanelSpec,
+    RaterModel,
+    TruthShape,
+    item_quality,
+    taken_slots,
+    truth_for,
+)
 
 BEHAVIOURS = ("careful", "noisy", "spammer", "straight_liner", "speeder")
 HONEST = ("careful", "noisy")
@@ -165,12 +172,7 @@ def simulate_pool(session: Session, study: Study, pool: RaterPool, *, participan
         .join(Restoration, Restoration.id == StudyItem.restoration_id)
         .join(DegradedImage, DegradedImage.id == Restoration.degraded_id)
         .where(StudyItem.study_id == study.id, StudyItem.is_training.is_(False)).order_by(StudyItem.id)).all()
-    taken: dict[int, set[int]] = {r.id: set() for r in rows}
-    for item_id, slot in session.execute(
-            select(Assignment.item_id, Assignment.slot).join(StudyItem, StudyItem.id == Assignment.item_id)
-            .where(StudyItem.study_id == study.id, Assignment.slot.is_not(None))):
-        if slot is not None:
-            taken.setdefault(item_id, set()).add(slot)
+    taken = taken_slots(session, study.id, [r.id for r in rows])
     spec = PanelSpec()
     psi = {}
     for r in rows:

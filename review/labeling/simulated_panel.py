@@ -202,6 +202,18 @@ def _clarity(arm_index: int, n_arms: int) -> float:
     return 1.0 if n_arms == 1 else 1.0 - 0.4 * arm_index / (n_arms - 1)
 
 
+def taken_slots(session: Session, study_id: int, item_ids: list[int]) -> dict[int, set[int]]:
+    """Each item's slots held by an assignment (empty sets for the items given): what a simulated
+    rater must leave alone, so the item keeps exactly the room left for real raters."""
+    taken: dict[int, set[int]] = {i: set() for i in item_ids}
+    for item_id, slot in session.execute(
+            select(Assignment.item_id, Assignment.slot).join(StudyItem, StudyItem.id == Assignment.item_id)
+            .where(StudyItem.study_id == study_id, Assignment.slot.is_not(None))):
+        if slot is not None:
+            taken.setdefault(item_id, set()).add(slot)
+    return taken
+
+
 def simulate_study(session: Session, study: Study, *, raters: int = 8, seed: int = 0,
                    spec: PanelSpec = PanelSpec()) -> SimulationSummary:
     """Add `raters` simulated raters who rate every item of `study` (hidden references and blurred
@@ -224,12 +236,7 @@ def simulate_study(session: Session, study: Study, *, raters: int = 8, seed: int
         raise SimulationError(f"Study {study.name!r} has no items with a blur level to rate.")
     # Simulated ratings hold slots like real ones (a finished assignment each), so the items keep
     # exactly the room left for real reviewers and nothing is over-filled.
-    taken: dict[int, set[int]] = {r.id: set() for r in rows}
-    for item_id, slot in session.execute(
-            select(Assignment.item_id, Assignment.slot).join(StudyItem, StudyItem.id == Assignment.item_id)
-            .where(StudyItem.study_id == study.id)):
-        if slot is not None:
-            taken.setdefault(item_id, set()).add(slot)
+    taken = taken_slots(session, study.id, [r.id for r in rows])
     active = dict(session.execute(
         select(Rating.item_id, func.count()).join(StudyItem, StudyItem.id == Rating.item_id)
         .where(StudyItem.study_id == study.id, Rating.active.is_(True)).group_by(Rating.item_id)).all())
