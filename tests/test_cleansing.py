@@ -58,7 +58,8 @@ def test_an_honest_submission_is_accepted_and_used() -> None:
 
 
 def test_a_failed_trap_rejects_with_the_platform_facing_reason_and_blocks() -> None:
-    df = crowd(session("bad", LIVE_SCORES, trap_answers=(3, 4)))
+    """Scores against everyone else's (r < 0): one failed trap is not forgiven."""
+    df = crowd(session("bad", [6 - s for s in LIVE_SCORES], trap_answers=(3, 4)))
     c = cleanse(df)
     row = c.submissions.set_index("submission").loc["bad"]
     assert row["outcome"] == REJECT and row["trap_failures"] == 1
@@ -83,6 +84,41 @@ def test_each_use_criterion_alone_leaves_the_submission_paid_but_unused(bad: pd.
     off = {"straight": {"min_variance": None}, "speeding": {"min_median_seconds": None},
            "gold": {"gold_min": None}}[reason.split(" ")[0].split(":")[0].split("-")[0]]
     assert outcome(df, "bad", CleansingRules(**off))["outcome"] == ACCEPT_USE
+
+
+def test_one_slip_is_forgiven_only_when_the_scores_agree_with_the_others() -> None:
+    """One trap or one gold answer too many, in a session whose scores follow the crowd's
+    (r >= 0.5): accepted and used, and the `forgiven` column says why; two slips, or the rule off,
+    or scores unrelated to the crowd's: not forgiven."""
+    df = crowd(session("trap", LIVE_SCORES, trap_answers=(3, 4)),
+               session("gold", LIVE_SCORES, gold_answers=(1, 1)),
+               session("both", LIVE_SCORES, trap_answers=(3, 4), gold_answers=(1, 1)),
+               session("two", LIVE_SCORES, trap_answers=(3, 3)))
+    trap, gold = outcome(df, "trap"), outcome(df, "gold")
+    assert trap["outcome"] == ACCEPT_USE and trap["reasons"] == "" and trap["consensus_r"] >= 0.5
+    assert trap["forgiven"].startswith("missed 1 of 2 attention checks, forgiven: scores agree")
+    assert gold["outcome"] == ACCEPT_USE and gold["forgiven"].startswith("missed 1 of 2 gold answers")
+    assert outcome(df, "both")["outcome"] == REJECT and outcome(df, "two")["outcome"] == REJECT
+    strict = outcome(df, "trap", CleansingRules(forgive_r=None))
+    assert strict["outcome"] == REJECT and strict["forgiven"] == ""
+    assert outcome(df, "gold", CleansingRules(forgive_r=None))["outcome"] == ACCEPT_NO_USE
+    contrary = crowd(session("contrary", [6 - s for s in LIVE_SCORES], gold_answers=(1, 1)))
+    assert outcome(contrary, "contrary")["outcome"] == ACCEPT_NO_USE
+
+
+def test_straight_lining_is_judged_against_how_much_the_items_differ() -> None:
+    """A low variance on items that everyone scores alike is not straight-lining; the same
+    variance where the others' scores of the items vary is."""
+    plateau = [4, 5, 4, 4, 5, 4, 4, 4, 5, 4]  # variance 0.21: below 0.25
+    alike = pd.concat([session(f"p{k}", [4, 5, 4, 4, 5, 4, 4, 4, 5, 4][k:] + plateau[:k])
+                       for k in range(6)], ignore_index=True)
+    row = outcome(alike, "p0")
+    assert row["score_variance"] < 0.25 and row["others_variance"] < 0.1
+    assert row["outcome"] == ACCEPT_USE
+    varied = outcome(crowd(session("flat", plateau)), "flat")
+    assert varied["outcome"] == ACCEPT_NO_USE and "straight-lining" in varied["reasons"]
+    assert "while the others' scores of the same items vary by" in varied["reasons"]
+    assert outcome(alike, "p0", CleansingRules(straight_ratio=None))["outcome"] == ACCEPT_NO_USE
 
 
 def test_gold_tolerance_is_one_scale_step_by_default() -> None:

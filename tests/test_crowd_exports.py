@@ -91,8 +91,9 @@ def test_the_cleansing_report_has_every_criterion_and_who_decided(cleansed) -> N
     with lab.read() as s:
         rows = _rows(ce.export_csv(s, study_id, "report"))
     assert rows[0] == ["participant", "pool", "platform", "platform_id", "live_items", "traps",
-                       "trap_failures", "gold_items", "gold_accuracy", "score_variance", "median_seconds",
-                       "bt500_rejected", "ds_accuracy", "outlier_ratings", "ratings_set_aside", "outcome",
+                       "trap_failures", "gold_items", "gold_accuracy", "score_variance", "others_variance",
+                       "median_seconds", "bt500_rejected", "ds_accuracy", "consensus_r", "outlier_ratings",
+                       "forgiven", "ratings_set_aside", "outcome",
                        "reasons", "platform_feedback", "decided_by", "decided_at"]
     by_id = {int(r[0]): dict(zip(rows[0], r, strict=True)) for r in rows[1:]}
     assert set(by_id) == set(ids.values())
@@ -102,7 +103,8 @@ def test_the_cleansing_report_has_every_criterion_and_who_decided(cleansed) -> N
     assert (good["live_items"], good["traps"], good["trap_failures"], good["median_seconds"]) == \
         ("6", "2", "0", "7.0")
     assert flat["outcome"] == "accept_no_use" and flat["score_variance"] == "0.0"
-    assert flat["reasons"] == "straight-lining: score variance 0.00 below 0.25"
+    assert flat["reasons"] == ("straight-lining: score variance 0.00 below 0.25 while the others' scores of "
+                              "the same items vary by 2.22")
     assert (spam["outcome"], spam["trap_failures"], spam["reasons"], spam["platform_feedback"]) == \
         ("reject", "2", "failed 2 of 2 attention checks", FEEDBACK)
     # the admin's override, formula-like reason neutralised for spreadsheets

@@ -7,10 +7,13 @@ override it. The outcome follows the P.808 toolkit's split between paying and us
 - **reject**: an attention check (trapping question) was failed; the platform is told why
   (`rules.rejection_feedback`) and the participant goes on the block list.
 - **accept, do not use**: paid, but its ratings stay out of the analysis: gold accuracy below
-  `gold_min`, straight-lining (score variance below `min_variance`), speeding (median seconds per
-  item below `min_median_seconds`), ITU-R BT.500 observer screening, or (when set) Dawid-Skene accuracy
-  below `ds_min`.
-- **accept and use**: every criterion passed.
+  `gold_min`, straight-lining (score variance below `min_variance` and below `straight_ratio` of
+  the variance of the other participants' means of the same items), speeding (median seconds per
+  item below `min_median_seconds`), ITU-R BT.500 observer screening, or (when set) Dawid-Skene
+  accuracy below `ds_min`.
+- **accept and use**: every criterion passed, or a single slip (one trap, or one gold answer, too
+  many) in a session whose scores agree with the other participants' (consensus r at least
+  `forgive_r`); the `forgiven` column says so.
 
 Single ratings with |z| >= 3.29 against their item's other ratings (P.808's outlier removal) are
 left out of a used submission one by one and counted. Nothing is deleted: cleansing decides which
@@ -70,6 +73,18 @@ class CleansingRules:
     # too noisy to judge by (at 0.3 it left 14 % of honest participants out, bench/cleansing.py
     # tuning seeds 200-211, against 5.6 % without it).
     min_consensus_r: float | None = None
+    # One slip forgiven: a session with exactly one check too many missed (one trap, or one gold
+    # answer) is still accepted and used when its live scores agree with the other participants'
+    # (consensus r at least this). An attentive participant slips now and then; a spammer's scores
+    # are unrelated to everyone else's (r about 0). P.808's toolkit forgives nothing: on
+    # bench/cleansing.py's tuning seeds 200-231 that left 5.6 % of honest participants out, half
+    # of them for one slip; at 0.5 the spammers caught stayed at 94.3 % (0.4: 92.7 %).
+    forgive_r: float | None = 0.5
+    # Straight-lining is relative: a low variance counts only when it is below this share of how
+    # much the same items vary by the other participants' scores (the variance of their means), so
+    # a session of items that all look alike is not taken for straight-lining (tuning seeds: 1.7 %
+    # of honest participants were, for variances of 0.09-0.25).
+    straight_ratio: float | None = 0.5
     rejection_feedback: str = ("Your answers did not pass the study's attention checks. Please read "
                                "each item and answer it as the instructions say.")
 
@@ -119,22 +134,23 @@ def _outliers(live: pd.DataFrame, z: float) -> pd.Series:
     return (n >= 3) & (sd > 0) & (zscore >= z)
 
 
-def _consensus_r(live: pd.DataFrame) -> pd.Series:
-    """Per submission: Pearson r of its live scores with the leave-one-out mean of the same items
-    (NaN with fewer than 3 items that others rated, or no spread)."""
+def _agreement(live: pd.DataFrame) -> dict[object, tuple[float, float]]:
+    """Per submission, against the leave-one-out mean of the same items (the other participants'):
+    the Pearson r of its live scores with those means (NaN with fewer than 3 items that others
+    rated, or no spread), and the variance of those means over its items (how much the items
+    themselves differ, by everyone else's scores)."""
     grouped = live.groupby("item")["score"]
     total, count = grouped.transform("sum"), grouped.transform("size")
     with np.errstate(invalid="ignore", divide="ignore"):
         others = (total - live["score"]) / (count - 1)
     frame = pd.DataFrame({"submission": live["submission"], "score": live["score"].astype(float),
                           "others": others.where(count > 1)}).dropna()
-
-    def r(g: pd.DataFrame) -> float:
-        if len(g) < 3 or g["score"].std() == 0 or g["others"].std() == 0:
-            return math.nan
-        return float(np.corrcoef(g["score"], g["others"])[0, 1])
-
-    return frame.groupby("submission")[["score", "others"]].apply(r)
+    out: dict[object, tuple[float, float]] = {}
+    for submission, g in frame.groupby("submission"):
+        spread = float(g["others"].var(ddof=0))
+        flat = len(g) < 3 or g["score"].std() == 0 or g["others"].std() == 0
+        out[submission] = (math.nan if flat else float(np.corrcoef(g["score"], g["others"])[0, 1]), spread)
+    return out
 
 
 def _rater_screens(live: pd.DataFrame, rules: CleansingRules) -> pd.DataFrame:
@@ -157,7 +173,7 @@ def cleanse(ratings: pd.DataFrame, rules: CleansingRules = CleansingRules()) -> 
     df = _check(ratings)
     live_mask = df["kind"] == LIVE
     screens = _rater_screens(df[live_mask], rules)
-    agreement = _consensus_r(df[live_mask])
+    agreement = _agreement(df[live_mask])
     rows = []
     for submission, sub in df.groupby("submission", sort=True):
         rater = sub["rater"].iloc[0]
@@ -170,15 +186,35 @@ def cleanse(ratings: pd.DataFrame, rules: CleansingRules = CleansingRules()) -> 
         screen = screens.loc[rater] if rater in screens.index else None
         bt500 = bool(screen["bt500_rejected"]) if screen is not None else False
         ds = float(screen["ds_accuracy"]) if screen is not None else math.nan
-        consensus_r = float(agreement.get(submission, math.nan))
+        consensus_r, others_variance = agreement.get(submission, (math.nan, math.nan))
         reasons: list[str] = []
-        reject = rules.max_trap_failures is not None and trap_failures > rules.max_trap_failures
+        # Checks missed beyond what the rules allow: traps failed, gold answers outside tolerance.
+        trap_over = (max(trap_failures - rules.max_trap_failures, 0)
+                     if rules.max_trap_failures is not None else 0)
+        allowed = math.floor(len(gold) * (1 - rules.gold_min) + 1e-9) if rules.gold_min is not None else 0
+        gold_over = max(int((~gold_right).sum()) - allowed, 0) if rules.gold_min is not None else 0
+        trap_slip, gold_slip = trap_over > 0, gold_over > 0
+        # One slip is forgiven when the live scores agree with everyone else's: a spammer's do not
+        # (r about 0), an attentive participant's do.
+        forgiven = (rules.forgive_r is not None and trap_over + gold_over == 1
+                    and bool(consensus_r >= rules.forgive_r))
+        forgiven_text = ""
+        if forgiven:
+            missed = f"1 of {len(traps)} attention checks" if trap_slip else f"1 of {len(gold)} gold answers"
+            forgiven_text = (f"missed {missed}, forgiven: scores agree with the others' "
+                             f"(r = {consensus_r:.2f})")
+        reject = trap_slip and not forgiven
         if reject:
             reasons.append(f"failed {trap_failures} of {len(traps)} attention checks")
-        if rules.gold_min is not None and len(gold) and gold_accuracy < rules.gold_min:
+        if gold_slip and not forgiven:
             reasons.append(f"gold accuracy {gold_accuracy:.0%} below {rules.gold_min:.0%}")
-        if rules.min_variance is not None and len(own) > 1 and variance < rules.min_variance:
-            reasons.append(f"straight-lining: score variance {variance:.2f} below {rules.min_variance}")
+        flat = rules.min_variance is not None and len(own) > 1 and variance < rules.min_variance
+        if flat and rules.straight_ratio is not None and not math.isnan(others_variance):
+            flat = variance < rules.straight_ratio * others_variance
+        if flat:
+            reasons.append(f"straight-lining: score variance {variance:.2f} below {rules.min_variance}"
+                           + (f" while the others' scores of the same items vary by {others_variance:.2f}"
+                              if not math.isnan(others_variance) else ""))
         if rules.min_median_seconds is not None and len(own) and median_s < rules.min_median_seconds:
             reasons.append(f"speeding: median {median_s:.1f} s per item, below {rules.min_median_seconds} s")
         if bt500:
@@ -194,13 +230,13 @@ def cleanse(ratings: pd.DataFrame, rules: CleansingRules = CleansingRules()) -> 
                      "traps": len(traps), "trap_failures": trap_failures, "gold_items": len(gold),
                      "gold_accuracy": gold_accuracy, "score_variance": variance,
                      "median_seconds": median_s, "bt500_rejected": bt500, "ds_accuracy": ds,
-                     "consensus_r": consensus_r, "outcome": outcome,
-                     "reasons": "; ".join(reasons),
+                     "consensus_r": consensus_r, "others_variance": others_variance, "outcome": outcome,
+                     "reasons": "; ".join(reasons), "forgiven": forgiven_text,
                      "platform_feedback": rules.rejection_feedback if reject else ""})
     submissions = pd.DataFrame(rows, columns=[
         "submission", "rater", "live_items", "traps", "trap_failures", "gold_items", "gold_accuracy",
         "score_variance", "median_seconds", "bt500_rejected", "ds_accuracy", "consensus_r",
-        "outcome", "reasons", "platform_feedback"])
+        "others_variance", "outcome", "reasons", "forgiven", "platform_feedback"])
     # P.808 removes outlying ratings among the used submissions only (a spammer's scores would
     # otherwise widen every item's spread and hide them).
     use_sub = set(submissions.loc[submissions["outcome"] == ACCEPT_USE, "submission"])

@@ -96,11 +96,15 @@ def current_decisions(session: Session, study_id: int) -> dict[int, CleansingDec
     return out
 
 
+#: The criteria a decision stores, in the cleansing report's order (review.analysis.crowd_exports).
+CRITERIA = ("live_items", "traps", "trap_failures", "gold_items", "gold_accuracy", "score_variance",
+            "others_variance", "median_seconds", "bt500_rejected", "ds_accuracy", "consensus_r",
+            "outlier_ratings", "forgiven")
+
+
 def _criteria(row: pd.Series, outliers: list[int]) -> dict[str, object]:
-    keep = ("live_items", "traps", "trap_failures", "gold_items", "gold_accuracy", "score_variance",
-            "median_seconds", "bt500_rejected", "ds_accuracy", "outlier_ratings", "platform_feedback")
     out: dict[str, object] = {}
-    for k in keep:
+    for k in (*CRITERIA, "platform_feedback"):
         v = row[k]
         out[k] = None if isinstance(v, float) and math.isnan(v) else (v.item() if hasattr(v, "item") else v)
     out["outlier_rating_ids"] = outliers

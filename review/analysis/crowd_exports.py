@@ -44,6 +44,7 @@ from db.models import (
 from review.accounts.links import DEFAULT_LIFETIME, sign_link
 from review.analysis.cleansing import CleansingRules
 from review.analysis.crowd_cleansing import (
+    CRITERIA,
     current_decisions,
     reopen,
     unused_rating_ids,
@@ -55,9 +56,6 @@ from review.labeling.pools import PLATFORMS, get_pool, platform_params
 
 #: Export shapes: the two common platforms' and a plain one for any other.
 EXPORT_PLATFORMS = ("prolific", "mturk", "plain")
-#: The criteria a decision stores (review.analysis.crowd_cleansing), in the report's order.
-CRITERIA = ("live_items", "traps", "trap_failures", "gold_items", "gold_accuracy", "score_variance",
-            "median_seconds", "bt500_rejected", "ds_accuracy", "outlier_ratings")
 REPORT_COLUMNS = ("participant", "pool", "platform", "platform_id", *CRITERIA, "ratings_set_aside",
                   "outcome", "reasons", "platform_feedback", "decided_by", "decided_at")
 AUTOMATIC = "automatic"

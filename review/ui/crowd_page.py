@@ -253,9 +253,9 @@ def _training_and_consent(lab: Lab, user: SessionUser, study_id: int) -> None:
 
 
 def _threshold(col: Any, label: str, default: float | None, key: str, *, whole: bool = False,
-               step: float = 0.05) -> float | None:
+               step: float = 0.05, help_text: str | None = None) -> float | None:
     """A criterion's threshold with an on/off switch (off = None)."""
-    on = col.checkbox(label, value=default is not None, key=f"{key}_on")
+    on = col.checkbox(label, value=default is not None, key=f"{key}_on", help=help_text)
     base = default if default is not None else 0.0
     # not disabled when off: inside a form the switch takes effect only on submit
     value = col.number_input(f"{label}: threshold", value=int(base) if whole else float(base),
@@ -278,13 +278,21 @@ def _rules_form() -> CleansingRules | None:
         ds = _threshold(c2, "Dawid-Skene accuracy at least", d.ds_min, f"{KEY}r_ds")
         tolerance = c3.number_input("Gold tolerance (steps)", 0, 9, d.gold_tolerance, key=f"{KEY}r_tolerance")
         bt500 = c4.checkbox("BT.500 screening", value=d.bt500, key=f"{KEY}r_bt500")
+        c1, c2, _c3, _c4 = st.columns(4)
+        forgive = _threshold(c1, "Forgive one slip at r at least", d.forgive_r, f"{KEY}r_forgive",
+                             help_text="One trap or gold answer too many is forgiven when the session's "
+                                       "scores agree with the other participants' this well.")
+        ratio = _threshold(c2, "Straight-lining: below this share of the items' spread",
+                           d.straight_ratio, f"{KEY}r_ratio",
+                           help_text="A low variance counts as straight-lining only when it is below "
+                                     "this share of how much the same items vary by everyone else's scores.")
         feedback = st.text_input("Told to the platform on a rejection", value=d.rejection_feedback,
                                  max_chars=500, key=f"{KEY}r_feedback")
         if not st.form_submit_button("Run cleansing", type="primary"):
             return None
     return CleansingRules(max_trap_failures=None if traps is None else int(traps), gold_min=gold,
                           gold_tolerance=int(tolerance), min_variance=variance, min_median_seconds=seconds,
-                          outlier_z=outlier, bt500=bt500, ds_min=ds,
+                          outlier_z=outlier, bt500=bt500, ds_min=ds, forgive_r=forgive, straight_ratio=ratio,
                           rejection_feedback=feedback.strip() or d.rejection_feedback)
 
 
