@@ -117,12 +117,26 @@ def test_approve_reject_files_in_each_platforms_shape(cleansed) -> None:  # noqa
     with lab.read() as s:
         prolific, mturk, plain = (_rows(ce.export_csv(s, study_id, "approve", p))
                                   for p in ce.EXPORT_PLATFORMS)
-    assert prolific == [["participant_id", "submission_id", "status", "reason"],
-                        ["pidA", "sesA", "APPROVE", ""], ["pidB", "sesB", "APPROVE", ""]]
+    assert prolific == [["participant_id", "submission_id", "status", "reason", "rejection_category"],
+                        ["pidA", "sesA", "APPROVE", "", ""], ["pidB", "sesB", "APPROVE", "", ""]]
     assert mturk == [["AssignmentId", "WorkerId", "HITId", "Approve", "Reject"],
                      ["A1", "W1", "H1", "", FEEDBACK], ["A2", "W2", "H1", "x", ""]]
     assert plain == [["pid", "decision", "reason"], ["pidA", "APPROVE", ""], ["pidB", "APPROVE", ""],
                      ["W1", "REJECT", FEEDBACK], ["W2", "APPROVE", ""]]
+
+
+def test_prolific_rejections_carry_the_category_prolific_asks_for(cleansed) -> None:  # noqa: ANN001
+    """A failed attention check is FAILED_CHECK; an admin's rejection is OTHER."""
+    lab, study_id, ids = cleansed
+    with lab.write() as s:
+        admin = s.scalar(select(User.id).where(User.username == "admin"))
+        cc.override(s, ids["flat"], "reject", "gave 4 to everything", actor_id=admin)
+    with lab.read() as s:
+        rows = _rows(ce.export_csv(s, study_id, "approve", "prolific"))
+    assert rows[2] == ["pidB", "sesB", "REJECT", FEEDBACK, "OTHER"]
+    with lab.read() as s:
+        spam = next(r for r in ce._rows(s, study_id, "mturk") if r.participant.id == ids["spam"])
+    assert spam.rejection_category == "FAILED_CHECK"  # the automatic rejection of a failed trap
 
 
 def test_bonus_files_pay_per_item_to_accepted_submissions(cleansed) -> None:  # noqa: ANN001

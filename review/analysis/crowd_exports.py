@@ -6,7 +6,9 @@ ones into the files an admin uploads or pastes on the platform:
 - the **cleansing report**: one row per submission with every criterion, the outcome, the
   reasons, who decided (automatic or the admin's username) and when;
 - the **approve/reject** file: Prolific (participant_id, submission_id, status APPROVE/REJECT,
-  reason), MTurk's batch-results columns (AssignmentId, WorkerId, HITId, Approve "x", Reject =
+  reason, rejection_category: FAILED_CHECK for a failed attention check, OTHER for an admin's
+  rejection, as Prolific's reject action asks for a category), MTurk's batch-results columns
+  (AssignmentId, WorkerId, HITId, Approve "x", Reject =
   the reason), or plain (pid, decision, reason);
 - the **bonus** file: pool.pay_per_item for each live item a submission rated, paid to accepted
   submissions (accept-and-use and accept-but-do-not-use alike: the participant did the work);
@@ -157,6 +159,14 @@ class _Row:
         return self.decision.outcome != CleansingOutcome.REJECT
 
     @property
+    def rejection_category(self) -> str:
+        """Prolific's rejection category: FAILED_CHECK for an automatic rejection (only a failed
+        attention check rejects), OTHER for an admin's; empty when approved."""
+        if self.approved:
+            return ""
+        return "FAILED_CHECK" if self.decision.decided_by is None else "OTHER"
+
+    @property
     def feedback(self) -> str:
         """The platform-facing reason of a rejection: the cleansing run's, else the rules' text
         (an admin's override reason is for the lab, not for the participant)."""
@@ -207,8 +217,10 @@ def approve_reject(session: Session, study_id: int, platform: str) -> pd.DataFra
     if platform == "prolific":
         sid = PLATFORMS["prolific"][1][1]  # SESSION_ID: Prolific's submission id
         return pd.DataFrame([{"participant_id": r.platform_id, "submission_id": r.export_id(sid),
-                              "status": "APPROVE" if r.approved else "REJECT", "reason": r.feedback}
-                             for r in rows], columns=["participant_id", "submission_id", "status", "reason"])
+                              "status": "APPROVE" if r.approved else "REJECT", "reason": r.feedback,
+                              "rejection_category": r.rejection_category} for r in rows],
+                            columns=["participant_id", "submission_id", "status", "reason",
+                                     "rejection_category"])
     if platform == "mturk":
         return pd.DataFrame([{"AssignmentId": r.export_id("assignmentId"), "WorkerId": r.platform_id,
                               "HITId": r.export_id("hitId"), "Approve": "x" if r.approved else "",
