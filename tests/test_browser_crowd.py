@@ -96,6 +96,9 @@ def _consent(page) -> None:  # noqa: ANN001
     page.get_by_text("Before you start").wait_for()
     page.get_by_text(CONSENT, exact=True).wait_for()  # plain text: the tags show as typed
     assert page.get_by_text("Page not found").count() == 0  # the link lands on the page itself
+    # the participant's one page, full width: no sidebar, no menu, no "Log out"
+    assert page.locator("[data-testid='stSidebar']").count() == 0
+    assert page.get_by_role("button", name="Log out").count() == 0
     _fits(page)
     _shot(page, "1-consent")
     page.get_by_text("I have read the text above and agree to take part.").click()

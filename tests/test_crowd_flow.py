@@ -6,7 +6,7 @@ completion code once and only once, and the admins' live view."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from db.models import Participant, ParticipantProbe, Rating, Study, StudyItem
 from review.accounts.links import sign_link
@@ -154,6 +154,32 @@ def test_a_passing_participant_rates_meets_traps_and_gets_one_completion_code(la
         (state,) = flow.live_state(s, _pool)
     assert (state.stage, state.items_done, state.traps_right, state.traps_answered) == ("completed", 5, 2, 2)
     assert state.median_seconds == 6.0 and state.qualification == (4, 4)
+
+
+def test_the_pools_live_state_reads_every_participant_in_four_queries(lab: Lab) -> None:
+    """One participant screened out with 3 of 4 right (80 % needed), two who only joined: each their own
+    figures, and the admin view costs the same four queries whatever the pool's size."""
+    settings = PoolSettings(training_items=0, qualification_items=4, items_per_session=5, trap_rate=0.4)
+    pool, token = _setup(lab, settings)
+    first = _join(lab, token, "q1")
+    _through_viewing(lab, first)
+    for answer in (3, 3, 3, 1):
+        with lab.write() as s:
+            flow.answer_qualification(s, first, flow.next_probe_item(s, first), answer)
+    others = [_join(lab, token, f"new{k}") for k in range(2)]
+    statements: list[str] = []
+    listen = lambda *args: statements.append(args[2])  # noqa: E731  (conn, cursor, statement, ...)
+    event.listen(lab.read_engine, "before_cursor_execute", listen)
+    try:
+        with lab.read() as s:
+            states = flow.live_state(s, pool)
+    finally:
+        event.remove(lab.read_engine, "before_cursor_execute", listen)
+    assert [st.participant_id for st in states] == [first, *others]
+    assert states[0].qualification == (3, 4) and states[0].stage == "screened_out"
+    assert all(st.qualification == (0, 0) and st.items_done == 0 and st.traps_answered == 0
+               and st.median_seconds is None for st in states[1:])
+    assert len([q for q in statements if q.lstrip().upper().startswith("SELECT")]) == 4
 
 
 def test_training_examples_are_never_live_items(lab: Lab) -> None:

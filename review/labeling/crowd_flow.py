@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import statistics
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from db.models import (
@@ -446,25 +447,42 @@ class ParticipantState:
 
 def live_state(session: Session, pool_id: int) -> list[ParticipantState]:
     """Every participant of the pool: stage, items done, traps passed, gold accuracy (live gold
-    items within their expected range), median seconds per live item."""
-    out = []
-    participants = session.scalars(select(Participant).where(Participant.pool_id == pool_id)
-                                   .order_by(Participant.id))
-    for p in participants:
-        traps = [t for t in _answered(session, p.id, ProbePhase.TRAP).values() if t.answered_at is not None]
-        rows = session.execute(
-            select(Rating.score, Rating.time_taken_ms, StudyItem.is_gold, StudyItem.expected_min,
-                   StudyItem.expected_max)
+    items within their expected range), median seconds per live item; four queries for the
+    whole pool, however many participants it has."""
+    participants = list(session.scalars(select(Participant).where(Participant.pool_id == pool_id)
+                                        .order_by(Participant.id)))
+    in_pool = select(Participant.user_id).where(Participant.pool_id == pool_id)
+    probes: dict[tuple[int, str], list[bool]] = defaultdict(list)
+    for pid, phase, correct in session.execute(
+            select(ParticipantProbe.participant_id, ParticipantProbe.phase, ParticipantProbe.correct)
+            .join(Participant, Participant.id == ParticipantProbe.participant_id)
+            .where(Participant.pool_id == pool_id,
+                   ParticipantProbe.phase.in_((ProbePhase.TRAP.value, ProbePhase.QUALIFICATION.value)),
+                   or_(ParticipantProbe.phase != ProbePhase.TRAP.value,
+                       ParticipantProbe.answered_at.is_not(None)))):
+        probes[(pid, phase)].append(bool(correct))
+    gold: dict[int, list[bool]] = defaultdict(list)
+    times: dict[int, list[float]] = defaultdict(list)
+    for user_id, score, ms, is_gold, lo, hi in session.execute(
+            select(Rating.reviewer_id, Rating.score, Rating.time_taken_ms, StudyItem.is_gold,
+                   StudyItem.expected_min, StudyItem.expected_max)
             .join(StudyItem, StudyItem.id == Rating.item_id)
-            .where(Rating.reviewer_id == p.user_id, Rating.active.is_(True))).all()
-        gold = [(score, lo, hi) for score, _ms, is_gold, lo, hi in rows
-                if is_gold and lo is not None and hi is not None]
-        times = [ms / 1000 for _s, ms, *_rest in rows if ms is not None]
-        done = session.scalar(select(func.count(Assignment.id)).where(
-            Assignment.reviewer_id == p.user_id,
-            Assignment.status.in_((AssignmentStatus.DONE, AssignmentStatus.SKIPPED)))) or 0
+            .where(Rating.reviewer_id.in_(in_pool), Rating.active.is_(True))):
+        if is_gold and lo is not None and hi is not None:
+            gold[user_id].append(lo <= score <= hi)
+        if ms is not None:
+            times[user_id].append(ms / 1000)
+    done = dict(session.execute(
+        select(Assignment.reviewer_id, func.count(Assignment.id))
+        .where(Assignment.reviewer_id.in_(in_pool),
+               Assignment.status.in_((AssignmentStatus.DONE, AssignmentStatus.SKIPPED)))
+        .group_by(Assignment.reviewer_id)).all())
+    out = []
+    for p in participants:
+        traps, qual = probes[(p.id, ProbePhase.TRAP.value)], probes[(p.id, ProbePhase.QUALIFICATION.value)]
+        t = times[p.user_id]
         out.append(ParticipantState(
-            p.id, p.stage, int(done), sum(bool(t.correct) for t in traps), len(traps),
-            sum(lo <= score <= hi for score, lo, hi in gold), len(gold),
-            statistics.median(times) if times else None, qualification_score(session, p.id), p.joined_at))
+            p.id, p.stage, int(done.get(p.user_id, 0)), sum(traps), len(traps),
+            sum(gold[p.user_id]), len(gold[p.user_id]), statistics.median(t) if t else None,
+            (sum(qual), len(qual)), p.joined_at))
     return out

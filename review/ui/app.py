@@ -100,16 +100,22 @@ def main() -> None:
     if not pages:
         st.error(f"The role {user.role!r} has no pages in this app.")
         st.stop()
-    nav = st.navigation(pages)
-    with st.sidebar:
-        st.markdown(f"**{inert(user.display_name)}**  \n{user.role}")
+    if may(user.role, Action.PARTICIPATE):
+        # A participant's one page, full width: no sidebar (the viewing check wants the room for
+        # images at 1:1) and no "Log out" (their platform's link is how they come back).
         deliver_session_cookie()
-        if st.button("Log out", key="logout", icon=":material/logout:",
-                     help="Ends your session in every browser and tab."):
-            logout(lab)
-            st.rerun()
-        if may(user.role, Action.GENERATE):
-            st.caption(sd15_status(lab.settings))
+        nav = st.navigation(pages, position="hidden")
+    else:
+        nav = st.navigation(pages)
+        with st.sidebar:
+            st.markdown(f"**{inert(user.display_name)}**  \n{user.role}")
+            deliver_session_cookie()
+            if st.button("Log out", key="logout", icon=":material/logout:",
+                         help="Ends your session in every browser and tab."):
+                logout(lab)
+                st.rerun()
+            if may(user.role, Action.GENERATE):
+                st.caption(sd15_status(lab.settings))
     try:
         nav.run()
     except DatabaseBusy as exc:  # a write that waited too long for another process: say so
