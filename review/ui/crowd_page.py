@@ -282,8 +282,7 @@ def _rules_form() -> CleansingRules | None:
         forgive = _threshold(c1, "Forgive one slip at r at least", d.forgive_r, f"{KEY}r_forgive",
                              help_text="One trap or gold answer too many is forgiven when the session's "
                                        "scores agree with the other participants' this well.")
-        ratio = _threshold(c2, "Straight-lining: below this share of the items' spread",
-                           d.straight_ratio, f"{KEY}r_ratio",
+        ratio = _threshold(c2, "Straight-lining ratio", d.straight_ratio, f"{KEY}r_ratio",
                            help_text="A low variance counts as straight-lining only when it is below "
                                      "this share of how much the same items vary by everyone else's scores.")
         feedback = st.text_input("Told to the platform on a rejection", value=d.rejection_feedback,
