@@ -4,6 +4,7 @@ it alone, the outcomes, P.808's rating outliers, and the simulated crowd's bad k
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -158,6 +159,17 @@ def test_agreement_with_the_crowd_is_reported_and_judged_when_asked() -> None:
     judged = outcome(df, "contrary", CleansingRules(min_consensus_r=0.3))
     assert judged["outcome"] == ACCEPT_NO_USE and "unrelated to the other participants'" in judged["reasons"]
     assert outcome(df, "good0")["consensus_r"] > 0.5
+
+
+@pytest.mark.parametrize("rule, value, said", [
+    ("gold_min", 1.5, "gold_min must be between 0 and 1 (got 1.5)"),
+    ("forgive_r", -2.0, "forgive_r must be between -1 and 1 (got -2)"),
+    ("min_variance", -0.1, "min_variance must be at least 0 (got -0.1)"),
+    ("max_trap_failures", -1, "max_trap_failures must be at least 0 (got -1)"),
+])
+def test_a_rule_out_of_its_range_is_refused_in_one_line(rule: str, value: float, said: str) -> None:
+    with pytest.raises(CleansingError, match=re.escape(said)):
+        CleansingRules(**{rule: value})
 
 
 def test_missing_columns_and_unknown_kinds_are_refused_plainly() -> None:

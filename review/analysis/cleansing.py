@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from review.analysis.agreement import bt500_screening, dawid_skene, encode_ratings
+from review.errors import ReviewError
 
 #: The outcomes a submission can have, from the participant's and the analysis' side.
 ACCEPT_USE = "accept_use"
@@ -44,8 +45,9 @@ LIVE, GOLD, TRAP = "live", "gold", "trap"
 COLUMNS = ("submission", "rater", "item", "score", "seconds", "kind", "expected_min", "expected_max")
 
 
-class CleansingError(ValueError):
-    """The ratings cannot be cleansed as given (a missing column, a score off the scale)."""
+class CleansingError(ReviewError, ValueError):
+    """The ratings cannot be cleansed as given (a missing column, an unknown item kind), or a rule's
+    threshold is out of its range."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,17 @@ class CleansingRules:
     straight_ratio: float | None = 0.5
     rejection_feedback: str = ("Your answers did not pass the study's attention checks. Please read "
                                "each item and answer it as the instructions say.")
+
+    def __post_init__(self) -> None:
+        ranges = {"max_trap_failures": (0, math.inf), "gold_min": (0.0, 1.0), "gold_tolerance": (0, math.inf),
+                  "min_variance": (0.0, math.inf), "min_median_seconds": (0.0, math.inf),
+                  "outlier_z": (0.0, math.inf), "ds_min": (0.0, 1.0), "min_consensus_r": (-1.0, 1.0),
+                  "forgive_r": (-1.0, 1.0), "straight_ratio": (0.0, math.inf)}
+        for name, (lo, hi) in ranges.items():
+            value = getattr(self, name)
+            if value is not None and not lo <= value <= hi:
+                where = f"at least {lo:g}" if hi == math.inf else f"between {lo:g} and {hi:g}"
+                raise CleansingError(f"The cleansing rule {name} must be {where} (got {value:g}).")
 
     def as_dict(self) -> dict[str, object]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -18,7 +18,7 @@ import streamlit as st
 from review.accounts.links import lab_secret
 from review.analysis import crowd_cleansing as cc
 from review.analysis import crowd_exports as ce
-from review.analysis.cleansing import CleansingRules
+from review.analysis.cleansing import CleansingError, CleansingRules
 from review.database import Lab
 from review.enums import CleansingOutcome, PoolKind, PoolStatus
 from review.labeling import qa
@@ -289,10 +289,15 @@ def _rules_form() -> CleansingRules | None:
                                  max_chars=500, key=f"{KEY}r_feedback")
         if not st.form_submit_button("Run cleansing", type="primary"):
             return None
-    return CleansingRules(max_trap_failures=None if traps is None else int(traps), gold_min=gold,
-                          gold_tolerance=int(tolerance), min_variance=variance, min_median_seconds=seconds,
-                          outlier_z=outlier, bt500=bt500, ds_min=ds, forgive_r=forgive, straight_ratio=ratio,
-                          rejection_feedback=feedback.strip() or d.rejection_feedback)
+    try:
+        return CleansingRules(max_trap_failures=None if traps is None else int(traps), gold_min=gold,
+                              gold_tolerance=int(tolerance), min_variance=variance,
+                              min_median_seconds=seconds, outlier_z=outlier, bt500=bt500, ds_min=ds,
+                              forgive_r=forgive, straight_ratio=ratio,
+                              rejection_feedback=feedback.strip() or d.rejection_feedback)
+    except CleansingError as exc:
+        st.error(str(exc))
+        return None
 
 
 def _cleansed_line(result: Any) -> str:
