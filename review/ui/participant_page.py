@@ -1,8 +1,9 @@
 """The participant page: a crowd participant's whole study on one page, one stage at a time.
 
 A participant arrives by a pool's link (`/_lab/join`, review/ui/server.py), which sets the
-session cookie and sends them here; the app signs them in like a reviewer, and their menu holds
-this page only (review.policy: Action.PARTICIPATE is a participant's one action). The stages and
+session cookie and sends them here; the app signs them in like a reviewer and shows this page
+only, full width, with no sidebar, menu or "Log out" (review.policy: Action.PARTICIPATE is a
+participant's one action; their platform's link is how they come back). The stages and
 their rules are review.labeling.crowd_flow's; this page shows where the participant is and sends
 their answers:
 
