@@ -5,15 +5,43 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from db.models import ParticipantProbe
+from PIL import Image
+from sqlalchemy import select
+
+from db.models import ParticipantProbe, Study, StudyItem
+from review.accounts.links import sign_link
 from review.database import Lab
 from review.labeling import crowd_flow as flow
 from review.labeling.participants import join
+from review.labeling.pools import PoolSpec, add_pool
 from review.labeling.ratings import Submission, submit
+from review.labeling.settings import update_settings
+from tests.support import build_study
 
 #: A pool flow with nothing before the live items: six of them, two traps among them.
 QUICK_FLOW = {"viewing_check": False, "contrast_check": False, "training_items": 0,
               "qualification_items": 0, "items_per_session": 6, "trap_rate": 0.34}
+
+
+#: The guideline's reason shown after a training example's answer.
+TRAINING_REASON = "The face changed: a different person is not faithful."
+
+
+def crowd_study(lab: Lab, secret: bytes, spec: PoolSpec, consent: str,
+                pictures: list[Image.Image] | None = None) -> tuple[int, str]:
+    """A 12-item study (items 0, 3, 6, 9 gold expecting 4-5; the first two others training
+    examples expecting 2-3 with TRAINING_REASON) with the `consent` text and the pool `spec`;
+    returns the pool id and a link token signed with `secret`."""
+    study_id = build_study(lab, 12, gold_every=3, raters_per_item=3, pictures=pictures)
+    with lab.write() as s:
+        items = s.scalars(select(StudyItem).where(StudyItem.study_id == study_id,
+                                                  StudyItem.is_gold.is_(False)).order_by(StudyItem.id)).all()
+        for item in items[:2]:
+            item.is_training, item.expected_min, item.expected_max = True, 2, 3
+            item.training_reason = TRAINING_REASON
+        update_settings(s.get(Study, study_id), consent_text=consent)
+        pool = add_pool(s, study_id, spec)
+        return pool.id, sign_link(secret, study_id, pool.id, pool.link_version)
 
 
 def honest(item_id: int) -> int:

@@ -16,42 +16,33 @@ from urllib.parse import urlencode
 
 from sqlalchemy import func, select
 
-from db.models import Assignment, Participant, ParticipantProbe, Rating, Study, StudyItem
+from db.models import Assignment, Participant, ParticipantProbe, Rating
 from review.accounts.links import lab_secret, sign_link
 from review.database import Lab
 from review.enums import AssignmentStatus, ProbePhase
 from review.labeling import crowd_flow
 from review.labeling.pools import PoolSettings, PoolSpec, add_pool
-from review.labeling.settings import update_settings
 from review.labeling.viewing_report import reported
 from tests.support import build_study, sample_pictures, wait_until
 from tests.support_browser import chromium_page, log_in_admin, streamlit_server, wait_idle
-from tests.support_crowd import QUICK_FLOW, crowd_session
+from tests.support_crowd import QUICK_FLOW, TRAINING_REASON, crowd_session, crowd_study
 
 LAPTOP = (1366, 768)
 CONSENT = "You rate how faithful restored photos are. <b>Your answers</b> are kept under a pseudonym."
-REASON = "The face changed: a different person is not faithful."
+REASON = TRAINING_REASON
 NO_SIDEWAYS_SCROLL = "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
 SHOTS = os.environ.get("REVIEW_CROWD_SHOTS", "")  # a folder: screenshots of each stage go there
 
 
 def _setup(lab: Lab) -> tuple[int, str]:
-    """A 12-item study (items 0, 3, 6, 9 gold expecting 4-5; two others training examples) and a
-    Prolific pool: 2 training, 4 qualification, 4 live items with one trap."""
-    study_id = build_study(lab, 12, gold_every=3, raters_per_item=3, pictures=sample_pictures())
-    with lab.write() as s:
-        items = s.scalars(select(StudyItem).where(StudyItem.study_id == study_id,
-                                                  StudyItem.is_gold.is_(False)).order_by(StudyItem.id)).all()
-        for item in items[:2]:
-            item.is_training, item.expected_min, item.expected_max = True, 2, 3
-            item.training_reason = REASON
-        update_settings(s.get(Study, study_id), consent_text=CONSENT)
-        flow = PoolSettings(training_items=2, qualification_items=4, items_per_session=4, trap_rate=0.25)
-        pool = add_pool(s, study_id, PoolSpec(name="Prolific crowd", platform="prolific",
-                                              completion_code="C1A2B3", screened_out_code="SCR-OUT-9",
-                                              return_url="https://app.prolific.com/submissions/complete",
-                                              flow=flow))
-        return pool.id, sign_link(lab_secret(lab.settings), study_id, pool.id, pool.link_version)
+    """The crowd study of tests/support_crowd.py, with photos, and a Prolific pool: 2 training,
+    4 qualification, 4 live items with one trap."""
+    flow = PoolSettings(training_items=2, qualification_items=4, items_per_session=4, trap_rate=0.25)
+    return crowd_study(lab, lab_secret(lab.settings),
+                       PoolSpec(name="Prolific crowd", platform="prolific", completion_code="C1A2B3",
+                                screened_out_code="SCR-OUT-9",
+                                return_url="https://app.prolific.com/submissions/complete", flow=flow),
+                       CONSENT, pictures=sample_pictures())
 
 
 def _link(url: str, token: str, prolific_pid: str) -> str:

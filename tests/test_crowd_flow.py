@@ -8,36 +8,25 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import event, select
 
-from db.models import Participant, ParticipantProbe, Rating, Study, StudyItem
-from review.accounts.links import sign_link
+from db.models import Participant, ParticipantProbe, Rating, StudyItem
 from review.database import Lab
 from review.labeling import crowd_flow as flow
 from review.labeling.assignment import Lease
 from review.labeling.participants import join
-from review.labeling.pools import PoolSettings, PoolSpec, add_pool
+from review.labeling.pools import PoolSettings, PoolSpec
 from review.labeling.ratings import Submission, submit
-from review.labeling.settings import update_settings
 from review.media.store import load_rgb
-from tests.support import build_study
+from tests.support_crowd import crowd_study
 
 SECRET = b"f" * 48
 GOOD = flow.ViewingMeasures(inner_width=1366, pixel_ratio=1.0, viewport_scale=1.0)
 
 
 def _setup(lab: Lab, settings: PoolSettings) -> tuple[int, str]:
-    """A 12-item study, items 0, 3, 6, 9 gold (expected 4-5), two of the rest training examples."""
-    study_id = build_study(lab, 12, gold_every=3, raters_per_item=3)
-    with lab.write() as s:
-        items = s.scalars(select(StudyItem).where(StudyItem.study_id == study_id,
-                                                  StudyItem.is_gold.is_(False)).order_by(StudyItem.id)).all()
-        for item in items[:2]:
-            item.is_training, item.expected_min, item.expected_max = True, 2, 3
-            item.training_reason = "The face changed: a different person is not faithful."
-        update_settings(s.get(Study, study_id), consent_text="I agree to take part.")
-        pool = add_pool(s, study_id, PoolSpec(name="crowd", completion_code="DONE-77",
-                                              screened_out_code="OUT-13",
-                                              return_url="https://example.org/back", flow=settings))
-        return pool.id, sign_link(SECRET, study_id, pool.id, pool.link_version)
+    """The crowd study of tests/support_crowd.py with a pool of these flow `settings`."""
+    spec = PoolSpec(name="crowd", completion_code="DONE-77", screened_out_code="OUT-13",
+                    return_url="https://example.org/back", flow=settings)
+    return crowd_study(lab, SECRET, spec, "I agree to take part.")
 
 
 def _join(lab: Lab, token: str, pid: str) -> int:

@@ -17,45 +17,34 @@ from starlette.requests import Request
 from starlette.responses import Response
 from streamlit.testing.v1 import AppTest
 
-from db.models import Participant, ParticipantProbe, Rating, Study, StudyItem
-from review.accounts.links import lab_secret, sign_link
+from db.models import Participant, ParticipantProbe, Rating
+from review.accounts.links import lab_secret
 from review.accounts.sessions import COOKIE
 from review.database import Lab
 from review.enums import ProbePhase, Role
 from review.labeling import crowd_flow
 from review.labeling.participants import join
-from review.labeling.pools import PoolSettings, PoolSpec, add_pool
-from review.labeling.settings import update_settings
+from review.labeling.pools import PoolSettings, PoolSpec
 from review.labeling.viewing_report import WindowReport, reported, store_report
 from review.ui import server
 from review.ui.app import PAGE_INFO, menu
 from review.ui.common import SessionUser
-from tests.support import build_study
 from tests.support_app import TIMEOUT, page_app, texts
+from tests.support_crowd import TRAINING_REASON, crowd_study
 
 pytestmark = pytest.mark.slow  # AppTest runs the page's script: a second or more each
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ROOT / "review" / "ui" / "pages"
 CONSENT = "I agree to take part. <b>not bold</b> **not strong**"
-REASON = "The face changed: a different person is not faithful."
+REASON = TRAINING_REASON
 
 
 def _setup(lab: Lab, flow: PoolSettings) -> str:
-    """A 12-item study (items 0, 3, 6, 9 gold expecting 4-5; two others training examples) with a
-    crowd pool; returns a link token."""
-    study_id = build_study(lab, 12, gold_every=3, raters_per_item=3)
-    with lab.write() as s:
-        items = s.scalars(select(StudyItem).where(StudyItem.study_id == study_id,
-                                                  StudyItem.is_gold.is_(False)).order_by(StudyItem.id)).all()
-        for item in items[:2]:
-            item.is_training, item.expected_min, item.expected_max = True, 2, 3
-            item.training_reason = REASON
-        update_settings(s.get(Study, study_id), consent_text=CONSENT)
-        pool = add_pool(s, study_id, PoolSpec(name="crowd", completion_code="DONE-77",
-                                              screened_out_code="OUT-13", return_url="https://example.org/back",
-                                              flow=flow))
-        return sign_link(lab_secret(lab.settings), study_id, pool.id, pool.link_version)
+    """The crowd study of tests/support_crowd.py with a pool of this `flow`; returns a link token."""
+    return crowd_study(lab, lab_secret(lab.settings),
+                       PoolSpec(name="crowd", completion_code="DONE-77", screened_out_code="OUT-13",
+                                return_url="https://example.org/back", flow=flow), CONSENT)[1]
 
 
 def _participant(lab: Lab, token: str, pid: str) -> tuple[int, SessionUser, str]:
