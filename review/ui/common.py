@@ -33,6 +33,7 @@ from review.accounts.users import LoginRefused, authenticate, still_active
 from review.config import SETTING_NAMES, ConfigError, load_settings
 from review.database import Lab, SchemaOutOfDate, open_lab
 from review.errors import ReviewError
+from review.labeling.study import list_studies
 from review.policy import Action, may
 from review.ui.display import inert
 from review.ui.server import SESSION_PATH
@@ -254,3 +255,15 @@ def run_action(lab: Lab, action: Callable[[Any], T], success: str | Callable[[T]
         if not callback:
             st.rerun()
     return Outcome(value)
+
+
+def pick_study(lab: Lab, key: str, empty: str) -> tuple[int, str] | None:
+    """The study selector at the top of a study page: every study by name; the chosen study's id
+    and name, or None after saying `empty` when there is no study yet."""
+    with lab.read() as s:
+        names = {study.id: study.name for study in list_studies(s)}
+    if not names:
+        st.info(empty)
+        return None
+    study_id = int(st.selectbox("Study", list(names), format_func=names.__getitem__, key=key))
+    return study_id, names[study_id]

@@ -38,9 +38,9 @@ from review.labeling.pools import (
     void_links,
 )
 from review.labeling.settings import StudySettings, update_settings
-from review.labeling.study import list_studies, study_by_id
+from review.labeling.study import study_by_id
 from review.policy import Action, may
-from review.ui.common import SessionUser, run_action, show_flashes
+from review.ui.common import SessionUser, pick_study, run_action, show_flashes
 from review.ui.display import inert
 
 KEY = "crowd_"
@@ -380,14 +380,10 @@ def render(lab: Lab, user: SessionUser) -> None:
         st.stop()
     st.title("Crowd")
     show_flashes()
-    with lab.read() as s:
-        studies = [(study.id, study.name) for study in list_studies(s)]
-    if not studies:
-        st.info("No studies yet: create one on Study setup first.")
+    picked = pick_study(lab, f"{KEY}study", "No studies yet: create one on Study setup first.")
+    if picked is None:
         return
-    names = dict(studies)
-    study_id = int(st.selectbox("Study", [i for i, _n in studies], format_func=lambda i: names[i],
-                                key=f"{KEY}study"))
+    study_id, study_name = picked
     # a radio, not st.tabs: a tab goes back to the first one when a flash message appears above it
     section = st.radio("Section", SECTIONS, horizontal=True, key=f"{KEY}section",
                        label_visibility="collapsed")
@@ -396,7 +392,7 @@ def render(lab: Lab, user: SessionUser) -> None:
     elif section == SECTIONS[1]:
         _training_and_consent(lab, user, study_id)
     else:
-        _cleansing(lab, user, study_id, names[study_id])
+        _cleansing(lab, user, study_id, study_name)
 
 
 __all__ = ["render"]

@@ -20,11 +20,11 @@ from review.database import Lab
 from review.labeling import qa
 from review.labeling.ratings import FLAG_LABELS, FLAGS
 from review.labeling.settings import StudySettings
-from review.labeling.study import list_studies, study_by_id
+from review.labeling.study import study_by_id
 from review.labeling.views import ImageRef, scale_labels
 from review.media.store import ImageStore
 from review.policy import Action, may
-from review.ui.common import SessionUser, run_action, show_flashes
+from review.ui.common import SessionUser, pick_study, run_action, show_flashes
 from review.ui.display import display_jpeg, inert
 
 KEY = "qa_"
@@ -173,13 +173,10 @@ def render(lab: Lab, user: SessionUser) -> None:
         st.stop()
     st.title("QA review")
     show_flashes()
-    with lab.read() as s:
-        studies = [(study.id, study.name) for study in list_studies(s)]
-    if not studies:
-        st.info("No studies yet.")
+    picked = pick_study(lab, f"{KEY}study", "No studies yet.")
+    if picked is None:
         return
-    names = dict(studies)
-    study_id = st.selectbox("Study", list(names), format_func=names.__getitem__, key=f"{KEY}study")
+    study_id = picked[0]
     if may(user.role, Action.QA_SAMPLE):
         _admin_panel(lab, study_id, user.id)
     _queue(lab, user, study_id)
