@@ -51,14 +51,24 @@ def _lab() -> Lab:
     return open_lab(load_settings(), migrate=False)
 
 
-async def _session(request: Request) -> Response:
-    if int(request.headers.get("content-length") or 0) > MAX_BODY:
-        return Response("A login code is short; this request is not one.", status_code=413)
+async def _bounded_body(request: Request) -> bytes | None:
+    """The request's body, or None when it is (or says it is) longer than MAX_BODY bytes: at most
+    MAX_BODY + one chunk is read, whatever the header said."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        return None
     body = b""
-    async for chunk in request.stream():  # read at most MAX_BODY bytes, whatever the header said
+    async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY:
-            return Response("A login code is short; this request is not one.", status_code=413)
+            return None
+    return body
+
+
+async def _session(request: Request) -> Response:
+    body = await _bounded_body(request)
+    if body is None:
+        return Response("A login code is short; this request is not one.", status_code=413)
     code = body.decode("ascii", "replace").strip()
     try:  # the database call runs in a worker thread: it must not stall the server's event loop
         token = await run_in_threadpool(_exchange, code)
@@ -131,11 +141,9 @@ async def _viewing_route(request: Request) -> Response:
     token = request.cookies.get(COOKIE, "")
     if not token:
         return Response("Open the study link first.", status_code=403)
-    body = b""
-    async for chunk in request.stream():  # read at most MAX_BODY bytes, whatever the header said
-        body += chunk
-        if len(body) > MAX_BODY:
-            return Response("The measures are short; this request is not one.", status_code=413)
+    body = await _bounded_body(request)
+    if body is None:
+        return Response("The measures are short; this request is not one.", status_code=413)
     try:
         report = parse_report(json.loads(body.decode("utf-8")))
     except (UnicodeDecodeError, json.JSONDecodeError):
