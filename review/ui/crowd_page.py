@@ -146,10 +146,10 @@ def _live_table(lab: Lab, pool_id: int) -> None:
     st.dataframe(pd.DataFrame([{
         "participant": p.participant_id, "stage": p.stage, "items done": p.items_done,
         "traps passed": f"{p.traps_right}/{p.traps_answered}",
-        "gold accuracy": (p.gold_right / p.gold_rated) if p.gold_rated else None,
+        "gold accuracy": (100 * p.gold_right / p.gold_rated) if p.gold_rated else None,
         "median s/item": p.median_seconds, "qualification": f"{p.qualification[0]}/{p.qualification[1]}",
         "joined (UTC)": p.joined_at} for p in states]), hide_index=True, width="stretch",
-        column_config={"gold accuracy": st.column_config.NumberColumn(format="percent"),
+        column_config={"gold accuracy": st.column_config.NumberColumn(format="%.0f %%"),
                        "median s/item": st.column_config.NumberColumn(format="%.1f")})
 
 
