@@ -192,6 +192,20 @@ def test_changing_address_does_not_escape_the_account_ceiling_which_is_a_pause_n
     assert authenticate(lab.sessions, "fay", "right password", client="10.9.8.7").username == "fay"
 
 
+def test_a_try_that_read_the_clock_before_a_parallel_one_was_recorded_is_not_paused(lab):
+    """Parallel tries read the clock before they take the account's turn, so the last recorded
+    failure can be later than this try's `now`; below the free counts that must not pause it
+    (it did, for "0 s", when CI's threads interleaved that way)."""
+    with lab.write() as s:
+        add_user(s, "gus", "right password", "reviewer")
+    t0 = utcnow() - timedelta(minutes=5)
+    with pytest.raises(LoginRefused, match="wrong password"):
+        authenticate(lab.sessions, "gus", "guess guess", client="192.0.2.1", now=t0 + timedelta(seconds=1))
+    with pytest.raises(LoginRefused, match="wrong password"):
+        authenticate(lab.sessions, "gus", "guess guess", client="192.0.2.1", now=t0)
+    assert authenticate(lab.sessions, "gus", "right password", client="192.0.2.2", now=t0).username == "gus"
+
+
 def test_the_ceiling_counts_unknown_names_too(lab):
     """A name that does not exist is throttled like one that does (no hint which names exist)."""
     t0 = utcnow() - timedelta(minutes=5)

@@ -302,7 +302,9 @@ def _throttled(session: Session, username: str, client: str, now: datetime) -> s
     for who, free in ((client, FREE_FAILURES), (None, ACCOUNT_FREE_FAILURES)):
         failures, last = recent_failures(session, username, who, now)
         wait = backoff(failures, free)
-        if last is None or now >= last + wait:
+        # Below the free count nothing waits, even when a parallel try that read the clock later
+        # was recorded first (its `at` is after this try's `now`).
+        if last is None or not wait or now >= last + wait:
             continue
         seconds = math.ceil((last + wait - now).total_seconds())
         if who is not None:
