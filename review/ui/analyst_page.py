@@ -49,8 +49,8 @@ from review.analysis.tables import (
 )
 from review.database import Lab
 from review.labeling.study import list_studies, study_by_id
-from review.policy import Action, may
-from review.ui.common import SessionUser
+from review.policy import Action
+from review.ui.common import SessionUser, refuse_unless
 from review.ui.display import inert
 from review.ui.ratings_choice import ratings_choice
 
@@ -289,9 +289,7 @@ def _exports(lab: Lab, study_id: int, name: str, fingerprint: tuple[int, ...],
 
 def render(lab: Lab, user: SessionUser) -> None:
     """The Analyst page (admins only)."""
-    if not may(user.role, Action.ANALYSIS_VIEW):
-        st.error("The Analysis page is only available to admins.")
-        st.stop()
+    refuse_unless(user, Action.ANALYSIS_VIEW, "The Analysis page is only available to admins.")
     st.title("Analysis")
     studies = _studies(lab)
     if not studies:

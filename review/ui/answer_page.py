@@ -34,7 +34,7 @@ from review.generation.proposals import accept_proposal
 from review.labeling.study import list_studies, study_by_id
 from review.labeling.views import ImageRef
 from review.policy import Action, may
-from review.ui.common import SessionUser, run_action, show_flashes
+from review.ui.common import SessionUser, refuse_unless, run_action, show_flashes
 from review.ui.display import inert, show_images
 from review.ui.ratings_choice import ratings_choice
 
@@ -229,9 +229,7 @@ def _proposals(lab: Lab, user: SessionUser, study_id: int, answer: Answer) -> No
 
 def render(lab: Lab, user: SessionUser) -> None:
     """The answer page (admins and QA)."""
-    if not may(user.role, Action.ANSWER_VIEW):
-        st.error("The answer page is only available to admins and QA.")
-        st.stop()
+    refuse_unless(user, Action.ANSWER_VIEW, "The answer page is only available to admins and QA.")
     st.title("How far can it go?")
     show_flashes()
     with lab.read() as s:

@@ -22,8 +22,8 @@ from review.accounts.audit import (
     count_entries,
 )
 from review.database import Lab
-from review.policy import Action, may
-from review.ui.common import SessionUser
+from review.policy import Action
+from review.ui.common import SessionUser, refuse_unless
 from review.ui.display import inert
 
 KEY = "audit_"
@@ -41,9 +41,7 @@ class _Filters(TypedDict):
 
 def render(lab: Lab, user: SessionUser) -> None:
     """The Audit log page."""
-    if not may(user.role, Action.AUDIT_VIEW):
-        st.error("The audit log is only available to admins.")
-        st.stop()
+    refuse_unless(user, Action.AUDIT_VIEW, "The audit log is only available to admins.")
     st.title("Audit log")
     with lab.read() as s:
         actors = actor_names(s)

@@ -100,6 +100,14 @@ def _refuse(user: SessionUser) -> NoReturn:
     st.stop()
 
 
+def refuse_unless(user: SessionUser, action: Action, refusal: str) -> None:
+    """A page's own check of its user (the page entry's `require` checks too, but a page's render
+    is also called directly, in tests and from other pages): stop with `refusal` unless allowed."""
+    if not may(user.role, action):
+        st.error(refusal)
+        st.stop()
+
+
 def account_still_valid(lab: Lab, user: SessionUser) -> bool:
     """Deactivated or deleted accounts, and sessions ended elsewhere (logout in another tab, a role
     change, a password reset), lose their session on the next full page run; every write checks

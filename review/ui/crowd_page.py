@@ -39,8 +39,8 @@ from review.labeling.pools import (
 )
 from review.labeling.settings import StudySettings, update_settings
 from review.labeling.study import study_by_id
-from review.policy import Action, may
-from review.ui.common import SessionUser, pick_study, run_action, show_flashes
+from review.policy import Action
+from review.ui.common import SessionUser, pick_study, refuse_unless, run_action, show_flashes
 from review.ui.display import inert
 
 KEY = "crowd_"
@@ -375,9 +375,7 @@ def _cleansing(lab: Lab, user: SessionUser, study_id: int, study_name: str) -> N
 
 def render(lab: Lab, user: SessionUser) -> None:
     """The Crowd page for admins."""
-    if not may(user.role, Action.POOLS_MANAGE):
-        st.error("The Crowd page is only available to admins.")
-        st.stop()
+    refuse_unless(user, Action.POOLS_MANAGE, "The Crowd page is only available to admins.")
     st.title("Crowd")
     show_flashes()
     picked = pick_study(lab, f"{KEY}study", "No studies yet: create one on Study setup first.")

@@ -15,7 +15,7 @@ from review.labeling.disagreements import Disagreement, disagreements, settle_it
 from review.labeling.study import list_studies, study_by_id
 from review.labeling.views import item_view
 from review.policy import Action, may
-from review.ui.common import SessionUser, run_action, show_flashes
+from review.ui.common import SessionUser, refuse_unless, run_action, show_flashes
 from review.ui.display import display_jpeg, inert
 
 KEY = "dis_"
@@ -54,9 +54,8 @@ def _item(lab: Lab, user: SessionUser, d: Disagreement, scale: tuple[int, int]) 
 
 def render(lab: Lab, user: SessionUser) -> None:
     """The Disagreements page."""
-    if not may(user.role, Action.DISAGREEMENTS_SETTLE):
-        st.error("The Disagreements page is only available to admins and QA reviewers.")
-        st.stop()
+    refuse_unless(user, Action.DISAGREEMENTS_SETTLE,
+                  "The Disagreements page is only available to admins and QA reviewers.")
     st.title("Disagreements")
     show_flashes()
     with lab.read() as s:

@@ -18,16 +18,14 @@ from review.labeling.views import study_outputs
 from review.media import catalog
 from review.media.decode import decode_image
 from review.media.restore import list_models
-from review.policy import Action, may
-from review.ui.common import SessionUser, run_action
+from review.policy import Action
+from review.ui.common import SessionUser, refuse_unless, run_action
 from review.ui.display import inert, show_images
 from review.ui.plan_form import plan_fields
 
 
 def render(lab: Lab, user: SessionUser) -> None:
-    if not may(user.role, Action.GENERATE):
-        st.error("Generation is only available to admins.")
-        st.stop()
+    refuse_unless(user, Action.GENERATE, "Generation is only available to admins.")
     st.title("Generate restorations")
     with lab.read() as s:
         studies = list_studies(s)

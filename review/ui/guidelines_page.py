@@ -39,8 +39,8 @@ from review.labeling.guidelines.files import (
 from review.labeling.settings import StudySettings
 from review.labeling.study import list_studies, study_by_id
 from review.labeling.views import GuidelineView, guideline_versions
-from review.policy import Action, may
-from review.ui.common import SessionUser, run_action, show_flashes
+from review.policy import Action
+from review.ui.common import SessionUser, refuse_unless, run_action, show_flashes
 from review.ui.display import inert
 from review.ui.guideline import render_body
 
@@ -202,9 +202,7 @@ def render(lab: Lab, user: SessionUser, guidelines_root: Path | None = None) -> 
     """The guideline authoring page (admins only). Shipped versions are loaded from
     `guidelines_root` (default: the app's guidelines/ folder); new versions are written to, and
     loaded from, the data folder's guidelines/ (`authored_dir`)."""
-    if not may(user.role, Action.GUIDELINE_EDIT):
-        st.error("The guideline authoring page is only available to admins.")
-        st.stop()
+    refuse_unless(user, Action.GUIDELINE_EDIT, "The guideline authoring page is only available to admins.")
     root = Path(guidelines_root) if guidelines_root is not None else GUIDELINES_DIR
     mine = authored_dir(lab.settings.data_dir)
     st.title("Guidelines")

@@ -24,7 +24,7 @@ from review.labeling.study import study_by_id
 from review.labeling.views import ImageRef, scale_labels
 from review.media.store import ImageStore
 from review.policy import Action, may
-from review.ui.common import SessionUser, pick_study, run_action, show_flashes
+from review.ui.common import SessionUser, pick_study, refuse_unless, run_action, show_flashes
 from review.ui.display import display_jpeg, inert
 
 KEY = "qa_"
@@ -168,9 +168,7 @@ def _queue(lab: Lab, user: SessionUser, study_id: int) -> None:
 
 def render(lab: Lab, user: SessionUser) -> None:
     """The QA page for QA reviewers and admins."""
-    if not may(user.role, Action.QA_REVIEW):
-        st.error("The QA page is only available to QA reviewers and admins.")
-        st.stop()
+    refuse_unless(user, Action.QA_REVIEW, "The QA page is only available to QA reviewers and admins.")
     st.title("QA review")
     show_flashes()
     picked = pick_study(lab, f"{KEY}study", "No studies yet.")

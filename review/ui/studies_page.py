@@ -31,7 +31,7 @@ from review.labeling.study import (
 from review.labeling.views import guideline_versions
 from review.media import catalog
 from review.policy import Action, may
-from review.ui.common import SessionUser, flash, run_action, show_flashes
+from review.ui.common import SessionUser, flash, refuse_unless, run_action, show_flashes
 from review.ui.display import inert
 from review.ui.plan_form import plan_fields
 
@@ -152,9 +152,7 @@ def _edit(lab: Lab, user: SessionUser, raters: dict[int, str]) -> None:
 
 def render(lab: Lab, user: SessionUser) -> None:
     """The Study setup page."""
-    if not may(user.role, Action.STUDY_EDIT):
-        st.error("Study setup is only available to admins.")
-        st.stop()
+    refuse_unless(user, Action.STUDY_EDIT, "Study setup is only available to admins.")
     st.title("Study setup")
     show_flashes()
     with lab.read() as s:
